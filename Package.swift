@@ -1,0 +1,23 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "av",
+    products: [
+        .library(name: "Tensors", targets: ["Tensors"]),
+        .library(name: "SafeTensors", targets: ["SafeTensors"]),
+        .executable(name: "av", targets: ["av"]),
+    ],
+    targets: [
+        .target(name: "Tensors"),
+        .target(name: "SafeTensors", dependencies: ["Tensors"]),
+        .executableTarget(name: "av", dependencies: ["Tensors", "SafeTensors"]),
+        // Shared helpers for every test target: temporary directories, running the built binary.
+        .target(name: "AVTestSupport", path: "Tests/AVTestSupport"),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "AVTestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "AVTestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "CLITests", dependencies: ["SafeTensors", "AVTestSupport"]),
+    ]
+)

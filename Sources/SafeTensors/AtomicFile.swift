@@ -1,0 +1,145 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A file written under a temporary name beside its destination and renamed into place on `commit`.
+///
+/// Until `commit` succeeds the destination is untouched; `abort` (or releasing the value without
+/// committing) removes the temporary. A crash leaves at most a `.NAME.tmp-*` file, never a partial
+/// destination. Writes go through a reused buffer so many small writes cost few system calls.
+public final class AtomicFile {
+    public let destination: String
+    public let temporaryPath: String
+    private var fd: Int32
+    private var buffer: UnsafeMutableRawBufferPointer
+    private var buffered = 0
+    public private(set) var bytesWritten = 0
+    private var done = false
+
+    public init(destination: String, bufferSize: Int = 4 << 20) throws(SafeTensorsError) {
+        self.destination = destination
+        let (dir, name) = splitPath(destination)
+        var attempt = 0
+        var path: String
+        var handle: Int32
+        repeat {
+            path = dir + "." + name + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+            handle = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            attempt += 1
+        } while handle < 0 && errno == EEXIST && attempt < 16
+        guard handle >= 0 else {
+            throw SafeTensorsError(file: destination, .io(operation: "create a temporary file in \(dir.isEmpty ? "." : dir)", message: errnoText()))
+        }
+        fd = handle
+        temporaryPath = path
+        buffer = .allocate(byteCount: bufferSize, alignment: 64)
+    }
+
+    /// Appends `bytes`.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws(SafeTensorsError) {
+        precondition(!done, "write after commit or abort")
+        if bytes.count >= buffer.count {
+            try flushBuffer()
+            try writeAll(bytes)
+            return
+        }
+        if buffered + bytes.count > buffer.count { try flushBuffer() }
+        if let src = bytes.baseAddress, let dst = buffer.baseAddress {
+            (dst + buffered).copyMemory(from: src, byteCount: bytes.count)
+        }
+        buffered += bytes.count
+        bytesWritten += bytes.count
+    }
+
+    public func write(_ bytes: [UInt8]) throws(SafeTensorsError) {
+        do {
+            try bytes.withUnsafeBytes { raw in try write(raw) }
+        } catch let e as SafeTensorsError {
+            throw e
+        } catch {
+            throw SafeTensorsError(file: destination, .write(message: "\(error)"))
+        }
+    }
+
+    private func flushBuffer() throws(SafeTensorsError) {
+        guard buffered > 0 else { return }
+        let n = buffered
+        buffered = 0
+        try writeAll(UnsafeRawBufferPointer(start: buffer.baseAddress, count: n), counted: true)
+    }
+
+    private func writeAll(_ bytes: UnsafeRawBufferPointer, counted: Bool = false) throws(SafeTensorsError) {
+        guard var p = bytes.baseAddress else { return }
+        var left = bytes.count
+        while left > 0 {
+            let n = systemWrite(fd, p, left)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SafeTensorsError(file: destination, .io(operation: "write", message: errnoText()))
+            }
+            p += n
+            left -= n
+        }
+        if !counted { bytesWritten += bytes.count }
+    }
+
+    /// Flushes, syncs to disk, and renames the temporary over the destination.
+    public func commit() throws(SafeTensorsError) {
+        precondition(!done, "commit twice")
+        do throws(SafeTensorsError) {
+            try flushBuffer()
+            guard fsync(fd) == 0 else { throw SafeTensorsError(file: destination, .io(operation: "fsync", message: errnoText())) }
+            guard close(fd) == 0 else { throw SafeTensorsError(file: destination, .io(operation: "close", message: errnoText())) }
+            fd = -1
+            guard rename(temporaryPath, destination) == 0 else {
+                throw SafeTensorsError(file: destination, .io(operation: "rename into place", message: errnoText()))
+            }
+            done = true
+            syncDirectory(of: destination)
+        } catch {
+            abort()
+            throw error
+        }
+    }
+
+    /// Removes the temporary file; the destination is left as it was.
+    public func abort() {
+        guard !done else { return }
+        done = true
+        if fd >= 0 { close(fd) }
+        fd = -1
+        unlink(temporaryPath)
+    }
+
+    deinit {
+        abort()
+        buffer.deallocate()
+    }
+}
+
+@inline(__always)
+private func systemWrite(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int {
+    #if canImport(Glibc)
+    Glibc.write(fd, p, n)
+    #else
+    Darwin.write(fd, p, n)
+    #endif
+}
+
+/// Directory part (with a trailing slash, or empty) and last component of `path`.
+func splitPath(_ path: String) -> (dir: String, name: String) {
+    guard let slash = path.lastIndex(of: "/") else { return ("", path) }
+    return (String(path[...slash]), String(path[path.index(after: slash)...]))
+}
+
+/// fsync on the directory holding `path`, so a rename survives a crash.
+func syncDirectory(of path: String) {
+    let dir = splitPath(path).dir
+    let fd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    if fd >= 0 {
+        _ = fsync(fd)
+        close(fd)
+    }
+}

@@ -1,0 +1,163 @@
+import Foundation
+import Tensors
+
+/// Writes a Hugging Face model directory: weight shards of at most `maxShardSize` bytes named as
+/// the Hub names them, the index when there is more than one shard, and any extra files (config,
+/// tokenizer), all into a temporary directory renamed into place by `finish`.
+///
+/// Tensors are given in state-dict order, which decides the shards; bytes are then written shard by
+/// shard in each shard's file order (`nextTensor`), in chunks, as with `SafeTensorsWriter`.
+public final class ModelDirectoryWriter {
+    public let path: String
+    public let shardNames: [String]
+    public let layouts: [SafeTensorsLayout]
+    private let temporary: String
+    private var shard = 0
+    private var writer: SafeTensorsWriter?
+    private var finished = false
+
+    public init(path: String, tensors: [TensorSpec], maxShardSize: Int = 5_000_000_000, metadata: [String: String]? = ["format": "pt"]) throws(SafeTensorsError) {
+        self.path = path.hasSuffix("/") ? String(path.dropLast()) : path
+        var sizes: [Int] = []
+        for t in tensors {
+            guard let size = t.byteCount else {
+                throw SafeTensorsError(file: path, .write(message: "tensor \(JSONWriter.quoted(t.name)): \(t.dtype.rawValue) \(Shape.describe(t.shape)) does not fill whole bytes or overflows"))
+            }
+            sizes.append(size)
+        }
+        let groups = ShardPlanner.split(sizes: sizes, maxShardSize: maxShardSize)
+        let names = groups.count <= 1 ? [HFNames.singleFile] : groups.indices.map { HFNames.shardName($0, of: groups.count) }
+        var layouts: [SafeTensorsLayout] = []
+        for (g, name) in zip(groups.isEmpty ? [[]] : groups, names) {
+            layouts.append(try SafeTensorsLayout(g.map { tensors[$0] }, metadata: metadata, file: name))
+        }
+        shardNames = names
+        self.layouts = layouts
+        let (dir, name) = splitPath(self.path)
+        temporary = dir + "." + name + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        do {
+            try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: false)
+        } catch {
+            throw SafeTensorsError(file: path, .io(operation: "create a temporary directory", message: "\(error.localizedDescription)"))
+        }
+        try openShard()
+    }
+
+    private func openShard() throws(SafeTensorsError) {
+        writer = nil
+        while shard < layouts.count {
+            let w = try SafeTensorsWriter(path: temporary + "/" + shardNames[shard], layout: layouts[shard])
+            if w.nextTensor != nil {
+                writer = w
+                return
+            }
+            try w.finish()
+            shard += 1
+        }
+    }
+
+    /// The tensor whose bytes come next, or nil when all are written.
+    public var nextTensor: TensorInfo? { writer?.nextTensor }
+
+    /// Appends bytes of the current tensor.
+    public func write(_ chunk: UnsafeRawBufferPointer) throws(SafeTensorsError) {
+        guard let w = writer else {
+            throw SafeTensorsError(file: path, .write(message: "\(chunk.count) bytes written after the last tensor"))
+        }
+        do {
+            try w.write(chunk)
+            if w.nextTensor == nil {
+                try w.finish()
+                shard += 1
+                try openShard()
+            }
+        } catch {
+            abort()
+            throw error
+        }
+    }
+
+    /// Writes the index (for several shards), copies `extraFiles` (paths; each keeps its name), and
+    /// renames the finished directory into place, replacing what was there.
+    public func finish(copying extraFiles: [String] = []) throws(SafeTensorsError) {
+        if let t = nextTensor {
+            abort()
+            throw SafeTensorsError(file: path, .write(message: "tensor \(JSONWriter.quoted(t.name)) was not written"))
+        }
+        do throws(SafeTensorsError) {
+            if shardNames.count > 1 {
+                var map: [String: String] = [:]
+                var total = 0
+                for (layout, name) in zip(layouts, shardNames) {
+                    for t in layout.tensors {
+                        map[t.name] = name
+                        total += t.byteCount
+                    }
+                }
+                let index = AtomicFileWrite(path: temporary + "/" + HFNames.indexFile)
+                try index.write(ShardPlanner.indexJSON(totalSize: total, weightMap: map))
+            }
+            for source in extraFiles {
+                let name = splitPath(source).name
+                do {
+                    try FileManager.default.copyItem(atPath: source, toPath: temporary + "/" + name)
+                } catch {
+                    throw SafeTensorsError(file: source, .io(operation: "copy into \(path)", message: error.localizedDescription))
+                }
+            }
+            try replaceDirectory(path, with: temporary)
+            finished = true
+        } catch {
+            abort()
+            throw error
+        }
+    }
+
+    /// Removes the temporary directory; the destination is left as it was.
+    public func abort() {
+        guard !finished else { return }
+        finished = true
+        writer?.abort()
+        writer = nil
+        try? FileManager.default.removeItem(atPath: temporary)
+    }
+
+    deinit { abort() }
+}
+
+/// A small text file written atomically in one go.
+struct AtomicFileWrite {
+    let path: String
+    func write(_ text: String) throws(SafeTensorsError) {
+        let file = try AtomicFile(destination: path)
+        try file.write(Array(text.utf8))
+        try file.commit()
+    }
+}
+
+/// Puts the finished directory `temporary` at `destination`: renamed in when nothing is there,
+/// otherwise the old one is moved aside first and removed after.
+func replaceDirectory(_ destination: String, with temporary: String) throws(SafeTensorsError) {
+    var isDir: ObjCBool = false
+    if FileManager.default.fileExists(atPath: destination, isDirectory: &isDir) {
+        guard isDir.boolValue else {
+            throw SafeTensorsError(file: destination, .write(message: "exists and is not a directory; refusing to replace a file with a model directory"))
+        }
+        let (dir, name) = splitPath(destination)
+        let aside = dir + "." + name + ".old-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        guard rename(destination, aside) == 0 else {
+            throw SafeTensorsError(file: destination, .io(operation: "move the old directory aside", message: errnoText()))
+        }
+        guard rename(temporary, destination) == 0 else {
+            let message = errnoText()
+            _ = rename(aside, destination)
+            throw SafeTensorsError(file: destination, .io(operation: "rename into place", message: message))
+        }
+        try? FileManager.default.removeItem(atPath: aside)
+    } else {
+        guard rename(temporary, destination) == 0 else {
+            throw SafeTensorsError(file: destination, .io(operation: "rename into place", message: errnoText()))
+        }
+    }
+    syncDirectory(of: destination)
+}

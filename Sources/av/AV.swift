@@ -1,0 +1,84 @@
+import Foundation
+
+/// The `av` command line: dispatches to subcommands, prints errors, returns exit codes.
+@main
+enum AV {
+    static let version = "0.1.0"
+
+    static let commands: [(spec: CommandSpec, run: @Sendable (ParsedArguments) throws -> ExitCode)] = [
+        (InspectCommand.spec, InspectCommand.run),
+    ]
+
+    static var help: String {
+        var lines = [
+            "av \(version): alignment vectors for language models (AV = aligned - base; mix = base + sum of lambda * AV)",
+            "",
+            "Usage: av SUBCOMMAND [ARGS] [OPTIONS]",
+            "",
+            "Subcommands:",
+        ]
+        for c in commands { lines.append("  " + c.spec.name.padding(toLength: 10, withPad: " ", startingAt: 0) + c.spec.summary) }
+        lines += [
+            "",
+            "Run 'av help SUBCOMMAND' or 'av SUBCOMMAND --help' for details.",
+            "",
+            "Exit codes: 0 success, 1 a check failed, 2 usage error, 3 bad input (malformed file or",
+            "inputs that do not fit together), 4 I/O error (missing file, permission, full disk).",
+        ]
+        return lines.joined(separator: "\n")
+    }
+
+    static func main() {
+        exit(run(Array(CommandLine.arguments.dropFirst())).rawValue)
+    }
+
+    static func run(_ arguments: [String]) -> ExitCode {
+        guard let first = arguments.first else {
+            printError(help)
+            return .usage
+        }
+        switch first {
+        case "--help", "-h":
+            print(help)
+            return .success
+        case "--version":
+            print("av \(version)")
+            return .success
+        case "help":
+            guard arguments.count > 1 else {
+                print(help)
+                return .success
+            }
+            guard let c = commands.first(where: { $0.spec.name == arguments[1] }) else {
+                return usageError("unknown subcommand '\(arguments[1])'", usage: "Usage: av SUBCOMMAND [ARGS] [OPTIONS]\nRun 'av --help' for the list.")
+            }
+            print(c.spec.help)
+            return .success
+        default:
+            break
+        }
+        guard let command = commands.first(where: { $0.spec.name == first }) else {
+            return usageError("unknown subcommand '\(first)'", usage: "Usage: av SUBCOMMAND [ARGS] [OPTIONS]\nRun 'av --help' for the list.")
+        }
+        let rest = Array(arguments.dropFirst())
+        if rest.contains("--help") || rest.contains("-h") {
+            print(command.spec.help)
+            return .success
+        }
+        do {
+            let parsed = try ParsedArguments.parse(rest, for: command.spec)
+            return try command.run(parsed)
+        } catch let e as UsageError {
+            return usageError(e.message, usage: "Usage: \(command.spec.usage)\nRun 'av \(command.spec.name) --help' for more.", command: command.spec.name)
+        } catch {
+            let (message, code) = describe(error)
+            printError("av \(command.spec.name): error: \(message)")
+            return code
+        }
+    }
+
+    static func usageError(_ message: String, usage: String, command: String? = nil) -> ExitCode {
+        printError("av\(command.map { " " + $0 } ?? ""): error: \(message)\n\(usage)")
+        return .usage
+    }
+}

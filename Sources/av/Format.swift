@@ -1,0 +1,54 @@
+import Foundation
+
+/// Text formatting for tables and numbers.
+enum Format {
+    /// 1234567 → "1,234,567".
+    static func grouped(_ n: Int) -> String {
+        let digits = String(n.magnitude)
+        var out = ""
+        for (i, c) in digits.enumerated() {
+            if i > 0 && (digits.count - i) % 3 == 0 { out.append(",") }
+            out.append(c)
+        }
+        return (n < 0 ? "-" : "") + out
+    }
+
+    /// 22713216 → "22.7M".
+    static func short(_ n: Int) -> String {
+        let v = Double(n)
+        if v >= 1e9 { return String(format: "%.1fB", v / 1e9) }
+        if v >= 1e6 { return String(format: "%.1fM", v / 1e6) }
+        if v >= 1e3 { return String(format: "%.1fK", v / 1e3) }
+        return String(n)
+    }
+
+    /// Bytes in binary units: "86.7 MiB".
+    static func bytes(_ n: Int) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(n)
+        var u = 0
+        while v >= 1024 && u < units.count - 1 {
+            v /= 1024
+            u += 1
+        }
+        return u == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[u])
+    }
+
+    /// Rows padded into columns; columns listed in `rightAligned` are aligned right.
+    static func table(_ header: [String], _ rows: [[String]], rightAligned: Set<Int> = []) -> String {
+        var widths = header.map(\.count)
+        for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { i, c in
+                let pad = String(repeating: " ", count: widths[i] - c.count)
+                return rightAligned.contains(i) ? pad + c : c + pad
+            }.joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+        }
+        return ([line(header)] + rows.map(line)).joined(separator: "\n")
+    }
+}
+
+/// Writes to standard error.
+func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}

@@ -1,0 +1,108 @@
+import Foundation
+import SafeTensors
+import Tensors
+
+enum InspectCommand {
+    static let spec = CommandSpec(
+        name: "inspect",
+        summary: "summarize a safetensors file, an .av file or a model directory",
+        positionals: [("PATH", "a .safetensors or .av file, or a model directory (sharded or not)")],
+        options: [
+            OptionSpec(names: ["--tensors"], valueName: "REGEX", help: "list only tensors whose name matches REGEX"),
+            OptionSpec(names: ["--json"], help: "print the summary and tensor table as JSON"),
+            OptionSpec(names: ["--help", "-h"], help: "show this help"),
+        ],
+        discussion: "Reads only headers (the files are memory-mapped), so it is instant on any size.")
+
+    static func run(_ args: ParsedArguments) throws -> ExitCode {
+        guard args.positionals.count == 1 else {
+            throw UsageError(message: args.positionals.isEmpty ? "missing PATH" : "expected one PATH, got \(args.positionals.count)")
+        }
+        let path = args.positionals[0]
+        var filter: Regex<AnyRegexOutput>?
+        if let pattern = args.value("--tensors") {
+            do { filter = try Regex(pattern) } catch { throw UsageError(message: "--tensors: invalid regular expression '\(pattern)'") }
+        }
+        let model = try SafeTensorsModel(path: path)
+        let shown = model.entries.filter { e in filter.map { (try? $0.firstMatch(in: e.info.name)) != nil } ?? true }
+
+        var params = 0
+        var dtypes: [DType: (tensors: Int, params: Int)] = [:]
+        for e in model.entries {
+            params += e.info.elementCount
+            dtypes[e.info.dtype, default: (0, 0)].tensors += 1
+            dtypes[e.info.dtype, default: (0, 0)].params += e.info.elementCount
+        }
+        let fileBytes = model.files.reduce(0) { $0 + $1.fileSize }
+        let metadata = model.metadata ?? [:]
+        let isAV = metadata["format"] == "av"
+        let kind = isAV ? "alignment vector" : (model.isDirectory ? "model directory" : "safetensors file")
+        let multiFile = model.files.count > 1
+
+        if args.has("--json") {
+            var top: [(key: String, value: JSONValue)] = [
+                ("path", .string(path)), ("kind", .string(isAV ? "av" : model.isDirectory ? "directory" : "safetensors")),
+                ("files", .array(model.files.map { .string($0.path) })),
+                ("tensorCount", .int(model.count)), ("parameterCount", .int(params)),
+                ("dataBytes", .int(model.totalDataSize)), ("fileBytes", .int(fileBytes)),
+                ("dtypes", .object(dtypes.keys.sorted { $0.order > $1.order }.map { d in
+                    (d.rawValue, .object([("tensors", .int(dtypes[d]!.tensors)), ("parameters", .int(dtypes[d]!.params))]))
+                })),
+                ("metadata", .object(metadata.keys.sorted().map { ($0, .string(metadata[$0]!)) })),
+            ]
+            top.append(("tensors", .array(shown.map { e in
+                let f = model.files[e.file]
+                return .object([
+                    ("name", .string(e.info.name)), ("dtype", .string(e.info.dtype.rawValue)),
+                    ("shape", .array(e.info.shape.map { .int($0) })), ("bytes", .int(e.info.byteCount)),
+                    ("dataOffsets", .array([.int(e.info.dataRange.lowerBound), .int(e.info.dataRange.upperBound)])),
+                    ("fileOffset", .int(f.fileOffset(of: e.info))), ("file", .string(splitName(f.path))),
+                ])
+            })))
+            print(JSONValue.object(top).rendered(pretty: true))
+            return .success
+        }
+
+        var lines: [String] = []
+        lines.append("\(path)  (\(kind), \(model.files.count) file\(model.files.count == 1 ? "" : "s"))")
+        var summary: [(String, String)] = [
+            ("tensors", Format.grouped(model.count)),
+            ("parameters", "\(Format.grouped(params)) (\(Format.short(params)))"),
+            ("bytes", "\(Format.grouped(model.totalDataSize)) of data, \(Format.grouped(fileBytes)) on disk (\(Format.bytes(fileBytes)))"),
+        ]
+        for d in dtypes.keys.sorted(by: { $0.order > $1.order }) {
+            summary.append((summary.count == 3 ? "dtypes" : "", "\(d.rawValue): \(dtypes[d]!.tensors) tensors, \(Format.grouped(dtypes[d]!.params)) parameters"))
+        }
+        if isAV {
+            summary.append(("domain", metadata["av.domain"] ?? "?"))
+            summary.append(("encoding", "\(metadata["av.encoding"] ?? "?"), deltas in \(metadata["av.dtype"] ?? "?")"))
+            for role in ["base", "aligned"] {
+                if let text = metadata["av.\(role)"], let info = try? JSONParser.parse(text) {
+                    let fp = info["structure"]?.stringValue.map { " structure \($0)" } ?? ""
+                    summary.append((role, "\(info["path"]?.stringValue ?? "?") (\(info["dtype"]?.stringValue ?? "?"),\(fp))"))
+                }
+            }
+        }
+        let shownKeys = metadata.keys.sorted().filter { !isAV || !["av.base", "av.aligned"].contains($0) }
+        for (i, key) in shownKeys.enumerated() {
+            summary.append((i == 0 ? "metadata" : "", "\(key) = \(metadata[key]!)"))
+        }
+        for (k, v) in summary { lines.append("  " + k.padding(toLength: 12, withPad: " ", startingAt: 0) + v) }
+        lines.append("")
+        var header = ["name", "dtype", "shape", "bytes", "offset"]
+        if multiFile { header.append("file") }
+        let rows = shown.map { e -> [String] in
+            var r = [e.info.name, e.info.dtype.rawValue, Shape.describe(e.info.shape), Format.grouped(e.info.byteCount), Format.grouped(e.info.dataRange.lowerBound)]
+            if multiFile { r.append(splitName(model.files[e.file].path)) }
+            return r
+        }
+        lines.append(Format.table(header, rows, rightAligned: [3, 4]))
+        if filter != nil { lines.append("(\(shown.count) of \(model.count) tensors match)") }
+        print(lines.joined(separator: "\n"))
+        return .success
+    }
+
+    private static func splitName(_ path: String) -> String {
+        path.split(separator: "/").last.map(String.init) ?? path
+    }
+}

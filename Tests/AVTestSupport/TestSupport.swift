@@ -1,0 +1,92 @@
+import Foundation
+
+/// A fresh directory under the system temporary directory, removed when the value is released.
+public final class TemporaryDirectory: @unchecked Sendable {
+    public let url: URL
+    public var path: String { url.path }
+
+    public init() {
+        url = FileManager.default.temporaryDirectory
+            .appendingPathComponent("av-test-\(UUID().uuidString)", isDirectory: true)
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    /// `name` inside the directory.
+    public func file(_ name: String) -> String { url.appendingPathComponent(name).path }
+
+    deinit { try? FileManager.default.removeItem(at: url) }
+}
+
+/// FNV-1a 64, the hash the reference fixtures use.
+public func fnv1a64<S: Sequence>(_ bytes: S) -> UInt64 where S.Element == UInt8 {
+    var h: UInt64 = 0xCBF2_9CE4_8422_2325
+    for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+    return h
+}
+
+/// The output of a finished process.
+public struct ProcessResult: Sendable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+}
+
+/// Runs `executable` with `arguments` and returns its exit status and output.
+public func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, currentDirectory: String? = nil) throws -> ProcessResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    if let environment {
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+    }
+    if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    // Read both pipes before waiting so a full pipe cannot block the child.
+    let group = DispatchGroup()
+    nonisolated(unsafe) var errData = Data()
+    group.enter()
+    DispatchQueue.global().async {
+        errData = err.fileHandleForReading.readDataToEndOfFile()
+        group.leave()
+    }
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    process.waitUntilExit()
+    return ProcessResult(
+        status: process.terminationStatus,
+        stdout: String(decoding: outData, as: UTF8.self),
+        stderr: String(decoding: errData, as: UTF8.self))
+}
+
+/// The built `av` executable: `AV_BINARY` if set, else the one beside the test bundle.
+public func avBinaryPath() -> String {
+    if let explicit = ProcessInfo.processInfo.environment["AV_BINARY"] { return explicit }
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<4 {
+        let candidate = dir.appendingPathComponent("av").path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    return Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("av").path
+}
+
+/// Runs the built `av` binary.
+public func runAV(_ arguments: [String], environment: [String: String]? = nil, currentDirectory: String? = nil) throws -> ProcessResult {
+    try runProcess(avBinaryPath(), arguments, environment: environment, currentDirectory: currentDirectory)
+}
+
+/// `python3` with the given modules importable, or nil: tests that need Python skip without it
+/// locally but CI installs the modules, and sets AV_REQUIRE_PYTHON=1 so a missing one fails.
+public func pythonWith(modules: [String]) -> String? {
+    let candidates = [ProcessInfo.processInfo.environment["AV_PYTHON"], "/usr/bin/env"].compactMap { $0 }
+    for exe in candidates {
+        let args = exe == "/usr/bin/env" ? ["python3", "-c", modules.map { "import \($0)" }.joined(separator: ";")]
+            : ["-c", modules.map { "import \($0)" }.joined(separator: ";")]
+        if let r = try? runProcess(exe, args), r.status == 0 { return exe }
+    }
+    return nil
+}
