@@ -105,7 +105,15 @@ public struct MinifloatFormat: Sendable {
         let signBit = specials == .exponentOnly ? 0 : 1 << (exponentBits + mantissaBits)
         let negative = value.sign == .minus
         if value.isNaN { return nanCode(negative: negative) }
-        if specials == .exponentOnly && (negative && value != 0) { return nanCode(negative: false) }
+        if specials == .exponentOnly {
+            // E8M0 has no sign and no zero: NaN for those. Otherwise round on the f32 bits as ml_dtypes
+            // does: the biased exponent, plus one when the top mantissa bit is set (ties go up).
+            if negative || value == 0 || value.isInfinite { return 0xFF }
+            let bits = value.bitPattern
+            // f32 subnormals: ml_dtypes keeps 2^-127 for anything up to it and rounds the rest up.
+            let code = bits < 0x0080_0000 ? (bits > 0x40_0000 ? 1 : 0) : (bits >> 23) + ((bits >> 22) & 1)
+            return code > 0xFE ? 0xFF : UInt8(code)
+        }
         let a = Double(value.magnitude)
         var best: (value: Double, code: Int)
         if a >= table[table.count - 1].value {
@@ -122,8 +130,6 @@ public struct MinifloatFormat: Sendable {
             } else {
                 best = top
             }
-        } else if specials == .exponentOnly && a < table[0].value {
-            best = table[0]  // no zero: the smallest power of two is the nearest code of any small value
         } else {
             // Largest entry <= a.
             var lo = 0
