@@ -18,6 +18,6 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "AVTestSupport"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "CLITests", dependencies: ["SafeTensors", "AVTestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["av", "SafeTensors", "AVTestSupport"]),
     ]
 )

@@ -4,12 +4,28 @@ import Glibc
 import Darwin
 #endif
 
+/// Something that takes bytes in order: a file being written, a shard, a whole model directory.
+public protocol ByteSink {
+    func write(_ bytes: UnsafeRawBufferPointer) throws(SafeTensorsError)
+}
+
+extension ByteSink {
+    /// Appends the bytes of an array.
+    public func write(_ bytes: [UInt8]) throws(SafeTensorsError) {
+        // withUnsafeBytes rethrows untyped errors; carry the typed one out in a Result.
+        let result: Result<Void, SafeTensorsError> = bytes.withUnsafeBytes { raw in
+            do throws(SafeTensorsError) { return .success(try write(raw)) } catch { return .failure(error) }
+        }
+        try result.get()
+    }
+}
+
 /// A file written under a temporary name beside its destination and renamed into place on `commit`.
 ///
 /// Until `commit` succeeds the destination is untouched; `abort` (or releasing the value without
 /// committing) removes the temporary. A crash leaves at most a `.NAME.tmp-*` file, never a partial
 /// destination. Writes go through a reused buffer so many small writes cost few system calls.
-public final class AtomicFile {
+public final class AtomicFile: ByteSink {
     public let destination: String
     public let temporaryPath: String
     private var fd: Int32
@@ -51,16 +67,6 @@ public final class AtomicFile {
         }
         buffered += bytes.count
         bytesWritten += bytes.count
-    }
-
-    public func write(_ bytes: [UInt8]) throws(SafeTensorsError) {
-        do {
-            try bytes.withUnsafeBytes { raw in try write(raw) }
-        } catch let e as SafeTensorsError {
-            throw e
-        } catch {
-            throw SafeTensorsError(file: destination, .write(message: "\(error)"))
-        }
     }
 
     private func flushBuffer() throws(SafeTensorsError) {

@@ -7,7 +7,7 @@ import Tensors
 ///
 /// Tensors are given in state-dict order, which decides the shards; bytes are then written shard by
 /// shard in each shard's file order (`nextTensor`), in chunks, as with `SafeTensorsWriter`.
-public final class ModelDirectoryWriter {
+public final class ModelDirectoryWriter: ByteSink {
     public let path: String
     public let shardNames: [String]
     public let layouts: [SafeTensorsLayout]

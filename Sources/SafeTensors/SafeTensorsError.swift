@@ -95,7 +95,7 @@ public struct SafeTensorsError: Error, Equatable, Sendable, CustomStringConverti
         case let .dataPastEnd(tensor, end, dataSize):
             "tensor \(JSONWriter.quoted(tensor)): data ends at byte \(end) of a \(dataSize)-byte data buffer"
         case let .incompleteBuffer(dataEnd, size):
-            "tensors cover \(dataEnd) bytes of data but the file holds \(size) (the data buffer must be covered exactly)"
+            "the last tensor ends at file byte \(dataEnd) but the file is \(size) bytes: \(size - dataEnd) bytes belong to no tensor (tensors must cover the data buffer exactly)"
         case let .tensorNotFound(name):
             "no tensor named \(JSONWriter.quoted(name))"
         case .notAFile:

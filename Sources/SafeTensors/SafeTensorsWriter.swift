@@ -93,7 +93,7 @@ public struct SafeTensorsLayout: Sendable {
 /// order (`nextTensor` says which comes next), in as many chunks as it likes. `finish` checks that
 /// every byte came, syncs and renames the file into place. Any error, or releasing the writer
 /// unfinished, removes the temporary and leaves the destination untouched.
-public final class SafeTensorsWriter {
+public final class SafeTensorsWriter: ByteSink {
     public let layout: SafeTensorsLayout
     public let path: String
     private let file: AtomicFile
@@ -130,16 +130,6 @@ public final class SafeTensorsWriter {
             tensorIndex += 1
             writtenInTensor = 0
             skipEmptyTensors()
-        }
-    }
-
-    public func write(_ bytes: [UInt8]) throws(SafeTensorsError) {
-        do {
-            try bytes.withUnsafeBytes { raw in try write(raw) }
-        } catch let e as SafeTensorsError {
-            throw e
-        } catch {
-            throw SafeTensorsError(file: path, .write(message: "\(error)"))
         }
     }
 
