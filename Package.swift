@@ -12,12 +12,16 @@ let package = Package(
         .target(name: "Tensors"),
         .target(name: "SafeTensors", dependencies: ["Tensors"]),
         .executableTarget(name: "av", dependencies: ["Tensors", "SafeTensors"]),
+        // Release-build benchmarks: `swift run -c release av-bench`. Never part of `swift test`.
+        .executableTarget(name: "av-bench", dependencies: ["Tensors", "SafeTensors"], path: "Sources/AVBenchmarks"),
         // Shared helpers for every test target: temporary directories, running the built binary.
         .target(name: "AVTestSupport", path: "Tests/AVTestSupport"),
-        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "AVTestSupport"],
-                    resources: [.copy("Fixtures")]),
-        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "AVTestSupport"],
-                    resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "TensorsTests", dependencies: ["Tensors", "AVTestSupport"],
+            resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "SafeTensorsTests", dependencies: ["SafeTensors", "AVTestSupport"],
+            resources: [.copy("Fixtures")]),
         .testTarget(name: "CLITests", dependencies: ["av", "SafeTensors", "AVTestSupport"]),
     ]
 )

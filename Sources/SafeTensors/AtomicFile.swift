@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Something that takes bytes in order: a file being written, a shard, a whole model directory.
@@ -128,9 +128,9 @@ public final class AtomicFile: ByteSink {
 @inline(__always)
 private func systemWrite(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int {
     #if canImport(Glibc)
-    Glibc.write(fd, p, n)
+        Glibc.write(fd, p, n)
     #else
-    Darwin.write(fd, p, n)
+        Darwin.write(fd, p, n)
     #endif
 }
 

@@ -16,12 +16,16 @@ public final class ModelDirectoryWriter: ByteSink {
     private var writer: SafeTensorsWriter?
     private var finished = false
 
-    public init(path: String, tensors: [TensorSpec], maxShardSize: Int = 5_000_000_000, metadata: [String: String]? = ["format": "pt"]) throws(SafeTensorsError) {
+    public init(path: String, tensors: [TensorSpec], maxShardSize: Int = 5_000_000_000, metadata: [String: String]? = ["format": "pt"]) throws(SafeTensorsError)
+    {
         self.path = path.hasSuffix("/") ? String(path.dropLast()) : path
         var sizes: [Int] = []
         for t in tensors {
             guard let size = t.byteCount else {
-                throw SafeTensorsError(file: path, .write(message: "tensor \(JSONWriter.quoted(t.name)): \(t.dtype.rawValue) \(Shape.describe(t.shape)) does not fill whole bytes or overflows"))
+                throw SafeTensorsError(
+                    file: path,
+                    .write(
+                        message: "tensor \(JSONWriter.quoted(t.name)): \(t.dtype.rawValue) \(Shape.describe(t.shape)) does not fill whole bytes or overflows"))
             }
             sizes.append(size)
         }

@@ -44,7 +44,9 @@ public final class SafeTensorsModel: @unchecked Sendable {
         var byName: [String: Int] = [:]
         func add(_ info: TensorInfo, file: Int) throws(SafeTensorsError) {
             guard byName[info.name] == nil else {
-                throw SafeTensorsError(file: files[file].path, .index(message: "tensor \(JSONWriter.quoted(info.name)) is also in \(files[entries[byName[info.name]!].file].path)"))
+                throw SafeTensorsError(
+                    file: files[file].path, .index(message: "tensor \(JSONWriter.quoted(info.name)) is also in \(files[entries[byName[info.name]!].file].path)")
+                )
             }
             byName[info.name] = entries.count
             entries.append((file, info))
@@ -70,16 +72,21 @@ public final class SafeTensorsModel: @unchecked Sendable {
                 for (i, f) in files.enumerated() {
                     for t in f.tensors {
                         guard let listed = map[t.name] else {
-                            throw SafeTensorsError(file: indexPath, .index(message: "shard \(shardNames[i]) holds tensor \(JSONWriter.quoted(t.name)), which the weight_map does not list"))
+                            throw SafeTensorsError(
+                                file: indexPath,
+                                .index(message: "shard \(shardNames[i]) holds tensor \(JSONWriter.quoted(t.name)), which the weight_map does not list"))
                         }
                         guard listed == shardNames[i] else {
-                            throw SafeTensorsError(file: indexPath, .index(message: "the weight_map puts tensor \(JSONWriter.quoted(t.name)) in \(listed), but it is in \(shardNames[i])"))
+                            throw SafeTensorsError(
+                                file: indexPath,
+                                .index(message: "the weight_map puts tensor \(JSONWriter.quoted(t.name)) in \(listed), but it is in \(shardNames[i])"))
                         }
                         try add(t, file: i)
                     }
                 }
                 for (name, shard) in map.sorted(by: { $0.key < $1.key }) where byName[name] == nil {
-                    throw SafeTensorsError(file: indexPath, .index(message: "the weight_map puts tensor \(JSONWriter.quoted(name)) in \(shard), which does not hold it"))
+                    throw SafeTensorsError(
+                        file: indexPath, .index(message: "the weight_map puts tensor \(JSONWriter.quoted(name)) in \(shard), which does not hold it"))
                 }
             } else {
                 let contents = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
@@ -92,7 +99,12 @@ public final class SafeTensorsModel: @unchecked Sendable {
                 } else if candidates.isEmpty {
                     throw SafeTensorsError(file: path, .index(message: "no .safetensors file in this directory"))
                 } else {
-                    throw SafeTensorsError(file: path, .index(message: "\(candidates.count) .safetensors files (\(candidates.joined(separator: ", "))) but no \(HFNames.indexFile) to say how they form one model"))
+                    throw SafeTensorsError(
+                        file: path,
+                        .index(
+                            message:
+                                "\(candidates.count) .safetensors files (\(candidates.joined(separator: ", "))) but no \(HFNames.indexFile) to say how they form one model"
+                        ))
                 }
                 files = [try SafeTensorsFile(path: dir + chosen)]
                 for t in files[0].tensors { try add(t, file: 0) }

@@ -49,7 +49,10 @@ public struct SafeTensorsLayout: Sendable {
         var offset = 0
         for s in ordered {
             guard let size = s.byteCount else {
-                throw SafeTensorsError(file: file, .write(message: "tensor \(JSONWriter.quoted(s.name)): \(s.dtype.rawValue) \(Shape.describe(s.shape)) does not fill whole bytes or overflows"))
+                throw SafeTensorsError(
+                    file: file,
+                    .write(
+                        message: "tensor \(JSONWriter.quoted(s.name)): \(s.dtype.rawValue) \(Shape.describe(s.shape)) does not fill whole bytes or overflows"))
             }
             infos.append(TensorInfo(name: s.name, dtype: s.dtype, shape: s.shape, dataRange: offset..<(offset + size)))
             offset += size
@@ -122,7 +125,9 @@ public final class SafeTensorsWriter: ByteSink {
         }
         guard writtenInTensor + chunk.count <= current.byteCount else {
             file.abort()
-            throw SafeTensorsError(file: path, .write(message: "tensor \(JSONWriter.quoted(current.name)): \(writtenInTensor + chunk.count) bytes written, but it holds \(current.byteCount)"))
+            throw SafeTensorsError(
+                file: path,
+                .write(message: "tensor \(JSONWriter.quoted(current.name)): \(writtenInTensor + chunk.count) bytes written, but it holds \(current.byteCount)"))
         }
         try file.write(chunk)
         writtenInTensor += chunk.count
@@ -141,7 +146,8 @@ public final class SafeTensorsWriter: ByteSink {
     public func finish() throws(SafeTensorsError) {
         if let missing = nextTensor {
             file.abort()
-            throw SafeTensorsError(file: path, .write(message: "tensor \(JSONWriter.quoted(missing.name)) got \(writtenInTensor) of its \(missing.byteCount) bytes"))
+            throw SafeTensorsError(
+                file: path, .write(message: "tensor \(JSONWriter.quoted(missing.name)) got \(writtenInTensor) of its \(missing.byteCount) bytes"))
         }
         try file.commit()
     }

@@ -85,8 +85,10 @@ public enum Convert {
             let bits = input.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<UInt32>.self)
             let rounded = (bits &+ 0x7FFF &+ ((bits &>> 16) & 1)) &>> 16
             let quiet = (bits &>> 16) | 0x40
-            let isNaN = (bits & 0x7FFF_FFFF) .> 0x7F80_0000
-            let result = rounded.replacing(with: quiet, where: isNaN)
+            // All-ones where the input is NaN (|bits| > 0x7F800000 makes the difference wrap), in
+            // plain integer lanes: SIMD comparisons and masks compile to scalar code here.
+            let nan = SIMD16<UInt32>(repeating: 0) &- ((0x7F80_0000 &- (bits & 0x7FFF_FFFF)) &>> 31)
+            let result = (rounded & ~nan) | (quiet & nan)
             destination.storeBytes(of: SIMD16<UInt16>(truncatingIfNeeded: result), toByteOffset: i * 2, as: SIMD16<UInt16>.self)
             i += 16
         }

@@ -6,7 +6,7 @@ enum AV {
     static let version = "0.1.0"
 
     static let commands: [(spec: CommandSpec, run: @Sendable (ParsedArguments) throws -> ExitCode)] = [
-        (InspectCommand.spec, InspectCommand.run),
+        (InspectCommand.spec, InspectCommand.run)
     ]
 
     static var help: String {

@@ -45,20 +45,29 @@ enum InspectCommand {
                 ("files", .array(model.files.map { .string($0.path) })),
                 ("tensorCount", .int(model.count)), ("parameterCount", .int(params)),
                 ("dataBytes", .int(model.totalDataSize)), ("fileBytes", .int(fileBytes)),
-                ("dtypes", .object(dtypes.keys.sorted { $0.order > $1.order }.map { d in
-                    (d.rawValue, .object([("tensors", .int(dtypes[d]!.tensors)), ("parameters", .int(dtypes[d]!.params))]))
-                })),
+                (
+                    "dtypes",
+                    .object(
+                        dtypes.keys.sorted { $0.order > $1.order }.map { d in
+                            (d.rawValue, .object([("tensors", .int(dtypes[d]!.tensors)), ("parameters", .int(dtypes[d]!.params))]))
+                        })
+                ),
                 ("metadata", .object(metadata.keys.sorted().map { ($0, .string(metadata[$0]!)) })),
             ]
-            top.append(("tensors", .array(shown.map { e in
-                let f = model.files[e.file]
-                return .object([
-                    ("name", .string(e.info.name)), ("dtype", .string(e.info.dtype.rawValue)),
-                    ("shape", .array(e.info.shape.map { .int($0) })), ("bytes", .int(e.info.byteCount)),
-                    ("dataOffsets", .array([.int(e.info.dataRange.lowerBound), .int(e.info.dataRange.upperBound)])),
-                    ("fileOffset", .int(f.fileOffset(of: e.info))), ("file", .string(splitName(f.path))),
-                ])
-            })))
+            top.append(
+                (
+                    "tensors",
+                    .array(
+                        shown.map { e in
+                            let f = model.files[e.file]
+                            return .object([
+                                ("name", .string(e.info.name)), ("dtype", .string(e.info.dtype.rawValue)),
+                                ("shape", .array(e.info.shape.map { .int($0) })), ("bytes", .int(e.info.byteCount)),
+                                ("dataOffsets", .array([.int(e.info.dataRange.lowerBound), .int(e.info.dataRange.upperBound)])),
+                                ("fileOffset", .int(f.fileOffset(of: e.info))), ("file", .string(splitName(f.path))),
+                            ])
+                        })
+                ))
             print(JSONValue.object(top).rendered(pretty: true))
             return .success
         }
@@ -71,7 +80,11 @@ enum InspectCommand {
             ("bytes", "\(Format.grouped(model.totalDataSize)) of data, \(Format.grouped(fileBytes)) on disk (\(Format.bytes(fileBytes)))"),
         ]
         for d in dtypes.keys.sorted(by: { $0.order > $1.order }) {
-            summary.append((summary.count == 3 ? "dtypes" : "", "\(d.rawValue): \(dtypes[d]!.tensors) tensor\(dtypes[d]!.tensors == 1 ? "" : "s"), \(Format.grouped(dtypes[d]!.params)) parameters"))
+            summary.append(
+                (
+                    summary.count == 3 ? "dtypes" : "",
+                    "\(d.rawValue): \(dtypes[d]!.tensors) tensor\(dtypes[d]!.tensors == 1 ? "" : "s"), \(Format.grouped(dtypes[d]!.params)) parameters"
+                ))
         }
         if isAV {
             summary.append(("domain", metadata["av.domain"] ?? "?"))
@@ -92,7 +105,9 @@ enum InspectCommand {
         var header = ["name", "dtype", "shape", "bytes", "offset"]
         if multiFile { header.append("file") }
         let rows = shown.map { e -> [String] in
-            var r = [e.info.name, e.info.dtype.rawValue, Shape.describe(e.info.shape), Format.grouped(e.info.byteCount), Format.grouped(e.info.dataRange.lowerBound)]
+            var r = [
+                e.info.name, e.info.dtype.rawValue, Shape.describe(e.info.shape), Format.grouped(e.info.byteCount), Format.grouped(e.info.dataRange.lowerBound),
+            ]
             if multiFile { r.append(splitName(model.files[e.file].path)) }
             return r
         }

@@ -32,7 +32,9 @@ public struct ProcessResult: Sendable {
 }
 
 /// Runs `executable` with `arguments` and returns its exit status and output.
-public func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, currentDirectory: String? = nil) throws -> ProcessResult {
+public func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, currentDirectory: String? = nil) throws
+    -> ProcessResult
+{
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
@@ -84,7 +86,9 @@ public func runAV(_ arguments: [String], environment: [String: String]? = nil, c
 public func pythonWith(modules: [String]) -> String? {
     let candidates = [ProcessInfo.processInfo.environment["AV_PYTHON"], "/usr/bin/env"].compactMap { $0 }
     for exe in candidates {
-        let args = exe == "/usr/bin/env" ? ["python3", "-c", modules.map { "import \($0)" }.joined(separator: ";")]
+        let args =
+            exe == "/usr/bin/env"
+            ? ["python3", "-c", modules.map { "import \($0)" }.joined(separator: ";")]
             : ["-c", modules.map { "import \($0)" }.joined(separator: ";")]
         if let r = try? runProcess(exe, args), r.status == 0 { return exe }
     }

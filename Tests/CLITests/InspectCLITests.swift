@@ -28,7 +28,9 @@ struct GeneralCLITests {
     func usageErrors() throws {
         let unknownFlag = try runAV(["inspect", "--bogus", "x"])
         #expect(unknownFlag.status == 2)
-        #expect(unknownFlag.stderr == "av inspect: error: unknown option '--bogus'\nUsage: av inspect PATH [--tensors REGEX] [--json]\nRun 'av inspect --help' for more.\n")
+        #expect(
+            unknownFlag.stderr
+                == "av inspect: error: unknown option '--bogus'\nUsage: av inspect PATH [--tensors REGEX] [--json]\nRun 'av inspect --help' for more.\n")
         let missing = try runAV(["inspect"])
         #expect(missing.status == 2 && missing.stderr.hasPrefix("av inspect: error: missing PATH\nUsage: av inspect"))
         let noValue = try runAV(["inspect", "x", "--tensors"])

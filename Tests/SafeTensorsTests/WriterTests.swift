@@ -179,7 +179,9 @@ struct ShardTests {
         expectError(original.replacingOccurrences(of: "model-00001-of", with: "model-00009-of"), ["model-00009-of", "does not exist"])
         expectError(original.replacingOccurrences(of: "\"model.layers.0.weight\"", with: "\"ghost\""), ["model.layers.0.weight", "does not list"])
         let firstShard = try #require(try FileManager.default.contentsOfDirectory(atPath: dir).first { $0.hasPrefix("model-00001-of-") })
-        expectError(original.replacingOccurrences(of: "\"weight_map\": {", with: "\"weight_map\": {\n    \"extra.weight\": \"\(firstShard)\","), ["extra.weight", "does not hold it"])
+        expectError(
+            original.replacingOccurrences(of: "\"weight_map\": {", with: "\"weight_map\": {\n    \"extra.weight\": \"\(firstShard)\","),
+            ["extra.weight", "does not hold it"])
         expectError("{", ["not valid JSON"])
         expectError("{\"metadata\": {}}", ["weight_map"])
         writeBytes(Array(original.utf8), to: indexPath)
@@ -205,7 +207,9 @@ struct FuzzTests {
         let dir = TemporaryDirectory()
         let seeds: [[UInt8]] = [
             rawSafetensors(referenceHeader, data: z16),
-            try SafeTensorsLayout([TensorSpec(name: "a.weight", dtype: .bf16, shape: [2, 3]), TensorSpec(name: "b", dtype: .f32, shape: [])], metadata: ["format": "pt"]).headerBytes + [UInt8](repeating: 1, count: 16),
+            try SafeTensorsLayout(
+                [TensorSpec(name: "a.weight", dtype: .bf16, shape: [2, 3]), TensorSpec(name: "b", dtype: .f32, shape: [])], metadata: ["format": "pt"]
+            ).headerBytes + [UInt8](repeating: 1, count: 16),
             readBytes(fixturePath("unicode_names.safetensors")),
         ]
         var rng = SplitMix(seed: 0xA11CE)

@@ -17,7 +17,8 @@ private struct Reference: Decodable {
 
     static let shared: Reference = {
         let url = Bundle.module.url(forResource: "Fixtures/dtype_reference", withExtension: "json")!
-        return try! JSONDecoder().decode(Reference.self, from: Data(contentsOf: url))
+        // An unreadable fixture gives an empty reference, which every test then reports as missing entries.
+        return (try? JSONDecoder().decode(Reference.self, from: Data(contentsOf: url))) ?? Reference(specials: [], types: [:])
     }()
 }
 

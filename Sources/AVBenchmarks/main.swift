@@ -1,0 +1,67 @@
+import Dispatch
+import Foundation
+import Tensors
+
+/// Benchmarks for the kernels and commands, run in a release build:
+///     swift run -c release av-bench [convert]
+/// Each figure is compared with a baseline measured in the same run (memcpy of the same bytes),
+/// since these machines drift by up to 30% between time windows.
+
+func seconds(_ body: () -> Void) -> Double {
+    let start = DispatchTime.now().uptimeNanoseconds
+    body()
+    return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+}
+
+/// Best of `repeats` runs: the least disturbed by other work on the machine.
+func best(_ repeats: Int = 7, _ body: () -> Void) -> Double {
+    (0..<repeats).map { _ in seconds(body) }.min()!
+}
+
+func benchConvert() {
+    let count = 64 << 20  // 64 Mi elements: 128 MiB of bf16, 256 MiB of f32
+    let f32 = UnsafeMutablePointer<Float>.allocate(capacity: count)
+    let bf16 = UnsafeMutableRawPointer.allocate(byteCount: count * 2, alignment: 64)
+    let copyTarget = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
+    defer {
+        f32.deallocate()
+        bf16.deallocate()
+        copyTarget.deallocate()
+    }
+    var state: UInt32 = 12345
+    for i in 0..<count {
+        state = state &* 1_664_525 &+ 1_013_904_223
+        f32[i] = Float(Int32(bitPattern: state)) * 1e-9
+    }
+    // Touch every page once so first-touch faults are not measured.
+    memset(copyTarget, 0, count * 4)
+    Convert.floatToBF16(f32, count: count, into: bf16)
+
+    let gb = 1e9
+    let toF32 = best { Convert.bf16ToFloat(bf16, count: count, into: f32) }
+    let toBF16 = best { Convert.floatToBF16(f32, count: count, into: bf16) }
+    let copyBF16 = best { copyTarget.copyMemory(from: bf16, byteCount: count * 2) }
+    let copyF32 = best { copyTarget.copyMemory(from: f32, byteCount: count * 4) }
+    let f16ToF32 = best(3) { Convert.f16ToFloat(bf16, count: count, into: f32) }
+    let toF16 = best(3) { Convert.fromFloat(.f16, from: f32, count: count, into: bf16) }
+    print("conversion, 1 thread, \(count >> 20) Mi elements, GB/s of input (best of 7):")
+    print(
+        String(
+            format: "  bf16 -> f32   %6.2f GB/s   (memcpy of the same input: %6.2f GB/s, ratio %.2f)", Double(count * 2) / toF32 / gb,
+            Double(count * 2) / copyBF16 / gb, copyBF16 / toF32))
+    print(
+        String(
+            format: "  f32 -> bf16   %6.2f GB/s   (memcpy of the same input: %6.2f GB/s, ratio %.2f)", Double(count * 4) / toBF16 / gb,
+            Double(count * 4) / copyF32 / gb, copyF32 / toBF16))
+    print(String(format: "  f16 -> f32    %6.2f GB/s", Double(count * 2) / f16ToF32 / gb))
+    print(String(format: "  f32 -> f16    %6.2f GB/s", Double(count * 4) / toF16 / gb))
+}
+
+let which = CommandLine.arguments.dropFirst().first ?? "all"
+switch which {
+case "convert", "all":
+    benchConvert()
+default:
+    print("usage: av-bench [convert|all]")
+    exit(2)
+}
