@@ -81,16 +81,18 @@ public func runAV(_ arguments: [String], environment: [String: String]? = nil, c
     try runProcess(avBinaryPath(), arguments, environment: environment, currentDirectory: currentDirectory)
 }
 
-/// `python3` with the given modules importable, or nil: tests that need Python skip without it
-/// locally but CI installs the modules, and sets AV_REQUIRE_PYTHON=1 so a missing one fails.
-public func pythonWith(modules: [String]) -> String? {
-    let candidates = [ProcessInfo.processInfo.environment["AV_PYTHON"], "/usr/bin/env"].compactMap { $0 }
-    for exe in candidates {
-        let args =
-            exe == "/usr/bin/env"
-            ? ["python3", "-c", modules.map { "import \($0)" }.joined(separator: ";")]
-            : ["-c", modules.map { "import \($0)" }.joined(separator: ";")]
-        if let r = try? runProcess(exe, args), r.status == 0 { return exe }
-    }
-    return nil
+/// A Python interpreter with `modules` importable, as a command prefix (`AV_PYTHON` if set, else
+/// `python3` on the PATH), or nil. Tests that need Python skip without it locally; CI installs the
+/// modules and sets AV_REQUIRE_PYTHON=1, and the tests then fail instead of skipping.
+public func pythonCommand(modules: [String]) -> [String]? {
+    let env = ProcessInfo.processInfo.environment
+    let command = env["AV_PYTHON"].map { [$0] } ?? ["/usr/bin/env", "python3"]
+    let probe = modules.map { "import \($0)" }.joined(separator: "; ")
+    guard let r = try? runProcess(command[0], Array(command.dropFirst()) + ["-c", probe]), r.status == 0 else { return nil }
+    return command
+}
+
+/// Runs Python `code` with `arguments` through `command` (from `pythonCommand`).
+public func runPython(_ command: [String], code: String, arguments: [String]) throws -> ProcessResult {
+    try runProcess(command[0], Array(command.dropFirst()) + ["-c", code] + arguments)
 }

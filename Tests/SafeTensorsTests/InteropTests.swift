@@ -72,7 +72,7 @@ struct InteropTests {
     /// through `safe_open` and `load_file`. CI installs the modules and sets AV_REQUIRE_PYTHON=1.
     @Test("Python safetensors reads files av wrote")
     func pythonReadsOurFiles() throws {
-        guard let python = pythonWith(modules: ["safetensors", "numpy"]) else {
+        guard let python = pythonCommand(modules: ["safetensors", "numpy"]) else {
             #expect(ProcessInfo.processInfo.environment["AV_REQUIRE_PYTHON"] == nil, "python3 with safetensors and numpy is required")
             return
         }
@@ -106,7 +106,7 @@ struct InteropTests {
             out["w_shape"] = list(w.shape)
             print(json.dumps(out))
             """
-        let result = try runProcess(python, ["-c", script, all, numpyOnly])
+        let result = try runPython(python, code: script, arguments: [all, numpyOnly])
         #expect(result.status == 0, "\(result.stderr)")
         let parsed = try JSONParser.parse(result.stdout)
         for (name, e) in expected {
