@@ -6,12 +6,14 @@ let package = Package(
     products: [
         .library(name: "Tensors", targets: ["Tensors"]),
         .library(name: "SafeTensors", targets: ["SafeTensors"]),
+        .library(name: "AlignmentVectors", targets: ["AlignmentVectors"]),
         .executable(name: "av", targets: ["av"]),
     ],
     targets: [
         .target(name: "Tensors"),
         .target(name: "SafeTensors", dependencies: ["Tensors"]),
-        .executableTarget(name: "av", dependencies: ["Tensors", "SafeTensors"]),
+        .target(name: "AlignmentVectors", dependencies: ["Tensors", "SafeTensors"]),
+        .executableTarget(name: "av", dependencies: ["Tensors", "SafeTensors", "AlignmentVectors"]),
         // Release-build benchmarks: `swift run -c release av-bench`. Never part of `swift test`.
         .executableTarget(name: "av-bench", dependencies: ["Tensors", "SafeTensors"], path: "Sources/AVBenchmarks"),
         // Shared helpers for every test target: temporary directories, running the built binary.

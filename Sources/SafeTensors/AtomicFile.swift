@@ -91,6 +91,27 @@ public final class AtomicFile: ByteSink {
         if !counted { bytesWritten += bytes.count }
     }
 
+    /// Cuts the file back to `offset` bytes and continues writing from there (drops a tensor that
+    /// turned out not to be needed).
+    public func rewind(to offset: Int) throws(SafeTensorsError) {
+        precondition(offset <= bytesWritten, "rewind past the end")
+        try flushBuffer()
+        guard ftruncate(fd, off_t(offset)) == 0, lseek(fd, off_t(offset), SEEK_SET) == off_t(offset) else {
+            throw SafeTensorsError(file: destination, .io(operation: "truncate", message: errnoText()))
+        }
+        bytesWritten = offset
+    }
+
+    /// Writes `bytes` at `offset`, within what was already written (fills a reserved header).
+    public func overwrite(_ bytes: [UInt8], at offset: Int) throws(SafeTensorsError) {
+        precondition(offset + bytes.count <= bytesWritten, "overwrite past the end")
+        try flushBuffer()
+        let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(offset)) }
+        guard n == bytes.count else {
+            throw SafeTensorsError(file: destination, .io(operation: "write", message: errnoText()))
+        }
+    }
+
     /// Flushes, syncs to disk, and renames the temporary over the destination.
     public func commit() throws(SafeTensorsError) {
         precondition(!done, "commit twice")

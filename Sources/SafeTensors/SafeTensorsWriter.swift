@@ -30,10 +30,11 @@ public struct SafeTensorsLayout: Sendable {
     public var dataSize: Int { tensors.last?.dataRange.upperBound ?? 0 }
     public var fileSize: Int { headerBytes.count + dataSize }
 
-    /// Lays out `specs` with optional `metadata` (its keys written in sorted order).
+    /// Lays out `specs` with optional `metadata` (its keys written in sorted order), in Python's
+    /// order, or in the order given when `keepingOrder` (the format allows any order).
     /// - Throws: `.write` for a duplicate name, a shape that overflows or does not fill whole bytes,
     ///   or a header over the reference's 100,000,000-byte cap.
-    public init(_ specs: [TensorSpec], metadata: [String: String]? = nil, file: String = "") throws(SafeTensorsError) {
+    public init(_ specs: [TensorSpec], metadata: [String: String]? = nil, file: String = "", keepingOrder: Bool = false) throws(SafeTensorsError) {
         var names = Set<String>()
         for s in specs where !names.insert(s.name).inserted {
             throw SafeTensorsError(file: file, .write(message: "tensor \(JSONWriter.quoted(s.name)) is given twice"))
@@ -41,9 +42,12 @@ public struct SafeTensorsLayout: Sendable {
         if names.contains("__metadata__") {
             throw SafeTensorsError(file: file, .write(message: "\"__metadata__\" cannot be a tensor name"))
         }
-        let ordered = specs.sorted { a, b in
-            a.dtype.order != b.dtype.order ? a.dtype.order > b.dtype.order : a.name.utf8.lexicographicallyPrecedes(b.name.utf8)
-        }
+        let ordered =
+            keepingOrder
+            ? specs
+            : specs.sorted { a, b in
+                a.dtype.order != b.dtype.order ? a.dtype.order > b.dtype.order : a.name.utf8.lexicographicallyPrecedes(b.name.utf8)
+            }
         var infos: [TensorInfo] = []
         infos.reserveCapacity(ordered.count)
         var offset = 0

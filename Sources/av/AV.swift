@@ -6,7 +6,9 @@ enum AV {
     static let version = "0.1.0"
 
     static let commands: [(spec: CommandSpec, run: @Sendable (ParsedArguments) throws -> ExitCode)] = [
-        (InspectCommand.spec, InspectCommand.run)
+        (InspectCommand.spec, InspectCommand.run),
+        (DiffCommand.spec, DiffCommand.run),
+        (MergeCommand.spec, MergeCommand.run),
     ]
 
     static var help: String {

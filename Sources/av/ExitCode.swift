@@ -1,3 +1,4 @@
+import AlignmentVectors
 import SafeTensors
 
 /// The exit codes av documents (README, `av --help`).
@@ -34,6 +35,12 @@ func describe(_ error: any Error) -> (String, ExitCode) {
     switch error {
     case let e as SafeTensorsError: (e.description, e.exitCode)
     case let e as CLIError: (e.message, e.code)
+    case let e as AVError:
+        switch e {
+        case .file(let f): (f.description, f.exitCode)
+        case .usage, .unknownDomain: (e.description, .usage)
+        default: (e.description, .badInput)
+        }
     case let e as UsageError: (e.message, .usage)
     default: ("\(error)", .badInput)
     }

@@ -1,0 +1,161 @@
+import Foundation
+import SafeTensors
+import Tensors
+
+/// Who a model is, as an AV records it: the path as given, the main dtype, and fingerprints.
+public struct ModelIdentity: Equatable, Sendable {
+    public var path: String
+    public var dtype: String
+    /// Names, dtypes and shapes (hex XXH64).
+    public var structure: String
+    /// The bytes of every tensor (hex XXH64, see `ContentFingerprint`).
+    public var content: String
+    public var tensors: Int
+
+    public init(path: String, dtype: String, structure: String, content: String, tensors: Int) {
+        self.path = path
+        self.dtype = dtype
+        self.structure = structure
+        self.content = content
+        self.tensors = tensors
+    }
+
+    /// `structure:content`, the form errors and reports print.
+    public var fingerprint: String { "\(structure):\(content)" }
+
+    public var json: JSONValue {
+        .object([
+            ("path", .string(path)), ("dtype", .string(dtype)), ("structure", .string(structure)),
+            ("content", .string(content)), ("tensors", .int(tensors)),
+        ])
+    }
+
+    init?(json: JSONValue) {
+        guard let path = json["path"]?.stringValue, let dtype = json["dtype"]?.stringValue,
+            let structure = json["structure"]?.stringValue, let content = json["content"]?.stringValue,
+            let tensors = json["tensors"]?.doubleValue
+        else { return nil }
+        self.init(path: path, dtype: dtype, structure: structure, content: content, tensors: Int(tensors))
+    }
+}
+
+/// The `__metadata__` of an AV file (DESIGN.md, "The AV file").
+public struct AVHeader: Equatable, Sendable {
+    public static let formatVersion = "1"
+    public static let toolVersion = "av 0.1.0"
+
+    public var domain: String
+    public var base: ModelIdentity
+    public var aligned: ModelIdentity
+    public var encoding = "dense"
+    public var dtype: DType
+    public var version = AVHeader.formatVersion
+    public var tool = AVHeader.toolVersion
+    /// Tensors whose rows beyond the base's were dropped (`--resized-rows drop`): name → aligned rows.
+    public var droppedRows: [String: Int] = [:]
+
+    public init(domain: String, base: ModelIdentity, aligned: ModelIdentity, dtype: DType, droppedRows: [String: Int] = [:]) {
+        self.domain = domain
+        self.base = base
+        self.aligned = aligned
+        self.dtype = dtype
+        self.droppedRows = droppedRows
+    }
+
+    public var metadata: [String: String] {
+        var m = [
+            "format": "av", "av.version": version, "av.domain": domain, "av.base": base.json.rendered(),
+            "av.aligned": aligned.json.rendered(), "av.encoding": encoding, "av.dtype": dtype.rawValue, "av.tool": tool,
+        ]
+        if !droppedRows.isEmpty {
+            m["av.dropped_rows"] = JSONValue.object(droppedRows.keys.sorted().map { ($0, .int(droppedRows[$0]!)) }).rendered()
+        }
+        return m
+    }
+
+    /// Reads and checks the metadata of an AV file.
+    public init(metadata: [String: String]?, file: String) throws(AVError) {
+        guard let m = metadata, m["format"] == "av" else {
+            throw .notAnAV(file: file, reason: "its metadata has no \"format\": \"av\" (made by av diff?)")
+        }
+        guard let version = m["av.version"], version == AVHeader.formatVersion else {
+            throw .notAnAV(file: file, reason: "AV format version \(m["av.version"] ?? "missing"); this av reads version \(AVHeader.formatVersion)")
+        }
+        func identity(_ key: String) throws(AVError) -> ModelIdentity {
+            guard let text = m[key], let json = try? JSONParser.parse(text), let id = ModelIdentity(json: json) else {
+                throw .notAnAV(file: file, reason: "metadata \"\(key)\" is missing or malformed")
+            }
+            return id
+        }
+        guard let encoding = m["av.encoding"], encoding == "dense" else {
+            throw .notAnAV(file: file, reason: "encoding \(m["av.encoding"] ?? "missing") is not supported (only dense)")
+        }
+        guard let dtypeText = m["av.dtype"], let dtype = DType(rawValue: dtypeText) else {
+            throw .notAnAV(file: file, reason: "metadata \"av.dtype\" is missing or unknown")
+        }
+        self.init(domain: m["av.domain"] ?? "", base: try identity("av.base"), aligned: try identity("av.aligned"), dtype: dtype)
+        self.version = version
+        self.encoding = encoding
+        self.tool = m["av.tool"] ?? ""
+        if let text = m["av.dropped_rows"], case .object(let pairs)? = try? JSONParser.parse(text) {
+            for (k, v) in pairs { droppedRows[k] = v.doubleValue.map { Int($0) } }
+        }
+    }
+}
+
+/// An opened AV file.
+public final class AlignmentVector: @unchecked Sendable {
+    public let path: String
+    public let file: SafeTensorsFile
+    public let header: AVHeader
+
+    public init(path: String) throws(AVError) {
+        self.path = path
+        do {
+            file = try SafeTensorsFile(path: path)
+        } catch {
+            throw .file(error)
+        }
+        header = try AVHeader(metadata: file.metadata, file: path)
+    }
+
+    public var domain: String { header.domain }
+}
+
+/// The exact remainders an AV keeps for the few elements no f32 delta can rebuild: for tensor
+/// NAME, `av.exact/NAME/index` (I64, element indices, increasing) and `av.exact/NAME/residual`
+/// (F64). Merge adds λ·residual after λ·delta, so base + AV is the aligned value exactly at λ = 1.
+public enum ExactResiduals {
+    public static let prefix = "av.exact/"
+    public static func indexName(_ tensor: String) -> String { prefix + tensor + "/index" }
+    public static func valueName(_ tensor: String) -> String { prefix + tensor + "/residual" }
+    public static func isResidual(_ name: String) -> Bool { name.hasPrefix(prefix) }
+}
+
+extension AlignmentVector {
+    /// The dense delta tensors (the model's names).
+    public var deltas: [TensorInfo] { file.tensors.filter { !ExactResiduals.isResidual($0.name) } }
+
+    /// The exact remainders of `tensor`, or nil when it has none.
+    public func residuals(of tensor: String) throws(AVError) -> (indices: [Int], values: [Double])? {
+        guard let ii = file.info(ExactResiduals.indexName(tensor)), let vi = file.info(ExactResiduals.valueName(tensor)) else { return nil }
+        guard ii.dtype == .i64, vi.dtype == .f64, ii.elementCount == vi.elementCount, let delta = file.info(tensor) else {
+            throw .notAnAV(file: path, reason: "the exact remainders of \(JSONWriter.quoted(tensor)) are malformed")
+        }
+        let ib = file.bytes(of: ii)
+        let vb = file.bytes(of: vi)
+        var indices: [Int] = []
+        var values: [Double] = []
+        var previous = -1
+        for k in 0..<ii.elementCount {
+            let idx = Int(Int64(littleEndian: ib.loadUnaligned(fromByteOffset: 8 * k, as: Int64.self)))
+            guard idx > previous, idx < delta.elementCount else {
+                throw .notAnAV(file: path, reason: "the exact remainders of \(JSONWriter.quoted(tensor)) have index \(idx) out of order or range")
+            }
+            previous = idx
+            indices.append(idx)
+            values.append(Double(bitPattern: UInt64(littleEndian: vb.loadUnaligned(fromByteOffset: 8 * k, as: UInt64.self))))
+        }
+        return (indices, values)
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import SafeTensors
+import Tensors
+
+/// A model's weights: one safetensors file, or a Hugging Face model directory (sharded or not),
+/// uniform by tensor name. Memory-mapped; nothing is read until used.
+public final class Checkpoint: @unchecked Sendable {
+    public let path: String
+    public let store: SafeTensorsModel
+
+    public init(path: String) throws(AVError) {
+        self.path = path
+        do {
+            store = try SafeTensorsModel(path: path)
+        } catch {
+            throw .file(error)
+        }
+    }
+
+    public var isDirectory: Bool { store.isDirectory }
+    public var tensors: [TensorInfo] { store.entries.map(\.info) }
+    public func info(_ name: String) -> TensorInfo? { store.info(name) }
+
+    /// The bytes of `name` (zero-copy) and the mapping they live in (to release pages once used).
+    public func view(_ name: String) -> (bytes: UnsafeRawBufferPointer, file: SafeTensorsFile)? {
+        guard let file = store.file(holding: name), let info = file.info(name) else { return nil }
+        return (file.bytes(of: info), file)
+    }
+
+    /// The dtype holding most parameters.
+    public var mainDType: DType {
+        var counts: [DType: Int] = [:]
+        for t in tensors { counts[t.dtype, default: 0] += t.elementCount }
+        return counts.max { $0.value != $1.value ? $0.value < $1.value : $0.key.order < $1.key.order }?.key ?? .f32
+    }
+
+    /// XXH64 of every tensor's name, dtype and shape, in name order: equal for checkpoints of the
+    /// same architecture and dtype, whatever their values.
+    public var structureFingerprint: UInt64 {
+        var text = ""
+        for t in tensors.sorted(by: { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }) {
+            text += "\(t.name)\u{0}\(t.dtype.rawValue)\u{0}\(t.shape.map(String.init).joined(separator: ","))\n"
+        }
+        return text.utf8CString.withUnsafeBytes { XXHash64.hash(UnsafeRawBufferPointer(rebasing: $0.dropLast())) }
+    }
+
+    /// For a directory: the files to copy beside merged weights (config, tokenizer, generation config,
+    /// chat template, …): every regular, non-hidden file that is not a weight file or the index.
+    public var auxiliaryFiles: [String] {
+        guard isDirectory else { return [] }
+        let dir = path.hasSuffix("/") ? path : path + "/"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        return names.sorted().filter { name in
+            var isDir: ObjCBool = false
+            guard !name.hasPrefix("."), !name.hasSuffix(".safetensors"), name != HFNames.indexFile,
+                FileManager.default.fileExists(atPath: dir + name, isDirectory: &isDir), !isDir.boolValue
+            else { return false }
+            return true
+        }.map { dir + $0 }
+    }
+
+    /// Every file this checkpoint reads, resolved, for the output-is-an-input check.
+    public var inputFiles: [String] { store.files.map { resolved($0.path) } }
+}
+
+/// `path` with symlinks and `..` resolved, for comparing paths.
+func resolved(_ path: String) -> String {
+    URL(fileURLWithPath: path).resolvingSymlinksInPath().standardizedFileURL.path
+}
+
+/// Content fingerprints: XXH64 of each fixed-size chunk of a tensor's bytes, combined per tensor,
+/// then over tensors in name order. The chunking is fixed, so the value does not depend on threads.
+public enum ContentFingerprint {
+    /// Bytes per hashed chunk.
+    public static let chunkBytes = 4 << 20
+
+    /// The digest of one tensor from its chunk digests, in order.
+    public static func tensorDigest(_ chunks: [UInt64]) -> UInt64 { XXHash64.hash(digests: chunks) }
+
+    /// The fingerprint of a checkpoint from its tensors' digests.
+    public static func combine(_ digests: [String: UInt64]) -> UInt64 {
+        var all: [UInt64] = []
+        for name in digests.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
+            let nameHash = Array(name.utf8).withUnsafeBytes { XXHash64.hash($0) }
+            all += [nameHash, digests[name]!]
+        }
+        return XXHash64.hash(digests: all)
+    }
+}

@@ -1,0 +1,273 @@
+import Dispatch
+import Foundation
+import SafeTensors
+import Tensors
+
+/// What to do with tensors whose aligned version has more rows than the base's: the embedding and
+/// output matrices of a model that added tokens (chat and instruct models often do).
+public enum ResizedRows: String, Sendable, CaseIterable {
+    /// Refuse, naming the tensors and shapes.
+    case refuse
+    /// Keep the base's rows: the AV holds `aligned[:rows] − base` and merges keep the base's shapes
+    /// and tokenizer; the added rows are dropped and recorded in `av.dropped_rows`.
+    case drop
+}
+
+public struct DiffOptions: Sendable {
+    public var domain: String
+    /// The dtype of the stored deltas (f64 tensors are always stored in f64).
+    public var storage: DType = .f32
+    public var resizedRows: ResizedRows = .refuse
+    public var threads: Int = Parallel.defaultThreads
+
+    public init(domain: String) { self.domain = domain }
+}
+
+/// What diff measured on one tensor.
+public struct TensorDiff: Sendable {
+    public var name: String
+    public var dtype: DType
+    public var shape: [Int]
+    public var elements = 0
+    /// Elements whose stored bits differ between the models.
+    public var changed = 0
+    /// ‖aligned − base‖₂ and ‖base‖₂ (f64).
+    public var deltaNorm = 0.0
+    public var baseNorm = 0.0
+    public var maxAbsDelta = 0.0
+    /// Changed elements a bf16 model could not represent: bf16(aligned) == bf16(base).
+    public var lostInBF16 = 0
+    /// Elements where base + stored Δ does not round back to the aligned value (λ = 1), and the
+    /// largest distance in units in the last place of the checkpoint's dtype.
+    public var mismatches = 0
+    public var maxULP = 0
+    /// Deltas moved by a few ulps of f32 from the rounded difference so that base + Δ rounds to
+    /// the aligned value exactly.
+    public var adjusted = 0
+    /// Elements no f32 delta could rebuild, whose exact f64 remainder the AV keeps beside the delta
+    /// (`av.exact/NAME/index`, `av.exact/NAME/residual`).
+    public var residuals = 0
+    /// Elements that rebuild as +0 where the aligned model holds −0 (or the reverse): equal values,
+    /// different bits, and no delta added to a zero can change its sign.
+    public var signedZeros = 0
+    /// Rows of the aligned tensor dropped by `--resized-rows drop`.
+    public var droppedRows = 0
+
+    /// ‖Δ‖/‖W‖ of the base.
+    public var relativeChange: Double { baseNorm > 0 ? deltaNorm / baseNorm : (deltaNorm > 0 ? .infinity : 0) }
+    /// Whether the AV stores this tensor (it changed).
+    public var stored: Bool { changed > 0 }
+}
+
+public struct DiffReport: Sendable {
+    public var output: String
+    public var header: AVHeader
+    /// Every tensor of the base, in the base's order.
+    public var tensors: [TensorDiff]
+    public var seconds: Double
+    public var bytesRead: Int
+    public var bytesWritten: Int
+
+    public var changedTensors: Int { tensors.filter(\.stored).count }
+    public var totalElements: Int { tensors.reduce(0) { $0 + $1.elements } }
+    public var changedElements: Int { tensors.reduce(0) { $0 + $1.changed } }
+    public var lostInBF16: Int { tensors.reduce(0) { $0 + $1.lostInBF16 } }
+    public var mismatches: Int { tensors.reduce(0) { $0 + $1.mismatches } }
+    public var maxULP: Int { tensors.map(\.maxULP).max() ?? 0 }
+    public var adjusted: Int { tensors.reduce(0) { $0 + $1.adjusted } }
+    public var residuals: Int { tensors.reduce(0) { $0 + $1.residuals } }
+    public var signedZeros: Int { tensors.reduce(0) { $0 + $1.signedZeros } }
+
+    /// Relative change per block: `…layers.N` for transformer blocks, the tensor's module otherwise.
+    public var blocks: [(name: String, relativeChange: Double, tensors: Int)] {
+        var order: [String] = []
+        var sums: [String: (d: Double, b: Double, n: Int)] = [:]
+        for t in tensors {
+            let key = Self.block(of: t.name)
+            if sums[key] == nil { order.append(key) }
+            let s = sums[key] ?? (0, 0, 0)
+            sums[key] = (s.d + t.deltaNorm * t.deltaNorm, s.b + t.baseNorm * t.baseNorm, s.n + 1)
+        }
+        return order.map { k in
+            let s = sums[k]!
+            return (k, s.b > 0 ? (s.d / s.b).squareRoot() : (s.d > 0 ? .infinity : 0), s.n)
+        }
+    }
+
+    /// `model.layers.3.mlp.up_proj.weight` → `model.layers.3`; `lm_head.weight` → `lm_head`.
+    public static func block(of name: String) -> String {
+        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+        for (i, p) in parts.enumerated() where (p == "layers" || p == "h" || p == "blocks" || p == "layer") && i + 1 < parts.count {
+            if Int(parts[i + 1]) != nil { return parts[...(i + 1)].joined(separator: ".") }
+        }
+        if parts.count > 1, ["weight", "bias"].contains(parts.last!) { return parts.dropLast().joined(separator: ".") }
+        return name
+    }
+}
+
+/// Computes the alignment vector `aligned − base` and writes it to `output` as an AV file.
+///
+/// One pass over both checkpoints, tensor by tensor, chunk by chunk on `options.threads` threads;
+/// memory stays bounded (mapped pages are released once used) and the output is written as it is
+/// computed. Unchanged tensors are left out. For every element the stored delta is checked to give
+/// back the aligned value through merge's own arithmetic at λ = 1; with f32 storage a delta that
+/// does not is nudged by a few ulps until it does, and any left are counted in the report.
+/// - Parameter progress: called from the calling thread with (bytes done, bytes total).
+public func diff(
+    base: Checkpoint, aligned: Checkpoint, output: String, options: DiffOptions,
+    progress: ((Int, Int) -> Void)? = nil
+) throws(AVError) -> DiffReport {
+    let start = DispatchTime.now().uptimeNanoseconds
+    let out = resolved(output)
+    for input in base.inputFiles + aligned.inputFiles where input == out {
+        throw .outputIsInput(output: output, input: input)
+    }
+    guard [.f32, .bf16, .f16, .f64].contains(options.storage) else {
+        throw .usage("deltas are stored as f32, bf16, f16 or f64, not \(options.storage.rawValue)")
+    }
+
+    // Match the two checkpoints tensor by tensor.
+    var plans: [DiffPlan] = []
+    var resized: [(String, [Int], [Int])] = []
+    for b in base.tensors {
+        guard let a = aligned.info(b.name) else {
+            throw .tensorOnlyIn(tensor: b.name, presentIn: base.path, missingFrom: aligned.path)
+        }
+        guard a.dtype == b.dtype else {
+            throw .dtypeMismatch(tensor: b.name, base: b.dtype, aligned: a.dtype, baseFile: base.path, alignedFile: aligned.path)
+        }
+        var dropped = 0
+        if a.shape != b.shape {
+            let sameTail = a.shape.count == b.shape.count && !a.shape.isEmpty && a.shape.dropFirst() == b.shape.dropFirst()
+            guard sameTail, a.shape[0] > b.shape[0] else {
+                throw .shapeMismatch(tensor: b.name, base: b.shape, aligned: a.shape, baseFile: base.path, alignedFile: aligned.path)
+            }
+            resized.append((b.name, b.shape, a.shape))
+            dropped = a.shape[0] - b.shape[0]
+        }
+        let float = Convert.supports(b.dtype)
+        let storage: DType = b.dtype == .f64 ? .f64 : options.storage
+        plans.append(DiffPlan(name: b.name, base: b, aligned: a, float: float, storage: storage, droppedRows: dropped))
+    }
+    for a in aligned.tensors where base.info(a.name) == nil {
+        throw .tensorOnlyIn(tensor: a.name, presentIn: aligned.path, missingFrom: base.path)
+    }
+    if !resized.isEmpty && options.resizedRows == .refuse {
+        throw .resizedRows(tensors: resized.map(\.0), base: resized[0].1, aligned: resized[0].2)
+    }
+
+    let placeholder = String(repeating: "0", count: 16)
+    func identity(_ c: Checkpoint, content: String) -> ModelIdentity {
+        ModelIdentity(path: c.path, dtype: c.mainDType.rawValue, structure: XXHash64.hex(c.structureFingerprint), content: content, tensors: c.tensors.count)
+    }
+    var header = AVHeader(
+        domain: options.domain, base: identity(base, content: placeholder), aligned: identity(aligned, content: placeholder),
+        dtype: options.storage, droppedRows: Dictionary(uniqueKeysWithValues: resized.map { ($0.0, $0.2[0]) }))
+    let candidates = plans.filter(\.float).map { TensorSpec(name: $0.name, dtype: $0.storage, shape: $0.base.shape) }
+    let writer: ReservedHeaderWriter
+    do {
+        let extra = candidates.flatMap { c -> [TensorSpec] in
+            let n = [Shape.elementCount(c.shape) ?? 0]
+            return [
+                TensorSpec(name: ExactResiduals.indexName(c.name), dtype: .i64, shape: n),
+                TensorSpec(name: ExactResiduals.valueName(c.name), dtype: .f64, shape: n),
+            ]
+        }
+        writer = try ReservedHeaderWriter(path: output, candidates: candidates, metadataBound: header.metadata, extraBound: extra)
+    } catch {
+        throw .file(error)
+    }
+    let byName = Dictionary(uniqueKeysWithValues: plans.map { ($0.name, $0) })
+    var results: [String: TensorDiff] = [:]
+    var baseDigests: [String: UInt64] = [:]
+    var alignedDigests: [String: UInt64] = [:]
+    let totalBytes = plans.reduce(0) { $0 + $1.base.byteCount + $1.aligned.byteCount }
+    var doneBytes = 0
+    var pending: [(String, [(Int, Double)])] = []
+    let engine = DiffEngine(threads: options.threads, plans: plans)
+
+    do throws(AVError) {
+        // Integer tensors: equal bytes or an error; hashed either way.
+        for plan in plans where !plan.float {
+            let (b, _) = base.view(plan.name)!
+            let (a, _) = aligned.view(plan.name)!
+            guard b.count == a.count, b.count == 0 || memcmp(b.baseAddress!, a.baseAddress!, b.count) == 0 else {
+                throw .integerTensorDiffers(tensor: plan.name, dtype: plan.base.dtype)
+            }
+            baseDigests[plan.name] = hashChunks(b)
+            alignedDigests[plan.name] = hashChunks(a)
+            results[plan.name] = TensorDiff(name: plan.name, dtype: plan.base.dtype, shape: plan.base.shape, elements: plan.base.elementCount)
+            doneBytes += 2 * b.count
+        }
+        for spec in writer.order {
+            let plan = byName[spec.name]!
+            do {
+                try writer.begin(spec)
+            } catch {
+                throw .file(error)
+            }
+            let r = try engine.run(plan, base: base.view(plan.name)!, aligned: aligned.view(plan.name)!, writer: writer) { bytes in
+                doneBytes += bytes
+                progress?(doneBytes, totalBytes)
+            }
+            do {
+                try writer.end(keep: r.diff.stored)
+            } catch {
+                throw .file(error)
+            }
+            results[plan.name] = r.diff
+            if r.diff.stored && !r.residuals.isEmpty { pending.append((plan.name, r.residuals)) }
+            baseDigests[plan.name] = r.baseDigest
+            alignedDigests[plan.name] = r.alignedDigest
+        }
+        // Exact remainders go last, after every dense delta.
+        for (name, list) in pending {
+            do {
+                try writer.begin(TensorSpec(name: ExactResiduals.indexName(name), dtype: .i64, shape: [list.count]))
+                try writer.write(list.map { Int64($0.0).littleEndian }.withUnsafeBytes { Array($0) })
+                try writer.end(keep: true)
+                try writer.begin(TensorSpec(name: ExactResiduals.valueName(name), dtype: .f64, shape: [list.count]))
+                try writer.write(list.map { $0.1.bitPattern.littleEndian }.withUnsafeBytes { Array($0) })
+                try writer.end(keep: true)
+            } catch {
+                throw .file(error)
+            }
+        }
+        header.base.content = XXHash64.hex(ContentFingerprint.combine(baseDigests))
+        header.aligned.content = XXHash64.hex(ContentFingerprint.combine(alignedDigests))
+        do {
+            try writer.finish(metadata: header.metadata)
+        } catch {
+            throw .file(error)
+        }
+    } catch {
+        writer.abort()
+        throw error
+    }
+    progress?(totalBytes, totalBytes)
+    let written = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+    return DiffReport(
+        output: output, header: header, tensors: plans.map { results[$0.name]! },
+        seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, bytesRead: totalBytes, bytesWritten: written)
+}
+
+/// XXH64 digest of a byte range in `ContentFingerprint` chunks.
+func hashChunks(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+    var digests: [UInt64] = []
+    var offset = 0
+    repeat {
+        let end = min(bytes.count, offset + ContentFingerprint.chunkBytes)
+        digests.append(XXHash64.hash(UnsafeRawBufferPointer(rebasing: bytes[offset..<end])))
+        offset = end
+    } while offset < bytes.count
+    return ContentFingerprint.tensorDigest(digests)
+}
+
+struct DiffPlan {
+    var name: String
+    var base: TensorInfo
+    var aligned: TensorInfo
+    var float: Bool
+    var storage: DType
+    var droppedRows: Int
+}

@@ -1,0 +1,395 @@
+import Dispatch
+import Foundation
+import SafeTensors
+import Tensors
+
+/// One alignment vector with its coefficient λ.
+public struct MergeTerm: Sendable {
+    public var vector: AlignmentVector
+    public var coefficient: Double
+
+    public init(vector: AlignmentVector, coefficient: Double) {
+        self.vector = vector
+        self.coefficient = coefficient
+    }
+}
+
+public struct MergeOptions: Sendable {
+    /// Output dtype of the floating-point tensors; nil keeps each tensor's base dtype.
+    public var dtype: DType?
+    /// For directory outputs: the largest shard; nil shards like the base.
+    public var maxShardSize: Int?
+    /// Merge AVs whose recorded base differs from the base given, or from each other.
+    public var force = false
+    /// Write NaN or Inf results instead of refusing.
+    public var allowNonFinite = false
+    public var threads = Parallel.defaultThreads
+    /// Extra provenance for the output header (the recipe, for one).
+    public var provenance: [String: JSONValue] = [:]
+
+    public init() {}
+}
+
+/// What merge did to one tensor.
+public struct TensorMerge: Sendable {
+    public var name: String
+    public var dtype: DType
+    public var elements: Int
+    /// Terms that touched the tensor (its AVs hold it and λ ≠ 0).
+    public var terms: Int
+    /// Elements where base + Σλ·Δ differs from the base.
+    public var changed = 0
+    /// Of those, the ones the output dtype rounded back to the base value.
+    public var roundedAway = 0
+    public var nonFinite = 0
+}
+
+public struct MergeReport: Sendable {
+    public var output: String
+    public var base: ModelIdentity
+    public var baseVerified: Bool
+    public var terms: [(path: String, domain: String, coefficient: Double)]
+    public var tensors: [TensorMerge]
+    public var outputFiles: [String]
+    public var seconds: Double
+    public var bytesRead: Int
+    public var bytesWritten: Int
+
+    public var changed: Int { tensors.reduce(0) { $0 + $1.changed } }
+    public var roundedAway: Int { tensors.reduce(0) { $0 + $1.roundedAway } }
+    public var touchedTensors: Int { tensors.filter { $0.terms > 0 }.count }
+}
+
+/// Where merged tensors go: one safetensors file or a model directory.
+protocol TensorStream: ByteSink {
+    var nextTensor: TensorInfo? { get }
+    func abort()
+}
+
+extension SafeTensorsWriter: TensorStream {}
+extension ModelDirectoryWriter: TensorStream {}
+
+/// Writes `base + Σ λ·AV` to `output`: a file for a file base, a model directory for a directory
+/// base (sharded like it, with its config and tokenizer files copied).
+///
+/// Refuses, before writing anything, vectors made from another base (structure fingerprints) or
+/// from different bases, and an output that is an input; refuses at the end, leaving nothing
+/// written, a result with NaN or Inf and a base whose content fingerprint is not the one the
+/// vectors record. Sums are in f64, per element, so the bytes do not depend on thread count.
+public func merge(
+    base: Checkpoint, terms: [MergeTerm], output: String, options: MergeOptions,
+    progress: ((Int, Int) -> Void)? = nil
+) throws(AVError) -> MergeReport {
+    let start = DispatchTime.now().uptimeNanoseconds
+    let out = resolved(output)
+    let inputs = base.inputFiles + terms.map { resolved($0.vector.path) }
+    for input in inputs where input == out || (base.isDirectory && resolved(base.path) == out) {
+        throw .outputIsInput(output: output, input: input)
+    }
+    if base.isDirectory && resolved(base.path) == out { throw .outputIsInput(output: output, input: base.path) }
+
+    let structure = XXHash64.hex(base.structureFingerprint)
+    if !options.force {
+        for t in terms where t.vector.header.base.structure != structure {
+            throw .baseMismatch(av: t.vector.path, recorded: t.vector.header.base.fingerprint, given: "\(structure):…", basePath: base.path)
+        }
+        for (i, t) in terms.enumerated() {
+            for u in terms[(i + 1)...] where u.vector.header.base.fingerprint != t.vector.header.base.fingerprint {
+                throw .differentBases(
+                    first: t.vector.path, firstBase: t.vector.header.base.fingerprint, second: u.vector.path, secondBase: u.vector.header.base.fingerprint)
+            }
+        }
+    }
+    // Every delta must land on a base tensor of its shape.
+    for t in terms {
+        for v in t.vector.deltas {
+            guard let b = base.info(v.name) else { throw .vectorTensorNotInBase(av: t.vector.path, tensor: v.name) }
+            guard b.shape == v.shape else { throw .vectorShape(av: t.vector.path, tensor: v.name, vector: v.shape, base: b.shape) }
+            guard Convert.supports(v.dtype), Convert.supports(b.dtype) else {
+                throw .unsupportedDType(tensor: v.name, dtype: Convert.supports(v.dtype) ? b.dtype : v.dtype, file: t.vector.path)
+            }
+        }
+    }
+    if let d = options.dtype, !Convert.supports(d) { throw .usage("cannot write \(d.rawValue) output") }
+
+    // Output layout: the base's tensors in its order, in the output dtype.
+    func outDType(_ t: TensorInfo) -> DType { Convert.supports(t.dtype) ? (options.dtype ?? t.dtype) : t.dtype }
+    let specs = base.tensors.map { TensorSpec(name: $0.name, dtype: outDType($0), shape: $0.shape) }
+    let expected = terms.first?.vector.header.base.content
+    var provenance: [(key: String, value: JSONValue)] = [
+        ("tool", .string(AVHeader.toolVersion)),
+        ("base", .object([("path", .string(base.path)), ("structure", .string(structure)), ("content", expected.map { .string($0) } ?? .null)])),
+        (
+            "vectors",
+            .array(
+                terms.map { t in
+                    .object([
+                        ("path", .string(t.vector.path)), ("domain", .string(t.vector.domain)), ("coefficient", .double(t.coefficient)),
+                        ("aligned", .string(t.vector.header.aligned.fingerprint)),
+                    ])
+                })
+        ),
+        ("dtype", options.dtype.map { .string($0.rawValue) } ?? .string("base")),
+    ]
+    if options.force { provenance.append(("forced", .bool(true))) }
+    for (k, v) in options.provenance.sorted(by: { $0.key < $1.key }) { provenance.append((k, v)) }
+    let metadata = ["format": "pt", "av.merge": JSONValue.object(provenance).rendered()]
+
+    let writer: TensorStream
+    var directoryWriter: ModelDirectoryWriter?
+    var fileWriter: SafeTensorsWriter?
+    do {
+        if base.isDirectory {
+            let shardSize =
+                options.maxShardSize ?? (base.store.files.count > 1 ? base.store.files.map { $0.tensors.reduce(0) { $0 + $1.byteCount } }.max()! : Int.max)
+            let w = try ModelDirectoryWriter(path: output, tensors: specs, maxShardSize: shardSize, metadata: metadata)
+            directoryWriter = w
+            writer = w
+        } else {
+            if options.maxShardSize != nil { throw AVError.usage("--max-shard-size applies to model directories; the base \(base.path) is a file") }
+            let w = try SafeTensorsWriter(path: output, tensors: specs, metadata: metadata)
+            fileWriter = w
+            writer = w
+        }
+    } catch let e as SafeTensorsError {
+        throw .file(e)
+    } catch let e as AVError {
+        throw e
+    } catch {
+        throw .usage("\(error)")
+    }
+
+    let totalBytes =
+        base.tensors.reduce(0) { $0 + $1.byteCount }
+        + terms.reduce(0) { $0 + $1.vector.file.tensors.reduce(0) { $0 + $1.byteCount } }
+    var done = 0
+    var results: [String: TensorMerge] = [:]
+    var digests: [String: UInt64] = [:]
+    let engine = MergeEngine(threads: options.threads, base: base, dtype: options.dtype)
+    do throws(AVError) {
+        while let next = writer.nextTensor {
+            let info = base.info(next.name)!
+            var active: [MergeEngine.Term] = []
+            for t in terms where t.coefficient != 0 {
+                guard let v = t.vector.file.info(next.name) else { continue }
+                active.append(
+                    MergeEngine.Term(
+                        bytes: t.vector.file.bytes(of: v), file: t.vector.file, dtype: v.dtype, scale: t.coefficient,
+                        residuals: try t.vector.residuals(of: next.name)))
+            }
+            let r = try engine.run(info, outDType: next.dtype, view: base.view(next.name)!, terms: active, into: writer) { bytes in
+                done += bytes
+                progress?(done, totalBytes)
+            }
+            if r.merge.nonFinite > 0 && !options.allowNonFinite {
+                throw .nonFinite(tensor: next.name, count: r.merge.nonFinite, file: output)
+            }
+            results[next.name] = r.merge
+            digests[next.name] = r.digest
+        }
+        // Zero-size tensors never show up as `nextTensor`; they still count in the fingerprint.
+        for t in base.tensors where digests[t.name] == nil {
+            digests[t.name] = hashChunks(base.view(t.name)!.bytes)
+            results[t.name] = TensorMerge(name: t.name, dtype: outDType(t), elements: t.elementCount, terms: 0)
+        }
+        let content = XXHash64.hex(ContentFingerprint.combine(digests))
+        if let expected, expected != content, !options.force {
+            throw .baseMismatch(
+                av: terms[0].vector.path, recorded: terms[0].vector.header.base.fingerprint, given: "\(structure):\(content)", basePath: base.path)
+        }
+        do {
+            if let w = fileWriter { try w.finish() }
+            if let w = directoryWriter { try w.finish(copying: base.auxiliaryFiles) }
+        } catch {
+            throw .file(error)
+        }
+        let identity = ModelIdentity(path: base.path, dtype: base.mainDType.rawValue, structure: structure, content: content, tensors: base.tensors.count)
+        var files: [String] = [output]
+        var written = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+        if let w = directoryWriter {
+            files = w.shardNames.map { output + "/" + $0 }
+            written = files.reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? Int) ?? 0) }
+        }
+        progress?(totalBytes, totalBytes)
+        return MergeReport(
+            output: output, base: identity, baseVerified: expected == nil || expected == content,
+            terms: terms.map { ($0.vector.path, $0.vector.domain, $0.coefficient) },
+            tensors: base.tensors.map { results[$0.name]! }, outputFiles: files,
+            seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, bytesRead: totalBytes, bytesWritten: written)
+    } catch {
+        writer.abort()
+        throw error
+    }
+}
+
+/// Runs merge's per-tensor work: chunks in parallel batches, output written in order.
+final class MergeEngine {
+    /// One vector's part in a tensor: its deltas, coefficient and exact remainders.
+    struct Term {
+        var bytes: UnsafeRawBufferPointer
+        var file: SafeTensorsFile
+        var dtype: DType
+        var scale: Double
+        var residuals: (indices: [Int], values: [Double])?
+    }
+
+    let threads: Int
+    let scratch: [Scratch]
+    let output: UnsafeMutableRawPointer
+    let chunkOutBytes: Int
+
+    init(threads: Int, base: Checkpoint, dtype: DType?) {
+        self.threads = max(1, threads)
+        scratch = (0..<self.threads).map { _ in Scratch() }
+        var most = 8
+        for t in base.tensors {
+            let size = t.dtype.byteSize ?? 1
+            let outSize = Convert.supports(t.dtype) ? (dtype ?? t.dtype).byteSize! : size
+            most = max(most, ContentFingerprint.chunkBytes / size * outSize)
+        }
+        chunkOutBytes = most
+        output = .allocate(byteCount: most * self.threads, alignment: 64)
+    }
+
+    deinit { output.deallocate() }
+
+    func run(
+        _ info: TensorInfo, outDType: DType, view: (bytes: UnsafeRawBufferPointer, file: SafeTensorsFile),
+        terms: [Term], into writer: TensorStream,
+        progress: (Int) -> Void
+    ) throws(AVError) -> (merge: TensorMerge, digest: UInt64) {
+        let dtype = info.dtype
+        let size = dtype.byteSize ?? 1
+        let outSize = outDType.byteSize ?? 1
+        let elements = info.elementCount
+        let copy = terms.isEmpty && outDType == dtype
+        // Bytes per chunk of the base: the fingerprint's chunk, so hashing needs no second pass.
+        let perChunk = ContentFingerprint.chunkBytes / size
+        let chunks = max(1, (view.bytes.count + ContentFingerprint.chunkBytes - 1) / ContentFingerprint.chunkBytes)
+        var digests = [UInt64](repeating: 0, count: chunks)
+        var stats = [ChunkStats](repeating: ChunkStats(), count: chunks)
+        let bp = view.bytes.baseAddress ?? UnsafeRawPointer(output)
+        let fileStart = view.file.fileOffset(of: view.file.info(info.name)!)
+        let termPointers = terms.map { (p: $0.bytes.baseAddress ?? UnsafeRawPointer(output), dtype: $0.dtype, scale: $0.scale) }
+        let residuals = terms.map(\.residuals)
+
+        var batchStart = 0
+        while batchStart < chunks {
+            let batch = min(threads, chunks - batchStart)
+            let first = batchStart
+            digests.withUnsafeMutableBufferPointer { dg in
+                stats.withUnsafeMutableBufferPointer { st in
+                    Parallel.forEach(batch, threads: threads) { w, j in
+                        let c = first + j
+                        let lo = c * perChunk
+                        let n = min(elements, lo + perChunk) - lo
+                        dg[c] = XXHash64.hash(UnsafeRawBufferPointer(start: bp + lo * size, count: n * size))
+                        if !copy {
+                            st[c] = Self.chunk(
+                                base: bp + lo * size, dtype: dtype, count: n,
+                                terms: termPointers.map { ($0.p + lo * $0.dtype.byteSize!, $0.dtype, $0.scale) },
+                                outDType: outDType, out: output + j * chunkOutBytes, scratch: scratch[w], first: lo, residuals: residuals)
+                        }
+                    }
+                }
+            }
+            var done = 0
+            for j in 0..<batch {
+                let c = first + j
+                let lo = c * perChunk
+                let n = min(elements, lo + perChunk) - lo
+                do {
+                    if copy {
+                        try writer.write(UnsafeRawBufferPointer(start: bp + lo * size, count: n * size))
+                    } else {
+                        try writer.write(UnsafeRawBufferPointer(start: output + j * chunkOutBytes, count: n * outSize))
+                    }
+                } catch {
+                    throw .file(error)
+                }
+                done += n
+            }
+            let lo = first * perChunk
+            view.file.mapping.release((fileStart + lo * size)..<(fileStart + (lo + done) * size))
+            for t in terms {
+                let s = t.dtype.byteSize!
+                let start = t.file.fileOffset(of: t.file.info(info.name)!)
+                t.file.mapping.release((start + lo * s)..<(start + (lo + done) * s))
+            }
+            progress(done * size + terms.reduce(0) { $0 + done * $1.dtype.byteSize! })
+            batchStart += batch
+        }
+        var m = TensorMerge(name: info.name, dtype: outDType, elements: elements, terms: terms.count)
+        for s in stats {
+            m.changed += s.changed
+            m.roundedAway += s.roundedAway
+            m.nonFinite += s.nonFinite
+        }
+        return (m, ContentFingerprint.tensorDigest(digests))
+    }
+
+    /// `out = narrow(base + Σ λ·Δ)` for `count` elements, counting changes, changes rounded away
+    /// by the output dtype, and non-finite results.
+    static func chunk(
+        base: UnsafeRawPointer, dtype: DType, count: Int, terms: [(UnsafeRawPointer, DType, Double)],
+        outDType: DType, out: UnsafeMutableRawPointer, scratch s: Scratch, first: Int,
+        residuals: [(indices: [Int], values: [Double])?]
+    ) -> ChunkStats {
+        var st = ChunkStats()
+        let size = dtype.byteSize!
+        let outSize = outDType.byteSize!
+        var off = 0
+        while off < count {
+            let n = min(Scratch.block, count - off)
+            let b = base + off * size
+            let o = out + off * outSize
+            Accumulate.widen(dtype, b, count: n, into: s.accB, scratch: s.f32)
+            s.accA.update(from: s.accB, count: n)
+            for t in terms {
+                Accumulate.addScaled(t.1, t.0 + off * t.1.byteSize!, count: n, scale: t.2, into: s.accA, scratch: s.f32)
+            }
+            // Exact remainders come after all dense deltas, term by term, as diff checked them.
+            for (k, r) in residuals.enumerated() {
+                guard let r else { continue }
+                let lo = first + off
+                var j = lowerBound(r.indices, lo)
+                while j < r.indices.count, r.indices[j] < lo + n {
+                    s.accA[r.indices[j] - lo] += terms[k].2 * r.values[j]
+                    j += 1
+                }
+            }
+            Accumulate.narrow(s.accA, count: n, to: outDType, into: o, scratch: s.f32b)
+            var changed = 0
+            var nonFinite = 0
+            for i in 0..<n where s.accA[i] != s.accB[i] { changed += 1 }
+            // Finite sums can still overflow the output dtype (f16 above 65504): check what was stored.
+            if outDType == .f64 {
+                for i in 0..<n where !s.accA[i].isFinite && s.accB[i].isFinite { nonFinite += 1 }
+            } else {
+                Convert.toFloat(outDType, from: o, count: n, into: s.f32)
+                for i in 0..<n where !s.f32[i].isFinite && s.accB[i].isFinite { nonFinite += 1 }
+            }
+            st.changed += changed
+            st.nonFinite += nonFinite
+            if changed > 0 && outDType == dtype {
+                // A change the output dtype cannot hold comes back as the base's own bits.
+                for i in 0..<n where s.accA[i] != s.accB[i] && ElementOps.bits(o, i, size: size) == ElementOps.bits(b, i, size: size) {
+                    st.roundedAway += 1
+                }
+            }
+            off += n
+        }
+        return st
+    }
+}
+
+/// The first position in sorted `a` whose value is at least `x`.
+func lowerBound(_ a: [Int], _ x: Int) -> Int {
+    var lo = 0
+    var hi = a.count
+    while lo < hi {
+        let mid = (lo + hi) / 2
+        if a[mid] < x { lo = mid + 1 } else { hi = mid }
+    }
+    return lo
+}

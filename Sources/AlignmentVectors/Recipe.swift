@@ -1,0 +1,140 @@
+import Foundation
+import SafeTensors
+import Tensors
+
+/// A mix pinned in a file, so a pipeline keeps it in its repository: `av merge --recipe FILE`.
+///
+/// ```json
+/// {
+///   "base": "Checkpoints/base",
+///   "vectors_dir": "vectors",
+///   "mix": {"medical": 0.5, "legal": 1.2},
+///   "vectors": [{"path": "extra/safety.av", "coefficient": -0.3}],
+///   "output": "merged",
+///   "dtype": "bf16",
+///   "max_shard_size": "2GB",
+///   "force": false,
+///   "allow_nonfinite": false,
+///   "checks": [ ... ]
+/// }
+/// ```
+/// Relative paths are relative to the recipe file's directory. `mix` names domains, resolved to
+/// `vectors_dir/NAME.av`; `vectors` names files. Unknown keys are errors (a typo must not pass
+/// silently in CI); `checks` is read by `av check`.
+public struct MixRecipe: Sendable {
+    public var file: String?
+    public var base: String?
+    public var vectorsDirectory: String?
+    public var mix: [(domain: String, coefficient: Double)] = []
+    public var vectors: [(path: String, coefficient: Double)] = []
+    public var output: String?
+    public var dtype: DType?
+    public var maxShardSize: Int?
+    public var force = false
+    public var allowNonFinite = false
+    public var checks: JSONValue?
+
+    public init() {}
+
+    static let knownKeys: Set<String> = [
+        "base", "vectors_dir", "mix", "vectors", "output", "dtype", "max_shard_size", "force", "allow_nonfinite", "checks",
+        "description", "name",
+    ]
+
+    /// Reads and validates a recipe file.
+    public static func load(_ path: String) throws(AVError) -> MixRecipe {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw .file(SafeTensorsError(file: path, .io(operation: "read", message: "cannot read the recipe")))
+        }
+        let root: JSONValue
+        do {
+            root = try JSONParser.parse(String(decoding: data, as: UTF8.self))
+        } catch {
+            throw .recipe(file: path, message: "not valid JSON: \(error.message) at byte \(error.offset)")
+        }
+        guard case .object(let members) = root else { throw .recipe(file: path, message: "expected a JSON object") }
+        let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        func place(_ p: String) -> String { p.hasPrefix("/") ? p : (dir == "." ? p : dir + "/" + p) }
+        var r = MixRecipe()
+        r.file = path
+        for (key, value) in members {
+            guard knownKeys.contains(key) else {
+                throw .recipe(file: path, message: "unknown key \"\(key)\" (known: \(knownKeys.sorted().joined(separator: ", ")))")
+            }
+            func string() throws(AVError) -> String {
+                guard let s = value.stringValue else { throw .recipe(file: path, message: "\"\(key)\" must be a string") }
+                return s
+            }
+            func bool() throws(AVError) -> Bool {
+                guard case .bool(let b) = value else { throw .recipe(file: path, message: "\"\(key)\" must be true or false") }
+                return b
+            }
+            switch key {
+            case "base": r.base = place(try string())
+            case "vectors_dir": r.vectorsDirectory = place(try string())
+            case "output": r.output = place(try string())
+            case "dtype":
+                let text = try string()
+                guard let d = DType(userSpelling: text), [.f32, .bf16, .f16, .f64].contains(d) else {
+                    throw .recipe(file: path, message: "\"dtype\": \(text) is not one of f32, bf16, f16, f64")
+                }
+                r.dtype = d
+            case "max_shard_size":
+                let text: String
+                if let n = value.doubleValue { text = String(Int(n)) } else { text = try string() }
+                guard let n = parseSize(text) else { throw .recipe(file: path, message: "\"max_shard_size\": \(text) is not a size like 5GB") }
+                r.maxShardSize = n
+            case "force": r.force = try bool()
+            case "allow_nonfinite": r.allowNonFinite = try bool()
+            case "checks": r.checks = value
+            case "mix":
+                guard case .object(let pairs) = value else { throw .recipe(file: path, message: "\"mix\" must map domain names to numbers") }
+                for (domain, v) in pairs {
+                    guard let c = v.doubleValue, c.isFinite else {
+                        throw .recipe(file: path, message: "\"mix\": the coefficient of \"\(domain)\" must be a number")
+                    }
+                    r.mix.append((domain, c))
+                }
+            case "vectors":
+                guard let items = value.arrayValue else { throw .recipe(file: path, message: "\"vectors\" must be an array") }
+                for item in items {
+                    guard let p = item["path"]?.stringValue, let c = item["coefficient"]?.doubleValue, c.isFinite else {
+                        throw .recipe(file: path, message: "each of \"vectors\" needs \"path\" (a string) and \"coefficient\" (a number)")
+                    }
+                    r.vectors.append((place(p), c))
+                }
+            default:
+                break
+            }
+        }
+        return r
+    }
+
+    /// The recipe with everything resolved, as recorded in a merged model's provenance.
+    public var json: JSONValue {
+        var m: [(key: String, value: JSONValue)] = []
+        if let file { m.append(("file", .string(file))) }
+        if let base { m.append(("base", .string(base))) }
+        if let vectorsDirectory { m.append(("vectors_dir", .string(vectorsDirectory))) }
+        m.append(("mix", .object(mix.map { ($0.domain, .double($0.coefficient)) })))
+        m.append(("vectors", .array(vectors.map { .object([("path", .string($0.path)), ("coefficient", .double($0.coefficient))]) })))
+        if let output { m.append(("output", .string(output))) }
+        if let dtype { m.append(("dtype", .string(dtype.rawValue))) }
+        if let maxShardSize { m.append(("max_shard_size", .int(maxShardSize))) }
+        return .object(m)
+    }
+}
+
+/// "5GB" → 5_000_000_000 (decimal, as Hugging Face writes sizes), "2GiB" → 2·2³⁰, "123" → 123.
+public func parseSize(_ text: String) -> Int? {
+    let t = text.trimmingCharacters(in: .whitespaces).uppercased()
+    let units: [(String, Double)] = [
+        ("KIB", 1024), ("MIB", 1_048_576), ("GIB", 1_073_741_824), ("TIB", 1_099_511_627_776), ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12), ("B", 1),
+    ]
+    for (suffix, scale) in units where t.hasSuffix(suffix) {
+        guard let v = Double(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), v > 0 else { return nil }
+        return Int(v * scale)
+    }
+    guard let v = Int(t), v > 0 else { return nil }
+    return v
+}

@@ -1,0 +1,38 @@
+import Dispatch
+import Foundation
+
+/// Work spread over threads with `DispatchQueue.concurrentPerform`.
+public enum Parallel {
+    /// Threads to use: `AV_THREADS` if set, else every active core.
+    public static var defaultThreads: Int {
+        if let text = ProcessInfo.processInfo.environment["AV_THREADS"], let n = Int(text), n > 0 { return n }
+        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }
+
+    /// Calls `body(worker, index)` for every index in `0..<count` on up to `threads` threads; worker
+    /// `w` takes indices `w, w + threads, …`, so per-worker scratch needs no lock. Results must not
+    /// depend on which worker ran an index: callers keep outputs per index and reduce in index order.
+    public static func forEach(_ count: Int, threads: Int, _ body: (_ worker: Int, _ index: Int) -> Void) {
+        let workers = max(1, min(threads, count))
+        if workers == 1 {
+            for i in 0..<count { body(0, i) }
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            let box = UncheckedSendable(body)
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                var i = w
+                while i < count {
+                    box.value(w, i)
+                    i += workers
+                }
+            }
+        }
+    }
+}
+
+/// A value passed across threads where the caller guarantees the access pattern is safe.
+public struct UncheckedSendable<T>: @unchecked Sendable {
+    public var value: T
+    public init(_ value: T) { self.value = value }
+}

@@ -1,0 +1,185 @@
+import AlignmentVectors
+import Foundation
+import SafeTensors
+import Tensors
+
+enum DiffCommand {
+    static let spec = CommandSpec(
+        name: "diff",
+        summary: "compute an alignment vector: AV = aligned - base",
+        positionals: [("BASE", "the base model: a .safetensors file or a model directory"), ("ALIGNED", "the aligned model, same architecture")],
+        options: [
+            OptionSpec(names: ["-o", "--output"], valueName: "NAME.av", help: "the AV file to write (required)"),
+            OptionSpec(names: ["--domain"], valueName: "NAME", help: "the domain recorded in the AV (default: the output's stem)"),
+            OptionSpec(names: ["--dtype"], valueName: "DTYPE", help: "stored deltas: f32 (default, exact), bf16 or f16 (smaller, reported mismatch)"),
+            OptionSpec(
+                names: ["--resized-rows"], valueName: "POLICY", help: "refuse (default) or drop: keep the base's rows when the aligned model added tokens"),
+            OptionSpec(names: ["--top"], valueName: "N", help: "how many of the largest changes to list (default 10)"),
+            OptionSpec(names: ["--threads"], valueName: "N", help: "threads to use (default: all cores)"),
+            OptionSpec(names: ["--json"], help: "print the full per-tensor report as JSON"),
+            OptionSpec(names: ["--quiet", "-q"], help: "no progress bar"),
+            OptionSpec(names: ["--help", "-h"], help: "show this help"),
+        ],
+        discussion: """
+            Unchanged tensors are left out of the AV (absent = zero delta). With f32 deltas, base + AV
+            gives back the aligned model bit for bit; diff checks every value and reports any that do not.
+            With --resized-rows drop, tensors with more rows in the aligned model (added tokens) keep the
+            base's rows: the AV holds aligned[:rows] - base, merges keep the base's vocabulary and
+            tokenizer, and the dropped row counts are recorded in the AV.
+            """)
+
+    static func run(_ args: ParsedArguments) throws -> ExitCode {
+        guard args.positionals.count == 2 else {
+            throw UsageError(message: args.positionals.count < 2 ? "expected BASE and ALIGNED" : "expected two models, got \(args.positionals.count) arguments")
+        }
+        guard let output = args.value("-o") else { throw UsageError(message: "missing -o NAME.av") }
+        var options = DiffOptions(domain: args.value("--domain") ?? stem(output))
+        if let text = args.value("--dtype") {
+            guard let d = DType(userSpelling: text), [.f32, .bf16, .f16].contains(d) else {
+                throw UsageError(message: "--dtype must be f32, bf16 or f16, not '\(text)'")
+            }
+            options.storage = d
+        }
+        if let text = args.value("--resized-rows") {
+            guard let p = ResizedRows(rawValue: text) else { throw UsageError(message: "--resized-rows must be refuse or drop, not '\(text)'") }
+            options.resizedRows = p
+        }
+        options.threads = try threads(args)
+        let top =
+            try args.value("--top").map { text -> Int in
+                guard let n = Int(text), n >= 0 else { throw UsageError(message: "--top must be a whole number") }
+                return n
+            } ?? 10
+
+        let base = try Checkpoint(path: args.positionals[0])
+        let aligned = try Checkpoint(path: args.positionals[1])
+        let bar = ProgressBar(label: "diff", quiet: args.has("--quiet") || args.has("--json"))
+        let report = try diff(base: base, aligned: aligned, output: output, options: options, progress: bar.update)
+        bar.finish()
+        if args.has("--json") {
+            print(json(report).rendered(pretty: true))
+        } else {
+            print(text(report, top: top))
+        }
+        return .success
+    }
+
+    static func text(_ r: DiffReport, top: Int) -> String {
+        let h = r.header
+        var lines = ["av diff: \(h.domain) = \(h.aligned.path) - \(h.base.path)"]
+        let changedShare = r.totalElements > 0 ? 100 * Double(r.changedElements) / Double(r.totalElements) : 0
+        var overall = (0.0, 0.0)
+        for t in r.tensors { overall = (overall.0 + t.deltaNorm * t.deltaNorm, overall.1 + t.baseNorm * t.baseNorm) }
+        let rel = overall.1 > 0 ? (overall.0 / overall.1).squareRoot() : 0
+        var rows: [(String, String)] = [
+            ("tensors", "\(r.changedTensors) of \(r.tensors.count) changed (the others are left out of the AV)"),
+            ("values", "\(Format.grouped(r.changedElements)) of \(Format.grouped(r.totalElements)) changed (\(String(format: "%.1f", changedShare))%)"),
+            ("change", "‖Δ‖/‖W‖ = \(String(format: "%.4g", rel)) over the whole model"),
+        ]
+        let lostShare = r.changedElements > 0 ? 100 * Double(r.lostInBF16) / Double(r.changedElements) : 0
+        rows.append(
+            ("bf16", "\(Format.grouped(r.lostInBF16)) changed values (\(String(format: "%.2f", lostShare))%) are below what a bf16 model can represent at λ=1"))
+        if r.mismatches == 0 {
+            var how: [String] = []
+            if r.adjusted > 0 { how.append("\(Format.grouped(r.adjusted)) deltas nudged by a few f32 ulps") }
+            if r.residuals > 0 { how.append("\(Format.grouped(r.residuals)) kept with an exact f64 remainder") }
+            rows.append(("exact", "base + AV rebuilds the aligned model bit for bit at λ=1" + (how.isEmpty ? "" : " (" + how.joined(separator: ", ") + ")")))
+            if r.signedZeros > 0 {
+                rows.append(("", "except \(Format.grouped(r.signedZeros)) zeros whose sign differs (+0 in the base, −0 aligned: equal values)"))
+            }
+        } else {
+            let hint = h.dtype == .f32 ? "" : "; f32 deltas (the default) are exact"
+            rows.append(
+                (
+                    "inexact",
+                    "\(Format.grouped(r.mismatches)) values differ from the aligned model at λ=1 (max \(r.maxULP) ulp) with \(h.dtype.rawValue) deltas\(hint)"
+                ))
+        }
+        if !h.droppedRows.isEmpty {
+            rows.append(
+                (
+                    "dropped",
+                    h.droppedRows.keys.sorted().map { "\($0): rows past the base's dropped (aligned has \(h.droppedRows[$0]!))" }.joined(separator: "; ")
+                ))
+        }
+        let rate = r.seconds > 0 ? Double(r.bytesRead) / r.seconds : 0
+        rows.append(
+            (
+                "wrote",
+                "\(r.output): \(Format.bytes(r.bytesWritten)), \(h.dtype.rawValue) deltas, in \(String(format: "%.2f", r.seconds)) s (read \(Format.bytes(Int(rate)))/s)"
+            ))
+        rows.append(("base", "\(h.base.fingerprint) (structure:content)"))
+        for (k, v) in rows { lines.append("  " + k.padding(toLength: 9, withPad: " ", startingAt: 0) + v) }
+
+        let blocks = r.blocks
+        if !blocks.isEmpty {
+            lines += ["", "relative change by block (‖Δ‖/‖W‖):"]
+            let most = blocks.map(\.relativeChange).filter(\.isFinite).max() ?? 0
+            let tableRows = blocks.map { b -> [String] in
+                let n = most > 0 && b.relativeChange.isFinite ? Int((b.relativeChange / most * 30).rounded()) : 0
+                return [b.name, String(format: "%.4g", b.relativeChange), String(repeating: "█", count: n)]
+            }
+            lines.append(indent(Format.table(["block", "change", ""], tableRows, rightAligned: [1])))
+        }
+        let largest = r.tensors.filter(\.stored).sorted { $0.relativeChange > $1.relativeChange }.prefix(top)
+        if !largest.isEmpty {
+            lines += ["", "largest changes:"]
+            let tableRows = largest.map { t in
+                [
+                    t.name, t.dtype.rawValue, Shape.describe(t.shape), String(format: "%.4g", t.relativeChange), String(format: "%.3g", t.maxAbsDelta),
+                    String(format: "%.1f%%", 100 * Double(t.changed) / Double(max(1, t.elements))),
+                ]
+            }
+            lines.append(indent(Format.table(["tensor", "dtype", "shape", "‖Δ‖/‖W‖", "max |Δ|", "changed"], tableRows, rightAligned: [3, 4, 5])))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func json(_ r: DiffReport) -> JSONValue {
+        .object([
+            ("output", .string(r.output)), ("domain", .string(r.header.domain)), ("dtype", .string(r.header.dtype.rawValue)),
+            ("base", r.header.base.json), ("aligned", r.header.aligned.json),
+            ("changedTensors", .int(r.changedTensors)), ("tensorCount", .int(r.tensors.count)),
+            ("changedValues", .int(r.changedElements)), ("values", .int(r.totalElements)),
+            ("lostInBF16", .int(r.lostInBF16)), ("mismatchesAtLambda1", .int(r.mismatches)), ("maxULP", .int(r.maxULP)),
+            ("nudged", .int(r.adjusted)), ("exactResiduals", .int(r.residuals)), ("signedZeros", .int(r.signedZeros)), ("seconds", .double(r.seconds)),
+            ("bytesRead", .int(r.bytesRead)), ("bytesWritten", .int(r.bytesWritten)),
+            ("droppedRows", .object(r.header.droppedRows.keys.sorted().map { ($0, .int(r.header.droppedRows[$0]!)) })),
+            (
+                "blocks",
+                .array(r.blocks.map { .object([("name", .string($0.name)), ("relativeChange", .double($0.relativeChange)), ("tensors", .int($0.tensors))]) })
+            ),
+            (
+                "tensors",
+                .array(
+                    r.tensors.map { t in
+                        .object([
+                            ("name", .string(t.name)), ("dtype", .string(t.dtype.rawValue)), ("shape", .array(t.shape.map { .int($0) })),
+                            ("stored", .bool(t.stored)), ("changed", .int(t.changed)), ("elements", .int(t.elements)),
+                            ("relativeChange", .double(t.relativeChange)), ("deltaNorm", .double(t.deltaNorm)), ("baseNorm", .double(t.baseNorm)),
+                            ("maxAbsDelta", .double(t.maxAbsDelta)), ("lostInBF16", .int(t.lostInBF16)), ("mismatches", .int(t.mismatches)),
+                            ("maxULP", .int(t.maxULP)), ("nudged", .int(t.adjusted)), ("exactResiduals", .int(t.residuals)),
+                            ("droppedRows", .int(t.droppedRows)),
+                        ])
+                    })
+            ),
+        ])
+    }
+}
+
+/// "out/medical.av" → "medical".
+func stem(_ path: String) -> String {
+    let name = URL(fileURLWithPath: path).lastPathComponent
+    return name.hasSuffix(".av") ? String(name.dropLast(3)) : URL(fileURLWithPath: name).deletingPathExtension().lastPathComponent
+}
+
+func indent(_ text: String) -> String {
+    text.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }.joined(separator: "\n")
+}
+
+/// `--threads N`, or every core.
+func threads(_ args: ParsedArguments) throws -> Int {
+    guard let text = args.value("--threads") else { return Parallel.defaultThreads }
+    guard let n = Int(text), n > 0 else { throw UsageError(message: "--threads must be a positive whole number") }
+    return n
+}

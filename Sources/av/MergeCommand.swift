@@ -1,0 +1,206 @@
+import AlignmentVectors
+import Foundation
+import SafeTensors
+import Tensors
+
+enum MergeCommand {
+    static let spec = CommandSpec(
+        name: "merge",
+        summary: "mix alignment vectors into a base: base + sum of lambda * AV",
+        positionals: [],
+        options: [
+            OptionSpec(names: ["-o", "--output"], valueName: "PATH", help: "output: a file for a file base, a directory for a directory base"),
+            OptionSpec(names: ["--base"], valueName: "PATH", help: "the base model (default: the base the vectors record, if it exists)"),
+            OptionSpec(names: ["--vectors"], valueName: "DIR", help: "where --DOMAIN finds DOMAIN.av (default: the current directory)"),
+            OptionSpec(names: ["--vector"], valueName: "PATH=COEF", help: "an AV file by path with its coefficient (repeatable)", repeatable: true),
+            OptionSpec(names: ["--recipe"], valueName: "FILE.json", help: "base, vectors, coefficients, output and dtype from a file; flags override it"),
+            OptionSpec(names: ["--dtype"], valueName: "DTYPE", help: "output dtype: f32, bf16, f16 or f64 (default: the base's)"),
+            OptionSpec(names: ["--max-shard-size"], valueName: "SIZE", help: "largest output shard, e.g. 5GB (directories; default: like the base)"),
+            OptionSpec(names: ["--force"], help: "merge vectors made from another base anyway"),
+            OptionSpec(names: ["--allow-nonfinite"], help: "write NaN or Inf results instead of refusing"),
+            OptionSpec(names: ["--threads"], valueName: "N", help: "threads to use (default: all cores)"),
+            OptionSpec(names: ["--json"], help: "print the report as JSON"),
+            OptionSpec(names: ["--quiet", "-q"], help: "no progress bar"),
+            OptionSpec(names: ["--help", "-h"], help: "show this help"),
+        ],
+        discussion: """
+            Coefficients are any real numbers: 0 < λ < 1 interpolates, λ > 1 or λ < 0 extrapolates, 0 leaves the
+            base as it is. Sums are in f64 per element; the output is rounded once to its dtype, and its
+            bytes do not depend on the thread count. The output header records the recipe and the
+            fingerprints of every input (see av inspect). Nothing is written when a check fails.
+
+            Recipe (relative paths are relative to the recipe file):
+              {"base": "base", "vectors_dir": "vectors", "mix": {"medical": 0.5, "legal": 1.2},
+               "vectors": [{"path": "x.av", "coefficient": -0.3}], "output": "merged", "dtype": "bf16",
+               "max_shard_size": "5GB", "force": false, "allow_nonfinite": false}
+            """,
+        dynamicOptionsHelp: "the coefficient of domain DOMAIN, read from DIR/DOMAIN.av (--medical 0.5)")
+
+    /// A merge fully resolved from the recipe and the flags.
+    struct Plan {
+        var base: Checkpoint
+        var terms: [MergeTerm]
+        var output: String
+        var options: MergeOptions
+    }
+
+    /// Resolves recipe and flags (flags win) into a plan; shared with the commands that evaluate mixes.
+    static func plan(_ args: ParsedArguments, needOutput: Bool = true) throws -> Plan {
+        var recipe = MixRecipe()
+        if let file = args.value("--recipe") { recipe = try MixRecipe.load(file) }
+        let vectorsDir = args.value("--vectors") ?? recipe.vectorsDirectory ?? "."
+        var mix = recipe.mix
+        for (name, text) in args.dynamic {
+            guard let c = Double(text), c.isFinite else {
+                throw UsageError(message: "--\(name) needs a number (its coefficient), not '\(text)'")
+            }
+            mix.removeAll { $0.domain == name }
+            mix.append((name, c))
+        }
+        var files = recipe.vectors
+        for item in args.all("--vector") {
+            guard let eq = item.lastIndex(of: "="), let c = Double(item[item.index(after: eq)...]), c.isFinite else {
+                throw UsageError(message: "--vector takes PATH=COEF, not '\(item)'")
+            }
+            files.append((String(item[..<eq]), c))
+        }
+        guard !mix.isEmpty || !files.isEmpty else {
+            throw UsageError(message: "no vectors to mix: give --DOMAIN COEF, --vector PATH=COEF or --recipe FILE")
+        }
+        var terms: [MergeTerm] = []
+        for (domain, c) in mix {
+            let path = (vectorsDir as NSString).appendingPathComponent(domain + ".av")
+            guard FileManager.default.fileExists(atPath: path) else {
+                let found = ((try? FileManager.default.contentsOfDirectory(atPath: vectorsDir)) ?? []).filter { $0.hasSuffix(".av") }.sorted()
+                throw AVError.unknownDomain(name: domain, directory: vectorsDir, found: found.map { String($0.dropLast(3)) })
+            }
+            terms.append(MergeTerm(vector: try AlignmentVector(path: path), coefficient: c))
+        }
+        for (path, c) in files { terms.append(MergeTerm(vector: try AlignmentVector(path: path), coefficient: c)) }
+
+        let basePath: String
+        if let b = args.value("--base") ?? recipe.base {
+            basePath = b
+        } else if let recorded = terms.first?.vector.header.base.path, FileManager.default.fileExists(atPath: recorded) {
+            basePath = recorded
+        } else {
+            throw AVError.noBase(
+                reason: "no base given (--base PATH), and the base the vectors record (\(terms.first?.vector.header.base.path ?? "?")) does not exist here")
+        }
+        let output = args.value("-o") ?? recipe.output
+        if needOutput && output == nil { throw UsageError(message: "missing -o PATH") }
+        var options = MergeOptions()
+        if let text = args.value("--dtype") {
+            guard let d = DType(userSpelling: text), [.f32, .bf16, .f16, .f64].contains(d) else {
+                throw UsageError(message: "--dtype must be f32, bf16, f16 or f64, not '\(text)'")
+            }
+            options.dtype = d
+        } else {
+            options.dtype = recipe.dtype
+        }
+        if let text = args.value("--max-shard-size") {
+            guard let n = parseSize(text) else { throw UsageError(message: "--max-shard-size takes a size like 5GB, not '\(text)'") }
+            options.maxShardSize = n
+        } else {
+            options.maxShardSize = recipe.maxShardSize
+        }
+        options.force = args.has("--force") || recipe.force
+        options.allowNonFinite = args.has("--allow-nonfinite") || recipe.allowNonFinite
+        options.threads = try threads(args)
+        var resolvedRecipe = recipe
+        resolvedRecipe.base = basePath
+        resolvedRecipe.vectorsDirectory = vectorsDir
+        resolvedRecipe.mix = mix
+        resolvedRecipe.vectors = files
+        resolvedRecipe.output = output
+        resolvedRecipe.dtype = options.dtype
+        resolvedRecipe.maxShardSize = options.maxShardSize
+        options.provenance["recipe"] = resolvedRecipe.json
+        return Plan(base: try Checkpoint(path: basePath), terms: terms, output: output ?? "", options: options)
+    }
+
+    static func run(_ args: ParsedArguments) throws -> ExitCode {
+        guard args.positionals.isEmpty else {
+            throw UsageError(message: "unexpected argument '\(args.positionals[0])' (coefficients follow a --DOMAIN flag)")
+        }
+        let p = try plan(args)
+        let bar = ProgressBar(label: "merge", quiet: args.has("--quiet") || args.has("--json"))
+        let report = try merge(base: p.base, terms: p.terms, output: p.output, options: p.options, progress: bar.update)
+        bar.finish()
+        if args.has("--json") {
+            print(json(report, dtype: p.options.dtype).rendered(pretty: true))
+        } else {
+            print(text(report, dtype: p.options.dtype))
+        }
+        return .success
+    }
+
+    static func formula(_ r: MergeReport) -> String {
+        "base"
+            + r.terms.map { t in
+                let c = t.coefficient
+                return (c < 0 ? " - " : " + ") + "\(trimmed(c.magnitude))·\(t.domain)"
+            }.joined()
+    }
+
+    static func text(_ r: MergeReport, dtype: DType?) -> String {
+        var lines = ["av merge: \(formula(r)) → \(r.output)"]
+        let changed = r.changed
+        let share = changed > 0 ? 100 * Double(r.roundedAway) / Double(changed) : 0
+        let outName = dtype?.rawValue ?? r.base.dtype
+        var rows: [(String, String)] = [
+            (
+                "base",
+                "\(r.base.path) (\(r.base.dtype), fingerprint \(r.base.fingerprint), \(r.baseVerified ? "matches the vectors" : "NOT the vectors' base: --force"))"
+            ),
+            ("vectors", r.terms.map { "\($0.path) (\($0.domain), λ = \(trimmed($0.coefficient)))" }.joined(separator: ", ")),
+            ("tensors", "\(r.tensors.count) written, \(r.touchedTensors) changed by the mix"),
+            (
+                "values",
+                "\(Format.grouped(changed)) changed; \(Format.grouped(r.roundedAway)) (\(String(format: "%.2f", share))%) rounded back to the base's value in \(outName)"
+            ),
+        ]
+        let rate = r.seconds > 0 ? Double(r.bytesRead) / r.seconds : 0
+        let names = r.outputFiles.map { URL(fileURLWithPath: $0).lastPathComponent }
+        rows.append(
+            (
+                "wrote",
+                "\(r.output)\(names.count > 1 || names.first != URL(fileURLWithPath: r.output).lastPathComponent ? " (" + names.joined(separator: ", ") + ")" : ""): \(Format.bytes(r.bytesWritten)) in \(String(format: "%.2f", r.seconds)) s (read \(Format.bytes(Int(rate)))/s)"
+            ))
+        for (k, v) in rows { lines.append("  " + k.padding(toLength: 9, withPad: " ", startingAt: 0) + v) }
+        if share >= 10, outName != "F32", outName != "F64" {
+            lines.append(
+                "note: \(String(format: "%.1f", share))% of the changes were smaller than \(outName) can hold next to the base's values and were rounded away; --dtype f32 keeps them"
+            )
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func json(_ r: MergeReport, dtype: DType?) -> JSONValue {
+        .object([
+            ("output", .string(r.output)), ("files", .array(r.outputFiles.map { .string($0) })), ("base", r.base.json),
+            ("baseVerified", .bool(r.baseVerified)),
+            (
+                "vectors",
+                .array(r.terms.map { .object([("path", .string($0.path)), ("domain", .string($0.domain)), ("coefficient", .double($0.coefficient))]) })
+            ),
+            ("dtype", .string(dtype?.rawValue ?? "base")), ("changedValues", .int(r.changed)), ("roundedAway", .int(r.roundedAway)),
+            ("seconds", .double(r.seconds)), ("bytesRead", .int(r.bytesRead)), ("bytesWritten", .int(r.bytesWritten)),
+            (
+                "tensors",
+                .array(
+                    r.tensors.map { t in
+                        .object([
+                            ("name", .string(t.name)), ("dtype", .string(t.dtype.rawValue)), ("terms", .int(t.terms)), ("changed", .int(t.changed)),
+                            ("roundedAway", .int(t.roundedAway)),
+                        ])
+                    })
+            ),
+        ])
+    }
+}
+
+/// 0.5 → "0.5", 1.0 → "1".
+func trimmed(_ x: Double) -> String {
+    x == x.rounded() && x.magnitude < 1e15 ? String(Int(x)) : "\(x)"
+}

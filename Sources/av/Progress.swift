@@ -1,0 +1,42 @@
+import Dispatch
+import Foundation
+
+/// A progress bar on standard error: bytes done, rate, ETA. Shown only when stderr is a terminal
+/// and not `--quiet`; redrawn at most ten times a second.
+final class ProgressBar {
+    let label: String
+    let enabled: Bool
+    private let start = DispatchTime.now().uptimeNanoseconds
+    private var lastDraw: UInt64 = 0
+    private var drawn = false
+
+    init(label: String, quiet: Bool) {
+        self.label = label
+        enabled = !quiet && isatty(STDERR_FILENO) == 1
+    }
+
+    func update(_ done: Int, _ total: Int) {
+        guard enabled else { return }
+        let now = DispatchTime.now().uptimeNanoseconds
+        guard now - lastDraw > 100_000_000 || done >= total else { return }
+        lastDraw = now
+        let elapsed = Double(now - start) / 1e9
+        let fraction = total > 0 ? Double(done) / Double(total) : 1
+        let rate = elapsed > 0 ? Double(done) / elapsed : 0
+        let eta = rate > 0 ? Double(total - done) / rate : 0
+        let width = 24
+        let filled = Int(fraction * Double(width))
+        let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
+        let line = String(
+            format: "\r%@ %@ %3.0f%%  %@ / %@  %@/s  ETA %.0fs ", label, bar, fraction * 100,
+            Format.bytes(done), Format.bytes(total), Format.bytes(Int(rate)), eta)
+        FileHandle.standardError.write(Data(line.utf8))
+        drawn = true
+    }
+
+    /// Clears the bar's line.
+    func finish() {
+        guard enabled, drawn else { return }
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+    }
+}
