@@ -24,6 +24,9 @@ let package = Package(
         .testTarget(
             name: "SafeTensorsTests", dependencies: ["SafeTensors", "AVTestSupport"],
             resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "AlignmentVectorsTests", dependencies: ["AlignmentVectors", "SafeTensors", "AVTestSupport"],
+            resources: [.copy("Fixtures")]),
         .testTarget(name: "CLITests", dependencies: ["av", "SafeTensors", "AVTestSupport"]),
     ]
 )

@@ -41,11 +41,8 @@ public struct TensorDiff: Sendable {
     /// largest distance in units in the last place of the checkpoint's dtype.
     public var mismatches = 0
     public var maxULP = 0
-    /// Deltas moved by a few ulps of f32 from the rounded difference so that base + Δ rounds to
-    /// the aligned value exactly.
-    public var adjusted = 0
-    /// Elements no f32 delta could rebuild, whose exact f64 remainder the AV keeps beside the delta
-    /// (`av.exact/NAME/index`, `av.exact/NAME/residual`).
+    /// Elements whose f32 delta is not exactly aligned − base, whose exact f64 remainder the AV
+    /// keeps beside the delta (`av.exact/NAME/index`, `av.exact/NAME/residual`).
     public var residuals = 0
     /// Elements that rebuild as +0 where the aligned model holds −0 (or the reverse): equal values,
     /// different bits, and no delta added to a zero can change its sign.
@@ -74,7 +71,6 @@ public struct DiffReport: Sendable {
     public var lostInBF16: Int { tensors.reduce(0) { $0 + $1.lostInBF16 } }
     public var mismatches: Int { tensors.reduce(0) { $0 + $1.mismatches } }
     public var maxULP: Int { tensors.map(\.maxULP).max() ?? 0 }
-    public var adjusted: Int { tensors.reduce(0) { $0 + $1.adjusted } }
     public var residuals: Int { tensors.reduce(0) { $0 + $1.residuals } }
     public var signedZeros: Int { tensors.reduce(0) { $0 + $1.signedZeros } }
 
@@ -109,9 +105,10 @@ public struct DiffReport: Sendable {
 ///
 /// One pass over both checkpoints, tensor by tensor, chunk by chunk on `options.threads` threads;
 /// memory stays bounded (mapped pages are released once used) and the output is written as it is
-/// computed. Unchanged tensors are left out. For every element the stored delta is checked to give
-/// back the aligned value through merge's own arithmetic at λ = 1; with f32 storage a delta that
-/// does not is nudged by a few ulps until it does, and any left are counted in the report.
+/// computed. Unchanged tensors are left out. With f32 storage the AV holds aligned − base exactly:
+/// the f32 delta, plus an f64 remainder for the few elements f32 cannot hold. Every element is
+/// checked to give back the aligned value through merge's own arithmetic at λ = 1; any that do
+/// not (a lossy storage dtype, signed zeros) are counted in the report.
 /// - Parameter progress: called from the calling thread with (bytes done, bytes total).
 public func diff(
     base: Checkpoint, aligned: Checkpoint, output: String, options: DiffOptions,

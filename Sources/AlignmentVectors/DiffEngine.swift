@@ -11,7 +11,6 @@ struct ChunkStats {
     var lost = 0
     var mismatches = 0
     var maxULP = 0
-    var adjusted = 0
     var nonFinite = 0
     var roundedAway = 0
     var residuals = 0
@@ -169,7 +168,6 @@ final class DiffEngine {
             d.lostInBF16 += s.lost
             d.mismatches += s.mismatches
             d.maxULP = max(d.maxULP, s.maxULP)
-            d.adjusted += s.adjusted
             d.residuals += s.residuals
             d.signedZeros += s.signedZeros
         }
@@ -216,7 +214,8 @@ final class DiffEngine {
                 off += n
                 continue
             }
-            // Store the deltas, then rebuild aligned = base + Δ exactly as merge will at λ = 1.
+            // Store the deltas. An f32 delta that is not exactly aligned − base (they differ by more
+            // than a factor of two, or crossed zero) gets its exact f64 remainder kept beside it.
             Accumulate.narrow(s.accA, count: n, to: storage, into: o, scratch: s.f32)
             if checksLoss {
                 for i in 0..<n {
@@ -226,8 +225,19 @@ final class DiffEngine {
                     }
                 }
             }
+            var local: [(Int, Double)] = []
+            if storage == .f32 {
+                for i in 0..<n where Double(s.f32[i]) != s.accA[i] && s.accA[i].isFinite {
+                    let r = s.accA[i] - Double(s.f32[i])
+                    local.append((i, r))
+                    residuals.append((first + off + i, r))
+                }
+                st.residuals += local.count
+            }
+            // Rebuild aligned = base + Δ (+ remainder) exactly as merge does at λ = 1, and compare.
             Accumulate.widen(storage, o, count: n, into: s.accA, scratch: s.f32)
             for i in 0..<n { s.accA[i] += s.accB[i] }
+            for (i, r) in local { s.accA[i] += r }
             Accumulate.narrow(s.accA, count: n, to: dtype, into: s.bytes, scratch: s.f32b)
             if countDiffering(s.bytes, a, count: n, size: size) > 0 {
                 for i in 0..<n {
@@ -237,27 +247,6 @@ final class DiffEngine {
                     if decodeBits(got, dtype) == 0 && decodeBits(target, dtype) == 0 {
                         // +0 and −0: no addition to +0 gives −0, so this one cannot be rebuilt.
                         st.signedZeros += 1
-                        continue
-                    }
-                    guard storage == .f32 else {
-                        // A lossy storage dtype was chosen: report what it costs.
-                        st.mismatches += 1
-                        st.maxULP = max(st.maxULP, ElementOps.ulps(got, target, size: size))
-                        continue
-                    }
-                    let stored = o.loadUnaligned(fromByteOffset: i * 4, as: Float.self)
-                    if let fixed = nudge(base: s.accB[i], stored: stored, target: target, dtype: dtype) {
-                        o.storeBytes(of: fixed, toByteOffset: i * 4, as: Float.self)
-                        st.adjusted += 1
-                        continue
-                    }
-                    // No f32 delta reaches the aligned value (it crossed zero, or moved by more than 2×):
-                    // keep the exact remainder in f64 beside the dense delta.
-                    let b = s.accB[i]
-                    let r = (ElementOps.widenOne(a, i, dtype: dtype) - b) - Double(stored)
-                    if ElementOps.narrowOne((b + Double(stored)) + r, to: dtype) == target {
-                        residuals.append((first + off + i, r))
-                        st.residuals += 1
                     } else {
                         st.mismatches += 1
                         st.maxULP = max(st.maxULP, ElementOps.ulps(got, target, size: size))
@@ -267,21 +256,5 @@ final class DiffEngine {
             off += n
         }
         return st
-    }
-
-    /// A delta near `stored` for which base + Δ rounds to `target`, stepping by f32 ulps towards it.
-    static func nudge(base: Double, stored: Float, target: UInt64, dtype: DType) -> Float? {
-        let want = decodeBits(target, dtype)
-        guard want.isFinite else { return nil }
-        var d = stored
-        let up = decodeBits(ElementOps.narrowOne(base + Double(d), to: dtype), dtype) < want
-        for _ in 0..<64 {
-            d = up ? d.nextUp : d.nextDown
-            let got = ElementOps.narrowOne(base + Double(d), to: dtype)
-            if got == target { return d }
-            let v = decodeBits(got, dtype)
-            if up ? v > want : v < want { return nil }
-        }
-        return nil
     }
 }

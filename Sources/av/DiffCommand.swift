@@ -81,7 +81,6 @@ enum DiffCommand {
             ("bf16", "\(Format.grouped(r.lostInBF16)) changed values (\(String(format: "%.2f", lostShare))%) are below what a bf16 model can represent at λ=1"))
         if r.mismatches == 0 {
             var how: [String] = []
-            if r.adjusted > 0 { how.append("\(Format.grouped(r.adjusted)) deltas nudged by a few f32 ulps") }
             if r.residuals > 0 { how.append("\(Format.grouped(r.residuals)) kept with an exact f64 remainder") }
             rows.append(("exact", "base + AV rebuilds the aligned model bit for bit at λ=1" + (how.isEmpty ? "" : " (" + how.joined(separator: ", ") + ")")))
             if r.signedZeros > 0 {
@@ -142,7 +141,7 @@ enum DiffCommand {
             ("changedTensors", .int(r.changedTensors)), ("tensorCount", .int(r.tensors.count)),
             ("changedValues", .int(r.changedElements)), ("values", .int(r.totalElements)),
             ("lostInBF16", .int(r.lostInBF16)), ("mismatchesAtLambda1", .int(r.mismatches)), ("maxULP", .int(r.maxULP)),
-            ("nudged", .int(r.adjusted)), ("exactResiduals", .int(r.residuals)), ("signedZeros", .int(r.signedZeros)), ("seconds", .double(r.seconds)),
+            ("exactResiduals", .int(r.residuals)), ("signedZeros", .int(r.signedZeros)), ("seconds", .double(r.seconds)),
             ("bytesRead", .int(r.bytesRead)), ("bytesWritten", .int(r.bytesWritten)),
             ("droppedRows", .object(r.header.droppedRows.keys.sorted().map { ($0, .int(r.header.droppedRows[$0]!)) })),
             (
@@ -158,7 +157,7 @@ enum DiffCommand {
                             ("stored", .bool(t.stored)), ("changed", .int(t.changed)), ("elements", .int(t.elements)),
                             ("relativeChange", .double(t.relativeChange)), ("deltaNorm", .double(t.deltaNorm)), ("baseNorm", .double(t.baseNorm)),
                             ("maxAbsDelta", .double(t.maxAbsDelta)), ("lostInBF16", .int(t.lostInBF16)), ("mismatches", .int(t.mismatches)),
-                            ("maxULP", .int(t.maxULP)), ("nudged", .int(t.adjusted)), ("exactResiduals", .int(t.residuals)),
+                            ("maxULP", .int(t.maxULP)), ("exactResiduals", .int(t.residuals)),
                             ("droppedRows", .int(t.droppedRows)),
                         ])
                     })
