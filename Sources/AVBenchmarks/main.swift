@@ -57,11 +57,32 @@ func benchConvert() {
     print(String(format: "  f32 -> f16    %6.2f GB/s", Double(count * 4) / toF16 / gb))
 }
 
-let which = CommandLine.arguments.dropFirst().first ?? "all"
-switch which {
-case "convert", "all":
-    benchConvert()
-default:
-    print("usage: av-bench [convert|all]")
-    exit(2)
+let args = Array(CommandLine.arguments.dropFirst())
+let which = args.first ?? "all"
+let workDir = ProcessInfo.processInfo.environment["AV_BENCH_DIR"] ?? "/tmp/av-bench"
+let numpyScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Benchmarks/numpy_merge.py").path
+/// SmolLM2-135M's shapes (tied embeddings), f32: 540 MB a checkpoint.
+let smol = llamaShapes(hidden: 576, intermediate: 1536, layers: 30, vocab: 49152, kvDim: 192, tied: true)
+/// A 7B Llama's layer shapes with 9 of its 32 layers: 4.2 GB in bf16.
+let llama7b = llamaShapes(hidden: 4096, intermediate: 11008, layers: 9, vocab: 32000, kvDim: 4096, tied: false)
+do {
+    switch which {
+    case "convert":
+        benchConvert()
+    case "smol":
+        try benchEngine(name: "smollm2-135m-f32", shapes: smol, dtype: .f32, maxShardSize: 5_000_000_000, workDir: workDir, repeats: 3, numpyScript: numpyScript)
+    case "7b":
+        try benchEngine(name: "llama7b-9layers-bf16", shapes: llama7b, dtype: .bf16, maxShardSize: 2_000_000_000, workDir: workDir, repeats: 2, numpyScript: numpyScript)
+    case "all":
+        benchConvert()
+        try benchEngine(name: "smollm2-135m-f32", shapes: smol, dtype: .f32, maxShardSize: 5_000_000_000, workDir: workDir, repeats: 3, numpyScript: numpyScript)
+        try benchEngine(name: "llama7b-9layers-bf16", shapes: llama7b, dtype: .bf16, maxShardSize: 2_000_000_000, workDir: workDir, repeats: 2, numpyScript: numpyScript)
+    default:
+        print("usage: av-bench [convert|smol|7b|all]   (AV_BENCH_DIR: where models are generated, default /tmp/av-bench)")
+        exit(2)
+    }
+} catch {
+    print("error: \(error)")
+    exit(1)
 }

@@ -26,6 +26,7 @@ final class Scratch {
     let f32 = UnsafeMutablePointer<Float>.allocate(capacity: block)
     let f32b = UnsafeMutablePointer<Float>.allocate(capacity: block)
     let bytes = UnsafeMutableRawPointer.allocate(byteCount: block * 8, alignment: 64)
+    let flags = UnsafeMutablePointer<UInt8>.allocate(capacity: block)
 
     deinit {
         accA.deallocate()
@@ -33,28 +34,67 @@ final class Scratch {
         f32.deallocate()
         f32b.deallocate()
         bytes.deallocate()
+        flags.deallocate()
     }
 }
 
 /// Counts elements whose stored bits differ, sized loops so each compiles to a tight compare.
 func countDiffering(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, count: Int, size: Int) -> Int {
+    // Branch-free counts, so the loops vectorize.
     var n = 0
     switch size {
-    case 1: for i in 0..<count where a.load(fromByteOffset: i, as: UInt8.self) != b.load(fromByteOffset: i, as: UInt8.self) { n += 1 }
+    case 1:
+        for i in 0..<count { n &+= a.load(fromByteOffset: i, as: UInt8.self) != b.load(fromByteOffset: i, as: UInt8.self) ? 1 : 0 }
     case 2:
-        for i in 0..<count where a.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self) != b.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self) {
-            n += 1
+        for i in 0..<count {
+            n &+= a.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self) != b.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self) ? 1 : 0
         }
     case 4:
-        for i in 0..<count where a.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self) != b.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self) {
-            n += 1
+        for i in 0..<count {
+            n &+= a.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self) != b.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self) ? 1 : 0
         }
     default:
-        for i in 0..<count where a.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self) != b.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self) {
-            n += 1
+        for i in 0..<count {
+            n &+= a.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self) != b.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self) ? 1 : 0
         }
     }
     return n
+}
+
+/// `p` as f32 values: the pointer itself when it holds aligned f32s, else `scratch` filled by conversion.
+@inline(__always)
+func floatView(_ dtype: DType, _ p: UnsafeRawPointer, count: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
+    if dtype == .f32 && Int(bitPattern: p) % 4 == 0 { return p.assumingMemoryBound(to: Float.self) }
+    Convert.toFloat(dtype, from: p, count: count, into: scratch)
+    return UnsafePointer(scratch)
+}
+
+/// Σx², Σy² and max|x| with four partial sums each: independent chains, fixed order, so the
+/// result is the same on every run.
+@inline(__always)
+func sums(_ d: UnsafePointer<Double>, _ b: UnsafePointer<Float>, count n: Int) -> (Double, Double, Double) {
+    var sd = SIMD4<Double>()
+    var sb = SIMD4<Double>()
+    var mx = SIMD4<Double>()
+    var i = 0
+    while i + 4 <= n {
+        let x = SIMD4<Double>(d[i], d[i + 1], d[i + 2], d[i + 3])
+        let y = SIMD4<Double>(Double(b[i]), Double(b[i + 1]), Double(b[i + 2]), Double(b[i + 3]))
+        sd += x * x
+        sb += y * y
+        mx = pointwiseMax(mx, SIMD4<Double>(x[0].magnitude, x[1].magnitude, x[2].magnitude, x[3].magnitude))
+        i += 4
+    }
+    var tailD = 0.0
+    var tailB = 0.0
+    var tailM = 0.0
+    while i < n {
+        tailD += d[i] * d[i]
+        tailB += Double(b[i]) * Double(b[i])
+        tailM = max(tailM, d[i].magnitude)
+        i += 1
+    }
+    return (sd.sum() + tailD, sb.sum() + tailB, max(mx.max(), tailM))
 }
 
 /// The value of `bits` stored as `dtype`.
@@ -79,7 +119,8 @@ final class DiffEngine {
             most = max(most, elements * p.storage.byteSize!)
         }
         chunkOutBytes = most
-        output = .allocate(byteCount: most * self.threads, alignment: 64)
+        // Two batches of output: one being written while the other is computed.
+        output = .allocate(byteCount: most * self.threads * 2, alignment: 64)
     }
 
     deinit { output.deallocate() }
@@ -106,10 +147,19 @@ final class DiffEngine {
         let baseFileStart = base.file.fileOffset(of: base.file.info(plan.name)!)
         let alignedFileStart = aligned.file.fileOffset(of: aligned.file.info(plan.name)!)
 
+        let pipeline = WritePipeline()
         var batchStart = 0
+        var batchIndex = 0
         while batchStart < chunks {
             let batch = min(threads, chunks - batchStart)
             let first = batchStart
+            let slot = batchIndex % 2
+            let slotBase = output + slot * threads * chunkOutBytes
+            do {
+                try pipeline.claim(slot)
+            } catch {
+                throw .file(error)
+            }
             baseDigests.withUnsafeMutableBufferPointer { bd in
                 alignedDigests.withUnsafeMutableBufferPointer { ad in
                     stats.withUnsafeMutableBufferPointer { st in
@@ -126,29 +176,37 @@ final class DiffEngine {
                                 }
                                 st[c] = Self.chunk(
                                     base: bp + lo * size, aligned: ap + lo * size, count: n, dtype: bt, storage: storage,
-                                    out: output + j * chunkOutBytes, scratch: scratch[w], first: lo, residuals: &rs[c])
+                                    out: slotBase + j * chunkOutBytes, scratch: scratch[w], first: lo, residuals: &rs[c])
                             }
                         }
                     }
                 }
             }
-            // Write the batch's deltas in order, then let the kernel drop the input pages.
+            // Write the batch's deltas in order in the background, then let the kernel drop the input pages.
+            var pieces: [UnsafeRawBufferPointer] = []
             var written = 0
             for j in 0..<batch {
                 let c = first + j
                 let n = min(elements, c * perChunk + perChunk) - c * perChunk
-                do {
-                    try writer.write(UnsafeRawBufferPointer(start: output + j * chunkOutBytes, count: n * ssize))
-                } catch {
-                    throw .file(error)
-                }
+                pieces.append(UnsafeRawBufferPointer(start: slotBase + j * chunkOutBytes, count: n * ssize))
                 written += n * size
             }
             let lo = first * perChunk * size
-            base.file.mapping.release((baseFileStart + lo)..<(baseFileStart + lo + written))
-            aligned.file.mapping.release((alignedFileStart + lo)..<(alignedFileStart + lo + written))
+            let baseRange = (baseFileStart + lo)..<(baseFileStart + lo + written)
+            let alignedRange = (alignedFileStart + lo)..<(alignedFileStart + lo + written)
+            pipeline.submit(slot) { () throws(SafeTensorsError) in
+                for p in pieces { try writer.write(p) }
+                base.file.mapping.release(baseRange)
+                aligned.file.mapping.release(alignedRange)
+            }
             progress(2 * written)
             batchStart += batch
+            batchIndex += 1
+        }
+        do {
+            try pipeline.drain()
+        } catch {
+            throw .file(error)
         }
         // Rows only the aligned model has (dropped) are still part of its fingerprint.
         for c in chunks..<alignedChunks {
@@ -176,6 +234,124 @@ final class DiffEngine {
         return (d, ContentFingerprint.tensorDigest(baseDigests), ContentFingerprint.tensorDigest(alignedDigests), residuals.flatMap { $0 })
     }
 
+    /// The common case, in branch-free loops that vectorize: a bf16, f16 or f32 checkpoint, f32 deltas.
+    /// Elements the loop flags (inexact f32 delta, or rebuilt bits that differ) are settled one by
+    /// one as the general path does.
+    static func fastBlock(
+        base b: UnsafeRawPointer, aligned a: UnsafeRawPointer, count n: Int, dtype: DType, out o: UnsafeMutableRawPointer,
+        scratch s: Scratch, first: Int, checksLoss: Bool, stats st: inout ChunkStats, residuals: inout [(Int, Double)]
+    ) {
+        let size = dtype.byteSize!
+        let fb = floatView(dtype, b, count: n, scratch: s.f32)
+        let fa = floatView(dtype, a, count: n, scratch: s.f32b)
+        let o32 = o.assumingMemoryBound(to: Float.self)
+        let d64 = s.accA
+        let flags = s.flags
+        // Four lanes at a time, with comparisons done as integer bit arithmetic ((x | -x) >> 31 is 1
+        // when x ≠ 0): SIMD comparison masks compile to scalar code on the baseline x86-64 target.
+        var changedV = SIMD4<UInt32>()
+        var flaggedV = SIMD4<UInt32>()
+        var lostV = SIMD4<UInt32>()
+        var sd = SIMD4<Double>()
+        var sb = SIMD4<Double>()
+        var mx = SIMD4<Int32>()  // max |Δ| as f32 bits: for non-negative floats integer order is float order
+        var i = 0
+        let rawB = UnsafeRawPointer(fb)
+        let rawA = UnsafeRawPointer(fa)
+        while i + 4 <= n {
+            let bv = rawB.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self)
+            let av = rawA.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self)
+            let bd = SIMD4<Double>(Double(bv[0]), Double(bv[1]), Double(bv[2]), Double(bv[3]))
+            let ad = SIMD4<Double>(Double(av[0]), Double(av[1]), Double(av[2]), Double(av[3]))
+            let d = ad - bd
+            let d32 = SIMD4<Float>(Float(d[0]), Float(d[1]), Float(d[2]), Float(d[3]))
+            UnsafeMutableRawPointer(o32).storeBytes(of: d32, toByteOffset: 4 * i, as: SIMD4<Float>.self)
+            UnsafeMutableRawPointer(d64).storeBytes(of: d, toByteOffset: 8 * i, as: SIMD4<Double>.self)
+            let back = SIMD4<Double>(Double(d32[0]), Double(d32[1]), Double(d32[2]), Double(d32[3]))
+            let r = bd + back
+            let recon = SIMD4<Float>(Float(r[0]), Float(r[1]), Float(r[2]), Float(r[3]))
+            let ai = unsafeBitCast(av, to: SIMD4<UInt32>.self)
+            let bi = unsafeBitCast(bv, to: SIMD4<UInt32>.self)
+            let x = ai ^ bi
+            let inexact64 = unsafeBitCast(back, to: SIMD4<UInt64>.self) ^ unsafeBitCast(d, to: SIMD4<UInt64>.self)
+            let inexact = SIMD4<UInt32>(truncatingIfNeeded: (inexact64 | (SIMD4<UInt64>() &- inexact64)) &>> 63)
+            let mism = unsafeBitCast(recon, to: SIMD4<UInt32>.self) ^ ai
+            let bad = inexact | ((mism | (SIMD4<UInt32>() &- mism)) &>> 31)
+            UnsafeMutableRawPointer(flags).storeBytes(of: SIMD4<UInt8>(truncatingIfNeeded: bad), toByteOffset: i, as: SIMD4<UInt8>.self)
+            flaggedV &+= bad
+            let changed = (x | (SIMD4<UInt32>() &- x)) &>> 31
+            changedV &+= changed
+            if checksLoss {
+                // bf16(a) == bf16(b) for a changed value: the change is below bf16's resolution.
+                let ra = (ai &+ 0x7FFF &+ ((ai &>> 16) & 1)) &>> 16
+                let rb = (bi &+ 0x7FFF &+ ((bi &>> 16) & 1)) &>> 16
+                let same = ra ^ rb
+                lostV &+= changed & (1 &- ((same | (SIMD4<UInt32>() &- same)) &>> 31))
+            }
+            sd += d * d
+            sb += bd * bd
+            let magnitude = unsafeBitCast(d32, to: SIMD4<Int32>.self) & 0x7FFF_FFFF
+            let greater = (mx &- magnitude) &>> 31  // all ones where magnitude > mx
+            mx = (magnitude & greater) | (mx & ~greater)
+            i += 4
+        }
+        var changed = Int(changedV.wrappedSum())
+        var flagged = Int(flaggedV.wrappedSum())
+        var lost = Int(lostV.wrappedSum())
+        var tailD = 0.0
+        var tailB = 0.0
+        while i < n {
+            let bv = fb[i]
+            let av = fa[i]
+            let d = Double(av) - Double(bv)
+            let d32 = Float(d)
+            o32[i] = d32
+            d64[i] = d
+            let bad = Double(d32).bitPattern != d.bitPattern || Float(Double(bv) + Double(d32)).bitPattern != av.bitPattern
+            flags[i] = bad ? 1 : 0
+            flagged += bad ? 1 : 0
+            if av.bitPattern != bv.bitPattern {
+                changed += 1
+                if checksLoss && FloatBits.floatToBF16(av) == FloatBits.floatToBF16(bv) { lost += 1 }
+            }
+            tailD += d * d
+            tailB += Double(bv) * Double(bv)
+            i += 1
+        }
+        st.changed += changed
+        st.lost += lost
+        st.sumDelta2 += sd.sum() + tailD
+        st.sumBase2 += sb.sum() + tailB
+        var m = Double(Float(bitPattern: UInt32(mx.max())))
+        for k in (n - n % 4)..<n { m = max(m, Double(o32[k].magnitude)) }
+        st.maxAbs = max(st.maxAbs, m)
+        guard flagged > 0 else { return }
+        for i in 0..<n where flags[i] != 0 {
+            let target = ElementOps.bits(a, i, size: size)
+            let bv = Double(fb[i])
+            let stored = Double(o32[i])
+            let d = d64[i]
+            var got = ElementOps.narrowOne(bv + stored, to: dtype)
+            if stored != d && d.isFinite {
+                let r = d - stored
+                let fixed = ElementOps.narrowOne((bv + stored) + r, to: dtype)
+                if fixed == target {
+                    residuals.append((first + i, r))
+                    st.residuals += 1
+                    continue
+                }
+                got = fixed
+            }
+            guard got != target else { continue }
+            if decodeBits(got, dtype) == 0 && decodeBits(target, dtype) == 0 {
+                st.signedZeros += 1
+            } else {
+                st.mismatches += 1
+                st.maxULP = max(st.maxULP, ElementOps.ulps(got, target, size: size))
+            }
+        }
+    }
+
     /// Deltas of `count` elements into `out` (in `storage`), with the λ = 1 check and statistics.
     static func chunk(
         base: UnsafeRawPointer, aligned: UnsafeRawPointer, count: Int, dtype: DType, storage: DType,
@@ -185,12 +361,18 @@ final class DiffEngine {
         let size = dtype.byteSize!
         let ssize = storage.byteSize!
         let checksLoss = dtype == .f32 || dtype == .f16 || dtype == .f64
+        let fast = storage == .f32 && (dtype == .bf16 || dtype == .f16 || dtype == .f32)
         var off = 0
         while off < count {
             let n = min(Scratch.block, count - off)
             let b = base + off * size
             let a = aligned + off * size
             let o = out + off * ssize
+            if fast {
+                fastBlock(base: b, aligned: a, count: n, dtype: dtype, out: o, scratch: s, first: first + off, checksLoss: checksLoss, stats: &st, residuals: &residuals)
+                off += n
+                continue
+            }
             let changed = countDiffering(a, b, count: n, size: size)
             st.changed += changed
             Accumulate.widen(dtype, b, count: n, into: s.accB, scratch: s.f32)
