@@ -3,7 +3,7 @@ import SafeTensors
 import Tensors
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A Llama-shaped model's tensors: (name, shape) in state-dict order.
@@ -160,7 +160,9 @@ func benchEngine(name: String, shapes: [(String, [Int])], dtype: DType, maxShard
     for (model, seed) in [("base", UInt64(0)), ("medical", 1), ("legal", 2)] where !FileManager.default.fileExists(atPath: dir + "/" + model) {
         let t = Date()
         try writeSynthetic(dir + "/" + model, shapes: shapes, dtype: dtype, noiseSeed: seed, maxShardSize: maxShardSize)
-        print("generated \(model): \(weightFiles(dir + "/" + model).count) shards, \(Format2.gb(totalSize(dir + "/" + model))) in \(String(format: "%.1f", Date().timeIntervalSince(t))) s")
+        print(
+            "generated \(model): \(weightFiles(dir + "/" + model).count) shards, \(Format2.gb(totalSize(dir + "/" + model))) in \(String(format: "%.1f", Date().timeIntervalSince(t))) s"
+        )
     }
     func best(_ label: String, inputs: [String], output: String, command: [String]) -> (av: ChildRun, floor: Double) {
         var runs: [ChildRun] = []
@@ -174,20 +176,24 @@ func benchEngine(name: String, shapes: [(String, [Int])], dtype: DType, maxShard
         let b = runs.min { $0.seconds < $1.seconds }!
         let f = floors.min()!
         let inBytes = inputs.reduce(0) { $0 + fileSize($1) }
-        print(String(format: "%@: av %.2f s, floor %.2f s -> %.0f%% of the floor (read %@, wrote %@); peak RSS %@ (max over runs %@)",
-                     label, b.seconds, f, 100 * f / b.seconds, Format2.gb(inBytes), Format2.gb(totalSize(output)),
-                     Format2.mib(b.maxRSS), Format2.mib(runs.map(\.maxRSS).max()!)))
+        print(
+            String(
+                format: "%@: av %.2f s, floor %.2f s -> %.0f%% of the floor (read %@, wrote %@); peak RSS %@ (max over runs %@)",
+                label, b.seconds, f, 100 * f / b.seconds, Format2.gb(inBytes), Format2.gb(totalSize(output)),
+                Format2.mib(b.maxRSS), Format2.mib(runs.map(\.maxRSS).max()!)))
         return (b, f)
     }
     let base = dir + "/base"
-    _ = best("diff medical", inputs: weightFiles(base) + weightFiles(dir + "/medical"), output: dir + "/medical.av",
-             command: ["diff", base, dir + "/medical", "-o", dir + "/medical.av"])
+    _ = best(
+        "diff medical", inputs: weightFiles(base) + weightFiles(dir + "/medical"), output: dir + "/medical.av",
+        command: ["diff", base, dir + "/medical", "-o", dir + "/medical.av"])
     if !FileManager.default.fileExists(atPath: dir + "/legal.av") {
         _ = runChild(av, ["diff", base, dir + "/legal", "-o", dir + "/legal.av", "--quiet"])
     }
     let merged = dir + "/merged"
-    let m = best("merge medical 0.5 + legal 1.2", inputs: weightFiles(base) + [dir + "/medical.av", dir + "/legal.av"], output: merged,
-                 command: ["merge", "--base", base, "--vectors", dir, "--medical", "0.5", "--legal", "1.2", "-o", merged])
+    let m = best(
+        "merge medical 0.5 + legal 1.2", inputs: weightFiles(base) + [dir + "/medical.av", dir + "/legal.av"], output: merged,
+        command: ["merge", "--base", base, "--vectors", dir, "--medical", "0.5", "--legal", "1.2", "-o", merged])
     if let numpyScript {
         let python = ProcessInfo.processInfo.environment["AV_PYTHON"] ?? "/usr/bin/python3"
         var times: [Double] = []

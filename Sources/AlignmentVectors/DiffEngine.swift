@@ -369,7 +369,9 @@ final class DiffEngine {
             let a = aligned + off * size
             let o = out + off * ssize
             if fast {
-                fastBlock(base: b, aligned: a, count: n, dtype: dtype, out: o, scratch: s, first: first + off, checksLoss: checksLoss, stats: &st, residuals: &residuals)
+                fastBlock(
+                    base: b, aligned: a, count: n, dtype: dtype, out: o, scratch: s, first: first + off, checksLoss: checksLoss, stats: &st,
+                    residuals: &residuals)
                 off += n
                 continue
             }

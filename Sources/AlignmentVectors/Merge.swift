@@ -311,8 +311,10 @@ final class MergeEngine {
                 let c = first + j
                 let lo = c * perChunk
                 let n = min(elements, lo + perChunk) - lo
-                pieces.append(copy ? UnsafeRawBufferPointer(start: bp + lo * size, count: n * size)
-                                   : UnsafeRawBufferPointer(start: slotBase + j * chunkOutBytes, count: n * outSize))
+                pieces.append(
+                    copy
+                        ? UnsafeRawBufferPointer(start: bp + lo * size, count: n * size)
+                        : UnsafeRawBufferPointer(start: slotBase + j * chunkOutBytes, count: n * outSize))
                 done += n
             }
             let lo = first * perChunk
@@ -370,35 +372,66 @@ final class MergeEngine {
                 j += 1
             }
         }
-        let o32 = outDType == .f32 ? o.assumingMemoryBound(to: Float.self) : s.f32b
-        var changed = 0
-        var nonFinite = 0
-        for i in 0..<n {
-            let v = Float(acc[i])
-            o32[i] = v
-            changed &+= acc[i] != Double(fb[i]) ? 1 : 0
-            let outInf = v.bitPattern & 0x7F80_0000 == 0x7F80_0000
-            let baseInf = fb[i].bitPattern & 0x7F80_0000 == 0x7F80_0000
-            nonFinite &+= (outInf && !baseInf) ? 1 : 0
-        }
-        if outDType == .bf16 {
-            Convert.floatToBF16(o32, count: n, into: o)
-            // Rounding to bf16 can still overflow the largest finite values.
-            var overflow = 0
-            for i in 0..<n {
-                let outInf = o.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self) & 0x7F80 == 0x7F80
-                let wasFinite = o32[i].bitPattern & 0x7F80_0000 != 0x7F80_0000
-                overflow &+= (outInf && wasFinite) ? 1 : 0
+        // Round, store and count four lanes at a time; tests are integer bit arithmetic
+        // (nonZero(x) = (x | −x) >> 31) because SIMD comparison masks compile to scalar code here.
+        @inline(__always) func nonZero(_ x: SIMD4<UInt32>) -> SIMD4<UInt32> { (x | (SIMD4<UInt32>() &- x)) &>> 31 }
+        var changedV = SIMD4<UInt32>()
+        var nonFiniteV = SIMD4<UInt32>()
+        var sameV = SIMD4<UInt32>()  // changed in f64 but stored as the base's own bits: rounded away
+        let rawAcc = UnsafeRawPointer(acc)
+        let rawB = UnsafeRawPointer(fb)
+        let bf16Base = dtype == .bf16
+        var i = 0
+        while i + 4 <= n {
+            let a = rawAcc.loadUnaligned(fromByteOffset: 8 * i, as: SIMD4<Double>.self)
+            let bv = rawB.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self)
+            let f = SIMD4<Float>(Float(a[0]), Float(a[1]), Float(a[2]), Float(a[3]))
+            let bd = SIMD4<Double>(Double(bv[0]), Double(bv[1]), Double(bv[2]), Double(bv[3]))
+            let x = unsafeBitCast(a, to: SIMD4<UInt64>.self) ^ unsafeBitCast(bd, to: SIMD4<UInt64>.self)
+            let changed = SIMD4<UInt32>(truncatingIfNeeded: (x | (SIMD4<UInt64>() &- x)) &>> 63)
+            let bits = unsafeBitCast(f, to: SIMD4<UInt32>.self)
+            let baseBits = unsafeBitCast(bv, to: SIMD4<UInt32>.self)
+            let baseInf = 1 &- nonZero((baseBits & 0x7F80_0000) ^ 0x7F80_0000)
+            if outDType == .bf16 {
+                let rounded = (bits &+ 0x7FFF &+ ((bits &>> 16) & 1)) &>> 16
+                let nan = SIMD4<UInt32>() &- ((0x7F80_0000 &- (bits & 0x7FFF_FFFF)) &>> 31)
+                let ob = (rounded & ~nan) | (((bits &>> 16) | 0x40) & nan)
+                o.storeBytes(of: SIMD4<UInt16>(truncatingIfNeeded: ob), toByteOffset: 2 * i, as: SIMD4<UInt16>.self)
+                let outInf = 1 &- nonZero((ob & 0x7F80) ^ 0x7F80)
+                nonFiniteV &+= outInf & (1 &- baseInf)
+                if bf16Base { sameV &+= changed & (1 &- nonZero(ob ^ (baseBits &>> 16))) }
+            } else {
+                o.storeBytes(of: f, toByteOffset: 4 * i, as: SIMD4<Float>.self)
+                let outInf = 1 &- nonZero((bits & 0x7F80_0000) ^ 0x7F80_0000)
+                nonFiniteV &+= outInf & (1 &- baseInf)
+                sameV &+= changed & (1 &- nonZero(bits ^ baseBits))
             }
-            nonFinite += overflow
+            changedV &+= changed
+            i += 4
+        }
+        var changed = Int(changedV.wrappedSum())
+        var nonFinite = Int(nonFiniteV.wrappedSum())
+        var same = Int(sameV.wrappedSum())
+        while i < n {
+            let v = Float(acc[i])
+            let isChanged = acc[i].bitPattern != Double(fb[i]).bitPattern
+            let baseInf = fb[i].bitPattern & 0x7F80_0000 == 0x7F80_0000
+            changed += isChanged ? 1 : 0
+            if outDType == .bf16 {
+                let ob = FloatBits.floatToBF16(v)
+                o.storeBytes(of: ob, toByteOffset: 2 * i, as: UInt16.self)
+                nonFinite += (ob & 0x7F80 == 0x7F80 && !baseInf) ? 1 : 0
+                if bf16Base { same += (isChanged && ob == UInt16(fb[i].bitPattern >> 16)) ? 1 : 0 }
+            } else {
+                o.storeBytes(of: v, toByteOffset: 4 * i, as: Float.self)
+                nonFinite += (v.bitPattern & 0x7F80_0000 == 0x7F80_0000 && !baseInf) ? 1 : 0
+                same += (isChanged && v.bitPattern == fb[i].bitPattern) ? 1 : 0
+            }
+            i += 1
         }
         st.changed += changed
         st.nonFinite += nonFinite
-        if changed > 0 && outDType == dtype {
-            // Elements not changed in f64 come out as the base's bits, so the rest of the
-            // unchanged outputs are changes the output dtype rounded away.
-            st.roundedAway += changed - countDiffering(o, b, count: n, size: dtype.byteSize!)
-        }
+        if outDType == dtype { st.roundedAway += same }
     }
 
     /// `out = narrow(base + Σ λ·Δ)` for `count` elements, counting changes, changes rounded away
@@ -418,8 +451,9 @@ final class MergeEngine {
             let b = base + off * size
             let o = out + off * outSize
             if fast {
-                fastBlock(base: b, dtype: dtype, count: n, terms: terms.map { ($0.0 + off * 4, $0.2) }, outDType: outDType, out: o,
-                          scratch: s, first: first + off, residuals: residuals, stats: &st)
+                fastBlock(
+                    base: b, dtype: dtype, count: n, terms: terms.map { ($0.0 + off * 4, $0.2) }, outDType: outDType, out: o,
+                    scratch: s, first: first + off, residuals: residuals, stats: &st)
                 off += n
                 continue
             }
