@@ -102,13 +102,33 @@ func runChild(_ executable: String, _ args: [String]) -> ChildRun {
         return ChildRun(seconds: 0, maxRSS: 0, status: -1, output: "spawn failed")
     }
     posix_spawn_file_actions_destroy(&actions)
+    // Peak RSS from /proc/PID/status (VmHWM, per address space), polled until the child exits:
+    // the rusage maximum survives exec, so a child of a large parent would report the parent's.
     var status: Int32 = 0
     var usage = rusage()
-    _ = wait4(pid, &status, 0, &usage)
+    var peak = 0
+    while wait4(pid, &status, WNOHANG, &usage) == 0 {
+        if let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+            let kb = Int(line.split(separator: " ").dropFirst().first ?? "")
+        {
+            peak = max(peak, kb * 1024)
+        }
+        usleep(20_000)
+    }
     let seconds = Date().timeIntervalSince(start)
     let output = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
     unlink(outPath)
-    return ChildRun(seconds: seconds, maxRSS: usage.ru_maxrss * 1024, status: (status >> 8) & 0xFF, output: output)
+    return ChildRun(seconds: seconds, maxRSS: peak, status: (status >> 8) & 0xFF, output: output)
+}
+
+/// Empties the page cache (root only), so that a run reads its inputs from disk. False when not allowed.
+@discardableResult
+func dropCaches() -> Bool {
+    sync()
+    guard let f = fopen("/proc/sys/vm/drop_caches", "w") else { return false }
+    defer { fclose(f) }
+    return fputs("3\n", f) >= 0
 }
 
 /// The floor: read `inputs` sequentially with read(2) into one reused buffer, and write `outputBytes`
@@ -151,7 +171,9 @@ func totalSize(_ path: String) -> Int {
 }
 
 /// Runs diff and a two-domain merge on a synthetic model against the I/O floor and a numpy script.
-func benchEngine(name: String, shapes: [(String, [Int])], dtype: DType, maxShardSize: Int, workDir: String, repeats: Int, numpyScript: String?) throws {
+func benchEngine(
+    name: String, shapes: [(String, [Int])], dtype: DType, maxShardSize: Int, workDir: String, repeats: Int, numpyScript: String?, cold: Bool
+) throws {
     let av = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("av").path
     let dir = workDir + "/" + name
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -164,28 +186,33 @@ func benchEngine(name: String, shapes: [(String, [Int])], dtype: DType, maxShard
             "generated \(model): \(weightFiles(dir + "/" + model).count) shards, \(Format2.gb(totalSize(dir + "/" + model))) in \(String(format: "%.1f", Date().timeIntervalSince(t))) s"
         )
     }
-    func best(_ label: String, inputs: [String], output: String, command: [String]) -> (av: ChildRun, floor: Double) {
+    func best(_ label: String, inputs: [String], output: String, expectedOutput: Int, command: [String]) -> (av: ChildRun, floor: Double) {
         var runs: [ChildRun] = []
         var floors: [Double] = []
+        // Alternate floor and av runs; cold: empty the page cache before each, so both read from disk.
         for _ in 0..<repeats {
+            if cold { dropCaches() }
+            floors.append(ioFloor(inputs: inputs, outputBytes: max(totalSize(output), expectedOutput), scratchDir: dir))
+            if cold { dropCaches() }
             let r = runChild(av, command + ["--quiet"])
             if r.status != 0 { print("\(label) failed: \(r.output)") }
             runs.append(r)
-            floors.append(ioFloor(inputs: inputs, outputBytes: totalSize(output), scratchDir: dir))
         }
         let b = runs.min { $0.seconds < $1.seconds }!
         let f = floors.min()!
         let inBytes = inputs.reduce(0) { $0 + fileSize($1) }
         print(
             String(
-                format: "%@: av %.2f s, floor %.2f s -> %.0f%% of the floor (read %@, wrote %@); peak RSS %@ (max over runs %@)",
-                label, b.seconds, f, 100 * f / b.seconds, Format2.gb(inBytes), Format2.gb(totalSize(output)),
+                format: "%@%@: av %.2f s, floor %.2f s -> %.0f%% of the floor (read %@, wrote %@); peak RSS %@ (max over runs %@)",
+                label, cold ? " (cold cache)" : " (warm cache)", b.seconds, f, 100 * f / b.seconds, Format2.gb(inBytes), Format2.gb(totalSize(output)),
                 Format2.mib(b.maxRSS), Format2.mib(runs.map(\.maxRSS).max()!)))
         return (b, f)
     }
     let base = dir + "/base"
+    let baseBytes = totalSize(base)
+    let avBytes = baseBytes / dtype.byteSize! * 4  // f32 deltas
     _ = best(
-        "diff medical", inputs: weightFiles(base) + weightFiles(dir + "/medical"), output: dir + "/medical.av",
+        "diff medical", inputs: weightFiles(base) + weightFiles(dir + "/medical"), output: dir + "/medical.av", expectedOutput: avBytes,
         command: ["diff", base, dir + "/medical", "-o", dir + "/medical.av"])
     if !FileManager.default.fileExists(atPath: dir + "/legal.av") {
         _ = runChild(av, ["diff", base, dir + "/legal", "-o", dir + "/legal.av", "--quiet"])
@@ -193,11 +220,12 @@ func benchEngine(name: String, shapes: [(String, [Int])], dtype: DType, maxShard
     let merged = dir + "/merged"
     let m = best(
         "merge medical 0.5 + legal 1.2", inputs: weightFiles(base) + [dir + "/medical.av", dir + "/legal.av"], output: merged,
-        command: ["merge", "--base", base, "--vectors", dir, "--medical", "0.5", "--legal", "1.2", "-o", merged])
+        expectedOutput: baseBytes, command: ["merge", "--base", base, "--vectors", dir, "--medical", "0.5", "--legal", "1.2", "-o", merged])
     if let numpyScript {
         let python = ProcessInfo.processInfo.environment["AV_PYTHON"] ?? "/usr/bin/python3"
         var times: [Double] = []
         for _ in 0..<max(1, repeats - 1) {
+            if cold { dropCaches() }
             let r = runChild(python, [numpyScript, base, dir + "/medical.av", "0.5", dir + "/legal.av", "1.2", dir + "/numpy-merged"])
             if r.status != 0 { print("numpy script failed: \(r.output)") } else { times.append(r.seconds) }
         }

@@ -53,8 +53,8 @@ public struct MixRecipe: Sendable {
             throw .recipe(file: path, message: "not valid JSON: \(error.message) at byte \(error.offset)")
         }
         guard case .object(let members) = root else { throw .recipe(file: path, message: "expected a JSON object") }
-        let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
-        func place(_ p: String) -> String { p.hasPrefix("/") ? p : (dir == "." ? p : dir + "/" + p) }
+        let dir = URL(fileURLWithPath: path).deletingLastPathComponent()
+        func place(_ p: String) -> String { p.hasPrefix("/") ? p : dir.appendingPathComponent(p).standardizedFileURL.path }
         var r = MixRecipe()
         r.file = path
         for (key, value) in members {
