@@ -74,16 +74,20 @@ do {
         benchConvert()
     case "smol":
         try benchEngine(
-            name: "smollm2-135m-f32", shapes: smol, dtype: .f32, maxShardSize: 5_000_000_000, workDir: workDir, repeats: 3, numpyScript: numpyScript, cold: false)
+            name: "smollm2-135m-f32", shapes: smol, dtype: .f32, maxShardSize: 5_000_000_000, workDir: workDir, repeats: 3, numpyScript: numpyScript,
+            cold: false)
     case "7b":
         try benchEngine(
-            name: "llama7b-9layers-bf16", shapes: llama7b, dtype: .bf16, maxShardSize: 2_000_000_000, workDir: workDir, repeats: 2, numpyScript: numpyScript, cold: cold)
+            name: "llama7b-9layers-bf16", shapes: llama7b, dtype: .bf16, maxShardSize: 2_000_000_000, workDir: workDir, repeats: 2, numpyScript: numpyScript,
+            cold: cold)
     case "all":
         benchConvert()
         try benchEngine(
-            name: "smollm2-135m-f32", shapes: smol, dtype: .f32, maxShardSize: 5_000_000_000, workDir: workDir, repeats: 3, numpyScript: numpyScript, cold: false)
+            name: "smollm2-135m-f32", shapes: smol, dtype: .f32, maxShardSize: 5_000_000_000, workDir: workDir, repeats: 3, numpyScript: numpyScript,
+            cold: false)
         try benchEngine(
-            name: "llama7b-9layers-bf16", shapes: llama7b, dtype: .bf16, maxShardSize: 2_000_000_000, workDir: workDir, repeats: 2, numpyScript: numpyScript, cold: cold)
+            name: "llama7b-9layers-bf16", shapes: llama7b, dtype: .bf16, maxShardSize: 2_000_000_000, workDir: workDir, repeats: 2, numpyScript: numpyScript,
+            cold: cold)
     default:
         print("usage: av-bench [convert|smol|7b|all]   (AV_BENCH_DIR: where models are generated, default /tmp/av-bench)")
         exit(2)

@@ -148,18 +148,8 @@ final class DiffEngine {
         let alignedFileStart = aligned.file.fileOffset(of: aligned.file.info(plan.name)!)
 
         let pipeline = WritePipeline()
-        var batchStart = 0
-        var batchIndex = 0
-        while batchStart < chunks {
-            let batch = min(threads, chunks - batchStart)
-            let first = batchStart
-            let slot = batchIndex % 2
-            let slotBase = output + slot * threads * chunkOutBytes
-            do {
-                try pipeline.claim(slot)
-            } catch {
-                throw .file(error)
-            }
+        try forEachBatch(chunks: chunks, threads: threads, output: output, slotBytes: threads * chunkOutBytes, pipeline: pipeline) {
+            (first, batch, slot, slotBase) throws(AVError) in
             baseDigests.withUnsafeMutableBufferPointer { bd in
                 alignedDigests.withUnsafeMutableBufferPointer { ad in
                     stats.withUnsafeMutableBufferPointer { st in
@@ -200,13 +190,6 @@ final class DiffEngine {
                 aligned.file.mapping.release(alignedRange)
             }
             progress(2 * written)
-            batchStart += batch
-            batchIndex += 1
-        }
-        do {
-            try pipeline.drain()
-        } catch {
-            throw .file(error)
         }
         // Rows only the aligned model has (dropped) are still part of its fingerprint.
         for c in chunks..<alignedChunks {
@@ -232,6 +215,18 @@ final class DiffEngine {
         d.deltaNorm = sumD.squareRoot()
         d.baseNorm = sumB.squareRoot()
         return (d, ContentFingerprint.tensorDigest(baseDigests), ContentFingerprint.tensorDigest(alignedDigests), residuals.flatMap { $0 })
+    }
+
+    /// Counts a rebuilt value `got` that should be `target`: equal, a zero of the other sign (no
+    /// addition to +0 gives −0, so it cannot be rebuilt), or a mismatch with its distance in ulps.
+    static func classify(got: UInt64, target: UInt64, dtype: DType, stats st: inout ChunkStats) {
+        guard got != target else { return }
+        if decodeBits(got, dtype) == 0 && decodeBits(target, dtype) == 0 {
+            st.signedZeros += 1
+        } else {
+            st.mismatches += 1
+            st.maxULP = max(st.maxULP, ElementOps.ulps(got, target, size: dtype.byteSize!))
+        }
     }
 
     /// The common case, in branch-free loops that vectorize: a bf16, f16 or f32 checkpoint, f32 deltas.
@@ -342,13 +337,7 @@ final class DiffEngine {
                 }
                 got = fixed
             }
-            guard got != target else { continue }
-            if decodeBits(got, dtype) == 0 && decodeBits(target, dtype) == 0 {
-                st.signedZeros += 1
-            } else {
-                st.mismatches += 1
-                st.maxULP = max(st.maxULP, ElementOps.ulps(got, target, size: size))
-            }
+            classify(got: got, target: target, dtype: dtype, stats: &st)
         }
     }
 
@@ -427,14 +416,7 @@ final class DiffEngine {
                 for i in 0..<n {
                     let target = ElementOps.bits(a, i, size: size)
                     let got = ElementOps.bits(s.bytes, i, size: size)
-                    guard got != target else { continue }
-                    if decodeBits(got, dtype) == 0 && decodeBits(target, dtype) == 0 {
-                        // +0 and −0: no addition to +0 gives −0, so this one cannot be rebuilt.
-                        st.signedZeros += 1
-                    } else {
-                        st.mismatches += 1
-                        st.maxULP = max(st.maxULP, ElementOps.ulps(got, target, size: size))
-                    }
+                    classify(got: got, target: target, dtype: dtype, stats: &st)
                 }
             }
             off += n

@@ -275,18 +275,8 @@ final class MergeEngine {
         let residuals = terms.map(\.residuals)
 
         let pipeline = WritePipeline()
-        var batchStart = 0
-        var batchIndex = 0
-        while batchStart < chunks {
-            let batch = min(threads, chunks - batchStart)
-            let first = batchStart
-            let slot = batchIndex % 2
-            let slotBase = output + slot * threads * chunkOutBytes
-            do {
-                try pipeline.claim(slot)
-            } catch {
-                throw .file(error)
-            }
+        try forEachBatch(chunks: chunks, threads: threads, output: output, slotBytes: threads * chunkOutBytes, pipeline: pipeline) {
+            (first, batch, slot, slotBase) throws(AVError) in
             digests.withUnsafeMutableBufferPointer { dg in
                 stats.withUnsafeMutableBufferPointer { st in
                     Parallel.forEach(batch, threads: threads) { w, j in
@@ -329,13 +319,6 @@ final class MergeEngine {
                 for (file, range) in releases { file.mapping.release(range) }
             }
             progress(done * size + terms.reduce(0) { $0 + done * $1.dtype.byteSize! })
-            batchStart += batch
-            batchIndex += 1
-        }
-        do {
-            try pipeline.drain()
-        } catch {
-            throw .file(error)
         }
         var m = TensorMerge(name: info.name, dtype: outDType, elements: elements, terms: terms.count)
         for s in stats {
