@@ -7,13 +7,15 @@ let package = Package(
         .library(name: "Tensors", targets: ["Tensors"]),
         .library(name: "SafeTensors", targets: ["SafeTensors"]),
         .library(name: "AlignmentVectors", targets: ["AlignmentVectors"]),
+        .library(name: "Inference", targets: ["Inference"]),
         .executable(name: "av", targets: ["av"]),
     ],
     targets: [
         .target(name: "Tensors"),
         .target(name: "SafeTensors", dependencies: ["Tensors"]),
         .target(name: "AlignmentVectors", dependencies: ["Tensors", "SafeTensors"]),
-        .executableTarget(name: "av", dependencies: ["Tensors", "SafeTensors", "AlignmentVectors"]),
+        .target(name: "Inference", dependencies: ["Tensors", "SafeTensors", "AlignmentVectors"]),
+        .executableTarget(name: "av", dependencies: ["Tensors", "SafeTensors", "AlignmentVectors", "Inference"]),
         // Release-build benchmarks: `swift run -c release av-bench`. Never part of `swift test`.
         .executableTarget(name: "av-bench", dependencies: ["Tensors", "SafeTensors"], path: "Sources/AVBenchmarks"),
         // Shared helpers for every test target: temporary directories, running the built binary.
@@ -26,6 +28,9 @@ let package = Package(
             resources: [.copy("Fixtures")]),
         .testTarget(
             name: "AlignmentVectorsTests", dependencies: ["AlignmentVectors", "SafeTensors", "AVTestSupport"],
+            resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "InferenceTests", dependencies: ["Inference", "AlignmentVectors", "SafeTensors", "AVTestSupport"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "CLITests", dependencies: ["av", "SafeTensors", "AVTestSupport"]),
     ]

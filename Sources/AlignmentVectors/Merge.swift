@@ -88,28 +88,7 @@ public func merge(
     }
     if base.isDirectory && resolved(base.path) == out { throw .outputIsInput(output: output, input: base.path) }
 
-    let structure = XXHash64.hex(base.structureFingerprint)
-    if !options.force {
-        for t in terms where t.vector.header.base.structure != structure {
-            throw .baseMismatch(av: t.vector.path, recorded: t.vector.header.base.fingerprint, given: "\(structure):…", basePath: base.path)
-        }
-        for (i, t) in terms.enumerated() {
-            for u in terms[(i + 1)...] where u.vector.header.base.fingerprint != t.vector.header.base.fingerprint {
-                throw .differentBases(
-                    first: t.vector.path, firstBase: t.vector.header.base.fingerprint, second: u.vector.path, secondBase: u.vector.header.base.fingerprint)
-            }
-        }
-    }
-    // Every delta must land on a base tensor of its shape.
-    for t in terms {
-        for v in t.vector.deltas {
-            guard let b = base.info(v.name) else { throw .vectorTensorNotInBase(av: t.vector.path, tensor: v.name) }
-            guard b.shape == v.shape else { throw .vectorShape(av: t.vector.path, tensor: v.name, vector: v.shape, base: b.shape) }
-            guard Convert.supports(v.dtype), Convert.supports(b.dtype) else {
-                throw .unsupportedDType(tensor: v.name, dtype: Convert.supports(v.dtype) ? b.dtype : v.dtype, file: t.vector.path)
-            }
-        }
-    }
+    let structure = try checkCompatible(base: base, terms: terms, force: options.force)
     if let d = options.dtype, !Convert.supports(d) { throw .usage("cannot write \(d.rawValue) output") }
 
     // Output layout: the base's tensors in its order, in the output dtype.
@@ -489,4 +468,81 @@ func lowerBound(_ a: [Int], _ x: Int) -> Int {
         if a[mid] < x { lo = mid + 1 } else { hi = mid }
     }
     return lo
+}
+
+/// Checks that every AV fits `base`: made from a base of the same structure (unless `force`), all
+/// from the same base (unless `force`), each delta on a base tensor of its shape and a dtype merge
+/// can add. Returns the base's structure fingerprint.
+func checkCompatible(base: Checkpoint, terms: [MergeTerm], force: Bool) throws(AVError) -> String {
+    let structure = XXHash64.hex(base.structureFingerprint)
+    if !force {
+        for t in terms where t.vector.header.base.structure != structure {
+            throw .baseMismatch(av: t.vector.path, recorded: t.vector.header.base.fingerprint, given: "\(structure):…", basePath: base.path)
+        }
+        for (i, t) in terms.enumerated() {
+            for u in terms[(i + 1)...] where u.vector.header.base.fingerprint != t.vector.header.base.fingerprint {
+                throw .differentBases(
+                    first: t.vector.path, firstBase: t.vector.header.base.fingerprint, second: u.vector.path, secondBase: u.vector.header.base.fingerprint)
+            }
+        }
+    }
+    // Every delta must land on a base tensor of its shape.
+    for t in terms {
+        for v in t.vector.deltas {
+            guard let b = base.info(v.name) else { throw .vectorTensorNotInBase(av: t.vector.path, tensor: v.name) }
+            guard b.shape == v.shape else { throw .vectorShape(av: t.vector.path, tensor: v.name, vector: v.shape, base: b.shape) }
+            guard Convert.supports(v.dtype), Convert.supports(b.dtype) else {
+                throw .unsupportedDType(tensor: v.name, dtype: Convert.supports(v.dtype) ? b.dtype : v.dtype, file: t.vector.path)
+            }
+        }
+    }
+    return structure
+}
+
+/// Memory that holds one mixed tensor.
+public final class TensorBuffer: @unchecked Sendable {
+    public let pointer: UnsafeMutableRawPointer
+    public let count: Int
+
+    init(count: Int) {
+        self.count = count
+        pointer = .allocate(byteCount: max(count, 1), alignment: 64)
+    }
+
+    deinit { pointer.deallocate() }
+}
+
+/// `base + Σ λ·AV` for every tensor some AV changes, in memory and in the base's dtype: the bytes
+/// `merge` would write, for evaluating a mix without writing it. Tensors no AV touches are left out.
+public func mixTensors(base: Checkpoint, terms: [MergeTerm], threads: Int, force: Bool = false) throws(AVError) -> [String: TensorBuffer] {
+    _ = try checkCompatible(base: base, terms: terms, force: force)
+    let engine = MergeEngine(threads: threads, base: base, dtype: nil)
+    var out: [String: TensorBuffer] = [:]
+    for info in base.tensors {
+        var active: [MergeEngine.Term] = []
+        for t in terms where t.coefficient != 0 {
+            guard let v = t.vector.file.info(info.name) else { continue }
+            active.append(
+                MergeEngine.Term(
+                    bytes: t.vector.file.bytes(of: v), file: t.vector.file, dtype: v.dtype, scale: t.coefficient,
+                    residuals: try t.vector.residuals(of: info.name)))
+        }
+        guard !active.isEmpty, let view = base.view(info.name) else { continue }
+        let buffer = TensorBuffer(count: info.byteCount)
+        let size = info.dtype.byteSize!
+        let perChunk = ContentFingerprint.chunkBytes / size
+        let chunks = (info.elementCount + perChunk - 1) / perChunk
+        let bp = view.bytes.baseAddress!
+        let residuals = active.map(\.residuals)
+        Parallel.forEach(chunks, threads: threads) { w, c in
+            let lo = c * perChunk
+            let n = min(info.elementCount, lo + perChunk) - lo
+            _ = MergeEngine.chunk(
+                base: bp + lo * size, dtype: info.dtype, count: n,
+                terms: active.map { ($0.bytes.baseAddress! + lo * $0.dtype.byteSize!, $0.dtype, $0.scale) },
+                outDType: info.dtype, out: buffer.pointer + lo * size, scratch: engine.scratch[w], first: lo, residuals: residuals)
+        }
+        out[info.name] = buffer
+    }
+    return out
 }

@@ -1,0 +1,144 @@
+import Foundation
+import SafeTensors
+
+/// The configuration of a Llama-family decoder (Llama 2/3, SmolLM, TinyLlama, Mistral, Qwen2), read
+/// from `config.json`, validated whole, defaults resolved (as candle's `LlamaConfig::into_config`).
+public struct LlamaConfig: Equatable, Sendable {
+    public enum Family: String, Sendable { case llama, mistral, qwen2 }
+
+    /// `rope_scaling` of type `llama3`.
+    public struct Llama3Scaling: Equatable, Sendable {
+        public var factor: Double
+        public var lowFreqFactor: Double
+        public var highFreqFactor: Double
+        public var originalMaxPositionEmbeddings: Int
+    }
+
+    public var family: Family
+    public var hiddenSize: Int
+    public var intermediateSize: Int
+    public var layers: Int
+    public var heads: Int
+    public var kvHeads: Int
+    public var headDim: Int
+    public var vocabSize: Int
+    public var rmsNormEps: Float
+    public var ropeTheta: Double
+    public var ropeScaling: Llama3Scaling?
+    public var tieWordEmbeddings: Bool
+    public var maxPositionEmbeddings: Int
+    /// q/k/v projections with biases (Qwen2; Llama's `attention_bias`).
+    public var qkvBias: Bool
+    /// Attention to at most this many previous positions (Mistral's `sliding_window`), nil = all.
+    public var slidingWindow: Int?
+    public var bosTokenID: Int?
+    public var eosTokenIDs: [Int]
+
+    /// Reads `config.json` in `directory`.
+    public static func load(directory: String) throws(InferenceError) -> LlamaConfig {
+        let path = (directory as NSString).appendingPathComponent("config.json")
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw .config(file: path, message: "cannot read config.json (a model directory needs one)")
+        }
+        let root: JSONValue
+        do {
+            root = try JSONParser.parse(String(decoding: data, as: UTF8.self))
+        } catch {
+            throw .config(file: path, message: "not valid JSON: \(error.message) at byte \(error.offset)")
+        }
+        return try LlamaConfig(json: root, file: path)
+    }
+
+    public init(json c: JSONValue, file: String) throws(InferenceError) {
+        func int(_ key: String) throws(InferenceError) -> Int {
+            guard let v = c[key]?.doubleValue, v == v.rounded(), v > 0 else {
+                throw .config(file: file, message: "\"\(key)\" must be a positive whole number")
+            }
+            return Int(v)
+        }
+        func optionalInt(_ key: String) -> Int? {
+            guard let v = c[key]?.doubleValue, v == v.rounded() else { return nil }
+            return Int(v)
+        }
+        let type = c["model_type"]?.stringValue ?? "?"
+        guard let family = Family(rawValue: type) else {
+            throw .unsupported(file: file, field: "model_type", value: "\"\(type)\" (supported: llama, mistral, qwen2)")
+        }
+        self.family = family
+        if let act = c["hidden_act"]?.stringValue, act != "silu" {
+            throw .unsupported(file: file, field: "hidden_act", value: "\"\(act)\" (Llama-family models use silu)")
+        }
+        hiddenSize = try int("hidden_size")
+        intermediateSize = try int("intermediate_size")
+        layers = try int("num_hidden_layers")
+        heads = try int("num_attention_heads")
+        kvHeads = optionalInt("num_key_value_heads") ?? heads
+        headDim = optionalInt("head_dim") ?? hiddenSize / heads
+        vocabSize = try int("vocab_size")
+        guard heads % kvHeads == 0 else {
+            throw .config(file: file, message: "num_attention_heads \(heads) is not a multiple of num_key_value_heads \(kvHeads)")
+        }
+        guard headDim % 2 == 0, c["head_dim"] != nil || hiddenSize % heads == 0 else {
+            throw .config(file: file, message: "hidden_size \(hiddenSize) does not split into \(heads) heads of an even size")
+        }
+        rmsNormEps = Float(c["rms_norm_eps"]?.doubleValue ?? 1e-6)
+        // transformers 4 writes rope_theta and rope_scaling; transformers 5 writes rope_parameters.
+        let ropeParameters = c["rope_parameters"].flatMap { $0 == .null ? nil : $0 }
+        ropeTheta = ropeParameters?["rope_theta"]?.doubleValue ?? c["rope_theta"]?.doubleValue ?? 10_000
+        maxPositionEmbeddings = optionalInt("max_position_embeddings") ?? 2048
+        tieWordEmbeddings = { if case .bool(let b)? = c["tie_word_embeddings"] { return b } else { return false } }()
+        let biasFlag: Bool = { if case .bool(let b)? = c["attention_bias"] { return b } else { return false } }()
+        qkvBias = family == .qwen2 || biasFlag
+        if family == .mistral, let w = optionalInt("sliding_window") {
+            slidingWindow = w
+        } else if family == .qwen2, case .bool(true)? = c["use_sliding_window"], let w = optionalInt("sliding_window") {
+            slidingWindow = w
+        } else {
+            slidingWindow = nil
+        }
+        if let scaling = ropeParameters ?? c["rope_scaling"].flatMap({ $0 == .null ? nil : $0 }) {
+            let kind = scaling["rope_type"]?.stringValue ?? scaling["type"]?.stringValue ?? "?"
+            switch kind {
+            case "default":
+                ropeScaling = nil
+            case "llama3":
+                guard let f = scaling["factor"]?.doubleValue, let lo = scaling["low_freq_factor"]?.doubleValue,
+                    let hi = scaling["high_freq_factor"]?.doubleValue, let orig = scaling["original_max_position_embeddings"]?.doubleValue
+                else {
+                    throw .config(
+                        file: file, message: "rope_scaling of type llama3 needs factor, low_freq_factor, high_freq_factor and original_max_position_embeddings")
+                }
+                ropeScaling = Llama3Scaling(factor: f, lowFreqFactor: lo, highFreqFactor: hi, originalMaxPositionEmbeddings: Int(orig))
+            default:
+                throw .unsupported(file: file, field: "rope_scaling type", value: "\"\(kind)\" (supported: llama3)")
+            }
+        } else {
+            ropeScaling = nil
+        }
+        bosTokenID = optionalInt("bos_token_id")
+        if let list = c["eos_token_id"]?.arrayValue {
+            eosTokenIDs = list.compactMap { $0.doubleValue.map { Int($0) } }
+        } else {
+            eosTokenIDs = optionalInt("eos_token_id").map { [$0] } ?? []
+        }
+    }
+
+    /// The rotary inverse frequencies, llama3 scaling applied.
+    public var inverseFrequencies: [Double] {
+        let half = headDim / 2
+        var freqs = (0..<half).map { 1 / pow(ropeTheta, Double(2 * $0) / Double(headDim)) }
+        if let s = ropeScaling {
+            let old = Double(s.originalMaxPositionEmbeddings)
+            let lowWavelen = old / s.lowFreqFactor
+            let highWavelen = old / s.highFreqFactor
+            freqs = freqs.map { f in
+                let wavelen = 2 * Double.pi / f
+                if wavelen < highWavelen { return f }
+                if wavelen > lowWavelen { return f / s.factor }
+                let smooth = (old / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor)
+                return (1 - smooth) * f / s.factor + smooth * f
+            }
+        }
+        return freqs
+    }
+}

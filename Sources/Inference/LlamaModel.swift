@@ -1,0 +1,283 @@
+// Follows transformers' modeling_llama.py (and modeling_mistral.py, modeling_qwen2.py): pre-norm
+// decoder blocks, grouped-query attention with rotate-half RoPE, SiLU-gated MLP.
+import AlignmentVectors
+import Foundation
+import SafeTensors
+import Tensors
+
+/// One decoder block's weights, named as in the checkpoint (`model.layers.N.…`).
+struct Block {
+    var inputNorm: [Float]
+    var q: Weight
+    var k: Weight
+    var v: Weight
+    var o: Weight
+    var qBias: [Float]?
+    var kBias: [Float]?
+    var vBias: [Float]?
+    var postNorm: [Float]
+    var gate: Weight
+    var up: Weight
+    var down: Weight
+}
+
+/// A Llama-family causal language model on the CPU.
+///
+/// Weights stay in their stored dtype (f32, bf16, f16), read from the memory-mapped checkpoint
+/// (or, for a mix, from the buffers the mix was computed into); matrix work accumulates in f32 on
+/// all cores. Every tensor of the checkpoint must be used and every expected one found.
+public final class LlamaModel: @unchecked Sendable {
+    public let config: LlamaConfig
+    public let path: String
+    let embed: Weight
+    let blocks: [Block]
+    let norm: [Float]
+    let lmHead: Weight
+    /// What keeps the weight memory alive: the checkpoint's mappings, mixed buffers.
+    private let owners: [AnyObject]
+    public var threads = Parallel.defaultThreads
+    let inverseFrequencies: [Float]
+
+    /// Loads the model in `directory` (config.json and safetensors, sharded or not).
+    public convenience init(directory: String) throws(InferenceError) {
+        let config = try LlamaConfig.load(directory: directory)
+        let checkpoint: Checkpoint
+        do {
+            checkpoint = try Checkpoint(path: directory)
+        } catch {
+            throw .vectors(error)
+        }
+        try self.init(config: config, path: directory, tensors: WeightSource(checkpoint: checkpoint))
+    }
+
+    init(config: LlamaConfig, path: String, tensors: WeightSource) throws(InferenceError) {
+        self.config = config
+        self.path = path
+        var used = Set<String>()
+        let c = config
+        func weight(_ name: String, _ rows: Int, _ cols: Int) throws(InferenceError) -> Weight {
+            guard let t = tensors.tensor(name) else { throw .missingTensor(name: name, model: path) }
+            guard t.shape == [rows, cols] else { throw .tensorShape(name: name, expected: [rows, cols], found: t.shape, model: path) }
+            guard [.f32, .bf16, .f16].contains(t.dtype) else { throw .tensorDType(name: name, dtype: t.dtype.rawValue, model: path) }
+            used.insert(name)
+            return Weight(dtype: t.dtype, rows: rows, cols: cols, data: t.data)
+        }
+        func vector(_ name: String, _ n: Int) throws(InferenceError) -> [Float] {
+            guard let t = tensors.tensor(name) else { throw .missingTensor(name: name, model: path) }
+            guard t.shape == [n] else { throw .tensorShape(name: name, expected: [n], found: t.shape, model: path) }
+            guard Convert.supports(t.dtype) else { throw .tensorDType(name: name, dtype: t.dtype.rawValue, model: path) }
+            used.insert(name)
+            var out = [Float](repeating: 0, count: n)
+            out.withUnsafeMutableBufferPointer { Convert.toFloat(t.dtype, from: t.data, count: n, into: $0.baseAddress!) }
+            return out
+        }
+        let qDim = c.heads * c.headDim
+        let kvDim = c.kvHeads * c.headDim
+        embed = try weight("model.embed_tokens.weight", c.vocabSize, c.hiddenSize)
+        var blocks: [Block] = []
+        for l in 0..<c.layers {
+            let p = "model.layers.\(l)."
+            blocks.append(
+                Block(
+                    inputNorm: try vector(p + "input_layernorm.weight", c.hiddenSize),
+                    q: try weight(p + "self_attn.q_proj.weight", qDim, c.hiddenSize),
+                    k: try weight(p + "self_attn.k_proj.weight", kvDim, c.hiddenSize),
+                    v: try weight(p + "self_attn.v_proj.weight", kvDim, c.hiddenSize),
+                    o: try weight(p + "self_attn.o_proj.weight", c.hiddenSize, qDim),
+                    qBias: c.qkvBias ? try vector(p + "self_attn.q_proj.bias", qDim) : nil,
+                    kBias: c.qkvBias ? try vector(p + "self_attn.k_proj.bias", kvDim) : nil,
+                    vBias: c.qkvBias ? try vector(p + "self_attn.v_proj.bias", kvDim) : nil,
+                    postNorm: try vector(p + "post_attention_layernorm.weight", c.hiddenSize),
+                    gate: try weight(p + "mlp.gate_proj.weight", c.intermediateSize, c.hiddenSize),
+                    up: try weight(p + "mlp.up_proj.weight", c.intermediateSize, c.hiddenSize),
+                    down: try weight(p + "mlp.down_proj.weight", c.hiddenSize, c.intermediateSize)))
+        }
+        self.blocks = blocks
+        norm = try vector("model.norm.weight", c.hiddenSize)
+        if c.tieWordEmbeddings && tensors.tensor("lm_head.weight") == nil {
+            lmHead = embed
+        } else {
+            lmHead = try weight("lm_head.weight", c.vocabSize, c.hiddenSize)
+        }
+        // Rotary embedding buffers some exporters keep are not weights.
+        let unused = tensors.names.filter { !used.contains($0) && !$0.hasSuffix("rotary_emb.inv_freq") }
+        guard unused.isEmpty else { throw .unusedTensors(names: unused.sorted(), model: path) }
+        owners = tensors.owners
+        inverseFrequencies = c.inverseFrequencies.map { Float($0) }
+    }
+
+    public func makeCache(capacity: Int? = nil) -> KVCache {
+        KVCache(layers: config.layers, kvDim: config.kvHeads * config.headDim, capacity: capacity ?? config.maxPositionEmbeddings)
+    }
+
+    /// Runs `tokens` through the model after the cache's positions, appending to the cache.
+    /// Returns the logits of every new position (`tokens.count × vocab`) when `allLogits`, else of
+    /// the last one only.
+    public func forward(_ tokens: [Int], cache: KVCache, allLogits: Bool = false) throws(InferenceError) -> [Float] {
+        let c = config
+        let T = tokens.count
+        guard T > 0 else { return [] }
+        guard cache.count + T <= cache.capacity else { throw .contextTooLong(tokens: cache.count + T, limit: cache.capacity) }
+        for t in tokens where t < 0 || t >= c.vocabSize {
+            throw .input(file: path, message: "token id \(t) is outside the vocabulary of \(c.vocabSize)")
+        }
+        let H = c.hiddenSize
+        let qDim = c.heads * c.headDim
+        let kvDim = c.kvHeads * c.headDim
+        let I = c.intermediateSize
+        let ws = Workspace(T: T, hidden: H, qDim: qDim, kvDim: kvDim, intermediate: I, maxCols: max(H, I, qDim), threads: threads, context: cache.capacity)
+        let x = ws.x
+        for (t, id) in tokens.enumerated() {
+            Convert.toFloat(embed.dtype, from: embed.row(id), count: H, into: x + t * H)
+        }
+        let start = cache.count
+        for (l, b) in blocks.enumerated() {
+            Kernels.rmsNorm(x, b.inputNorm, eps: c.rmsNormEps, T: T, n: H, into: ws.h)
+            Kernels.matmul(b.q, ws.h, T, ws.q, threads: threads, scratch: ws.rows)
+            Kernels.matmul(b.k, ws.h, T, ws.k, threads: threads, scratch: ws.rows)
+            Kernels.matmul(b.v, ws.h, T, ws.v, threads: threads, scratch: ws.rows)
+            if let qb = b.qBias, let kb = b.kBias, let vb = b.vBias {
+                for t in 0..<T {
+                    for i in 0..<qDim { ws.q[t * qDim + i] += qb[i] }
+                    for i in 0..<kvDim {
+                        ws.k[t * kvDim + i] += kb[i]
+                        ws.v[t * kvDim + i] += vb[i]
+                    }
+                }
+            }
+            for t in 0..<T {
+                rope(ws.q + t * qDim, heads: c.heads, position: start + t)
+                rope(ws.k + t * kvDim, heads: c.kvHeads, position: start + t)
+            }
+            cache.append(layer: l, keys: ws.k, values: ws.v, count: T, at: start)
+            attention(layer: l, T: T, start: start, cache: cache, ws: ws)
+            Kernels.matmul(b.o, ws.attn, T, ws.h, threads: threads, scratch: ws.rows)
+            for i in 0..<(T * H) { x[i] += ws.h[i] }
+            Kernels.rmsNorm(x, b.postNorm, eps: c.rmsNormEps, T: T, n: H, into: ws.h)
+            Kernels.matmul(b.gate, ws.h, T, ws.gate, threads: threads, scratch: ws.rows)
+            Kernels.matmul(b.up, ws.h, T, ws.up, threads: threads, scratch: ws.rows)
+            for i in 0..<(T * I) { ws.gate[i] = Kernels.silu(ws.gate[i]) * ws.up[i] }
+            Kernels.matmul(b.down, ws.gate, T, ws.h, threads: threads, scratch: ws.rows)
+            for i in 0..<(T * H) { x[i] += ws.h[i] }
+        }
+        cache.count = start + T
+        let first = allLogits ? 0 : T - 1
+        let n = T - first
+        Kernels.rmsNorm(x + first * H, norm, eps: c.rmsNormEps, T: n, n: H, into: ws.h)
+        var logits = [Float](repeating: 0, count: n * c.vocabSize)
+        logits.withUnsafeMutableBufferPointer { out in
+            Kernels.matmul(lmHead, ws.h, n, out.baseAddress!, threads: threads, scratch: ws.rows)
+        }
+        return logits
+    }
+
+    /// Rotates each head of `v` in place (rotate-half convention: pairs (i, i + d/2)).
+    private func rope(_ v: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
+        let d = config.headDim
+        let half = d / 2
+        for i in 0..<half {
+            let angle = Float(position) * inverseFrequencies[i]
+            let (s, c) = (sinf(angle), cosf(angle))
+            for h in 0..<heads {
+                let p = v + h * d
+                let a = p[i]
+                let b = p[i + half]
+                p[i] = a * c - b * s
+                p[i + half] = b * c + a * s
+            }
+        }
+    }
+
+    /// Causal attention of the `T` new positions over the cache, heads spread over threads.
+    private func attention(layer: Int, T: Int, start: Int, cache: KVCache, ws: Workspace) {
+        let c = config
+        let d = c.headDim
+        let qDim = c.heads * d
+        let kvDim = c.kvHeads * d
+        let group = c.heads / c.kvHeads
+        let scale = 1 / Float(d).squareRoot()
+        let keys = cache.keys(layer)
+        let values = cache.values(layer)
+        let window = c.slidingWindow
+        Parallel.forEach(T * c.heads, threads: threads) { worker, job in
+            let t = job / c.heads
+            let h = job % c.heads
+            let kvh = h / group
+            let pos = start + t
+            let lo = window.map { max(0, pos - $0 + 1) } ?? 0
+            let q = ws.q + t * qDim + h * d
+            let scores = ws.scores[worker]
+            var maxScore = -Float.infinity
+            for p in lo...pos {
+                let s = Kernels.dot(UnsafeRawPointer(keys + p * kvDim + kvh * d), q, d) * scale
+                scores[p - lo] = s
+                maxScore = max(maxScore, s)
+            }
+            var sum: Float = 0
+            for p in lo...pos {
+                let e = expf(scores[p - lo] - maxScore)
+                scores[p - lo] = e
+                sum += e
+            }
+            let out = ws.attn + t * qDim + h * d
+            for i in 0..<d { out[i] = 0 }
+            for p in lo...pos {
+                let w = scores[p - lo] / sum
+                let vrow = values + p * kvDim + kvh * d
+                for i in 0..<d { out[i] += w * vrow[i] }
+            }
+        }
+    }
+}
+
+/// Keys and values of every layer for the positions seen so far.
+public final class KVCache: @unchecked Sendable {
+    public let capacity: Int
+    public internal(set) var count = 0
+    let kvDim: Int
+    private let storage: [UnsafeMutablePointer<Float>]
+
+    init(layers: Int, kvDim: Int, capacity: Int) {
+        self.capacity = capacity
+        self.kvDim = kvDim
+        storage = (0..<(2 * layers)).map { _ in .allocate(capacity: capacity * kvDim) }
+    }
+
+    deinit { storage.forEach { $0.deallocate() } }
+
+    func keys(_ layer: Int) -> UnsafeMutablePointer<Float> { storage[2 * layer] }
+    func values(_ layer: Int) -> UnsafeMutablePointer<Float> { storage[2 * layer + 1] }
+
+    func append(layer: Int, keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>, count: Int, at position: Int) {
+        (keys(layer) + position * kvDim).update(from: k, count: count * kvDim)
+        (values(layer) + position * kvDim).update(from: v, count: count * kvDim)
+    }
+
+    /// Forgets positions from `position` on (to reuse a shared prompt prefix).
+    public func truncate(to position: Int) { count = min(count, position) }
+}
+
+/// Activations of one forward call, allocated once per call.
+final class Workspace {
+    let x, h, q, k, v, attn, gate, up: UnsafeMutablePointer<Float>
+    let rows: [UnsafeMutablePointer<Float>]
+    let scores: [UnsafeMutablePointer<Float>]
+    private var all: [UnsafeMutablePointer<Float>] = []
+
+    init(T: Int, hidden: Int, qDim: Int, kvDim: Int, intermediate: Int, maxCols: Int, threads: Int, context: Int) {
+        func make(_ n: Int) -> UnsafeMutablePointer<Float> { .allocate(capacity: max(n, 1)) }
+        x = make(T * hidden)
+        h = make(T * max(hidden, qDim))
+        q = make(T * qDim)
+        k = make(T * kvDim)
+        v = make(T * kvDim)
+        attn = make(T * qDim)
+        gate = make(T * intermediate)
+        up = make(T * intermediate)
+        rows = (0..<max(threads, 1)).map { _ in make(maxCols) }
+        scores = (0..<max(threads, 1)).map { _ in make(context) }
+        all = [x, h, q, k, v, attn, gate, up] + rows + scores
+    }
+
+    deinit { all.forEach { $0.deallocate() } }
+}

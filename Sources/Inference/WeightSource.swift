@@ -1,0 +1,43 @@
+import AlignmentVectors
+import Foundation
+import SafeTensors
+import Tensors
+
+/// Where a model's tensors come from: a checkpoint's mappings (zero-copy), or buffers a mix
+/// `base + Σ λ·AV` was computed into as the weights were loaded.
+struct WeightSource {
+    struct Tensor {
+        var dtype: DType
+        var shape: [Int]
+        var data: UnsafeRawPointer
+    }
+
+    private var tensors: [String: Tensor] = [:]
+    var owners: [AnyObject] = []
+
+    var names: [String] { Array(tensors.keys) }
+    func tensor(_ name: String) -> Tensor? { tensors[name] }
+
+    init(checkpoint: Checkpoint) {
+        owners = [checkpoint]
+        for t in checkpoint.tensors {
+            guard let view = checkpoint.view(t.name) else { continue }
+            tensors[t.name] = Tensor(dtype: t.dtype, shape: t.shape, data: view.bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!)
+        }
+    }
+
+    /// The base's tensors with every AV term mixed in, each mixed tensor in the base's dtype (as
+    /// `av merge` would write it, bit for bit), in memory; tensors no AV touches stay mapped.
+    init(base: Checkpoint, terms: [MergeTerm], threads: Int) throws(InferenceError) {
+        self.init(checkpoint: base)
+        do {
+            let mixed = try mixTensors(base: base, terms: terms, threads: threads)
+            for (name, buffer) in mixed {
+                tensors[name]?.data = UnsafeRawPointer(buffer.pointer)
+                owners.append(buffer)
+            }
+        } catch {
+            throw .vectors(error)
+        }
+    }
+}

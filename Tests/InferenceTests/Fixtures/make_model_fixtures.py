@@ -1,0 +1,62 @@
+"""Tiny random-weight models of each supported architecture, with transformers' logits.
+
+For each variant: a model directory <name>/ (config.json, model.safetensors) saved by
+transformers, and <name>/reference.json with the input ids, the float32 logits of every position
+(flattened, row-major), and the greedy continuation of 12 tokens. av's logits must match within
+1e-4 of the logit range; its greedy continuation must be identical.
+
+Run: python3 make_model_fixtures.py   (torch, transformers from pip; not needed by the tests)
+"""
+import json
+import os
+import shutil
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+torch.manual_seed(1234)
+COMMON = dict(vocab_size=96, hidden_size=64, intermediate_size=112, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2)
+VARIANTS = {
+    "llama": (LlamaConfig, LlamaForCausalLM, dict(tie_word_embeddings=False)),
+    "llama_tied": (LlamaConfig, LlamaForCausalLM, dict(tie_word_embeddings=True, num_key_value_heads=4)),
+    "llama3_rope": (LlamaConfig, LlamaForCausalLM, dict(rope_theta=500000.0, rope_scaling={
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 16})),
+    "mistral": (MistralConfig, MistralForCausalLM, dict(sliding_window=None)),
+    "qwen2": (Qwen2Config, Qwen2ForCausalLM, dict(tie_word_embeddings=True)),
+}
+IDS = [1, 17, 42, 5, 88, 23, 61, 9, 33, 70, 4, 55]
+
+for name, (cfg_cls, model_cls, extra) in VARIANTS.items():
+    cfg = cfg_cls(**{**COMMON, **extra})
+    model = model_cls(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # larger weights than the default init, so logits spread out
+            p.mul_(4.0 if p.dim() > 1 else 1.0)
+            if p.dim() == 1:
+                p.add_(torch.randn_like(p) * 0.1)
+    if os.path.exists(name):
+        shutil.rmtree(name)
+    model.save_pretrained(name, safe_serialization=True)
+    with torch.no_grad():
+        ids = torch.tensor([IDS])
+        logits = model(ids).logits[0].float()
+        out = model.generate(ids, max_new_tokens=12, do_sample=False, eos_token_id=None, pad_token_id=0)
+    ref = {"ids": IDS, "vocab": cfg.vocab_size, "logits": [round(float(x), 7) for x in logits.reshape(-1)],
+           "greedy": out[0, len(IDS):].tolist()}
+    with open(os.path.join(name, "reference.json"), "w") as f:
+        json.dump(ref, f)
+    if os.path.exists(os.path.join(name, "generation_config.json")):
+        os.remove(os.path.join(name, "generation_config.json"))
+    print(name, "logit range", float(logits.min()), float(logits.max()))
+
+# The llama variant in bf16, for the precision test.
+cfg = LlamaConfig(**{**COMMON, "tie_word_embeddings": False})
+model = LlamaForCausalLM.from_pretrained("llama", torch_dtype=torch.bfloat16)
+if os.path.exists("llama_bf16"):
+    shutil.rmtree("llama_bf16")
+model.save_pretrained("llama_bf16", safe_serialization=True)
+shutil.copy("llama/reference.json", "llama_bf16/reference.json")
+if os.path.exists("llama_bf16/generation_config.json"):
+    os.remove("llama_bf16/generation_config.json")
