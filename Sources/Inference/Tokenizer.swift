@@ -1,0 +1,440 @@
+// Follows Hugging Face `tokenizers` (tokenizer.json): normalizers, pre-tokenizers, the BPE model
+// with byte-level and byte-fallback variants, added tokens, decoders.
+import Foundation
+import SafeTensors
+
+/// A byte-level or SentencePiece-style BPE tokenizer read from `tokenizer.json`.
+public final class Tokenizer: @unchecked Sendable {
+    public let path: String
+    public let vocab: [String: Int]
+    public let tokens: [Int: String]
+    private let ranks: [String: Int]  // "a b" → merge rank
+    private let byteFallback: Bool
+    private let ignoreMerges: Bool
+    private let unk: Int?
+    private let added: [(content: String, id: Int, special: Bool)]  // longest first
+    private let normalizer: [NormalizerStep]
+    private let preTokenizer: [PreTokenizerStep]
+    private let decoder: [DecoderStep]
+    private var cache: [String: [Int]] = [:]
+    private let lock = NSLock()
+    public let specialIDs: Set<Int>
+    /// Tokens the post-processor adds before the text with `addSpecialTokens` (BOS for Llama).
+    public let prefixIDs: [Int]
+
+    enum NormalizerStep {
+        case nfc, nfkc, nfd, lowercase
+        case prepend(String)
+        case replace(String, String)
+    }
+
+    enum PreTokenizerStep {
+        case split(Regex<AnyRegexOutput>, removing: Bool)
+        case byteLevel(addPrefixSpace: Bool, useRegex: Bool)
+        case metaspace(replacement: String, prependFirst: Bool, split: Bool)
+    }
+
+    enum DecoderStep {
+        case byteLevel
+        case replace(String, String)
+        case byteFallback
+        case fuse
+        case strip(String, start: Int, stop: Int)
+        case metaspace(replacement: String, prependFirst: Bool)
+    }
+
+    static let gpt2Pattern = #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#
+
+    /// GPT-2's map of bytes to printable characters, and back.
+    static let byteToChar: [Character] = {
+        var bs = Array(33...126) + Array(161...172) + Array(174...255)
+        var cs = bs
+        var n = 0
+        for b in 0..<256 where !bs.contains(b) {
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+        }
+        var table = [Character](repeating: " ", count: 256)
+        for (b, c) in zip(bs, cs) { table[b] = Character(Unicode.Scalar(c)!) }
+        return table
+    }()
+    static let charToByte: [Character: UInt8] = {
+        var m: [Character: UInt8] = [:]
+        for (b, c) in byteToChar.enumerated() { m[c] = UInt8(b) }
+        return m
+    }()
+
+    /// Reads `tokenizer.json` (a file, or the one in a model directory).
+    public init(path given: String) throws(InferenceError) {
+        var isDir: ObjCBool = false
+        FileManager.default.fileExists(atPath: given, isDirectory: &isDir)
+        let path = isDir.boolValue ? (given as NSString).appendingPathComponent("tokenizer.json") : given
+        self.path = path
+        func fail(_ m: String) -> InferenceError { .tokenizer(file: path, message: m) }
+        guard let data = FileManager.default.contents(atPath: path) else { throw fail("cannot read the file") }
+        let root: JSONValue
+        do {
+            root = try JSONParser.parse(String(decoding: data, as: UTF8.self))
+        } catch {
+            throw fail("not valid JSON: \(error.message) at byte \(error.offset)")
+        }
+        guard let model = root["model"], model["type"]?.stringValue ?? "BPE" == "BPE" else {
+            throw fail("model type \(root["model"]?["type"]?.stringValue ?? "?") is not supported (BPE only)")
+        }
+        guard case .object(let vocabPairs)? = model["vocab"] else { throw fail("model.vocab is missing") }
+        var vocab: [String: Int] = [:]
+        for (k, v) in vocabPairs {
+            guard let id = v.doubleValue else { throw fail("vocab entry \(JSONWriter.quoted(k)) is not a number") }
+            vocab[k] = Int(id)
+        }
+        var ranks: [String: Int] = [:]
+        for (i, m) in (model["merges"]?.arrayValue ?? []).enumerated() {
+            if let s = m.stringValue {
+                ranks[s] = i
+            } else if let pair = m.arrayValue, pair.count == 2, let a = pair[0].stringValue, let b = pair[1].stringValue {
+                ranks[a + " " + b] = i
+            } else {
+                throw fail("merge \(i) is neither \"a b\" nor [a, b]")
+            }
+        }
+        var added: [(String, Int, Bool)] = []
+        for t in root["added_tokens"]?.arrayValue ?? [] {
+            guard let content = t["content"]?.stringValue, let id = t["id"]?.doubleValue else { continue }
+            added.append((content, Int(id), { if case .bool(let b)? = t["special"] { return b } else { return false } }()))
+            vocab[content] = Int(id)
+        }
+        self.added = added.sorted { $0.0.count > $1.0.count }
+        specialIDs = Set(added.filter(\.2).map(\.1))
+        self.vocab = vocab
+        tokens = Dictionary(vocab.map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        self.ranks = ranks
+        byteFallback = { if case .bool(true)? = model["byte_fallback"] { return true } else { return false } }()
+        ignoreMerges = { if case .bool(true)? = model["ignore_merges"] { return true } else { return false } }()
+        unk = model["unk_token"]?.stringValue.flatMap { vocab[$0] }
+        normalizer = try Self.normalizers(root["normalizer"], fail)
+        preTokenizer = try Self.preTokenizers(root["pre_tokenizer"], fail)
+        decoder = try Self.decoders(root["decoder"], fail)
+        var prefix: [Int] = []
+        if let post = root["post_processor"], post != .null {
+            let single = post["single"]?.arrayValue ?? post["processors"]?.arrayValue?.compactMap { $0["single"] }.first?.arrayValue ?? []
+            for item in single {
+                guard let special = item["SpecialToken"]?["id"]?.stringValue else { break }
+                if let id = vocab[special] { prefix.append(id) }
+            }
+        }
+        prefixIDs = prefix
+    }
+
+    private static func flatten(_ v: JSONValue?, key: String) -> [JSONValue] {
+        guard let v, v != .null else { return [] }
+        if v["type"]?.stringValue == "Sequence", let items = v[key]?.arrayValue { return items.flatMap { flatten($0, key: key) } }
+        return [v]
+    }
+
+    private static func pattern(_ v: JSONValue?) -> String? {
+        v?["String"]?.stringValue ?? v?["Regex"]?.stringValue
+    }
+
+    private static func normalizers(_ v: JSONValue?, _ fail: (String) -> InferenceError) throws(InferenceError) -> [NormalizerStep] {
+        var out: [NormalizerStep] = []
+        for n in flatten(v, key: "normalizers") {
+            switch n["type"]?.stringValue {
+            case "NFC": out.append(.nfc)
+            case "NFKC": out.append(.nfkc)
+            case "NFD": out.append(.nfd)
+            case "Lowercase": out.append(.lowercase)
+            case "Prepend": out.append(.prepend(n["prepend"]?.stringValue ?? ""))
+            case "Replace":
+                guard let p = n["pattern"]?["String"]?.stringValue else { throw fail("Replace normalizers with a regex pattern are not supported") }
+                out.append(.replace(p, n["content"]?.stringValue ?? ""))
+            case let t: throw fail("normalizer \(t ?? "?") is not supported")
+            }
+        }
+        return out
+    }
+
+    private static func preTokenizers(_ v: JSONValue?, _ fail: (String) -> InferenceError) throws(InferenceError) -> [PreTokenizerStep] {
+        var out: [PreTokenizerStep] = []
+        for p in flatten(v, key: "pretokenizers") {
+            func flag(_ k: String, _ d: Bool) -> Bool { if case .bool(let b)? = p[k] { return b } else { return d } }
+            switch p["type"]?.stringValue {
+            case "Split":
+                guard let pat = pattern(p["pattern"]) else { throw fail("Split pre-tokenizer without a pattern") }
+                let behavior = p["behavior"]?.stringValue ?? "Isolated"
+                guard behavior == "Isolated" || behavior == "Removed", !flag("invert", false) else {
+                    throw fail("Split behavior \(behavior) is not supported (Isolated, Removed)")
+                }
+                let source = p["pattern"]?["String"] != nil ? NSRegularExpression.escapedPattern(for: pat) : pat
+                out.append(.split(try compile(source, fail), removing: behavior == "Removed"))
+            case "ByteLevel":
+                out.append(.byteLevel(addPrefixSpace: flag("add_prefix_space", false), useRegex: flag("use_regex", true)))
+            case "Metaspace":
+                let scheme = p["prepend_scheme"]?.stringValue ?? (flag("add_prefix_space", true) ? "always" : "never")
+                out.append(.metaspace(replacement: p["replacement"]?.stringValue ?? "▁", prependFirst: scheme != "never", split: flag("split", true)))
+            case let t: throw fail("pre-tokenizer \(t ?? "?") is not supported")
+            }
+        }
+        return out
+    }
+
+    private static func decoders(_ v: JSONValue?, _ fail: (String) -> InferenceError) throws(InferenceError) -> [DecoderStep] {
+        var out: [DecoderStep] = []
+        for d in flatten(v, key: "decoders") {
+            switch d["type"]?.stringValue {
+            case "ByteLevel": out.append(.byteLevel)
+            case "Replace": out.append(.replace(pattern(d["pattern"]) ?? "", d["content"]?.stringValue ?? ""))
+            case "ByteFallback": out.append(.byteFallback)
+            case "Fuse": out.append(.fuse)
+            case "Strip":
+                out.append(.strip(d["content"]?.stringValue ?? " ", start: Int(d["start"]?.doubleValue ?? 0), stop: Int(d["stop"]?.doubleValue ?? 0)))
+            case "Metaspace":
+                out.append(.metaspace(replacement: d["replacement"]?.stringValue ?? "▁", prependFirst: (d["prepend_scheme"]?.stringValue ?? "always") != "never"))
+            case let t: throw fail("decoder \(t ?? "?") is not supported")
+            }
+        }
+        return out
+    }
+
+    private static func compile(_ pattern: String, _ fail: (String) -> InferenceError) throws(InferenceError) -> Regex<AnyRegexOutput> {
+        do {
+            // Code points, as the Rust regex crate matches, not grapheme clusters.
+            return try Regex(pattern).matchingSemantics(.unicodeScalar)
+        } catch {
+            throw fail("cannot compile the pre-tokenizer pattern \(JSONWriter.quoted(pattern))")
+        }
+    }
+
+    nonisolated(unsafe) private static let gpt2Regex: Regex<AnyRegexOutput> = (try? Regex(gpt2Pattern).matchingSemantics(.unicodeScalar))!
+
+    // MARK: Encoding
+
+    /// The ids of `text`. Special and added tokens written in the text are recognized.
+    public func encode(_ text: String, addSpecialTokens: Bool = false) -> [Int] {
+        var ids = addSpecialTokens ? prefixIDs : []
+        for (segment, addedID) in splitAdded(text) {
+            if let addedID {
+                ids.append(addedID)
+            } else {
+                ids += encodePlain(segment)
+            }
+        }
+        return ids
+    }
+
+    /// Splits around added tokens, leftmost-longest.
+    private func splitAdded(_ text: String) -> [(String, Int?)] {
+        guard !added.isEmpty else { return [(text, nil)] }
+        var out: [(String, Int?)] = []
+        var rest = Substring(text)
+        var plain = ""
+        outer: while !rest.isEmpty {
+            for a in added where rest.hasPrefix(a.content) && !a.content.isEmpty {
+                if !plain.isEmpty { out.append((plain, nil)) }
+                plain = ""
+                out.append((a.content, a.id))
+                rest = rest.dropFirst(a.content.count)
+                continue outer
+            }
+            plain.unicodeScalars.append(rest.unicodeScalars.first!)
+            rest = Substring(rest.unicodeScalars.dropFirst())
+        }
+        if !plain.isEmpty { out.append((plain, nil)) }
+        return out
+    }
+
+    private func normalize(_ s: String) -> String {
+        var t = s
+        for step in normalizer {
+            switch step {
+            case .nfc: t = t.precomposedStringWithCanonicalMapping
+            case .nfkc: t = t.precomposedStringWithCompatibilityMapping
+            case .nfd: t = t.decomposedStringWithCanonicalMapping
+            case .lowercase: t = t.lowercased()
+            case .prepend(let p): if !t.isEmpty { t = p + t }
+            case .replace(let a, let b): t = t.replacingOccurrences(of: a, with: b)
+            }
+        }
+        return t
+    }
+
+    /// Pieces by the pre-tokenizer steps; byte-level pieces come out already mapped to GPT-2 chars.
+    private func preTokenize(_ s: String) -> [String] {
+        var pieces = [s]
+        for step in preTokenizer {
+            switch step {
+            case .split(let regex, let removing):
+                pieces = pieces.flatMap { split($0, regex, removing: removing) }
+            case .byteLevel(let addPrefixSpace, let useRegex):
+                pieces = pieces.enumerated().flatMap { i, p -> [String] in
+                    var p = p
+                    if addPrefixSpace && i == 0 && !p.hasPrefix(" ") { p = " " + p }
+                    return (useRegex ? split(p, Self.gpt2Regex, removing: false) : [p]).map { piece in
+                        String(piece.utf8.map { Self.byteToChar[Int($0)] })
+                    }
+                }
+            case .metaspace(let replacement, let prependFirst, let splitWords):
+                pieces = pieces.enumerated().flatMap { i, p -> [String] in
+                    var t = p.replacingOccurrences(of: " ", with: replacement)
+                    if prependFirst && i == 0 && !t.hasPrefix(replacement) { t = replacement + t }
+                    guard splitWords else { return [t] }
+                    var out: [String] = []
+                    var current = ""
+                    for ch in t.unicodeScalars {
+                        if String(ch) == replacement && !current.isEmpty {
+                            out.append(current)
+                            current = ""
+                        }
+                        current.unicodeScalars.append(ch)
+                    }
+                    if !current.isEmpty { out.append(current) }
+                    return out
+                }
+            }
+        }
+        return pieces
+    }
+
+    private func split(_ s: String, _ regex: Regex<AnyRegexOutput>, removing: Bool) -> [String] {
+        var out: [String] = []
+        var last = s.startIndex
+        for m in s.matches(of: regex) where !m.range.isEmpty {
+            if last < m.range.lowerBound { out.append(String(s.unicodeScalars[last..<m.range.lowerBound])) }
+            if !removing { out.append(String(s.unicodeScalars[m.range])) }
+            last = m.range.upperBound
+        }
+        if last < s.endIndex { out.append(String(s.unicodeScalars[last...])) }
+        return out
+    }
+
+    private func encodePlain(_ text: String) -> [Int] {
+        var ids: [Int] = []
+        for piece in preTokenize(normalize(text)) where !piece.isEmpty {
+            lock.lock()
+            let cached = cache[piece]
+            lock.unlock()
+            if let cached {
+                ids += cached
+                continue
+            }
+            let result = bpe(piece)
+            lock.lock()
+            if cache.count > 100_000 { cache.removeAll() }
+            cache[piece] = result
+            lock.unlock()
+            ids += result
+        }
+        return ids
+    }
+
+    /// BPE on one piece: start from characters (or their byte tokens), merge the lowest-ranked
+    /// adjacent pair until none is in the merge list.
+    private func bpe(_ piece: String) -> [Int] {
+        if ignoreMerges, let id = vocab[piece] { return [id] }
+        var symbols: [String] = []
+        for ch in piece.unicodeScalars {
+            let s = String(ch)
+            if vocab[s] != nil || !byteFallback {
+                symbols.append(s)
+            } else {
+                symbols += s.utf8.map { String(format: "<0x%02X>", $0) }
+            }
+        }
+        while symbols.count > 1 {
+            var best = Int.max
+            var at = -1
+            for i in 0..<(symbols.count - 1) {
+                if let r = ranks[symbols[i] + " " + symbols[i + 1]], r < best {
+                    best = r
+                    at = i
+                }
+            }
+            guard at >= 0 else { break }
+            let merged = symbols[at] + symbols[at + 1]
+            // Merge every occurrence of this pair, left to right, as the reference does.
+            var next: [String] = []
+            var i = 0
+            let (a, b) = (symbols[at], symbols[at + 1])
+            while i < symbols.count {
+                if i + 1 < symbols.count && symbols[i] == a && symbols[i + 1] == b {
+                    next.append(merged)
+                    i += 2
+                } else {
+                    next.append(symbols[i])
+                    i += 1
+                }
+            }
+            symbols = next
+        }
+        return symbols.flatMap { s -> [Int] in
+            if let id = vocab[s] { return [id] }
+            if byteFallback { return s.utf8.compactMap { vocab[String(format: "<0x%02X>", $0)] } }
+            return unk.map { [$0] } ?? []
+        }
+    }
+
+    // MARK: Decoding
+
+    /// The text of `ids`; special tokens are dropped when `skipSpecial`. Invalid UTF-8 (a token
+    /// boundary inside a character) becomes U+FFFD, as the reference does.
+    public func decode(_ ids: [Int], skipSpecial: Bool = false) -> String {
+        // Every token, added ones included, goes through the decoder chain, as the reference does.
+        decodeRun(ids.compactMap { id in skipSpecial && specialIDs.contains(id) ? nil : tokens[id] })
+    }
+
+    private func decodeRun(_ tokens: [String]) -> String {
+        var parts = tokens
+        for step in decoder {
+            switch step {
+            case .byteLevel:
+                var bytes: [UInt8] = []
+                for p in parts {
+                    for ch in p { if let b = Self.charToByte[ch] { bytes.append(b) } else { bytes += Array(String(ch).utf8) } }
+                }
+                parts = [String(decoding: bytes, as: UTF8.self)]
+            case .replace(let a, let b):
+                parts = parts.map { $0.replacingOccurrences(of: a, with: b) }
+            case .byteFallback:
+                var out: [String] = []
+                var pending: [UInt8] = []
+                func flushBytes() {
+                    if !pending.isEmpty {
+                        // Each invalid byte becomes one U+FFFD, as the reference does.
+                        if let s = String(validating: pending, as: UTF8.self) {
+                            out.append(s)
+                        } else {
+                            out += Array(repeating: "\u{FFFD}", count: pending.count)
+                        }
+                        pending = []
+                    }
+                }
+                for p in parts {
+                    if p.count == 6, p.hasPrefix("<0x"), p.hasSuffix(">"), let b = UInt8(p.dropFirst(3).dropLast(), radix: 16) {
+                        pending.append(b)
+                    } else {
+                        flushBytes()
+                        out.append(p)
+                    }
+                }
+                flushBytes()
+                parts = out
+            case .fuse:
+                parts = [parts.joined()]
+            case .strip(let content, let start, let stop):
+                parts = parts.enumerated().map { i, p in
+                    var s = Substring(p)
+                    if i == 0 { for _ in 0..<start where s.hasPrefix(content) { s = s.dropFirst(content.count) } }
+                    if i == parts.count - 1 { for _ in 0..<stop where s.hasSuffix(content) { s = s.dropLast(content.count) } }
+                    return String(s)
+                }
+            case .metaspace(let replacement, let prependFirst):
+                parts = parts.enumerated().map { i, p in
+                    var s = p.replacingOccurrences(of: replacement, with: " ")
+                    if prependFirst && i == 0 && s.hasPrefix(" ") { s.removeFirst() }
+                    return s
+                }
+            }
+        }
+        return parts.joined()
+    }
+}
