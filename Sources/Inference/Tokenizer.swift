@@ -189,7 +189,8 @@ public final class Tokenizer: @unchecked Sendable {
             case "Strip":
                 out.append(.strip(d["content"]?.stringValue ?? " ", start: Int(d["start"]?.doubleValue ?? 0), stop: Int(d["stop"]?.doubleValue ?? 0)))
             case "Metaspace":
-                out.append(.metaspace(replacement: d["replacement"]?.stringValue ?? "▁", prependFirst: (d["prepend_scheme"]?.stringValue ?? "always") != "never"))
+                out.append(
+                    .metaspace(replacement: d["replacement"]?.stringValue ?? "▁", prependFirst: (d["prepend_scheme"]?.stringValue ?? "always") != "never"))
             case let t: throw fail("decoder \(t ?? "?") is not supported")
             }
         }

@@ -9,6 +9,7 @@ enum AV {
         (InspectCommand.spec, InspectCommand.run),
         (DiffCommand.spec, DiffCommand.run),
         (MergeCommand.spec, MergeCommand.run),
+        (GenerateCommand.spec, GenerateCommand.run),
     ]
 
     static var help: String {

@@ -1,4 +1,5 @@
 import AlignmentVectors
+import Inference
 import SafeTensors
 
 /// The exit codes av documents (README, `av --help`).
@@ -42,6 +43,12 @@ func describe(_ error: any Error) -> (String, ExitCode) {
         default: (e.description, .badInput)
         }
     case let e as UsageError: (e.message, .usage)
+    case let e as InferenceError:
+        switch e {
+        case .file(let f): (f.description, f.exitCode)
+        case .vectors(let v): describe(v)
+        default: (e.description, .badInput)
+        }
     default: ("\(error)", .badInput)
     }
 }

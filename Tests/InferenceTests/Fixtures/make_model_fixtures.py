@@ -60,3 +60,49 @@ model.save_pretrained("llama_bf16", safe_serialization=True)
 shutil.copy("llama/reference.json", "llama_bf16/reference.json")
 if os.path.exists("llama_bf16/generation_config.json"):
     os.remove("llama_bf16/generation_config.json")
+
+# A small chat model with a real tokenizer (the gpt2-kind fixture tokenizer) and a ChatML template
+# with a default system prompt, as SmolLM2 has; references for generation and log-probabilities.
+from transformers import PreTrainedTokenizerFast
+
+tok = PreTrainedTokenizerFast(tokenizer_file="tokenizer_gpt2.json", bos_token=None, eos_token="<|im_end|>")
+TEMPLATE = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+            "{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}{% endif %}"
+            "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+            "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+tok.chat_template = TEMPLATE
+vocab = len(tok)
+cfg = LlamaConfig(**{**COMMON, "vocab_size": vocab, "tie_word_embeddings": True, "bos_token_id": None,
+                     "eos_token_id": tok.convert_tokens_to_ids("<|im_end|>"), "max_position_embeddings": 256})
+torch.manual_seed(99)
+model = LlamaForCausalLM(cfg).eval()
+with torch.no_grad():
+    for p in model.parameters():
+        p.mul_(4.0 if p.dim() > 1 else 1.0)
+if os.path.exists("chat"):
+    shutil.rmtree("chat")
+model.save_pretrained("chat", safe_serialization=True)
+tok.save_pretrained("chat")
+for extra in ("generation_config.json", "special_tokens_map.json"):
+    if os.path.exists(os.path.join("chat", extra)):
+        os.remove(os.path.join("chat", extra))
+prompt = "The patient should take"
+ids = tok(prompt)["input_ids"]
+chat_text = tok.apply_chat_template([{"role": "user", "content": "What is a contract?"}], tokenize=False, add_generation_prompt=True)
+chat_system = tok.apply_chat_template([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}], tokenize=False,
+                                      add_generation_prompt=True)
+with torch.no_grad():
+    out = model.generate(torch.tensor([ids]), max_new_tokens=10, do_sample=False, eos_token_id=None, pad_token_id=0)[0, len(ids):].tolist()
+    pairs = []
+    for p, c, r in [("The court", " ruled for the plaintiff", " ate the contract"), ("Interest rate", " risk", " café")]:
+        pi, ci, ri = tok(p)["input_ids"], tok(c)["input_ids"], tok(r)["input_ids"]
+        def lp(cont):
+            full = torch.tensor([pi + cont])
+            logp = torch.log_softmax(model(full).logits[0].double(), -1)
+            return sum(float(logp[len(pi) - 1 + k, t]) for k, t in enumerate(cont))
+        pairs.append({"prompt": p, "chosen": c, "rejected": r, "chosen_logp": lp(ci), "rejected_logp": lp(ri)})
+ref = {"prompt": prompt, "prompt_ids": ids, "greedy_ids": out, "greedy_text": tok.decode(out), "chat_text": chat_text,
+       "chat_system_text": chat_system, "pairs": pairs}
+with open("chat/reference.json", "w") as f:
+    json.dump(ref, f, ensure_ascii=False, indent=1)
+print("chat", vocab, repr(tok.decode(out)))

@@ -1,0 +1,79 @@
+import Foundation
+import SafeTensors
+
+/// The chat formats of the common model families, recognized from `tokenizer_config.json`'s
+/// `chat_template` (a Jinja template, which av does not run: it knows the formats it renders).
+public enum ChatTemplate: Equatable, Sendable {
+    /// ChatML, as SmolLM2 and Qwen2 use; `defaultSystem` is the system prompt the template adds
+    /// when none is given (SmolLM2 and Qwen2 templates do).
+    case chatML(defaultSystem: String?)
+    /// Llama 3: header ids and `<|eot_id|>`.
+    case llama3
+    /// Mistral: `[INST] … [/INST]`.
+    case mistral
+
+    public init?(name: String) {
+        switch name.lowercased() {
+        case "chatml": self = .chatML(defaultSystem: nil)
+        case "llama3": self = .llama3
+        case "mistral": self = .mistral
+        default: return nil
+        }
+    }
+
+    /// The template of the model in `directory`, or nil when it has none or an unknown one.
+    public static func detect(directory: String) -> ChatTemplate? {
+        // transformers 5 saves the template as chat_template.jinja; older versions inside
+        // tokenizer_config.json, as a string or a list of named templates.
+        let dir = directory as NSString
+        if let data = FileManager.default.contents(atPath: dir.appendingPathComponent("chat_template.jinja")) {
+            return recognize(String(decoding: data, as: UTF8.self))
+        }
+        guard let data = FileManager.default.contents(atPath: dir.appendingPathComponent("tokenizer_config.json")),
+            let root = try? JSONParser.parse(String(decoding: data, as: UTF8.self)),
+            let value = root["chat_template"]
+        else { return nil }
+        if let template = value.stringValue { return recognize(template) }
+        let named = value.arrayValue?.first { $0["name"]?.stringValue == "default" }
+        return named?["template"]?.stringValue.flatMap(recognize)
+    }
+
+    /// Which known format a Jinja chat template renders, if any.
+    public static func recognize(_ template: String) -> ChatTemplate? {
+        if template.contains("<|im_start|>") {
+            // A default system prompt appears as a literal right after "<|im_start|>system\n".
+            var defaultSystem: String?
+            for marker in ["'<|im_start|>system\\n", "\"<|im_start|>system\\n"] {
+                guard let r = template.range(of: marker) else { continue }
+                let rest = template[r.upperBound...]
+                if let end = rest.range(of: "<|im_end|>") {
+                    let text = String(rest[..<end.lowerBound])
+                    if !text.contains("{{") && !text.contains("'") { defaultSystem = text.replacingOccurrences(of: "\\n", with: "\n") }
+                }
+                break
+            }
+            return .chatML(defaultSystem: defaultSystem)
+        }
+        if template.contains("<|start_header_id|>") { return .llama3 }
+        if template.contains("[INST]") { return .mistral }
+        return nil
+    }
+
+    /// The prompt text for one user turn (and an optional system prompt), ending where the
+    /// assistant's answer begins: what `apply_chat_template(…, add_generation_prompt=True)` renders.
+    public func render(user: String, system: String?) -> String {
+        switch self {
+        case .chatML(let defaultSystem):
+            var s = ""
+            if let sys = system ?? defaultSystem { s += "<|im_start|>system\n\(sys)<|im_end|>\n" }
+            return s + "<|im_start|>user\n\(user)<|im_end|>\n<|im_start|>assistant\n"
+        case .llama3:
+            var s = "<|begin_of_text|>"
+            if let system { s += "<|start_header_id|>system<|end_header_id|>\n\n\(system)<|eot_id|>" }
+            return s + "<|start_header_id|>user<|end_header_id|>\n\n\(user)<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+        case .mistral:
+            let content = system.map { "\($0)\n\n\(user)" } ?? user
+            return "<s>[INST] \(content) [/INST]"
+        }
+    }
+}

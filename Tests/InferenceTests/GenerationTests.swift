@@ -1,0 +1,80 @@
+import AVTestSupport
+import Foundation
+import Testing
+
+@testable import Inference
+
+struct ChatReference: Decodable {
+    struct Pair: Decodable {
+        var prompt: String
+        var chosen: String
+        var rejected: String
+        var chosen_logp: Double
+        var rejected_logp: Double
+    }
+    var prompt: String
+    var prompt_ids: [Int]
+    var greedy_ids: [Int]
+    var greedy_text: String
+    var chat_text: String
+    var chat_system_text: String
+    var pairs: [Pair]
+
+    static func load() throws -> ChatReference {
+        try JSONDecoder().decode(ChatReference.self, from: Data(contentsOf: URL(fileURLWithPath: modelFixture("chat/reference.json"))))
+    }
+}
+
+@Suite("Generation, chat templates and log-probabilities")
+struct GenerationTests {
+    @Test("tokenize, generate greedily and decode as transformers does")
+    func greedyText() throws {
+        let ref = try ChatReference.load()
+        let lm = try LanguageModel(directory: modelFixture("chat"))
+        let ids = lm.tokenizer.encode(ref.prompt, addSpecialTokens: true)
+        #expect(ids == ref.prompt_ids)
+        var streamed = ""
+        let out = try lm.generate(prompt: ids, maxTokens: ref.greedy_ids.count, sampling: SamplingOptions()) { streamed += $0 }
+        #expect(out == ref.greedy_ids)
+        #expect(streamed == ref.greedy_text)
+    }
+
+    @Test("the ChatML template renders what apply_chat_template renders, default system prompt included")
+    func chatTemplate() throws {
+        let ref = try ChatReference.load()
+        let template = try #require(ChatTemplate.detect(directory: modelFixture("chat")))
+        #expect(template == .chatML(defaultSystem: "You are a helpful AI assistant named SmolLM, trained by Hugging Face"))
+        #expect(template.render(user: "What is a contract?", system: nil) == ref.chat_text)
+        #expect(template.render(user: "Hi", system: "Be brief.") == ref.chat_system_text)
+    }
+
+    @Test("log-probabilities of continuations match transformers within 1e-4")
+    func logProbabilities() throws {
+        let ref = try ChatReference.load()
+        let lm = try LanguageModel(directory: modelFixture("chat"))
+        for p in ref.pairs {
+            let context = lm.tokenizer.encode(p.prompt)
+            let c = try lm.logProbability(context: context, continuation: lm.tokenizer.encode(p.chosen))
+            let r = try lm.logProbability(context: context, continuation: lm.tokenizer.encode(p.rejected))
+            #expect(abs(c.sum - p.chosen_logp) < 1e-4 * max(1, abs(p.chosen_logp)), "\(c.sum) vs \(p.chosen_logp)")
+            #expect(abs(r.sum - p.rejected_logp) < 1e-4 * max(1, abs(p.rejected_logp)), "\(r.sum) vs \(p.rejected_logp)")
+        }
+    }
+
+    @Test("sampling: a seed reproduces the text, another seed changes it, top-k 1 is greedy")
+    func sampling() throws {
+        let lm = try LanguageModel(directory: modelFixture("chat"))
+        let ids = lm.tokenizer.encode("The court")
+        var options = SamplingOptions()
+        options.temperature = 1.5
+        options.seed = 42
+        let a = try lm.generate(prompt: ids, maxTokens: 12, sampling: options) { _ in }
+        let b = try lm.generate(prompt: ids, maxTokens: 12, sampling: options) { _ in }
+        options.seed = 43
+        let c = try lm.generate(prompt: ids, maxTokens: 12, sampling: options) { _ in }
+        #expect(a == b && a != c)
+        options.topK = 1
+        let greedy = try lm.generate(prompt: ids, maxTokens: 12, sampling: SamplingOptions()) { _ in }
+        #expect(try lm.generate(prompt: ids, maxTokens: 12, sampling: options) { _ in } == greedy)
+    }
+}
