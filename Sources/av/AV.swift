@@ -10,6 +10,7 @@ enum AV {
         (DiffCommand.spec, DiffCommand.run),
         (MergeCommand.spec, MergeCommand.run),
         (GenerateCommand.spec, GenerateCommand.run),
+        (EvalCommand.spec, EvalCommand.run),
     ]
 
     static var help: String {

@@ -1,0 +1,75 @@
+import Foundation
+import Inference
+import SafeTensors
+
+enum EvalCommand {
+    static let spec = CommandSpec(
+        name: "eval",
+        summary: "measure a model or a mix: perplexity, preference accuracy, KL to another model",
+        positionals: [],
+        options: modelOptions + [
+            OptionSpec(names: ["--text"], valueName: "FILE", help: "perplexity on a text file"),
+            OptionSpec(names: ["--pairs"], valueName: "FILE.jsonl", help: "preference accuracy on {\"prompt\",\"chosen\",\"rejected\"} lines"),
+            OptionSpec(names: ["--ref"], valueName: "MODEL", help: "with --pairs: also the DPO implicit-reward accuracy against this reference"),
+            OptionSpec(names: ["--kl-to"], valueName: "MODEL", help: "KL(MODEL ‖ this) of next-token distributions, with --prompts"),
+            OptionSpec(names: ["--prompts"], valueName: "FILE", help: "one prompt a line, for --kl-to"),
+            OptionSpec(names: ["--json"], help: "print the results as JSON"),
+            OptionSpec(names: ["--help", "-h"], help: "show this help"),
+        ],
+        discussion: "Log-probabilities of a completion are summed over its tokens given the prompt (tokenized apart).",
+        dynamicOptionsHelp: "with --base: the coefficient of domain DOMAIN (DIR/DOMAIN.av)")
+
+    static func run(_ args: ParsedArguments) throws -> ExitCode {
+        guard args.has("--text") || args.has("--pairs") || args.has("--kl-to") else {
+            throw UsageError(message: "nothing to measure: give --text FILE, --pairs FILE.jsonl or --kl-to MODEL --prompts FILE")
+        }
+        if args.has("--kl-to") != args.has("--prompts") { throw UsageError(message: "--kl-to and --prompts go together") }
+        let lm = try loadLanguageModel(args)
+        var results: [(key: String, value: JSONValue)] = [("model", .string(args.value("--model") ?? args.value("--base") ?? ""))]
+        var lines: [String] = []
+        if let file = args.value("--text") {
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw InferenceError.file(SafeTensorsError(file: file, .io(operation: "read", message: "cannot read the file")))
+            }
+            let r = try lm.perplexity(text: String(decoding: data, as: UTF8.self))
+            lines.append(String(format: "perplexity  %.4f over %d tokens (mean NLL %.4f nats)", r.perplexity, r.tokens, r.meanNLL))
+            results.append(
+                (
+                    "text",
+                    .object([("file", .string(file)), ("tokens", .int(r.tokens)), ("meanNLL", .double(r.meanNLL)), ("perplexity", .double(r.perplexity))])
+                ))
+        }
+        if let file = args.value("--pairs") {
+            let pairs = try PreferencePair.load(file)
+            let reference = try args.value("--ref").map { try LanguageModel(directory: $0) }
+            let r = try lm.evaluate(pairs: pairs, reference: reference)
+            lines.append(
+                String(
+                    format: "pairs       accuracy %.1f%% (%d of %d), mean margin %+.4f nats", 100 * r.accuracy, Int((r.accuracy * Double(r.pairs)).rounded()),
+                    r.pairs, r.meanMargin))
+            var obj: [(key: String, value: JSONValue)] = [
+                ("file", .string(file)), ("pairs", .int(r.pairs)), ("accuracy", .double(r.accuracy)), ("meanMargin", .double(r.meanMargin)),
+            ]
+            if let ra = r.rewardAccuracy, let rm = r.meanRewardMargin {
+                lines.append(
+                    String(
+                        format: "reward      DPO implicit-reward accuracy %.1f%%, mean reward margin %+.4f (reference %@)", 100 * ra, rm, args.value("--ref")!))
+                obj += [("rewardAccuracy", .double(ra)), ("meanRewardMargin", .double(rm))]
+            }
+            results.append(("pairs", .object(obj)))
+        }
+        if let other = args.value("--kl-to"), let file = args.value("--prompts") {
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw InferenceError.file(SafeTensorsError(file: file, .io(operation: "read", message: "cannot read the file")))
+            }
+            let prompts = String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+            let reference = try LanguageModel(directory: other)
+            reference.model.threads = lm.model.threads
+            let r = try lm.klDivergence(from: reference, prompts: prompts)
+            lines.append(String(format: "kl          mean %.6f, max %.6f nats over %d prompts (KL(%@ ‖ model))", r.mean, r.max, r.prompts, other))
+            results.append(("kl", .object([("to", .string(other)), ("prompts", .int(r.prompts)), ("mean", .double(r.mean)), ("max", .double(r.max))])))
+        }
+        print(args.has("--json") ? JSONValue.object(results).rendered(pretty: true) : lines.joined(separator: "\n"))
+        return .success
+    }
+}

@@ -1,0 +1,84 @@
+import AVTestSupport
+import Foundation
+import Testing
+
+@testable import SafeTensors
+@testable import Tensors
+
+func inferenceFixture(_ name: String) -> String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("InferenceTests/Fixtures/\(name)").path
+}
+
+/// A copy of the chat fixture whose final norm is scaled: an "aligned" model to diff against.
+func makeAlignedChat(_ dir: TemporaryDirectory) throws -> String {
+    let src = inferenceFixture("chat")
+    let dst = dir.file("aligned")
+    try FileManager.default.copyItem(atPath: src, toPath: dst)
+    let file = try SafeTensorsFile(path: src + "/model.safetensors")
+    var tensors: [(TensorSpec, [UInt8])] = []
+    for t in file.tensors {
+        var bytes = [UInt8](file.bytes(of: t))
+        if t.name == "model.norm.weight" {
+            var values = try file.floats(named: t.name).map { $0 * 1.5 }
+            bytes.withUnsafeMutableBytes { b in Convert.fromFloat(t.dtype, from: &values, count: values.count, into: b.baseAddress!) }
+        }
+        tensors.append((TensorSpec(name: t.name, dtype: t.dtype, shape: t.shape), bytes))
+    }
+    try FileManager.default.removeItem(atPath: dst + "/model.safetensors")
+    try SafeTensorsWriter.write(path: dst + "/model.safetensors", tensors: tensors, metadata: ["format": "pt"])
+    return dst
+}
+
+@Suite("av generate and av eval")
+struct InferenceCLITests {
+    @Test("eval: pairs accuracy, perplexity, and KL of a mix evaluated without writing it")
+    func eval() throws {
+        let dir = TemporaryDirectory()
+        let model = inferenceFixture("chat")
+        try Data(
+            """
+            {"prompt": "The court", "chosen": " ruled for the plaintiff", "rejected": " ate the contract"}
+            {"prompt": "Interest rate", "chosen": " risk", "rejected": " café"}
+            """.utf8
+        ).write(to: URL(fileURLWithPath: dir.file("pairs.jsonl")))
+        try Data("The patient should take the medicine twice a day.".utf8).write(to: URL(fileURLWithPath: dir.file("text.txt")))
+        let r = try runAV(["eval", "--model", model, "--pairs", dir.file("pairs.jsonl"), "--text", dir.file("text.txt"), "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let j = try JSONParser.parse(r.stdout)
+        #expect(j["pairs"]?["pairs"]?.doubleValue == 2)
+        let ppl = try #require(j["text"]?["perplexity"]?.doubleValue)
+        #expect(ppl > 1 && ppl < 1e6)
+
+        let aligned = try makeAlignedChat(dir)
+        let d = try runAV(["diff", model, aligned, "-o", dir.file("style.av")])
+        #expect(d.status == 0, "\(d.stderr)")
+        try Data("The court\nInterest rate\nHello".utf8).write(to: URL(fileURLWithPath: dir.file("prompts.txt")))
+        func kl(_ coefficient: String, to other: String) throws -> Double {
+            let k = try runAV([
+                "eval", "--base", model, "--vectors", dir.path, "--style", coefficient, "--kl-to", other, "--prompts", dir.file("prompts.txt"), "--json",
+            ])
+            #expect(k.status == 0, "\(k.stderr)")
+            return try #require(try JSONParser.parse(k.stdout)["kl"]?["mean"]?.doubleValue)
+        }
+        #expect(try kl("1", to: aligned) < 1e-9)  // base + 1·AV is the aligned model
+        #expect(try kl("0", to: model) < 1e-9)
+        #expect(try kl("0", to: aligned) > 1e-4)
+        #expect(try kl("0.5", to: aligned) < kl("0", to: aligned))
+    }
+
+    @Test("generate streams text, reports speed on stderr; bad input is refused")
+    func generate() throws {
+        let r = try runAV(["generate", "--model", inferenceFixture("chat"), "--prompt", "Hi", "--chat", "--max-tokens", "6"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("generated in") && r.stderr.contains("tokens/s"))
+        let quiet = try runAV(["generate", "--model", inferenceFixture("chat"), "--prompt", "Hi", "--max-tokens", "3", "--quiet"])
+        #expect(quiet.stderr.isEmpty)
+        let noPrompt = try runAV(["generate", "--model", inferenceFixture("chat")])
+        #expect(noPrompt.status == 2 && noPrompt.stderr.contains("missing --prompt"))
+        let notModel = try runAV(["generate", "--model", inferenceFixture("."), "--prompt", "x"])
+        #expect(notModel.status == 3 && notModel.stderr.contains("config.json"))
+        let badPairs = try runAV(["eval", "--model", inferenceFixture("chat"), "--pairs", inferenceFixture("chat/config.json")])
+        #expect(badPairs.status == 3 && badPairs.stderr.contains("line 1: expected"))
+    }
+}
