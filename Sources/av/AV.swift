@@ -11,6 +11,7 @@ enum AV {
         (MergeCommand.spec, MergeCommand.run),
         (GenerateCommand.spec, GenerateCommand.run),
         (EvalCommand.spec, EvalCommand.run),
+        (SweepCommand.spec, SweepCommand.run),
     ]
 
     static var help: String {

@@ -67,6 +67,29 @@ struct InferenceCLITests {
         #expect(try kl("0.5", to: aligned) < kl("0", to: aligned))
     }
 
+    @Test("sweep: a row per λ, margins moving with λ, and an SVG plot")
+    func sweep() throws {
+        let dir = TemporaryDirectory()
+        let model = inferenceFixture("chat")
+        let aligned = try makeAlignedChat(dir)
+        _ = try runAV(["diff", model, aligned, "-o", dir.file("style.av")])
+        try Data(#"{"prompt": "The court", "chosen": " ruled for the plaintiff", "rejected": " ate the contract"}"#.utf8)
+            .write(to: URL(fileURLWithPath: dir.file("pairs.jsonl")))
+        let r = try runAV([
+            "sweep", "--base", model, "--vectors", dir.path, "--style", "-0.5:1.5:3", "--pairs", dir.file("pairs.jsonl"),
+            "--plot", dir.file("plot.svg"), "--json",
+        ])
+        #expect(r.status == 0, "\(r.stderr)")
+        let rows = try #require(try JSONParser.parse(r.stdout).arrayValue)
+        #expect(rows.compactMap { $0["style"]?.doubleValue } == [-0.5, 0.5, 1.5])
+        let margins = rows.compactMap { $0["meanMargin"]?.doubleValue }
+        #expect(margins.count == 3 && margins[0] != margins[2])
+        let svg = String(decoding: FileManager.default.contents(atPath: dir.file("plot.svg")) ?? Data(), as: UTF8.self)
+        #expect(svg.hasPrefix("<svg") && svg.contains("<polyline"))
+        let bad = try runAV(["sweep", "--base", model, "--vectors", dir.path, "--style", "0:1", "--pairs", dir.file("pairs.jsonl")])
+        #expect(bad.status == 2 && bad.stderr.contains("FROM:TO:STEPS"))
+    }
+
     @Test("generate streams text, reports speed on stderr; bad input is refused")
     func generate() throws {
         let r = try runAV(["generate", "--model", inferenceFixture("chat"), "--prompt", "Hi", "--chat", "--max-tokens", "6"])
