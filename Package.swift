@@ -17,7 +17,7 @@ let package = Package(
         .target(name: "Inference", dependencies: ["Tensors", "SafeTensors", "AlignmentVectors"]),
         .executableTarget(name: "av", dependencies: ["Tensors", "SafeTensors", "AlignmentVectors", "Inference"]),
         // Release-build benchmarks: `swift run -c release av-bench`. Never part of `swift test`.
-        .executableTarget(name: "av-bench", dependencies: ["Tensors", "SafeTensors"], path: "Sources/AVBenchmarks"),
+        .executableTarget(name: "av-bench", dependencies: ["Tensors", "SafeTensors", "Inference"], path: "Sources/AVBenchmarks"),
         // Shared helpers for every test target: temporary directories, running the built binary.
         .target(name: "AVTestSupport", path: "Tests/AVTestSupport"),
         .testTarget(

@@ -62,6 +62,8 @@ let which = args.first ?? "all"
 /// `AV_BENCH_COLD=1`: empty the page cache before every timed run of the large model (needs root).
 let cold = ProcessInfo.processInfo.environment["AV_BENCH_COLD"] == "1"
 let workDir = ProcessInfo.processInfo.environment["AV_BENCH_DIR"] ?? "/tmp/av-bench"
+let transformersScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Benchmarks/transformers_decode.py").path
 let numpyScript = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Benchmarks/numpy_merge.py").path
 /// SmolLM2-135M's shapes (tied embeddings), f32: 540 MB a checkpoint.
@@ -76,6 +78,8 @@ do {
         try benchEngine(
             name: "smollm2-135m-f32", shapes: smol, dtype: .f32, maxShardSize: 5_000_000_000, workDir: workDir, repeats: 3, numpyScript: numpyScript,
             cold: false)
+    case "inference":
+        try benchInference(workDir: workDir, transformersScript: transformersScript)
     case "7b":
         try benchEngine(
             name: "llama7b-9layers-bf16", shapes: llama7b, dtype: .bf16, maxShardSize: 2_000_000_000, workDir: workDir, repeats: 2, numpyScript: numpyScript,
@@ -89,7 +93,7 @@ do {
             name: "llama7b-9layers-bf16", shapes: llama7b, dtype: .bf16, maxShardSize: 2_000_000_000, workDir: workDir, repeats: 2, numpyScript: numpyScript,
             cold: cold)
     default:
-        print("usage: av-bench [convert|smol|7b|all]   (AV_BENCH_DIR: where models are generated, default /tmp/av-bench)")
+        print("usage: av-bench [convert|smol|7b|inference|all]   (AV_BENCH_DIR: where models are generated, default /tmp/av-bench)")
         exit(2)
     }
 } catch {

@@ -35,26 +35,35 @@ enum Kernels {
         return sum
     }
 
-    /// `dot(w, x)` with `w` in bf16: each weight widened to f32 (bits << 16) in registers.
+    /// `dot(w, x)` with `w` in bf16, given `x` split into its even and odd elements (`xEven`,
+    /// `xOdd`, `n / 2` each). Eight 32-bit loads hold sixteen bf16 weights: `v << 16` is the even
+    /// ones as f32, `v & 0xFFFF0000` the odd ones, so no widening conversion is needed (a generic
+    /// SIMD conversion costs a call on the baseline x86-64 target).
     @inline(__always)
-    static func dotBF16(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        var acc0 = SIMD16<Float>()
-        var acc1 = SIMD16<Float>()
-        let xr = UnsafeRawPointer(x)
-        var i = 0
-        while i + 32 <= n {
-            let h0 = w.loadUnaligned(fromByteOffset: 2 * i, as: SIMD16<UInt16>.self)
-            let h1 = w.loadUnaligned(fromByteOffset: 2 * i + 32, as: SIMD16<UInt16>.self)
-            let w0 = unsafeBitCast(SIMD16<UInt32>(truncatingIfNeeded: h0) &<< 16, to: SIMD16<Float>.self)
-            let w1 = unsafeBitCast(SIMD16<UInt32>(truncatingIfNeeded: h1) &<< 16, to: SIMD16<Float>.self)
-            acc0 += w0 * xr.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
-            acc1 += w1 * xr.loadUnaligned(fromByteOffset: 4 * i + 64, as: SIMD16<Float>.self)
-            i += 32
+    static func dotBF16(_ w: UnsafeRawPointer, even xEven: UnsafePointer<Float>, odd xOdd: UnsafePointer<Float>, _ n: Int) -> Float {
+        var accEven0 = SIMD8<Float>()
+        var accOdd0 = SIMD8<Float>()
+        var accEven1 = SIMD8<Float>()
+        var accOdd1 = SIMD8<Float>()
+        let e = UnsafeRawPointer(xEven)
+        let o = UnsafeRawPointer(xOdd)
+        var i = 0  // in pairs of elements
+        let pairs = n / 2
+        while i + 16 <= pairs {
+            let v0 = w.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<UInt32>.self)
+            let v1 = w.loadUnaligned(fromByteOffset: 4 * i + 32, as: SIMD8<UInt32>.self)
+            accEven0 += unsafeBitCast(v0 &<< 16, to: SIMD8<Float>.self) * e.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
+            accOdd0 += unsafeBitCast(v0 & 0xFFFF_0000, to: SIMD8<Float>.self) * o.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
+            accEven1 += unsafeBitCast(v1 &<< 16, to: SIMD8<Float>.self) * e.loadUnaligned(fromByteOffset: 4 * i + 32, as: SIMD8<Float>.self)
+            accOdd1 += unsafeBitCast(v1 & 0xFFFF_0000, to: SIMD8<Float>.self) * o.loadUnaligned(fromByteOffset: 4 * i + 32, as: SIMD8<Float>.self)
+            i += 16
         }
-        var sum = (acc0 + acc1).sum()
-        while i < n {
-            sum += FloatBits.bf16ToFloat(w.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) * x[i]
-            i += 1
+        var sum = (accEven0 + accOdd0 + accEven1 + accOdd1).sum()
+        var k = 2 * i
+        while k < n {
+            let x = k % 2 == 0 ? xEven[k / 2] : xOdd[k / 2]
+            sum += FloatBits.bf16ToFloat(w.loadUnaligned(fromByteOffset: 2 * k, as: UInt16.self)) * x
+            k += 1
         }
         return sum
     }
@@ -72,18 +81,73 @@ enum Kernels {
             let hi = min(rows, lo + per)
             guard lo < hi else { return }
             let buf = scratch[worker]
+            if w.dtype == .bf16 && T == 1 {
+                // Split x once into even and odd elements for dotBF16.
+                let half = (cols + 1) / 2
+                for i in 0..<cols { buf[(i % 2) * half + i / 2] = x[i] }
+            }
             for r in lo..<hi {
                 let row = w.row(r)
                 switch w.dtype {
-                case .f32:
-                    for t in 0..<T { y[t * rows + r] = dot(row, x + t * cols, cols) }
+                case .f32 where T == 1:
+                    y[r] = dot(row, x, cols)
                 case .bf16 where T == 1:
-                    y[r] = dotBF16(row, x, cols)
+                    let half = (cols + 1) / 2
+                    y[r] = dotBF16(row, even: buf, odd: buf + half, cols)
+                case .f32:
+                    dots(row, x, T, cols, y + r, stride: rows)
                 default:
                     Convert.toFloat(w.dtype, from: row, count: cols, into: buf)
-                    for t in 0..<T { y[t * rows + r] = dot(UnsafeRawPointer(buf), x + t * cols, cols) }
+                    dots(UnsafeRawPointer(buf), x, T, cols, y + r, stride: rows)
                 }
             }
+        }
+    }
+
+    /// `out[t · stride] = w · x[t]` for `T` vectors, four at a time so each weight load serves four
+    /// products (prefill is compute-bound, not memory-bound).
+    static func dots(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ T: Int, _ n: Int, _ out: UnsafeMutablePointer<Float>, stride: Int) {
+        var t = 0
+        let xr = UnsafeRawPointer(x)
+        while t + 4 <= T {
+            var a0 = SIMD16<Float>()
+            var a1 = SIMD16<Float>()
+            var a2 = SIMD16<Float>()
+            var a3 = SIMD16<Float>()
+            let b0 = 4 * (t * n)
+            let b1 = b0 + 4 * n
+            let b2 = b1 + 4 * n
+            let b3 = b2 + 4 * n
+            var i = 0
+            while i + 16 <= n {
+                let wv = w.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
+                a0 += wv * xr.loadUnaligned(fromByteOffset: b0 + 4 * i, as: SIMD16<Float>.self)
+                a1 += wv * xr.loadUnaligned(fromByteOffset: b1 + 4 * i, as: SIMD16<Float>.self)
+                a2 += wv * xr.loadUnaligned(fromByteOffset: b2 + 4 * i, as: SIMD16<Float>.self)
+                a3 += wv * xr.loadUnaligned(fromByteOffset: b3 + 4 * i, as: SIMD16<Float>.self)
+                i += 16
+            }
+            var s0 = a0.sum()
+            var s1 = a1.sum()
+            var s2 = a2.sum()
+            var s3 = a3.sum()
+            while i < n {
+                let wv = w.loadUnaligned(fromByteOffset: 4 * i, as: Float.self)
+                s0 += wv * x[t * n + i]
+                s1 += wv * x[(t + 1) * n + i]
+                s2 += wv * x[(t + 2) * n + i]
+                s3 += wv * x[(t + 3) * n + i]
+                i += 1
+            }
+            out[t * stride] = s0
+            out[(t + 1) * stride] = s1
+            out[(t + 2) * stride] = s2
+            out[(t + 3) * stride] = s3
+            t += 4
+        }
+        while t < T {
+            out[t * stride] = dot(w, x + t * n, n)
+            t += 1
         }
     }
 

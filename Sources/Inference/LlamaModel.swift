@@ -116,6 +116,9 @@ public final class LlamaModel: @unchecked Sendable {
     public func forward(_ tokens: [Int], cache: KVCache, allLogits: Bool = false) throws(InferenceError) -> [Float] {
         let c = config
         let T = tokens.count
+        // One decode step runs on one thread: on these 2-vCPU machines it is memory-bound and
+        // measured ~20% slower with two (Benchmarks/README.md); prompts use every thread.
+        let threads = T == 1 ? 1 : self.threads
         guard T > 0 else { return [] }
         guard cache.count + T <= cache.capacity else { throw .contextTooLong(tokens: cache.count + T, limit: cache.capacity) }
         for t in tokens where t < 0 || t >= c.vocabSize {
@@ -150,7 +153,7 @@ public final class LlamaModel: @unchecked Sendable {
                 rope(ws.k + t * kvDim, heads: c.kvHeads, position: start + t)
             }
             cache.append(layer: l, keys: ws.k, values: ws.v, count: T, at: start)
-            attention(layer: l, T: T, start: start, cache: cache, ws: ws)
+            attention(layer: l, T: T, start: start, cache: cache, ws: ws, threads: threads)
             Kernels.matmul(b.o, ws.attn, T, ws.h, threads: threads, scratch: ws.rows)
             for i in 0..<(T * H) { x[i] += ws.h[i] }
             Kernels.rmsNorm(x, b.postNorm, eps: c.rmsNormEps, T: T, n: H, into: ws.h)
@@ -189,7 +192,7 @@ public final class LlamaModel: @unchecked Sendable {
     }
 
     /// Causal attention of the `T` new positions over the cache, heads spread over threads.
-    private func attention(layer: Int, T: Int, start: Int, cache: KVCache, ws: Workspace) {
+    private func attention(layer: Int, T: Int, start: Int, cache: KVCache, ws: Workspace, threads: Int) {
         let c = config
         let d = c.headDim
         let qDim = c.heads * d
@@ -199,7 +202,9 @@ public final class LlamaModel: @unchecked Sendable {
         let keys = cache.keys(layer)
         let values = cache.values(layer)
         let window = c.slidingWindow
-        Parallel.forEach(T * c.heads, threads: threads) { worker, job in
+        // One decode step's attention is a few thousand multiply-adds a head: not worth a dispatch.
+        let workers = T * (start + T) < 2048 ? 1 : threads
+        Parallel.forEach(T * c.heads, threads: workers) { worker, job in
             let t = job / c.heads
             let h = job % c.heads
             let kvh = h / group
