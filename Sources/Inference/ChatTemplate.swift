@@ -69,8 +69,10 @@ public enum ChatTemplate: Equatable, Sendable {
             return s + "<|im_start|>user\n\(user)<|im_end|>\n<|im_start|>assistant\n"
         case .llama3:
             var s = "<|begin_of_text|>"
-            if let system { s += "<|start_header_id|>system<|end_header_id|>\n\n\(system)<|eot_id|>" }
-            return s + "<|start_header_id|>user<|end_header_id|>\n\n\(user)<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+            // The template trims each message's content.
+            if let system { s += "<|start_header_id|>system<|end_header_id|>\n\n\(system.trimmingCharacters(in: .whitespacesAndNewlines))<|eot_id|>" }
+            let u = user.trimmingCharacters(in: .whitespacesAndNewlines)
+            return s + "<|start_header_id|>user<|end_header_id|>\n\n\(u)<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
         case .mistral:
             let content = system.map { "\($0)\n\n\(user)" } ?? user
             return "<s>[INST] \(content) [/INST]"

@@ -48,6 +48,20 @@ struct GenerationTests {
         #expect(template.render(user: "Hi", system: "Be brief.") == ref.chat_system_text)
     }
 
+    @Test("Llama 3 and Mistral templates are recognized and render what transformers renders")
+    func otherTemplates() throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: modelFixture("chat_templates.json")))
+        let all = try JSONDecoder().decode([String: [String: String]].self, from: data)
+        let llama3 = try #require(all["llama3"])
+        #expect(ChatTemplate.recognize(llama3["template"]!) == .llama3)
+        #expect(ChatTemplate.llama3.render(user: "What is a contract?", system: nil) == llama3["user"])
+        #expect(ChatTemplate.llama3.render(user: "Hi", system: "Be brief.") == llama3["system"])
+        let mistral = try #require(all["mistral"])
+        #expect(ChatTemplate.recognize(mistral["template"]!) == .mistral)
+        #expect(ChatTemplate.mistral.render(user: "What is a contract?", system: nil) == mistral["user"])
+        #expect(ChatTemplate.recognize("{{ messages }}") == nil)
+    }
+
     @Test("log-probabilities of continuations match transformers within 1e-4")
     func logProbabilities() throws {
         let ref = try ChatReference.load()

@@ -106,3 +106,25 @@ ref = {"prompt": prompt, "prompt_ids": ids, "greedy_ids": out, "greedy_text": to
 with open("chat/reference.json", "w") as f:
     json.dump(ref, f, ensure_ascii=False, indent=1)
 print("chat", vocab, repr(tok.decode(out)))
+
+# Llama 3 and Mistral chat templates (the published templates of Meta-Llama-3-8B-Instruct and
+# Mistral-7B-Instruct-v0.1), rendered by transformers, for av's own renderings.
+LLAMA3_TEMPLATE = ("{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + "
+                   "message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}"
+                   "{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}"
+                   "{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}")
+MISTRAL_TEMPLATE = ("{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+                    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+                    "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
+                    "{{ message['content'] + eos_token}}{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}")
+templates = {}
+for name, template, bos in [("llama3", LLAMA3_TEMPLATE, "<|begin_of_text|>"), ("mistral", MISTRAL_TEMPLATE, "<s>")]:
+    t = PreTrainedTokenizerFast(tokenizer_file="tokenizer_gpt2.json", bos_token=bos, eos_token="<|im_end|>")
+    t.chat_template = template
+    templates[name] = {"template": template,
+                       "user": t.apply_chat_template([{"role": "user", "content": "What is a contract?"}], tokenize=False, add_generation_prompt=True)}
+    if name == "llama3":
+        templates[name]["system"] = t.apply_chat_template([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+                                                          tokenize=False, add_generation_prompt=True)
+with open("chat_templates.json", "w") as f:
+    json.dump(templates, f, ensure_ascii=False, indent=1)
