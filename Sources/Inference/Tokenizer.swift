@@ -32,6 +32,8 @@ public final class Tokenizer: @unchecked Sendable {
         case split(Regex<AnyRegexOutput>, removing: Bool)
         case byteLevel(addPrefixSpace: Bool, useRegex: Bool)
         case metaspace(replacement: String, prependFirst: Bool, split: Bool)
+        /// Digits apart from the rest: each digit alone (`individual_digits`), or runs of digits.
+        case digits(individual: Bool)
     }
 
     enum DecoderStep {
@@ -169,6 +171,8 @@ public final class Tokenizer: @unchecked Sendable {
                 out.append(.split(try compile(source, fail), removing: behavior == "Removed"))
             case "ByteLevel":
                 out.append(.byteLevel(addPrefixSpace: flag("add_prefix_space", false), useRegex: flag("use_regex", true)))
+            case "Digits":
+                out.append(.digits(individual: flag("individual_digits", false)))
             case "Metaspace":
                 let scheme = p["prepend_scheme"]?.stringValue ?? (flag("add_prefix_space", true) ? "always" : "never")
                 out.append(.metaspace(replacement: p["replacement"]?.stringValue ?? "▁", prependFirst: scheme != "never", split: flag("split", true)))
@@ -273,6 +277,23 @@ public final class Tokenizer: @unchecked Sendable {
                     return (useRegex ? split(p, Self.gpt2Regex, removing: false) : [p]).map { piece in
                         String(piece.utf8.map { Self.byteToChar[Int($0)] })
                     }
+                }
+            case .digits(let individual):
+                pieces = pieces.flatMap { p -> [String] in
+                    var out: [String] = []
+                    var current = ""
+                    var currentIsDigit = false
+                    for ch in p.unicodeScalars {
+                        let isDigit = ch.properties.numericType == .decimal
+                        if !current.isEmpty && (isDigit != currentIsDigit || (isDigit && individual)) {
+                            out.append(current)
+                            current = ""
+                        }
+                        current.unicodeScalars.append(ch)
+                        currentIsDigit = isDigit
+                    }
+                    if !current.isEmpty { out.append(current) }
+                    return out
                 }
             case .metaspace(let replacement, let prependFirst, let splitWords):
                 pieces = pieces.enumerated().flatMap { i, p -> [String] in

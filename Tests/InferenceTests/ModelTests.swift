@@ -72,16 +72,16 @@ struct ModelTests {
         #expect(zip(rest, full.suffix(rest.count)).map { abs($0 - $1) }.max()! < 1e-5)
     }
 
-    @Test("bf16 weights give logits within bf16 precision of the f32 model")
-    func bf16Weights() throws {
+    @Test("bf16 and f16 weights give logits within their precision of the f32 model", arguments: ["llama_bf16", "llama_f16"])
+    func halfWeights(name: String) throws {
         let ref = try ModelReference.load("llama")
-        let model = try LlamaModel(directory: modelFixture("llama_bf16"))
+        let model = try LlamaModel(directory: modelFixture(name))
         #expect(model.config.family == .llama)
         let logits = try model.forward(ref.ids, cache: model.makeCache(), allLogits: true)
         let range = ref.logits.max()! - ref.logits.min()!
         let worst = zip(logits, ref.logits).map { abs($0 - $1) }.max()!
-        #expect(worst < 0.05 * range, "max difference \(worst), range \(range)")
-        #expect(worst > 0)  // really ran in bf16
+        #expect(worst < (name == "llama_f16" ? 0.005 : 0.05) * range, "max difference \(worst), range \(range)")
+        #expect(worst > 0)  // really ran in the half-precision dtype
     }
 
     @Test("thread count does not change the logits")
@@ -92,5 +92,58 @@ struct ModelTests {
         let one = try model.forward(ref.ids, cache: model.makeCache(), allLogits: true)
         model.threads = 3
         #expect(try model.forward(ref.ids, cache: model.makeCache(), allLogits: true) == one)
+    }
+}
+
+@Suite("Model loading errors")
+struct ModelErrorTests {
+    func copyModel(_ dir: TemporaryDirectory, editing edit: (inout String) -> Void) throws -> String {
+        let dst = dir.file("m")
+        try FileManager.default.copyItem(atPath: modelFixture("llama"), toPath: dst)
+        var config = try String(contentsOfFile: dst + "/config.json", encoding: .utf8)
+        edit(&config)
+        try config.write(toFile: dst + "/config.json", atomically: true, encoding: .utf8)
+        return dst
+    }
+
+    @Test("unsupported model types and config values are errors naming them")
+    func config() throws {
+        let dir = TemporaryDirectory()
+        let gpt = try copyModel(dir) { $0 = $0.replacingOccurrences(of: "\"model_type\": \"llama\"", with: "\"model_type\": \"gpt_neox\"") }
+        #expect(throws: InferenceError.unsupported(file: gpt + "/config.json", field: "model_type", value: "\"gpt_neox\" (supported: llama, mistral, qwen2)")) {
+            try LlamaModel(directory: gpt)
+        }
+        try FileManager.default.removeItem(atPath: gpt)
+        let act = try copyModel(dir) { $0 = $0.replacingOccurrences(of: "\"hidden_act\": \"silu\"", with: "\"hidden_act\": \"gelu\"") }
+        do {
+            _ = try LlamaModel(directory: act)
+            Issue.record("loaded a gelu model")
+        } catch {
+            #expect("\(error)".contains("hidden_act \"gelu\""))
+        }
+    }
+
+    @Test("a checkpoint with a missing or an extra tensor is refused, naming it")
+    func tensors() throws {
+        let dir = TemporaryDirectory()
+        // The tied fixture's checkpoint has no lm_head: as an untied model it lacks one.
+        let untied = dir.file("untied")
+        try FileManager.default.copyItem(atPath: modelFixture("llama_tied"), toPath: untied)
+        var config = try String(contentsOfFile: untied + "/config.json", encoding: .utf8)
+        config = config.replacingOccurrences(of: "\"tie_word_embeddings\": true", with: "\"tie_word_embeddings\": false")
+        try config.write(toFile: untied + "/config.json", atomically: true, encoding: .utf8)
+        #expect(throws: InferenceError.missingTensor(name: "lm_head.weight", model: untied)) { try LlamaModel(directory: untied) }
+        // One layer fewer in the config leaves layer 1's tensors unused.
+        let fewer = dir.file("fewer")
+        try FileManager.default.copyItem(atPath: modelFixture("llama"), toPath: fewer)
+        config = try String(contentsOfFile: fewer + "/config.json", encoding: .utf8)
+        config = config.replacingOccurrences(of: "\"num_hidden_layers\": 2", with: "\"num_hidden_layers\": 1")
+        try config.write(toFile: fewer + "/config.json", atomically: true, encoding: .utf8)
+        do {
+            _ = try LlamaModel(directory: fewer)
+            Issue.record("loaded with unused tensors")
+        } catch {
+            #expect("\(error)".contains("not used by the architecture") && "\(error)".contains("model.layers.1."))
+        }
     }
 }

@@ -17,7 +17,7 @@ struct TokenizerCase: Decodable {
 
 @Suite("Tokenizers match Hugging Face tokenizers")
 struct TokenizerTests {
-    static let kinds = ["gpt2", "llama3", "qwen2", "sp"]
+    static let kinds = ["gpt2", "smollm2", "llama3", "qwen2", "sp"]
 
     @Test("encode gives the reference ids on every hard string", arguments: kinds)
     func encodes(kind: String) throws {

@@ -51,7 +51,15 @@ for name, (cfg_cls, model_cls, extra) in VARIANTS.items():
         os.remove(os.path.join(name, "generation_config.json"))
     print(name, "logit range", float(logits.min()), float(logits.max()))
 
-# The llama variant in bf16, for the precision test.
+# The llama variant in bf16 and f16, for the precision tests.
+for half_name, half_dtype in (("llama_f16", torch.float16),):
+    m = LlamaForCausalLM.from_pretrained("llama", torch_dtype=half_dtype)
+    if os.path.exists(half_name):
+        shutil.rmtree(half_name)
+    m.save_pretrained(half_name, safe_serialization=True)
+    shutil.copy("llama/reference.json", f"{half_name}/reference.json")
+    if os.path.exists(f"{half_name}/generation_config.json"):
+        os.remove(f"{half_name}/generation_config.json")
 cfg = LlamaConfig(**{**COMMON, "tie_word_embeddings": False})
 model = LlamaForCausalLM.from_pretrained("llama", torch_dtype=torch.bfloat16)
 if os.path.exists("llama_bf16"):

@@ -3,7 +3,8 @@
 Trains small vocabularies with `tokenizers` on text generated here, in the configurations real
 models use, and writes tokenizer_<kind>.json plus tokenizer_cases.json: for each kind and each
 string of CORPUS, the ids of `encode(text, add_special_tokens=False)` and the decoded text.
-- gpt2:   ByteLevel pre-tokenizer with the GPT-2 regex (SmolLM2, GPT-2), ByteLevel decoder.
+- gpt2:   ByteLevel pre-tokenizer with the GPT-2 regex (GPT-2), ByteLevel decoder.
+- smollm2: Digits(individual_digits) then ByteLevel with the GPT-2 regex (SmolLM2).
 - llama3: Split on the Llama 3 regex, then ByteLevel without regex, `ignore_merges` (Llama 3).
 - qwen2:  Split on the Qwen2 regex, NFC normalizer, then ByteLevel (Qwen2).
 - sp:     SentencePiece-style BPE with byte fallback: Prepend + Replace normalizer, decoder
@@ -76,6 +77,9 @@ def train(pre, normalizer=None, decoder=None, sp=False):
 
 kinds = {
     "gpt2": train(pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True), decoder=decoders.ByteLevel()),
+    "smollm2": train(pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                              pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]),
+                     decoder=decoders.ByteLevel()),
     "llama3": train(pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(LLAMA3), behavior="isolated"),
                                              pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]),
                     decoder=decoders.ByteLevel()),
