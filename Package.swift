@@ -6,6 +6,7 @@ let package = Package(
     products: [
         .library(name: "Tensors", targets: ["Tensors"]),
         .library(name: "SafeTensors", targets: ["SafeTensors"]),
+        .library(name: "GGUF", targets: ["GGUF"]),
         .library(name: "AlignmentVectors", targets: ["AlignmentVectors"]),
         .library(name: "Inference", targets: ["Inference"]),
         .executable(name: "av", targets: ["av"]),
@@ -13,6 +14,7 @@ let package = Package(
     targets: [
         .target(name: "Tensors"),
         .target(name: "SafeTensors", dependencies: ["Tensors"]),
+        .target(name: "GGUF", dependencies: ["Tensors", "SafeTensors"]),
         .target(name: "AlignmentVectors", dependencies: ["Tensors", "SafeTensors"]),
         .target(name: "Inference", dependencies: ["Tensors", "SafeTensors", "AlignmentVectors"]),
         .executableTarget(name: "av", dependencies: ["Tensors", "SafeTensors", "AlignmentVectors", "Inference"]),
@@ -32,6 +34,7 @@ let package = Package(
         .testTarget(
             name: "InferenceTests", dependencies: ["Inference", "AlignmentVectors", "SafeTensors", "AVTestSupport"],
             resources: [.copy("Fixtures")]),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "SafeTensors", "AVTestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "CLITests", dependencies: ["av", "SafeTensors", "AVTestSupport"]),
     ]
 )
