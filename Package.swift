@@ -17,7 +17,7 @@ let package = Package(
         .target(name: "GGUF", dependencies: ["Tensors", "SafeTensors"]),
         .target(name: "AlignmentVectors", dependencies: ["Tensors", "SafeTensors"]),
         .target(name: "Inference", dependencies: ["Tensors", "SafeTensors", "AlignmentVectors"]),
-        .executableTarget(name: "av", dependencies: ["Tensors", "SafeTensors", "AlignmentVectors", "Inference"]),
+        .executableTarget(name: "av", dependencies: ["Tensors", "SafeTensors", "GGUF", "AlignmentVectors", "Inference"]),
         // Release-build benchmarks: `swift run -c release av-bench`. Never part of `swift test`.
         .executableTarget(name: "av-bench", dependencies: ["Tensors", "SafeTensors", "Inference"], path: "Sources/AVBenchmarks"),
         // Shared helpers for every test target: temporary directories, running the built binary.
@@ -35,6 +35,11 @@ let package = Package(
             name: "InferenceTests", dependencies: ["Inference", "AlignmentVectors", "SafeTensors", "AVTestSupport"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "SafeTensors", "AVTestSupport"], resources: [.copy("Fixtures")]),
+        // The end-to-end check on a real model (SmolLM2-135M-Instruct, from pip): run in a release
+        // build (`swift test -c release -Xswiftc -enable-testing --filter EndToEndTests`).
+        .testTarget(
+            name: "EndToEndTests", dependencies: ["GGUF", "Inference", "AlignmentVectors", "SafeTensors", "AVTestSupport"],
+            resources: [.copy("Fixtures")]),
         .testTarget(name: "CLITests", dependencies: ["av", "SafeTensors", "AVTestSupport"]),
     ]
 )

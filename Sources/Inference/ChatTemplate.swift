@@ -43,7 +43,8 @@ public enum ChatTemplate: Equatable, Sendable {
         if template.contains("<|im_start|>") {
             // A default system prompt appears as a literal right after "<|im_start|>system\n".
             var defaultSystem: String?
-            for marker in ["'<|im_start|>system\\n", "\"<|im_start|>system\\n"] {
+            // The newline is an escape in some templates and a real newline in others (GGUF).
+            for marker in ["'<|im_start|>system\\n", "\"<|im_start|>system\\n", "'<|im_start|>system\n", "\"<|im_start|>system\n"] {
                 guard let r = template.range(of: marker) else { continue }
                 let rest = template[r.upperBound...]
                 if let end = rest.range(of: "<|im_end|>") {

@@ -12,6 +12,7 @@ enum AV {
         (GenerateCommand.spec, GenerateCommand.run),
         (EvalCommand.spec, EvalCommand.run),
         (SweepCommand.spec, SweepCommand.run),
+        (ConvertCommand.spec, ConvertCommand.run),
     ]
 
     static var help: String {
@@ -34,7 +35,9 @@ enum AV {
     }
 
     static func main() {
-        exit(run(Array(CommandLine.arguments.dropFirst())).rawValue)
+        let code = run(Array(CommandLine.arguments.dropFirst()))
+        GGUFPaths.cleanUp()
+        exit(code.rawValue)
     }
 
     static func run(_ arguments: [String]) -> ExitCode {

@@ -51,8 +51,8 @@ enum DiffCommand {
                 return n
             } ?? 10
 
-        let base = try Checkpoint(path: args.positionals[0])
-        let aligned = try Checkpoint(path: args.positionals[1])
+        let base = try Checkpoint(path: try GGUFPaths.resolve(args.positionals[0]))
+        let aligned = try Checkpoint(path: try GGUFPaths.resolve(args.positionals[1]))
         let bar = ProgressBar(label: "diff", quiet: args.has("--quiet") || args.has("--json"))
         let report = try diff(base: base, aligned: aligned, output: output, options: options, progress: bar.update)
         bar.finish()

@@ -1,4 +1,5 @@
 import AlignmentVectors
+import GGUF
 import Inference
 import SafeTensors
 
@@ -43,6 +44,7 @@ func describe(_ error: any Error) -> (String, ExitCode) {
         default: (e.description, .badInput)
         }
     case let e as UsageError: (e.message, .usage)
+    case let e as GGUFError: (e.description, .badInput)
     case let e as InferenceError:
         switch e {
         case .file(let f): (f.description, f.exitCode)

@@ -25,7 +25,7 @@ func loadLanguageModel(_ args: ParsedArguments) throws -> LanguageModel {
         model = try LanguageModel(directory: plan.base.path, mixing: plan.terms, force: plan.options.force)
     } else {
         guard let path = args.value("--model") ?? args.value("--base") else { throw UsageError(message: "missing --model PATH") }
-        model = try LanguageModel(directory: path)
+        model = try LanguageModel(directory: try GGUFPaths.resolve(path))
     }
     model.model.threads = try threads(args)
     return model

@@ -116,7 +116,7 @@ enum MergeCommand {
         resolvedRecipe.dtype = options.dtype
         resolvedRecipe.maxShardSize = options.maxShardSize
         options.provenance["recipe"] = resolvedRecipe.json
-        return Plan(base: try Checkpoint(path: basePath), terms: terms, output: output ?? "", options: options)
+        return Plan(base: try Checkpoint(path: try GGUFPaths.resolve(basePath)), terms: terms, output: output ?? "", options: options)
     }
 
     static func run(_ args: ParsedArguments) throws -> ExitCode {

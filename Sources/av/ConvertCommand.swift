@@ -1,0 +1,63 @@
+import Foundation
+import GGUF
+import SafeTensors
+import Tensors
+
+enum ConvertCommand {
+    static let spec = CommandSpec(
+        name: "convert",
+        summary: "turn a GGUF model into a Hugging Face model directory",
+        positionals: [("MODEL.gguf", "a llama or qwen2 GGUF file (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)")],
+        options: [
+            OptionSpec(names: ["-o", "--output"], valueName: "DIR", help: "the model directory to write (required)"),
+            OptionSpec(names: ["--dtype"], valueName: "DTYPE", help: "weights as f32 (default), bf16 or f16; norms stay f32"),
+            OptionSpec(names: ["--help", "-h"], help: "show this help"),
+        ],
+        discussion: """
+            Writes safetensors with Hugging Face names and layout (llama.cpp's Q/K permutation undone), config.json,
+            tokenizer.json and tokenizer_config.json (with the chat template) from the GGUF metadata. Quantized
+            weights are dequantized exactly as ggml does.
+            """)
+
+    static func run(_ args: ParsedArguments) throws -> ExitCode {
+        guard args.positionals.count == 1 else { throw UsageError(message: "expected one MODEL.gguf") }
+        guard let out = args.value("-o") else { throw UsageError(message: "missing -o DIR") }
+        var dtype = DType.f32
+        if let text = args.value("--dtype") {
+            guard let d = DType(userSpelling: text), [.f32, .bf16, .f16].contains(d) else {
+                throw UsageError(message: "--dtype must be f32, bf16 or f16, not '\(text)'")
+            }
+            dtype = d
+        }
+        let start = Date()
+        let file = try GGUFFile(path: args.positionals[0])
+        try GGUFConverter.convert(file, to: out, dtype: dtype)
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []).sorted()
+        let quant = Dictionary(grouping: file.tensors, by: \.type).map { "\($0.value.count) \($0.key.name)" }.sorted().joined(separator: ", ")
+        print("av convert: \(args.positionals[0]) → \(out)")
+        print(
+            "  model     \(file.metadata["general.name"]?.stringValue ?? "?") (\(file.metadata["general.architecture"]?.stringValue ?? "?"), GGUF v\(file.version))"
+        )
+        print("  tensors   \(file.tensors.count) (\(quant)) → \(dtype.rawValue)")
+        print("  wrote     \(names.joined(separator: ", ")) in \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
+        return .success
+    }
+}
+
+/// Models given as `.gguf` files are converted to a temporary directory (removed at exit) so
+/// every command that takes a model directory takes a GGUF file too.
+enum GGUFPaths {
+    nonisolated(unsafe) static var temporary: [String] = []
+
+    static func resolve(_ path: String) throws -> String {
+        guard path.hasSuffix(".gguf") else { return path }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("av-gguf-\(UUID().uuidString)").path
+        try GGUFConverter.convert(try GGUFFile(path: path), to: dir, dtype: .f32)
+        temporary.append(dir)
+        return dir
+    }
+
+    static func cleanUp() {
+        for dir in temporary { try? FileManager.default.removeItem(atPath: dir) }
+    }
+}

