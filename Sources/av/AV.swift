@@ -13,6 +13,7 @@ enum AV {
         (EvalCommand.spec, EvalCommand.run),
         (SweepCommand.spec, SweepCommand.run),
         (ConvertCommand.spec, ConvertCommand.run),
+        (CheckCommand.spec, CheckCommand.run),
     ]
 
     static var help: String {

@@ -90,6 +90,41 @@ struct InferenceCLITests {
         #expect(bad.status == 2 && bad.stderr.contains("FROM:TO:STEPS"))
     }
 
+    @Test("check: merges the recipe's mix, runs its checks, passes with exit 0 and fails with exit 1, with reports")
+    func check() throws {
+        let dir = TemporaryDirectory()
+        let aligned = try makeAlignedChat(dir)
+        _ = try runAV(["diff", inferenceFixture("chat"), aligned, "-o", dir.file("style.av")])
+        try Data(#"{"prompt": "The court", "chosen": " ruled for the plaintiff", "rejected": " ate the contract"}"#.utf8)
+            .write(to: URL(fileURLWithPath: dir.file("pairs.jsonl")))
+        try Data("The court\nInterest rate".utf8).write(to: URL(fileURLWithPath: dir.file("prompts.txt")))
+        func recipe(klMax: Double) throws {
+            let text = """
+                {"base": "\(inferenceFixture("chat"))", "vectors_dir": ".", "mix": {"style": 0.5}, "output": "out",
+                 "checks": [{"type": "pairs", "file": "pairs.jsonl", "min_accuracy": 0.0},
+                            {"name": "KL to the base", "type": "kl", "prompts": "prompts.txt", "max": \(klMax)},
+                            {"type": "finite"}, {"type": "loads"}, {"type": "tokenizer", "sample": "The court ruled."}]}
+                """
+            try Data(text.utf8).write(to: URL(fileURLWithPath: dir.file("release.json")))
+        }
+        try recipe(klMax: 1)
+        let pass = try runAV(["check", "--recipe", dir.file("release.json"), "--report", dir.file("report.json")])
+        #expect(pass.status == 0, "\(pass.stdout)\(pass.stderr)")
+        #expect(pass.stdout.contains("all 5 checks passed"))
+        let report = try JSONParser.parse(String(decoding: FileManager.default.contents(atPath: dir.file("report.json")) ?? Data(), as: UTF8.self))
+        #expect(report["passed"] == .bool(true) && report["checks"]?.arrayValue?.count == 5)
+        #expect(FileManager.default.fileExists(atPath: dir.file("out")))  // the merged model the recipe names
+
+        try recipe(klMax: 1e-9)
+        let fail = try runAV(["check", "--recipe", dir.file("release.json"), "--junit", dir.file("junit.xml")], environment: ["GITHUB_ACTIONS": "true"])
+        #expect(fail.status == 1)
+        #expect(fail.stdout.split(separator: "\n").contains { $0.contains("FAIL") && $0.contains("KL to the base") })
+        #expect(fail.stdout.contains("1 of 5 checks failed"))
+        #expect(fail.stdout.contains("::error title=av check::KL to the base: measured"))
+        let junit = String(decoding: FileManager.default.contents(atPath: dir.file("junit.xml")) ?? Data(), as: UTF8.self)
+        #expect(junit.contains("tests=\"5\" failures=\"1\"") && junit.contains("<failure message=\"measured"))
+    }
+
     @Test("generate streams text, reports speed on stderr; bad input is refused")
     func generate() throws {
         let r = try runAV(["generate", "--model", inferenceFixture("chat"), "--prompt", "Hi", "--chat", "--max-tokens", "6"])

@@ -1,0 +1,237 @@
+import AlignmentVectors
+import Dispatch
+import Foundation
+import Inference
+import SafeTensors
+import Tensors
+
+/// `av check`: the pre-deployment gate. Merges the recipe's mix (or takes `--model`), runs the
+/// recipe's checks, prints a table, writes reports, and exits 0 when every check passes, 1 when any fails.
+enum CheckCommand {
+    static let spec = CommandSpec(
+        name: "check",
+        summary: "gate a release: merge the recipe's mix, run its checks, exit 1 if any fails",
+        positionals: [],
+        options: [
+            OptionSpec(names: ["--recipe"], valueName: "FILE.json", help: "the recipe, with a \"checks\" list (required)"),
+            OptionSpec(names: ["--model"], valueName: "DIR", help: "check this already merged model instead of merging"),
+            OptionSpec(names: ["--report"], valueName: "FILE.json", help: "write every check's result as JSON"),
+            OptionSpec(names: ["--junit"], valueName: "FILE.xml", help: "write JUnit XML, which CI systems show as test results"),
+            OptionSpec(names: ["--threads"], valueName: "N", help: "threads to use (default: all cores)"),
+            OptionSpec(names: ["--quiet", "-q"], help: "no progress bar"),
+            OptionSpec(names: ["--help", "-h"], help: "show this help"),
+        ],
+        discussion: """
+            Checks (the recipe's "checks" list; relative paths are relative to the recipe):
+              {"type": "pairs", "file": "pairs.jsonl", "min_accuracy": 0.8}      preference accuracy at least
+              {"type": "perplexity", "file": "text.txt", "max": 40}              perplexity at most
+              {"type": "kl", "prompts": "prompts.txt", "max": 0.5, "to": "DIR"}  KL to the base (or "to") at most
+              {"type": "finite"}                                                no NaN or Inf in any weight
+              {"type": "loads"}                                                 the model loads for inference
+              {"type": "tokenizer", "sample": "text"}                           the tokenizer round-trips the text
+            Each may have a "name". On GitHub Actions (GITHUB_ACTIONS set) failures are also printed as ::error lines.
+            """)
+
+    struct Result {
+        var name: String
+        var type: String
+        var threshold: String
+        var measured: String
+        var passed: Bool
+        var seconds: Double
+        var detail: String?
+    }
+
+    static func run(_ args: ParsedArguments) throws -> ExitCode {
+        guard let recipePath = args.value("--recipe") else { throw UsageError(message: "missing --recipe FILE.json") }
+        let recipe = try MixRecipe.load(recipePath)
+        guard let checks = recipe.checks?.arrayValue, !checks.isEmpty else {
+            throw CLIError(message: "\(recipePath): no \"checks\" list to run", code: .badInput)
+        }
+        let dir = URL(fileURLWithPath: recipePath).deletingLastPathComponent()
+        func place(_ p: String) -> String { p.hasPrefix("/") ? p : dir.appendingPathComponent(p).standardizedFileURL.path }
+        let started = DispatchTime.now().uptimeNanoseconds
+
+        // The model under test: given, or merged now from the recipe.
+        var modelPath = args.value("--model")
+        var mergeSeconds = 0.0
+        if modelPath == nil {
+            var mergeArgs = args
+            mergeArgs.values["--quiet"] = nil
+            let plan = try MergeCommand.plan(mergeArgs, needOutput: false)
+            let output =
+                plan.output.isEmpty
+                ? FileManager.default.temporaryDirectory.appendingPathComponent("av-check-\(UUID().uuidString)").path : plan.output
+            let bar = ProgressBar(label: "merge", quiet: args.has("--quiet"))
+            let t = DispatchTime.now().uptimeNanoseconds
+            _ = try merge(base: plan.base, terms: plan.terms, output: output, options: plan.options, progress: bar.update)
+            bar.finish()
+            mergeSeconds = Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9
+            modelPath = output
+        }
+        let model = modelPath!
+        let threadCount = try threads(args)
+        var loaded: LanguageModel?
+        var loadError: String?
+        do {
+            loaded = try LanguageModel(directory: model)
+            loaded?.model.threads = threadCount
+        } catch {
+            loadError = describe(error).0
+        }
+
+        var results: [Result] = []
+        for (i, check) in checks.enumerated() {
+            let type = check["type"]?.stringValue ?? "?"
+            let name = check["name"]?.stringValue ?? (checks.filter { $0["type"]?.stringValue == type }.count > 1 ? "\(type) \(i + 1)" : type)
+            let t = DispatchTime.now().uptimeNanoseconds
+            var r = Result(name: name, type: type, threshold: "", measured: "", passed: false, seconds: 0)
+            do {
+                try evaluate(check, type: type, into: &r, model: model, lm: loaded, loadError: loadError, place: place, recipe: recipe, threads: threadCount)
+            } catch {
+                r.passed = false
+                r.measured = "error"
+                r.detail = describe(error).0
+            }
+            r.seconds = Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9
+            results.append(r)
+        }
+
+        let failed = results.filter { !$0.passed }
+        print("av check: \(recipePath) on \(model)" + (mergeSeconds > 0 ? String(format: " (merged in %.2f s)", mergeSeconds) : ""))
+        let rows = results.map { [$0.passed ? "pass" : "FAIL", $0.name, $0.threshold, $0.measured, String(format: "%.2f s", $0.seconds)] }
+        print(indent(Format.table(["result", "check", "threshold", "measured", "time"], rows, rightAligned: [4])))
+        for r in results where r.detail != nil { print("  \(r.name): \(r.detail!)") }
+        print(failed.isEmpty ? "all \(results.count) checks passed" : "\(failed.count) of \(results.count) checks failed")
+        if ProcessInfo.processInfo.environment["GITHUB_ACTIONS"] != nil {
+            for r in failed {
+                print("::error title=av check::\(r.name): measured \(r.measured), threshold \(r.threshold)\(r.detail.map { " (\($0))" } ?? "")")
+            }
+        }
+        let total = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        if let report = args.value("--report") {
+            let json = JSONValue.object([
+                ("recipe", .string(recipePath)), ("model", .string(model)), ("passed", .bool(failed.isEmpty)),
+                ("mergeSeconds", .double(mergeSeconds)), ("seconds", .double(total)),
+                (
+                    "checks",
+                    .array(
+                        results.map { r in
+                            .object([
+                                ("name", .string(r.name)), ("type", .string(r.type)), ("threshold", .string(r.threshold)),
+                                ("measured", .string(r.measured)), ("passed", .bool(r.passed)), ("seconds", .double(r.seconds)),
+                                ("detail", r.detail.map { .string($0) } ?? .null),
+                            ])
+                        })
+                ),
+            ])
+            try writeAtomically(report, json.rendered(pretty: true) + "\n")
+        }
+        if let junit = args.value("--junit") {
+            var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+            xml += "<testsuites name=\"av check\" tests=\"\(results.count)\" failures=\"\(failed.count)\" time=\"\(String(format: "%.3f", total))\">\n"
+            xml +=
+                "  <testsuite name=\"\(xmlEscape(recipePath))\" tests=\"\(results.count)\" failures=\"\(failed.count)\" time=\"\(String(format: "%.3f", total))\">\n"
+            for r in results {
+                xml += "    <testcase classname=\"av.check.\(xmlEscape(r.type))\" name=\"\(xmlEscape(r.name))\" time=\"\(String(format: "%.3f", r.seconds))\">"
+                if r.passed {
+                    xml += "</testcase>\n"
+                } else {
+                    let message = "measured \(r.measured), threshold \(r.threshold)" + (r.detail.map { ": \($0)" } ?? "")
+                    xml += "\n      <failure message=\"\(xmlEscape(message))\"/>\n    </testcase>\n"
+                }
+            }
+            xml += "  </testsuite>\n</testsuites>\n"
+            try writeAtomically(junit, xml)
+        }
+        return failed.isEmpty ? .success : .checkFailed
+    }
+
+    static func evaluate(
+        _ check: JSONValue, type: String, into r: inout Result, model: String, lm: LanguageModel?, loadError: String?,
+        place: (String) -> String, recipe: MixRecipe, threads: Int
+    ) throws {
+        func need(_ key: String) throws -> String {
+            guard let v = check[key]?.stringValue else { throw CLIError(message: "check \"\(r.name)\" needs \"\(key)\"", code: .badInput) }
+            return v
+        }
+        func number(_ key: String) throws -> Double {
+            guard let v = check[key]?.doubleValue else { throw CLIError(message: "check \"\(r.name)\" needs a number \"\(key)\"", code: .badInput) }
+            return v
+        }
+        func loadedModel() throws -> LanguageModel {
+            guard let lm else { throw CLIError(message: "the model does not load: \(loadError ?? "?")", code: .badInput) }
+            return lm
+        }
+        switch type {
+        case "pairs":
+            let minimum = try number("min_accuracy")
+            r.threshold = String(format: "≥ %.1f%%", 100 * minimum)
+            let result = try loadedModel().evaluate(pairs: PreferencePair.load(place(try need("file"))))
+            r.measured = String(format: "%.1f%%", 100 * result.accuracy)
+            r.passed = result.accuracy >= minimum
+        case "perplexity":
+            let maximum = try number("max")
+            r.threshold = "≤ \(trimmed(maximum))"
+            guard let data = FileManager.default.contents(atPath: place(try need("file"))) else {
+                throw CLIError(message: "cannot read \(place(try need("file")))", code: .io)
+            }
+            let result = try loadedModel().perplexity(text: String(decoding: data, as: UTF8.self))
+            r.measured = String(format: "%.3f", result.perplexity)
+            r.passed = result.perplexity <= maximum
+        case "kl":
+            let maximum = try number("max")
+            r.threshold = "≤ \(trimmed(maximum))"
+            let to = check["to"]?.stringValue.map(place) ?? recipe.base
+            guard let to else { throw CLIError(message: "check \"\(r.name)\": no \"to\" model and no base in the recipe", code: .badInput) }
+            guard let data = FileManager.default.contents(atPath: place(try need("prompts"))) else {
+                throw CLIError(message: "cannot read \(place(try need("prompts")))", code: .io)
+            }
+            let prompts = String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+            let reference = try LanguageModel(directory: to)
+            reference.model.threads = threads
+            let result = try loadedModel().klDivergence(from: reference, prompts: prompts)
+            r.measured = String(format: "%.5f (max %.5f)", result.mean, result.max)
+            r.passed = result.mean <= maximum
+        case "finite":
+            r.threshold = "0 non-finite"
+            let store = try SafeTensorsModel(path: model)
+            var bad = 0
+            var firstBad: String?
+            for e in store.entries where Convert.supports(e.info.dtype) {
+                let n = try store.file(holding: e.info.name)!.floats(named: e.info.name).filter { !$0.isFinite }.count
+                if n > 0 && firstBad == nil { firstBad = e.info.name }
+                bad += n
+            }
+            r.measured = "\(bad)"
+            r.passed = bad == 0
+            if let firstBad { r.detail = "first in tensor \(JSONWriter.quoted(firstBad))" }
+        case "loads":
+            r.threshold = "loads"
+            r.measured = lm == nil ? "no" : "yes"
+            r.passed = lm != nil
+            r.detail = loadError
+        case "tokenizer":
+            let sample = check["sample"]?.stringValue ?? "The quick brown fox jumps over the lazy dog. 0123456789 — naïve café 🙂"
+            r.threshold = "round-trips"
+            let tokenizer = try loadedModel().tokenizer
+            let back = tokenizer.decode(tokenizer.encode(sample))
+            r.measured = back == sample ? "yes" : "no"
+            r.passed = back == sample
+            if back != sample { r.detail = "decoded \(JSONWriter.quoted(back))" }
+        default:
+            throw CLIError(message: "unknown check type \"\(type)\" (pairs, perplexity, kl, finite, loads, tokenizer)", code: .badInput)
+        }
+    }
+
+    static func xmlEscape(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+            .replacingOccurrences(of: "\"", with: "&quot;")
+    }
+
+    static func writeAtomically(_ path: String, _ text: String) throws {
+        let file = try AtomicFile(destination: path)
+        try file.write(Array(text.utf8))
+        try file.commit()
+    }
+}
