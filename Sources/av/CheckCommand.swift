@@ -102,7 +102,9 @@ enum CheckCommand {
         let rows = results.map { [$0.passed ? "pass" : "FAIL", $0.name, $0.threshold, $0.measured, String(format: "%.2f s", $0.seconds)] }
         print(indent(Format.table(["result", "check", "threshold", "measured", "time"], rows, rightAligned: [4])))
         for r in results where r.detail != nil { print("  \(r.name): \(r.detail!)") }
-        print(failed.isEmpty ? "all \(results.count) checks passed" : "\(failed.count) of \(results.count) checks failed")
+        print(
+            failed.isEmpty
+                ? (results.count == 1 ? "the check passed" : "all \(results.count) checks passed") : "\(failed.count) of \(results.count) checks failed")
         if ProcessInfo.processInfo.environment["GITHUB_ACTIONS"] != nil {
             for r in failed {
                 print("::error title=av check::\(r.name): measured \(r.measured), threshold \(r.threshold)\(r.detail.map { " (\($0))" } ?? "")")
