@@ -6,6 +6,7 @@ enum AV {
     static let version = "0.1.0"
 
     static let commands: [(spec: CommandSpec, run: @Sendable (ParsedArguments) throws -> ExitCode)] = [
+        (DemoCommand.spec, DemoCommand.run),
         (InspectCommand.spec, InspectCommand.run),
         (DiffCommand.spec, DiffCommand.run),
         (MergeCommand.spec, MergeCommand.run),
