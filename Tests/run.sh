@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: Python modules for the interop tests, the real model for
 # the end-to-end check (SmolLM2-135M-Instruct from pip, cached outside the repository), the unit
-# and CLI tests, then the end-to-end check in a release build.
+# and CLI tests, then the end-to-end check and av demo in a release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q safetensors numpy
@@ -14,4 +14,4 @@ if [ ! -f "$gguf" ]; then
 fi
 export AV_SMOLLM2_GGUF="$gguf" AV_REQUIRE_PYTHON=1 AV_REQUIRE_MODEL=1
 swift test
-swift test -c release -Xswiftc -enable-testing --filter EndToEndTests
+swift test -c release -Xswiftc -enable-testing --filter "EndToEndTests|DemoCLITests"

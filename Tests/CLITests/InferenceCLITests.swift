@@ -140,3 +140,29 @@ struct InferenceCLITests {
         #expect(badPairs.status == 3 && badPairs.stderr.contains("line 1: expected"))
     }
 }
+
+/// Runs in the release test run (Tests/run.sh): a debug build of the numeric code takes minutes.
+#if DEBUG
+let releaseBuild = false
+#else
+let releaseBuild = true
+#endif
+
+@Suite("av demo on Checkpoints/")
+struct DemoCLITests {
+    @Test("runs every step on the committed model family and exits 0", .enabled(if: releaseBuild))
+    func demo() throws {
+        let checkpoints = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Checkpoints").path
+        let r = try runAV(["demo", "--checkpoints", checkpoints])
+        #expect(r.status == 0, "\(r.stderr)")
+        for step in ["1. av diff", "2. av merge", "3. av generate", "4. av sweep", "done in"] { #expect(r.stdout.contains(step)) }
+        #expect(r.stdout.components(separatedBy: "exact at λ=1: yes").count == 4)
+        // The aligned model (λ = 1) prefers the expert answers the base (λ = 0) never does.
+        let rows = r.stdout.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        let base = try #require(rows.first { $0.first == "+0.0" })
+        let aligned = try #require(rows.first { $0.first == "+1.0" })
+        #expect(base[1] == "0%" && aligned[1] != "0%")
+        #expect(Double(aligned[2])! > Double(base[2])!)
+    }
+}
