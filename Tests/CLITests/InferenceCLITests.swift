@@ -143,9 +143,9 @@ struct InferenceCLITests {
 
 /// Runs in the release test run (Tests/run.sh): a debug build of the numeric code takes minutes.
 #if DEBUG
-let releaseBuild = false
+    let releaseBuild = false
 #else
-let releaseBuild = true
+    let releaseBuild = true
 #endif
 
 @Suite("av demo on Checkpoints/")
