@@ -148,14 +148,7 @@ public func merge(
     do throws(AVError) {
         while let next = writer.nextTensor {
             let info = base.info(next.name)!
-            var active: [MergeEngine.Term] = []
-            for t in terms where t.coefficient != 0 {
-                guard let v = t.vector.file.info(next.name) else { continue }
-                active.append(
-                    MergeEngine.Term(
-                        bytes: t.vector.file.bytes(of: v), file: t.vector.file, dtype: v.dtype, scale: t.coefficient,
-                        residuals: try t.vector.residuals(of: next.name)))
-            }
+            let active = try MergeEngine.terms(terms, for: next.name)
             let r = try engine.run(info, outDType: next.dtype, view: base.view(next.name)!, terms: active, into: writer) { bytes in
                 done += bytes
                 progress?(done, totalBytes)
@@ -216,6 +209,19 @@ final class MergeEngine {
     let scratch: [Scratch]
     let output: UnsafeMutableRawPointer
     let chunkOutBytes: Int
+
+    /// The terms that change `tensor`: vectors that hold it, with a coefficient other than 0.
+    static func terms(_ terms: [MergeTerm], for tensor: String) throws(AVError) -> [Term] {
+        var active: [Term] = []
+        for t in terms where t.coefficient != 0 {
+            guard let v = t.vector.file.info(tensor) else { continue }
+            active.append(
+                Term(
+                    bytes: t.vector.file.bytes(of: v), file: t.vector.file, dtype: v.dtype, scale: t.coefficient,
+                    residuals: try t.vector.residuals(of: tensor)))
+        }
+        return active
+    }
 
     init(threads: Int, base: Checkpoint, dtype: DType?) {
         self.threads = max(1, threads)
@@ -519,14 +525,7 @@ public func mixTensors(base: Checkpoint, terms: [MergeTerm], threads: Int, force
     let engine = MergeEngine(threads: threads, base: base, dtype: nil)
     var out: [String: TensorBuffer] = [:]
     for info in base.tensors {
-        var active: [MergeEngine.Term] = []
-        for t in terms where t.coefficient != 0 {
-            guard let v = t.vector.file.info(info.name) else { continue }
-            active.append(
-                MergeEngine.Term(
-                    bytes: t.vector.file.bytes(of: v), file: t.vector.file, dtype: v.dtype, scale: t.coefficient,
-                    residuals: try t.vector.residuals(of: info.name)))
-        }
+        let active = try MergeEngine.terms(terms, for: info.name)
         guard !active.isEmpty, let view = base.view(info.name) else { continue }
         let buffer = TensorBuffer(count: info.byteCount)
         let size = info.dtype.byteSize!
