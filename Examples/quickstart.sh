@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job on small committed checkpoints: compute two alignment vectors, mix them into the
-# base, and look at the result. Run from the repository root: bash Examples/quickstart.sh
-# (Checkpoints/ with a trained model family replaces these fixtures when it lands.)
+# The library's three steps on the small test checkpoints, from the shell: compute two alignment
+# vectors, mix them into the base, and look at the result. Run from the repository root:
+#     bash Examples/quickstart.sh
+# (`av demo` runs the fuller story on the trained model family in Checkpoints/.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 swift build -c release --product av >/dev/null
