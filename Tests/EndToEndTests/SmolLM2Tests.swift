@@ -54,9 +54,9 @@ final class ConvertedSmolLM2: @unchecked Sendable {
 
 /// A debug build of the numeric code takes ten minutes here: the suite runs in the release test run.
 #if DEBUG
-let releaseBuild = false
+    let releaseBuild = false
 #else
-let releaseBuild = true
+    let releaseBuild = true
 #endif
 
 @Suite("End to end: SmolLM2-135M-Instruct from GGUF against transformers", .serialized, .enabled(if: releaseBuild))
