@@ -98,8 +98,7 @@ public final class ModelDirectoryWriter: ByteSink {
                         total += t.byteCount
                     }
                 }
-                let index = AtomicFileWrite(path: temporary + "/" + HFNames.indexFile)
-                try index.write(ShardPlanner.indexJSON(totalSize: total, weightMap: map))
+                try AtomicFile.write(ShardPlanner.indexJSON(totalSize: total, weightMap: map), to: temporary + "/" + HFNames.indexFile)
             }
             for source in extraFiles {
                 let name = splitPath(source).name
@@ -129,10 +128,9 @@ public final class ModelDirectoryWriter: ByteSink {
     deinit { abort() }
 }
 
-/// A small text file written atomically in one go.
-struct AtomicFileWrite {
-    let path: String
-    func write(_ text: String) throws(SafeTensorsError) {
+extension AtomicFile {
+    /// Writes `text` to `path` atomically, in one go (reports, indexes, plots).
+    public static func write(_ text: String, to path: String) throws(SafeTensorsError) {
         let file = try AtomicFile(destination: path)
         try file.write(Array(text.utf8))
         try file.commit()

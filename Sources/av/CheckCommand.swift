@@ -127,7 +127,7 @@ enum CheckCommand {
                         })
                 ),
             ])
-            try writeAtomically(report, json.rendered(pretty: true) + "\n")
+            try AtomicFile.write(json.rendered(pretty: true) + "\n", to: report)
         }
         if let junit = args.value("--junit") {
             var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
@@ -144,7 +144,7 @@ enum CheckCommand {
                 }
             }
             xml += "  </testsuite>\n</testsuites>\n"
-            try writeAtomically(junit, xml)
+            try AtomicFile.write(xml, to: junit)
         }
         return failed.isEmpty ? .success : .checkFailed
     }
@@ -229,11 +229,5 @@ enum CheckCommand {
     static func xmlEscape(_ s: String) -> String {
         s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
             .replacingOccurrences(of: "\"", with: "&quot;")
-    }
-
-    static func writeAtomically(_ path: String, _ text: String) throws {
-        let file = try AtomicFile(destination: path)
-        try file.write(Array(text.utf8))
-        try file.commit()
     }
 }

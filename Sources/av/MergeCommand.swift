@@ -69,12 +69,7 @@ enum MergeCommand {
         }
         var terms: [MergeTerm] = []
         for (domain, c) in mix {
-            let path = (vectorsDir as NSString).appendingPathComponent(domain + ".av")
-            guard FileManager.default.fileExists(atPath: path) else {
-                let found = ((try? FileManager.default.contentsOfDirectory(atPath: vectorsDir)) ?? []).filter { $0.hasSuffix(".av") }.sorted()
-                throw AVError.unknownDomain(name: domain, directory: vectorsDir, found: found.map { String($0.dropLast(3)) })
-            }
-            terms.append(MergeTerm(vector: try AlignmentVector(path: path), coefficient: c))
+            terms.append(MergeTerm(vector: try vector(domain: domain, in: vectorsDir), coefficient: c))
         }
         for (path, c) in files { terms.append(MergeTerm(vector: try AlignmentVector(path: path), coefficient: c)) }
 
@@ -117,6 +112,16 @@ enum MergeCommand {
         resolvedRecipe.maxShardSize = options.maxShardSize
         options.provenance["recipe"] = resolvedRecipe.json
         return Plan(base: try Checkpoint(path: try GGUFPaths.resolve(basePath)), terms: terms, output: output ?? "", options: options)
+    }
+
+    /// The AV of `domain`: `DIR/DOMAIN.av`, or an error listing the domains that are there.
+    static func vector(domain: String, in dir: String) throws -> AlignmentVector {
+        let path = (dir as NSString).appendingPathComponent(domain + ".av")
+        guard FileManager.default.fileExists(atPath: path) else {
+            let found = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".av") }.sorted()
+            throw AVError.unknownDomain(name: domain, directory: dir, found: found.map { String($0.dropLast(3)) })
+        }
+        return try AlignmentVector(path: path)
     }
 
     static func run(_ args: ParsedArguments) throws -> ExitCode {

@@ -36,13 +36,8 @@ enum SweepCommand {
             guard parts.count == 3, let from = Double(parts[0]), let to = Double(parts[1]), let steps = Int(parts[2]), steps >= 2 else {
                 throw UsageError(message: "--\(name) takes FROM:TO:STEPS with STEPS ≥ 2, not '\(text)'")
             }
-            let path = (dir as NSString).appendingPathComponent(name + ".av")
-            guard FileManager.default.fileExists(atPath: path) else {
-                let found = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".av") }.sorted()
-                throw AVError.unknownDomain(name: name, directory: dir, found: found.map { String($0.dropLast(3)) })
-            }
             let values = (0..<steps).map { from + (to - from) * Double($0) / Double(steps - 1) }
-            axes.append((name, values, try AlignmentVector(path: path)))
+            axes.append((name, values, try MergeCommand.vector(domain: name, in: dir)))
         }
         let pairs = try PreferencePair.load(pairsFile)
         let threadCount = try threads(args)
@@ -77,13 +72,7 @@ enum SweepCommand {
         }
         if let plot = args.value("--plot") {
             let svg = SVGPlot.render(axes: axes.map { ($0.domain, $0.values) }, rows: rows.map { ($0.lambdas, $0.result.accuracy, $0.result.meanMargin) })
-            do {
-                let file = try AtomicFile(destination: plot)
-                try file.write(Array(svg.utf8))
-                try file.commit()
-            } catch {
-                throw error
-            }
+            try AtomicFile.write(svg, to: plot)
             if !args.has("--json") { print("plot: \(plot)") }
         }
         return .success
