@@ -17,6 +17,8 @@ public enum AVError: Error, Equatable, Sendable, CustomStringConvertible {
     case vectorShape(av: String, tensor: String, vector: [Int], base: [Int])
     case vectorTensorNotInBase(av: String, tensor: String)
     case outputIsInput(output: String, input: String)
+    /// An AV's tensor does not match its recorded digest (a damaged file).
+    case corrupt(av: String, tensor: String, reason: String)
     case nonFinite(tensor: String, count: Int, file: String)
     case unknownDomain(name: String, directory: String, found: [String])
     case noBase(reason: String)
@@ -50,6 +52,8 @@ public enum AVError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(av): tensor \(q(t)) has shape \(Shape.describe(v)) but the base's is \(Shape.describe(b))"
         case let .vectorTensorNotInBase(av, t):
             return "\(av): tensor \(q(t)) is not in the base"
+        case let .corrupt(av, t, reason):
+            return "\(av): tensor \(q(t)) is damaged: \(reason); make the vector again with av diff"
         case let .outputIsInput(o, i):
             return "the output \(o) is also an input (\(i)); inputs are never written"
         case let .nonFinite(t, n, f):

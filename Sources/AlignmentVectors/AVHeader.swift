@@ -53,6 +53,9 @@ public struct AVHeader: Equatable, Sendable {
     public var tool = AVHeader.toolVersion
     /// Tensors whose rows beyond the base's were dropped (`--resized-rows drop`): name → aligned rows.
     public var droppedRows: [String: Int] = [:]
+    /// `av.digests`: every tensor the file holds → its ``AVDigest`` (hex). Empty in AVs made before
+    /// av recorded them; those are read without the check.
+    public var digests: [String: String] = [:]
 
     public init(domain: String, base: ModelIdentity, aligned: ModelIdentity, dtype: DType, droppedRows: [String: Int] = [:]) {
         self.domain = domain
@@ -69,6 +72,9 @@ public struct AVHeader: Equatable, Sendable {
         ]
         if !droppedRows.isEmpty {
             m["av.dropped_rows"] = JSONValue.object(droppedRows.keys.sorted().map { ($0, .int(droppedRows[$0]!)) }).rendered()
+        }
+        if !digests.isEmpty {
+            m["av.digests"] = JSONValue.object(digests.keys.sorted().map { ($0, .string(digests[$0]!)) }).rendered()
         }
         return m
     }
@@ -93,12 +99,26 @@ public struct AVHeader: Equatable, Sendable {
         guard let dtypeText = m["av.dtype"], let dtype = DType(rawValue: dtypeText) else {
             throw .notAnAV(file: file, reason: "metadata \"av.dtype\" is missing or unknown")
         }
-        self.init(domain: m["av.domain"] ?? "", base: try identity("av.base"), aligned: try identity("av.aligned"), dtype: dtype)
+        guard let domain = m["av.domain"], !domain.isEmpty else {
+            throw .notAnAV(file: file, reason: "metadata \"av.domain\" is missing or empty")
+        }
+        self.init(domain: domain, base: try identity("av.base"), aligned: try identity("av.aligned"), dtype: dtype)
         self.version = version
         self.encoding = encoding
         self.tool = m["av.tool"] ?? ""
         if let text = m["av.dropped_rows"], case .object(let pairs)? = try? JSONParser.parse(text) {
-            for (k, v) in pairs { droppedRows[k] = v.doubleValue.map { Int($0) } }
+            for (k, v) in pairs { droppedRows[k] = v.doubleValue.flatMap { $0.magnitude < 1e15 ? Int($0) : nil } }
+        }
+        if let text = m["av.digests"] {
+            guard case .object(let pairs)? = try? JSONParser.parse(text) else {
+                throw .notAnAV(file: file, reason: "metadata \"av.digests\" is malformed")
+            }
+            for (k, v) in pairs {
+                guard let hex = v.stringValue, hex.count == 16, UInt64(hex, radix: 16) != nil else {
+                    throw .notAnAV(file: file, reason: "metadata \"av.digests\" has a malformed digest for \(JSONWriter.quoted(k))")
+                }
+                digests[k] = hex
+            }
         }
     }
 }
@@ -117,6 +137,35 @@ public final class AlignmentVector: @unchecked Sendable {
             throw .file(error)
         }
         header = try AVHeader(metadata: file.metadata, file: path)
+        // Exact remainders come in pairs and belong to a delta the file holds.
+        for t in file.tensors where ExactResiduals.isResidual(t.name) {
+            let rest = t.name.dropFirst(ExactResiduals.prefix.count)
+            guard let slash = rest.lastIndex(of: "/"), ["/index", "/residual"].contains(String(rest[slash...])) else {
+                throw .notAnAV(file: path, reason: "tensor \(JSONWriter.quoted(t.name)) is not an exact remainder av knows")
+            }
+            let owner = String(rest[..<slash])
+            guard file.info(owner) != nil, file.info(ExactResiduals.indexName(owner)) != nil, file.info(ExactResiduals.valueName(owner)) != nil
+            else {
+                throw .notAnAV(file: path, reason: "the exact remainders \(JSONWriter.quoted(t.name)) belong to no delta tensor, or are missing their pair")
+            }
+        }
+        if !header.digests.isEmpty {
+            for t in file.tensors where header.digests[t.name] == nil {
+                throw .corrupt(av: path, tensor: t.name, reason: "it has no digest in \"av.digests\"")
+            }
+            for name in header.digests.keys where file.info(name) == nil {
+                throw .corrupt(av: path, tensor: name, reason: "\"av.digests\" lists it, but the file does not hold it")
+            }
+        }
+    }
+
+    /// Refuses `tensor` when its digest, computed from `runs`, differs from the recorded one.
+    func verify(_ tensor: String, runs: [UInt64]) throws(AVError) {
+        guard let recorded = header.digests[tensor] else { return }
+        let computed = XXHash64.hex(AVDigest.combine(runs))
+        if computed != recorded {
+            throw .corrupt(av: path, tensor: tensor, reason: "its bytes have digest \(computed), but the file records \(recorded)")
+        }
     }
 
     public var domain: String { header.domain }
@@ -144,6 +193,9 @@ extension AlignmentVector {
         }
         let ib = file.bytes(of: ii)
         let vb = file.bytes(of: vi)
+        for (info, bytes) in [(ii, ib), (vi, vb)] {
+            try verify(info.name, runs: AVDigest.runs(of: bytes, elementSize: 8))
+        }
         var indices: [Int] = []
         var values: [Double] = []
         var previous = -1

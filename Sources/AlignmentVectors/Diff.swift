@@ -19,6 +19,8 @@ public struct DiffOptions: Sendable {
     public var storage: DType = .f32
     public var resizedRows: ResizedRows = .refuse
     public var threads: Int = Parallel.defaultThreads
+    /// Other inputs of the run that the output must not be (beyond the two checkpoints).
+    public var protectedPaths: [String] = []
 
     public init(domain: String) { self.domain = domain }
 }
@@ -115,9 +117,10 @@ public func diff(
     progress: ((Int, Int) -> Void)? = nil
 ) throws(AVError) -> DiffReport {
     let start = DispatchTime.now().uptimeNanoseconds
-    let out = resolved(output)
-    for input in base.inputFiles + aligned.inputFiles where input == out {
-        throw .outputIsInput(output: output, input: input)
+    do {
+        try OutputGuard.checkFile(output, inputs: base.inputFiles + aligned.inputFiles + [base.path, aligned.path] + options.protectedPaths)
+    } catch {
+        throw .file(error)
     }
     guard [.f32, .bf16, .f16, .f64].contains(options.storage) else {
         throw .usage("deltas are stored as f32, bf16, f16 or f64, not \(options.storage.rawValue)")
@@ -170,7 +173,10 @@ public func diff(
                 TensorSpec(name: ExactResiduals.valueName(c.name), dtype: .f64, shape: n),
             ]
         }
-        writer = try ReservedHeaderWriter(path: output, candidates: candidates, metadataBound: header.metadata, extraBound: extra)
+        // Room for a digest of every tensor that may be stored.
+        var bound = header
+        for t in candidates + extra { bound.digests[t.name] = placeholder }
+        writer = try ReservedHeaderWriter(path: output, candidates: candidates, metadataBound: bound.metadata, extraBound: extra)
     } catch {
         throw .file(error)
     }
@@ -213,6 +219,7 @@ public func diff(
                 throw .file(error)
             }
             results[plan.name] = r.diff
+            if r.diff.stored { header.digests[plan.name] = XXHash64.hex(r.avDigest) }
             if r.diff.stored && !r.residuals.isEmpty { pending.append((plan.name, r.residuals)) }
             baseDigests[plan.name] = r.baseDigest
             alignedDigests[plan.name] = r.alignedDigest
@@ -220,12 +227,14 @@ public func diff(
         // Exact remainders go last, after every dense delta.
         for (name, list) in pending {
             do {
-                try writer.begin(TensorSpec(name: ExactResiduals.indexName(name), dtype: .i64, shape: [list.count]))
-                try writer.write(list.map { Int64($0.0).littleEndian }.withUnsafeBytes { Array($0) })
-                try writer.end(keep: true)
-                try writer.begin(TensorSpec(name: ExactResiduals.valueName(name), dtype: .f64, shape: [list.count]))
-                try writer.write(list.map { $0.1.bitPattern.littleEndian }.withUnsafeBytes { Array($0) })
-                try writer.end(keep: true)
+                let indices = list.map { Int64($0.0).littleEndian }.withUnsafeBytes { Array($0) }
+                let values = list.map { $0.1.bitPattern.littleEndian }.withUnsafeBytes { Array($0) }
+                for (tensor, bytes) in [(ExactResiduals.indexName(name), indices), (ExactResiduals.valueName(name), values)] {
+                    try writer.begin(TensorSpec(name: tensor, dtype: tensor.hasSuffix("/index") ? .i64 : .f64, shape: [list.count]))
+                    try writer.write(bytes)
+                    try writer.end(keep: true)
+                    header.digests[tensor] = XXHash64.hex(bytes.withUnsafeBytes { AVDigest.digest($0, elementSize: 8) })
+                }
             } catch {
                 throw .file(error)
             }

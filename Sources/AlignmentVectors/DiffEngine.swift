@@ -111,7 +111,7 @@ final class DiffEngine {
     let chunkOutBytes: Int
 
     init(threads: Int, plans: [DiffPlan]) {
-        self.threads = max(1, threads)
+        self.threads = Parallel.clamped(threads)
         scratch = (0..<self.threads).map { _ in Scratch() }
         var most = 8
         for p in plans where p.float {
@@ -129,7 +129,7 @@ final class DiffEngine {
         _ plan: DiffPlan, base: (bytes: UnsafeRawBufferPointer, file: SafeTensorsFile),
         aligned: (bytes: UnsafeRawBufferPointer, file: SafeTensorsFile), writer: ReservedHeaderWriter,
         progress: (Int) -> Void
-    ) throws(AVError) -> (diff: TensorDiff, baseDigest: UInt64, alignedDigest: UInt64, residuals: [(Int, Double)]) {
+    ) throws(AVError) -> (diff: TensorDiff, baseDigest: UInt64, alignedDigest: UInt64, avDigest: UInt64, residuals: [(Int, Double)]) {
         let bt = plan.base.dtype
         let size = bt.byteSize!
         let storage = plan.storage
@@ -142,6 +142,7 @@ final class DiffEngine {
         var alignedDigests = [UInt64](repeating: 0, count: alignedChunks)
         var stats = [ChunkStats](repeating: ChunkStats(), count: chunks)
         var residuals = [[(Int, Double)]](repeating: [], count: chunks)
+        var avRuns = [UInt64](repeating: 0, count: AVDigest.runs(elements))
         let bp = base.bytes.baseAddress ?? UnsafeRawPointer(output)
         let ap = aligned.bytes.baseAddress ?? UnsafeRawPointer(output)
         let baseFileStart = base.file.fileOffset(of: base.file.info(plan.name)!)
@@ -154,6 +155,7 @@ final class DiffEngine {
                 alignedDigests.withUnsafeMutableBufferPointer { ad in
                     stats.withUnsafeMutableBufferPointer { st in
                         residuals.withUnsafeMutableBufferPointer { rs in
+                          avRuns.withUnsafeMutableBufferPointer { ar in
                             Parallel.forEach(batch, threads: threads) { w, j in
                                 let c = first + j
                                 let lo = c * perChunk
@@ -167,7 +169,10 @@ final class DiffEngine {
                                 st[c] = Self.chunk(
                                     base: bp + lo * size, aligned: ap + lo * size, count: n, dtype: bt, storage: storage,
                                     out: slotBase + j * chunkOutBytes, scratch: scratch[w], first: lo, residuals: &rs[c])
+                                // The AV's own checksum, from the deltas just computed.
+                                AVDigest.hashRuns(slotBase + j * chunkOutBytes, first: lo, count: n, elementSize: ssize, into: ar)
                             }
+                          }
                         }
                     }
                 }
@@ -214,7 +219,10 @@ final class DiffEngine {
         }
         d.deltaNorm = sumD.squareRoot()
         d.baseNorm = sumB.squareRoot()
-        return (d, ContentFingerprint.tensorDigest(baseDigests), ContentFingerprint.tensorDigest(alignedDigests), residuals.flatMap { $0 })
+        return (
+            d, ContentFingerprint.tensorDigest(baseDigests), ContentFingerprint.tensorDigest(alignedDigests), AVDigest.combine(avRuns),
+            residuals.flatMap { $0 }
+        )
     }
 
     /// Counts a rebuilt value `got` that should be `target`: equal, a zero of the other sign (no

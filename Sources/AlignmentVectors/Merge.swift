@@ -26,6 +26,8 @@ public struct MergeOptions: Sendable {
     public var threads = Parallel.defaultThreads
     /// Extra provenance for the output header (the recipe, for one).
     public var provenance: [String: JSONValue] = [:]
+    /// Other inputs of the run that the output must not be or contain (a recipe, a vectors directory).
+    public var protectedPaths: [String] = []
 
     public init() {}
 }
@@ -81,12 +83,15 @@ public func merge(
     progress: ((Int, Int) -> Void)? = nil
 ) throws(AVError) -> MergeReport {
     let start = DispatchTime.now().uptimeNanoseconds
-    let out = resolved(output)
-    let inputs = base.inputFiles + terms.map { resolved($0.vector.path) }
-    for input in inputs where input == out || (base.isDirectory && resolved(base.path) == out) {
-        throw .outputIsInput(output: output, input: input)
+    let inputs = base.inputFiles + [base.path] + terms.map(\.vector.path) + options.protectedPaths
+    if base.isDirectory, options.dtype == .f64 {
+        throw .usage("--dtype f64 is for file outputs: a model directory in f64 is not a format transformers or av loads")
     }
-    if base.isDirectory && resolved(base.path) == out { throw .outputIsInput(output: output, input: base.path) }
+    do {
+        if !base.isDirectory { try OutputGuard.checkFile(output, inputs: inputs) }
+    } catch {
+        throw .file(error)
+    }
 
     let structure = try checkCompatible(base: base, terms: terms, force: options.force)
     if let d = options.dtype, !Convert.supports(d) { throw .usage("cannot write \(d.rawValue) output") }
@@ -121,7 +126,9 @@ public func merge(
         if base.isDirectory {
             let shardSize =
                 options.maxShardSize ?? (base.store.files.count > 1 ? base.store.files.map { $0.tensors.reduce(0) { $0 + $1.byteCount } }.max()! : Int.max)
-            let w = try ModelDirectoryWriter(path: output, tensors: specs, maxShardSize: shardSize, metadata: metadata)
+            let extraNames = Set(base.auxiliaryFiles.map { URL(fileURLWithPath: $0).lastPathComponent })
+            let w = try ModelDirectoryWriter(
+                path: output, tensors: specs, maxShardSize: shardSize, metadata: metadata, protecting: inputs, extraNames: extraNames)
             directoryWriter = w
             writer = w
         } else {
@@ -169,9 +176,10 @@ public func merge(
             throw .baseMismatch(
                 av: terms[0].vector.path, recorded: terms[0].vector.header.base.fingerprint, given: "\(structure):\(content)", basePath: base.path)
         }
+        let config = try configWithDType(base: base, dtype: options.dtype)
         do {
             if let w = fileWriter { try w.finish() }
-            if let w = directoryWriter { try w.finish(copying: base.auxiliaryFiles) }
+            if let w = directoryWriter { try w.finish(copying: base.auxiliaryFiles, writing: config) }
         } catch {
             throw .file(error)
         }
@@ -194,10 +202,30 @@ public func merge(
     }
 }
 
+/// The base's config.json with `torch_dtype` (and transformers 5's `dtype`) set to the output dtype,
+/// when `--dtype` changes it; empty when the copied config is already right.
+func configWithDType(base: Checkpoint, dtype: DType?) throws(AVError) -> [String: String] {
+    let names: [DType: String] = [.f32: "float32", .bf16: "bfloat16", .f16: "float16"]
+    guard let dtype, let name = names[dtype] else { return [:] }
+    let path = (base.path.hasSuffix("/") ? base.path : base.path + "/") + "config.json"
+    guard let data = FileManager.default.contents(atPath: path) else { return [:] }
+    guard let json = try? JSONParser.parse(String(decoding: data, as: UTF8.self)), case .object(var members) = json else {
+        throw .file(SafeTensorsError(file: path, .write(message: "not a JSON object; cannot record the output dtype in it")))
+    }
+    var found = false
+    for i in members.indices where ["torch_dtype", "dtype"].contains(members[i].key) {
+        members[i].value = .string(name)
+        found = true
+    }
+    if !found { members.append((key: "torch_dtype", value: .string(name))) }
+    return ["config.json": JSONValue.object(members).rendered(pretty: true) + "\n"]
+}
+
 /// Runs merge's per-tensor work: chunks in parallel batches, output written in order.
 final class MergeEngine {
     /// One vector's part in a tensor: its deltas, coefficient and exact remainders.
     struct Term {
+        var vector: AlignmentVector
         var bytes: UnsafeRawBufferPointer
         var file: SafeTensorsFile
         var dtype: DType
@@ -217,14 +245,14 @@ final class MergeEngine {
             guard let v = t.vector.file.info(tensor) else { continue }
             active.append(
                 Term(
-                    bytes: t.vector.file.bytes(of: v), file: t.vector.file, dtype: v.dtype, scale: t.coefficient,
+                    vector: t.vector, bytes: t.vector.file.bytes(of: v), file: t.vector.file, dtype: v.dtype, scale: t.coefficient,
                     residuals: try t.vector.residuals(of: tensor)))
         }
         return active
     }
 
     init(threads: Int, base: Checkpoint, dtype: DType?) {
-        self.threads = max(1, threads)
+        self.threads = Parallel.clamped(threads)
         scratch = (0..<self.threads).map { _ in Scratch() }
         var most = 8
         for t in base.tensors {
@@ -258,17 +286,26 @@ final class MergeEngine {
         let fileStart = view.file.fileOffset(of: view.file.info(info.name)!)
         let termPointers = terms.map { (p: $0.bytes.baseAddress ?? UnsafeRawPointer(output), dtype: $0.dtype, scale: $0.scale) }
         let residuals = terms.map(\.residuals)
+        // Each term's AV digest runs, hashed as the deltas stream by (term-major).
+        let runCount = AVDigest.runs(elements)
+        var termRuns = [UInt64](repeating: 0, count: runCount * terms.count)
 
         let pipeline = WritePipeline()
         try forEachBatch(chunks: chunks, threads: threads, output: output, slotBytes: threads * chunkOutBytes, pipeline: pipeline) {
             (first, batch, slot, slotBase) throws(AVError) in
             digests.withUnsafeMutableBufferPointer { dg in
+              termRuns.withUnsafeMutableBufferPointer { tr in
                 stats.withUnsafeMutableBufferPointer { st in
                     Parallel.forEach(batch, threads: threads) { w, j in
                         let c = first + j
                         let lo = c * perChunk
                         let n = min(elements, lo + perChunk) - lo
                         dg[c] = XXHash64.hash(UnsafeRawBufferPointer(start: bp + lo * size, count: n * size))
+                        for (k, t) in termPointers.enumerated() {
+                            let runs = UnsafeMutableBufferPointer(rebasing: tr[(k * runCount)..<((k + 1) * runCount)])
+                            let s = t.dtype.byteSize!
+                            AVDigest.hashRuns(t.p + lo * s, first: lo, count: n, elementSize: s, into: runs)
+                        }
                         if !copy {
                             st[c] = Self.chunk(
                                 base: bp + lo * size, dtype: dtype, count: n,
@@ -277,6 +314,7 @@ final class MergeEngine {
                         }
                     }
                 }
+              }
             }
             // Write in the background (untouched tensors straight from the base's mapping), then let
             // the kernel drop the input pages.
@@ -304,6 +342,9 @@ final class MergeEngine {
                 for (file, range) in releases { file.mapping.release(range) }
             }
             progress(done * size + terms.reduce(0) { $0 + done * $1.dtype.byteSize! })
+        }
+        for (k, t) in terms.enumerated() {
+            try t.vector.verify(info.name, runs: Array(termRuns[(k * runCount)..<((k + 1) * runCount)]))
         }
         var m = TensorMerge(name: info.name, dtype: outDType, elements: elements, terms: terms.count)
         for s in stats {
@@ -521,7 +562,23 @@ public final class TensorBuffer: @unchecked Sendable {
 /// `base + Σ λ·AV` for every tensor some AV changes, in memory and in the base's dtype: the bytes
 /// `merge` would write, for evaluating a mix without writing it. Tensors no AV touches are left out.
 public func mixTensors(base: Checkpoint, terms: [MergeTerm], threads: Int, force: Bool = false) throws(AVError) -> [String: TensorBuffer] {
-    _ = try checkCompatible(base: base, terms: terms, force: force)
+    let structure = try checkCompatible(base: base, terms: terms, force: force)
+    if !force, let expected = terms.first?.vector.header.base.content {
+        // The same content check as merge's, over the whole base (merge gets it from its one pass).
+        let infos = base.tensors
+        var digests = [UInt64](repeating: 0, count: infos.count)
+        digests.withUnsafeMutableBufferPointer { d in
+            let out = UncheckedSendable(d)
+            Parallel.forEach(infos.count, threads: threads) { _, i in
+                out.value[i] = hashChunks(base.view(infos[i].name)?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0))
+            }
+        }
+        let content = XXHash64.hex(ContentFingerprint.combine(Dictionary(uniqueKeysWithValues: zip(infos.map(\.name), digests))))
+        if content != expected {
+            throw .baseMismatch(
+                av: terms[0].vector.path, recorded: terms[0].vector.header.base.fingerprint, given: "\(structure):\(content)", basePath: base.path)
+        }
+    }
     let engine = MergeEngine(threads: threads, base: base, dtype: nil)
     var out: [String: TensorBuffer] = [:]
     for info in base.tensors {
@@ -533,13 +590,26 @@ public func mixTensors(base: Checkpoint, terms: [MergeTerm], threads: Int, force
         let chunks = (info.elementCount + perChunk - 1) / perChunk
         let bp = view.bytes.baseAddress!
         let residuals = active.map(\.residuals)
-        Parallel.forEach(chunks, threads: threads) { w, c in
-            let lo = c * perChunk
-            let n = min(info.elementCount, lo + perChunk) - lo
-            _ = MergeEngine.chunk(
-                base: bp + lo * size, dtype: info.dtype, count: n,
-                terms: active.map { ($0.bytes.baseAddress! + lo * $0.dtype.byteSize!, $0.dtype, $0.scale) },
-                outDType: info.dtype, out: buffer.pointer + lo * size, scratch: engine.scratch[w], first: lo, residuals: residuals)
+        let runCount = AVDigest.runs(info.elementCount)
+        var termRuns = [UInt64](repeating: 0, count: runCount * active.count)
+        termRuns.withUnsafeMutableBufferPointer { runs in
+            Parallel.forEach(chunks, threads: threads) { w, c in
+                let lo = c * perChunk
+                let n = min(info.elementCount, lo + perChunk) - lo
+                for (k, t) in active.enumerated() {
+                    let s = t.dtype.byteSize!
+                    AVDigest.hashRuns(
+                        t.bytes.baseAddress! + lo * s, first: lo, count: n, elementSize: s,
+                        into: UnsafeMutableBufferPointer(rebasing: runs[(k * runCount)..<((k + 1) * runCount)]))
+                }
+                _ = MergeEngine.chunk(
+                    base: bp + lo * size, dtype: info.dtype, count: n,
+                    terms: active.map { ($0.bytes.baseAddress! + lo * $0.dtype.byteSize!, $0.dtype, $0.scale) },
+                    outDType: info.dtype, out: buffer.pointer + lo * size, scratch: engine.scratch[w], first: lo, residuals: residuals)
+            }
+        }
+        for (k, t) in active.enumerated() {
+            try t.vector.verify(info.name, runs: Array(termRuns[(k * runCount)..<((k + 1) * runCount)]))
         }
         out[info.name] = buffer
     }

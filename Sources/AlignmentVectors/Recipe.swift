@@ -57,7 +57,9 @@ public struct MixRecipe: Sendable {
         func place(_ p: String) -> String { p.hasPrefix("/") ? p : dir.appendingPathComponent(p).standardizedFileURL.path }
         var r = MixRecipe()
         r.file = path
+        var seen: Set<String> = []
         for (key, value) in members {
+            guard seen.insert(key).inserted else { throw .recipe(file: path, message: "key \"\(key)\" appears twice") }
             guard knownKeys.contains(key) else {
                 throw .recipe(file: path, message: "unknown key \"\(key)\" (known: \(knownKeys.sorted().joined(separator: ", ")))")
             }
@@ -89,7 +91,11 @@ public struct MixRecipe: Sendable {
             case "checks": r.checks = value
             case "mix":
                 guard case .object(let pairs) = value else { throw .recipe(file: path, message: "\"mix\" must map domain names to numbers") }
+                var domains: Set<String> = []
                 for (domain, v) in pairs {
+                    guard domains.insert(domain).inserted else {
+                        throw .recipe(file: path, message: "\"mix\": domain \"\(domain)\" appears twice; give each domain once")
+                    }
                     guard let c = v.doubleValue, c.isFinite else {
                         throw .recipe(file: path, message: "\"mix\": the coefficient of \"\(domain)\" must be a number")
                     }
@@ -98,6 +104,9 @@ public struct MixRecipe: Sendable {
             case "vectors":
                 guard let items = value.arrayValue else { throw .recipe(file: path, message: "\"vectors\" must be an array") }
                 for item in items {
+                    if case .object(let fields) = item, let extra = fields.first(where: { !["path", "coefficient"].contains($0.key) }) {
+                        throw .recipe(file: path, message: "\"vectors\": unknown key \"\(extra.key)\" (known: coefficient, path)")
+                    }
                     guard let p = item["path"]?.stringValue, let c = item["coefficient"]?.doubleValue, c.isFinite else {
                         throw .recipe(file: path, message: "each of \"vectors\" needs \"path\" (a string) and \"coefficient\" (a number)")
                     }
@@ -132,7 +141,7 @@ public func parseSize(_ text: String) -> Int? {
         ("KIB", 1024), ("MIB", 1_048_576), ("GIB", 1_073_741_824), ("TIB", 1_099_511_627_776), ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12), ("B", 1),
     ]
     for (suffix, scale) in units where t.hasSuffix(suffix) {
-        guard let v = Double(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), v > 0 else { return nil }
+        guard let v = Double(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), v > 0, v * scale < 9e18 else { return nil }
         return Int(v * scale)
     }
     guard let v = Int(t), v > 0 else { return nil }

@@ -51,7 +51,7 @@ public enum GGUFConverter {
         let tied = gguf.info("output.weight") == nil
         let writer: ModelDirectoryWriter
         do {
-            writer = try ModelDirectoryWriter(path: directory, tensors: specs)
+            writer = try ModelDirectoryWriter(path: directory, tensors: specs, protecting: [gguf.path])
         } catch {
             throw fail(error.description)
         }
@@ -70,19 +70,12 @@ public enum GGUFConverter {
                 }
                 try writer.write(bytes)
             }
-            let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("av-convert-\(UUID().uuidString)")
-            try? FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(at: tmp) }
-            var extra: [String] = []
-            func put(_ name: String, _ text: String) {
-                let url = tmp.appendingPathComponent(name)
-                try? Data(text.utf8).write(to: url)
-                extra.append(url.path)
-            }
-            put("config.json", config(gguf, arch: arch, heads: heads, kvHeads: kvHeads, tied: tied, dtype: dtype).rendered(pretty: true) + "\n")
-            if let tokenizer = try tokenizerJSON(gguf) { put("tokenizer.json", tokenizer.rendered() + "\n") }
-            put("tokenizer_config.json", tokenizerConfig(gguf).rendered(pretty: true) + "\n")
-            try writer.finish(copying: extra)
+            var texts = [
+                "config.json": config(gguf, arch: arch, heads: heads, kvHeads: kvHeads, tied: tied, dtype: dtype).rendered(pretty: true) + "\n",
+                "tokenizer_config.json": tokenizerConfig(gguf).rendered(pretty: true) + "\n",
+            ]
+            if let tokenizer = try tokenizerJSON(gguf) { texts["tokenizer.json"] = tokenizer.rendered() + "\n" }
+            try writer.finish(writing: texts)
         } catch let error as GGUFError {
             writer.abort()
             throw error

@@ -6,22 +6,34 @@ public struct PreferencePair: Sendable {
     public var prompt: String
     public var chosen: String
     public var rejected: String
+    /// Where the pair came from ("pairs.jsonl line 3"), for error messages.
+    public var origin: String
 
-    /// Reads `{"prompt", "chosen", "rejected"}` lines (blank lines skipped).
+    public init(prompt: String, chosen: String, rejected: String, origin: String = "pair") {
+        self.prompt = prompt
+        self.chosen = chosen
+        self.rejected = rejected
+        self.origin = origin
+    }
+
+    /// Reads `{"prompt", "chosen", "rejected"}` lines (blank lines skipped, CRLF and a BOM accepted).
     public static func load(_ path: String) throws(InferenceError) -> [PreferencePair] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw .input(file: path, message: "cannot read the file") }
         var pairs: [PreferencePair] = []
-        for (i, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let text = line.trimmingCharacters(in: .whitespaces)
-            guard !text.isEmpty else { continue }
-            guard let v = try? JSONParser.parse(text), let p = v["prompt"]?.stringValue, let c = v["chosen"]?.stringValue,
-                let r = v["rejected"]?.stringValue
+        for (number, text) in try TextInput.lines(path) {
+            guard let v = try? JSONParser.parse(text), case .object(let fields) = v, let p = v["prompt"]?.stringValue,
+                let c = v["chosen"]?.stringValue, let r = v["rejected"]?.stringValue
             else {
-                throw .input(file: path, message: "line \(i + 1): expected {\"prompt\": …, \"chosen\": …, \"rejected\": …} with string values")
+                throw .input(file: path, message: "line \(number): expected {\"prompt\": …, \"chosen\": …, \"rejected\": …} with string values")
             }
-            pairs.append(PreferencePair(prompt: p, chosen: c, rejected: r))
+            if let extra = fields.first(where: { !["prompt", "chosen", "rejected"].contains($0.key) }) {
+                throw .input(file: path, message: "line \(number): unknown key \"\(extra.key)\" (known: prompt, chosen, rejected)")
+            }
+            guard !c.isEmpty, !r.isEmpty else {
+                throw .input(file: path, message: "line \(number): the \(c.isEmpty ? "chosen" : "rejected") response is empty; there is nothing to score")
+            }
+            pairs.append(PreferencePair(prompt: p, chosen: c, rejected: r, origin: "\(path) line \(number)"))
         }
-        guard !pairs.isEmpty else { throw .input(file: path, message: "no pairs") }
+        guard !pairs.isEmpty else { throw .input(file: path, message: "no pairs: the file holds no JSON lines") }
         return pairs
     }
 }
@@ -54,10 +66,14 @@ public struct PerplexityResult: Sendable {
 }
 
 extension LanguageModel {
-    /// Context for a prompt: the tokenizer's prefix (BOS) and the prompt's ids; never empty.
-    func context(_ prompt: String) -> [Int] {
+    /// Context for a prompt: the tokenizer's prefix (BOS) and the prompt's ids. Refuses an empty
+    /// context (an empty prompt and no BOS token): the first token would have nothing to follow.
+    func context(_ prompt: String, origin: String) throws(InferenceError) -> [Int] {
         var ids = tokenizer.encode(prompt, addSpecialTokens: true)
         if ids.isEmpty, let bos = model.config.bosTokenID { ids = [bos] }
+        guard !ids.isEmpty else {
+            throw .input(file: origin, message: "the prompt is empty and the tokenizer adds no BOS token: the response has nothing to follow")
+        }
         return ids
     }
 
@@ -67,7 +83,7 @@ extension LanguageModel {
         var rewardWins = 0
         var rewardMargins: [Double] = []
         for p in pairs {
-            let ctx = context(p.prompt)
+            let ctx = try context(p.prompt, origin: p.origin)
             let c = tokenizer.encode(p.chosen)
             let r = tokenizer.encode(p.rejected)
             let lc = try logProbability(context: ctx, continuation: c).sum
@@ -108,19 +124,22 @@ extension LanguageModel {
             start += chunk.count
         }
         guard count > 0 else { throw .input(file: "text", message: "too short: no token to predict") }
+        guard nll.isFinite else { throw .nonFinite(what: "the perplexity") }
         return PerplexityResult(tokens: count, meanNLL: nll / Double(count))
     }
 
     /// KL(reference ‖ self) of the next-token distributions after each prompt.
     public func klDivergence(from reference: LanguageModel, prompts: [String]) throws(InferenceError) -> KLResult {
+        guard !prompts.isEmpty else { throw .input(file: "prompts", message: "no prompts: KL needs at least one") }
         var values: [Double] = []
-        for prompt in prompts {
-            let ids = context(prompt)
+        for (i, prompt) in prompts.enumerated() {
+            let ids = try context(prompt, origin: "prompt \(i + 1)")
             let p = try reference.nextTokenLogProbabilities(ids)
             let q = try nextTokenLogProbabilities(ids)
             guard p.count == q.count else { throw .input(file: prompt, message: "the models' vocabularies differ (\(p.count) and \(q.count))") }
             var kl = 0.0
             for i in 0..<p.count where p[i] > -80 { kl += exp(p[i]) * (p[i] - q[i]) }
+            guard kl.isFinite else { throw .nonFinite(what: "the KL divergence after prompt \(i + 1)") }
             values.append(max(0, kl))
         }
         return KLResult(prompts: values.count, mean: values.reduce(0, +) / Double(max(values.count, 1)), max: values.max() ?? 0)

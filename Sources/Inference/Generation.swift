@@ -10,7 +10,12 @@ public final class LanguageModel: @unchecked Sendable {
 
     /// Loads the model directory's weights, `tokenizer.json` and chat template; with `mixing`
     /// terms the weights are base + Σ λ·AV, computed as they are loaded (nothing is written).
-    public init(directory: String, mixing terms: [MergeTerm] = [], force: Bool = false) throws(InferenceError) {
+    ///
+    /// A mix is refused, as `av merge` refuses it, when the vectors were made from another base
+    /// (structure and content fingerprints) or from different bases, unless `force`.
+    public init(directory: String, mixing terms: [MergeTerm] = [], force: Bool = false, threads: Int = Parallel.defaultThreads)
+        throws(InferenceError)
+    {
         let config = try LlamaConfig.load(directory: directory)
         let checkpoint: Checkpoint
         do {
@@ -18,7 +23,9 @@ public final class LanguageModel: @unchecked Sendable {
         } catch {
             throw .vectors(error)
         }
-        let source = terms.isEmpty ? WeightSource(checkpoint: checkpoint) : try WeightSource(base: checkpoint, terms: terms, threads: Parallel.defaultThreads)
+        let source =
+            terms.isEmpty
+            ? WeightSource(checkpoint: checkpoint) : try WeightSource(base: checkpoint, terms: terms, threads: threads, force: force)
         model = try LlamaModel(config: config, path: directory, tensors: source)
         tokenizer = try Tokenizer(path: directory)
         chatTemplate = ChatTemplate.detect(directory: directory)
@@ -28,6 +35,7 @@ public final class LanguageModel: @unchecked Sendable {
     /// as soon as it is complete UTF-8. Stops at an end-of-sequence token.
     @discardableResult
     public func generate(prompt: [Int], maxTokens: Int, sampling: SamplingOptions, emit: (String) -> Void) throws(InferenceError) -> [Int] {
+        guard !prompt.isEmpty else { throw .input(file: "prompt", message: "empty: generation needs at least one token to start from") }
         let cache = model.makeCache(capacity: min(model.config.maxPositionEmbeddings, prompt.count + maxTokens))
         var sampler = Sampler(sampling)
         var logits = try model.forward(prompt, cache: cache)
@@ -35,6 +43,7 @@ public final class LanguageModel: @unchecked Sendable {
         var printed = ""
         let stop = Set(model.config.eosTokenIDs)
         for _ in 0..<maxTokens {
+            guard logits.allSatisfy(\.isFinite) else { throw .nonFinite(what: "the next-token logits") }
             let next = sampler.next(logits)
             if stop.contains(next) { break }
             out.append(next)
@@ -55,6 +64,7 @@ public final class LanguageModel: @unchecked Sendable {
     /// Σ log p(continuation | context) over the continuation's tokens, and their count.
     public func logProbability(context: [Int], continuation: [Int]) throws(InferenceError) -> (sum: Double, tokens: Int) {
         guard !continuation.isEmpty else { return (0, 0) }
+        guard !context.isEmpty else { throw .input(file: "context", message: "empty: the first token has nothing to follow") }
         let ids = context + continuation
         let limit = model.config.maxPositionEmbeddings
         guard ids.count <= limit else { throw .contextTooLong(tokens: ids.count, limit: limit) }
@@ -67,6 +77,7 @@ public final class LanguageModel: @unchecked Sendable {
             let row = logits[(position * V)..<((position + 1) * V)]
             sum += logSoftmax(row)[target]
         }
+        guard sum.isFinite else { throw .nonFinite(what: "a log-probability") }
         return (sum, continuation.count)
     }
 

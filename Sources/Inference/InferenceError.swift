@@ -14,6 +14,8 @@ public enum InferenceError: Error, Equatable, Sendable, CustomStringConvertible 
     case tokenizer(file: String, message: String)
     case input(file: String, message: String)
     case contextTooLong(tokens: Int, limit: Int)
+    /// A computed result is NaN or infinite (the weights or the mix are broken).
+    case nonFinite(what: String)
 
     public var description: String {
         switch self {
@@ -29,6 +31,7 @@ public enum InferenceError: Error, Equatable, Sendable, CustomStringConvertible 
         case let .tokenizer(f, m): "\(f): \(m)"
         case let .input(f, m): "\(f): \(m)"
         case let .contextTooLong(t, l): "\(t) tokens do not fit the model's context of \(l)"
+        case let .nonFinite(what): "\(what) is not finite (NaN or Inf): the model's weights or the mix are broken"
         }
     }
 }

@@ -38,7 +38,7 @@ public struct LlamaConfig: Equatable, Sendable {
     public static func load(directory: String) throws(InferenceError) -> LlamaConfig {
         let path = (directory as NSString).appendingPathComponent("config.json")
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw .config(file: path, message: "cannot read config.json (a model directory needs one)")
+            throw .file(SafeTensorsError(file: path, .io(operation: "read", message: "no config.json here (a model directory needs one)")))
         }
         let root: JSONValue
         do {
@@ -50,15 +50,22 @@ public struct LlamaConfig: Equatable, Sendable {
     }
 
     public init(json c: JSONValue, file: String) throws(InferenceError) {
+        // Sizes beyond 2^31 are no model's; bounding them keeps every product of sizes in range.
         func int(_ key: String) throws(InferenceError) -> Int {
-            guard let v = c[key]?.doubleValue, v == v.rounded(), v > 0 else {
-                throw .config(file: file, message: "\"\(key)\" must be a positive whole number")
+            guard let v = c[key]?.doubleValue, v == v.rounded(), v > 0, v < 2_147_483_648 else {
+                throw .config(file: file, message: "\"\(key)\" must be a positive whole number below 2^31")
             }
             return Int(v)
         }
         func optionalInt(_ key: String) -> Int? {
-            guard let v = c[key]?.doubleValue, v == v.rounded() else { return nil }
+            guard let v = c[key]?.doubleValue, v == v.rounded(), v.magnitude < 2_147_483_648 else { return nil }
             return Int(v)
+        }
+        func positive(_ key: String, _ value: Double) throws(InferenceError) -> Double {
+            guard value.isFinite, value > 0 else {
+                throw .config(file: file, message: "\"\(key)\" must be a finite number above 0, not \(value)")
+            }
+            return value
         }
         let type = c["model_type"]?.stringValue ?? "?"
         guard let family = Family(rawValue: type) else {
@@ -75,16 +82,19 @@ public struct LlamaConfig: Equatable, Sendable {
         kvHeads = optionalInt("num_key_value_heads") ?? heads
         headDim = optionalInt("head_dim") ?? hiddenSize / heads
         vocabSize = try int("vocab_size")
+        guard kvHeads > 0, headDim > 0 else {
+            throw .config(file: file, message: "num_key_value_heads and head_dim must be positive whole numbers")
+        }
         guard heads % kvHeads == 0 else {
             throw .config(file: file, message: "num_attention_heads \(heads) is not a multiple of num_key_value_heads \(kvHeads)")
         }
         guard headDim % 2 == 0, c["head_dim"] != nil || hiddenSize % heads == 0 else {
             throw .config(file: file, message: "hidden_size \(hiddenSize) does not split into \(heads) heads of an even size")
         }
-        rmsNormEps = Float(c["rms_norm_eps"]?.doubleValue ?? 1e-6)
+        rmsNormEps = Float(try positive("rms_norm_eps", c["rms_norm_eps"]?.doubleValue ?? 1e-6))
         // transformers 4 writes rope_theta and rope_scaling; transformers 5 writes rope_parameters.
         let ropeParameters = c["rope_parameters"].flatMap { $0 == .null ? nil : $0 }
-        ropeTheta = ropeParameters?["rope_theta"]?.doubleValue ?? c["rope_theta"]?.doubleValue ?? 10_000
+        ropeTheta = try positive("rope_theta", ropeParameters?["rope_theta"]?.doubleValue ?? c["rope_theta"]?.doubleValue ?? 10_000)
         maxPositionEmbeddings = optionalInt("max_position_embeddings") ?? 2048
         tieWordEmbeddings = { if case .bool(let b)? = c["tie_word_embeddings"] { return b } else { return false } }()
         let biasFlag: Bool = { if case .bool(let b)? = c["attention_bias"] { return b } else { return false } }()
@@ -108,6 +118,12 @@ public struct LlamaConfig: Equatable, Sendable {
                     throw .config(
                         file: file, message: "rope_scaling of type llama3 needs factor, low_freq_factor, high_freq_factor and original_max_position_embeddings")
                 }
+                for (key, v) in [("factor", f), ("low_freq_factor", lo), ("high_freq_factor", hi), ("original_max_position_embeddings", orig)] {
+                    _ = try positive("rope_scaling." + key, v)
+                }
+                guard hi > lo, orig < 2_147_483_648 else {
+                    throw .config(file: file, message: "rope_scaling: high_freq_factor must be above low_freq_factor")
+                }
                 ropeScaling = Llama3Scaling(factor: f, lowFreqFactor: lo, highFreqFactor: hi, originalMaxPositionEmbeddings: Int(orig))
             default:
                 throw .unsupported(file: file, field: "rope_scaling type", value: "\"\(kind)\" (supported: llama3)")
@@ -117,7 +133,7 @@ public struct LlamaConfig: Equatable, Sendable {
         }
         bosTokenID = optionalInt("bos_token_id")
         if let list = c["eos_token_id"]?.arrayValue {
-            eosTokenIDs = list.compactMap { $0.doubleValue.map { Int($0) } }
+            eosTokenIDs = list.compactMap { v in v.doubleValue.flatMap { $0.magnitude < 2_147_483_648 ? Int($0) : nil } }
         } else {
             eosTokenIDs = optionalInt("eos_token_id").map { [$0] } ?? []
         }

@@ -118,7 +118,7 @@ public final class LlamaModel: @unchecked Sendable {
         let T = tokens.count
         // One decode step runs on one thread: on these 2-vCPU machines it is memory-bound and
         // measured ~20% slower with two (Benchmarks/README.md); prompts use every thread.
-        let threads = T == 1 ? 1 : self.threads
+        let threads = T == 1 ? 1 : Parallel.clamped(self.threads)
         guard T > 0 else { return [] }
         guard cache.count + T <= cache.capacity else { throw .contextTooLong(tokens: cache.count + T, limit: cache.capacity) }
         for t in tokens where t < 0 || t >= c.vocabSize {

@@ -35,6 +35,7 @@ public struct Sampler {
     }
 
     public static func argmax(_ logits: [Float]) -> Int {
+        precondition(!logits.isEmpty, "argmax of no logits")
         var best = 0
         for i in 1..<logits.count where logits[i] > logits[best] { best = i }
         return best

@@ -36,6 +36,12 @@ public final class AtomicFile: ByteSink {
 
     public init(destination: String, bufferSize: Int = 4 << 20) throws(SafeTensorsError) {
         self.destination = destination
+        let kind = FileKind(of: destination)
+        guard kind == .missing || kind == .regular else {
+            throw SafeTensorsError(
+                file: destination, .refusedOutput(message: "exists and is \(kind.phrase); av replaces only regular files"))
+        }
+        try OutputGuard.checkParent(of: destination)
         let (dir, name) = splitPath(destination)
         var attempt = 0
         var path: String
@@ -50,6 +56,7 @@ public final class AtomicFile: ByteSink {
         }
         fd = handle
         temporaryPath = path
+        TemporaryFiles.register(path, directory: false)
         buffer = .allocate(byteCount: bufferSize, alignment: 64)
     }
 
@@ -124,6 +131,7 @@ public final class AtomicFile: ByteSink {
                 throw SafeTensorsError(file: destination, .io(operation: "rename into place", message: errnoText()))
             }
             done = true
+            TemporaryFiles.unregister(temporaryPath)
             syncDirectory(of: destination)
         } catch {
             abort()
@@ -138,6 +146,7 @@ public final class AtomicFile: ByteSink {
         if fd >= 0 { close(fd) }
         fd = -1
         unlink(temporaryPath)
+        TemporaryFiles.unregister(temporaryPath)
     }
 
     deinit {

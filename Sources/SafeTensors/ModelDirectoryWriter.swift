@@ -15,10 +15,21 @@ public final class ModelDirectoryWriter: ByteSink {
     private var shard = 0
     private var writer: SafeTensorsWriter?
     private var finished = false
+    private let inputs: [String]
+    private let extraNames: Set<String>
 
-    public init(path: String, tensors: [TensorSpec], maxShardSize: Int = 5_000_000_000, metadata: [String: String]? = ["format": "pt"]) throws(SafeTensorsError)
-    {
-        self.path = path.hasSuffix("/") ? String(path.dropLast()) : path
+    /// Plans the shards and creates the temporary directory beside `path`.
+    ///
+    /// Refuses (``OutputGuard/checkModelDirectory(_:willWrite:inputs:)``) a destination that is not a
+    /// directory, holds anything but model files and `extraNames` (the names `finish` will copy or
+    /// write), or is or contains one of `inputs`; the check runs again just before the swap.
+    public init(
+        path: String, tensors: [TensorSpec], maxShardSize: Int = 5_000_000_000, metadata: [String: String]? = ["format": "pt"],
+        protecting inputs: [String] = [], extraNames: Set<String> = []
+    ) throws(SafeTensorsError) {
+        self.path = path.hasSuffix("/") && path.count > 1 ? String(path.dropLast()) : path
+        self.inputs = inputs
+        self.extraNames = extraNames
         var sizes: [Int] = []
         for t in tensors {
             guard let size = t.byteCount else {
@@ -37,6 +48,7 @@ public final class ModelDirectoryWriter: ByteSink {
         }
         shardNames = names
         self.layouts = layouts
+        try OutputGuard.checkModelDirectory(self.path, willWrite: extraNames.union(names), inputs: inputs)
         let (dir, name) = splitPath(self.path)
         temporary = dir + "." + name + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         do {
@@ -44,6 +56,7 @@ public final class ModelDirectoryWriter: ByteSink {
         } catch {
             throw SafeTensorsError(file: path, .io(operation: "create a temporary directory", message: "\(error.localizedDescription)"))
         }
+        TemporaryFiles.register(temporary, directory: true)
         try openShard()
     }
 
@@ -81,9 +94,9 @@ public final class ModelDirectoryWriter: ByteSink {
         }
     }
 
-    /// Writes the index (for several shards), copies `extraFiles` (paths; each keeps its name), and
-    /// renames the finished directory into place, replacing what was there.
-    public func finish(copying extraFiles: [String] = []) throws(SafeTensorsError) {
+    /// Writes the index (for several shards), copies `extraFiles` (paths; each keeps its name), writes
+    /// `texts` (name → contents, e.g. an edited config.json), and swaps the finished directory into place.
+    public func finish(copying extraFiles: [String] = [], writing texts: [String: String] = [:]) throws(SafeTensorsError) {
         if let t = nextTensor {
             abort()
             throw SafeTensorsError(file: path, .write(message: "tensor \(JSONWriter.quoted(t.name)) was not written"))
@@ -100,7 +113,7 @@ public final class ModelDirectoryWriter: ByteSink {
                 }
                 try AtomicFile.write(ShardPlanner.indexJSON(totalSize: total, weightMap: map), to: temporary + "/" + HFNames.indexFile)
             }
-            for source in extraFiles {
+            for source in extraFiles where texts[splitPath(source).name] == nil {
                 let name = splitPath(source).name
                 do {
                     try FileManager.default.copyItem(atPath: source, toPath: temporary + "/" + name)
@@ -108,6 +121,10 @@ public final class ModelDirectoryWriter: ByteSink {
                     throw SafeTensorsError(file: source, .io(operation: "copy into \(path)", message: error.localizedDescription))
                 }
             }
+            for (name, text) in texts.sorted(by: { $0.key < $1.key }) {
+                try AtomicFile.write(text, to: temporary + "/" + name)
+            }
+            try OutputGuard.checkModelDirectory(path, willWrite: extraNames.union(shardNames), inputs: inputs)
             try replaceDirectory(path, with: temporary)
             finished = true
         } catch {
@@ -123,43 +140,17 @@ public final class ModelDirectoryWriter: ByteSink {
         writer?.abort()
         writer = nil
         try? FileManager.default.removeItem(atPath: temporary)
+        TemporaryFiles.unregister(temporary)
     }
 
     deinit { abort() }
 }
 
 extension AtomicFile {
-    /// Writes `text` to `path` atomically, in one go (reports, indexes, plots).
+    /// Writes `text` to `path` atomically, in one go (indexes, and reports through `ReportFile`).
     public static func write(_ text: String, to path: String) throws(SafeTensorsError) {
         let file = try AtomicFile(destination: path)
         try file.write(Array(text.utf8))
         try file.commit()
     }
-}
-
-/// Puts the finished directory `temporary` at `destination`: renamed in when nothing is there,
-/// otherwise the old one is moved aside first and removed after.
-func replaceDirectory(_ destination: String, with temporary: String) throws(SafeTensorsError) {
-    var isDir: ObjCBool = false
-    if FileManager.default.fileExists(atPath: destination, isDirectory: &isDir) {
-        guard isDir.boolValue else {
-            throw SafeTensorsError(file: destination, .write(message: "exists and is not a directory; refusing to replace a file with a model directory"))
-        }
-        let (dir, name) = splitPath(destination)
-        let aside = dir + "." + name + ".old-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        guard rename(destination, aside) == 0 else {
-            throw SafeTensorsError(file: destination, .io(operation: "move the old directory aside", message: errnoText()))
-        }
-        guard rename(temporary, destination) == 0 else {
-            let message = errnoText()
-            _ = rename(aside, destination)
-            throw SafeTensorsError(file: destination, .io(operation: "rename into place", message: message))
-        }
-        try? FileManager.default.removeItem(atPath: aside)
-    } else {
-        guard rename(temporary, destination) == 0 else {
-            throw SafeTensorsError(file: destination, .io(operation: "rename into place", message: errnoText()))
-        }
-    }
-    syncDirectory(of: destination)
 }

@@ -35,6 +35,8 @@ public struct SafeTensorsError: Error, Equatable, Sendable, CustomStringConverti
         case io(operation: String, message: String)
         case index(message: String)
         case write(message: String)
+        /// An output path av will not write to (a device, a link, a directory with other files, an input).
+        case refusedOutput(message: String)
     }
 
     /// The rule broken: the reference implementation's error name where there is one.
@@ -57,6 +59,7 @@ public struct SafeTensorsError: Error, Equatable, Sendable, CustomStringConverti
         case .io: "IOError"
         case .index: "InvalidIndex"
         case .write: "WriteError"
+        case .refusedOutput: "RefusedOutput"
         }
     }
 
@@ -105,6 +108,8 @@ public struct SafeTensorsError: Error, Equatable, Sendable, CustomStringConverti
         case let .index(message):
             message
         case let .write(message):
+            message
+        case let .refusedOutput(message):
             message
         }
     }

@@ -3,11 +3,19 @@ import Foundation
 
 /// Work spread over threads with `DispatchQueue.concurrentPerform`.
 public enum Parallel {
-    /// Threads to use: `AV_THREADS` if set, else every active core.
+    /// Threads to use: `AV_THREADS` if set (at most `maximumThreads`), else every active core.
     public static var defaultThreads: Int {
-        if let text = ProcessInfo.processInfo.environment["AV_THREADS"], let n = Int(text), n > 0 { return n }
+        if let text = ProcessInfo.processInfo.environment["AV_THREADS"], let n = Int(text), n > 0 { return min(n, maximumThreads) }
         return max(1, ProcessInfo.processInfo.activeProcessorCount)
     }
+
+    /// The most threads worth running: four per core, and at least 8 (so results can be checked to
+    /// be independent of thread count on small machines). Engines keep scratch memory per thread, so
+    /// an unbounded count would be an unbounded allocation.
+    public static var maximumThreads: Int { max(8, 4 * ProcessInfo.processInfo.activeProcessorCount) }
+
+    /// `threads` within 1…`maximumThreads`.
+    public static func clamped(_ threads: Int) -> Int { min(max(1, threads), maximumThreads) }
 
     /// Calls `body(worker, index)` for every index in `0..<count` on up to `threads` threads; worker
     /// `w` takes indices `w, w + threads, …`, so per-worker scratch needs no lock. Results must not

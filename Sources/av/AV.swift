@@ -1,4 +1,5 @@
 import Foundation
+import SafeTensors
 
 /// The `av` command line: dispatches to subcommands, prints errors, returns exit codes.
 @main
@@ -37,8 +38,14 @@ enum AV {
     }
 
     static func main() {
-        let code = run(Array(CommandLine.arguments.dropFirst()))
+        TemporaryFiles.installSignalCleanup()
+        var code = run(Array(CommandLine.arguments.dropFirst()))
         GGUFPaths.cleanUp()
+        // Output that could not be written is a failed run, not a silent success.
+        if !StandardStreams.flushOutput(), code == .success || code == .checkFailed {
+            printError("av: error: cannot write to standard output: \(String(cString: strerror(errno)))")
+            code = .io
+        }
         exit(code.rawValue)
     }
 

@@ -50,6 +50,11 @@ enum CheckCommand {
         }
         let dir = URL(fileURLWithPath: recipePath).deletingLastPathComponent()
         func place(_ p: String) -> String { p.hasPrefix("/") ? p : dir.appendingPathComponent(p).standardizedFileURL.path }
+        // Everything a check needs is validated before any merging, and report paths too.
+        try validate(checks, recipe: recipePath, place: place)
+        for key in ["--report", "--junit"] {
+            if let path = args.value(key) { try ReportFile.check(path, inputs: [recipePath]) }
+        }
         let started = DispatchTime.now().uptimeNanoseconds
 
         // The model under test: given, or merged now from the recipe.
@@ -107,7 +112,8 @@ enum CheckCommand {
                 ? (results.count == 1 ? "the check passed" : "all \(results.count) checks passed") : "\(failed.count) of \(results.count) checks failed")
         if ProcessInfo.processInfo.environment["GITHUB_ACTIONS"] != nil {
             for r in failed {
-                print("::error title=av check::\(r.name): measured \(r.measured), threshold \(r.threshold)\(r.detail.map { " (\($0))" } ?? "")")
+                let message = "\(r.name): measured \(r.measured), threshold \(r.threshold)\(r.detail.map { " (\($0))" } ?? "")"
+                print("::error title=av check::\(annotationEscape(message))")
             }
         }
         let total = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
@@ -127,7 +133,7 @@ enum CheckCommand {
                         })
                 ),
             ])
-            try AtomicFile.write(json.rendered(pretty: true) + "\n", to: report)
+            try ReportFile.write(json.rendered(pretty: true) + "\n", to: report, inputs: [recipePath])
         }
         if let junit = args.value("--junit") {
             var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
@@ -144,7 +150,7 @@ enum CheckCommand {
                 }
             }
             xml += "  </testsuite>\n</testsuites>\n"
-            try AtomicFile.write(xml, to: junit)
+            try ReportFile.write(xml, to: junit, inputs: [recipePath])
         }
         return failed.isEmpty ? .success : .checkFailed
     }
@@ -175,10 +181,7 @@ enum CheckCommand {
         case "perplexity":
             let maximum = try number("max")
             r.threshold = "≤ \(trimmed(maximum))"
-            guard let data = FileManager.default.contents(atPath: place(try need("file"))) else {
-                throw CLIError(message: "cannot read \(place(try need("file")))", code: .io)
-            }
-            let result = try loadedModel().perplexity(text: String(decoding: data, as: UTF8.self))
+            let result = try loadedModel().perplexity(text: try TextInput.read(place(try need("file"))))
             r.measured = String(format: "%.3f", result.perplexity)
             r.passed = result.perplexity <= maximum
         case "kl":
@@ -186,10 +189,7 @@ enum CheckCommand {
             r.threshold = "≤ \(trimmed(maximum))"
             let to = check["to"]?.stringValue.map(place) ?? recipe.base
             guard let to else { throw CLIError(message: "check \"\(r.name)\": no \"to\" model and no base in the recipe", code: .badInput) }
-            guard let data = FileManager.default.contents(atPath: place(try need("prompts"))) else {
-                throw CLIError(message: "cannot read \(place(try need("prompts")))", code: .io)
-            }
-            let prompts = String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+            let prompts = try TextInput.lines(place(try need("prompts"))).map(\.text)
             let reference = try LanguageModel(directory: to)
             reference.model.threads = threads
             let result = try loadedModel().klDivergence(from: reference, prompts: prompts)
@@ -224,6 +224,67 @@ enum CheckCommand {
         default:
             throw CLIError(message: "unknown check type \"\(type)\" (pairs, perplexity, kl, finite, loads, tokenizer)", code: .badInput)
         }
+    }
+
+    /// The keys each check type takes (besides "type" and "name"), and which are required.
+    static let checkKeys: [String: (required: [String], optional: [String])] = [
+        "pairs": (["file", "min_accuracy"], []),
+        "perplexity": (["file", "max"], []),
+        "kl": (["prompts", "max"], ["to"]),
+        "finite": ([], []),
+        "loads": ([], []),
+        "tokenizer": ([], ["sample"]),
+    ]
+
+    /// Refuses, before anything runs, a check with an unknown type or key, a missing or mistyped
+    /// value, a threshold out of range, or a file that is missing (exit 4) or empty (exit 3).
+    static func validate(_ checks: [JSONValue], recipe: String, place: (String) -> String) throws {
+        for (i, check) in checks.enumerated() {
+            let label = "\(recipe): check \(i + 1)"
+            guard case .object(let fields) = check else { throw CLIError(message: "\(label) must be a JSON object", code: .badInput) }
+            guard let type = check["type"]?.stringValue, let keys = checkKeys[type] else {
+                throw CLIError(
+                    message: "\(label): unknown or missing \"type\" (one of \(checkKeys.keys.sorted().joined(separator: ", ")))", code: .badInput)
+            }
+            let known = Set(keys.required + keys.optional + ["type", "name"])
+            if let extra = fields.first(where: { !known.contains($0.key) }) {
+                throw CLIError(message: "\(label) (\(type)): unknown key \"\(extra.key)\" (known: \(known.sorted().joined(separator: ", ")))", code: .badInput)
+            }
+            for key in keys.required where check[key] == nil {
+                throw CLIError(message: "\(label) (\(type)): needs \"\(key)\"", code: .badInput)
+            }
+            for key in ["min_accuracy", "max"] where check[key] != nil {
+                guard let v = check[key]?.doubleValue, v.isFinite else {
+                    throw CLIError(message: "\(label) (\(type)): \"\(key)\" must be a number", code: .badInput)
+                }
+                if key == "min_accuracy", !(0...1).contains(v) {
+                    throw CLIError(message: "\(label) (pairs): \"min_accuracy\" is a share from 0 to 1, not \(trimmed(v)) (80% is 0.8)", code: .badInput)
+                }
+                if key == "max", v < 0 { throw CLIError(message: "\(label) (\(type)): \"max\" must not be negative", code: .badInput) }
+            }
+            for key in ["file", "prompts", "to", "sample", "name"] where check[key] != nil {
+                guard let v = check[key]?.stringValue else {
+                    throw CLIError(message: "\(label) (\(type)): \"\(key)\" must be a string", code: .badInput)
+                }
+                if key == "sample", v.isEmpty {
+                    throw CLIError(message: "\(label) (tokenizer): \"sample\" is empty; a check with no data proves nothing", code: .badInput)
+                }
+                if key == "file" || key == "prompts" {
+                    let lines = try TextInput.lines(place(v))
+                    guard !lines.isEmpty else {
+                        throw CLIError(message: "\(place(v)): empty; a check with no data proves nothing (\(label), \(type))", code: .badInput)
+                    }
+                }
+                if key == "to", FileKind(of: place(v), followingLinks: true) == .missing {
+                    throw CLIError(message: "\(label) (kl): the model \(place(v)) does not exist", code: .io)
+                }
+            }
+        }
+    }
+
+    /// Escapes a GitHub Actions workflow-command message: `%`, CR and LF.
+    static func annotationEscape(_ s: String) -> String {
+        s.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(of: "\r", with: "%0D").replacingOccurrences(of: "\n", with: "%0A")
     }
 
     static func xmlEscape(_ s: String) -> String {

@@ -52,6 +52,7 @@ enum GGUFPaths {
     static func resolve(_ path: String) throws -> String {
         guard path.hasSuffix(".gguf") else { return path }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("av-gguf-\(UUID().uuidString)").path
+        TemporaryFiles.register(dir, directory: true)
         try GGUFConverter.convert(try GGUFFile(path: path), to: dir, dtype: .f32)
         temporary.append(dir)
         return dir

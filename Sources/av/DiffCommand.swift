@@ -176,9 +176,13 @@ func indent(_ text: String) -> String {
     text.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }.joined(separator: "\n")
 }
 
-/// `--threads N`, or every core.
+/// `--threads N`, or every core; more than `Parallel.maximumThreads` is capped, with a note.
 func threads(_ args: ParsedArguments) throws -> Int {
     guard let text = args.value("--threads") else { return Parallel.defaultThreads }
-    guard let n = Int(text), n > 0 else { throw UsageError(message: "--threads must be a positive whole number") }
+    guard let n = Int(text), n > 0 else { throw UsageError(message: "--threads must be a positive whole number, not '\(text)'") }
+    if n > Parallel.maximumThreads {
+        printError("note: --threads \(n) is more than this machine can use; using \(Parallel.maximumThreads)")
+        return Parallel.maximumThreads
+    }
     return n
 }

@@ -28,10 +28,7 @@ enum EvalCommand {
         var results: [(key: String, value: JSONValue)] = [("model", .string(args.value("--model") ?? args.value("--base") ?? ""))]
         var lines: [String] = []
         if let file = args.value("--text") {
-            guard let data = FileManager.default.contents(atPath: file) else {
-                throw InferenceError.file(SafeTensorsError(file: file, .io(operation: "read", message: "cannot read the file")))
-            }
-            let r = try lm.perplexity(text: String(decoding: data, as: UTF8.self))
+            let r = try lm.perplexity(text: try TextInput.read(file))
             lines.append(String(format: "perplexity  %.4f over %d tokens (mean NLL %.4f nats)", r.perplexity, r.tokens, r.meanNLL))
             results.append(
                 (
@@ -41,7 +38,7 @@ enum EvalCommand {
         }
         if let file = args.value("--pairs") {
             let pairs = try PreferencePair.load(file)
-            let reference = try args.value("--ref").map { try LanguageModel(directory: $0) }
+            let reference = try args.value("--ref").map { try LanguageModel(directory: try GGUFPaths.resolve($0)) }
             let r = try lm.evaluate(pairs: pairs, reference: reference)
             lines.append(
                 String(
@@ -59,11 +56,9 @@ enum EvalCommand {
             results.append(("pairs", .object(obj)))
         }
         if let other = args.value("--kl-to"), let file = args.value("--prompts") {
-            guard let data = FileManager.default.contents(atPath: file) else {
-                throw InferenceError.file(SafeTensorsError(file: file, .io(operation: "read", message: "cannot read the file")))
-            }
-            let prompts = String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init).filter { !$0.isEmpty }
-            let reference = try LanguageModel(directory: other)
+            let prompts = try TextInput.lines(file).map(\.text)
+            guard !prompts.isEmpty else { throw InferenceError.input(file: file, message: "no prompts: the file holds no lines") }
+            let reference = try LanguageModel(directory: try GGUFPaths.resolve(other))
             reference.model.threads = lm.model.threads
             let r = try lm.klDivergence(from: reference, prompts: prompts)
             lines.append(String(format: "kl          mean %.6f, max %.6f nats over %d prompts (KL(%@ ‖ model))", r.mean, r.max, r.prompts, other))

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+    @preconcurrency import Glibc
+#endif
 import Foundation
 
 /// Text formatting for tables and numbers.
@@ -48,7 +51,24 @@ enum Format {
     }
 }
 
-/// Writes to standard error.
+/// The C standard streams, which `print` also writes through.
+enum StandardStreams {
+    nonisolated(unsafe) static let output: UnsafeMutablePointer<FILE> = stdout
+    nonisolated(unsafe) static let error: UnsafeMutablePointer<FILE> = stderr
+
+    /// Flushes standard output; false when anything written to it was lost (a closed pipe, a full disk).
+    static func flushOutput() -> Bool { fflush(output) == 0 && ferror(output) == 0 }
+}
+
+/// Writes to standard error (errors there have nowhere to be reported, so they are ignored).
 func printError(_ text: String) {
-    FileHandle.standardError.write(Data((text + "\n").utf8))
+    fputs(text + "\n", StandardStreams.error)
+}
+
+/// Writes to standard output now, failing with exit 4 when it cannot be written.
+func writeOutput(_ text: String) throws {
+    fputs(text, StandardStreams.output)
+    guard StandardStreams.flushOutput() else {
+        throw CLIError(message: "cannot write to standard output: \(String(cString: strerror(errno)))", code: .io)
+    }
 }

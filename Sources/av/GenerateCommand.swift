@@ -22,7 +22,7 @@ func loadLanguageModel(_ args: ParsedArguments) throws -> LanguageModel {
     if mixing {
         guard !args.has("--model") else { throw UsageError(message: "give --model PATH, or --base PATH with vectors, not both") }
         let plan = try MergeCommand.plan(args, needOutput: false)
-        model = try LanguageModel(directory: plan.base.path, mixing: plan.terms, force: plan.options.force)
+        model = try LanguageModel(directory: plan.base.path, mixing: plan.terms, force: plan.options.force, threads: plan.options.threads)
     } else {
         guard let path = args.value("--model") ?? args.value("--base") else { throw UsageError(message: "missing --model PATH") }
         model = try LanguageModel(directory: try GGUFPaths.resolve(path))
@@ -71,13 +71,26 @@ enum GenerateCommand {
         }
         let lm = try loadLanguageModel(args)
         let ids = try promptIDs(lm, prompt: prompt, args: args)
+        guard !ids.isEmpty else {
+            throw UsageError(message: "--prompt is empty and the tokenizer adds no BOS token: there is nothing to generate from")
+        }
+        let limit = lm.model.config.maxPositionEmbeddings
+        guard ids.count < limit else {
+            throw CLIError(message: "the prompt is \(ids.count) tokens; the model's context is \(limit), so no token fits after it", code: .badInput)
+        }
         let start = DispatchTime.now().uptimeNanoseconds
         var firstToken: UInt64?
+        var writeError: (any Error)?
         let out = try lm.generate(prompt: ids, maxTokens: maxTokens, sampling: sampling) { piece in
             if firstToken == nil { firstToken = DispatchTime.now().uptimeNanoseconds }
-            FileHandle.standardOutput.write(Data(piece.utf8))
+            guard writeError == nil else { return }
+            do { try writeOutput(piece) } catch { writeError = error }
         }
-        print("")
+        if let writeError { throw writeError }
+        try writeOutput("\n")
+        if ids.count + out.count >= limit && out.count < maxTokens {
+            printError("note: stopped at the model's context limit of \(limit) tokens (\(out.count) generated)")
+        }
         if !args.has("--quiet") {
             let end = DispatchTime.now().uptimeNanoseconds
             let total = Double(end - start) / 1e9

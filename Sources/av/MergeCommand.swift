@@ -50,17 +50,22 @@ enum MergeCommand {
         if let file = args.value("--recipe") { recipe = try MixRecipe.load(file) }
         let vectorsDir = args.value("--vectors") ?? recipe.vectorsDirectory ?? "."
         var mix = recipe.mix
+        var flagged: Set<String> = []
         for (name, text) in args.dynamic {
             guard let c = Double(text), c.isFinite else {
-                throw UsageError(message: "--\(name) needs a number (its coefficient), not '\(text)'")
+                throw UsageError(message: "--\(name) needs a finite number (its coefficient), not '\(text)'")
             }
+            guard flagged.insert(name).inserted else {
+                throw UsageError(message: "domain '\(name)' is given twice (--\(name)); give each domain once")
+            }
+            // A flag overrides the recipe's coefficient for the same domain.
             mix.removeAll { $0.domain == name }
             mix.append((name, c))
         }
         var files = recipe.vectors
         for item in args.all("--vector") {
             guard let eq = item.lastIndex(of: "="), let c = Double(item[item.index(after: eq)...]), c.isFinite else {
-                throw UsageError(message: "--vector takes PATH=COEF, not '\(item)'")
+                throw UsageError(message: "--vector takes PATH=COEF with a finite coefficient, not '\(item)'")
             }
             files.append((String(item[..<eq]), c))
         }
@@ -72,6 +77,13 @@ enum MergeCommand {
             terms.append(MergeTerm(vector: try vector(domain: domain, in: vectorsDir), coefficient: c))
         }
         for (path, c) in files { terms.append(MergeTerm(vector: try AlignmentVector(path: path), coefficient: c)) }
+        // One coefficient per domain: the same domain twice (by name or by file) is ambiguous.
+        for (i, t) in terms.enumerated() {
+            if let u = terms[..<i].first(where: { $0.vector.domain == t.vector.domain }) {
+                let same = u.vector.path == t.vector.path ? "" : " (\(u.vector.path) and \(t.vector.path))"
+                throw UsageError(message: "domain '\(t.vector.domain)' is given twice\(same); give each domain once")
+            }
+        }
 
         let basePath: String
         if let b = args.value("--base") ?? recipe.base {
@@ -102,6 +114,7 @@ enum MergeCommand {
         options.force = args.has("--force") || recipe.force
         options.allowNonFinite = args.has("--allow-nonfinite") || recipe.allowNonFinite
         options.threads = try threads(args)
+        options.protectedPaths = [recipe.file, args.value("--vectors") ?? recipe.vectorsDirectory].compactMap { $0 }
         var resolvedRecipe = recipe
         resolvedRecipe.base = basePath
         resolvedRecipe.vectorsDirectory = vectorsDir

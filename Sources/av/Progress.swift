@@ -1,11 +1,13 @@
 import Dispatch
 import Foundation
 
-/// A progress bar on standard error: bytes done, rate, ETA. Shown only when stderr is a terminal
-/// and not `--quiet`; redrawn at most ten times a second.
+/// A progress bar on standard error: bytes (or items) done, rate, ETA. Shown only when stderr is a
+/// terminal and not `--quiet`; redrawn at most ten times a second.
 final class ProgressBar {
     let label: String
     let enabled: Bool
+    /// Counts items (sweep points) instead of bytes.
+    var counting = false
     private let start = DispatchTime.now().uptimeNanoseconds
     private var lastDraw: UInt64 = 0
     private var drawn = false
@@ -27,16 +29,19 @@ final class ProgressBar {
         let width = 24
         let filled = Int(fraction * Double(width))
         let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
-        let line = String(
-            format: "\r%@ %@ %3.0f%%  %@ / %@  %@/s  ETA %.0fs ", label, bar, fraction * 100,
-            Format.bytes(done), Format.bytes(total), Format.bytes(Int(rate)), eta)
-        FileHandle.standardError.write(Data(line.utf8))
+        let line =
+            counting
+            ? String(format: "\r%@ %@ %3.0f%%  %d / %d  ETA %.0fs ", label, bar, fraction * 100, done, total, eta)
+            : String(
+                format: "\r%@ %@ %3.0f%%  %@ / %@  %@/s  ETA %.0fs ", label, bar, fraction * 100,
+                Format.bytes(done), Format.bytes(total), Format.bytes(Int(rate)), eta)
+        fputs(line, StandardStreams.error)
         drawn = true
     }
 
     /// Clears the bar's line.
     func finish() {
         guard enabled, drawn else { return }
-        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        fputs("\r\u{1B}[K", StandardStreams.error)
     }
 }

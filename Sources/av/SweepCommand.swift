@@ -13,8 +13,10 @@ enum SweepCommand {
             OptionSpec(names: ["--vectors"], valueName: "DIR", help: "where --DOMAIN finds DOMAIN.av (default: the current directory)"),
             OptionSpec(names: ["--pairs"], valueName: "FILE.jsonl", help: "the preference pairs to score (required)"),
             OptionSpec(names: ["--plot"], valueName: "OUT.svg", help: "also draw the curves as an SVG plot"),
+            OptionSpec(names: ["--force"], help: "mix vectors made from another base anyway"),
             OptionSpec(names: ["--threads"], valueName: "N", help: "threads to use (default: all cores)"),
             OptionSpec(names: ["--json"], help: "print the table as JSON"),
+            OptionSpec(names: ["--quiet", "-q"], help: "no progress on stderr"),
             OptionSpec(names: ["--help", "-h"], help: "show this help"),
         ],
         discussion: "One or two domains; with two, every combination of their values is measured.",
@@ -33,23 +35,33 @@ enum SweepCommand {
         var axes: [(domain: String, values: [Double], vector: AlignmentVector)] = []
         for (name, text) in args.dynamic {
             let parts = text.split(separator: ":").map(String.init)
-            guard parts.count == 3, let from = Double(parts[0]), let to = Double(parts[1]), let steps = Int(parts[2]), steps >= 2 else {
-                throw UsageError(message: "--\(name) takes FROM:TO:STEPS with STEPS ≥ 2, not '\(text)'")
+            guard parts.count == 3, let from = Double(parts[0]), let to = Double(parts[1]), let steps = Int(parts[2]), steps >= 2,
+                from.isFinite, to.isFinite, steps <= 10_000
+            else {
+                throw UsageError(message: "--\(name) takes FROM:TO:STEPS with finite FROM and TO and 2 ≤ STEPS ≤ 10000, not '\(text)'")
+            }
+            guard !axes.contains(where: { $0.domain == name }) else {
+                throw UsageError(message: "domain '\(name)' is given twice; give each domain once")
             }
             let values = (0..<steps).map { from + (to - from) * Double($0) / Double(steps - 1) }
             axes.append((name, values, try MergeCommand.vector(domain: name, in: dir)))
         }
         let pairs = try PreferencePair.load(pairsFile)
+        if let plot = args.value("--plot") { try ReportFile.check(plot, inputs: [pairsFile]) }
         let threadCount = try threads(args)
         var grid: [[Double]] = axes[0].values.map { [$0] }
         if axes.count == 2 { grid = grid.flatMap { a in axes[1].values.map { a + [$0] } } }
         var rows: [Row] = []
-        for lambdas in grid {
+        let bar = ProgressBar(label: "sweep", quiet: args.has("--quiet") || args.has("--json"))
+        bar.counting = true
+        for (i, lambdas) in grid.enumerated() {
             let terms = zip(axes, lambdas).map { MergeTerm(vector: $0.vector, coefficient: $1) }
-            let lm = try LanguageModel(directory: base, mixing: terms)
+            let lm = try LanguageModel(directory: base, mixing: terms, force: args.has("--force"), threads: threadCount)
             lm.model.threads = threadCount
             rows.append(Row(lambdas: lambdas, result: try lm.evaluate(pairs: pairs)))
+            bar.update(i + 1, grid.count)
         }
+        bar.finish()
         if args.has("--json") {
             print(
                 JSONValue.array(
@@ -72,7 +84,7 @@ enum SweepCommand {
         }
         if let plot = args.value("--plot") {
             let svg = SVGPlot.render(axes: axes.map { ($0.domain, $0.values) }, rows: rows.map { ($0.lambdas, $0.result.accuracy, $0.result.meanMargin) })
-            try AtomicFile.write(svg, to: plot)
+            try ReportFile.write(svg, to: plot, inputs: [pairsFile])
             if !args.has("--json") { print("plot: \(plot)") }
         }
         return .success

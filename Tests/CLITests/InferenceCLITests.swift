@@ -135,7 +135,7 @@ struct InferenceCLITests {
         let noPrompt = try runAV(["generate", "--model", inferenceFixture("chat")])
         #expect(noPrompt.status == 2 && noPrompt.stderr.contains("missing --prompt"))
         let notModel = try runAV(["generate", "--model", inferenceFixture("."), "--prompt", "x"])
-        #expect(notModel.status == 3 && notModel.stderr.contains("config.json"))
+        #expect(notModel.status == 4 && notModel.stderr.contains("config.json"))
         let badPairs = try runAV(["eval", "--model", inferenceFixture("chat"), "--pairs", inferenceFixture("chat/config.json")])
         #expect(badPairs.status == 3 && badPairs.stderr.contains("line 1: expected"))
     }

@@ -1,0 +1,82 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Every temporary file and directory av has made and not yet renamed into place or removed, so
+/// that SIGINT, SIGTERM or SIGHUP can remove them before the process dies (git's tempfile.c does the
+/// same). A `kill -9` cannot be caught: it may leave a hidden `.NAME.tmp-PID-RANDOM` beside the
+/// destination (or `.NAME.old-PID-RANDOM` during a directory swap), which is safe to delete.
+public enum TemporaryFiles {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var paths: [String: Bool] = [:]
+    nonisolated(unsafe) private static var installed = false
+
+    /// Records a temporary; `directory` says whether removal is recursive.
+    public static func register(_ path: String, directory: Bool) {
+        lock.lock()
+        paths[path] = directory
+        lock.unlock()
+    }
+
+    /// Forgets a temporary that was renamed into place or removed.
+    public static func unregister(_ path: String) {
+        lock.lock()
+        paths[path] = nil
+        lock.unlock()
+    }
+
+    /// The temporaries registered now (for tests).
+    public static var registered: [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return paths.keys.sorted()
+    }
+
+    /// Removes every registered temporary.
+    public static func removeAll() {
+        lock.lock()
+        let all = paths
+        paths = [:]
+        lock.unlock()
+        for (path, isDirectory) in all {
+            if isDirectory { try? FileManager.default.removeItem(atPath: path) } else { unlink(path) }
+        }
+    }
+
+    /// Blocks SIGINT, SIGTERM and SIGHUP in every thread and waits for them on one thread of its own,
+    /// which removes the temporaries and then dies of the same signal (so the parent sees it).
+    /// Call it first thing in `main`, before any other thread starts, so they all inherit the mask.
+    public static func installSignalCleanup() {
+        guard !installed else { return }
+        installed = true
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&set, s) }
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        let box = UncheckedBox(set)
+        let thread = Thread {
+            var set = box.value
+            var received: Int32 = 0
+            while sigwait(&set, &received) != 0 {}
+            removeAll()
+            signal(received, SIG_DFL)
+            var only = sigset_t()
+            sigemptyset(&only)
+            sigaddset(&only, received)
+            pthread_sigmask(SIG_UNBLOCK, &only, nil)
+            raise(received)
+            _exit(128 + received)
+        }
+        thread.name = "av-signals"
+        thread.start()
+    }
+}
+
+private struct UncheckedBox<T>: @unchecked Sendable {
+    var value: T
+    init(_ value: T) { self.value = value }
+}
