@@ -31,9 +31,9 @@ enum ElementOps {
     /// One value of `dtype` encoded from a double exactly as `Accumulate.narrow` does it.
     @inline(__always)
     static func narrowOne(_ v: Double, to dtype: DType) -> UInt64 {
-        var f = Float(v)
-        var out: UInt64 = 0
         if dtype == .f64 { return v.bitPattern }
+        var f = dtype == .f32 ? Float(v) : FloatBits.roundToOdd(v)
+        var out: UInt64 = 0
         withUnsafeMutableBytes(of: &out) { buf in
             Convert.fromFloat(dtype, from: &f, count: 1, into: buf.baseAddress!)
         }

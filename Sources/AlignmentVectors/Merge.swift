@@ -394,7 +394,21 @@ final class MergeEngine {
         while i + 4 <= n {
             let a = rawAcc.loadUnaligned(fromByteOffset: 8 * i, as: SIMD4<Double>.self)
             let bv = rawB.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self)
-            let f = SIMD4<Float>(Float(a[0]), Float(a[1]), Float(a[2]), Float(a[3]))
+            var f = SIMD4<Float>(Float(a[0]), Float(a[1]), Float(a[2]), Float(a[3]))
+            if outDType == .bf16 {
+                // Round to odd in f32 (toward zero, last bit set when inexact) so that the bf16
+                // rounding below is the only one: integer arithmetic, as SIMD masks are scalar here.
+                let back = SIMD4<Double>(Double(f[0]), Double(f[1]), Double(f[2]), Double(f[3]))
+                let magA = unsafeBitCast(a, to: SIMD4<UInt64>.self) & 0x7FFF_FFFF_FFFF_FFFF
+                let magB = unsafeBitCast(back, to: SIMD4<UInt64>.self) & 0x7FFF_FFFF_FFFF_FFFF
+                let diff = magA ^ magB
+                let inexact = SIMD4<UInt32>(truncatingIfNeeded: (diff | (SIMD4<UInt64>() &- diff)) &>> 63)
+                let away = SIMD4<UInt32>(truncatingIfNeeded: (magA &- magB) &>> 63)  // |f| > |a|
+                let isNaN = SIMD4<UInt32>(truncatingIfNeeded: (0x7FF0_0000_0000_0000 &- magA) &>> 63)
+                let fix = inexact & (1 &- isNaN)
+                let fb32 = unsafeBitCast(f, to: SIMD4<UInt32>.self)
+                f = unsafeBitCast(((fb32 &- (away & fix)) | fix), to: SIMD4<Float>.self)
+            }
             let bd = SIMD4<Double>(Double(bv[0]), Double(bv[1]), Double(bv[2]), Double(bv[3]))
             let x = unsafeBitCast(a, to: SIMD4<UInt64>.self) ^ unsafeBitCast(bd, to: SIMD4<UInt64>.self)
             let changed = SIMD4<UInt32>(truncatingIfNeeded: (x | (SIMD4<UInt64>() &- x)) &>> 63)
@@ -422,7 +436,7 @@ final class MergeEngine {
         var nonFinite = Int(nonFiniteV.wrappedSum())
         var same = Int(sameV.wrappedSum())
         while i < n {
-            let v = Float(acc[i])
+            let v = outDType == .bf16 ? FloatBits.roundToOdd(acc[i]) : Float(acc[i])
             let isChanged = acc[i].bitPattern != Double(fb[i]).bitPattern
             let baseInf = fb[i].bitPattern & 0x7F80_0000 == 0x7F80_0000
             changed += isChanged ? 1 : 0

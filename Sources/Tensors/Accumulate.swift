@@ -35,7 +35,8 @@ public enum Accumulate {
         }
     }
 
-    /// Stores `acc` as `dtype`: f64 as is, others rounded to f32 then to the dtype (nearest even).
+    /// Stores `acc` as `dtype`, rounded once to nearest-even: f64 as is, f32 directly, narrower
+    /// dtypes through a round-to-odd f32 (`FloatBits.roundToOdd`), which is not a second rounding.
     public static func narrow(
         _ acc: UnsafePointer<Double>, count: Int, to dtype: DType, into out: UnsafeMutableRawPointer,
         scratch: UnsafeMutablePointer<Float>
@@ -44,7 +45,11 @@ public enum Accumulate {
             out.copyMemory(from: acc, byteCount: count * 8)
             return
         }
-        for i in 0..<count { scratch[i] = Float(acc[i]) }
+        if dtype == .f32 {
+            for i in 0..<count { scratch[i] = Float(acc[i]) }
+        } else {
+            for i in 0..<count { scratch[i] = FloatBits.roundToOdd(acc[i]) }
+        }
         Convert.fromFloat(dtype, from: scratch, count: count, into: out)
     }
 }

@@ -9,6 +9,20 @@ public enum FloatBits {
         Float(bitPattern: UInt32(bits) << 16)
     }
 
+    /// `value` rounded to f32 toward zero, with the last bit set when that was inexact ("round to
+    /// odd"). Rounding this f32 to nearest-even in any format of at most 22 significant bits (bf16,
+    /// f16, the f8s) gives the same result as rounding `value` to that format directly: a merge
+    /// summed in f64 is rounded once, not twice (f64 → f32 → bf16 can be off by one ulp).
+    @inline(__always)
+    public static func roundToOdd(_ value: Double) -> Float {
+        let f = Float(value)
+        let back = Double(f)
+        guard !value.isNaN, back != value else { return f }
+        var bits = f.bitPattern
+        if back.magnitude > value.magnitude { bits -= 1 }  // rounded away from zero: step back toward it
+        return Float(bitPattern: bits | 1)
+    }
+
     /// The bf16 nearest to `value`, ties to even.
     @inline(__always)
     public static func floatToBF16(_ value: Float) -> UInt16 {
