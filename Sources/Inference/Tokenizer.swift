@@ -4,19 +4,26 @@ import Foundation
 import SafeTensors
 
 /// A byte-level or SentencePiece-style BPE tokenizer read from `tokenizer.json`.
+///
+/// Text is compared as Hugging Face compares it: by code points (UTF-8 bytes), never by Swift's
+/// canonical equivalence, so U+037E is not ';' and 'e' + U+0301 is not 'é' unless the tokenizer's
+/// own normalizer makes them so.
 public final class Tokenizer: @unchecked Sendable {
     public let path: String
-    public let vocab: [String: Int]
+    /// Token text by id.
     public let tokens: [Int: String]
-    private let ranks: [String: Int]  // "a b" → merge rank
+    private let ids: [[UInt8]: Int]  // token bytes → id
+    private let ranks: [MergePair: Int]
     private let byteFallback: Bool
+    private let fuseUnknown: Bool
     private let ignoreMerges: Bool
     private let unk: Int?
+    private let byteTokens: [Int?]  // id of "<0xNN>" for each byte
     private let added: [(content: String, id: Int, special: Bool)]  // longest first
     private let normalizer: [NormalizerStep]
     private let preTokenizer: [PreTokenizerStep]
     private let decoder: [DecoderStep]
-    private var cache: [String: [Int]] = [:]
+    private var cache: [[UInt8]: [Int]] = [:]
     private let lock = NSLock()
     public let specialIDs: Set<Int>
     /// Tokens the post-processor adds before the text with `addSpecialTokens` (BOS for Llama).
@@ -61,11 +68,20 @@ public final class Tokenizer: @unchecked Sendable {
         for (b, c) in zip(bs, cs) { table[b] = Character(Unicode.Scalar(c)!) }
         return table
     }()
-    static let charToByte: [Character: UInt8] = {
-        var m: [Character: UInt8] = [:]
-        for (b, c) in byteToChar.enumerated() { m[c] = UInt8(b) }
+    static let charToByte: [Unicode.Scalar: UInt8] = {
+        var m: [Unicode.Scalar: UInt8] = [:]
+        for (b, c) in byteToChar.enumerated() { m[c.unicodeScalars.first!] = UInt8(b) }
         return m
     }()
+
+    /// Two adjacent symbols, by bytes.
+    struct MergePair: Hashable {
+        var a: [UInt8]
+        var b: [UInt8]
+    }
+
+    /// The id of a token's exact text, or nil.
+    public func id(of token: String) -> Int? { ids[Array(token.utf8)] }
 
     /// Reads `tokenizer.json` (a file, or the one in a model directory).
     public init(path given: String) throws(InferenceError) {
@@ -85,35 +101,42 @@ public final class Tokenizer: @unchecked Sendable {
             throw fail("model type \(root["model"]?["type"]?.stringValue ?? "?") is not supported (BPE only)")
         }
         guard case .object(let vocabPairs)? = model["vocab"] else { throw fail("model.vocab is missing") }
-        var vocab: [String: Int] = [:]
+        var ids: [[UInt8]: Int] = [:]
+        var tokens: [Int: String] = [:]
         for (k, v) in vocabPairs {
-            guard let id = v.doubleValue else { throw fail("vocab entry \(JSONWriter.quoted(k)) is not a number") }
-            vocab[k] = Int(id)
+            guard let id = v.doubleValue, id >= 0, id < 1e9, id == id.rounded() else {
+                throw fail("vocab entry \(JSONWriter.quoted(k)) is not a token id")
+            }
+            ids[Array(k.utf8)] = Int(id)
+            if tokens[Int(id)] == nil { tokens[Int(id)] = k }
         }
-        var ranks: [String: Int] = [:]
+        var ranks: [MergePair: Int] = [:]
         for (i, m) in (model["merges"]?.arrayValue ?? []).enumerated() {
-            if let s = m.stringValue {
-                ranks[s] = i
+            if let s = m.stringValue, let space = s.utf8.firstIndex(of: 0x20) {
+                ranks[MergePair(a: Array(s.utf8[..<space]), b: Array(s.utf8[s.utf8.index(after: space)...]))] = i
             } else if let pair = m.arrayValue, pair.count == 2, let a = pair[0].stringValue, let b = pair[1].stringValue {
-                ranks[a + " " + b] = i
+                ranks[MergePair(a: Array(a.utf8), b: Array(b.utf8))] = i
             } else {
                 throw fail("merge \(i) is neither \"a b\" nor [a, b]")
             }
         }
         var added: [(String, Int, Bool)] = []
         for t in root["added_tokens"]?.arrayValue ?? [] {
-            guard let content = t["content"]?.stringValue, let id = t["id"]?.doubleValue else { continue }
+            guard let content = t["content"]?.stringValue, let id = t["id"]?.doubleValue, id >= 0, id < 1e9 else { continue }
             added.append((content, Int(id), { if case .bool(let b)? = t["special"] { return b } else { return false } }()))
-            vocab[content] = Int(id)
+            ids[Array(content.utf8)] = Int(id)
+            tokens[Int(id)] = content
         }
-        self.added = added.sorted { $0.0.count > $1.0.count }
+        self.added = added.sorted { $0.0.utf8.count > $1.0.utf8.count }
         specialIDs = Set(added.filter(\.2).map(\.1))
-        self.vocab = vocab
-        tokens = Dictionary(vocab.map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        self.ids = ids
+        self.tokens = tokens
         self.ranks = ranks
+        byteTokens = (0..<256).map { ids[Array(String(format: "<0x%02X>", $0).utf8)] }
         byteFallback = { if case .bool(true)? = model["byte_fallback"] { return true } else { return false } }()
+        fuseUnknown = { if case .bool(true)? = model["fuse_unk"] { return true } else { return false } }()
         ignoreMerges = { if case .bool(true)? = model["ignore_merges"] { return true } else { return false } }()
-        unk = model["unk_token"]?.stringValue.flatMap { vocab[$0] }
+        unk = model["unk_token"]?.stringValue.flatMap { ids[Array($0.utf8)] }
         normalizer = try Self.normalizers(root["normalizer"], fail)
         preTokenizer = try Self.preTokenizers(root["pre_tokenizer"], fail)
         decoder = try Self.decoders(root["decoder"], fail)
@@ -122,7 +145,7 @@ public final class Tokenizer: @unchecked Sendable {
             let single = post["single"]?.arrayValue ?? post["processors"]?.arrayValue?.compactMap { $0["single"] }.first?.arrayValue ?? []
             for item in single {
                 guard let special = item["SpecialToken"]?["id"]?.stringValue else { break }
-                if let id = vocab[special] { prefix.append(id) }
+                if let id = ids[Array(special.utf8)] { prefix.append(id) }
             }
         }
         prefixIDs = prefix
@@ -234,11 +257,11 @@ public final class Tokenizer: @unchecked Sendable {
         var rest = Substring(text)
         var plain = ""
         outer: while !rest.isEmpty {
-            for a in added where rest.hasPrefix(a.content) && !a.content.isEmpty {
+            for a in added where !a.content.isEmpty && rest.unicodeScalars.starts(with: a.content.unicodeScalars) {
                 if !plain.isEmpty { out.append((plain, nil)) }
                 plain = ""
                 out.append((a.content, a.id))
-                rest = rest.dropFirst(a.content.count)
+                rest = Substring(rest.unicodeScalars.dropFirst(a.content.unicodeScalars.count))
                 continue outer
             }
             plain.unicodeScalars.append(rest.unicodeScalars.first!)
@@ -257,7 +280,7 @@ public final class Tokenizer: @unchecked Sendable {
             case .nfd: t = t.decomposedStringWithCanonicalMapping
             case .lowercase: t = t.lowercased()
             case .prepend(let p): if !t.isEmpty { t = p + t }
-            case .replace(let a, let b): t = t.replacingOccurrences(of: a, with: b)
+            case .replace(let a, let b): t = t.replacingScalars(a, with: b)
             }
         }
         return t
@@ -273,7 +296,7 @@ public final class Tokenizer: @unchecked Sendable {
             case .byteLevel(let addPrefixSpace, let useRegex):
                 pieces = pieces.enumerated().flatMap { i, p -> [String] in
                     var p = p
-                    if addPrefixSpace && i == 0 && !p.hasPrefix(" ") { p = " " + p }
+                    if addPrefixSpace && i == 0 && p.unicodeScalars.first != " " { p = " " + p }
                     return (useRegex ? split(p, Self.gpt2Regex, removing: false) : [p]).map { piece in
                         String(piece.utf8.map { Self.byteToChar[Int($0)] })
                     }
@@ -297,13 +320,14 @@ public final class Tokenizer: @unchecked Sendable {
                 }
             case .metaspace(let replacement, let prependFirst, let splitWords):
                 pieces = pieces.enumerated().flatMap { i, p -> [String] in
-                    var t = p.replacingOccurrences(of: " ", with: replacement)
-                    if prependFirst && i == 0 && !t.hasPrefix(replacement) { t = replacement + t }
+                    var t = p.replacingScalars(" ", with: replacement)
+                    if prependFirst && i == 0 && !t.unicodeScalars.starts(with: replacement.unicodeScalars) { t = replacement + t }
                     guard splitWords else { return [t] }
                     var out: [String] = []
                     var current = ""
+                    let marker = replacement.unicodeScalars.count == 1 ? replacement.unicodeScalars.first : nil
                     for ch in t.unicodeScalars {
-                        if String(ch) == replacement && !current.isEmpty {
+                        if ch == marker && !current.isEmpty {
                             out.append(current)
                             current = ""
                         }
@@ -332,8 +356,9 @@ public final class Tokenizer: @unchecked Sendable {
     private func encodePlain(_ text: String) -> [Int] {
         var ids: [Int] = []
         for piece in preTokenize(normalize(text)) where !piece.isEmpty {
+            let key = Array(piece.utf8)
             lock.lock()
-            let cached = cache[piece]
+            let cached = cache[key]
             lock.unlock()
             if let cached {
                 ids += cached
@@ -342,44 +367,48 @@ public final class Tokenizer: @unchecked Sendable {
             let result = bpe(piece)
             lock.lock()
             if cache.count > 100_000 { cache.removeAll() }
-            cache[piece] = result
+            cache[key] = result
             lock.unlock()
             ids += result
         }
         return ids
     }
 
-    /// BPE on one piece: start from characters (or their byte tokens), merge the lowest-ranked
-    /// adjacent pair until none is in the merge list.
+    /// BPE on one piece, as Hugging Face's `BPE::merge_word`: each code point becomes a symbol (its
+    /// byte tokens with byte fallback; the unknown token, fused with a neighbouring one if `fuse_unk`;
+    /// or nothing when there is no unknown token), then the lowest-ranked adjacent pair is merged,
+    /// every occurrence left to right, until no pair is in the merge list.
     private func bpe(_ piece: String) -> [Int] {
-        if ignoreMerges, let id = vocab[piece] { return [id] }
-        var symbols: [String] = []
+        if ignoreMerges, let id = ids[Array(piece.utf8)] { return [id] }
+        // A symbol is its bytes; an empty array stands for the unknown token, which never merges.
+        var symbols: [[UInt8]] = []
         for ch in piece.unicodeScalars {
-            let s = String(ch)
-            if vocab[s] != nil || !byteFallback {
-                symbols.append(s)
-            } else {
-                symbols += s.utf8.map { String(format: "<0x%02X>", $0) }
+            let bytes = Array(String(ch).utf8)
+            if ids[bytes] != nil {
+                symbols.append(bytes)
+            } else if byteFallback, bytes.allSatisfy({ byteTokens[Int($0)] != nil }) {
+                symbols += bytes.map { Array(String(format: "<0x%02X>", $0).utf8) }
+            } else if unk != nil {
+                if fuseUnknown, symbols.last == [] { continue }
+                symbols.append([])
             }
         }
         while symbols.count > 1 {
             var best = Int.max
             var at = -1
-            for i in 0..<(symbols.count - 1) {
-                if let r = ranks[symbols[i] + " " + symbols[i + 1]], r < best {
+            for i in 0..<(symbols.count - 1) where !symbols[i].isEmpty && !symbols[i + 1].isEmpty {
+                if let r = ranks[MergePair(a: symbols[i], b: symbols[i + 1])], r < best {
                     best = r
                     at = i
                 }
             }
             guard at >= 0 else { break }
-            let merged = symbols[at] + symbols[at + 1]
-            // Merge every occurrence of this pair, left to right, as the reference does.
-            var next: [String] = []
-            var i = 0
             let (a, b) = (symbols[at], symbols[at + 1])
+            var next: [[UInt8]] = []
+            var i = 0
             while i < symbols.count {
                 if i + 1 < symbols.count && symbols[i] == a && symbols[i + 1] == b {
-                    next.append(merged)
+                    next.append(a + b)
                     i += 2
                 } else {
                     next.append(symbols[i])
@@ -389,8 +418,9 @@ public final class Tokenizer: @unchecked Sendable {
             symbols = next
         }
         return symbols.flatMap { s -> [Int] in
-            if let id = vocab[s] { return [id] }
-            if byteFallback { return s.utf8.compactMap { vocab[String(format: "<0x%02X>", $0)] } }
+            if s.isEmpty { return unk.map { [$0] } ?? [] }
+            if let id = ids[s] { return [id] }
+            if byteFallback { return s.compactMap { byteTokens[Int($0)] } }
             return unk.map { [$0] } ?? []
         }
     }
@@ -411,11 +441,11 @@ public final class Tokenizer: @unchecked Sendable {
             case .byteLevel:
                 var bytes: [UInt8] = []
                 for p in parts {
-                    for ch in p { if let b = Self.charToByte[ch] { bytes.append(b) } else { bytes += Array(String(ch).utf8) } }
+                    for ch in p.unicodeScalars { if let b = Self.charToByte[ch] { bytes.append(b) } else { bytes += Array(String(ch).utf8) } }
                 }
                 parts = [String(decoding: bytes, as: UTF8.self)]
             case .replace(let a, let b):
-                parts = parts.map { $0.replacingOccurrences(of: a, with: b) }
+                parts = parts.map { $0.replacingScalars(a, with: b) }
             case .byteFallback:
                 var out: [String] = []
                 var pending: [UInt8] = []
@@ -445,18 +475,46 @@ public final class Tokenizer: @unchecked Sendable {
             case .strip(let content, let start, let stop):
                 parts = parts.enumerated().map { i, p in
                     var s = Substring(p)
-                    if i == 0 { for _ in 0..<start where s.hasPrefix(content) { s = s.dropFirst(content.count) } }
-                    if i == parts.count - 1 { for _ in 0..<stop where s.hasSuffix(content) { s = s.dropLast(content.count) } }
+                    let c = content.unicodeScalars
+                    if i == 0 {
+                        for _ in 0..<start where s.unicodeScalars.starts(with: c) { s = Substring(s.unicodeScalars.dropFirst(c.count)) }
+                    }
+                    if i == parts.count - 1 {
+                        for _ in 0..<stop where s.unicodeScalars.reversed().starts(with: c.reversed()) {
+                            s = Substring(s.unicodeScalars.dropLast(c.count))
+                        }
+                    }
                     return String(s)
                 }
             case .metaspace(let replacement, let prependFirst):
                 parts = parts.enumerated().map { i, p in
-                    var s = p.replacingOccurrences(of: replacement, with: " ")
-                    if prependFirst && i == 0 && s.hasPrefix(" ") { s.removeFirst() }
+                    var s = p.replacingScalars(replacement, with: " ")
+                    if prependFirst && i == 0 && s.unicodeScalars.first == " " { s.unicodeScalars.removeFirst() }
                     return s
                 }
             }
         }
         return parts.joined()
+    }
+}
+
+extension String {
+    /// Every occurrence of `target` replaced, comparing code points (not canonical equivalence).
+    func replacingScalars(_ target: String, with replacement: String) -> String {
+        let t = Array(target.unicodeScalars)
+        guard !t.isEmpty else { return self }
+        let source = Array(unicodeScalars)
+        var out = String.UnicodeScalarView()
+        var i = 0
+        while i < source.count {
+            if source[i] == t[0], i + t.count <= source.count, Array(source[i..<(i + t.count)]) == t {
+                out.append(contentsOf: replacement.unicodeScalars)
+                i += t.count
+            } else {
+                out.append(source[i])
+                i += 1
+            }
+        }
+        return String(out)
     }
 }

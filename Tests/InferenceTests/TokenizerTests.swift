@@ -15,6 +15,17 @@ struct TokenizerCase: Decodable {
     }()
 }
 
+/// One value of a fuzz case: the text, or its ids.
+enum FuzzValue: Decodable {
+    case text(String)
+    case ids([Int])
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let s = try? c.decode(String.self) { self = .text(s) } else { self = .ids(try c.decode([Int].self)) }
+    }
+}
+
 @Suite("Tokenizers match Hugging Face tokenizers")
 struct TokenizerTests {
     static let kinds = ["gpt2", "smollm2", "llama3", "qwen2", "sp"]
@@ -36,6 +47,55 @@ struct TokenizerTests {
         for c in try #require(TokenizerCase.all[kind]) {
             #expect(tokenizer.decode(c.ids) == c.decoded, "\(kind) \(c.text.debugDescription)")
         }
+    }
+
+    /// Seeded random strings (canonically equivalent spellings, control characters between symbols,
+    /// combining marks, emoji, special tokens inside text) and Hugging Face's ids for them.
+    static let fuzz: [String: [[FuzzValue]]] = {
+        let url = URL(fileURLWithPath: modelFixture("tokenizer_fuzz.json"))
+        return (try? JSONDecoder().decode([String: [[FuzzValue]]].self, from: Data(contentsOf: url))) ?? [:]
+    }()
+
+    @Test("encode gives Hugging Face's ids on 600 seeded random strings", arguments: kinds)
+    func fuzzed(kind: String) throws {
+        let tokenizer = try Tokenizer(path: modelFixture("tokenizer_\(kind).json"))
+        let cases = try #require(Self.fuzz[kind])
+        #expect(cases.count == 600)
+        var wrong: [String] = []
+        var compared = 0
+        for c in cases {
+            guard c.count == 2, case .text(let text) = c[0], case .ids(let ids) = c[1] else { continue }
+            compared += 1
+            if tokenizer.encode(text) != ids { wrong.append(text.debugDescription) }
+        }
+        #expect(compared == cases.count)
+        #expect(wrong.isEmpty, "\(kind): \(wrong.count) strings differ, e.g. \(wrong.prefix(5))")
+    }
+
+    @Test("a symbol missing from the vocabulary (no unk, no byte fallback) is dropped before merging, as Hugging Face does")
+    func unknownDroppedBeforeMerges() throws {
+        let dir = TemporaryDirectory()
+        let json = #"""
+            {"model": {"type": "BPE", "vocab": {"-": 0, ".": 1, "-.": 2, "a": 3}, "merges": ["- ."]},
+             "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true},
+             "decoder": {"type": "ByteLevel"}}
+            """#
+        try Data(json.utf8).write(to: URL(fileURLWithPath: dir.file("mini.json")))
+        let tokenizer = try Tokenizer(path: dir.file("mini.json"))
+        // Ids from Hugging Face tokenizers 0.23 on the same tokenizer.json.
+        #expect(tokenizer.encode("-\u{13}.") == [2])
+        #expect(tokenizer.encode("a-\u{13}.a") == [3, 2, 3])
+        #expect(tokenizer.encode("-\u{13}\u{13}.") == [2])
+    }
+
+    @Test("canonically equivalent spellings stay distinct, in either order through the cache")
+    func canonicalEquivalents() throws {
+        let tokenizer = try Tokenizer(path: modelFixture("tokenizer_sp.json"))
+        let first = [tokenizer.encode("\u{37E}"), tokenizer.encode(";"), tokenizer.encode("e\u{301}"), tokenizer.encode("\u{E9}")]
+        let again = try Tokenizer(path: modelFixture("tokenizer_sp.json"))
+        let second = [again.encode(";"), again.encode("\u{37E}"), again.encode("\u{E9}"), again.encode("e\u{301}")]
+        #expect(first[0] != first[1] && first[2] != first[3])
+        #expect(first[0] == second[1] && first[1] == second[0] && first[2] == second[3] && first[3] == second[2])
     }
 
     @Test("unsupported tokenizer parts are clear errors naming the file")
