@@ -8,6 +8,15 @@ public struct GGUFError: Error, Equatable, Sendable, CustomStringConvertible {
     public var message: String
     /// The byte offset where the problem was found, when there is one.
     public var offset: Int?
+    /// The file could not be opened at all (missing, unreadable): an I/O problem, not a malformed file.
+    public var isMissingFile = false
+
+    public init(file: String, message: String, offset: Int? = nil, isMissingFile: Bool = false) {
+        self.file = file
+        self.message = message
+        self.offset = offset
+        self.isMissingFile = isMissingFile
+    }
 
     public var description: String { "\(file): \(message)\(offset.map { " (at byte \($0))" } ?? "")" }
 }
@@ -105,7 +114,7 @@ public final class GGUFFile: @unchecked Sendable {
         do {
             mapping = try MappedFile(path: path)
         } catch {
-            throw GGUFError(file: path, message: error.message)
+            throw GGUFError(file: path, message: error.message, isMissingFile: error.exitsAsIO)
         }
         var r = Reader(bytes: mapping.bytes, file: path)
         guard mapping.size >= 8 else { throw r.fail("file is \(mapping.size) bytes, too small for a GGUF header") }

@@ -90,7 +90,9 @@ public final class Tokenizer: @unchecked Sendable {
         let path = isDir.boolValue ? (given as NSString).appendingPathComponent("tokenizer.json") : given
         self.path = path
         func fail(_ m: String) -> InferenceError { .tokenizer(file: path, message: m) }
-        guard let data = FileManager.default.contents(atPath: path) else { throw fail("cannot read the file") }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw .file(SafeTensorsError(file: path, .io(operation: "read", message: "no tokenizer.json here, or it cannot be read")))
+        }
         let root: JSONValue
         do {
             root = try JSONParser.parse(String(decoding: data, as: UTF8.self))

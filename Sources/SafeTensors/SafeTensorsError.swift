@@ -115,4 +115,13 @@ public struct SafeTensorsError: Error, Equatable, Sendable, CustomStringConverti
     }
 
     public var description: String { "\(file): \(message) [\(rule)]" }
+
+    /// A file that could not be read or written at all (missing, no permission, full disk), as
+    /// opposed to one whose contents are wrong.
+    public var exitsAsIO: Bool {
+        switch problem {
+        case .io, .notAFile: true
+        default: false
+        }
+    }
 }

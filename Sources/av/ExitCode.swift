@@ -40,11 +40,12 @@ func describe(_ error: any Error) -> (String, ExitCode) {
     case let e as AVError:
         switch e {
         case .file(let f): (f.description, f.exitCode)
-        case .usage, .unknownDomain: (e.description, .usage)
+        case .usage: (e.description, .usage)
+        case .unknownDomain: (e.description, .io)
         default: (e.description, .badInput)
         }
     case let e as UsageError: (e.message, .usage)
-    case let e as GGUFError: (e.description, .badInput)
+    case let e as GGUFError: (e.description, e.isMissingFile ? .io : .badInput)
     case let e as InferenceError:
         switch e {
         case .file(let f): (f.description, f.exitCode)
