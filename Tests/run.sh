@@ -14,4 +14,5 @@ if [ ! -f "$gguf" ]; then
 fi
 export AV_SMOLLM2_GGUF="$gguf" AV_REQUIRE_PYTHON=1 AV_REQUIRE_MODEL=1
 swift test --skip "EndToEndTests|DemoCLITests"
-swift test -c release -Xswiftc -enable-testing --filter "EndToEndTests|DemoCLITests"
+# The numeric suites again in the build users run, with the slow ones that debug skips.
+swift test -c release -Xswiftc -enable-testing --filter "TensorsTests|AlignmentVectorsTests|InferenceTests|EndToEndTests|DemoCLITests"

@@ -22,6 +22,7 @@ public enum Parallel {
     /// depend on which worker ran an index: callers keep outputs per index and reduce in index order.
     public static func forEach(_ count: Int, threads: Int, _ body: (_ worker: Int, _ index: Int) -> Void) {
         let workers = max(1, min(threads, count))
+        recordWorkers(workers)
         if workers == 1 {
             for i in 0..<count { body(0, i) }
             return
@@ -36,6 +37,27 @@ public enum Parallel {
                 }
             }
         }
+    }
+}
+
+extension Parallel {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var mostWorkers = 0
+
+    /// The largest number of workers one `forEach` has used since the last reset: lets tests show
+    /// that work they call parallel really ran on several threads.
+    public static func workersSeen(reset: Bool = false) -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        let n = mostWorkers
+        if reset { mostWorkers = 0 }
+        return n
+    }
+
+    static func recordWorkers(_ n: Int) {
+        lock.lock()
+        mostWorkers = max(mostWorkers, n)
+        lock.unlock()
     }
 }
 

@@ -110,6 +110,12 @@ enum DiffCommand {
         rows.append(("base", "\(h.base.fingerprint) (structure:content)"))
         for (k, v) in rows { lines.append("  " + k.padding(toLength: 9, withPad: " ", startingAt: 0) + v) }
 
+        let nonFinite = r.tensors.filter { !$0.deltaNorm.isFinite || !$0.baseNorm.isFinite }
+        if let first = nonFinite.first {
+            lines.append(
+                "warning: \(nonFinite.count) tensor\(nonFinite.count == 1 ? "" : "s") (first: \(first.name)) hold NaN or Inf in a model; "
+                    + "their ‖Δ‖/‖W‖ is not a number, and merges of this vector need --allow-nonfinite")
+        }
         let blocks = r.blocks
         if !blocks.isEmpty {
             lines += ["", "relative change by block (‖Δ‖/‖W‖):"]

@@ -96,7 +96,10 @@ enum InspectCommand {
                 }
             }
         }
-        let shownKeys = metadata.keys.sorted().filter { !isAV || !["av.base", "av.aligned"].contains($0) }
+        if isAV, let text = metadata["av.digests"], case .object(let digests)? = try? JSONParser.parse(text) {
+            summary.append(("checksums", "\(digests.count) tensor digests (av.digests), verified by every read of the deltas"))
+        }
+        let shownKeys = metadata.keys.sorted().filter { !isAV || !["av.base", "av.aligned", "av.digests"].contains($0) }
         for (i, key) in shownKeys.enumerated() {
             summary.append((i == 0 ? "metadata" : "", "\(key) = \(metadata[key]!)"))
         }

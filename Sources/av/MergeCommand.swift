@@ -186,6 +186,9 @@ enum MergeCommand {
                 "\(r.output)\(names.count > 1 || names.first != URL(fileURLWithPath: r.output).lastPathComponent ? " (" + names.joined(separator: ", ") + ")" : ""): \(Format.bytes(r.bytesWritten)) in \(String(format: "%.2f", r.seconds)) s (read \(Format.bytes(Int(rate)))/s)"
             ))
         for (k, v) in rows { lines.append("  " + k.padding(toLength: 9, withPad: " ", startingAt: 0) + v) }
+        if changed == 0, r.terms.contains(where: { $0.coefficient != 0 }) {
+            lines.append("note: the mix changed no value: every λ·Δ is too small to move a weight even in f64 (the output is the base)")
+        }
         if share >= 10, outName != "F32", outName != "F64" {
             lines.append(
                 "note: \(String(format: "%.1f", share))% of the changes were smaller than \(outName) can hold next to the base's values and were rounded away; --dtype f32 keeps them"

@@ -96,3 +96,11 @@ public func pythonCommand(modules: [String]) -> [String]? {
 public func runPython(_ command: [String], code: String, arguments: [String]) throws -> ProcessResult {
     try runProcess(command[0], Array(command.dropFirst()) + ["-c", code] + arguments)
 }
+
+/// Whether the tests were built optimized (`swift test -c release`): slow numeric tests run only
+/// there, and CI runs them there (Tests/run.sh).
+#if DEBUG
+    public let isReleaseBuild = false
+#else
+    public let isReleaseBuild = true
+#endif

@@ -109,3 +109,34 @@ struct RoundingAndIntegrityTests {
         }
     }
 }
+
+@Suite("Mixes evaluated in memory")
+struct InMemoryMixTests {
+    @Test("the in-memory mix holds, bit for bit, the weights av merge writes, at fractional and negative λ", arguments: ["BF16", "F16", "F32"])
+    func sameWeights(dtypeName: String) throws {
+        let dir = TemporaryDirectory()
+        let dtype = DType(rawValue: dtypeName)!
+        let base = values(3000, seed: 31, scale: 0.5)
+        try writeModel(dir.file("base.safetensors"), [("a", [30, 100], base), ("b", [17], values(17, seed: 5))], dtype: dtype)
+        try writeModel(
+            dir.file("x.safetensors"), [("a", [30, 100], zip(base, values(3000, seed: 32, scale: 0.01)).map { $0 + $1 }), ("b", [17], values(17, seed: 5))],
+            dtype: dtype)
+        try writeModel(
+            dir.file("y.safetensors"), [("a", [30, 100], zip(base, values(3000, seed: 33, scale: 0.02)).map { $0 - $1 }), ("b", [17], values(17, seed: 6))],
+            dtype: dtype)
+        _ = try makeAV(dir.file("base.safetensors"), dir.file("x.safetensors"), dir.file("x.av"))
+        _ = try makeAV(dir.file("base.safetensors"), dir.file("y.safetensors"), dir.file("y.av"))
+        let terms = [(dir.file("x.av"), 0.37), (dir.file("y.av"), -1.3)]
+        _ = try mix(dir.file("base.safetensors"), terms, dir.file("m.safetensors"))
+        let written = try tensorBytes(dir.file("m.safetensors"))
+        let inMemory = try mixTensors(
+            base: Checkpoint(path: dir.file("base.safetensors")), terms: terms.map { MergeTerm(vector: try AlignmentVector(path: $0.0), coefficient: $0.1) },
+            threads: 2)
+        #expect(Set(inMemory.keys) == ["a", "b"])
+        for (name, buffer) in inMemory {
+            let bytes = [UInt8](UnsafeRawBufferPointer(start: buffer.pointer, count: buffer.count))
+            #expect(bytes == written[name], "\(name)")
+            #expect(bytes != (try tensorBytes(dir.file("base.safetensors")))[name])  // the mix moved it
+        }
+    }
+}

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import Inference
+import Tensors
 @testable import SafeTensors
 
 func modelFixture(_ name: String) -> String {
@@ -88,10 +89,14 @@ struct ModelTests {
     func threads() throws {
         let ref = try ModelReference.load("llama")
         let model = try LlamaModel(directory: modelFixture("llama"))
+        // Long enough that attention and every matrix product split over the workers.
+        let ids = Array((0..<96).map { ref.ids[$0 % ref.ids.count] }.prefix(model.config.maxPositionEmbeddings))
         model.threads = 1
-        let one = try model.forward(ref.ids, cache: model.makeCache(), allLogits: true)
+        let one = try model.forward(ids, cache: model.makeCache(), allLogits: true)
         model.threads = 3
-        #expect(try model.forward(ref.ids, cache: model.makeCache(), allLogits: true) == one)
+        _ = Parallel.workersSeen(reset: true)
+        #expect(try model.forward(ids, cache: model.makeCache(), allLogits: true) == one)
+        #expect(Parallel.workersSeen() == 3)
     }
 }
 
