@@ -40,24 +40,31 @@ public final class LanguageModel: @unchecked Sendable {
         var sampler = Sampler(sampling)
         var logits = try model.forward(prompt, cache: cache)
         var out: [Int] = []
-        var printed = ""
+        var printed: [Unicode.Scalar] = []
         let stop = Set(model.config.eosTokenIDs)
+        // Pieces are cut by code points, not characters: a combining mark that follows joins the
+        // previous character without changing what was already printed. Trailing U+FFFD are held
+        // back, since the next token may complete the bytes they stand for.
+        func flush(_ text: String, final: Bool) {
+            let scalars = Array(text.unicodeScalars)
+            var end = scalars.count
+            if !final { while end > printed.count, scalars[end - 1] == "\u{FFFD}" { end -= 1 } }
+            guard end > printed.count, scalars[..<printed.count].elementsEqual(printed) else { return }
+            var piece = String.UnicodeScalarView()
+            piece.append(contentsOf: scalars[printed.count..<end])
+            emit(String(piece))
+            printed = Array(scalars[..<end])
+        }
         for _ in 0..<maxTokens {
             guard logits.allSatisfy(\.isFinite) else { throw .nonFinite(what: "the next-token logits") }
             let next = sampler.next(logits)
             if stop.contains(next) { break }
             out.append(next)
-            let text = tokenizer.decode(out, skipSpecial: true)
-            // Hold back a trailing partial character until the next token completes it.
-            if !text.hasSuffix("\u{FFFD}"), text.count >= printed.count, text.hasPrefix(printed) {
-                emit(String(text.dropFirst(printed.count)))
-                printed = text
-            }
+            flush(tokenizer.decode(out, skipSpecial: true), final: false)
             guard cache.count < cache.capacity else { break }
             logits = try model.forward([next], cache: cache)
         }
-        let final = tokenizer.decode(out, skipSpecial: true)
-        if final.hasPrefix(printed), final.count > printed.count { emit(String(final.dropFirst(printed.count))) }
+        flush(tokenizer.decode(out, skipSpecial: true), final: true)
         return out
     }
 

@@ -136,4 +136,29 @@ struct SmolLM2Tests {
         #expect(a.tensorNames.sorted() == b.tensorNames.sorted())
         for name in a.tensorNames { #expect([UInt8](try a.bytes(named: name)) == [UInt8](try b.bytes(named: name)), "\(name)") }
     }
+
+    @Test("the CLI: av convert writes the directory, and a .gguf given to generate and eval works as the directory does")
+    func commandLine() throws {
+        guard try setUp() != nil, let gguf = smolLM2Path() else { return }
+        let dir = TemporaryDirectory()
+        let convert = try runAV(["convert", gguf, "-o", dir.file("smol"), "--dtype", "bf16"])
+        #expect(convert.status == 0, "\(convert.stderr)")
+        #expect(convert.stdout.contains("→ bf16") || convert.stdout.contains("BF16"))
+        for name in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+            #expect(FileManager.default.fileExists(atPath: dir.file("smol/\(name)")), "\(name)")
+        }
+        let converted = ConvertedSmolLM2.shared.directory.file("smollm2")
+        let args = ["--prompt", "The capital of France is", "--max-tokens", "8", "-q"]
+        let fromGGUF = try runAV(["generate", "--model", gguf] + args)
+        let fromDirectory = try runAV(["generate", "--model", converted] + args)
+        #expect(fromGGUF.status == 0 && fromDirectory.status == 0, "\(fromGGUF.stderr)")
+        #expect(fromGGUF.stdout == fromDirectory.stdout && fromGGUF.stdout.count > 10)
+        try Data("Paris is the capital of France. It is known for the Eiffel Tower.".utf8).write(to: URL(fileURLWithPath: dir.file("t.txt")))
+        let e1 = try runAV(["eval", "--model", gguf, "--text", dir.file("t.txt"), "--json"])
+        let e2 = try runAV(["eval", "--model", converted, "--text", dir.file("t.txt"), "--json"])
+        #expect(e1.status == 0 && e1.stdout.replacingOccurrences(of: gguf, with: "M") == e2.stdout.replacingOccurrences(of: converted, with: "M"))
+        // No temporary conversion is left behind.
+        let leftovers = ((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? []).filter { $0.hasPrefix("av-gguf-") }
+        #expect(leftovers.isEmpty, "\(leftovers)")
+    }
 }

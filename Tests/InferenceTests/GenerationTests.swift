@@ -92,3 +92,26 @@ struct GenerationTests {
         #expect(try lm.generate(prompt: ids, maxTokens: 12, sampling: options) { _ in } == greedy)
     }
 }
+
+@Suite("Streaming generation")
+struct StreamingTests {
+    @Test("streamed pieces are whole characters and join to the decoded text, non-ASCII included")
+    func utf8Pieces() throws {
+        let lm = try LanguageModel(directory: modelFixture("chat"))
+        var sawNonASCII = false
+        for seed in 0..<12 {
+            var options = SamplingOptions()
+            options.temperature = 2
+            options.seed = UInt64(seed)
+            var pieces: [String] = []
+            let out = try lm.generate(prompt: lm.tokenizer.encode("Привет, мир", addSpecialTokens: true), maxTokens: 40, sampling: options) {
+                pieces.append($0)
+            }
+            let text = lm.tokenizer.decode(out, skipSpecial: true)
+            #expect(pieces.joined() == text)
+            #expect(!pieces.contains { $0.unicodeScalars.contains("\u{FFFD}") } || text.contains("\u{FFFD}"))
+            if text.unicodeScalars.contains(where: { $0.value > 127 }) { sawNonASCII = true }
+        }
+        #expect(sawNonASCII)
+    }
+}
