@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "GGUF", targets: ["GGUF"]),
         .library(name: "AlignmentVectors", targets: ["AlignmentVectors"]),
         .library(name: "Inference", targets: ["Inference"]),
+        .library(name: "Evaluation", targets: ["Evaluation"]),
         .executable(name: "av", targets: ["av"]),
     ],
     targets: [
@@ -17,7 +18,8 @@ let package = Package(
         .target(name: "GGUF", dependencies: ["Tensors", "SafeTensors"]),
         .target(name: "AlignmentVectors", dependencies: ["Tensors", "SafeTensors"]),
         .target(name: "Inference", dependencies: ["Tensors", "SafeTensors", "AlignmentVectors"]),
-        .executableTarget(name: "av", dependencies: ["Tensors", "SafeTensors", "GGUF", "AlignmentVectors", "Inference"]),
+        .target(name: "Evaluation", dependencies: ["Tensors", "SafeTensors", "AlignmentVectors", "Inference"]),
+        .executableTarget(name: "av", dependencies: ["Tensors", "SafeTensors", "GGUF", "AlignmentVectors", "Inference", "Evaluation"]),
         // Release-build benchmarks: `swift run -c release av-bench`. Never part of `swift test`.
         .executableTarget(name: "av-bench", dependencies: ["Tensors", "SafeTensors", "Inference"], path: "Sources/AVBenchmarks"),
         // Shared helpers for every test target: temporary directories, running the built binary.
@@ -40,6 +42,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests", dependencies: ["GGUF", "Inference", "AlignmentVectors", "SafeTensors", "AVTestSupport"],
             resources: [.copy("Fixtures")]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Inference", "AlignmentVectors", "SafeTensors", "AVTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["av", "SafeTensors", "AVTestSupport"]),
     ]
 )

@@ -21,6 +21,9 @@ public struct MergeOptions: Sendable {
     public var maxShardSize: Int?
     /// Merge AVs whose recorded base differs from the base given, or from each other.
     public var force = false
+    /// The vectors are applied to another base on purpose (the same model at another fine-tuning
+    /// stage): allowed like `force`, and recorded as a transfer in the output's provenance.
+    public var transfer = false
     /// Write NaN or Inf results instead of refusing.
     public var allowNonFinite = false
     public var threads = Parallel.defaultThreads
@@ -93,7 +96,7 @@ public func merge(
         throw .file(error)
     }
 
-    let structure = try checkCompatible(base: base, terms: terms, force: options.force)
+    let structure = try checkCompatible(base: base, terms: terms, force: options.force || options.transfer)
     if let d = options.dtype, !Convert.supports(d) { throw .usage("cannot write \(d.rawValue) output") }
 
     // Output layout: the base's tensors in its order, in the output dtype.
@@ -115,7 +118,10 @@ public func merge(
         ),
         ("dtype", options.dtype.map { .string($0.rawValue) } ?? .string("base")),
     ]
-    if options.force { provenance.append(("forced", .bool(true))) }
+    if options.force && !options.transfer { provenance.append(("forced", .bool(true))) }
+    if options.transfer {
+        provenance.append(("transfer", .object(terms.map { ($0.vector.domain, .string($0.vector.header.base.fingerprint)) })))
+    }
     for (k, v) in options.provenance.sorted(by: { $0.key < $1.key }) { provenance.append((k, v)) }
     let metadata = ["format": "pt", "av.merge": JSONValue.object(provenance).rendered()]
 
@@ -172,7 +178,7 @@ public func merge(
             results[t.name] = TensorMerge(name: t.name, dtype: outDType(t), elements: t.elementCount, terms: 0)
         }
         let content = XXHash64.hex(ContentFingerprint.combine(digests))
-        if let expected, expected != content, !options.force {
+        if let expected, expected != content, !options.force && !options.transfer {
             throw .baseMismatch(
                 av: terms[0].vector.path, recorded: terms[0].vector.header.base.fingerprint, given: "\(structure):\(content)", basePath: base.path)
         }

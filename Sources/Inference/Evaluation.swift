@@ -68,7 +68,7 @@ public struct PerplexityResult: Sendable {
 extension LanguageModel {
     /// Context for a prompt: the tokenizer's prefix (BOS) and the prompt's ids. Refuses an empty
     /// context (an empty prompt and no BOS token): the first token would have nothing to follow.
-    func context(_ prompt: String, origin: String) throws(InferenceError) -> [Int] {
+    public func context(_ prompt: String, origin: String) throws(InferenceError) -> [Int] {
         var ids = tokenizer.encode(prompt, addSpecialTokens: true)
         if ids.isEmpty, let bos = model.config.bosTokenID { ids = [bos] }
         guard !ids.isEmpty else {

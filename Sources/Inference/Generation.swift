@@ -88,6 +88,34 @@ public final class LanguageModel: @unchecked Sendable {
         return (sum, continuation.count)
     }
 
+    /// Σ log p(continuation | context) for several continuations of one context: the context is run
+    /// once and its KV cache reused for each continuation (what level and pair scoring need).
+    public func logProbabilities(context: [Int], continuations: [[Int]]) throws(InferenceError) -> [(sum: Double, tokens: Int)] {
+        guard !context.isEmpty else { throw .input(file: "context", message: "empty: the first token has nothing to follow") }
+        let longest = continuations.map(\.count).max() ?? 0
+        let limit = model.config.maxPositionEmbeddings
+        guard context.count + longest <= limit else { throw .contextTooLong(tokens: context.count + longest, limit: limit) }
+        let cache = model.makeCache(capacity: context.count + longest)
+        let last = logSoftmax(try model.forward(context, cache: cache)[...])
+        let V = model.config.vocabSize
+        var out: [(sum: Double, tokens: Int)] = []
+        for ids in continuations {
+            guard let first = ids.first else {
+                out.append((sum: 0, tokens: 0))
+                continue
+            }
+            cache.truncate(to: context.count)
+            var sum: Double = last[first]
+            if ids.count > 1 {
+                let logits = try model.forward(Array(ids.dropLast()), cache: cache, allLogits: true)
+                for k in 1..<ids.count { sum += logSoftmax(logits[((k - 1) * V)..<(k * V)])[ids[k]] }
+            }
+            guard sum.isFinite else { throw InferenceError.nonFinite(what: "a log-probability") }
+            out.append((sum: sum, tokens: ids.count))
+        }
+        return out
+    }
+
     /// The next-token distribution (log-probabilities) after `ids`.
     public func nextTokenLogProbabilities(_ ids: [Int]) throws(InferenceError) -> [Double] {
         let cache = model.makeCache(capacity: ids.count)

@@ -239,6 +239,7 @@ public final class LlamaModel: @unchecked Sendable {
 public final class KVCache: @unchecked Sendable {
     public let capacity: Int
     public internal(set) var count = 0
+
     let kvDim: Int
     private let storage: [UnsafeMutablePointer<Float>]
 

@@ -16,6 +16,7 @@ enum AV {
         (SweepCommand.spec, SweepCommand.run),
         (ConvertCommand.spec, ConvertCommand.run),
         (CheckCommand.spec, CheckCommand.run),
+        (SearchCommand.spec, SearchCommand.run),
     ]
 
     static var help: String {

@@ -1,5 +1,6 @@
 import AlignmentVectors
 import Dispatch
+import Evaluation
 import Foundation
 import Inference
 import SafeTensors
@@ -29,6 +30,8 @@ enum CheckCommand {
               {"type": "finite"}                                                no NaN or Inf in any weight
               {"type": "loads"}                                                 the model loads for inference
               {"type": "tokenizer", "sample": "text"}                           the tokenizer round-trips the text
+              {"type": "levels", "file": "l.jsonl", "level": "expert", "min_share": 0.8}   share of answers at a level
+                (or "largest": true: the level has the largest share; "score": "sum" to score by summed log-probability)
             Each may have a "name". On GitHub Actions (GITHUB_ACTIONS set) failures are also printed as ::error lines.
             """)
 
@@ -221,8 +224,21 @@ enum CheckCommand {
             r.measured = back == sample ? "yes" : "no"
             r.passed = back == sample
             if back != sample { r.detail = "decoded \(JSONWriter.quoted(back))" }
+        case "levels":
+            let level = try need("level")
+            let file = try LevelsFile.load(place(try need("file")))
+            let score = check["score"]?.stringValue.flatMap(LevelScore.init(rawValue:)) ?? .mean
+            let result = try loadedModel().evaluate(levels: file, score: score)
+            let share = result.share(of: level)
+            let largest = check["largest"] == .bool(true)
+            let minimum = check["min_share"]?.doubleValue
+            r.threshold = [minimum.map { String(format: "%@ ≥ %.0f%%", level, 100 * $0) }, largest ? "\(level) largest" : nil].compactMap { $0 }.joined(
+                separator: ", ")
+            r.measured = zip(result.levels, result.shares).map { "\($0) \(String(format: "%.0f%%", 100 * $1))" }.joined(separator: ", ")
+            let others = zip(result.levels, result.shares).filter { $0.0 != level }.map(\.1).max() ?? 0
+            r.passed = (minimum.map { share >= $0 } ?? true) && (!largest || share > others)
         default:
-            throw CLIError(message: "unknown check type \"\(type)\" (pairs, perplexity, kl, finite, loads, tokenizer)", code: .badInput)
+            throw CLIError(message: "unknown check type \"\(type)\" (pairs, perplexity, kl, finite, loads, tokenizer, levels)", code: .badInput)
         }
     }
 
@@ -234,6 +250,7 @@ enum CheckCommand {
         "finite": ([], []),
         "loads": ([], []),
         "tokenizer": ([], ["sample"]),
+        "levels": (["file", "level"], ["min_share", "largest", "score"]),
     ]
 
     /// Refuses, before anything runs, a check with an unknown type or key, a missing or mistyped
@@ -253,16 +270,36 @@ enum CheckCommand {
             for key in keys.required where check[key] == nil {
                 throw CLIError(message: "\(label) (\(type)): needs \"\(key)\"", code: .badInput)
             }
-            for key in ["min_accuracy", "max"] where check[key] != nil {
+            if type == "levels" {
+                guard check["min_share"] != nil || check["largest"] != nil else {
+                    throw CLIError(message: "\(label) (levels): needs \"min_share\" (a share from 0 to 1) or \"largest\": true", code: .badInput)
+                }
+                if let v = check["largest"], case .bool = v {} else if check["largest"] != nil {
+                    throw CLIError(message: "\(label) (levels): \"largest\" must be true or false", code: .badInput)
+                }
+                if let s = check["score"], s.stringValue.flatMap(LevelScore.init(rawValue:)) == nil {
+                    throw CLIError(message: "\(label) (levels): \"score\" must be \"mean\" or \"sum\"", code: .badInput)
+                }
+                if let file = check["file"]?.stringValue, let level = check["level"]?.stringValue {
+                    let levels = try LevelsFile.load(place(file))
+                    guard levels.levels.contains(level) else {
+                        throw CLIError(message: "\(label) (levels): \(place(file)) has no level \"\(level)\" (it has \(levels.levels.joined(separator: ", ")))", code: .badInput)
+                    }
+                }
+            }
+            for key in ["min_accuracy", "max", "min_share"] where check[key] != nil {
                 guard let v = check[key]?.doubleValue, v.isFinite else {
                     throw CLIError(message: "\(label) (\(type)): \"\(key)\" must be a number", code: .badInput)
+                }
+                if key == "min_share", !(0...1).contains(v) {
+                    throw CLIError(message: "\(label) (levels): \"min_share\" is a share from 0 to 1, not \(trimmed(v)) (80% is 0.8)", code: .badInput)
                 }
                 if key == "min_accuracy", !(0...1).contains(v) {
                     throw CLIError(message: "\(label) (pairs): \"min_accuracy\" is a share from 0 to 1, not \(trimmed(v)) (80% is 0.8)", code: .badInput)
                 }
                 if key == "max", v < 0 { throw CLIError(message: "\(label) (\(type)): \"max\" must not be negative", code: .badInput) }
             }
-            for key in ["file", "prompts", "to", "sample", "name"] where check[key] != nil {
+            for key in ["file", "prompts", "to", "sample", "name", "level"] where check[key] != nil {
                 guard let v = check[key]?.stringValue else {
                     throw CLIError(message: "\(label) (\(type)): \"\(key)\" must be a string", code: .badInput)
                 }

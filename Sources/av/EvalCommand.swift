@@ -1,3 +1,4 @@
+import Evaluation
 import Foundation
 import Inference
 import SafeTensors
@@ -11,18 +12,30 @@ enum EvalCommand {
             OptionSpec(names: ["--text"], valueName: "FILE", help: "perplexity on a text file"),
             OptionSpec(names: ["--pairs"], valueName: "FILE.jsonl", help: "preference accuracy on {\"prompt\",\"chosen\",\"rejected\"} lines"),
             OptionSpec(names: ["--ref"], valueName: "MODEL", help: "with --pairs: also the DPO implicit-reward accuracy against this reference"),
+            OptionSpec(names: ["--levels"], valueName: "FILE.jsonl", help: "share of answers at each level: {\"prompt\", \"responses\": {LEVEL: …}} lines"),
+            OptionSpec(names: ["--score"], valueName: "mean|sum", help: "levels: response score, mean log-probability per token (default) or sum"),
+            OptionSpec(names: ["--prefix"], valueName: "TEXT", help: "levels: text put before every prompt (a prompting baseline)"),
+            OptionSpec(names: ["--system"], valueName: "TEXT", help: "levels: a ChatML system turn put before every prompt"),
             OptionSpec(names: ["--kl-to"], valueName: "MODEL", help: "KL(MODEL ‖ this) of next-token distributions, with --prompts"),
             OptionSpec(names: ["--prompts"], valueName: "FILE", help: "one prompt a line, for --kl-to"),
             OptionSpec(names: ["--json"], help: "print the results as JSON"),
             OptionSpec(names: ["--help", "-h"], help: "show this help"),
         ],
-        discussion: "Log-probabilities of a completion are summed over its tokens given the prompt (tokenized apart).",
+        discussion: """
+            Log-probabilities of a completion are summed over its tokens given the prompt (tokenized apart).
+            Levels: for each prompt, the level whose response scores highest wins (score: mean log-probability
+            per response token, or --score sum; ties go to the level listed first); printed are the share of each
+            level, its mean margin over the best other level, and with --json every prompt's winner and scores.
+            """,
         dynamicOptionsHelp: "with --base: the coefficient of domain DOMAIN (DIR/DOMAIN.av)")
 
     static func run(_ args: ParsedArguments) throws -> ExitCode {
-        guard args.has("--text") || args.has("--pairs") || args.has("--kl-to") else {
-            throw UsageError(message: "nothing to measure: give --text FILE, --pairs FILE.jsonl or --kl-to MODEL --prompts FILE")
+        guard args.has("--text") || args.has("--pairs") || args.has("--kl-to") || args.has("--levels") else {
+            throw UsageError(message: "nothing to measure: give --text FILE, --pairs FILE.jsonl, --levels FILE.jsonl or --kl-to MODEL --prompts FILE")
         }
+        let levelsFile = try args.value("--levels").map { try LevelsFile.load($0) }
+        let score = try levelScore(args)
+        let prefix = try promptPrefix(args)
         if args.has("--kl-to") != args.has("--prompts") { throw UsageError(message: "--kl-to and --prompts go together") }
         let lm = try loadLanguageModel(args)
         var results: [(key: String, value: JSONValue)] = [("model", .string(args.value("--model") ?? args.value("--base") ?? ""))]
@@ -54,6 +67,39 @@ enum EvalCommand {
                 obj += [("rewardAccuracy", .double(ra)), ("meanRewardMargin", .double(rm))]
             }
             results.append(("pairs", .object(obj)))
+        }
+        if let file = levelsFile {
+            let r = try lm.evaluate(levels: file, score: score, prefix: prefix)
+            let base = prefix.isEmpty ? nil : try lm.evaluate(levels: file, score: score)
+            let shares = zip(r.levels, r.shares).map { "\($0) \(String(format: "%.1f%%", 100 * $1))" }.joined(separator: ", ")
+            lines.append("levels      \(shares) over \(file.items.count) prompts; leading: \(r.leading)")
+            lines.append(
+                "            mean margin over the best other level: "
+                    + zip(r.levels, r.meanMargins).map { "\($0) \(String(format: "%+.3f", $1))" }.joined(separator: ", ")
+                    + (score == .mean ? " (nats per token)" : " (nats)"))
+            if let base {
+                lines.append(
+                    String(format: "            prompt prefix: %.1f extra prompt tokens per query", r.meanPromptTokens - base.meanPromptTokens)
+                        + " (without it: " + zip(base.levels, base.shares).map { "\($0) \(String(format: "%.1f%%", 100 * $1))" }.joined(separator: ", ") + ")")
+            }
+            var obj: [(key: String, value: JSONValue)] = [
+                ("file", .string(file.path)), ("prompts", .int(file.items.count)), ("score", .string(score.rawValue)),
+                ("shares", .object(zip(r.levels, r.shares).map { ($0, .double($1)) })),
+                ("meanMargins", .object(zip(r.levels, r.meanMargins).map { ($0, .double($1)) })), ("leading", .string(r.leading)),
+                ("meanPromptTokens", .double(r.meanPromptTokens)),
+                (
+                    "perPrompt",
+                    .array(
+                        zip(file.items, zip(r.winners, r.scores)).map { item, w in
+                            .object([
+                                ("prompt", .string(item.prompt)), ("winner", .string(r.levels[w.0])),
+                                ("scores", .object(zip(r.levels, w.1).map { ($0, .double($1)) })),
+                            ])
+                        })
+                ),
+            ]
+            if let base { obj.append(("withoutPrefix", .object(zip(base.levels, base.shares).map { ($0, .double($1)) }))) }
+            results.append(("levels", .object(obj)))
         }
         if let other = args.value("--kl-to"), let file = args.value("--prompts") {
             let prompts = try TextInput.lines(file).map(\.text)

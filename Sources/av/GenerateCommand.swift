@@ -12,6 +12,7 @@ let modelOptions: [OptionSpec] = [
     OptionSpec(names: ["--vector"], valueName: "PATH=COEF", help: "an AV file with its coefficient (repeatable)", repeatable: true),
     OptionSpec(names: ["--recipe"], valueName: "FILE.json", help: "the mix from a recipe (as av merge)"),
     OptionSpec(names: ["--force"], help: "mix vectors made from another base anyway"),
+    OptionSpec(names: ["--transfer"], help: "apply the vectors to another base on purpose (as --force)"),
     OptionSpec(names: ["--threads"], valueName: "N", help: "threads to use (default: all cores)"),
 ]
 
@@ -22,7 +23,8 @@ func loadLanguageModel(_ args: ParsedArguments) throws -> LanguageModel {
     if mixing {
         guard !args.has("--model") else { throw UsageError(message: "give --model PATH, or --base PATH with vectors, not both") }
         let plan = try MergeCommand.plan(args, needOutput: false)
-        model = try LanguageModel(directory: plan.base.path, mixing: plan.terms, force: plan.options.force, threads: plan.options.threads)
+        model = try LanguageModel(
+            directory: plan.base.path, mixing: plan.terms, force: plan.options.force || plan.options.transfer, threads: plan.options.threads)
     } else {
         guard let path = args.value("--model") ?? args.value("--base") else { throw UsageError(message: "missing --model PATH") }
         model = try LanguageModel(directory: try GGUFPaths.resolve(path))

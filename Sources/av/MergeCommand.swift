@@ -17,6 +17,7 @@ enum MergeCommand {
             OptionSpec(names: ["--dtype"], valueName: "DTYPE", help: "output dtype: f32, bf16, f16 or f64 (default: the base's)"),
             OptionSpec(names: ["--max-shard-size"], valueName: "SIZE", help: "largest output shard, e.g. 5GB (directories; default: like the base)"),
             OptionSpec(names: ["--force"], help: "merge vectors made from another base anyway"),
+            OptionSpec(names: ["--transfer"], help: "apply the vectors to another base on purpose (recorded in the output's provenance)"),
             OptionSpec(names: ["--allow-nonfinite"], help: "write NaN or Inf results instead of refusing"),
             OptionSpec(names: ["--threads"], valueName: "N", help: "threads to use (default: all cores)"),
             OptionSpec(names: ["--json"], help: "print the report as JSON"),
@@ -112,6 +113,7 @@ enum MergeCommand {
             options.maxShardSize = recipe.maxShardSize
         }
         options.force = args.has("--force") || recipe.force
+        options.transfer = args.has("--transfer")
         options.allowNonFinite = args.has("--allow-nonfinite") || recipe.allowNonFinite
         options.threads = try threads(args)
         options.protectedPaths = [recipe.file, args.value("--vectors") ?? recipe.vectorsDirectory].compactMap { $0 }
@@ -169,7 +171,7 @@ enum MergeCommand {
         var rows: [(String, String)] = [
             (
                 "base",
-                "\(r.base.path) (\(r.base.dtype), fingerprint \(r.base.fingerprint), \(r.baseVerified ? "matches the vectors" : "NOT the vectors' base: --force"))"
+                "\(r.base.path) (\(r.base.dtype), fingerprint \(r.base.fingerprint), \(r.baseVerified ? "matches the vectors" : "NOT the vectors' base: transferred"))"
             ),
             ("vectors", r.terms.map { "\($0.path) (\($0.domain), λ = \(trimmed($0.coefficient)))" }.joined(separator: ", ")),
             ("tensors", "\(r.tensors.count) written, \(r.touchedTensors) changed by the mix"),

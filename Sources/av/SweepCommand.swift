@@ -1,4 +1,5 @@
 import AlignmentVectors
+import Evaluation
 import Foundation
 import Inference
 import SafeTensors
@@ -6,12 +7,17 @@ import SafeTensors
 enum SweepCommand {
     static let spec = CommandSpec(
         name: "sweep",
-        summary: "preference accuracy and margin over a range of λ: the alignment knob",
+        summary: "level shares, preference accuracy and margin over a range of λ: the alignment knob",
         positionals: [],
         options: [
             OptionSpec(names: ["--base"], valueName: "PATH", help: "the base model directory (required)"),
             OptionSpec(names: ["--vectors"], valueName: "DIR", help: "where --DOMAIN finds DOMAIN.av (default: the current directory)"),
-            OptionSpec(names: ["--pairs"], valueName: "FILE.jsonl", help: "the preference pairs to score (required)"),
+            OptionSpec(names: ["--pairs"], valueName: "FILE.jsonl", help: "preference pairs to score"),
+            OptionSpec(
+                names: ["--levels"], valueName: "[DOMAIN=]FILE", help: "a levels file: shares of each level per λ (repeatable)", repeatable: true),
+            OptionSpec(names: ["--score"], valueName: "mean|sum", help: "levels: response score, mean log-probability per token (default) or sum"),
+            OptionSpec(names: ["--prefix"], valueName: "TEXT", help: "levels: text put before every prompt (a prompting baseline)"),
+            OptionSpec(names: ["--system"], valueName: "TEXT", help: "levels: a ChatML system turn put before every prompt"),
             OptionSpec(names: ["--plot"], valueName: "OUT.svg", help: "also draw the curves as an SVG plot"),
             OptionSpec(names: ["--force"], help: "mix vectors made from another base anyway"),
             OptionSpec(names: ["--threads"], valueName: "N", help: "threads to use (default: all cores)"),
@@ -19,35 +25,49 @@ enum SweepCommand {
             OptionSpec(names: ["--quiet", "-q"], help: "no progress on stderr"),
             OptionSpec(names: ["--help", "-h"], help: "show this help"),
         ],
-        discussion: "One or two domains; with two, every combination of their values is measured.",
+        discussion: """
+            One or two domains; with two, every combination of their values is measured. With --levels, each row
+            has the share of answers at each level (av eval --levels), and --plot draws them stacked against λ.
+            """,
         dynamicOptionsHelp: "FROM:TO:STEPS, e.g. --medical -0.5:1.5:9 (DIR/DOMAIN.av)")
 
     struct Row {
         var lambdas: [Double]
-        var result: PairsResult
+        var pairs: PairsResult?
+        /// Per levels domain (in `--levels` order), the result at this point.
+        var levels: [LevelsResult]
     }
 
     static func run(_ args: ParsedArguments) throws -> ExitCode {
         guard let base = args.value("--base") else { throw UsageError(message: "missing --base PATH") }
-        guard let pairsFile = args.value("--pairs") else { throw UsageError(message: "missing --pairs FILE.jsonl") }
+        let pairsFile = args.value("--pairs")
+        guard pairsFile != nil || !args.all("--levels").isEmpty else {
+            throw UsageError(message: "give --pairs FILE.jsonl, --levels [DOMAIN=]FILE, or both")
+        }
         guard (1...2).contains(args.dynamic.count) else { throw UsageError(message: "give one or two --DOMAIN FROM:TO:STEPS ranges") }
         let dir = args.value("--vectors") ?? "."
         var axes: [(domain: String, values: [Double], vector: AlignmentVector)] = []
         for (name, text) in args.dynamic {
-            let parts = text.split(separator: ":").map(String.init)
-            guard parts.count == 3, let from = Double(parts[0]), let to = Double(parts[1]), let steps = Int(parts[2]), steps >= 2,
-                from.isFinite, to.isFinite, steps <= 10_000
-            else {
-                throw UsageError(message: "--\(name) takes FROM:TO:STEPS with finite FROM and TO and 2 ≤ STEPS ≤ 10000, not '\(text)'")
-            }
             guard !axes.contains(where: { $0.domain == name }) else {
                 throw UsageError(message: "domain '\(name)' is given twice; give each domain once")
             }
-            let values = (0..<steps).map { from + (to - from) * Double($0) / Double(steps - 1) }
-            axes.append((name, values, try MergeCommand.vector(domain: name, in: dir)))
+            axes.append((name, try rangeValues(text, option: "--" + name), try MergeCommand.vector(domain: name, in: dir)))
         }
-        let pairs = try PreferencePair.load(pairsFile)
-        if let plot = args.value("--plot") { try ReportFile.check(plot, inputs: [pairsFile]) }
+        // Levels files: DOMAIN=FILE, or a bare FILE for the first swept domain.
+        var levels: [(domain: String, file: LevelsFile)] = []
+        for item in args.all("--levels") {
+            let (domain, path) = item.contains("=") ? try SearchCommand.split(item, "--levels", "[DOMAIN=]FILE") : (axes[0].domain, item)
+            guard !levels.contains(where: { $0.domain == domain }) else { throw UsageError(message: "--levels for '\(domain)' is given twice") }
+            levels.append((domain, try LevelsFile.load(path)))
+        }
+        let score = try levelScore(args)
+        let prefix = try promptPrefix(args)
+        let pairs = try pairsFile.map { try PreferencePair.load($0) }
+        let inputs = [pairsFile].compactMap { $0 } + levels.map(\.file.path)
+        if let plot = args.value("--plot") {
+            if !levels.isEmpty && axes.count == 2 { throw UsageError(message: "--plot of level shares takes one swept domain") }
+            try ReportFile.check(plot, inputs: inputs)
+        }
         let threadCount = try threads(args)
         var grid: [[Double]] = axes[0].values.map { [$0] }
         if axes.count == 2 { grid = grid.flatMap { a in axes[1].values.map { a + [$0] } } }
@@ -58,7 +78,9 @@ enum SweepCommand {
             let terms = zip(axes, lambdas).map { MergeTerm(vector: $0.vector, coefficient: $1) }
             let lm = try LanguageModel(directory: base, mixing: terms, force: args.has("--force"), threads: threadCount)
             lm.model.threads = threadCount
-            rows.append(Row(lambdas: lambdas, result: try lm.evaluate(pairs: pairs)))
+            let p = try pairs.map { try lm.evaluate(pairs: $0) }
+            let l = try levels.map { try lm.evaluate(levels: $0.file, score: score, prefix: prefix) }
+            rows.append(Row(lambdas: lambdas, pairs: p, levels: l))
             bar.update(i + 1, grid.count)
         }
         bar.finish()
@@ -66,76 +88,56 @@ enum SweepCommand {
             print(
                 JSONValue.array(
                     rows.map { r in
-                        .object(
-                            zip(axes, r.lambdas).map { ($0.domain, .double($1)) } + [
-                                ("accuracy", .double(r.result.accuracy)), ("meanMargin", .double(r.result.meanMargin)),
-                            ])
+                        var o: [(key: String, value: JSONValue)] = zip(axes, r.lambdas).map { ($0.domain, .double($1)) }
+                        if let p = r.pairs { o += [("accuracy", .double(p.accuracy)), ("meanMargin", .double(p.meanMargin))] }
+                        if !levels.isEmpty {
+                            o.append(
+                                (
+                                    "levels",
+                                    .object(zip(levels, r.levels).map { l, res in (l.domain, .object(zip(res.levels, res.shares).map { ($0, .double($1)) })) })
+                                ))
+                        }
+                        return .object(o)
                     }
                 ).rendered(pretty: true))
         } else {
-            let header = axes.map { "λ \($0.domain)" } + ["accuracy", "mean margin"]
+            var header = axes.map { "λ \($0.domain)" }
+            if pairs != nil { header += ["accuracy", "mean margin"] }
+            for l in levels { header.append("\(l.domain): " + l.file.levels.joined(separator: " / ")) }
             let table = rows.map { r in
-                r.lambdas.map { String(format: "%+.3f", $0) } + [
-                    String(format: "%.1f%%", 100 * r.result.accuracy), String(format: "%+.4f", r.result.meanMargin),
-                ]
+                var cells = r.lambdas.map { String(format: "%+.3f", $0) }
+                if let p = r.pairs { cells += [String(format: "%.1f%%", 100 * p.accuracy), String(format: "%+.4f", p.meanMargin)] }
+                for res in r.levels { cells.append(res.shares.map { String(format: "%3.0f%%", 100 * $0) }.joined(separator: " / ")) }
+                return cells
             }
-            print("av sweep: \(pairs.count) pairs from \(pairsFile) on \(base)")
+            var what: [String] = []
+            if let pairs, let pairsFile { what.append("\(pairs.count) pairs from \(pairsFile)") }
+            for l in levels { what.append("\(l.file.items.count) \(l.domain) prompts from \(l.file.path)") }
+            print("av sweep: \(what.joined(separator: ", ")) on \(base)" + (prefix.isEmpty ? "" : " (with a prompt prefix)"))
             print(Format.table(header, table, rightAligned: Set(0..<header.count)))
         }
         if let plot = args.value("--plot") {
-            let svg = SVGPlot.render(axes: axes.map { ($0.domain, $0.values) }, rows: rows.map { ($0.lambdas, $0.result.accuracy, $0.result.meanMargin) })
-            try ReportFile.write(svg, to: plot, inputs: [pairsFile])
+            let svg: String
+            if let first = levels.first {
+                let index = levels.firstIndex { $0.domain == axes[0].domain } ?? 0
+                svg = SVGPlot.levels(
+                    domain: axes[0].domain, levelsDomain: levels[index].domain, levels: first.file.levels,
+                    rows: rows.map { ($0.lambdas[0], $0.levels[index].shares) })
+            } else {
+                svg = SVGPlot.render(
+                    axes: axes.map { ($0.domain, $0.values) }, rows: rows.map { ($0.lambdas, $0.pairs!.accuracy, $0.pairs!.meanMargin) })
+            }
+            try ReportFile.write(svg, to: plot, inputs: inputs)
             if !args.has("--json") { print("plot: \(plot)") }
         }
         return .success
     }
 }
 
-/// A two-panel line chart (accuracy, mean margin) against λ of the first domain, one line per
-/// value of the second domain.
-enum SVGPlot {
-    static func render(axes: [(String, [Double])], rows: [(lambdas: [Double], accuracy: Double, margin: Double)]) -> String {
-        let width = 720.0
-        let panel = 260.0
-        let left = 70.0
-        let plotWidth = width - left - 30
-        let xs = axes[0].1
-        let (xMin, xMax) = (xs.min()!, xs.max()!)
-        func x(_ v: Double) -> Double { left + (v - xMin) / max(xMax - xMin, 1e-12) * plotWidth }
-        let series: [[(lambdas: [Double], accuracy: Double, margin: Double)]] =
-            axes.count == 2 ? axes[1].1.map { v in rows.filter { $0.lambdas[1] == v } } : [rows]
-        let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
-        var out =
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(2 * panel + 90))\" font-family=\"sans-serif\" font-size=\"12\">\n"
-        out += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-        for (p, metric) in ["preference accuracy", "mean margin (nats)"].enumerated() {
-            let top = 30.0 + Double(p) * (panel + 30)
-            let values = rows.map { p == 0 ? $0.accuracy : $0.margin }
-            var (lo, hi) = p == 0 ? (0.0, 1.0) : (values.min()!, values.max()!)
-            if hi - lo < 1e-9 { (lo, hi) = (lo - 1, hi + 1) }
-            func y(_ v: Double) -> Double { top + panel - 20 - (v - lo) / (hi - lo) * (panel - 40) }
-            out += "<text x=\"\(left)\" y=\"\(top - 8)\" font-weight=\"bold\">\(metric) vs λ \(axes[0].0)</text>\n"
-            out += "<line x1=\"\(left)\" y1=\"\(y(lo))\" x2=\"\(left + plotWidth)\" y2=\"\(y(lo))\" stroke=\"#333\"/>\n"
-            out += "<line x1=\"\(left)\" y1=\"\(y(lo))\" x2=\"\(left)\" y2=\"\(y(hi))\" stroke=\"#333\"/>\n"
-            for v in [lo, (lo + hi) / 2, hi] {
-                out +=
-                    "<text x=\"\(left - 6)\" y=\"\(y(v) + 4)\" text-anchor=\"end\">\(String(format: p == 0 ? "%.0f%%" : "%.2f", p == 0 ? 100 * v : v))</text>\n"
-            }
-            for v in [xMin, 0, 1, xMax] where v >= xMin && v <= xMax {
-                out += "<line x1=\"\(x(v))\" y1=\"\(y(lo))\" x2=\"\(x(v))\" y2=\"\(y(hi))\" stroke=\"#ddd\"/>\n"
-                out += "<text x=\"\(x(v))\" y=\"\(y(lo) + 15)\" text-anchor=\"middle\">\(String(format: "%g", v))</text>\n"
-            }
-            for (k, s) in series.enumerated() {
-                let points = s.map { "\(x($0.lambdas[0])),\(y(p == 0 ? $0.accuracy : $0.margin))" }.joined(separator: " ")
-                let color = colors[k % colors.count]
-                out += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(points)\"/>\n"
-                for r in s { out += "<circle cx=\"\(x(r.lambdas[0]))\" cy=\"\(y(p == 0 ? r.accuracy : r.margin))\" r=\"3\" fill=\"\(color)\"/>\n" }
-                if axes.count == 2, p == 0 {
-                    out +=
-                        "<text x=\"\(left + plotWidth - 120)\" y=\"\(top + 14 * Double(k + 1))\" fill=\"\(color)\">λ \(axes[1].0) = \(String(format: "%g", s[0].lambdas[1]))</text>\n"
-                }
-            }
-        }
-        return out + "</svg>\n"
-    }
+/// The prompt prefix of `--prefix TEXT` or `--system TEXT` (a ChatML system turn), or "".
+func promptPrefix(_ args: ParsedArguments) throws -> String {
+    if args.has("--prefix") && args.has("--system") { throw UsageError(message: "give --prefix or --system, not both") }
+    if let text = args.value("--prefix") { return text }
+    if let text = args.value("--system") { return "<|im_start|>system\n\(text)<|im_end|>\n" }
+    return ""
 }

@@ -1,0 +1,99 @@
+import AlignmentVectors
+import Dispatch
+import Foundation
+import Inference
+import Tensors
+
+/// One domain of a sweep or a search: its vector and its levels file.
+public struct SearchDomain: Sendable {
+    public var name: String
+    public var vector: AlignmentVector
+    public var levels: LevelsFile
+
+    public init(name: String, vector: AlignmentVector, levels: LevelsFile) {
+        self.name = name
+        self.vector = vector
+        self.levels = levels
+    }
+}
+
+/// Level shares of mixes `base + Σ λ_d·AV_d`, evaluated in memory (nothing is written) and cached
+/// per point and domain within a run, so a search never evaluates the same mix twice.
+public final class MixEvaluator: @unchecked Sendable {
+    public let base: String
+    public let domains: [SearchDomain]
+    public let threads: Int
+    public let force: Bool
+    public let score: LevelScore
+    public let prefix: String
+    private var cache: [[Double]: [Int: LevelsResult]] = [:]
+    private let lock = NSLock()
+    /// Mixes loaded so far (each is one pass that mixes the weights).
+    public private(set) var mixesLoaded = 0
+
+    public init(base: String, domains: [SearchDomain], threads: Int, force: Bool = false, score: LevelScore = .mean, prefix: String = "") {
+        self.base = base
+        self.domains = domains
+        self.threads = threads
+        self.force = force
+        self.score = score
+        self.prefix = prefix
+    }
+
+    /// The level results of the domains `which` (indices into `domains`) at `lambdas` (one per domain).
+    public func results(at lambdas: [Double], for which: [Int]) throws(InferenceError) -> [Int: LevelsResult] {
+        try prefetch([(lambdas, which)])
+        lock.lock()
+        defer { lock.unlock() }
+        return (cache[lambdas] ?? [:]).filter { which.contains($0.key) }
+    }
+
+    /// Evaluates what is not cached yet of several requests at once: each (mix, levels file) pair
+    /// is one task, run concurrently on the threads (the tiny matrices of a check gain more from
+    /// running mixes side by side than from splitting one product).
+    public func prefetch(_ requests: [(lambdas: [Double], which: [Int])]) throws(InferenceError) {
+        var tasks: [(lambdas: [Double], domain: Int)] = []
+        lock.lock()
+        for (lambdas, which) in requests {
+            precondition(lambdas.count == domains.count, "one λ per domain")
+            for d in which where cache[lambdas]?[d] == nil && !tasks.contains(where: { $0.lambdas == lambdas && $0.domain == d }) {
+                tasks.append((lambdas, d))
+            }
+        }
+        lock.unlock()
+        guard !tasks.isEmpty else { return }
+        var models: [[Double]: LanguageModel] = [:]
+        for t in tasks where models[t.lambdas] == nil {
+            let terms = zip(domains, t.lambdas).filter { $0.1 != 0 }.map { MergeTerm(vector: $0.0.vector, coefficient: $0.1) }
+            let lm = try LanguageModel(directory: base, mixing: terms, force: force, threads: threads)
+            lm.model.threads = 1
+            models[t.lambdas] = lm
+            mixesLoaded += 1
+        }
+        var outcomes = [Result<LevelsResult, InferenceError>?](repeating: nil, count: tasks.count)
+        let todo = tasks
+        let workers = min(threads, todo.count)
+        let box = UncheckedSendable((models, self))
+        outcomes.withUnsafeMutableBufferPointer { out in
+            let slots = UncheckedSendable(out)
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                var i = worker
+                while i < todo.count {
+                    let t = todo[i]
+                    let lm = box.value.0[t.lambdas]!
+                    do throws(InferenceError) {
+                        slots.value[i] = .success(try lm.evaluate(levels: box.value.1.domains[t.domain].levels, score: box.value.1.score, prefix: box.value.1.prefix))
+                    } catch {
+                        slots.value[i] = .failure(error)
+                    }
+                    i += workers
+                }
+            }
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        for (t, outcome) in zip(tasks, outcomes) {
+            cache[t.lambdas, default: [:]][t.domain] = try outcome!.get()
+        }
+    }
+}

@@ -1,0 +1,156 @@
+import Foundation
+import Inference
+import SafeTensors
+
+/// A preference profile: a target level per domain (in domain order).
+public typealias Profile = [String]
+
+/// One evaluated mix: λ per domain and the level shares of every domain there.
+public struct SearchPoint: Sendable, Equatable {
+    public var lambdas: [Double]
+    /// Per domain, the shares of its levels (in its levels file's order).
+    public var shares: [[Double]]
+
+    public init(lambdas: [Double], shares: [[Double]]) {
+        self.lambdas = lambdas
+        self.shares = shares
+    }
+
+    /// How far the profile is reached: over domains, the smallest lead of the target level's share
+    /// over the best other level's (positive when every domain's target leads).
+    public func margin(_ profile: Profile, levels: [[String]]) -> Double {
+        var worst = Double.infinity
+        for (d, target) in profile.enumerated() {
+            guard let t = levels[d].firstIndex(of: target) else { return -.infinity }
+            let other = shares[d].indices.filter { $0 != t }.map { shares[d][$0] }.max() ?? 0
+            worst = min(worst, shares[d][t] - other)
+        }
+        return worst
+    }
+}
+
+/// What a search found for one profile.
+public struct ProfileResult: Sendable, Equatable {
+    public var profile: Profile
+    /// The best mix reaching the profile (largest margin; ties: smallest Σ|λ|), if any.
+    public var best: SearchPoint?
+    public var margin: Double
+    /// Other mixes that reach it, best first (at most three).
+    public var runnersUp: [SearchPoint]
+    public var reached: Bool { best != nil }
+}
+
+/// How the λ space is explored.
+public enum SearchStrategy: String, Sendable {
+    /// Per domain a sweep of its own λ (the others at 0), then the best candidates of each domain
+    /// combined and checked as whole mixes: domains interact weakly, so few mixes are needed.
+    case coordinate
+    /// Every point of the grid: exhaustive, and the one that shards (`--shard I/N`).
+    case grid
+}
+
+/// The multi-domain search: λ per domain such that in every domain the target level has the
+/// largest share.
+public enum MixSearch {
+    /// Every combination of the domains' levels.
+    public static func allProfiles(_ levels: [[String]]) -> [Profile] {
+        levels.reduce([[]]) { partial, options in partial.flatMap { p in options.map { p + [$0] } } }
+    }
+
+    /// Picks the best point and runners-up of each profile among `points`, in a fixed order, so the
+    /// same points give the same answer however they were computed.
+    public static func select(_ profiles: [Profile], from points: [SearchPoint], levels: [[String]]) -> [ProfileResult] {
+        profiles.map { profile in
+            let reaching = points.map { ($0, $0.margin(profile, levels: levels)) }.filter { $0.1 > 0 }
+                .sorted { a, b in
+                    if a.1 != b.1 { return a.1 > b.1 }
+                    let sa = a.0.lambdas.map(\.magnitude).reduce(0, +)
+                    let sb = b.0.lambdas.map(\.magnitude).reduce(0, +)
+                    if sa != sb { return sa < sb }
+                    return a.0.lambdas.lexicographicallyPrecedes(b.0.lambdas)
+                }
+            return ProfileResult(
+                profile: profile, best: reaching.first?.0, margin: reaching.first?.1 ?? 0, runnersUp: reaching.dropFirst().prefix(3).map(\.0))
+        }
+    }
+
+    /// Every point of the grid, in a fixed order (the first domain varies slowest).
+    public static func gridPoints(_ values: [Double], domains: Int) -> [[Double]] {
+        (0..<domains).reduce([[]]) { partial, _ in partial.flatMap { p in values.map { p + [$0] } } }
+    }
+
+    /// Evaluates the points of shard `shard` of `of` (every `of`-th point of the grid, from `shard`).
+    public static func evaluateGrid(_ evaluator: MixEvaluator, values: [Double], shard: Int = 0, of count: Int = 1) throws(InferenceError)
+        -> [SearchPoint]
+    {
+        let all = Array(evaluator.domains.indices)
+        var out: [SearchPoint] = []
+        let mine = gridPoints(values, domains: evaluator.domains.count).enumerated().filter { $0.offset % count == shard }.map(\.element)
+        // In batches, so that memory holds a bounded number of mixes at once.
+        for start in stride(from: 0, to: mine.count, by: 16) {
+            try evaluator.prefetch(mine[start..<min(mine.count, start + 16)].map { (lambdas: $0, which: all) })
+        }
+        for lambdas in mine {
+            let r = try evaluator.results(at: lambdas, for: all)
+            out.append(SearchPoint(lambdas: lambdas, shares: all.map { r[$0]!.shares }))
+        }
+        return out
+    }
+
+    /// The coordinate search: per domain a sweep of `values` alone, then for each profile the
+    /// combinations of each domain's best candidates (at most `tries` per profile), checked whole.
+    public static func coordinate(
+        _ evaluator: MixEvaluator, values: [Double], profiles: [Profile], candidates: Int = 3, tries: Int = 4
+    ) throws(InferenceError) -> [SearchPoint] {
+        let domains = evaluator.domains
+        let levels = domains.map(\.levels.levels)
+        let all = Array(domains.indices)
+        // Stage 1: each domain's shares along its own λ (all evaluated side by side first).
+        try evaluator.prefetch(
+            domains.indices.flatMap { d in
+                values.map { v in
+                    var lambdas = [Double](repeating: 0, count: domains.count)
+                    lambdas[d] = v
+                    return (lambdas: lambdas, which: [d])
+                }
+            })
+        var alone: [[(Double, [Double])]] = []
+        for d in domains.indices {
+            var row: [(Double, [Double])] = []
+            for v in values {
+                var lambdas = [Double](repeating: 0, count: domains.count)
+                lambdas[d] = v
+                row.append((v, try evaluator.results(at: lambdas, for: [d])[d]!.shares))
+            }
+            alone.append(row)
+        }
+        // Stage 2: whole mixes from the best candidates of each domain.
+        var points: [[Double]: SearchPoint] = [:]
+        for profile in profiles {
+            var ranked: [[Double]] = []
+            for d in domains.indices {
+                let t = levels[d].firstIndex(of: profile[d]) ?? 0
+                let scored = alone[d].map { v, s -> (Double, Double) in
+                    (v, s[t] - (s.indices.filter { $0 != t }.map { s[$0] }.max() ?? 0))
+                }
+                let sorted = scored.sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0.magnitude < $1.0.magnitude }
+                ranked.append(sorted.prefix(candidates).map(\.0))
+            }
+            // Combinations in order of total rank: all first choices, then one second choice, …
+            var combos = MixSearch.gridPoints([0, 1, 2].filter { $0 < candidates }.map(Double.init), domains: domains.count)
+                .map { $0.map(Int.init) }
+                .filter { c in c.enumerated().allSatisfy { $0.element < ranked[$0.offset].count } }
+            combos.sort { a, b in a.reduce(0, +) != b.reduce(0, +) ? a.reduce(0, +) < b.reduce(0, +) : a.lexicographicallyPrecedes(b) }
+            var tried = 0
+            for combo in combos where tried < tries {
+                let lambdas = combo.enumerated().map { ranked[$0.offset][$0.element] }
+                tried += 1
+                let r = try evaluator.results(at: lambdas, for: all)
+                let point = SearchPoint(lambdas: lambdas, shares: all.map { r[$0]!.shares })
+                points[lambdas] = point
+                if point.margin(profile, levels: levels) > 0 { break }
+            }
+        }
+        return points.values.sorted { $0.lambdas.lexicographicallyPrecedes($1.lambdas) }
+    }
+}

@@ -1,0 +1,138 @@
+import AVTestSupport
+import Foundation
+import Testing
+
+@testable import SafeTensors
+@testable import Tensors
+
+/// The chat fixture with one tensor scaled: a second "aligned" model whose vector differs from
+/// `makeAlignedChat`'s (which scales the final norm).
+private func makeScaled(_ dir: TemporaryDirectory, name: String, tensor: String, by factor: Float) throws -> String {
+    let src = inferenceFixture("chat")
+    let dst = dir.file(name)
+    try FileManager.default.copyItem(atPath: src, toPath: dst)
+    let file = try SafeTensorsFile(path: src + "/model.safetensors")
+    var tensors: [(TensorSpec, [UInt8])] = []
+    for t in file.tensors {
+        var bytes = [UInt8](file.bytes(of: t))
+        if t.name == tensor {
+            var values = try file.floats(named: t.name).map { $0 * factor }
+            bytes.withUnsafeMutableBytes { b in Convert.fromFloat(t.dtype, from: &values, count: values.count, into: b.baseAddress!) }
+        }
+        tensors.append((TensorSpec(name: t.name, dtype: t.dtype, shape: t.shape), bytes))
+    }
+    try FileManager.default.removeItem(atPath: dst + "/model.safetensors")
+    try SafeTensorsWriter.write(path: dst + "/model.safetensors", tensors: tensors, metadata: ["format": "pt"])
+    return dst
+}
+
+/// Two vectors (`style`, `tone`) for the chat fixture and a levels file for each, in `dir`.
+private func searchInputs(_ dir: TemporaryDirectory) throws {
+    let chat = inferenceFixture("chat")
+    #expect(try runAV(["diff", chat, try makeAlignedChat(dir), "-o", dir.file("style.av"), "-q"]).status == 0)
+    let tone = try makeScaled(dir, name: "tone-aligned", tensor: "model.embed_tokens.weight", by: 1.3)
+    #expect(try runAV(["diff", chat, tone, "-o", dir.file("tone.av"), "-q"]).status == 0)
+    let lines = [
+        #"{"prompt": "The court", "responses": {"avoid": " declined to rule", "generic": " met today", "expert": " ruled for the plaintiff"}}"#,
+        #"{"prompt": "Interest", "responses": {"avoid": " is not my topic", "generic": " rates changed", "expert": " rates rose by half a point"}}"#,
+        #"{"prompt": "The doctor", "responses": {"avoid": " cannot say", "generic": " was there", "expert": " prescribed ibuprofen"}}"#,
+    ]
+    try Data(lines.joined(separator: "\n").utf8).write(to: URL(fileURLWithPath: dir.file("style.jsonl")))
+    try Data(lines.reversed().joined(separator: "\n").utf8).write(to: URL(fileURLWithPath: dir.file("tone.jsonl")))
+}
+
+@Suite("Levels, sweeps of levels, searches and their shards")
+struct LevelsSearchCLITests {
+    @Test("eval --levels prints shares and margins; --json has every prompt's winner; a prefix reports its cost")
+    func evalLevels() throws {
+        let dir = TemporaryDirectory()
+        try searchInputs(dir)
+        let r = try runAV(["eval", "--model", inferenceFixture("chat"), "--levels", dir.file("style.jsonl")])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.hasPrefix("levels      avoid ") && r.stdout.contains("over 3 prompts; leading: "))
+        let j = try JSONParser.parse(try runAV(["eval", "--model", inferenceFixture("chat"), "--levels", dir.file("style.jsonl"), "--json"]).stdout)
+        let levels = try #require(j["levels"])
+        let shares = ["avoid", "generic", "expert"].map { levels["shares"]?[$0]?.doubleValue ?? -1 }
+        #expect(abs(shares.reduce(0, +) - 1) < 1e-9)
+        #expect(levels["perPrompt"]?.arrayValue?.count == 3)
+        let prefixed = try runAV(["eval", "--model", inferenceFixture("chat"), "--levels", dir.file("style.jsonl"), "--system", "Answer as an expert."])
+        #expect(prefixed.status == 0 && prefixed.stdout.contains("extra prompt tokens per query"))
+    }
+
+    @Test("sweep --levels: a row of shares per λ, the stacked plot, and the same shares as eval at each λ")
+    func sweepLevels() throws {
+        let dir = TemporaryDirectory()
+        try searchInputs(dir)
+        let r = try runAV([
+            "sweep", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--style", "-1:1:3", "--levels", dir.file("style.jsonl"), "--json",
+            "--plot", dir.file("knob.svg"),
+        ])
+        #expect(r.status == 0, "\(r.stderr)")
+        let rows = try #require(try JSONParser.parse(r.stdout).arrayValue)
+        #expect(rows.count == 3)
+        for row in rows {
+            let lambda = row["style"]?.doubleValue ?? 0
+            let e = try runAV([
+                "eval", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--style", "\(lambda)", "--levels", dir.file("style.jsonl"), "--json",
+            ])
+            let shares = try JSONParser.parse(e.stdout)["levels"]?["shares"]
+            #expect(row["levels"]?["style"] == shares, "λ \(lambda)")
+        }
+        let svg = String(decoding: FileManager.default.contents(atPath: dir.file("knob.svg")) ?? Data(), as: UTF8.self)
+        #expect(svg.contains("<polygon") && svg.contains("expert"))
+    }
+
+    @Test("search: a sharded grid search collected equals the unsharded run byte for byte; mismatched shards are refused")
+    func shards() throws {
+        let dir = TemporaryDirectory()
+        try searchInputs(dir)
+        let common = [
+            "search", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--levels", "style=" + dir.file("style.jsonl"), "--levels",
+            "tone=" + dir.file("tone.jsonl"), "--all-profiles", "--strategy", "grid", "--range", "-1:1:3",
+        ]
+        let whole = try runAV(common + ["--json"])
+        #expect(whole.status == 0 || whole.status == 1, "\(whole.stderr)")
+        let parsed = try JSONParser.parse(whole.stdout)
+        #expect(parsed["profiles"]?.doubleValue == 9 && parsed["mixesChecked"]?.doubleValue == 9)
+        try FileManager.default.createDirectory(atPath: dir.file("parts"), withIntermediateDirectories: true)
+        for i in 0..<3 {
+            let s = try runAV(common + ["--shard", "\(i)/3", "-o", dir.file("parts/s\(i).json")])
+            #expect(s.status == 0, "\(s.stderr)")
+        }
+        let collected = try runAV(common + ["--collect", dir.file("parts"), "--json"])
+        #expect(collected.stdout == whole.stdout && collected.status == whole.status)
+        // A shard missing, then a shard of another grid: refused.
+        try FileManager.default.moveItem(atPath: dir.file("parts/s2.json"), toPath: dir.file("s2.json"))
+        let missing = try runAV(common + ["--collect", dir.file("parts")])
+        #expect(missing.status == 3 && missing.stderr.contains("shards 2/3 are missing"))
+        #expect(try runAV(common.dropLast(2) + ["--range", "-2:2:3", "--shard", "2/3", "-o", dir.file("parts/s2.json")]).status == 0)
+        let other = try runAV(common + ["--collect", dir.file("parts")])
+        #expect(other.status == 3 && other.stderr.contains("another grid"))
+    }
+
+    @Test("search --target writes a recipe that merge and check take as is; --transfer is recorded")
+    func recipeAndTransfer() throws {
+        let dir = TemporaryDirectory()
+        try searchInputs(dir)
+        let base = ["search", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--levels", "style=" + dir.file("style.jsonl"), "--range", "-2:2:5"]
+        // Find a level the search can reach at all, then ask for it.
+        let all = try JSONParser.parse(try runAV(base + ["--all-profiles", "--json"]).stdout)
+        let reachedLevel = try #require(
+            all["results"]?.arrayValue?.first(where: { $0["reached"] == .bool(true) })?["target"]?["style"]?.stringValue)
+        let r = try runAV(base + ["--target", "style=\(reachedLevel)", "--write-recipe", dir.file("found.json")])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.stdout.contains("1 of 1 profile reached") && r.stdout.contains("recipe: "))
+        let check = try runAV(["check", "--recipe", dir.file("found.json"), "-q"])
+        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        #expect(check.stdout.contains("style answers \(reachedLevel)"))
+        let merged = try runAV(["merge", "--recipe", dir.file("found.json"), "-o", dir.file("found-model"), "-q"])
+        #expect(merged.status == 0, "\(merged.stderr)")
+        // Transfer: the style vector onto another base (tone-aligned) is refused, then allowed and recorded.
+        let refused = try runAV(["merge", "--base", dir.file("tone-aligned"), "--vectors", dir.path, "--style", "1", "-o", dir.file("t")])
+        #expect(refused.status == 3 && refused.stderr.contains("different base"))
+        let transferred = try runAV(["merge", "--base", dir.file("tone-aligned"), "--vectors", dir.path, "--style", "1", "-o", dir.file("t"), "--transfer", "-q"])
+        #expect(transferred.status == 0 && transferred.stdout.contains("transferred"))
+        let inspect = try runAV(["inspect", dir.file("t")])
+        #expect(inspect.stdout.contains("\"transfer\":{\"style\""))
+    }
+}

@@ -1,0 +1,71 @@
+import AVTestSupport
+import Foundation
+import Testing
+
+@testable import Evaluation
+@testable import Inference
+
+@Suite("Levels files and level shares")
+struct LevelsTests {
+    func write(_ dir: TemporaryDirectory, _ name: String, _ text: String) throws -> String {
+        try Data(text.utf8).write(to: URL(fileURLWithPath: dir.file(name)))
+        return dir.file(name)
+    }
+
+    @Test("a levels file keeps the first line's level order; malformed lines are named")
+    func parse() throws {
+        let dir = TemporaryDirectory()
+        let good = try write(
+            dir, "l.jsonl",
+            #"{"prompt": "p1", "responses": {"avoid": "a", "generic": "g", "expert": "e"}}"# + "\n\n"
+                + #"{"prompt": "p2", "responses": {"expert": "E", "avoid": "A", "generic": "G"}}"# + "\r\n")
+        let file = try LevelsFile.load(good)
+        #expect(file.levels == ["avoid", "generic", "expert"])
+        #expect(file.items.map(\.responses) == [["a", "g", "e"], ["A", "G", "E"]])
+        let cases: [(String, String)] = [
+            (#"{"prompt": "p", "responses": {"avoid": "a"}}"#, "at least two"),
+            (#"{"prompt": "p", "responses": {"avoid": "a", "expert": ""}}"#, "non-empty"),
+            (#"{"prompt": "p", "responses": {"a": "x", "b": "y"}, "extra": 1}"#, "unknown key \"extra\""),
+            (#"{"prompt": "p1", "responses": {"a": "x", "b": "y"}}"# + "\n" + #"{"prompt": "p2", "responses": {"a": "x", "c": "y"}}"#, "line 2: levels"),
+            ("", "no prompts"),
+        ]
+        for (text, message) in cases {
+            let path = try write(dir, "bad.jsonl", text)
+            #expect(throws: InferenceError.self) { try LevelsFile.load(path) }
+            do { _ = try LevelsFile.load(path) } catch { #expect("\(error)".contains(message), "\(error)") }
+        }
+    }
+
+    @Test("shares, margins and winners follow the scores; sum and mean scoring differ on long answers")
+    func shares() throws {
+        let dir = TemporaryDirectory()
+        let lm = try LanguageModel(directory: modelFixture("chat"))
+        let path = try write(
+            dir, "l.jsonl",
+            [#"{"prompt": "The court", "responses": {"short": " ruled", "long": " ruled for the plaintiff in the end, as courts often do"}}"#,
+             #"{"prompt": "Interest", "responses": {"short": " rates", "long": " rates rose again and again and again this year"}}"#].joined(separator: "\n"))
+        let file = try LevelsFile.load(path)
+        for score in LevelScore.allCases {
+            let r = try lm.evaluate(levels: file, score: score)
+            #expect(r.shares.reduce(0, +) == 1)
+            for (p, winner) in r.winners.enumerated() {
+                #expect(r.scores[p][winner] == r.scores[p].max())
+                // The reference: the logProbability the scores come from.
+                let ctx = try lm.context(file.items[p].prompt, origin: "")
+                let lp = try lm.logProbability(context: ctx, continuation: lm.tokenizer.encode(file.items[p].responses[1]))
+                // The prompt's KV cache is shared by the responses: within float rounding of a whole pass.
+                #expect(abs(r.scores[p][1] - (score == .mean ? lp.sum / Double(lp.tokens) : lp.sum)) < 1e-4)
+            }
+            #expect(abs(r.meanMargins[0] + r.meanMargins[1]) < 1e-9)  // two levels: the margins are opposite
+        }
+        // Summed log-probabilities always favour the short answer; the mean need not.
+        #expect(try lm.evaluate(levels: file, score: .sum).shares == [1, 0])
+        let prefixed = try lm.evaluate(levels: file, prefix: "Answer briefly. ")
+        #expect(prefixed.meanPromptTokens > (try lm.evaluate(levels: file)).meanPromptTokens)
+    }
+}
+
+func modelFixture(_ name: String) -> String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("InferenceTests/Fixtures/\(name)").path
+}
