@@ -104,3 +104,8 @@ public func runPython(_ command: [String], code: String, arguments: [String]) th
 #else
     public let isReleaseBuild = true
 #endif
+
+/// Whether the Python interop tests run: Python with safetensors and numpy is here, or CI requires
+/// it (AV_REQUIRE_PYTHON=1, and the tests then fail without it). Elsewhere they show as skipped.
+public let pythonInteropEnabled: Bool =
+    ProcessInfo.processInfo.environment["AV_REQUIRE_PYTHON"] != nil || pythonCommand(modules: ["safetensors", "numpy"]) != nil

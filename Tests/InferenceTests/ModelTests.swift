@@ -36,7 +36,7 @@ func greedy(_ model: LlamaModel, prompt: [Int], steps: Int) throws -> [Int] {
 
 @Suite("Llama-family forward pass against transformers")
 struct ModelTests {
-    static let variants = ["llama", "llama_tied", "llama3_rope", "mistral", "qwen2"]
+    static let variants = ["llama", "llama_tied", "llama3_rope", "mistral", "mistral_window", "qwen2"]
 
     @Test("logits of every position match transformers' float32 within 1e-4 of the logit range", arguments: variants)
     func logitsMatch(name: String) throws {
@@ -79,10 +79,62 @@ struct ModelTests {
         let model = try LlamaModel(directory: modelFixture(name))
         #expect(model.config.family == .llama)
         let logits = try model.forward(ref.ids, cache: model.makeCache(), allLogits: true)
-        let range = ref.logits.max()! - ref.logits.min()!
         let worst = zip(logits, ref.logits).map { abs($0 - $1) }.max()!
-        #expect(worst < (name == "llama_f16" ? 0.005 : 0.05) * range, "max difference \(worst), range \(range)")
-        #expect(worst > 0)  // really ran in the half-precision dtype
+        #expect(worst > 0)  // really ran on the half-precision weights
+        // Against transformers run in f32 on the same half-precision weights: as tight as f32.
+        let exact = try JSONDecoder().decode(
+            ModelReference.self, from: Data(contentsOf: URL(fileURLWithPath: modelFixture(name) + "/reference_f32.json")))
+        let range = exact.logits.max()! - exact.logits.min()!
+        let diff = zip(logits, exact.logits).map { abs($0 - $1) }.max()!
+        #expect(diff <= 1e-4 * range, "\(name): max difference \(diff), range \(range)")
+    }
+
+    @Test("the sliding window applies: positions past it differ from full attention, and match transformers")
+    func slidingWindow() throws {
+        let model = try LlamaModel(directory: modelFixture("mistral_window"))
+        #expect(model.config.slidingWindow == 4)
+        let ref = try ModelReference.load("mistral_window")
+        let windowed = try model.forward(ref.ids, cache: model.makeCache(), allLogits: true)
+        // The same weights without the window give other logits past position 4.
+        let dir = TemporaryDirectory()
+        try FileManager.default.copyItem(atPath: modelFixture("mistral_window"), toPath: dir.file("m"))
+        let config = String(decoding: try Data(contentsOf: URL(fileURLWithPath: dir.file("m/config.json"))), as: UTF8.self)
+        try Data(config.replacingOccurrences(of: "\"sliding_window\": 4", with: "\"sliding_window\": null").utf8)
+            .write(to: URL(fileURLWithPath: dir.file("m/config.json")))
+        let full = try LlamaModel(directory: dir.file("m"))
+        #expect(full.config.slidingWindow == nil)
+        let unwindowed = try full.forward(ref.ids, cache: full.makeCache(), allLogits: true)
+        #expect(Array(unwindowed.prefix(4 * ref.vocab)) == Array(windowed.prefix(4 * ref.vocab)))
+        #expect(zip(unwindowed, windowed).map { abs($0 - $1) }.max()! > 0.1)
+    }
+
+    @Test("a transformers-4 config (rope_theta and rope_scaling at the top) gives the same model as transformers 5's rope_parameters")
+    func transformers4Config() throws {
+        let dir = TemporaryDirectory()
+        try FileManager.default.copyItem(atPath: modelFixture("llama3_rope"), toPath: dir.file("m"))
+        var config = String(decoding: try Data(contentsOf: URL(fileURLWithPath: dir.file("m/config.json"))), as: UTF8.self)
+        let v5 = #"""
+              "rope_parameters": {
+                "factor": 8.0,
+                "high_freq_factor": 4.0,
+                "low_freq_factor": 1.0,
+                "original_max_position_embeddings": 16,
+                "rope_theta": 500000.0,
+                "rope_type": "llama3"
+              },
+            """#
+        let v4 = #"""
+              "rope_theta": 500000.0,
+              "rope_scaling": {"factor": 8.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0, "original_max_position_embeddings": 16, "rope_type": "llama3"},
+            """#
+        #expect(config.contains(v5))
+        config = config.replacingOccurrences(of: v5, with: v4)
+        try Data(config.utf8).write(to: URL(fileURLWithPath: dir.file("m/config.json")))
+        let a = try LlamaModel(directory: modelFixture("llama3_rope"))
+        let b = try LlamaModel(directory: dir.file("m"))
+        #expect(b.config.ropeTheta == 500_000 && b.config.ropeScaling != nil)
+        let ids = try ModelReference.load("llama3_rope").ids
+        #expect(try a.forward(ids, cache: a.makeCache(), allLogits: true) == b.forward(ids, cache: b.makeCache(), allLogits: true))
     }
 
     @Test("thread count does not change the logits")

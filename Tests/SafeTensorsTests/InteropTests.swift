@@ -70,12 +70,9 @@ struct InteropTests {
 
     /// Python `safetensors` reads what av wrote: raw bytes through `deserialize`, numpy arrays
     /// through `safe_open` and `load_file`. CI installs the modules and sets AV_REQUIRE_PYTHON=1.
-    @Test("Python safetensors reads files av wrote")
+    @Test("Python safetensors reads files av wrote", .enabled(if: pythonInteropEnabled))
     func pythonReadsOurFiles() throws {
-        guard let python = pythonCommand(modules: ["safetensors", "numpy"]) else {
-            #expect(ProcessInfo.processInfo.environment["AV_REQUIRE_PYTHON"] == nil, "python3 with safetensors and numpy is required")
-            return
-        }
+        let python = try #require(pythonCommand(modules: ["safetensors", "numpy"]), "python3 with safetensors and numpy is required")
         let dir = TemporaryDirectory()
         var expected: [String: (dtype: String, shape: [Int], hex: String)] = [:]
         var tensors: [(TensorSpec, [UInt8])] = []
