@@ -73,13 +73,8 @@ public enum OutputGuard {
             if let input = inputs.first(where: { sameFile($0, path) }) {
                 throw SafeTensorsError(file: path, .refusedOutput(message: "is also an input (\(input)); inputs are never written"))
             }
-        case .symbolicLink:
-            throw SafeTensorsError(
-                file: path,
-                .refusedOutput(message: "is a symbolic link; av does not replace links (write to the path it points to)"))
         default:
-            throw SafeTensorsError(
-                file: path, .refusedOutput(message: "exists and is \(kind.phrase); av writes this output only as a regular file"))
+            throw refusal(path, kind, "av writes this output only as a regular file")
         }
         try checkNotContaining(path, inputs: inputs)
     }
@@ -92,13 +87,8 @@ public enum OutputGuard {
         switch kind {
         case .missing: return
         case .directory: break
-        case .symbolicLink:
-            throw SafeTensorsError(
-                file: path,
-                .refusedOutput(message: "is a symbolic link; av does not replace links (write to the path it points to)"))
         default:
-            throw SafeTensorsError(
-                file: path, .refusedOutput(message: "exists and is \(kind.phrase); a model directory cannot replace it"))
+            throw refusal(path, kind, "a model directory cannot replace it")
         }
         try checkNotContaining(path, inputs: inputs)
         let entries: [String]
@@ -120,6 +110,15 @@ public enum OutputGuard {
                             + "av replaces an existing directory only when it holds nothing but model files (choose another -o, or move it away)"))
             }
         }
+    }
+
+    /// The refusal of an existing `path` of `kind`: links are named as such, since replacing one would
+    /// cut it (the user means the path it points to).
+    static func refusal(_ path: String, _ kind: FileKind, _ rule: String) -> SafeTensorsError {
+        if kind == .symbolicLink {
+            return SafeTensorsError(file: path, .refusedOutput(message: "is a symbolic link; av does not replace links (write to the path it points to)"))
+        }
+        return SafeTensorsError(file: path, .refusedOutput(message: "exists and is \(kind.phrase); \(rule)"))
     }
 
     /// Refuses an output that is an input or an input's ancestor directory.

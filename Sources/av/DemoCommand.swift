@@ -1,5 +1,6 @@
 import AlignmentVectors
 import Dispatch
+import Evaluation
 import Foundation
 import Inference
 import SafeTensors
@@ -8,7 +9,7 @@ import SafeTensors
 enum DemoCommand {
     static let spec = CommandSpec(
         name: "demo",
-        summary: "run the alignment-vector story on Checkpoints/: diff, merge, generate, sweep",
+        summary: "run the alignment-vector story on Checkpoints/: diff, the knob, generate, search",
         positionals: [],
         options: [
             OptionSpec(names: ["--checkpoints"], valueName: "DIR", help: "the model family (default: Checkpoints)"),
@@ -32,8 +33,8 @@ enum DemoCommand {
         let start = DispatchTime.now().uptimeNanoseconds
         func elapsed(_ t: UInt64) -> String { String(format: "%.2f s", Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9) }
 
-        print("av demo: a base model that answers medical, legal and financial questions plainly, and three")
-        print("fine-tunes that answer their own domain like an expert (\(root)/). Working in \(work).\n")
+        print("av demo: a base model that answers medical, legal and financial questions, mostly in a generic register,")
+        print("and three DPO fine-tunes that prefer expert answers in their own domain (\(root)/). Working in \(work).\n")
 
         print("1. av diff: one alignment vector per domain, AV = aligned - base")
         let baseCheckpoint = try Checkpoint(path: base)
@@ -49,49 +50,70 @@ enum DemoCommand {
                     format: "   %@.av: %d of %d tensors changed, ‖Δ‖/‖W‖ = %.3f, exact at λ=1: %@ (%@)", d, r.changedTensors, r.tensors.count,
                     (sums.0 / max(sums.1, 1e-30)).squareRoot(), r.mismatches == 0 ? "yes" : "no", elapsed(t)))
         }
-
-        print("\n2. av merge: base + 0.8·medical + 0.8·legal, written as a model directory")
-        let t2 = DispatchTime.now().uptimeNanoseconds
-        var mergeOptions = MergeOptions()
-        mergeOptions.threads = threadCount
         let vectors = Dictionary(uniqueKeysWithValues: try domains.map { ($0, try AlignmentVector(path: "\(work)/\($0).av")) })
-        let merged = try merge(
-            base: baseCheckpoint, terms: [MergeTerm(vector: vectors["medical"]!, coefficient: 0.8), MergeTerm(vector: vectors["legal"]!, coefficient: 0.8)],
-            output: "\(work)/merged", options: mergeOptions)
-        print(
-            "   \(work)/merged: \(merged.tensors.count) tensors, \(merged.touchedTensors) changed, base verified: \(merged.baseVerified ? "yes" : "no") (\(elapsed(t2)))"
-        )
+        let levels = Dictionary(uniqueKeysWithValues: try domains.map { ($0, try LevelsFile.load("\(root)/eval/\($0)_levels.jsonl")) })
+        let medical = [SearchDomain(name: "medical", vector: vectors["medical"]!, levels: levels["medical"]!)]
 
-        let question = "What should I do about a headache?"
-        print("\n3. av generate: \"\(question)\" with the medical vector at λ = 0, 0.5, 1, 1.5")
-        let pairsPath = "\(root)/eval/medical_pairs.jsonl"
+        let grid = [-1.0, -0.5, 0, 0.25, 0.5, 0.75, 1, 1.25, 1.5]
+        print("\n2. av sweep: the medical knob. Share of held-out medical questions answered at each level, as λ moves")
+        let t2 = DispatchTime.now().uptimeNanoseconds
+        let knob = MixEvaluator(base: base, domains: medical, threads: threadCount)
+        try knob.prefetch(grid.map { (lambdas: [$0], which: [0]) })
+        var rows: [[String]] = []
+        for lambda in grid {
+            let r = try knob.results(at: [lambda], for: [0])[0]!
+            rows.append([String(format: "%+.2f", lambda)] + r.shares.map { String(format: "%.0f%%", 100 * $0) } + [bar(r.shares)])
+        }
+        print(indent(indent(Format.table(["λ medical"] + levels["medical"]!.levels + [""], rows, rightAligned: [0, 1, 2, 3]))))
+        print("   (\(elapsed(t2)); λ < 0 extrapolates away from the expert register, λ > 1 beyond the fine-tune)")
+
+        let item = levels["medical"]!.items[0]
+        let question = item.prompt.components(separatedBy: "\n").dropFirst().first?.replacingOccurrences(of: "<|im_end|>", with: "") ?? item.prompt
+        print("\n3. av generate: \"\(question)\" (held out) with the medical vector at λ = 0, 0.5, 1, 1.5")
         for lambda in [0.0, 0.5, 1.0, 1.5] {
-            let lm = try LanguageModel(directory: base, mixing: [MergeTerm(vector: vectors["medical"]!, coefficient: lambda)])
+            let lm = try LanguageModel(directory: base, mixing: [MergeTerm(vector: vectors["medical"]!, coefficient: lambda)], threads: threadCount)
             lm.model.threads = threadCount
-            let template = lm.chatTemplate ?? .chatML(defaultSystem: nil)
             var text = ""
-            try lm.generate(prompt: lm.tokenizer.encode(template.render(user: question, system: nil)), maxTokens: 60, sampling: SamplingOptions()) {
-                text += $0
-            }
+            try lm.generate(prompt: lm.tokenizer.encode(item.prompt), maxTokens: 60, sampling: SamplingOptions()) { text += $0 }
             print(String(format: "   λ = %.1f: ", lambda) + text.replacingOccurrences(of: "\n", with: " "))
         }
 
-        print("\n4. av sweep: preference accuracy (expert over generic answers, held-out questions) as λ medical moves")
-        let medicalPairs = try PreferencePair.load(pairsPath)
-        let legalPairs = try PreferencePair.load("\(root)/eval/legal_pairs.jsonl")
-        var rows: [[String]] = []
-        for lambda in [-0.5, 0.0, 0.5, 1.0, 1.5] {
-            let lm = try LanguageModel(directory: base, mixing: [MergeTerm(vector: vectors["medical"]!, coefficient: lambda)])
-            lm.model.threads = threadCount
-            let m = try lm.evaluate(pairs: medicalPairs)
-            let l = try lm.evaluate(pairs: legalPairs)
-            rows.append([
-                String(format: "%+.1f", lambda), String(format: "%.0f%%", 100 * m.accuracy), String(format: "%+.2f", m.meanMargin),
-                String(format: "%.0f%%", 100 * l.accuracy),
-            ])
+        let target = ["expert", "generic", "avoid"]
+        print("\n4. av search: a mix for medical=\(target[0]), legal=\(target[1]), financial=\(target[2]), then merged and checked")
+        let t4 = DispatchTime.now().uptimeNanoseconds
+        let all = domains.map { SearchDomain(name: $0, vector: vectors[$0]!, levels: levels[$0]!) }
+        let evaluator = MixEvaluator(base: base, domains: all, threads: threadCount)
+        let values = (0..<9).map { -2 + 0.5 * Double($0) }
+        let points = try MixSearch.coordinate(evaluator, values: values, profiles: [target])
+        let found = MixSearch.select([target], from: points, levels: all.map(\.levels.levels))[0]
+        guard let best = found.best else {
+            print("   not reached on this grid (\(elapsed(t4)))")
+            return .checkFailed
         }
-        print(indent(indent(Format.table(["λ medical", "medical accuracy", "medical margin", "legal accuracy"], rows, rightAligned: [0, 1, 2, 3]))))
-        print("\ndone in \(elapsed(start)). Next: av diff, av merge --recipe, av check --recipe (see README.md).")
-        return .success
+        print("   found: " + zip(domains, best.lambdas).map { "\($0) \(String(format: "%+.1f", $1))" }.joined(separator: ", ") + " (\(elapsed(t4)))")
+        var mergeOptions = MergeOptions()
+        mergeOptions.threads = threadCount
+        let terms = zip(domains, best.lambdas).filter { $0.1 != 0 }.map { MergeTerm(vector: vectors[$0.0]!, coefficient: $0.1) }
+        _ = try merge(base: baseCheckpoint, terms: terms, output: "\(work)/profile", options: mergeOptions)
+        let merged = try LanguageModel(directory: "\(work)/profile", threads: threadCount)
+        merged.model.threads = threadCount
+        var passed = true
+        for (d, level) in zip(domains, target) {
+            let r = try merged.evaluate(levels: levels[d]!)
+            let ok = r.leading == level && r.share(of: level) > r.shares.filter { $0 != r.share(of: level) }.max() ?? 0
+            passed = passed && ok
+            let cells = zip(r.levels, r.shares).map { "\($0) \(String(format: "%.0f%%", 100 * $1))" }.joined(separator: ", ")
+            print("   check \(d) answers \(level): \(ok ? "pass" : "FAIL") (\(cells))")
+        }
+        print("\ndone in \(elapsed(start)). Next: av search --all-profiles, av merge --recipe, av check --recipe (see README.md).")
+        return passed ? .success : .checkFailed
+    }
+
+    /// Shares as a 30-character bar, one letter per level (a = avoid, g = generic, e = expert).
+    static func bar(_ shares: [Double]) -> String {
+        let letters = ["a", "g", "e", "x", "y", "z"]
+        var out = ""
+        for (k, share) in shares.enumerated() { out += String(repeating: letters[min(k, letters.count - 1)], count: Int((share * 30).rounded())) }
+        return out
     }
 }
