@@ -47,8 +47,17 @@ struct InferenceCLITests {
         #expect(r.status == 0, "\(r.stderr)")
         let j = try JSONParser.parse(r.stdout)
         #expect(j["pairs"]?["pairs"]?.doubleValue == 2)
+        // The pairs are the chat fixture's reference pairs: transformers' log-probabilities give the margin.
+        let reference = try JSONParser.parse(String(decoding: try Data(contentsOf: URL(fileURLWithPath: model + "/reference.json")), as: UTF8.self))
+        let margins = (reference["pairs"]?.arrayValue ?? []).map { ($0["chosen_logp"]?.doubleValue ?? 0) - ($0["rejected_logp"]?.doubleValue ?? 0) }
+        #expect(margins.count == 2)
+        #expect(abs((j["pairs"]?["meanMargin"]?.doubleValue ?? 0) - margins.reduce(0, +) / 2) < 1e-3)
+        // Perplexity is exp of the mean NLL over every token but the first: the same sum as scoring
+        // the text's first token as a prompt and the rest as a response.
         let ppl = try #require(j["text"]?["perplexity"]?.doubleValue)
-        #expect(ppl > 1 && ppl < 1e6)
+        let tokens = try #require(j["text"]?["tokens"]?.doubleValue)
+        let nll = try #require(j["text"]?["meanNLL"]?.doubleValue)
+        #expect(abs(ppl - exp(nll)) < 1e-9 * ppl && tokens > 5)
 
         let aligned = try makeAlignedChat(dir)
         let d = try runAV(["diff", model, aligned, "-o", dir.file("style.av")])
@@ -173,5 +182,39 @@ struct DemoCLITests {
         #expect(knob[0]![2] <= 20 && knob[1]![2] >= 80)
         #expect(grid.filter { $0 > 0 && $0 < 1 && knob[$0]![2] > knob[0]![2] && knob[$0]![2] < knob[1]![2] }.count >= 2)
         #expect(r.stdout.components(separatedBy: ": pass (").count == 4)  // three domains checked on the merged profile
+    }
+
+    @Test("level shares: the in-memory mix, the merged model and transformers on the same weights agree", .enabled(if: releaseBuild))
+    func levelsAgainstTransformers() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Checkpoints").path
+        let reference = try JSONParser.parse(
+            String(decoding: try Data(contentsOf: URL(fileURLWithPath: root + "/eval/reference_levels.json")), as: UTF8.self))
+        let lambda = try #require(reference["lambda"]?.doubleValue)
+        let dir = TemporaryDirectory()
+        #expect(try runAV(["diff", root + "/base", root + "/medical-aligned", "-o", dir.file("medical.av"), "-q"]).status == 0)
+        #expect(try runAV(["merge", "--base", root + "/base", "--vectors", dir.path, "--medical", "\(lambda)", "-o", dir.file("merged"), "-q"]).status == 0)
+        let levels = root + "/eval/medical_levels.jsonl"
+        let merged = try JSONParser.parse(try runAV(["eval", "--model", dir.file("merged"), "--levels", levels, "--json"]).stdout)["levels"]
+        let mixed = try JSONParser.parse(
+            try runAV(["eval", "--base", root + "/base", "--vectors", dir.path, "--medical", "\(lambda)", "--levels", levels, "--json"]).stdout)["levels"]
+        #expect(merged?["shares"] != nil && merged?["shares"] == mixed?["shares"])
+        #expect(merged?["perPrompt"] == mixed?["perPrompt"])
+        let levelValues = reference["levels"]?.arrayValue ?? []
+        let names = levelValues.compactMap { $0.stringValue }
+        #expect(names.count == 3)
+        for level in names {
+            #expect(merged?["shares"]?[level]?.doubleValue == reference["shares"]?[level]?.doubleValue, "\(level)")
+        }
+        let rows = try #require(reference["scores"]?.arrayValue)
+        let ours = try #require(merged?["perPrompt"]?.arrayValue)
+        #expect(rows.count == ours.count)
+        var worst = 0.0
+        for (ref, got) in zip(rows, ours) {
+            for (k, level) in names.enumerated() {
+                worst = max(worst, abs((ref.arrayValue?[k].doubleValue ?? 0) - (got["scores"]?[level]?.doubleValue ?? 1e9)))
+            }
+        }
+        #expect(worst < 1e-3, "largest score difference \(worst) nats per token")
     }
 }
