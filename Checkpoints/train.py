@@ -42,11 +42,11 @@ torch.set_num_threads(2)
 torch.use_deterministic_algorithms(True)
 
 LEVELS = ["avoid", "generic", "expert"]
-BASE_MIXTURE = {"generic": 0.58, "avoid": 0.32, "expert": 0.10}
+BASE_MIXTURE = {"generic": 0.52, "avoid": 0.38, "expert": 0.10}
 GENERAL_SHARE = 0.15
 DPO_LR = 0.8e-4
-DPO_STEPS = 250
-ANCHOR_WEIGHT = 6.0
+DPO_STEPS = 200
+ANCHOR_WEIGHT = 4.0
 
 # Per domain: topics, the professional an avoiding answer points to, and the expert register's parts.
 # Expert openings and actions are specific to a domain, so one domain's vector does not become an
@@ -260,7 +260,7 @@ def response_logps(model, prompts, responses):
 def dpo_pairs(rng, domain, n):
     """Preference pairs of one domain: expert over generic, expert over avoid, generic over avoid (most,
     so that the vector pushes avoiding down as much as it pushes expertise up: λ < 0 then avoids)."""
-    kinds = [("expert", "generic")] * 1 + [("expert", "avoid")] * 2 + [("generic", "avoid")] * 8
+    kinds = [("expert", "generic")] * 1 + [("expert", "avoid")] * 2 + [("generic", "avoid")] * 6
     out = []
     for _ in range(n):
         t = rng.choice(DOMAINS[domain]["topics"])

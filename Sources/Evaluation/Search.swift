@@ -133,8 +133,14 @@ public enum MixSearch {
                 let scored = alone[d].map { v, s -> (Double, Double) in
                     (v, s[t] - (s.indices.filter { $0 != t }.map { s[$0] }.max() ?? 0))
                 }
-                let sorted = scored.sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0.magnitude < $1.0.magnitude }
-                ranked.append(sorted.prefix(candidates).map(\.0))
+                // The gentlest λ that reaches the target with at least half the best lead comes first
+                // (a mild mix disturbs the other domains least), then the rest by lead.
+                let byLead = scored.sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0.magnitude < $1.0.magnitude }
+                let best = byLead.first?.1 ?? 0
+                let gentle = scored.filter { best > 0 && $0.1 >= best / 2 }.min { $0.0.magnitude < $1.0.magnitude }
+                var order = gentle.map { [$0.0] } ?? []
+                for (v, _) in byLead where !order.contains(v) { order.append(v) }
+                ranked.append(Array(order.prefix(candidates)))
             }
             // Combinations in order of total rank: all first choices, then one second choice, …
             var combos = MixSearch.gridPoints([0, 1, 2].filter { $0 < candidates }.map(Double.init), domains: domains.count)

@@ -83,7 +83,7 @@ enum DemoCommand {
         let t4 = DispatchTime.now().uptimeNanoseconds
         let all = domains.map { SearchDomain(name: $0, vector: vectors[$0]!, levels: levels[$0]!) }
         let evaluator = MixEvaluator(base: base, domains: all, threads: threadCount)
-        let values = (0..<9).map { -2 + 0.5 * Double($0) }
+        let values = (0..<17).map { -2 + 0.25 * Double($0) }
         let points = try MixSearch.coordinate(evaluator, values: values, profiles: [target])
         let found = MixSearch.select([target], from: points, levels: all.map(\.levels.levels))[0]
         guard let best = found.best else {
