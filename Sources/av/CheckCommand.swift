@@ -62,6 +62,13 @@ enum CheckCommand {
 
         // The model under test: given, or merged now from the recipe.
         var modelPath = args.value("--model")
+        var temporaryModel: String?
+        defer {
+            if let temporaryModel {
+                try? FileManager.default.removeItem(atPath: temporaryModel)
+                TemporaryFiles.unregister(temporaryModel)
+            }
+        }
         var mergeSeconds = 0.0
         if modelPath == nil {
             var mergeArgs = args
@@ -70,6 +77,11 @@ enum CheckCommand {
             let output =
                 plan.output.isEmpty
                 ? FileManager.default.temporaryDirectory.appendingPathComponent("av-check-\(UUID().uuidString)").path : plan.output
+            if plan.output.isEmpty {
+                // A merge only for checking: removed at the end, and on signals.
+                TemporaryFiles.register(output, directory: true)
+                temporaryModel = output
+            }
             let bar = ProgressBar(label: "merge", quiet: args.has("--quiet"))
             let t = DispatchTime.now().uptimeNanoseconds
             _ = try merge(base: plan.base, terms: plan.terms, output: output, options: plan.options, progress: bar.update)

@@ -90,7 +90,7 @@ enum DemoCommand {
             print("   not reached on this grid (\(elapsed(t4)))")
             return .checkFailed
         }
-        print("   found: " + zip(domains, best.lambdas).map { "\($0) \(String(format: "%+.1f", $1))" }.joined(separator: ", ") + " (\(elapsed(t4)))")
+        print("   found: " + zip(domains, best.lambdas).map { "\($0) \(String(format: "%+.2f", $1))" }.joined(separator: ", ") + " (\(elapsed(t4)))")
         var mergeOptions = MergeOptions()
         mergeOptions.threads = threadCount
         let terms = zip(domains, best.lambdas).filter { $0.1 != 0 }.map { MergeTerm(vector: vectors[$0.0]!, coefficient: $0.1) }
