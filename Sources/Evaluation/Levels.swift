@@ -77,6 +77,15 @@ public struct LevelsResult: Sendable, Equatable {
     /// Mean prompt tokens per query (with a prefix, what the prompting costs).
     public var meanPromptTokens: Double
 
+    public init(levels: [String], shares: [Double], meanMargins: [Double], winners: [Int], scores: [[Double]], meanPromptTokens: Double) {
+        self.levels = levels
+        self.shares = shares
+        self.meanMargins = meanMargins
+        self.winners = winners
+        self.scores = scores
+        self.meanPromptTokens = meanPromptTokens
+    }
+
     /// The share of `level`, or 0 for a level the file does not have.
     public func share(of level: String) -> Double { levels.firstIndex(of: level).map { shares[$0] } ?? 0 }
 

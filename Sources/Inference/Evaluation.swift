@@ -50,6 +50,15 @@ public struct PairsResult: Sendable {
     public var rewardAccuracy: Double?
     public var meanRewardMargin: Double?
     public var margins: [Double]
+
+    public init(pairs: Int, accuracy: Double, meanMargin: Double, rewardAccuracy: Double?, meanRewardMargin: Double?, margins: [Double]) {
+        self.pairs = pairs
+        self.accuracy = accuracy
+        self.meanMargin = meanMargin
+        self.rewardAccuracy = rewardAccuracy
+        self.meanRewardMargin = meanRewardMargin
+        self.margins = margins
+    }
 }
 
 /// Next-token KL divergence of a model from a reference, over prompts.

@@ -19,6 +19,9 @@ enum SweepCommand {
             OptionSpec(names: ["--prefix"], valueName: "TEXT", help: "levels: text put before every prompt (a prompting baseline)"),
             OptionSpec(names: ["--system"], valueName: "TEXT", help: "levels: a ChatML system turn put before every prompt"),
             OptionSpec(names: ["--plot"], valueName: "OUT.svg", help: "also draw the curves as an SVG plot"),
+            OptionSpec(names: ["--shard"], valueName: "I/N", help: "evaluate every N-th point from I and write it (-o) for --collect"),
+            OptionSpec(names: ["-o", "--output"], valueName: "FILE.json", help: "with --shard: the partial result (default sweep-shard-I-of-N.json)"),
+            OptionSpec(names: ["--collect"], valueName: "DIR", help: "print the sweep from the shard files in DIR (same flags otherwise)"),
             OptionSpec(names: ["--force"], help: "mix vectors made from another base anyway"),
             OptionSpec(names: ["--threads"], valueName: "N", help: "threads to use (default: all cores)"),
             OptionSpec(names: ["--json"], help: "print the table as JSON"),
@@ -71,10 +74,23 @@ enum SweepCommand {
         let threadCount = try threads(args)
         var grid: [[Double]] = axes[0].values.map { [$0] }
         if axes.count == 2 { grid = grid.flatMap { a in axes[1].values.map { a + [$0] } } }
+        let shardInputs = SweepShards.inputs(axes: axes, files: inputs, score: score, prefix: prefix)
         var rows: [Row] = []
+        var shard: (index: Int, count: Int)?
+        if let text = args.value("--shard") {
+            let parts = text.split(separator: "/").compactMap { Int($0) }
+            guard parts.count == 2, parts[1] >= 1, (0..<parts[1]).contains(parts[0]) else {
+                throw UsageError(message: "--shard takes I/N with 0 ≤ I < N, not '\(text)'")
+            }
+            shard = (parts[0], parts[1])
+        }
+        if let dir = args.value("--collect") {
+            rows = try SweepShards.collect(dir, inputs: shardInputs, grid: grid)
+            grid = []
+        }
         let bar = ProgressBar(label: "sweep", quiet: args.has("--quiet") || args.has("--json"))
         bar.counting = true
-        for (i, lambdas) in grid.enumerated() {
+        for (i, lambdas) in grid.enumerated() where shard.map({ i % $0.count == $0.index }) ?? true {
             let terms = zip(axes, lambdas).map { MergeTerm(vector: $0.vector, coefficient: $1) }
             let lm = try LanguageModel(directory: base, mixing: terms, force: args.has("--force"), threads: threadCount)
             lm.model.threads = threadCount
@@ -84,6 +100,12 @@ enum SweepCommand {
             bar.update(i + 1, grid.count)
         }
         bar.finish()
+        if let shard {
+            let output = args.value("-o") ?? "sweep-shard-\(shard.index)-of-\(shard.count).json"
+            try ReportFile.write(SweepShards.json(rows, inputs: shardInputs, shard: shard.index, count: shard.count).rendered(pretty: true) + "\n", to: output, inputs: inputs)
+            print("av sweep: shard \(shard.index)/\(shard.count): \(rows.count) points → \(output)")
+            return .success
+        }
         if args.has("--json") {
             print(
                 JSONValue.array(

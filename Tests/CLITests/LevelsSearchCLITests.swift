@@ -110,6 +110,27 @@ struct LevelsSearchCLITests {
         #expect(other.status == 3 && other.stderr.contains("another grid"))
     }
 
+    @Test("sweep: shards collected print exactly what the unsharded sweep prints; a missing shard is refused")
+    func sweepShards() throws {
+        let dir = TemporaryDirectory()
+        try searchInputs(dir)
+        try Data(#"{"prompt": "The court", "chosen": " ruled", "rejected": " ate"}"#.utf8).write(to: URL(fileURLWithPath: dir.file("pairs.jsonl")))
+        let common = [
+            "sweep", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--style", "-1:1:3", "--tone", "0:1:2", "--levels",
+            "style=" + dir.file("style.jsonl"), "--pairs", dir.file("pairs.jsonl"), "-q",
+        ]
+        let whole = try runAV(common)
+        let wholeJSON = try runAV(common + ["--json"])
+        #expect(whole.status == 0 && wholeJSON.status == 0, "\(whole.stderr)")
+        try FileManager.default.createDirectory(atPath: dir.file("parts"), withIntermediateDirectories: true)
+        for i in 0..<2 { #expect(try runAV(common + ["--shard", "\(i)/2", "-o", dir.file("parts/p\(i).json")]).status == 0) }
+        #expect(try runAV(common + ["--collect", dir.file("parts")]).stdout == whole.stdout)
+        #expect(try runAV(common + ["--collect", dir.file("parts"), "--json"]).stdout == wholeJSON.stdout)
+        try FileManager.default.removeItem(atPath: dir.file("parts/p1.json"))
+        let missing = try runAV(common + ["--collect", dir.file("parts")])
+        #expect(missing.status == 3 && missing.stderr.contains("shards 1/2 are missing"))
+    }
+
     @Test("search --target writes a recipe that merge and check take as is; --transfer is recorded")
     func recipeAndTransfer() throws {
         let dir = TemporaryDirectory()
