@@ -155,24 +155,24 @@ final class DiffEngine {
                 alignedDigests.withUnsafeMutableBufferPointer { ad in
                     stats.withUnsafeMutableBufferPointer { st in
                         residuals.withUnsafeMutableBufferPointer { rs in
-                          avRuns.withUnsafeMutableBufferPointer { ar in
-                            Parallel.forEach(batch, threads: threads) { w, j in
-                                let c = first + j
-                                let lo = c * perChunk
-                                let n = min(elements, lo + perChunk) - lo
-                                bd[c] = XXHash64.hash(UnsafeRawBufferPointer(start: bp + lo * size, count: n * size))
-                                let aLo = c * ContentFingerprint.chunkBytes
-                                let aHi = min(aligned.bytes.count, aLo + ContentFingerprint.chunkBytes)
-                                if c < ad.count {
-                                    ad[c] = XXHash64.hash(UnsafeRawBufferPointer(start: ap + aLo, count: max(0, aHi - aLo)))
+                            avRuns.withUnsafeMutableBufferPointer { ar in
+                                Parallel.forEach(batch, threads: threads) { w, j in
+                                    let c = first + j
+                                    let lo = c * perChunk
+                                    let n = min(elements, lo + perChunk) - lo
+                                    bd[c] = XXHash64.hash(UnsafeRawBufferPointer(start: bp + lo * size, count: n * size))
+                                    let aLo = c * ContentFingerprint.chunkBytes
+                                    let aHi = min(aligned.bytes.count, aLo + ContentFingerprint.chunkBytes)
+                                    if c < ad.count {
+                                        ad[c] = XXHash64.hash(UnsafeRawBufferPointer(start: ap + aLo, count: max(0, aHi - aLo)))
+                                    }
+                                    st[c] = Self.chunk(
+                                        base: bp + lo * size, aligned: ap + lo * size, count: n, dtype: bt, storage: storage,
+                                        out: slotBase + j * chunkOutBytes, scratch: scratch[w], first: lo, residuals: &rs[c])
+                                    // The AV's own checksum, from the deltas just computed.
+                                    AVDigest.hashRuns(slotBase + j * chunkOutBytes, first: lo, count: n, elementSize: ssize, into: ar)
                                 }
-                                st[c] = Self.chunk(
-                                    base: bp + lo * size, aligned: ap + lo * size, count: n, dtype: bt, storage: storage,
-                                    out: slotBase + j * chunkOutBytes, scratch: scratch[w], first: lo, residuals: &rs[c])
-                                // The AV's own checksum, from the deltas just computed.
-                                AVDigest.hashRuns(slotBase + j * chunkOutBytes, first: lo, count: n, elementSize: ssize, into: ar)
                             }
-                          }
                         }
                     }
                 }

@@ -300,27 +300,27 @@ final class MergeEngine {
         try forEachBatch(chunks: chunks, threads: threads, output: output, slotBytes: threads * chunkOutBytes, pipeline: pipeline) {
             (first, batch, slot, slotBase) throws(AVError) in
             digests.withUnsafeMutableBufferPointer { dg in
-              termRuns.withUnsafeMutableBufferPointer { tr in
-                stats.withUnsafeMutableBufferPointer { st in
-                    Parallel.forEach(batch, threads: threads) { w, j in
-                        let c = first + j
-                        let lo = c * perChunk
-                        let n = min(elements, lo + perChunk) - lo
-                        dg[c] = XXHash64.hash(UnsafeRawBufferPointer(start: bp + lo * size, count: n * size))
-                        for (k, t) in termPointers.enumerated() {
-                            let runs = UnsafeMutableBufferPointer(rebasing: tr[(k * runCount)..<((k + 1) * runCount)])
-                            let s = t.dtype.byteSize!
-                            AVDigest.hashRuns(t.p + lo * s, first: lo, count: n, elementSize: s, into: runs)
-                        }
-                        if !copy {
-                            st[c] = Self.chunk(
-                                base: bp + lo * size, dtype: dtype, count: n,
-                                terms: termPointers.map { ($0.p + lo * $0.dtype.byteSize!, $0.dtype, $0.scale) },
-                                outDType: outDType, out: slotBase + j * chunkOutBytes, scratch: scratch[w], first: lo, residuals: residuals)
+                termRuns.withUnsafeMutableBufferPointer { tr in
+                    stats.withUnsafeMutableBufferPointer { st in
+                        Parallel.forEach(batch, threads: threads) { w, j in
+                            let c = first + j
+                            let lo = c * perChunk
+                            let n = min(elements, lo + perChunk) - lo
+                            dg[c] = XXHash64.hash(UnsafeRawBufferPointer(start: bp + lo * size, count: n * size))
+                            for (k, t) in termPointers.enumerated() {
+                                let runs = UnsafeMutableBufferPointer(rebasing: tr[(k * runCount)..<((k + 1) * runCount)])
+                                let s = t.dtype.byteSize!
+                                AVDigest.hashRuns(t.p + lo * s, first: lo, count: n, elementSize: s, into: runs)
+                            }
+                            if !copy {
+                                st[c] = Self.chunk(
+                                    base: bp + lo * size, dtype: dtype, count: n,
+                                    terms: termPointers.map { ($0.p + lo * $0.dtype.byteSize!, $0.dtype, $0.scale) },
+                                    outDType: outDType, out: slotBase + j * chunkOutBytes, scratch: scratch[w], first: lo, residuals: residuals)
+                            }
                         }
                     }
                 }
-              }
             }
             // Write in the background (untouched tensors straight from the base's mapping), then let
             // the kernel drop the input pages.

@@ -82,7 +82,8 @@ public final class MixEvaluator: @unchecked Sendable {
                     let t = todo[i]
                     let lm = box.value.0[t.lambdas]!
                     do throws(InferenceError) {
-                        slots.value[i] = .success(try lm.evaluate(levels: box.value.1.domains[t.domain].levels, score: box.value.1.score, prefix: box.value.1.prefix))
+                        slots.value[i] = .success(
+                            try lm.evaluate(levels: box.value.1.domains[t.domain].levels, score: box.value.1.score, prefix: box.value.1.prefix))
                     } catch {
                         slots.value[i] = .failure(error)
                     }

@@ -47,7 +47,10 @@ public struct SearchShard: Sendable, Equatable {
             ("shard", .int(shard)), ("count", .int(count)),
             (
                 "points",
-                .array(points.map { p in .object([("lambdas", .array(p.lambdas.map { .double($0) })), ("shares", .array(p.shares.map { .array($0.map { .double($0) }) }))]) })
+                .array(
+                    points.map { p in
+                        .object([("lambdas", .array(p.lambdas.map { .double($0) })), ("shares", .array(p.shares.map { .array($0.map { .double($0) }) }))])
+                    })
             ),
         ])
     }
@@ -62,7 +65,8 @@ public struct SearchShard: Sendable, Equatable {
         else { throw fail("not a search shard written by av search --shard") }
         var out: [SearchPoint] = []
         for p in points {
-            guard let l = p["lambdas"]?.arrayValue?.compactMap(\.doubleValue), let s = p["shares"]?.arrayValue?.map({ $0.arrayValue?.compactMap(\.doubleValue) ?? [] })
+            guard let l = p["lambdas"]?.arrayValue?.compactMap(\.doubleValue),
+                let s = p["shares"]?.arrayValue?.map({ $0.arrayValue?.compactMap(\.doubleValue) ?? [] })
             else { throw fail("a point is malformed") }
             out.append(SearchPoint(lambdas: l, shares: s))
         }
@@ -71,7 +75,9 @@ public struct SearchShard: Sendable, Equatable {
 
     /// The points of a whole grid from its shards: refuses shards of other inputs or grids, and a
     /// missing or repeated shard. The order is the grid's, as the unsharded run has it.
-    public static func combine(_ shards: [(path: String, shard: SearchShard)]) throws(InferenceError) -> (inputs: JSONValue, values: [Double], points: [SearchPoint]) {
+    public static func combine(_ shards: [(path: String, shard: SearchShard)]) throws(InferenceError) -> (
+        inputs: JSONValue, values: [Double], points: [SearchPoint]
+    ) {
         guard let first = shards.first else { throw .input(file: "collect", message: "no shard files") }
         for (path, s) in shards {
             guard s.inputs == first.shard.inputs else {
@@ -86,7 +92,8 @@ public struct SearchShard: Sendable, Equatable {
             let missing = Set(0..<first.shard.count).subtracting(seen).sorted()
             throw .input(
                 file: "collect",
-                message: missing.isEmpty ? "a shard is given twice" : "shards \(missing.map { "\($0)/\(first.shard.count)" }.joined(separator: ", ")) are missing")
+                message: missing.isEmpty
+                    ? "a shard is given twice" : "shards \(missing.map { "\($0)/\(first.shard.count)" }.joined(separator: ", ")) are missing")
         }
         let points = shards.flatMap(\.shard.points)
         let order = MixSearch.gridPoints(first.shard.values, domains: points.first?.lambdas.count ?? 0)

@@ -48,7 +48,9 @@ public final class AtomicFile: ByteSink {
         var handle: Int32
         repeat {
             path = dir + "." + name + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-            handle = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            let candidate = path
+            handle = TemporaryFiles.creating(candidate, directory: false) { open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) }
+            if handle < 0 { TemporaryFiles.unregister(candidate) }
             attempt += 1
         } while handle < 0 && errno == EEXIST && attempt < 16
         guard handle >= 0 else {
@@ -56,7 +58,6 @@ public final class AtomicFile: ByteSink {
         }
         fd = handle
         temporaryPath = path
-        TemporaryFiles.register(path, directory: false)
         buffer = .allocate(byteCount: bufferSize, alignment: 64)
     }
 

@@ -44,15 +44,14 @@ private func moveAsideAndReplace(_ destination: String, with temporary: String) 
     guard rename(destination, aside) == 0 else {
         throw SafeTensorsError(file: destination, .io(operation: "move the old directory aside", message: errnoText()))
     }
-    TemporaryFiles.register(aside, directory: true)
+    // Not registered for removal on signals: until the new directory is in, it is the only copy
+    // of the previous model.
     guard rename(temporary, destination) == 0 else {
         let message = errnoText()
         _ = rename(aside, destination)
-        TemporaryFiles.unregister(aside)
         throw SafeTensorsError(file: destination, .io(operation: "rename into place", message: message))
     }
     try? FileManager.default.removeItem(atPath: aside)
-    TemporaryFiles.unregister(aside)
 }
 
 private typealias RenameAt2 = @convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32

@@ -51,12 +51,12 @@ public final class ModelDirectoryWriter: ByteSink {
         try OutputGuard.checkModelDirectory(self.path, willWrite: extraNames.union(names), inputs: inputs)
         let (dir, name) = splitPath(self.path)
         temporary = dir + "." + name + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        do {
-            try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: false)
-        } catch {
-            throw SafeTensorsError(file: path, .io(operation: "create a temporary directory", message: "\(error.localizedDescription)"))
+        let made = TemporaryFiles.creating(temporary, directory: true) { mkdir(temporary, 0o755) }
+        guard made == 0 else {
+            let message = errnoText()
+            TemporaryFiles.unregister(temporary)
+            throw SafeTensorsError(file: path, .io(operation: "create a temporary directory", message: message))
         }
-        TemporaryFiles.register(temporary, directory: true)
         try openShard()
     }
 

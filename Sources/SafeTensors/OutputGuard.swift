@@ -128,7 +128,9 @@ public enum OutputGuard {
             let i = canonical(input)
             if i == out || i.hasPrefix(out.hasSuffix("/") ? out : out + "/") {
                 throw SafeTensorsError(
-                    file: path, .refusedOutput(message: i == out ? "is also an input (\(input)); inputs are never written" : "contains an input (\(input)); inputs are never written"))
+                    file: path,
+                    .refusedOutput(
+                        message: i == out ? "is also an input (\(input)); inputs are never written" : "contains an input (\(input)); inputs are never written"))
             }
         }
     }

@@ -22,6 +22,16 @@ public enum TemporaryFiles {
         lock.unlock()
     }
 
+    /// Creates a temporary with `make` while holding the registry, and records it when `make`
+    /// succeeds: a signal cannot fall between the creation and the record, so no temporary escapes.
+    public static func creating<T>(_ path: String, directory: Bool, _ make: () throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        let value = try make()
+        paths[path] = directory
+        return value
+    }
+
     /// Forgets a temporary that was renamed into place or removed.
     public static func unregister(_ path: String) {
         lock.lock()
@@ -36,15 +46,16 @@ public enum TemporaryFiles {
         return paths.keys.sorted()
     }
 
-    /// Removes every registered temporary.
-    public static func removeAll() {
+    /// Removes every registered temporary. With `forever`, the registry stays locked afterwards, so
+    /// no thread can create another temporary before the process dies.
+    public static func removeAll(forever: Bool = false) {
         lock.lock()
         let all = paths
         paths = [:]
-        lock.unlock()
         for (path, isDirectory) in all {
             if isDirectory { try? FileManager.default.removeItem(atPath: path) } else { unlink(path) }
         }
+        if !forever { lock.unlock() }
     }
 
     /// Blocks SIGINT, SIGTERM and SIGHUP in every thread and waits for them on one thread of its own,
@@ -62,7 +73,7 @@ public enum TemporaryFiles {
             var set = box.value
             var received: Int32 = 0
             while sigwait(&set, &received) != 0 {}
-            removeAll()
+            removeAll(forever: true)
             signal(received, SIG_DFL)
             var only = sigset_t()
             sigemptyset(&only)

@@ -286,7 +286,8 @@ enum CheckCommand {
                 guard check["min_share"] != nil || check["largest"] != nil else {
                     throw CLIError(message: "\(label) (levels): needs \"min_share\" (a share from 0 to 1) or \"largest\": true", code: .badInput)
                 }
-                if let v = check["largest"], case .bool = v {} else if check["largest"] != nil {
+                if let v = check["largest"], case .bool = v {
+                } else if check["largest"] != nil {
                     throw CLIError(message: "\(label) (levels): \"largest\" must be true or false", code: .badInput)
                 }
                 if let s = check["score"], s.stringValue.flatMap(LevelScore.init(rawValue:)) == nil {
@@ -295,7 +296,9 @@ enum CheckCommand {
                 if let file = check["file"]?.stringValue, let level = check["level"]?.stringValue {
                     let levels = try LevelsFile.load(place(file))
                     guard levels.levels.contains(level) else {
-                        throw CLIError(message: "\(label) (levels): \(place(file)) has no level \"\(level)\" (it has \(levels.levels.joined(separator: ", ")))", code: .badInput)
+                        throw CLIError(
+                            message: "\(label) (levels): \(place(file)) has no level \"\(level)\" (it has \(levels.levels.joined(separator: ", ")))",
+                            code: .badInput)
                     }
                 }
             }

@@ -1,7 +1,9 @@
+// Glibc's stdout and stderr are mutable globals to Swift 6; they are only read here.
+@preconcurrency import Foundation
+
 #if canImport(Glibc)
     @preconcurrency import Glibc
 #endif
-import Foundation
 
 /// Text formatting for tables and numbers.
 enum Format {

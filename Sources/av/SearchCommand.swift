@@ -14,8 +14,10 @@ enum SearchCommand {
         options: [
             OptionSpec(names: ["--base"], valueName: "PATH", help: "the base model directory (required)"),
             OptionSpec(names: ["--vectors"], valueName: "DIR", help: "where DOMAIN.av are (default: the current directory)"),
-            OptionSpec(names: ["--levels"], valueName: "DOMAIN=FILE", help: "a domain and its levels file (repeatable; the domains searched)", repeatable: true),
-            OptionSpec(names: ["--target"], valueName: "DOMAIN=LEVEL", help: "the level wanted in a domain (repeatable; default level: none)", repeatable: true),
+            OptionSpec(
+                names: ["--levels"], valueName: "DOMAIN=FILE", help: "a domain and its levels file (repeatable; the domains searched)", repeatable: true),
+            OptionSpec(
+                names: ["--target"], valueName: "DOMAIN=LEVEL", help: "the level wanted in a domain (repeatable; default level: none)", repeatable: true),
             OptionSpec(names: ["--all-profiles"], help: "every combination of levels across the domains"),
             OptionSpec(names: ["--range"], valueName: "FROM:TO:STEPS", help: "the λ values tried per domain (default -2:2:17)"),
             OptionSpec(names: ["--strategy"], valueName: "NAME", help: "coordinate (default, fast) or grid (every point; shards)"),
@@ -47,10 +49,11 @@ enum SearchCommand {
         if let twice = names.first(where: { n in names.filter { $0 == n }.count > 1 }) {
             throw UsageError(message: "domain '\(twice)' is given twice; give each domain once")
         }
-        let strategy = try args.value("--strategy").map { text -> SearchStrategy in
-            guard let s = SearchStrategy(rawValue: text) else { throw UsageError(message: "--strategy must be coordinate or grid, not '\(text)'") }
-            return s
-        } ?? .coordinate
+        let strategy =
+            try args.value("--strategy").map { text -> SearchStrategy in
+                guard let s = SearchStrategy(rawValue: text) else { throw UsageError(message: "--strategy must be coordinate or grid, not '\(text)'") }
+                return s
+            } ?? .coordinate
         let values = try rangeValues(args.value("--range") ?? "-2:2:17", option: "--range")
         let score = try levelScore(args)
         let dir = args.value("--vectors") ?? "."
@@ -74,7 +77,10 @@ enum SearchCommand {
                 guard targets.updateValue(level, forKey: d) == nil else { throw UsageError(message: "--target for '\(d)' is given twice") }
             }
             guard targets.count == names.count else {
-                throw UsageError(message: "give --target DOMAIN=LEVEL for every domain (\(names.filter { targets[$0] == nil }.joined(separator: ", ")) missing), or --all-profiles")
+                throw UsageError(
+                    message:
+                        "give --target DOMAIN=LEVEL for every domain (\(names.filter { targets[$0] == nil }.joined(separator: ", ")) missing), or --all-profiles"
+                )
             }
             profiles = [names.map { targets[$0]! }]
         }
@@ -102,7 +108,9 @@ enum SearchCommand {
         if let collect = args.value("--collect") {
             guard strategy == .grid else { throw UsageError(message: "--collect needs --strategy grid") }
             let files = ((try? FileManager.default.contentsOfDirectory(atPath: collect)) ?? []).filter { $0.hasSuffix(".json") }.sorted()
-            let shards = try files.map { ((collect as NSString).appendingPathComponent($0), try SearchShard.load((collect as NSString).appendingPathComponent($0))) }
+            let shards = try files.map {
+                ((collect as NSString).appendingPathComponent($0), try SearchShard.load((collect as NSString).appendingPathComponent($0)))
+            }
             let combined = try SearchShard.combine(shards.map { (path: $0.0, shard: $0.1) })
             guard combined.inputs == SearchShard.inputs(evaluator), combined.values == values else {
                 throw CLIError(message: "\(collect): the shards were computed from other inputs or another --range than this command names", code: .badInput)

@@ -102,7 +102,8 @@ enum SweepCommand {
         bar.finish()
         if let shard {
             let output = args.value("-o") ?? "sweep-shard-\(shard.index)-of-\(shard.count).json"
-            try ReportFile.write(SweepShards.json(rows, inputs: shardInputs, shard: shard.index, count: shard.count).rendered(pretty: true) + "\n", to: output, inputs: inputs)
+            try ReportFile.write(
+                SweepShards.json(rows, inputs: shardInputs, shard: shard.index, count: shard.count).rendered(pretty: true) + "\n", to: output, inputs: inputs)
             print("av sweep: shard \(shard.index)/\(shard.count): \(rows.count) points → \(output)")
             return .success
         }

@@ -34,7 +34,13 @@ enum SweepShards {
                         .object([
                             ("lambdas", .array(r.lambdas.map { .double($0) })),
                             ("pairs", r.pairs.map { .array([.int($0.pairs), .double($0.accuracy), .double($0.meanMargin)]) } ?? .null),
-                            ("levels", .array(r.levels.map { l in .object([("levels", .array(l.levels.map { .string($0) })), ("shares", .array(l.shares.map { .double($0) }))]) })),
+                            (
+                                "levels",
+                                .array(
+                                    r.levels.map { l in
+                                        .object([("levels", .array(l.levels.map { .string($0) })), ("shares", .array(l.shares.map { .double($0) }))])
+                                    })
+                            ),
                         ])
                     })
             ),
@@ -79,7 +85,8 @@ enum SweepShards {
         let total = count ?? 0
         guard seen.sorted() == Array(0..<total) else {
             let missing = Set(0..<total).subtracting(seen).sorted().map { "\($0)/\(total)" }
-            throw CLIError(message: missing.isEmpty ? "\(dir): a shard is given twice" : "\(dir): shards \(missing.joined(separator: ", ")) are missing", code: .badInput)
+            throw CLIError(
+                message: missing.isEmpty ? "\(dir): a shard is given twice" : "\(dir): shards \(missing.joined(separator: ", ")) are missing", code: .badInput)
         }
         let index = Dictionary(uniqueKeysWithValues: grid.enumerated().map { ($1, $0) })
         return rows.sorted { (index[$0.lambdas] ?? 0) < (index[$1.lambdas] ?? 0) }

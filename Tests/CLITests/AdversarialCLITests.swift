@@ -138,7 +138,9 @@ struct AdversarialCLITests {
 
     @Test("standard output that cannot be written is exit 4, never a crash or a silent success")
     func fullStdout() throws {
-        for args in [["generate", "--model", inferenceFixture("chat"), "--prompt", "Hi", "--max-tokens", "4", "-q"], ["inspect", avFixture("base_BF16.safetensors")]] {
+        for args in [
+            ["generate", "--model", inferenceFixture("chat"), "--prompt", "Hi", "--max-tokens", "4", "-q"], ["inspect", avFixture("base_BF16.safetensors")],
+        ] {
             let r = try runProcess("/bin/sh", ["-c", "exec \"$0\" \"$@\" > /dev/full", avBinaryPath()] + args)
             #expect(r.status == 4, "\(args[0]): \(r.stderr)")
             #expect(r.stderr.contains("cannot write to standard output"))
@@ -155,7 +157,8 @@ struct AdversarialCLITests {
         // SIGXFSZ ignored across exec: writes past the limit fail with EFBIG instead of killing av.
         let script = "trap '' XFSZ; ulimit -f 1; exec \"$0\" \"$@\""
         let r = try runProcess(
-            "/bin/sh", ["-c", script, avBinaryPath(), "merge", "--base", base, "--vectors", dir.path, "--medical", "0.9", "-o", dir.file("m.safetensors"), "-q"])
+            "/bin/sh",
+            ["-c", script, avBinaryPath(), "merge", "--base", base, "--vectors", dir.path, "--medical", "0.9", "-o", dir.file("m.safetensors"), "-q"])
         #expect(r.status == 4, "\(r.stderr)")
         #expect(contents(dir.file("m.safetensors")) == before)
         #expect(temporaries(in: dir.path).isEmpty)
@@ -275,7 +278,9 @@ struct AdversarialCLITests {
         #expect(range.status == 2)
         let twice = try runAV(["eval", "--base", chat, "--vectors", dir.path, "--style", "0.5", "--style", "0.5", "--pairs", emptyPrompt])
         #expect(twice.status == 2 && twice.stderr.contains("domain 'style' is given twice"))
-        let byFile = try runAV(["eval", "--base", chat, "--vectors", dir.path, "--style", "0.5", "--vector", dir.file("style.av") + "=0.5", "--text", emptyPrompt])
+        let byFile = try runAV([
+            "eval", "--base", chat, "--vectors", dir.path, "--style", "0.5", "--vector", dir.file("style.av") + "=0.5", "--text", emptyPrompt,
+        ])
         #expect(byFile.status == 2 && byFile.stderr.contains("given twice"))
         let dupRecipe = try file("dup.json", #"{"base": "\#(chat)", "vectors_dir": ".", "mix": {"style": 0.5, "style": 0.5}}"#)
         let dup = try runAV(["eval", "--recipe", dupRecipe, "--text", emptyPrompt])
@@ -328,7 +333,8 @@ struct AdversarialCLITests {
         }
         // GitHub annotations escape %, CR and LF.
         try Data("a prompt\n".utf8).write(to: URL(fileURLWithPath: dir.file("prompts.txt")))
-        let failing = #"{"base": "\#(chat)", "vectors_dir": ".", "mix": {"style": 0.5}, "checks": [{"name": "50% KL\nx", "type": "kl", "prompts": "prompts.txt", "max": 0}]}"#
+        let failing =
+            #"{"base": "\#(chat)", "vectors_dir": ".", "mix": {"style": 0.5}, "checks": [{"name": "50% KL\nx", "type": "kl", "prompts": "prompts.txt", "max": 0}]}"#
         try Data(failing.utf8).write(to: URL(fileURLWithPath: dir.file("r.json")))
         let r = try runAV(["check", "--recipe", dir.file("r.json")], environment: ["GITHUB_ACTIONS": "true"])
         #expect(r.status == 1 && r.stdout.contains("::error title=av check::50%25 KL%0Ax: measured"), "\(r.stdout)")

@@ -151,7 +151,9 @@ struct LevelsSearchCLITests {
         // Transfer: the style vector onto another base (tone-aligned) is refused, then allowed and recorded.
         let refused = try runAV(["merge", "--base", dir.file("tone-aligned"), "--vectors", dir.path, "--style", "1", "-o", dir.file("t")])
         #expect(refused.status == 3 && refused.stderr.contains("different base"))
-        let transferred = try runAV(["merge", "--base", dir.file("tone-aligned"), "--vectors", dir.path, "--style", "1", "-o", dir.file("t"), "--transfer", "-q"])
+        let transferred = try runAV([
+            "merge", "--base", dir.file("tone-aligned"), "--vectors", dir.path, "--style", "1", "-o", dir.file("t"), "--transfer", "-q",
+        ])
         #expect(transferred.status == 0 && transferred.stdout.contains("transferred"))
         let inspect = try runAV(["inspect", dir.file("t")])
         #expect(inspect.stdout.contains("\"transfer\":{\"style\""))

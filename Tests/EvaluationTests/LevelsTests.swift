@@ -42,8 +42,10 @@ struct LevelsTests {
         let lm = try LanguageModel(directory: modelFixture("chat"))
         let path = try write(
             dir, "l.jsonl",
-            [#"{"prompt": "The court", "responses": {"short": " ruled", "long": " ruled for the plaintiff in the end, as courts often do"}}"#,
-             #"{"prompt": "Interest", "responses": {"short": " rates", "long": " rates rose again and again and again this year"}}"#].joined(separator: "\n"))
+            [
+                #"{"prompt": "The court", "responses": {"short": " ruled", "long": " ruled for the plaintiff in the end, as courts often do"}}"#,
+                #"{"prompt": "Interest", "responses": {"short": " rates", "long": " rates rose again and again and again this year"}}"#,
+            ].joined(separator: "\n"))
         let file = try LevelsFile.load(path)
         for score in LevelScore.allCases {
             let r = try lm.evaluate(levels: file, score: score)

@@ -1,9 +1,9 @@
 import AVTestSupport
 import Foundation
+import Tensors
 import Testing
 
 @testable import Inference
-import Tensors
 @testable import SafeTensors
 
 func modelFixture(_ name: String) -> String {
