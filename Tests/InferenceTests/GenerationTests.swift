@@ -19,6 +19,10 @@ struct ChatReference: Decodable {
     var chat_text: String
     var chat_system_text: String
     var pairs: [Pair]
+    /// A prompt whose greedy continuation under transformers (full passes) is not one token repeated.
+    var varied_prompt: String
+    var varied_prompt_ids: [Int]
+    var varied_greedy_ids: [Int]
 
     static func load() throws -> ChatReference {
         try JSONDecoder().decode(ChatReference.self, from: Data(contentsOf: URL(fileURLWithPath: modelFixture("chat/reference.json"))))
@@ -27,6 +31,16 @@ struct ChatReference: Decodable {
 
 @Suite("Generation, chat templates and log-probabilities")
 struct GenerationTests {
+    @Test("greedy generation equals transformers' on a continuation that varies")
+    func variedGreedy() throws {
+        let ref = try ChatReference.load()
+        #expect(Set(ref.varied_greedy_ids).count >= 3)  // a reference that can catch a wrong argmax
+        let lm = try LanguageModel(directory: modelFixture("chat"))
+        let ids = lm.tokenizer.encode(ref.varied_prompt)
+        #expect(ids == ref.varied_prompt_ids)
+        #expect(try lm.generate(prompt: ids, maxTokens: ref.varied_greedy_ids.count, sampling: SamplingOptions()) { _ in } == ref.varied_greedy_ids)
+    }
+
     @Test("tokenize, generate greedily and decode as transformers does")
     func greedyText() throws {
         let ref = try ChatReference.load()
