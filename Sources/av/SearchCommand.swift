@@ -17,7 +17,7 @@ enum SearchCommand {
             OptionSpec(
                 names: ["--levels"], valueName: "DOMAIN=FILE", help: "a domain and its levels file (repeatable; the domains searched)", repeatable: true),
             OptionSpec(
-                names: ["--target"], valueName: "DOMAIN=LEVEL", help: "the level wanted in a domain (repeatable; default level: none)", repeatable: true),
+                names: ["--target"], valueName: "DOMAIN=LEVEL", help: "the level wanted in a domain (repeatable: one per domain)", repeatable: true),
             OptionSpec(names: ["--all-profiles"], help: "every combination of levels across the domains"),
             OptionSpec(names: ["--range"], valueName: "FROM:TO:STEPS", help: "the λ values tried per domain (default -2:2:17)"),
             OptionSpec(names: ["--strategy"], valueName: "NAME", help: "coordinate (default, fast) or grid (every point; shards)"),
