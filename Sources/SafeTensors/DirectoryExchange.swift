@@ -25,13 +25,13 @@ func replaceDirectory(_ destination: String, with temporary: String) throws(Safe
         if exchangePaths(temporary, destination) {
             // `temporary` now names the old directory.
             try? FileManager.default.removeItem(atPath: temporary)
-            TemporaryFiles.unregister(temporary)
         } else {
             try moveAsideAndReplace(destination, with: temporary)
         }
     default:
         throw SafeTensorsError(
-            file: destination, .refusedOutput(message: "exists and is \(kind.phrase); a model directory cannot replace it"))
+            file: destination,
+            .refusedOutput(message: "exists and is \(kind.phrase); a model directory cannot replace it"))
     }
     TemporaryFiles.unregister(temporary)
     syncDirectory(of: destination)
