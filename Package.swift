@@ -19,9 +19,11 @@ let package = Package(
         .target(name: "AlignmentVectors", dependencies: ["Tensors", "SafeTensors"]),
         .target(name: "Inference", dependencies: ["Tensors", "SafeTensors", "AlignmentVectors"]),
         .target(name: "Evaluation", dependencies: ["Tensors", "SafeTensors", "AlignmentVectors", "Inference"]),
-        .executableTarget(name: "av", dependencies: ["Tensors", "SafeTensors", "GGUF", "AlignmentVectors", "Inference", "Evaluation"]),
+        .executableTarget(
+            name: "av", dependencies: ["Tensors", "SafeTensors", "GGUF", "AlignmentVectors", "Inference", "Evaluation"]),
         // Release-build benchmarks: `swift run -c release av-bench`. Never part of `swift test`.
-        .executableTarget(name: "av-bench", dependencies: ["Tensors", "SafeTensors", "Inference"], path: "Sources/AVBenchmarks"),
+        .executableTarget(
+            name: "av-bench", dependencies: ["Tensors", "SafeTensors", "Inference"], path: "Sources/AVBenchmarks"),
         // Shared helpers for every test target: temporary directories, running the built binary.
         .target(name: "AVTestSupport", path: "Tests/AVTestSupport"),
         .testTarget(
@@ -36,13 +38,17 @@ let package = Package(
         .testTarget(
             name: "InferenceTests", dependencies: ["Inference", "AlignmentVectors", "SafeTensors", "AVTestSupport"],
             resources: [.copy("Fixtures")]),
-        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "SafeTensors", "AVTestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "GGUFTests", dependencies: ["GGUF", "SafeTensors", "AVTestSupport"], resources: [.copy("Fixtures")]),
         // The end-to-end check on a real model (SmolLM2-135M-Instruct, from pip): run in a release
         // build (`swift test -c release -Xswiftc -enable-testing --filter EndToEndTests`).
         .testTarget(
-            name: "EndToEndTests", dependencies: ["GGUF", "Inference", "AlignmentVectors", "SafeTensors", "AVTestSupport"],
+            name: "EndToEndTests",
+            dependencies: ["GGUF", "Inference", "AlignmentVectors", "SafeTensors", "AVTestSupport"],
             resources: [.copy("Fixtures")]),
-        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Inference", "AlignmentVectors", "SafeTensors", "AVTestSupport"]),
+        .testTarget(
+            name: "EvaluationTests",
+            dependencies: ["Evaluation", "Inference", "AlignmentVectors", "SafeTensors", "AVTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["av", "SafeTensors", "AVTestSupport"]),
     ]
 )

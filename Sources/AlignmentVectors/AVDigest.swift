@@ -22,7 +22,9 @@ public enum AVDigest {
         let elements = bytes.count / max(1, elementSize)
         var digests = [UInt64](repeating: 0, count: runs(elements))
         digests.withUnsafeMutableBufferPointer { d in
-            hashRuns(bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 64)!, first: 0, count: elements, elementSize: elementSize, into: d)
+            hashRuns(
+                bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 64)!, first: 0, count: elements,
+                elementSize: elementSize, into: d)
         }
         return digests
     }
@@ -33,14 +35,16 @@ public enum AVDigest {
     /// Hashes the runs of elements `first..<first + count` (`first` a multiple of `chunkElements`)
     /// starting at `bytes` into `digests`.
     static func hashRuns(
-        _ bytes: UnsafeRawPointer, first: Int, count: Int, elementSize: Int, into digests: UnsafeMutableBufferPointer<UInt64>
+        _ bytes: UnsafeRawPointer, first: Int, count: Int, elementSize: Int,
+        into digests: UnsafeMutableBufferPointer<UInt64>
     ) {
         assert(first % chunkElements == 0)
         var done = 0
         var run = first / chunkElements
         repeat {
             let n = min(chunkElements, count - done)
-            digests[run] = XXHash64.hash(UnsafeRawBufferPointer(start: bytes + done * elementSize, count: n * elementSize))
+            digests[run] = XXHash64.hash(
+                UnsafeRawBufferPointer(start: bytes + done * elementSize, count: n * elementSize))
             done += n
             run += 1
         } while done < count

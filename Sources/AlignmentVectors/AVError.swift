@@ -39,13 +39,15 @@ public enum AVError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .dtypeMismatch(t, b, a, bf, af):
             return "tensor \(q(t)): dtype \(b.rawValue) in \(bf) but \(a.rawValue) in \(af) (convert one model first)"
         case let .integerTensorDiffers(t, d):
-            return "tensor \(q(t)) is \(d.rawValue) and differs between the models; integer tensors cannot carry a delta"
+            return
+                "tensor \(q(t)) is \(d.rawValue) and differs between the models; integer tensors cannot carry a delta"
         case let .unsupportedDType(t, d, f):
             return "\(f): tensor \(q(t)) is \(d.rawValue), which av cannot do arithmetic on"
         case let .notAnAV(f, reason):
             return "\(f): not an alignment vector: \(reason)"
         case let .baseMismatch(av, recorded, given, path):
-            return "\(av) was made from a different base: it records base fingerprint \(recorded), but \(path) has \(given) (--force merges anyway)"
+            return
+                "\(av) was made from a different base: it records base fingerprint \(recorded), but \(path) has \(given) (--force merges anyway)"
         case let .differentBases(f1, b1, f2, b2):
             return "\(f1) and \(f2) were made from different bases (\(b1) and \(b2)); --force merges anyway"
         case let .vectorShape(av, t, v, b):
@@ -57,7 +59,8 @@ public enum AVError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .outputIsInput(o, i):
             return "the output \(o) is also an input (\(i)); inputs are never written"
         case let .nonFinite(t, n, f):
-            return "\(f): tensor \(q(t)) would hold \(n) non-finite value\(n == 1 ? "" : "s") (NaN or Inf); --allow-nonfinite writes it anyway"
+            return
+                "\(f): tensor \(q(t)) would hold \(n) non-finite value\(n == 1 ? "" : "s") (NaN or Inf); --allow-nonfinite writes it anyway"
         case let .unknownDomain(name, dir, found):
             return "no alignment vector for domain \(q(name)): \(dir)/\(name).av does not exist"
                 + (found.isEmpty ? " (no .av files there)" : " (found: \(found.joined(separator: ", ")))")

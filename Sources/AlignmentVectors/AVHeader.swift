@@ -57,7 +57,9 @@ public struct AVHeader: Equatable, Sendable {
     /// av recorded them; those are read without the check.
     public var digests: [String: String] = [:]
 
-    public init(domain: String, base: ModelIdentity, aligned: ModelIdentity, dtype: DType, droppedRows: [String: Int] = [:]) {
+    public init(
+        domain: String, base: ModelIdentity, aligned: ModelIdentity, dtype: DType, droppedRows: [String: Int] = [:]
+    ) {
         self.domain = domain
         self.base = base
         self.aligned = aligned
@@ -71,7 +73,8 @@ public struct AVHeader: Equatable, Sendable {
             "av.aligned": aligned.json.rendered(), "av.encoding": encoding, "av.dtype": dtype.rawValue, "av.tool": tool,
         ]
         if !droppedRows.isEmpty {
-            m["av.dropped_rows"] = JSONValue.object(droppedRows.keys.sorted().map { ($0, .int(droppedRows[$0]!)) }).rendered()
+            m["av.dropped_rows"] = JSONValue.object(droppedRows.keys.sorted().map { ($0, .int(droppedRows[$0]!)) })
+                .rendered()
         }
         if !digests.isEmpty {
             m["av.digests"] = JSONValue.object(digests.keys.sorted().map { ($0, .string(digests[$0]!)) }).rendered()
@@ -85,7 +88,11 @@ public struct AVHeader: Equatable, Sendable {
             throw .notAnAV(file: file, reason: "its metadata has no \"format\": \"av\" (made by av diff?)")
         }
         guard let version = m["av.version"], version == AVHeader.formatVersion else {
-            throw .notAnAV(file: file, reason: "AV format version \(m["av.version"] ?? "missing"); this av reads version \(AVHeader.formatVersion)")
+            throw .notAnAV(
+                file: file,
+                reason:
+                    "AV format version \(m["av.version"] ?? "missing"); this av reads version \(AVHeader.formatVersion)"
+            )
         }
         func identity(_ key: String) throws(AVError) -> ModelIdentity {
             guard let text = m[key], let json = try? JSONParser.parse(text), let id = ModelIdentity(json: json) else {
@@ -94,7 +101,8 @@ public struct AVHeader: Equatable, Sendable {
             return id
         }
         guard let encoding = m["av.encoding"], encoding == "dense" else {
-            throw .notAnAV(file: file, reason: "encoding \(m["av.encoding"] ?? "missing") is not supported (only dense)")
+            throw .notAnAV(
+                file: file, reason: "encoding \(m["av.encoding"] ?? "missing") is not supported (only dense)")
         }
         guard let dtypeText = m["av.dtype"], let dtype = DType(rawValue: dtypeText) else {
             throw .notAnAV(file: file, reason: "metadata \"av.dtype\" is missing or unknown")
@@ -115,7 +123,9 @@ public struct AVHeader: Equatable, Sendable {
             }
             for (k, v) in pairs {
                 guard let hex = v.stringValue, hex.count == 16, UInt64(hex, radix: 16) != nil else {
-                    throw .notAnAV(file: file, reason: "metadata \"av.digests\" has a malformed digest for \(JSONWriter.quoted(k))")
+                    throw .notAnAV(
+                        file: file, reason: "metadata \"av.digests\" has a malformed digest for \(JSONWriter.quoted(k))"
+                    )
                 }
                 digests[k] = hex
             }
@@ -141,12 +151,18 @@ public final class AlignmentVector: @unchecked Sendable {
         for t in file.tensors where ExactResiduals.isResidual(t.name) {
             let rest = t.name.dropFirst(ExactResiduals.prefix.count)
             guard let slash = rest.lastIndex(of: "/"), ["/index", "/residual"].contains(String(rest[slash...])) else {
-                throw .notAnAV(file: path, reason: "tensor \(JSONWriter.quoted(t.name)) is not an exact remainder av knows")
+                throw .notAnAV(
+                    file: path, reason: "tensor \(JSONWriter.quoted(t.name)) is not an exact remainder av knows")
             }
             let owner = String(rest[..<slash])
-            guard file.info(owner) != nil, file.info(ExactResiduals.indexName(owner)) != nil, file.info(ExactResiduals.valueName(owner)) != nil
+            guard file.info(owner) != nil, file.info(ExactResiduals.indexName(owner)) != nil,
+                file.info(ExactResiduals.valueName(owner)) != nil
             else {
-                throw .notAnAV(file: path, reason: "the exact remainders \(JSONWriter.quoted(t.name)) belong to no delta tensor, or are missing their pair")
+                throw .notAnAV(
+                    file: path,
+                    reason:
+                        "the exact remainders \(JSONWriter.quoted(t.name)) belong to no delta tensor, or are missing their pair"
+                )
             }
         }
         if !header.digests.isEmpty {
@@ -164,7 +180,8 @@ public final class AlignmentVector: @unchecked Sendable {
         guard let recorded = header.digests[tensor] else { return }
         let computed = XXHash64.hex(AVDigest.combine(runs))
         if computed != recorded {
-            throw .corrupt(av: path, tensor: tensor, reason: "its bytes have digest \(computed), but the file records \(recorded)")
+            throw .corrupt(
+                av: path, tensor: tensor, reason: "its bytes have digest \(computed), but the file records \(recorded)")
         }
     }
 
@@ -187,8 +204,10 @@ extension AlignmentVector {
 
     /// The exact remainders of `tensor`, or nil when it has none.
     public func residuals(of tensor: String) throws(AVError) -> (indices: [Int], values: [Double])? {
-        guard let ii = file.info(ExactResiduals.indexName(tensor)), let vi = file.info(ExactResiduals.valueName(tensor)) else { return nil }
-        guard ii.dtype == .i64, vi.dtype == .f64, ii.elementCount == vi.elementCount, let delta = file.info(tensor) else {
+        guard let ii = file.info(ExactResiduals.indexName(tensor)), let vi = file.info(ExactResiduals.valueName(tensor))
+        else { return nil }
+        guard ii.dtype == .i64, vi.dtype == .f64, ii.elementCount == vi.elementCount, let delta = file.info(tensor)
+        else {
             throw .notAnAV(file: path, reason: "the exact remainders of \(JSONWriter.quoted(tensor)) are malformed")
         }
         let ib = file.bytes(of: ii)
@@ -202,11 +221,15 @@ extension AlignmentVector {
         for k in 0..<ii.elementCount {
             let idx = Int(Int64(littleEndian: ib.loadUnaligned(fromByteOffset: 8 * k, as: Int64.self)))
             guard idx > previous, idx < delta.elementCount else {
-                throw .notAnAV(file: path, reason: "the exact remainders of \(JSONWriter.quoted(tensor)) have index \(idx) out of order or range")
+                throw .notAnAV(
+                    file: path,
+                    reason:
+                        "the exact remainders of \(JSONWriter.quoted(tensor)) have index \(idx) out of order or range")
             }
             previous = idx
             indices.append(idx)
-            values.append(Double(bitPattern: UInt64(littleEndian: vb.loadUnaligned(fromByteOffset: 8 * k, as: UInt64.self))))
+            values.append(
+                Double(bitPattern: UInt64(littleEndian: vb.loadUnaligned(fromByteOffset: 8 * k, as: UInt64.self))))
         }
         return (indices, values)
     }

@@ -95,7 +95,8 @@ public struct DiffReport: Sendable {
     /// `model.layers.3.mlp.up_proj.weight` → `model.layers.3`; `lm_head.weight` → `lm_head`.
     public static func block(of name: String) -> String {
         let parts = name.split(separator: ".", omittingEmptySubsequences: false)
-        for (i, p) in parts.enumerated() where (p == "layers" || p == "h" || p == "blocks" || p == "layer") && i + 1 < parts.count {
+        for (i, p) in parts.enumerated()
+        where (p == "layers" || p == "h" || p == "blocks" || p == "layer") && i + 1 < parts.count {
             if Int(parts[i + 1]) != nil { return parts[...(i + 1)].joined(separator: ".") }
         }
         if parts.count > 1, ["weight", "bias"].contains(parts.last!) { return parts.dropLast().joined(separator: ".") }
@@ -118,7 +119,8 @@ public func diff(
 ) throws(AVError) -> DiffReport {
     let start = DispatchTime.now().uptimeNanoseconds
     do {
-        try OutputGuard.checkFile(output, inputs: base.inputFiles + aligned.inputFiles + [base.path, aligned.path] + options.protectedPaths)
+        try OutputGuard.checkFile(
+            output, inputs: base.inputFiles + aligned.inputFiles + [base.path, aligned.path] + options.protectedPaths)
     } catch {
         throw .file(error)
     }
@@ -134,13 +136,16 @@ public func diff(
             throw .tensorOnlyIn(tensor: b.name, presentIn: base.path, missingFrom: aligned.path)
         }
         guard a.dtype == b.dtype else {
-            throw .dtypeMismatch(tensor: b.name, base: b.dtype, aligned: a.dtype, baseFile: base.path, alignedFile: aligned.path)
+            throw .dtypeMismatch(
+                tensor: b.name, base: b.dtype, aligned: a.dtype, baseFile: base.path, alignedFile: aligned.path)
         }
         var dropped = 0
         if a.shape != b.shape {
-            let sameTail = a.shape.count == b.shape.count && !a.shape.isEmpty && a.shape.dropFirst() == b.shape.dropFirst()
+            let sameTail =
+                a.shape.count == b.shape.count && !a.shape.isEmpty && a.shape.dropFirst() == b.shape.dropFirst()
             guard sameTail, a.shape[0] > b.shape[0] else {
-                throw .shapeMismatch(tensor: b.name, base: b.shape, aligned: a.shape, baseFile: base.path, alignedFile: aligned.path)
+                throw .shapeMismatch(
+                    tensor: b.name, base: b.shape, aligned: a.shape, baseFile: base.path, alignedFile: aligned.path)
             }
             resized.append((b.name, b.shape, a.shape))
             dropped = a.shape[0] - b.shape[0]
@@ -158,10 +163,13 @@ public func diff(
 
     let placeholder = String(repeating: "0", count: 16)
     func identity(_ c: Checkpoint, content: String) -> ModelIdentity {
-        ModelIdentity(path: c.path, dtype: c.mainDType.rawValue, structure: XXHash64.hex(c.structureFingerprint), content: content, tensors: c.tensors.count)
+        ModelIdentity(
+            path: c.path, dtype: c.mainDType.rawValue, structure: XXHash64.hex(c.structureFingerprint),
+            content: content, tensors: c.tensors.count)
     }
     var header = AVHeader(
-        domain: options.domain, base: identity(base, content: placeholder), aligned: identity(aligned, content: placeholder),
+        domain: options.domain, base: identity(base, content: placeholder),
+        aligned: identity(aligned, content: placeholder),
         dtype: options.storage, droppedRows: Dictionary(uniqueKeysWithValues: resized.map { ($0.0, $0.2[0]) }))
     let candidates = plans.filter(\.float).map { TensorSpec(name: $0.name, dtype: $0.storage, shape: $0.base.shape) }
     let writer: ReservedHeaderWriter
@@ -176,7 +184,8 @@ public func diff(
         // Room for a digest of every tensor that may be stored.
         var bound = header
         for t in candidates + extra { bound.digests[t.name] = placeholder }
-        writer = try ReservedHeaderWriter(path: output, candidates: candidates, metadataBound: bound.metadata, extraBound: extra)
+        writer = try ReservedHeaderWriter(
+            path: output, candidates: candidates, metadataBound: bound.metadata, extraBound: extra)
     } catch {
         throw .file(error)
     }
@@ -199,7 +208,8 @@ public func diff(
             }
             baseDigests[plan.name] = hashChunks(b)
             alignedDigests[plan.name] = hashChunks(a)
-            results[plan.name] = TensorDiff(name: plan.name, dtype: plan.base.dtype, shape: plan.base.shape, elements: plan.base.elementCount)
+            results[plan.name] = TensorDiff(
+                name: plan.name, dtype: plan.base.dtype, shape: plan.base.shape, elements: plan.base.elementCount)
             doneBytes += 2 * b.count
         }
         for spec in writer.order {
@@ -209,7 +219,8 @@ public func diff(
             } catch {
                 throw .file(error)
             }
-            let r = try engine.run(plan, base: base.view(plan.name)!, aligned: aligned.view(plan.name)!, writer: writer) { bytes in
+            let r = try engine.run(plan, base: base.view(plan.name)!, aligned: aligned.view(plan.name)!, writer: writer)
+            { bytes in
                 doneBytes += bytes
                 progress?(doneBytes, totalBytes)
             }
@@ -229,8 +240,11 @@ public func diff(
             do {
                 let indices = list.map { Int64($0.0).littleEndian }.withUnsafeBytes { Array($0) }
                 let values = list.map { $0.1.bitPattern.littleEndian }.withUnsafeBytes { Array($0) }
-                for (tensor, bytes) in [(ExactResiduals.indexName(name), indices), (ExactResiduals.valueName(name), values)] {
-                    try writer.begin(TensorSpec(name: tensor, dtype: tensor.hasSuffix("/index") ? .i64 : .f64, shape: [list.count]))
+                for (tensor, bytes) in [
+                    (ExactResiduals.indexName(name), indices), (ExactResiduals.valueName(name), values),
+                ] {
+                    try writer.begin(
+                        TensorSpec(name: tensor, dtype: tensor.hasSuffix("/index") ? .i64 : .f64, shape: [list.count]))
                     try writer.write(bytes)
                     try writer.end(keep: true)
                     header.digests[tensor] = XXHash64.hex(bytes.withUnsafeBytes { AVDigest.digest($0, elementSize: 8) })
@@ -254,7 +268,8 @@ public func diff(
     let written = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
     return DiffReport(
         output: output, header: header, tensors: plans.map { results[$0.name]! },
-        seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, bytesRead: totalBytes, bytesWritten: written)
+        seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, bytesRead: totalBytes,
+        bytesWritten: written)
 }
 
 /// XXH64 digest of a byte range in `ContentFingerprint` chunks.

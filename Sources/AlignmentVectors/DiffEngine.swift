@@ -44,18 +44,26 @@ func countDiffering(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, count: Int, si
     var n = 0
     switch size {
     case 1:
-        for i in 0..<count { n &+= a.load(fromByteOffset: i, as: UInt8.self) != b.load(fromByteOffset: i, as: UInt8.self) ? 1 : 0 }
+        for i in 0..<count {
+            n &+= a.load(fromByteOffset: i, as: UInt8.self) != b.load(fromByteOffset: i, as: UInt8.self) ? 1 : 0
+        }
     case 2:
         for i in 0..<count {
-            n &+= a.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self) != b.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self) ? 1 : 0
+            n &+=
+                a.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)
+                    != b.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self) ? 1 : 0
         }
     case 4:
         for i in 0..<count {
-            n &+= a.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self) != b.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self) ? 1 : 0
+            n &+=
+                a.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)
+                    != b.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self) ? 1 : 0
         }
     default:
         for i in 0..<count {
-            n &+= a.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self) != b.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self) ? 1 : 0
+            n &+=
+                a.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)
+                    != b.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self) ? 1 : 0
         }
     }
     return n
@@ -63,7 +71,9 @@ func countDiffering(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, count: Int, si
 
 /// `p` as f32 values: the pointer itself when it holds aligned f32s, else `scratch` filled by conversion.
 @inline(__always)
-func floatView(_ dtype: DType, _ p: UnsafeRawPointer, count: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
+func floatView(_ dtype: DType, _ p: UnsafeRawPointer, count: Int, scratch: UnsafeMutablePointer<Float>)
+    -> UnsafePointer<Float>
+{
     if dtype == .f32 && Int(bitPattern: p) % 4 == 0 { return p.assumingMemoryBound(to: Float.self) }
     Convert.toFloat(dtype, from: p, count: count, into: scratch)
     return UnsafePointer(scratch)
@@ -129,7 +139,9 @@ final class DiffEngine {
         _ plan: DiffPlan, base: (bytes: UnsafeRawBufferPointer, file: SafeTensorsFile),
         aligned: (bytes: UnsafeRawBufferPointer, file: SafeTensorsFile), writer: ReservedHeaderWriter,
         progress: (Int) -> Void
-    ) throws(AVError) -> (diff: TensorDiff, baseDigest: UInt64, alignedDigest: UInt64, avDigest: UInt64, residuals: [(Int, Double)]) {
+    ) throws(AVError) -> (
+        diff: TensorDiff, baseDigest: UInt64, alignedDigest: UInt64, avDigest: UInt64, residuals: [(Int, Double)]
+    ) {
         let bt = plan.base.dtype
         let size = bt.byteSize!
         let storage = plan.storage
@@ -137,7 +149,8 @@ final class DiffEngine {
         let elements = plan.base.elementCount
         let perChunk = ContentFingerprint.chunkBytes / size
         let chunks = max(1, (elements + perChunk - 1) / perChunk)
-        let alignedChunks = max(1, (aligned.bytes.count + ContentFingerprint.chunkBytes - 1) / ContentFingerprint.chunkBytes)
+        let alignedChunks = max(
+            1, (aligned.bytes.count + ContentFingerprint.chunkBytes - 1) / ContentFingerprint.chunkBytes)
         var baseDigests = [UInt64](repeating: 0, count: chunks)
         var alignedDigests = [UInt64](repeating: 0, count: alignedChunks)
         var stats = [ChunkStats](repeating: ChunkStats(), count: chunks)
@@ -149,7 +162,9 @@ final class DiffEngine {
         let alignedFileStart = aligned.file.fileOffset(of: aligned.file.info(plan.name)!)
 
         let pipeline = WritePipeline()
-        try forEachBatch(chunks: chunks, threads: threads, output: output, slotBytes: threads * chunkOutBytes, pipeline: pipeline) {
+        try forEachBatch(
+            chunks: chunks, threads: threads, output: output, slotBytes: threads * chunkOutBytes, pipeline: pipeline
+        ) {
             (first, batch, slot, slotBase) throws(AVError) in
             baseDigests.withUnsafeMutableBufferPointer { bd in
                 alignedDigests.withUnsafeMutableBufferPointer { ad in
@@ -160,17 +175,22 @@ final class DiffEngine {
                                     let c = first + j
                                     let lo = c * perChunk
                                     let n = min(elements, lo + perChunk) - lo
-                                    bd[c] = XXHash64.hash(UnsafeRawBufferPointer(start: bp + lo * size, count: n * size))
+                                    bd[c] = XXHash64.hash(
+                                        UnsafeRawBufferPointer(start: bp + lo * size, count: n * size))
                                     let aLo = c * ContentFingerprint.chunkBytes
                                     let aHi = min(aligned.bytes.count, aLo + ContentFingerprint.chunkBytes)
                                     if c < ad.count {
-                                        ad[c] = XXHash64.hash(UnsafeRawBufferPointer(start: ap + aLo, count: max(0, aHi - aLo)))
+                                        ad[c] = XXHash64.hash(
+                                            UnsafeRawBufferPointer(start: ap + aLo, count: max(0, aHi - aLo)))
                                     }
                                     st[c] = Self.chunk(
-                                        base: bp + lo * size, aligned: ap + lo * size, count: n, dtype: bt, storage: storage,
-                                        out: slotBase + j * chunkOutBytes, scratch: scratch[w], first: lo, residuals: &rs[c])
+                                        base: bp + lo * size, aligned: ap + lo * size, count: n, dtype: bt,
+                                        storage: storage,
+                                        out: slotBase + j * chunkOutBytes, scratch: scratch[w], first: lo,
+                                        residuals: &rs[c])
                                     // The AV's own checksum, from the deltas just computed.
-                                    AVDigest.hashRuns(slotBase + j * chunkOutBytes, first: lo, count: n, elementSize: ssize, into: ar)
+                                    AVDigest.hashRuns(
+                                        slotBase + j * chunkOutBytes, first: lo, count: n, elementSize: ssize, into: ar)
                                 }
                             }
                         }
@@ -203,7 +223,8 @@ final class DiffEngine {
             alignedDigests[c] = XXHash64.hash(UnsafeRawBufferPointer(start: ap + aLo, count: aHi - aLo))
         }
 
-        var d = TensorDiff(name: plan.name, dtype: bt, shape: plan.base.shape, elements: elements, droppedRows: plan.droppedRows)
+        var d = TensorDiff(
+            name: plan.name, dtype: bt, shape: plan.base.shape, elements: elements, droppedRows: plan.droppedRows)
         var sumD = 0.0
         var sumB = 0.0
         for s in stats {
@@ -220,7 +241,8 @@ final class DiffEngine {
         d.deltaNorm = sumD.squareRoot()
         d.baseNorm = sumB.squareRoot()
         return (
-            d, ContentFingerprint.tensorDigest(baseDigests), ContentFingerprint.tensorDigest(alignedDigests), AVDigest.combine(avRuns),
+            d, ContentFingerprint.tensorDigest(baseDigests), ContentFingerprint.tensorDigest(alignedDigests),
+            AVDigest.combine(avRuns),
             residuals.flatMap { $0 }
         )
     }
@@ -241,7 +263,8 @@ final class DiffEngine {
     /// Elements the loop flags (inexact f32 delta, or rebuilt bits that differ) are settled one by
     /// one as the general path does.
     static func fastBlock(
-        base b: UnsafeRawPointer, aligned a: UnsafeRawPointer, count n: Int, dtype: DType, out o: UnsafeMutableRawPointer,
+        base b: UnsafeRawPointer, aligned a: UnsafeRawPointer, count n: Int, dtype: DType,
+        out o: UnsafeMutableRawPointer,
         scratch s: Scratch, first: Int, checksLoss: Bool, stats st: inout ChunkStats, residuals: inout [(Int, Double)]
     ) {
         let size = dtype.byteSize!
@@ -280,7 +303,8 @@ final class DiffEngine {
             let inexact = SIMD4<UInt32>(truncatingIfNeeded: (inexact64 | (SIMD4<UInt64>() &- inexact64)) &>> 63)
             let mism = unsafeBitCast(recon, to: SIMD4<UInt32>.self) ^ ai
             let bad = inexact | ((mism | (SIMD4<UInt32>() &- mism)) &>> 31)
-            UnsafeMutableRawPointer(flags).storeBytes(of: SIMD4<UInt8>(truncatingIfNeeded: bad), toByteOffset: i, as: SIMD4<UInt8>.self)
+            UnsafeMutableRawPointer(flags).storeBytes(
+                of: SIMD4<UInt8>(truncatingIfNeeded: bad), toByteOffset: i, as: SIMD4<UInt8>.self)
             flaggedV &+= bad
             let changed = (x | (SIMD4<UInt32>() &- x)) &>> 31
             changedV &+= changed
@@ -310,7 +334,8 @@ final class DiffEngine {
             let d32 = Float(d)
             o32[i] = d32
             d64[i] = d
-            let bad = Double(d32).bitPattern != d.bitPattern || Float(Double(bv) + Double(d32)).bitPattern != av.bitPattern
+            let bad =
+                Double(d32).bitPattern != d.bitPattern || Float(Double(bv) + Double(d32)).bitPattern != av.bitPattern
             flags[i] = bad ? 1 : 0
             flagged += bad ? 1 : 0
             if av.bitPattern != bv.bitPattern {
@@ -367,7 +392,8 @@ final class DiffEngine {
             let o = out + off * ssize
             if fast {
                 fastBlock(
-                    base: b, aligned: a, count: n, dtype: dtype, out: o, scratch: s, first: first + off, checksLoss: checksLoss, stats: &st,
+                    base: b, aligned: a, count: n, dtype: dtype, out: o, scratch: s, first: first + off,
+                    checksLoss: checksLoss, stats: &st,
                     residuals: &residuals)
                 off += n
                 continue
@@ -401,7 +427,9 @@ final class DiffEngine {
             if checksLoss {
                 for i in 0..<n {
                     let x = Float(s.accB[i])
-                    if Float(s.accA[i] + s.accB[i]) != x, FloatBits.floatToBF16(Float(s.accA[i] + s.accB[i])) == FloatBits.floatToBF16(x) {
+                    if Float(s.accA[i] + s.accB[i]) != x,
+                        FloatBits.floatToBF16(Float(s.accA[i] + s.accB[i])) == FloatBits.floatToBF16(x)
+                    {
                         st.lost += 1
                     }
                 }

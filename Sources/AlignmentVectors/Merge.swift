@@ -88,7 +88,8 @@ public func merge(
     let start = DispatchTime.now().uptimeNanoseconds
     let inputs = base.inputFiles + [base.path] + terms.map(\.vector.path) + options.protectedPaths
     if base.isDirectory, options.dtype == .f64 {
-        throw .usage("--dtype f64 is for file outputs: a model directory in f64 is not a format transformers or av loads")
+        throw .usage(
+            "--dtype f64 is for file outputs: a model directory in f64 is not a format transformers or av loads")
     }
     do {
         if !base.isDirectory { try OutputGuard.checkFile(output, inputs: inputs) }
@@ -105,13 +106,20 @@ public func merge(
     let expected = terms.first?.vector.header.base.content
     var provenance: [(key: String, value: JSONValue)] = [
         ("tool", .string(AVHeader.toolVersion)),
-        ("base", .object([("path", .string(base.path)), ("structure", .string(structure)), ("content", expected.map { .string($0) } ?? .null)])),
+        (
+            "base",
+            .object([
+                ("path", .string(base.path)), ("structure", .string(structure)),
+                ("content", expected.map { .string($0) } ?? .null),
+            ])
+        ),
         (
             "vectors",
             .array(
                 terms.map { t in
                     .object([
-                        ("path", .string(t.vector.path)), ("domain", .string(t.vector.domain)), ("coefficient", .double(t.coefficient)),
+                        ("path", .string(t.vector.path)), ("domain", .string(t.vector.domain)),
+                        ("coefficient", .double(t.coefficient)),
                         ("aligned", .string(t.vector.header.aligned.fingerprint)),
                     ])
                 })
@@ -120,7 +128,8 @@ public func merge(
     ]
     if options.force && !options.transfer { provenance.append(("forced", .bool(true))) }
     if options.transfer {
-        provenance.append(("transfer", .object(terms.map { ($0.vector.domain, .string($0.vector.header.base.fingerprint)) })))
+        provenance.append(
+            ("transfer", .object(terms.map { ($0.vector.domain, .string($0.vector.header.base.fingerprint)) })))
     }
     for (k, v) in options.provenance.sorted(by: { $0.key < $1.key }) { provenance.append((k, v)) }
     let metadata = ["format": "pt", "av.merge": JSONValue.object(provenance).rendered()]
@@ -131,14 +140,19 @@ public func merge(
     do {
         if base.isDirectory {
             let shardSize =
-                options.maxShardSize ?? (base.store.files.count > 1 ? base.store.files.map { $0.tensors.reduce(0) { $0 + $1.byteCount } }.max()! : Int.max)
+                options.maxShardSize
+                ?? (base.store.files.count > 1
+                    ? base.store.files.map { $0.tensors.reduce(0) { $0 + $1.byteCount } }.max()! : Int.max)
             let extraNames = Set(base.auxiliaryFiles.map { URL(fileURLWithPath: $0).lastPathComponent })
             let w = try ModelDirectoryWriter(
-                path: output, tensors: specs, maxShardSize: shardSize, metadata: metadata, protecting: inputs, extraNames: extraNames)
+                path: output, tensors: specs, maxShardSize: shardSize, metadata: metadata, protecting: inputs,
+                extraNames: extraNames)
             directoryWriter = w
             writer = w
         } else {
-            if options.maxShardSize != nil { throw AVError.usage("--max-shard-size applies to model directories; the base \(base.path) is a file") }
+            if options.maxShardSize != nil {
+                throw AVError.usage("--max-shard-size applies to model directories; the base \(base.path) is a file")
+            }
             let w = try SafeTensorsWriter(path: output, tensors: specs, metadata: metadata)
             fileWriter = w
             writer = w
@@ -162,7 +176,8 @@ public func merge(
         while let next = writer.nextTensor {
             let info = base.info(next.name)!
             let active = try MergeEngine.terms(terms, for: next.name)
-            let r = try engine.run(info, outDType: next.dtype, view: base.view(next.name)!, terms: active, into: writer) { bytes in
+            let r = try engine.run(info, outDType: next.dtype, view: base.view(next.name)!, terms: active, into: writer)
+            { bytes in
                 done += bytes
                 progress?(done, totalBytes)
             }
@@ -180,7 +195,8 @@ public func merge(
         let content = XXHash64.hex(ContentFingerprint.combine(digests))
         if let expected, expected != content, !options.force && !options.transfer {
             throw .baseMismatch(
-                av: terms[0].vector.path, recorded: terms[0].vector.header.base.fingerprint, given: "\(structure):\(content)", basePath: base.path)
+                av: terms[0].vector.path, recorded: terms[0].vector.header.base.fingerprint,
+                given: "\(structure):\(content)", basePath: base.path)
         }
         let config = try configWithDType(base: base, dtype: options.dtype)
         do {
@@ -189,19 +205,24 @@ public func merge(
         } catch {
             throw .file(error)
         }
-        let identity = ModelIdentity(path: base.path, dtype: base.mainDType.rawValue, structure: structure, content: content, tensors: base.tensors.count)
+        let identity = ModelIdentity(
+            path: base.path, dtype: base.mainDType.rawValue, structure: structure, content: content,
+            tensors: base.tensors.count)
         var files: [String] = [output]
         var written = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         if let w = directoryWriter {
             files = w.shardNames.map { output + "/" + $0 }
-            written = files.reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? Int) ?? 0) }
+            written = files.reduce(0) {
+                $0 + ((try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? Int) ?? 0)
+            }
         }
         progress?(totalBytes, totalBytes)
         return MergeReport(
             output: output, base: identity, baseVerified: expected == nil || expected == content,
             terms: terms.map { ($0.vector.path, $0.vector.domain, $0.coefficient) },
             tensors: base.tensors.map { results[$0.name]! }, outputFiles: files,
-            seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, bytesRead: totalBytes, bytesWritten: written)
+            seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, bytesRead: totalBytes,
+            bytesWritten: written)
     } catch {
         writer.abort()
         throw error
@@ -215,8 +236,10 @@ func configWithDType(base: Checkpoint, dtype: DType?) throws(AVError) -> [String
     guard let dtype, let name = names[dtype] else { return [:] }
     let path = (base.path.hasSuffix("/") ? base.path : base.path + "/") + "config.json"
     guard let data = FileManager.default.contents(atPath: path) else { return [:] }
-    guard let json = try? JSONParser.parse(String(decoding: data, as: UTF8.self)), case .object(var members) = json else {
-        throw .file(SafeTensorsError(file: path, .write(message: "not a JSON object; cannot record the output dtype in it")))
+    guard let json = try? JSONParser.parse(String(decoding: data, as: UTF8.self)), case .object(var members) = json
+    else {
+        throw .file(
+            SafeTensorsError(file: path, .write(message: "not a JSON object; cannot record the output dtype in it")))
     }
     var found = false
     for i in members.indices where ["torch_dtype", "dtype"].contains(members[i].key) {
@@ -251,7 +274,8 @@ final class MergeEngine {
             guard let v = t.vector.file.info(tensor) else { continue }
             active.append(
                 Term(
-                    vector: t.vector, bytes: t.vector.file.bytes(of: v), file: t.vector.file, dtype: v.dtype, scale: t.coefficient,
+                    vector: t.vector, bytes: t.vector.file.bytes(of: v), file: t.vector.file, dtype: v.dtype,
+                    scale: t.coefficient,
                     residuals: try t.vector.residuals(of: tensor)))
         }
         return active
@@ -290,14 +314,18 @@ final class MergeEngine {
         var stats = [ChunkStats](repeating: ChunkStats(), count: chunks)
         let bp = view.bytes.baseAddress ?? UnsafeRawPointer(output)
         let fileStart = view.file.fileOffset(of: view.file.info(info.name)!)
-        let termPointers = terms.map { (p: $0.bytes.baseAddress ?? UnsafeRawPointer(output), dtype: $0.dtype, scale: $0.scale) }
+        let termPointers = terms.map {
+            (p: $0.bytes.baseAddress ?? UnsafeRawPointer(output), dtype: $0.dtype, scale: $0.scale)
+        }
         let residuals = terms.map(\.residuals)
         // Each term's AV digest runs, hashed as the deltas stream by (term-major).
         let runCount = AVDigest.runs(elements)
         var termRuns = [UInt64](repeating: 0, count: runCount * terms.count)
 
         let pipeline = WritePipeline()
-        try forEachBatch(chunks: chunks, threads: threads, output: output, slotBytes: threads * chunkOutBytes, pipeline: pipeline) {
+        try forEachBatch(
+            chunks: chunks, threads: threads, output: output, slotBytes: threads * chunkOutBytes, pipeline: pipeline
+        ) {
             (first, batch, slot, slotBase) throws(AVError) in
             digests.withUnsafeMutableBufferPointer { dg in
                 termRuns.withUnsafeMutableBufferPointer { tr in
@@ -308,7 +336,8 @@ final class MergeEngine {
                             let n = min(elements, lo + perChunk) - lo
                             dg[c] = XXHash64.hash(UnsafeRawBufferPointer(start: bp + lo * size, count: n * size))
                             for (k, t) in termPointers.enumerated() {
-                                let runs = UnsafeMutableBufferPointer(rebasing: tr[(k * runCount)..<((k + 1) * runCount)])
+                                let runs = UnsafeMutableBufferPointer(
+                                    rebasing: tr[(k * runCount)..<((k + 1) * runCount)])
                                 let s = t.dtype.byteSize!
                                 AVDigest.hashRuns(t.p + lo * s, first: lo, count: n, elementSize: s, into: runs)
                             }
@@ -316,7 +345,8 @@ final class MergeEngine {
                                 st[c] = Self.chunk(
                                     base: bp + lo * size, dtype: dtype, count: n,
                                     terms: termPointers.map { ($0.p + lo * $0.dtype.byteSize!, $0.dtype, $0.scale) },
-                                    outDType: outDType, out: slotBase + j * chunkOutBytes, scratch: scratch[w], first: lo, residuals: residuals)
+                                    outDType: outDType, out: slotBase + j * chunkOutBytes, scratch: scratch[w],
+                                    first: lo, residuals: residuals)
                             }
                         }
                     }
@@ -365,7 +395,8 @@ final class MergeEngine {
     /// output. The same arithmetic, in the same order, as the general path.
     static func fastBlock(
         base b: UnsafeRawPointer, dtype: DType, count n: Int, terms: [(UnsafeRawPointer, Double)], outDType: DType,
-        out o: UnsafeMutableRawPointer, scratch s: Scratch, first: Int, residuals: [(indices: [Int], values: [Double])?],
+        out o: UnsafeMutableRawPointer, scratch s: Scratch, first: Int,
+        residuals: [(indices: [Int], values: [Double])?],
         stats st: inout ChunkStats
     ) {
         let fb = floatView(dtype, b, count: n, scratch: s.f32)
@@ -473,7 +504,9 @@ final class MergeEngine {
         var st = ChunkStats()
         let size = dtype.byteSize!
         let outSize = outDType.byteSize!
-        let fast = [.bf16, .f16, .f32].contains(dtype) && (outDType == .bf16 || outDType == .f32) && terms.allSatisfy { $0.1 == .f32 }
+        let fast =
+            [.bf16, .f16, .f32].contains(dtype) && (outDType == .bf16 || outDType == .f32)
+            && terms.allSatisfy { $0.1 == .f32 }
         var off = 0
         while off < count {
             let n = min(Scratch.block, count - off)
@@ -481,7 +514,8 @@ final class MergeEngine {
             let o = out + off * outSize
             if fast {
                 fastBlock(
-                    base: b, dtype: dtype, count: n, terms: terms.map { ($0.0 + off * 4, $0.2) }, outDType: outDType, out: o,
+                    base: b, dtype: dtype, count: n, terms: terms.map { ($0.0 + off * 4, $0.2) }, outDType: outDType,
+                    out: o,
                     scratch: s, first: first + off, residuals: residuals, stats: &st)
                 off += n
                 continue
@@ -516,7 +550,8 @@ final class MergeEngine {
             st.nonFinite += nonFinite
             if changed > 0 && outDType == dtype {
                 // A change the output dtype cannot hold comes back as the base's own bits.
-                for i in 0..<n where s.accA[i] != s.accB[i] && ElementOps.bits(o, i, size: size) == ElementOps.bits(b, i, size: size) {
+                for i in 0..<n
+                where s.accA[i] != s.accB[i] && ElementOps.bits(o, i, size: size) == ElementOps.bits(b, i, size: size) {
                     st.roundedAway += 1
                 }
             }
@@ -544,12 +579,15 @@ func checkCompatible(base: Checkpoint, terms: [MergeTerm], force: Bool) throws(A
     let structure = XXHash64.hex(base.structureFingerprint)
     if !force {
         for t in terms where t.vector.header.base.structure != structure {
-            throw .baseMismatch(av: t.vector.path, recorded: t.vector.header.base.fingerprint, given: "\(structure):…", basePath: base.path)
+            throw .baseMismatch(
+                av: t.vector.path, recorded: t.vector.header.base.fingerprint, given: "\(structure):…",
+                basePath: base.path)
         }
         for (i, t) in terms.enumerated() {
             for u in terms[(i + 1)...] where u.vector.header.base.fingerprint != t.vector.header.base.fingerprint {
                 throw .differentBases(
-                    first: t.vector.path, firstBase: t.vector.header.base.fingerprint, second: u.vector.path, secondBase: u.vector.header.base.fingerprint)
+                    first: t.vector.path, firstBase: t.vector.header.base.fingerprint, second: u.vector.path,
+                    secondBase: u.vector.header.base.fingerprint)
             }
         }
     }
@@ -557,9 +595,12 @@ func checkCompatible(base: Checkpoint, terms: [MergeTerm], force: Bool) throws(A
     for t in terms {
         for v in t.vector.deltas {
             guard let b = base.info(v.name) else { throw .vectorTensorNotInBase(av: t.vector.path, tensor: v.name) }
-            guard b.shape == v.shape else { throw .vectorShape(av: t.vector.path, tensor: v.name, vector: v.shape, base: b.shape) }
+            guard b.shape == v.shape else {
+                throw .vectorShape(av: t.vector.path, tensor: v.name, vector: v.shape, base: b.shape)
+            }
             guard Convert.supports(v.dtype), Convert.supports(b.dtype) else {
-                throw .unsupportedDType(tensor: v.name, dtype: Convert.supports(v.dtype) ? b.dtype : v.dtype, file: t.vector.path)
+                throw .unsupportedDType(
+                    tensor: v.name, dtype: Convert.supports(v.dtype) ? b.dtype : v.dtype, file: t.vector.path)
             }
         }
     }
@@ -581,7 +622,9 @@ public final class TensorBuffer: @unchecked Sendable {
 
 /// `base + Σ λ·AV` for every tensor some AV changes, in memory and in the base's dtype: the bytes
 /// `merge` would write, for evaluating a mix without writing it. Tensors no AV touches are left out.
-public func mixTensors(base: Checkpoint, terms: [MergeTerm], threads: Int, force: Bool = false) throws(AVError) -> [String: TensorBuffer] {
+public func mixTensors(base: Checkpoint, terms: [MergeTerm], threads: Int, force: Bool = false) throws(AVError)
+    -> [String: TensorBuffer]
+{
     let structure = try checkCompatible(base: base, terms: terms, force: force)
     if !force, let expected = terms.first?.vector.header.base.content {
         // The same content check as merge's, over the whole base (merge gets it from its one pass).
@@ -590,13 +633,16 @@ public func mixTensors(base: Checkpoint, terms: [MergeTerm], threads: Int, force
         digests.withUnsafeMutableBufferPointer { d in
             let out = UncheckedSendable(d)
             Parallel.forEach(infos.count, threads: threads) { _, i in
-                out.value[i] = hashChunks(base.view(infos[i].name)?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0))
+                out.value[i] = hashChunks(
+                    base.view(infos[i].name)?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0))
             }
         }
-        let content = XXHash64.hex(ContentFingerprint.combine(Dictionary(uniqueKeysWithValues: zip(infos.map(\.name), digests))))
+        let content = XXHash64.hex(
+            ContentFingerprint.combine(Dictionary(uniqueKeysWithValues: zip(infos.map(\.name), digests))))
         if content != expected {
             throw .baseMismatch(
-                av: terms[0].vector.path, recorded: terms[0].vector.header.base.fingerprint, given: "\(structure):\(content)", basePath: base.path)
+                av: terms[0].vector.path, recorded: terms[0].vector.header.base.fingerprint,
+                given: "\(structure):\(content)", basePath: base.path)
         }
     }
     let engine = MergeEngine(threads: threads, base: base, dtype: nil)
@@ -625,7 +671,8 @@ public func mixTensors(base: Checkpoint, terms: [MergeTerm], threads: Int, force
                 _ = MergeEngine.chunk(
                     base: bp + lo * size, dtype: info.dtype, count: n,
                     terms: active.map { ($0.bytes.baseAddress! + lo * $0.dtype.byteSize!, $0.dtype, $0.scale) },
-                    outDType: info.dtype, out: buffer.pointer + lo * size, scratch: engine.scratch[w], first: lo, residuals: residuals)
+                    outDType: info.dtype, out: buffer.pointer + lo * size, scratch: engine.scratch[w], first: lo,
+                    residuals: residuals)
             }
         }
         for (k, t) in active.enumerated() {

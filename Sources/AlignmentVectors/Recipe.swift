@@ -37,7 +37,8 @@ public struct MixRecipe: Sendable {
     public init() {}
 
     static let knownKeys: Set<String> = [
-        "base", "vectors_dir", "mix", "vectors", "output", "dtype", "max_shard_size", "force", "allow_nonfinite", "checks",
+        "base", "vectors_dir", "mix", "vectors", "output", "dtype", "max_shard_size", "force", "allow_nonfinite",
+        "checks",
         "description", "name",
     ]
 
@@ -54,21 +55,29 @@ public struct MixRecipe: Sendable {
         }
         guard case .object(let members) = root else { throw .recipe(file: path, message: "expected a JSON object") }
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent()
-        func place(_ p: String) -> String { p.hasPrefix("/") ? p : dir.appendingPathComponent(p).standardizedFileURL.path }
+        func place(_ p: String) -> String {
+            p.hasPrefix("/") ? p : dir.appendingPathComponent(p).standardizedFileURL.path
+        }
         var r = MixRecipe()
         r.file = path
         var seen: Set<String> = []
         for (key, value) in members {
             guard seen.insert(key).inserted else { throw .recipe(file: path, message: "key \"\(key)\" appears twice") }
             guard knownKeys.contains(key) else {
-                throw .recipe(file: path, message: "unknown key \"\(key)\" (known: \(knownKeys.sorted().joined(separator: ", ")))")
+                throw .recipe(
+                    file: path, message: "unknown key \"\(key)\" (known: \(knownKeys.sorted().joined(separator: ", ")))"
+                )
             }
             func string() throws(AVError) -> String {
-                guard let s = value.stringValue else { throw .recipe(file: path, message: "\"\(key)\" must be a string") }
+                guard let s = value.stringValue else {
+                    throw .recipe(file: path, message: "\"\(key)\" must be a string")
+                }
                 return s
             }
             func bool() throws(AVError) -> Bool {
-                guard case .bool(let b) = value else { throw .recipe(file: path, message: "\"\(key)\" must be true or false") }
+                guard case .bool(let b) = value else {
+                    throw .recipe(file: path, message: "\"\(key)\" must be true or false")
+                }
                 return b
             }
             switch key {
@@ -84,17 +93,22 @@ public struct MixRecipe: Sendable {
             case "max_shard_size":
                 let text: String
                 if let n = value.doubleValue { text = String(Int(n)) } else { text = try string() }
-                guard let n = parseSize(text) else { throw .recipe(file: path, message: "\"max_shard_size\": \(text) is not a size like 5GB") }
+                guard let n = parseSize(text) else {
+                    throw .recipe(file: path, message: "\"max_shard_size\": \(text) is not a size like 5GB")
+                }
                 r.maxShardSize = n
             case "force": r.force = try bool()
             case "allow_nonfinite": r.allowNonFinite = try bool()
             case "checks": r.checks = value
             case "mix":
-                guard case .object(let pairs) = value else { throw .recipe(file: path, message: "\"mix\" must map domain names to numbers") }
+                guard case .object(let pairs) = value else {
+                    throw .recipe(file: path, message: "\"mix\" must map domain names to numbers")
+                }
                 var domains: Set<String> = []
                 for (domain, v) in pairs {
                     guard domains.insert(domain).inserted else {
-                        throw .recipe(file: path, message: "\"mix\": domain \"\(domain)\" appears twice; give each domain once")
+                        throw .recipe(
+                            file: path, message: "\"mix\": domain \"\(domain)\" appears twice; give each domain once")
                     }
                     guard let c = v.doubleValue, c.isFinite else {
                         throw .recipe(file: path, message: "\"mix\": the coefficient of \"\(domain)\" must be a number")
@@ -102,13 +116,20 @@ public struct MixRecipe: Sendable {
                     r.mix.append((domain, c))
                 }
             case "vectors":
-                guard let items = value.arrayValue else { throw .recipe(file: path, message: "\"vectors\" must be an array") }
+                guard let items = value.arrayValue else {
+                    throw .recipe(file: path, message: "\"vectors\" must be an array")
+                }
                 for item in items {
-                    if case .object(let fields) = item, let extra = fields.first(where: { !["path", "coefficient"].contains($0.key) }) {
-                        throw .recipe(file: path, message: "\"vectors\": unknown key \"\(extra.key)\" (known: coefficient, path)")
+                    if case .object(let fields) = item,
+                        let extra = fields.first(where: { !["path", "coefficient"].contains($0.key) })
+                    {
+                        throw .recipe(
+                            file: path, message: "\"vectors\": unknown key \"\(extra.key)\" (known: coefficient, path)")
                     }
                     guard let p = item["path"]?.stringValue, let c = item["coefficient"]?.doubleValue, c.isFinite else {
-                        throw .recipe(file: path, message: "each of \"vectors\" needs \"path\" (a string) and \"coefficient\" (a number)")
+                        throw .recipe(
+                            file: path,
+                            message: "each of \"vectors\" needs \"path\" (a string) and \"coefficient\" (a number)")
                     }
                     r.vectors.append((place(p), c))
                 }
@@ -126,7 +147,11 @@ public struct MixRecipe: Sendable {
         if let base { m.append(("base", .string(base))) }
         if let vectorsDirectory { m.append(("vectors_dir", .string(vectorsDirectory))) }
         m.append(("mix", .object(mix.map { ($0.domain, .double($0.coefficient)) })))
-        m.append(("vectors", .array(vectors.map { .object([("path", .string($0.path)), ("coefficient", .double($0.coefficient))]) })))
+        m.append(
+            (
+                "vectors",
+                .array(vectors.map { .object([("path", .string($0.path)), ("coefficient", .double($0.coefficient))]) })
+            ))
         if let output { m.append(("output", .string(output))) }
         if let dtype { m.append(("dtype", .string(dtype.rawValue))) }
         if let maxShardSize { m.append(("max_shard_size", .int(maxShardSize))) }
@@ -138,10 +163,12 @@ public struct MixRecipe: Sendable {
 public func parseSize(_ text: String) -> Int? {
     let t = text.trimmingCharacters(in: .whitespaces).uppercased()
     let units: [(String, Double)] = [
-        ("KIB", 1024), ("MIB", 1_048_576), ("GIB", 1_073_741_824), ("TIB", 1_099_511_627_776), ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12), ("B", 1),
+        ("KIB", 1024), ("MIB", 1_048_576), ("GIB", 1_073_741_824), ("TIB", 1_099_511_627_776), ("KB", 1e3), ("MB", 1e6),
+        ("GB", 1e9), ("TB", 1e12), ("B", 1),
     ]
     for (suffix, scale) in units where t.hasSuffix(suffix) {
-        guard let v = Double(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), v > 0, v * scale < 9e18 else { return nil }
+        guard let v = Double(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), v > 0, v * scale < 9e18
+        else { return nil }
         return Int(v * scale)
     }
     guard let v = Int(t), v > 0 else { return nil }

@@ -52,7 +52,9 @@ public struct LevelsFile: Sendable {
             }
             items.append(LevelsItem(prompt: prompt, responses: responses, origin: "\(path) line \(number)"))
         }
-        guard let levels, !items.isEmpty else { throw .input(file: path, message: "no prompts: the file holds no JSON lines") }
+        guard let levels, !items.isEmpty else {
+            throw .input(file: path, message: "no prompts: the file holds no JSON lines")
+        }
         return LevelsFile(path: path, levels: levels, items: items)
     }
 }
@@ -77,7 +79,10 @@ public struct LevelsResult: Sendable, Equatable {
     /// Mean prompt tokens per query (with a prefix, what the prompting costs).
     public var meanPromptTokens: Double
 
-    public init(levels: [String], shares: [Double], meanMargins: [Double], winners: [Int], scores: [[Double]], meanPromptTokens: Double) {
+    public init(
+        levels: [String], shares: [Double], meanMargins: [Double], winners: [Int], scores: [[Double]],
+        meanPromptTokens: Double
+    ) {
         self.levels = levels
         self.shares = shares
         self.meanMargins = meanMargins
@@ -102,7 +107,9 @@ extension LanguageModel {
     ///
     /// - Parameter prefix: text put before each prompt (a system turn, an instruction): the
     ///   prompting baseline that vectors are compared with.
-    public func evaluate(levels file: LevelsFile, score: LevelScore = .mean, prefix: String = "") throws(InferenceError) -> LevelsResult {
+    public func evaluate(levels file: LevelsFile, score: LevelScore = .mean, prefix: String = "") throws(InferenceError)
+        -> LevelsResult
+    {
         let n = file.levels.count
         var scores: [[Double]] = []
         var winners: [Int] = []
@@ -113,8 +120,12 @@ extension LanguageModel {
             let ctx = try context(prefix + item.prompt, origin: item.origin)
             promptTokens += ctx.count
             let encoded = item.responses.map { tokenizer.encode($0) }
-            guard encoded.allSatisfy({ !$0.isEmpty }) else { throw .input(file: item.origin, message: "a response encodes to no tokens") }
-            let row = try logProbabilities(context: ctx, continuations: encoded).map { score == .mean ? $0.sum / Double($0.tokens) : $0.sum }
+            guard encoded.allSatisfy({ !$0.isEmpty }) else {
+                throw .input(file: item.origin, message: "a response encodes to no tokens")
+            }
+            let row = try logProbabilities(context: ctx, continuations: encoded).map {
+                score == .mean ? $0.sum / Double($0.tokens) : $0.sum
+            }
             var best = 0
             for i in 1..<n where row[i] > row[best] { best = i }
             winners.append(best)
@@ -127,7 +138,8 @@ extension LanguageModel {
         }
         let count = Double(file.items.count)
         return LevelsResult(
-            levels: file.levels, shares: counts.map { Double($0) / count }, meanMargins: margins.map { $0 / count }, winners: winners,
+            levels: file.levels, shares: counts.map { Double($0) / count }, meanMargins: margins.map { $0 / count },
+            winners: winners,
             scores: scores, meanPromptTokens: Double(promptTokens) / count)
     }
 }

@@ -31,7 +31,10 @@ public final class MixEvaluator: @unchecked Sendable {
     /// Mixes loaded so far (each is one pass that mixes the weights).
     public private(set) var mixesLoaded = 0
 
-    public init(base: String, domains: [SearchDomain], threads: Int, force: Bool = false, score: LevelScore = .mean, prefix: String = "") {
+    public init(
+        base: String, domains: [SearchDomain], threads: Int, force: Bool = false, score: LevelScore = .mean,
+        prefix: String = ""
+    ) {
         self.base = base
         self.domains = domains
         self.threads = threads
@@ -56,7 +59,8 @@ public final class MixEvaluator: @unchecked Sendable {
         lock.lock()
         for (lambdas, which) in requests {
             precondition(lambdas.count == domains.count, "one λ per domain")
-            for d in which where cache[lambdas]?[d] == nil && !tasks.contains(where: { $0.lambdas == lambdas && $0.domain == d }) {
+            for d in which
+            where cache[lambdas]?[d] == nil && !tasks.contains(where: { $0.lambdas == lambdas && $0.domain == d }) {
                 tasks.append((lambdas, d))
             }
         }
@@ -64,7 +68,9 @@ public final class MixEvaluator: @unchecked Sendable {
         guard !tasks.isEmpty else { return }
         var models: [[Double]: LanguageModel] = [:]
         for t in tasks where models[t.lambdas] == nil {
-            let terms = zip(domains, t.lambdas).filter { $0.1 != 0 }.map { MergeTerm(vector: $0.0.vector, coefficient: $0.1) }
+            let terms = zip(domains, t.lambdas).filter { $0.1 != 0 }.map {
+                MergeTerm(vector: $0.0.vector, coefficient: $0.1)
+            }
             let lm = try LanguageModel(directory: base, mixing: terms, force: force, threads: threads)
             lm.model.threads = 1
             models[t.lambdas] = lm
@@ -83,7 +89,9 @@ public final class MixEvaluator: @unchecked Sendable {
                     let lm = box.value.0[t.lambdas]!
                     do throws(InferenceError) {
                         slots.value[i] = .success(
-                            try lm.evaluate(levels: box.value.1.domains[t.domain].levels, score: box.value.1.score, prefix: box.value.1.prefix))
+                            try lm.evaluate(
+                                levels: box.value.1.domains[t.domain].levels, score: box.value.1.score,
+                                prefix: box.value.1.prefix))
                     } catch {
                         slots.value[i] = .failure(error)
                     }

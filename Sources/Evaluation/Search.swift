@@ -59,7 +59,8 @@ public enum MixSearch {
 
     /// Picks the best point and runners-up of each profile among `points`, in a fixed order, so the
     /// same points give the same answer however they were computed.
-    public static func select(_ profiles: [Profile], from points: [SearchPoint], levels: [[String]]) -> [ProfileResult] {
+    public static func select(_ profiles: [Profile], from points: [SearchPoint], levels: [[String]]) -> [ProfileResult]
+    {
         profiles.map { profile in
             let reaching = points.map { ($0, $0.margin(profile, levels: levels)) }.filter { $0.1 > 0 }
                 .sorted { a, b in
@@ -70,7 +71,8 @@ public enum MixSearch {
                     return a.0.lambdas.lexicographicallyPrecedes(b.0.lambdas)
                 }
             return ProfileResult(
-                profile: profile, best: reaching.first?.0, margin: reaching.first?.1 ?? 0, runnersUp: reaching.dropFirst().prefix(3).map(\.0))
+                profile: profile, best: reaching.first?.0, margin: reaching.first?.1 ?? 0,
+                runnersUp: reaching.dropFirst().prefix(3).map(\.0))
         }
     }
 
@@ -80,12 +82,15 @@ public enum MixSearch {
     }
 
     /// Evaluates the points of shard `shard` of `of` (every `of`-th point of the grid, from `shard`).
-    public static func evaluateGrid(_ evaluator: MixEvaluator, values: [Double], shard: Int = 0, of count: Int = 1) throws(InferenceError)
+    public static func evaluateGrid(_ evaluator: MixEvaluator, values: [Double], shard: Int = 0, of count: Int = 1)
+        throws(InferenceError)
         -> [SearchPoint]
     {
         let all = Array(evaluator.domains.indices)
         var out: [SearchPoint] = []
-        let mine = gridPoints(values, domains: evaluator.domains.count).enumerated().filter { $0.offset % count == shard }.map(\.element)
+        let mine = gridPoints(values, domains: evaluator.domains.count).enumerated().filter {
+            $0.offset % count == shard
+        }.map(\.element)
         // In batches, so that memory holds a bounded number of mixes at once.
         for start in stride(from: 0, to: mine.count, by: 16) {
             try evaluator.prefetch(mine[start..<min(mine.count, start + 16)].map { (lambdas: $0, which: all) })
@@ -143,10 +148,14 @@ public enum MixSearch {
                 ranked.append(Array(order.prefix(candidates)))
             }
             // Combinations in order of total rank: all first choices, then one second choice, …
-            var combos = MixSearch.gridPoints([0, 1, 2].filter { $0 < candidates }.map(Double.init), domains: domains.count)
-                .map { $0.map(Int.init) }
-                .filter { c in c.enumerated().allSatisfy { $0.element < ranked[$0.offset].count } }
-            combos.sort { a, b in a.reduce(0, +) != b.reduce(0, +) ? a.reduce(0, +) < b.reduce(0, +) : a.lexicographicallyPrecedes(b) }
+            var combos = MixSearch.gridPoints(
+                [0, 1, 2].filter { $0 < candidates }.map(Double.init), domains: domains.count
+            )
+            .map { $0.map(Int.init) }
+            .filter { c in c.enumerated().allSatisfy { $0.element < ranked[$0.offset].count } }
+            combos.sort { a, b in
+                a.reduce(0, +) != b.reduce(0, +) ? a.reduce(0, +) < b.reduce(0, +) : a.lexicographicallyPrecedes(b)
+            }
             var tried = 0
             for combo in combos where tried < tries {
                 let lambdas = combo.enumerated().map { ranked[$0.offset][$0.element] }

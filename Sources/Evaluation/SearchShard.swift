@@ -49,7 +49,10 @@ public struct SearchShard: Sendable, Equatable {
                 "points",
                 .array(
                     points.map { p in
-                        .object([("lambdas", .array(p.lambdas.map { .double($0) })), ("shares", .array(p.shares.map { .array($0.map { .double($0) }) }))])
+                        .object([
+                            ("lambdas", .array(p.lambdas.map { .double($0) })),
+                            ("shares", .array(p.shares.map { .array($0.map { .double($0) }) })),
+                        ])
                     })
             ),
         ])
@@ -59,7 +62,8 @@ public struct SearchShard: Sendable, Equatable {
     public static func load(_ path: String) throws(InferenceError) -> SearchShard {
         let text = try TextInput.read(path)
         func fail(_ m: String) -> InferenceError { .input(file: path, message: m) }
-        guard let v = try? JSONParser.parse(text), v["format"]?.stringValue == "av-search-shard", let inputs = v["inputs"],
+        guard let v = try? JSONParser.parse(text), v["format"]?.stringValue == "av-search-shard",
+            let inputs = v["inputs"],
             let values = v["values"]?.arrayValue?.compactMap(\.doubleValue), let shard = v["shard"]?.doubleValue,
             let count = v["count"]?.doubleValue, let points = v["points"]?.arrayValue
         else { throw fail("not a search shard written by av search --shard") }
@@ -81,7 +85,11 @@ public struct SearchShard: Sendable, Equatable {
         guard let first = shards.first else { throw .input(file: "collect", message: "no shard files") }
         for (path, s) in shards {
             guard s.inputs == first.shard.inputs else {
-                throw .input(file: path, message: "was computed from other inputs than \(first.path) (vectors, levels files, score or prefix differ)")
+                throw .input(
+                    file: path,
+                    message:
+                        "was computed from other inputs than \(first.path) (vectors, levels files, score or prefix differ)"
+                )
             }
             guard s.values == first.shard.values, s.count == first.shard.count else {
                 throw .input(file: path, message: "has another grid or shard count than \(first.path)")
@@ -93,11 +101,15 @@ public struct SearchShard: Sendable, Equatable {
             throw .input(
                 file: "collect",
                 message: missing.isEmpty
-                    ? "a shard is given twice" : "shards \(missing.map { "\($0)/\(first.shard.count)" }.joined(separator: ", ")) are missing")
+                    ? "a shard is given twice"
+                    : "shards \(missing.map { "\($0)/\(first.shard.count)" }.joined(separator: ", ")) are missing")
         }
         let points = shards.flatMap(\.shard.points)
         let order = MixSearch.gridPoints(first.shard.values, domains: points.first?.lambdas.count ?? 0)
         let index = Dictionary(uniqueKeysWithValues: order.enumerated().map { ($1, $0) })
-        return (first.shard.inputs, first.shard.values, points.sorted { (index[$0.lambdas] ?? 0) < (index[$1.lambdas] ?? 0) })
+        return (
+            first.shard.inputs, first.shard.values,
+            points.sorted { (index[$0.lambdas] ?? 0) < (index[$1.lambdas] ?? 0) }
+        )
     }
 }

@@ -24,7 +24,9 @@ public enum GGUFConverter {
         default: break
         }
         let parts = name.split(separator: ".").map(String.init)
-        guard parts.count == 4, parts[0] == "blk", let layer = Int(parts[1]), let mapped = blockNames[parts[2]] else { return nil }
+        guard parts.count == 4, parts[0] == "blk", let layer = Int(parts[1]), let mapped = blockNames[parts[2]] else {
+            return nil
+        }
         return "model.layers.\(layer).\(mapped).\(parts[3])"
     }
 
@@ -32,9 +34,13 @@ public enum GGUFConverter {
     public static func convert(_ gguf: GGUFFile, to directory: String, dtype: DType = .f32) throws(GGUFError) {
         func fail(_ m: String) -> GGUFError { GGUFError(file: gguf.path, message: m) }
         let arch = gguf.metadata["general.architecture"]?.stringValue ?? "?"
-        guard arch == "llama" || arch == "qwen2" else { throw fail("architecture \(arch) is not supported (llama, qwen2)") }
+        guard arch == "llama" || arch == "qwen2" else {
+            throw fail("architecture \(arch) is not supported (llama, qwen2)")
+        }
         func int(_ key: String) throws(GGUFError) -> Int {
-            guard let v = gguf.metadata["\(arch).\(key)"]?.intValue else { throw fail("metadata \(arch).\(key) is missing") }
+            guard let v = gguf.metadata["\(arch).\(key)"]?.intValue else {
+                throw fail("metadata \(arch).\(key) is missing")
+            }
             return v
         }
         let heads = try int("attention.head_count")
@@ -43,7 +49,9 @@ public enum GGUFConverter {
         var sources: [String: GGUFTensorInfo] = [:]
         for t in gguf.tensors {
             guard let name = hfName(t.name) else { continue }
-            guard Dequantize.supports(t.type) else { throw fail("tensor \(JSONWriter.quoted(t.name)): \(t.type.name) cannot be dequantized yet") }
+            guard Dequantize.supports(t.type) else {
+                throw fail("tensor \(JSONWriter.quoted(t.name)): \(t.type.name) cannot be dequantized yet")
+            }
             // Norms and biases stay f32, as transformers keeps them when it dequantizes a GGUF.
             specs.append(TensorSpec(name: name, dtype: t.dims.count == 1 ? .f32 : dtype, shape: t.shape))
             sources[name] = t
@@ -59,19 +67,24 @@ public enum GGUFConverter {
             while let next = writer.nextTensor {
                 let t = sources[next.name]!
                 var values = try gguf.floats(t)
-                if arch == "llama", next.name.hasSuffix("self_attn.q_proj.weight") || next.name.hasSuffix("self_attn.k_proj.weight") {
+                if arch == "llama",
+                    next.name.hasSuffix("self_attn.q_proj.weight") || next.name.hasSuffix("self_attn.k_proj.weight")
+                {
                     values = unpermute(
                         values, rows: t.shape[0], cols: t.shape.count > 1 ? t.shape[1] : 1,
                         heads: next.name.contains("q_proj") ? heads : kvHeads)
                 }
                 var bytes = [UInt8](repeating: 0, count: values.count * next.dtype.byteSize!)
                 bytes.withUnsafeMutableBytes { b in
-                    values.withUnsafeBufferPointer { Convert.fromFloat(next.dtype, from: $0.baseAddress!, count: values.count, into: b.baseAddress!) }
+                    values.withUnsafeBufferPointer {
+                        Convert.fromFloat(next.dtype, from: $0.baseAddress!, count: values.count, into: b.baseAddress!)
+                    }
                 }
                 try writer.write(bytes)
             }
             var texts = [
-                "config.json": config(gguf, arch: arch, heads: heads, kvHeads: kvHeads, tied: tied, dtype: dtype).rendered(pretty: true) + "\n",
+                "config.json": config(gguf, arch: arch, heads: heads, kvHeads: kvHeads, tied: tied, dtype: dtype)
+                    .rendered(pretty: true) + "\n",
                 "tokenizer_config.json": tokenizerConfig(gguf).rendered(pretty: true) + "\n",
             ]
             if let tokenizer = try tokenizerJSON(gguf) { texts["tokenizer.json"] = tokenizer.rendered() + "\n" }
@@ -128,19 +141,24 @@ public enum GGUFConverter {
     }
 
     static let gpt2Regex = #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#
-    static let llama3Regex = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
-    static let qwen2Regex = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+    static let llama3Regex =
+        #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+    static let qwen2Regex =
+        #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
 
     /// tokenizer.json for a byte-level BPE ("gpt2") GGUF tokenizer, with the pre-tokenizer its
     /// `tokenizer.ggml.pre` names (as llama.cpp splits text for it).
     static func tokenizerJSON(_ g: GGUFFile) throws(GGUFError) -> JSONValue? {
         guard let model = g.metadata["tokenizer.ggml.model"]?.stringValue else { return nil }
         guard model == "gpt2" else {
-            throw GGUFError(file: g.path, message: "tokenizer model \(model) is not supported yet (gpt2, byte-level BPE)")
+            throw GGUFError(
+                file: g.path, message: "tokenizer model \(model) is not supported yet (gpt2, byte-level BPE)")
         }
         let tokens = (g.metadata["tokenizer.ggml.tokens"]?.arrayValue ?? []).map { $0.stringValue ?? "" }
         let types = (g.metadata["tokenizer.ggml.token_type"]?.arrayValue ?? []).map { $0.intValue ?? 1 }
-        let merges = (g.metadata["tokenizer.ggml.merges"]?.arrayValue ?? []).map { JSONValue.string($0.stringValue ?? "") }
+        let merges = (g.metadata["tokenizer.ggml.merges"]?.arrayValue ?? []).map {
+            JSONValue.string($0.stringValue ?? "")
+        }
         var added: [JSONValue] = []
         for (id, t) in tokens.enumerated() where id < types.count && (types[id] == 3 || types[id] == 4) {
             added.append(
@@ -150,11 +168,15 @@ public enum GGUFConverter {
                 ]))
         }
         func byteLevel(regex: Bool) -> JSONValue {
-            .object([("type", .string("ByteLevel")), ("add_prefix_space", .bool(false)), ("trim_offsets", .bool(true)), ("use_regex", .bool(regex))])
+            .object([
+                ("type", .string("ByteLevel")), ("add_prefix_space", .bool(false)), ("trim_offsets", .bool(true)),
+                ("use_regex", .bool(regex)),
+            ])
         }
         func split(_ pattern: String) -> JSONValue {
             .object([
-                ("type", .string("Split")), ("pattern", .object([("Regex", .string(pattern))])), ("behavior", .string("Isolated")), ("invert", .bool(false)),
+                ("type", .string("Split")), ("pattern", .object([("Regex", .string(pattern))])),
+                ("behavior", .string("Isolated")), ("invert", .bool(false)),
             ])
         }
         let pre: JSONValue
@@ -165,14 +187,20 @@ public enum GGUFConverter {
                 (
                     "pretokenizers",
                     .array([
-                        .object([("type", .string("Digits")), ("individual_digits", .bool(true))]), byteLevel(regex: true),
+                        .object([("type", .string("Digits")), ("individual_digits", .bool(true))]),
+                        byteLevel(regex: true),
                     ])
                 ),
             ])
         case "llama-bpe", "llama3":
-            pre = .object([("type", .string("Sequence")), ("pretokenizers", .array([split(llama3Regex), byteLevel(regex: false)]))])
+            pre = .object([
+                ("type", .string("Sequence")),
+                ("pretokenizers", .array([split(llama3Regex), byteLevel(regex: false)])),
+            ])
         case "qwen2":
-            pre = .object([("type", .string("Sequence")), ("pretokenizers", .array([split(qwen2Regex), byteLevel(regex: false)]))])
+            pre = .object([
+                ("type", .string("Sequence")), ("pretokenizers", .array([split(qwen2Regex), byteLevel(regex: false)])),
+            ])
         default:
             pre = byteLevel(regex: true)
         }
@@ -181,13 +209,18 @@ public enum GGUFConverter {
             ("normalizer", .null), ("pre_tokenizer", pre), ("post_processor", .null),
             (
                 "decoder",
-                .object([("type", .string("ByteLevel")), ("add_prefix_space", .bool(true)), ("trim_offsets", .bool(true)), ("use_regex", .bool(true))])
+                .object([
+                    ("type", .string("ByteLevel")), ("add_prefix_space", .bool(true)), ("trim_offsets", .bool(true)),
+                    ("use_regex", .bool(true)),
+                ])
             ),
             (
                 "model",
                 .object([
-                    ("type", .string("BPE")), ("dropout", .null), ("unk_token", .null), ("continuing_subword_prefix", .null),
-                    ("end_of_word_suffix", .null), ("fuse_unk", .bool(false)), ("byte_fallback", .bool(false)), ("ignore_merges", .bool(false)),
+                    ("type", .string("BPE")), ("dropout", .null), ("unk_token", .null),
+                    ("continuing_subword_prefix", .null),
+                    ("end_of_word_suffix", .null), ("fuse_unk", .bool(false)), ("byte_fallback", .bool(false)),
+                    ("ignore_merges", .bool(false)),
                     ("vocab", .object(tokens.enumerated().map { ($1, .int($0)) })), ("merges", .array(merges)),
                 ])
             ),
@@ -202,7 +235,8 @@ public enum GGUFConverter {
         }
         var c: [(key: String, value: JSONValue)] = [
             ("tokenizer_class", .string("PreTrainedTokenizerFast")), ("bos_token", token("bos_token_id")),
-            ("eos_token", token("eos_token_id")), ("unk_token", token("unknown_token_id")), ("pad_token", token("padding_token_id")),
+            ("eos_token", token("eos_token_id")), ("unk_token", token("unknown_token_id")),
+            ("pad_token", token("padding_token_id")),
             ("add_bos_token", .bool(g.metadata["tokenizer.ggml.add_bos_token"]?.boolValue ?? false)),
         ]
         if let t = g.metadata["tokenizer.chat_template"]?.stringValue { c.append(("chat_template", .string(t))) }

@@ -119,9 +119,13 @@ public final class GGUFFile: @unchecked Sendable {
         var r = Reader(bytes: mapping.bytes, file: path)
         guard mapping.size >= 8 else { throw r.fail("file is \(mapping.size) bytes, too small for a GGUF header") }
         let magic = try r.u32()
-        guard magic == 0x4655_4747 else { throw r.fail(String(format: "bad magic 0x%08X (a GGUF file starts with \"GGUF\")", magic), at: 0) }
+        guard magic == 0x4655_4747 else {
+            throw r.fail(String(format: "bad magic 0x%08X (a GGUF file starts with \"GGUF\")", magic), at: 0)
+        }
         let version = Int(try r.u32())
-        guard version == 2 || version == 3 else { throw r.fail("GGUF version \(version) is not supported (2 or 3)", at: 4) }
+        guard version == 2 || version == 3 else {
+            throw r.fail("GGUF version \(version) is not supported (2 or 3)", at: 4)
+        }
         self.version = version
         let tensorCount = try r.u64()
         let kvCount = try r.u64()
@@ -151,31 +155,49 @@ public final class GGUFFile: @unchecked Sendable {
         for _ in 0..<tensorCount {
             let at = r.offset
             let name = try r.string()
-            guard name.utf8.count < 64 else { throw r.fail("tensor name \(JSONWriter.quoted(name)) is \(name.utf8.count) bytes (ggml's limit is 63)", at: at) }
-            guard names.insert(name).inserted else { throw r.fail("duplicate tensor name \(JSONWriter.quoted(name))", at: at) }
+            guard name.utf8.count < 64 else {
+                throw r.fail(
+                    "tensor name \(JSONWriter.quoted(name)) is \(name.utf8.count) bytes (ggml's limit is 63)", at: at)
+            }
+            guard names.insert(name).inserted else {
+                throw r.fail("duplicate tensor name \(JSONWriter.quoted(name))", at: at)
+            }
             let nDims = Int(try r.u32())
-            guard (1...4).contains(nDims) else { throw r.fail("tensor \(JSONWriter.quoted(name)): \(nDims) dimensions (1 to 4)", at: at) }
+            guard (1...4).contains(nDims) else {
+                throw r.fail("tensor \(JSONWriter.quoted(name)): \(nDims) dimensions (1 to 4)", at: at)
+            }
             var dims: [Int] = []
             var count = 1
             for _ in 0..<nDims {
                 let d = try r.u64()
-                guard d <= UInt64(Int32.max) else { throw r.fail("tensor \(JSONWriter.quoted(name)): dimension \(d) is too large", at: at) }
+                guard d <= UInt64(Int32.max) else {
+                    throw r.fail("tensor \(JSONWriter.quoted(name)): dimension \(d) is too large", at: at)
+                }
                 let (p, o) = count.multipliedReportingOverflow(by: Int(d))
-                guard !o, p <= Int(Int64.max / 8) else { throw r.fail("tensor \(JSONWriter.quoted(name)): the element count overflows", at: at) }
+                guard !o, p <= Int(Int64.max / 8) else {
+                    throw r.fail("tensor \(JSONWriter.quoted(name)): the element count overflows", at: at)
+                }
                 count = p
                 dims.append(Int(d))
             }
             let rawType = try r.u32()
-            guard let type = GGMLType(rawValue: rawType) else { throw r.fail("tensor \(JSONWriter.quoted(name)): unknown ggml type \(rawType)", at: at) }
+            guard let type = GGMLType(rawValue: rawType) else {
+                throw r.fail("tensor \(JSONWriter.quoted(name)): unknown ggml type \(rawType)", at: at)
+            }
             guard dims[0] % type.block.elements == 0 else {
                 throw r.fail(
-                    "tensor \(JSONWriter.quoted(name)): \(dims[0]) elements per row is not a multiple of \(type.name)'s block of \(type.block.elements)", at: at
+                    "tensor \(JSONWriter.quoted(name)): \(dims[0]) elements per row is not a multiple of \(type.name)'s block of \(type.block.elements)",
+                    at: at
                 )
             }
             let offset = try r.u64()
-            guard offset <= UInt64(mapping.size) else { throw r.fail("tensor \(JSONWriter.quoted(name)): offset \(offset) is past the end", at: at) }
+            guard offset <= UInt64(mapping.size) else {
+                throw r.fail("tensor \(JSONWriter.quoted(name)): offset \(offset) is past the end", at: at)
+            }
             let bytes = count / type.block.elements * type.block.bytes
-            infos.append(GGUFTensorInfo(name: name, dims: dims, type: type, offset: Int(offset), elementCount: count, byteCount: bytes))
+            infos.append(
+                GGUFTensorInfo(
+                    name: name, dims: dims, type: type, offset: Int(offset), elementCount: count, byteCount: bytes))
         }
         let dataStart = (r.offset + alignment - 1) / alignment * alignment
         self.dataStart = dataStart
@@ -209,7 +231,9 @@ public final class GGUFFile: @unchecked Sendable {
     /// The tensor's values as f32.
     public func floats(_ t: GGUFTensorInfo) throws(GGUFError) -> [Float] {
         guard Dequantize.supports(t.type) else {
-            throw GGUFError(file: path, message: "tensor \(JSONWriter.quoted(t.name)): dequantizing \(t.type.name) is not supported")
+            throw GGUFError(
+                file: path, message: "tensor \(JSONWriter.quoted(t.name)): dequantizing \(t.type.name) is not supported"
+            )
         }
         let raw = bytes(of: t)
         return [Float](unsafeUninitializedCapacity: t.elementCount) { buf, n in
@@ -225,7 +249,9 @@ struct Reader {
     let file: String
     var offset = 0
 
-    func fail(_ message: String, at: Int? = nil) -> GGUFError { GGUFError(file: file, message: message, offset: at ?? offset) }
+    func fail(_ message: String, at: Int? = nil) -> GGUFError {
+        GGUFError(file: file, message: message, offset: at ?? offset)
+    }
 
     mutating func need(_ n: Int) throws(GGUFError) {
         guard n >= 0, offset + n <= bytes.count else { throw fail("unexpected end of file: \(n) more bytes needed") }
@@ -253,7 +279,9 @@ struct Reader {
     mutating func string() throws(GGUFError) -> String {
         let at = offset
         let n = try u64()
-        guard n <= UInt64(1 << 30), n <= UInt64(bytes.count - offset) else { throw fail("string length \(n) runs past the end of the file", at: at) }
+        guard n <= UInt64(1 << 30), n <= UInt64(bytes.count - offset) else {
+            throw fail("string length \(n) runs past the end of the file", at: at)
+        }
         let s = UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + Int(n))])
         offset += Int(n)
         guard let text = String(validating: s, as: UTF8.self) else { throw fail("string is not valid UTF-8", at: at) }

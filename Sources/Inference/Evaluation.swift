@@ -23,13 +23,22 @@ public struct PreferencePair: Sendable {
             guard let v = try? JSONParser.parse(text), case .object(let fields) = v, let p = v["prompt"]?.stringValue,
                 let c = v["chosen"]?.stringValue, let r = v["rejected"]?.stringValue
             else {
-                throw .input(file: path, message: "line \(number): expected {\"prompt\": …, \"chosen\": …, \"rejected\": …} with string values")
+                throw .input(
+                    file: path,
+                    message:
+                        "line \(number): expected {\"prompt\": …, \"chosen\": …, \"rejected\": …} with string values")
             }
             if let extra = fields.first(where: { !["prompt", "chosen", "rejected"].contains($0.key) }) {
-                throw .input(file: path, message: "line \(number): unknown key \"\(extra.key)\" (known: prompt, chosen, rejected)")
+                throw .input(
+                    file: path,
+                    message: "line \(number): unknown key \"\(extra.key)\" (known: prompt, chosen, rejected)")
             }
             guard !c.isEmpty, !r.isEmpty else {
-                throw .input(file: path, message: "line \(number): the \(c.isEmpty ? "chosen" : "rejected") response is empty; there is nothing to score")
+                throw .input(
+                    file: path,
+                    message:
+                        "line \(number): the \(c.isEmpty ? "chosen" : "rejected") response is empty; there is nothing to score"
+                )
             }
             pairs.append(PreferencePair(prompt: p, chosen: c, rejected: r, origin: "\(path) line \(number)"))
         }
@@ -51,7 +60,10 @@ public struct PairsResult: Sendable {
     public var meanRewardMargin: Double?
     public var margins: [Double]
 
-    public init(pairs: Int, accuracy: Double, meanMargin: Double, rewardAccuracy: Double?, meanRewardMargin: Double?, margins: [Double]) {
+    public init(
+        pairs: Int, accuracy: Double, meanMargin: Double, rewardAccuracy: Double?, meanRewardMargin: Double?,
+        margins: [Double]
+    ) {
         self.pairs = pairs
         self.accuracy = accuracy
         self.meanMargin = meanMargin
@@ -81,12 +93,15 @@ extension LanguageModel {
         var ids = tokenizer.encode(prompt, addSpecialTokens: true)
         if ids.isEmpty, let bos = model.config.bosTokenID { ids = [bos] }
         guard !ids.isEmpty else {
-            throw .input(file: origin, message: "the prompt is empty and the tokenizer adds no BOS token: the response has nothing to follow")
+            throw .input(
+                file: origin,
+                message: "the prompt is empty and the tokenizer adds no BOS token: the response has nothing to follow")
         }
         return ids
     }
 
-    public func evaluate(pairs: [PreferencePair], reference: LanguageModel? = nil) throws(InferenceError) -> PairsResult {
+    public func evaluate(pairs: [PreferencePair], reference: LanguageModel? = nil) throws(InferenceError) -> PairsResult
+    {
         var wins = 0
         var margins: [Double] = []
         var rewardWins = 0
@@ -145,12 +160,15 @@ extension LanguageModel {
             let ids = try context(prompt, origin: "prompt \(i + 1)")
             let p = try reference.nextTokenLogProbabilities(ids)
             let q = try nextTokenLogProbabilities(ids)
-            guard p.count == q.count else { throw .input(file: prompt, message: "the models' vocabularies differ (\(p.count) and \(q.count))") }
+            guard p.count == q.count else {
+                throw .input(file: prompt, message: "the models' vocabularies differ (\(p.count) and \(q.count))")
+            }
             var kl = 0.0
             for i in 0..<p.count where p[i] > -80 { kl += exp(p[i]) * (p[i] - q[i]) }
             guard kl.isFinite else { throw .nonFinite(what: "the KL divergence after prompt \(i + 1)") }
             values.append(max(0, kl))
         }
-        return KLResult(prompts: values.count, mean: values.reduce(0, +) / Double(max(values.count, 1)), max: values.max() ?? 0)
+        return KLResult(
+            prompts: values.count, mean: values.reduce(0, +) / Double(max(values.count, 1)), max: values.max() ?? 0)
     }
 }

@@ -13,7 +13,9 @@ public final class LanguageModel: @unchecked Sendable {
     ///
     /// A mix is refused, as `av merge` refuses it, when the vectors were made from another base
     /// (structure and content fingerprints) or from different bases, unless `force`.
-    public init(directory: String, mixing terms: [MergeTerm] = [], force: Bool = false, threads: Int = Parallel.defaultThreads)
+    public init(
+        directory: String, mixing terms: [MergeTerm] = [], force: Bool = false, threads: Int = Parallel.defaultThreads
+    )
         throws(InferenceError)
     {
         let config = try LlamaConfig.load(directory: directory)
@@ -25,7 +27,8 @@ public final class LanguageModel: @unchecked Sendable {
         }
         let source =
             terms.isEmpty
-            ? WeightSource(checkpoint: checkpoint) : try WeightSource(base: checkpoint, terms: terms, threads: threads, force: force)
+            ? WeightSource(checkpoint: checkpoint)
+            : try WeightSource(base: checkpoint, terms: terms, threads: threads, force: force)
         model = try LlamaModel(config: config, path: directory, tensors: source)
         tokenizer = try Tokenizer(path: directory)
         chatTemplate = ChatTemplate.detect(directory: directory)
@@ -34,8 +37,12 @@ public final class LanguageModel: @unchecked Sendable {
     /// Generates up to `maxTokens` after `prompt` (ids), calling `emit` with each new piece of text
     /// as soon as it is complete UTF-8. Stops at an end-of-sequence token.
     @discardableResult
-    public func generate(prompt: [Int], maxTokens: Int, sampling: SamplingOptions, emit: (String) -> Void) throws(InferenceError) -> [Int] {
-        guard !prompt.isEmpty else { throw .input(file: "prompt", message: "empty: generation needs at least one token to start from") }
+    public func generate(prompt: [Int], maxTokens: Int, sampling: SamplingOptions, emit: (String) -> Void)
+        throws(InferenceError) -> [Int]
+    {
+        guard !prompt.isEmpty else {
+            throw .input(file: "prompt", message: "empty: generation needs at least one token to start from")
+        }
         let cache = model.makeCache(capacity: min(model.config.maxPositionEmbeddings, prompt.count + maxTokens))
         var sampler = Sampler(sampling)
         var logits = try model.forward(prompt, cache: cache)
@@ -69,9 +76,12 @@ public final class LanguageModel: @unchecked Sendable {
     }
 
     /// Σ log p(continuation | context) over the continuation's tokens, and their count.
-    public func logProbability(context: [Int], continuation: [Int]) throws(InferenceError) -> (sum: Double, tokens: Int) {
+    public func logProbability(context: [Int], continuation: [Int]) throws(InferenceError) -> (sum: Double, tokens: Int)
+    {
         guard !continuation.isEmpty else { return (0, 0) }
-        guard !context.isEmpty else { throw .input(file: "context", message: "empty: the first token has nothing to follow") }
+        guard !context.isEmpty else {
+            throw .input(file: "context", message: "empty: the first token has nothing to follow")
+        }
         let ids = context + continuation
         let limit = model.config.maxPositionEmbeddings
         guard ids.count <= limit else { throw .contextTooLong(tokens: ids.count, limit: limit) }
@@ -90,11 +100,17 @@ public final class LanguageModel: @unchecked Sendable {
 
     /// Σ log p(continuation | context) for several continuations of one context: the context is run
     /// once and its KV cache reused for each continuation (what level and pair scoring need).
-    public func logProbabilities(context: [Int], continuations: [[Int]]) throws(InferenceError) -> [(sum: Double, tokens: Int)] {
-        guard !context.isEmpty else { throw .input(file: "context", message: "empty: the first token has nothing to follow") }
+    public func logProbabilities(context: [Int], continuations: [[Int]]) throws(InferenceError) -> [(
+        sum: Double, tokens: Int
+    )] {
+        guard !context.isEmpty else {
+            throw .input(file: "context", message: "empty: the first token has nothing to follow")
+        }
         let longest = continuations.map(\.count).max() ?? 0
         let limit = model.config.maxPositionEmbeddings
-        guard context.count + longest <= limit else { throw .contextTooLong(tokens: context.count + longest, limit: limit) }
+        guard context.count + longest <= limit else {
+            throw .contextTooLong(tokens: context.count + longest, limit: limit)
+        }
         let cache = model.makeCache(capacity: context.count + longest)
         let last = logSoftmax(try model.forward(context, cache: cache)[...])
         let V = model.config.vocabSize

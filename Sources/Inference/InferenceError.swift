@@ -23,7 +23,8 @@ public enum InferenceError: Error, Equatable, Sendable, CustomStringConvertible 
         case .vectors(let e): e.description
         case let .config(f, m): "\(f): \(m)"
         case let .unsupported(f, field, value): "\(f): \(field) \(value) is not supported"
-        case let .missingTensor(n, m): "\(m): the model needs tensor \(JSONWriter.quoted(n)), which is not in the checkpoint"
+        case let .missingTensor(n, m):
+            "\(m): the model needs tensor \(JSONWriter.quoted(n)), which is not in the checkpoint"
         case let .unusedTensors(ns, m):
             "\(m): \(ns.count) tensor\(ns.count == 1 ? "" : "s") not used by the architecture: \(ns.prefix(5).map { JSONWriter.quoted($0) }.joined(separator: ", "))\(ns.count > 5 ? ", …" : "")"
         case let .tensorShape(n, e, f, m): "\(m): tensor \(JSONWriter.quoted(n)) has shape \(f), expected \(e)"

@@ -38,7 +38,9 @@ public struct LlamaConfig: Equatable, Sendable {
     public static func load(directory: String) throws(InferenceError) -> LlamaConfig {
         let path = (directory as NSString).appendingPathComponent("config.json")
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw .file(SafeTensorsError(file: path, .io(operation: "read", message: "no config.json here (a model directory needs one)")))
+            throw .file(
+                SafeTensorsError(
+                    file: path, .io(operation: "read", message: "no config.json here (a model directory needs one)")))
         }
         let root: JSONValue
         do {
@@ -86,15 +88,18 @@ public struct LlamaConfig: Equatable, Sendable {
             throw .config(file: file, message: "num_key_value_heads and head_dim must be positive whole numbers")
         }
         guard heads % kvHeads == 0 else {
-            throw .config(file: file, message: "num_attention_heads \(heads) is not a multiple of num_key_value_heads \(kvHeads)")
+            throw .config(
+                file: file, message: "num_attention_heads \(heads) is not a multiple of num_key_value_heads \(kvHeads)")
         }
         guard headDim % 2 == 0, c["head_dim"] != nil || hiddenSize % heads == 0 else {
-            throw .config(file: file, message: "hidden_size \(hiddenSize) does not split into \(heads) heads of an even size")
+            throw .config(
+                file: file, message: "hidden_size \(hiddenSize) does not split into \(heads) heads of an even size")
         }
         rmsNormEps = Float(try positive("rms_norm_eps", c["rms_norm_eps"]?.doubleValue ?? 1e-6))
         // transformers 4 writes rope_theta and rope_scaling; transformers 5 writes rope_parameters.
         let ropeParameters = c["rope_parameters"].flatMap { $0 == .null ? nil : $0 }
-        ropeTheta = try positive("rope_theta", ropeParameters?["rope_theta"]?.doubleValue ?? c["rope_theta"]?.doubleValue ?? 10_000)
+        ropeTheta = try positive(
+            "rope_theta", ropeParameters?["rope_theta"]?.doubleValue ?? c["rope_theta"]?.doubleValue ?? 10_000)
         maxPositionEmbeddings = optionalInt("max_position_embeddings") ?? 2048
         tieWordEmbeddings = { if case .bool(let b)? = c["tie_word_embeddings"] { return b } else { return false } }()
         let biasFlag: Bool = { if case .bool(let b)? = c["attention_bias"] { return b } else { return false } }()
@@ -113,18 +118,26 @@ public struct LlamaConfig: Equatable, Sendable {
                 ropeScaling = nil
             case "llama3":
                 guard let f = scaling["factor"]?.doubleValue, let lo = scaling["low_freq_factor"]?.doubleValue,
-                    let hi = scaling["high_freq_factor"]?.doubleValue, let orig = scaling["original_max_position_embeddings"]?.doubleValue
+                    let hi = scaling["high_freq_factor"]?.doubleValue,
+                    let orig = scaling["original_max_position_embeddings"]?.doubleValue
                 else {
                     throw .config(
-                        file: file, message: "rope_scaling of type llama3 needs factor, low_freq_factor, high_freq_factor and original_max_position_embeddings")
+                        file: file,
+                        message:
+                            "rope_scaling of type llama3 needs factor, low_freq_factor, high_freq_factor and original_max_position_embeddings"
+                    )
                 }
-                for (key, v) in [("factor", f), ("low_freq_factor", lo), ("high_freq_factor", hi), ("original_max_position_embeddings", orig)] {
+                for (key, v) in [
+                    ("factor", f), ("low_freq_factor", lo), ("high_freq_factor", hi),
+                    ("original_max_position_embeddings", orig),
+                ] {
                     _ = try positive("rope_scaling." + key, v)
                 }
                 guard hi > lo, orig < 2_147_483_648 else {
                     throw .config(file: file, message: "rope_scaling: high_freq_factor must be above low_freq_factor")
                 }
-                ropeScaling = Llama3Scaling(factor: f, lowFreqFactor: lo, highFreqFactor: hi, originalMaxPositionEmbeddings: Int(orig))
+                ropeScaling = Llama3Scaling(
+                    factor: f, lowFreqFactor: lo, highFreqFactor: hi, originalMaxPositionEmbeddings: Int(orig))
             default:
                 throw .unsupported(file: file, field: "rope_scaling type", value: "\"\(kind)\" (supported: llama3)")
             }
@@ -133,7 +146,8 @@ public struct LlamaConfig: Equatable, Sendable {
         }
         bosTokenID = optionalInt("bos_token_id")
         if let list = c["eos_token_id"]?.arrayValue {
-            eosTokenIDs = list.compactMap { v in v.doubleValue.flatMap { $0.magnitude < 2_147_483_648 ? Int($0) : nil } }
+            eosTokenIDs = list.compactMap { v in v.doubleValue.flatMap { $0.magnitude < 2_147_483_648 ? Int($0) : nil }
+            }
         } else {
             eosTokenIDs = optionalInt("eos_token_id").map { [$0] } ?? []
         }

@@ -57,18 +57,26 @@ public final class LlamaModel: @unchecked Sendable {
         let c = config
         func weight(_ name: String, _ rows: Int, _ cols: Int) throws(InferenceError) -> Weight {
             guard let t = tensors.tensor(name) else { throw .missingTensor(name: name, model: path) }
-            guard t.shape == [rows, cols] else { throw .tensorShape(name: name, expected: [rows, cols], found: t.shape, model: path) }
-            guard [.f32, .bf16, .f16].contains(t.dtype) else { throw .tensorDType(name: name, dtype: t.dtype.rawValue, model: path) }
+            guard t.shape == [rows, cols] else {
+                throw .tensorShape(name: name, expected: [rows, cols], found: t.shape, model: path)
+            }
+            guard [.f32, .bf16, .f16].contains(t.dtype) else {
+                throw .tensorDType(name: name, dtype: t.dtype.rawValue, model: path)
+            }
             used.insert(name)
             return Weight(dtype: t.dtype, rows: rows, cols: cols, data: t.data)
         }
         func vector(_ name: String, _ n: Int) throws(InferenceError) -> [Float] {
             guard let t = tensors.tensor(name) else { throw .missingTensor(name: name, model: path) }
             guard t.shape == [n] else { throw .tensorShape(name: name, expected: [n], found: t.shape, model: path) }
-            guard Convert.supports(t.dtype) else { throw .tensorDType(name: name, dtype: t.dtype.rawValue, model: path) }
+            guard Convert.supports(t.dtype) else {
+                throw .tensorDType(name: name, dtype: t.dtype.rawValue, model: path)
+            }
             used.insert(name)
             var out = [Float](repeating: 0, count: n)
-            out.withUnsafeMutableBufferPointer { Convert.toFloat(t.dtype, from: t.data, count: n, into: $0.baseAddress!) }
+            out.withUnsafeMutableBufferPointer {
+                Convert.toFloat(t.dtype, from: t.data, count: n, into: $0.baseAddress!)
+            }
             return out
         }
         let qDim = c.heads * c.headDim
@@ -107,7 +115,9 @@ public final class LlamaModel: @unchecked Sendable {
     }
 
     public func makeCache(capacity: Int? = nil) -> KVCache {
-        KVCache(layers: config.layers, kvDim: config.kvHeads * config.headDim, capacity: capacity ?? config.maxPositionEmbeddings)
+        KVCache(
+            layers: config.layers, kvDim: config.kvHeads * config.headDim,
+            capacity: capacity ?? config.maxPositionEmbeddings)
     }
 
     /// Runs `tokens` through the model after the cache's positions, appending to the cache.
@@ -120,7 +130,9 @@ public final class LlamaModel: @unchecked Sendable {
         // measured ~20% slower with two (Benchmarks/README.md); prompts use every thread.
         let threads = T == 1 ? 1 : Parallel.clamped(self.threads)
         guard T > 0 else { return [] }
-        guard cache.count + T <= cache.capacity else { throw .contextTooLong(tokens: cache.count + T, limit: cache.capacity) }
+        guard cache.count + T <= cache.capacity else {
+            throw .contextTooLong(tokens: cache.count + T, limit: cache.capacity)
+        }
         for t in tokens where t < 0 || t >= c.vocabSize {
             throw .input(file: path, message: "token id \(t) is outside the vocabulary of \(c.vocabSize)")
         }
@@ -128,7 +140,9 @@ public final class LlamaModel: @unchecked Sendable {
         let qDim = c.heads * c.headDim
         let kvDim = c.kvHeads * c.headDim
         let I = c.intermediateSize
-        let ws = Workspace(T: T, hidden: H, qDim: qDim, kvDim: kvDim, intermediate: I, maxCols: max(H, I, qDim), threads: threads, context: cache.capacity)
+        let ws = Workspace(
+            T: T, hidden: H, qDim: qDim, kvDim: kvDim, intermediate: I, maxCols: max(H, I, qDim), threads: threads,
+            context: cache.capacity)
         let x = ws.x
         for (t, id) in tokens.enumerated() {
             Convert.toFloat(embed.dtype, from: embed.row(id), count: H, into: x + t * H)
@@ -254,7 +268,8 @@ public final class KVCache: @unchecked Sendable {
     func keys(_ layer: Int) -> UnsafeMutablePointer<Float> { storage[2 * layer] }
     func values(_ layer: Int) -> UnsafeMutablePointer<Float> { storage[2 * layer + 1] }
 
-    func append(layer: Int, keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>, count: Int, at position: Int) {
+    func append(layer: Int, keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>, count: Int, at position: Int)
+    {
         (keys(layer) + position * kvDim).update(from: k, count: count * kvDim)
         (values(layer) + position * kvDim).update(from: v, count: count * kvDim)
     }

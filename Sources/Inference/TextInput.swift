@@ -11,7 +11,10 @@ public enum TextInput {
             throw .file(SafeTensorsError(file: path, .io(operation: "read", message: "no such file")))
         }
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw .file(SafeTensorsError(file: path, .io(operation: "read", message: "cannot read the file (a directory, or no permission)")))
+            throw .file(
+                SafeTensorsError(
+                    file: path, .io(operation: "read", message: "cannot read the file (a directory, or no permission)"))
+            )
         }
         var bytes = [UInt8](data)
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }

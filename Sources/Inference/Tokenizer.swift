@@ -91,7 +91,9 @@ public final class Tokenizer: @unchecked Sendable {
         self.path = path
         func fail(_ m: String) -> InferenceError { .tokenizer(file: path, message: m) }
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw .file(SafeTensorsError(file: path, .io(operation: "read", message: "no tokenizer.json here, or it cannot be read")))
+            throw .file(
+                SafeTensorsError(
+                    file: path, .io(operation: "read", message: "no tokenizer.json here, or it cannot be read")))
         }
         let root: JSONValue
         do {
@@ -116,7 +118,8 @@ public final class Tokenizer: @unchecked Sendable {
         for (i, m) in (model["merges"]?.arrayValue ?? []).enumerated() {
             if let s = m.stringValue, let space = s.utf8.firstIndex(of: 0x20) {
                 ranks[MergePair(a: Array(s.utf8[..<space]), b: Array(s.utf8[s.utf8.index(after: space)...]))] = i
-            } else if let pair = m.arrayValue, pair.count == 2, let a = pair[0].stringValue, let b = pair[1].stringValue {
+            } else if let pair = m.arrayValue, pair.count == 2, let a = pair[0].stringValue, let b = pair[1].stringValue
+            {
                 ranks[MergePair(a: Array(a.utf8), b: Array(b.utf8))] = i
             } else {
                 throw fail("merge \(i) is neither \"a b\" nor [a, b]")
@@ -124,8 +127,11 @@ public final class Tokenizer: @unchecked Sendable {
         }
         var added: [(String, Int, Bool)] = []
         for t in root["added_tokens"]?.arrayValue ?? [] {
-            guard let content = t["content"]?.stringValue, let id = t["id"]?.doubleValue, id >= 0, id < 1e9 else { continue }
-            added.append((content, Int(id), { if case .bool(let b)? = t["special"] { return b } else { return false } }()))
+            guard let content = t["content"]?.stringValue, let id = t["id"]?.doubleValue, id >= 0, id < 1e9 else {
+                continue
+            }
+            added.append(
+                (content, Int(id), { if case .bool(let b)? = t["special"] { return b } else { return false } }()))
             ids[Array(content.utf8)] = Int(id)
             tokens[Int(id)] = content
         }
@@ -144,7 +150,9 @@ public final class Tokenizer: @unchecked Sendable {
         decoder = try Self.decoders(root["decoder"], fail)
         var prefix: [Int] = []
         if let post = root["post_processor"], post != .null {
-            let single = post["single"]?.arrayValue ?? post["processors"]?.arrayValue?.compactMap { $0["single"] }.first?.arrayValue ?? []
+            let single =
+                post["single"]?.arrayValue ?? post["processors"]?.arrayValue?.compactMap { $0["single"] }.first?
+                .arrayValue ?? []
             for item in single {
                 guard let special = item["SpecialToken"]?["id"]?.stringValue else { break }
                 if let id = ids[Array(special.utf8)] { prefix.append(id) }
@@ -155,7 +163,9 @@ public final class Tokenizer: @unchecked Sendable {
 
     private static func flatten(_ v: JSONValue?, key: String) -> [JSONValue] {
         guard let v, v != .null else { return [] }
-        if v["type"]?.stringValue == "Sequence", let items = v[key]?.arrayValue { return items.flatMap { flatten($0, key: key) } }
+        if v["type"]?.stringValue == "Sequence", let items = v[key]?.arrayValue {
+            return items.flatMap { flatten($0, key: key) }
+        }
         return [v]
     }
 
@@ -163,7 +173,9 @@ public final class Tokenizer: @unchecked Sendable {
         v?["String"]?.stringValue ?? v?["Regex"]?.stringValue
     }
 
-    private static func normalizers(_ v: JSONValue?, _ fail: (String) -> InferenceError) throws(InferenceError) -> [NormalizerStep] {
+    private static func normalizers(_ v: JSONValue?, _ fail: (String) -> InferenceError) throws(InferenceError)
+        -> [NormalizerStep]
+    {
         var out: [NormalizerStep] = []
         for n in flatten(v, key: "normalizers") {
             switch n["type"]?.stringValue {
@@ -173,7 +185,9 @@ public final class Tokenizer: @unchecked Sendable {
             case "Lowercase": out.append(.lowercase)
             case "Prepend": out.append(.prepend(n["prepend"]?.stringValue ?? ""))
             case "Replace":
-                guard let p = n["pattern"]?["String"]?.stringValue else { throw fail("Replace normalizers with a regex pattern are not supported") }
+                guard let p = n["pattern"]?["String"]?.stringValue else {
+                    throw fail("Replace normalizers with a regex pattern are not supported")
+                }
                 out.append(.replace(p, n["content"]?.stringValue ?? ""))
             case let t: throw fail("normalizer \(t ?? "?") is not supported")
             }
@@ -181,7 +195,9 @@ public final class Tokenizer: @unchecked Sendable {
         return out
     }
 
-    private static func preTokenizers(_ v: JSONValue?, _ fail: (String) -> InferenceError) throws(InferenceError) -> [PreTokenizerStep] {
+    private static func preTokenizers(_ v: JSONValue?, _ fail: (String) -> InferenceError) throws(InferenceError)
+        -> [PreTokenizerStep]
+    {
         var out: [PreTokenizerStep] = []
         for p in flatten(v, key: "pretokenizers") {
             func flag(_ k: String, _ d: Bool) -> Bool { if case .bool(let b)? = p[k] { return b } else { return d } }
@@ -195,19 +211,25 @@ public final class Tokenizer: @unchecked Sendable {
                 let source = p["pattern"]?["String"] != nil ? NSRegularExpression.escapedPattern(for: pat) : pat
                 out.append(.split(try compile(source, fail), removing: behavior == "Removed"))
             case "ByteLevel":
-                out.append(.byteLevel(addPrefixSpace: flag("add_prefix_space", false), useRegex: flag("use_regex", true)))
+                out.append(
+                    .byteLevel(addPrefixSpace: flag("add_prefix_space", false), useRegex: flag("use_regex", true)))
             case "Digits":
                 out.append(.digits(individual: flag("individual_digits", false)))
             case "Metaspace":
                 let scheme = p["prepend_scheme"]?.stringValue ?? (flag("add_prefix_space", true) ? "always" : "never")
-                out.append(.metaspace(replacement: p["replacement"]?.stringValue ?? "▁", prependFirst: scheme != "never", split: flag("split", true)))
+                out.append(
+                    .metaspace(
+                        replacement: p["replacement"]?.stringValue ?? "▁", prependFirst: scheme != "never",
+                        split: flag("split", true)))
             case let t: throw fail("pre-tokenizer \(t ?? "?") is not supported")
             }
         }
         return out
     }
 
-    private static func decoders(_ v: JSONValue?, _ fail: (String) -> InferenceError) throws(InferenceError) -> [DecoderStep] {
+    private static func decoders(_ v: JSONValue?, _ fail: (String) -> InferenceError) throws(InferenceError)
+        -> [DecoderStep]
+    {
         var out: [DecoderStep] = []
         for d in flatten(v, key: "decoders") {
             switch d["type"]?.stringValue {
@@ -216,17 +238,24 @@ public final class Tokenizer: @unchecked Sendable {
             case "ByteFallback": out.append(.byteFallback)
             case "Fuse": out.append(.fuse)
             case "Strip":
-                out.append(.strip(d["content"]?.stringValue ?? " ", start: Int(d["start"]?.doubleValue ?? 0), stop: Int(d["stop"]?.doubleValue ?? 0)))
+                out.append(
+                    .strip(
+                        d["content"]?.stringValue ?? " ", start: Int(d["start"]?.doubleValue ?? 0),
+                        stop: Int(d["stop"]?.doubleValue ?? 0)))
             case "Metaspace":
                 out.append(
-                    .metaspace(replacement: d["replacement"]?.stringValue ?? "▁", prependFirst: (d["prepend_scheme"]?.stringValue ?? "always") != "never"))
+                    .metaspace(
+                        replacement: d["replacement"]?.stringValue ?? "▁",
+                        prependFirst: (d["prepend_scheme"]?.stringValue ?? "always") != "never"))
             case let t: throw fail("decoder \(t ?? "?") is not supported")
             }
         }
         return out
     }
 
-    private static func compile(_ pattern: String, _ fail: (String) -> InferenceError) throws(InferenceError) -> Regex<AnyRegexOutput> {
+    private static func compile(_ pattern: String, _ fail: (String) -> InferenceError) throws(InferenceError) -> Regex<
+        AnyRegexOutput
+    > {
         do {
             // Code points, as the Rust regex crate matches, not grapheme clusters.
             return try Regex(pattern).matchingSemantics(.unicodeScalar)
@@ -235,7 +264,8 @@ public final class Tokenizer: @unchecked Sendable {
         }
     }
 
-    nonisolated(unsafe) private static let gpt2Regex: Regex<AnyRegexOutput> = (try? Regex(gpt2Pattern).matchingSemantics(.unicodeScalar))!
+    nonisolated(unsafe) private static let gpt2Regex: Regex<AnyRegexOutput> =
+        (try? Regex(gpt2Pattern).matchingSemantics(.unicodeScalar))!
 
     // MARK: Encoding
 
@@ -323,7 +353,9 @@ public final class Tokenizer: @unchecked Sendable {
             case .metaspace(let replacement, let prependFirst, let splitWords):
                 pieces = pieces.enumerated().flatMap { i, p -> [String] in
                     var t = p.replacingScalars(" ", with: replacement)
-                    if prependFirst && i == 0 && !t.unicodeScalars.starts(with: replacement.unicodeScalars) { t = replacement + t }
+                    if prependFirst && i == 0 && !t.unicodeScalars.starts(with: replacement.unicodeScalars) {
+                        t = replacement + t
+                    }
                     guard splitWords else { return [t] }
                     var out: [String] = []
                     var current = ""
@@ -443,7 +475,9 @@ public final class Tokenizer: @unchecked Sendable {
             case .byteLevel:
                 var bytes: [UInt8] = []
                 for p in parts {
-                    for ch in p.unicodeScalars { if let b = Self.charToByte[ch] { bytes.append(b) } else { bytes += Array(String(ch).utf8) } }
+                    for ch in p.unicodeScalars {
+                        if let b = Self.charToByte[ch] { bytes.append(b) } else { bytes += Array(String(ch).utf8) }
+                    }
                 }
                 parts = [String(decoding: bytes, as: UTF8.self)]
             case .replace(let a, let b):
@@ -463,7 +497,9 @@ public final class Tokenizer: @unchecked Sendable {
                     }
                 }
                 for p in parts {
-                    if p.count == 6, p.hasPrefix("<0x"), p.hasSuffix(">"), let b = UInt8(p.dropFirst(3).dropLast(), radix: 16) {
+                    if p.count == 6, p.hasPrefix("<0x"), p.hasSuffix(">"),
+                        let b = UInt8(p.dropFirst(3).dropLast(), radix: 16)
+                    {
                         pending.append(b)
                     } else {
                         flushBytes()
@@ -479,7 +515,9 @@ public final class Tokenizer: @unchecked Sendable {
                     var s = Substring(p)
                     let c = content.unicodeScalars
                     if i == 0 {
-                        for _ in 0..<start where s.unicodeScalars.starts(with: c) { s = Substring(s.unicodeScalars.dropFirst(c.count)) }
+                        for _ in 0..<start where s.unicodeScalars.starts(with: c) {
+                            s = Substring(s.unicodeScalars.dropFirst(c.count))
+                        }
                     }
                     if i == parts.count - 1 {
                         for _ in 0..<stop where s.unicodeScalars.reversed().starts(with: c.reversed()) {

@@ -22,7 +22,8 @@ struct WeightSource {
         owners = [checkpoint]
         for t in checkpoint.tensors {
             guard let view = checkpoint.view(t.name) else { continue }
-            tensors[t.name] = Tensor(dtype: t.dtype, shape: t.shape, data: view.bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!)
+            tensors[t.name] = Tensor(
+                dtype: t.dtype, shape: t.shape, data: view.bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!)
         }
     }
 

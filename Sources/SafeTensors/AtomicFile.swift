@@ -39,7 +39,8 @@ public final class AtomicFile: ByteSink {
         let kind = FileKind(of: destination)
         guard kind == .missing || kind == .regular else {
             throw SafeTensorsError(
-                file: destination, .refusedOutput(message: "exists and is \(kind.phrase); av replaces only regular files"))
+                file: destination,
+                .refusedOutput(message: "exists and is \(kind.phrase); av replaces only regular files"))
         }
         try OutputGuard.checkParent(of: destination)
         let (dir, name) = splitPath(destination)
@@ -49,12 +50,16 @@ public final class AtomicFile: ByteSink {
         repeat {
             path = dir + "." + name + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
             let candidate = path
-            handle = TemporaryFiles.creating(candidate, directory: false) { open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) }
+            handle = TemporaryFiles.creating(candidate, directory: false) {
+                open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            }
             if handle < 0 { TemporaryFiles.unregister(candidate) }
             attempt += 1
         } while handle < 0 && errno == EEXIST && attempt < 16
         guard handle >= 0 else {
-            throw SafeTensorsError(file: destination, .io(operation: "create a temporary file in \(dir.isEmpty ? "." : dir)", message: errnoText()))
+            throw SafeTensorsError(
+                file: destination,
+                .io(operation: "create a temporary file in \(dir.isEmpty ? "." : dir)", message: errnoText()))
         }
         fd = handle
         temporaryPath = path
@@ -125,8 +130,12 @@ public final class AtomicFile: ByteSink {
         precondition(!done, "commit twice")
         do throws(SafeTensorsError) {
             try flushBuffer()
-            guard fsync(fd) == 0 else { throw SafeTensorsError(file: destination, .io(operation: "fsync", message: errnoText())) }
-            guard close(fd) == 0 else { throw SafeTensorsError(file: destination, .io(operation: "close", message: errnoText())) }
+            guard fsync(fd) == 0 else {
+                throw SafeTensorsError(file: destination, .io(operation: "fsync", message: errnoText()))
+            }
+            guard close(fd) == 0 else {
+                throw SafeTensorsError(file: destination, .io(operation: "close", message: errnoText()))
+            }
             fd = -1
             guard rename(temporaryPath, destination) == 0 else {
                 throw SafeTensorsError(file: destination, .io(operation: "rename into place", message: errnoText()))

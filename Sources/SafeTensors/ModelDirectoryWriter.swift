@@ -24,7 +24,8 @@ public final class ModelDirectoryWriter: ByteSink {
     /// directory, holds anything but model files and `extraNames` (the names `finish` will copy or
     /// write), or is or contains one of `inputs`; the check runs again just before the swap.
     public init(
-        path: String, tensors: [TensorSpec], maxShardSize: Int = 5_000_000_000, metadata: [String: String]? = ["format": "pt"],
+        path: String, tensors: [TensorSpec], maxShardSize: Int = 5_000_000_000,
+        metadata: [String: String]? = ["format": "pt"],
         protecting inputs: [String] = [], extraNames: Set<String> = []
     ) throws(SafeTensorsError) {
         self.path = path.hasSuffix("/") && path.count > 1 ? String(path.dropLast()) : path
@@ -36,12 +37,15 @@ public final class ModelDirectoryWriter: ByteSink {
                 throw SafeTensorsError(
                     file: path,
                     .write(
-                        message: "tensor \(JSONWriter.quoted(t.name)): \(t.dtype.rawValue) \(Shape.describe(t.shape)) does not fill whole bytes or overflows"))
+                        message:
+                            "tensor \(JSONWriter.quoted(t.name)): \(t.dtype.rawValue) \(Shape.describe(t.shape)) does not fill whole bytes or overflows"
+                    ))
             }
             sizes.append(size)
         }
         let groups = ShardPlanner.split(sizes: sizes, maxShardSize: maxShardSize)
-        let names = groups.count <= 1 ? [HFNames.singleFile] : groups.indices.map { HFNames.shardName($0, of: groups.count) }
+        let names =
+            groups.count <= 1 ? [HFNames.singleFile] : groups.indices.map { HFNames.shardName($0, of: groups.count) }
         var layouts: [SafeTensorsLayout] = []
         for (g, name) in zip(groups.isEmpty ? [[]] : groups, names) {
             layouts.append(try SafeTensorsLayout(g.map { tensors[$0] }, metadata: metadata, file: name))
@@ -96,7 +100,9 @@ public final class ModelDirectoryWriter: ByteSink {
 
     /// Writes the index (for several shards), copies `extraFiles` (paths; each keeps its name), writes
     /// `texts` (name → contents, e.g. an edited config.json), and swaps the finished directory into place.
-    public func finish(copying extraFiles: [String] = [], writing texts: [String: String] = [:]) throws(SafeTensorsError) {
+    public func finish(copying extraFiles: [String] = [], writing texts: [String: String] = [:])
+        throws(SafeTensorsError)
+    {
         if let t = nextTensor {
             abort()
             throw SafeTensorsError(file: path, .write(message: "tensor \(JSONWriter.quoted(t.name)) was not written"))
@@ -111,14 +117,16 @@ public final class ModelDirectoryWriter: ByteSink {
                         total += t.byteCount
                     }
                 }
-                try AtomicFile.write(ShardPlanner.indexJSON(totalSize: total, weightMap: map), to: temporary + "/" + HFNames.indexFile)
+                try AtomicFile.write(
+                    ShardPlanner.indexJSON(totalSize: total, weightMap: map), to: temporary + "/" + HFNames.indexFile)
             }
             for source in extraFiles where texts[splitPath(source).name] == nil {
                 let name = splitPath(source).name
                 do {
                     try FileManager.default.copyItem(atPath: source, toPath: temporary + "/" + name)
                 } catch {
-                    throw SafeTensorsError(file: source, .io(operation: "copy into \(path)", message: error.localizedDescription))
+                    throw SafeTensorsError(
+                        file: source, .io(operation: "copy into \(path)", message: error.localizedDescription))
                 }
             }
             for (name, text) in texts.sorted(by: { $0.key < $1.key }) {

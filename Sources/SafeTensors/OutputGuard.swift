@@ -71,7 +71,8 @@ public enum OutputGuard {
         case .missing: break
         case .regular:
             if let input = inputs.first(where: { sameFile($0, path) }) {
-                throw SafeTensorsError(file: path, .refusedOutput(message: "is also an input (\(input)); inputs are never written"))
+                throw SafeTensorsError(
+                    file: path, .refusedOutput(message: "is also an input (\(input)); inputs are never written"))
             }
         default:
             throw refusal(path, kind, "av writes this output only as a regular file")
@@ -81,7 +82,9 @@ public enum OutputGuard {
 
     /// Refuses `path` as a model-directory destination unless it is missing or a real directory whose
     /// every entry is a model file or one of `willWrite`, and no input is it or lies inside it.
-    public static func checkModelDirectory(_ path: String, willWrite: Set<String>, inputs: [String]) throws(SafeTensorsError) {
+    public static func checkModelDirectory(_ path: String, willWrite: Set<String>, inputs: [String])
+        throws(SafeTensorsError)
+    {
         try checkParent(of: path)
         let kind = FileKind(of: path)
         switch kind {
@@ -95,7 +98,9 @@ public enum OutputGuard {
         do {
             entries = try FileManager.default.contentsOfDirectory(atPath: path).sorted()
         } catch {
-            throw SafeTensorsError(file: path, .io(operation: "list the existing output directory", message: "\(error.localizedDescription)"))
+            throw SafeTensorsError(
+                file: path,
+                .io(operation: "list the existing output directory", message: "\(error.localizedDescription)"))
         }
         let dir = path.hasSuffix("/") ? path : path + "/"
         for name in entries {
@@ -106,8 +111,10 @@ public enum OutputGuard {
                 throw SafeTensorsError(
                     file: path,
                     .refusedOutput(
-                        message: "exists and holds \(JSONWriter.quoted(name))\(what), which is not part of a model directory; "
-                            + "av replaces an existing directory only when it holds nothing but model files (choose another -o, or move it away)"))
+                        message:
+                            "exists and holds \(JSONWriter.quoted(name))\(what), which is not part of a model directory; "
+                            + "av replaces an existing directory only when it holds nothing but model files (choose another -o, or move it away)"
+                    ))
             }
         }
     }
@@ -116,7 +123,10 @@ public enum OutputGuard {
     /// cut it (the user means the path it points to).
     static func refusal(_ path: String, _ kind: FileKind, _ rule: String) -> SafeTensorsError {
         if kind == .symbolicLink {
-            return SafeTensorsError(file: path, .refusedOutput(message: "is a symbolic link; av does not replace links (write to the path it points to)"))
+            return SafeTensorsError(
+                file: path,
+                .refusedOutput(
+                    message: "is a symbolic link; av does not replace links (write to the path it points to)"))
         }
         return SafeTensorsError(file: path, .refusedOutput(message: "exists and is \(kind.phrase); \(rule)"))
     }
@@ -130,7 +140,9 @@ public enum OutputGuard {
                 throw SafeTensorsError(
                     file: path,
                     .refusedOutput(
-                        message: i == out ? "is also an input (\(input)); inputs are never written" : "contains an input (\(input)); inputs are never written"))
+                        message: i == out
+                            ? "is also an input (\(input)); inputs are never written"
+                            : "contains an input (\(input)); inputs are never written"))
             }
         }
     }
@@ -144,7 +156,10 @@ public enum OutputGuard {
         guard kind == .directory else {
             throw SafeTensorsError(
                 file: path,
-                .io(operation: "write", message: kind == .missing ? "the directory \(dir) does not exist" : "\(dir) is \(kind.phrase), not a directory"))
+                .io(
+                    operation: "write",
+                    message: kind == .missing
+                        ? "the directory \(dir) does not exist" : "\(dir) is \(kind.phrase), not a directory"))
         }
     }
 

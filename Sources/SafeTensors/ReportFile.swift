@@ -28,13 +28,15 @@ public enum ReportFile {
             try OutputGuard.checkParent(of: path)
         case .regular:
             if let input = inputs.first(where: { OutputGuard.sameFile($0, path) }) {
-                throw SafeTensorsError(file: path, .refusedOutput(message: "is also an input (\(input)); inputs are never written"))
+                throw SafeTensorsError(
+                    file: path, .refusedOutput(message: "is also an input (\(input)); inputs are never written"))
             }
         case .fifo, .characterDevice:
             break
         default:
             throw SafeTensorsError(
-                file: path, .refusedOutput(message: "is \(target.phrase); a report goes to a regular file, a FIFO or a terminal"))
+                file: path,
+                .refusedOutput(message: "is \(target.phrase); a report goes to a regular file, a FIFO or a terminal"))
         }
     }
 
@@ -52,7 +54,9 @@ public enum ReportFile {
     /// Opens an existing FIFO or character device and writes all of `text` to it.
     private static func writeThrough(_ text: String, to path: String) throws(SafeTensorsError) {
         let fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY)
-        guard fd >= 0 else { throw SafeTensorsError(file: path, .io(operation: "open for writing", message: errnoText())) }
+        guard fd >= 0 else {
+            throw SafeTensorsError(file: path, .io(operation: "open for writing", message: errnoText()))
+        }
         defer { close(fd) }
         let bytes = Array(text.utf8)
         var offset = 0

@@ -46,7 +46,8 @@ public struct SafeTensorsError: Error, Equatable, Sendable, CustomStringConverti
         case .headerTooLarge: "HeaderTooLarge"
         case .invalidHeaderLength: "InvalidHeaderLength"
         case .headerNotUTF8: "InvalidHeader"
-        case .invalidJSON, .invalidSchema, .unknownDType, .duplicateField, .metadataNotString: "InvalidHeaderDeserialization"
+        case .invalidJSON, .invalidSchema, .unknownDType, .duplicateField, .metadataNotString:
+            "InvalidHeaderDeserialization"
         case .duplicateTensor: "DuplicateTensorName"
         case .invalidOffset: "InvalidOffset"
         case .shapeOverflow: "ValidationOverflow"

@@ -5,7 +5,9 @@ import Foundation
 public enum Parallel {
     /// Threads to use: `AV_THREADS` if set (at most `maximumThreads`), else every active core.
     public static var defaultThreads: Int {
-        if let text = ProcessInfo.processInfo.environment["AV_THREADS"], let n = Int(text), n > 0 { return min(n, maximumThreads) }
+        if let text = ProcessInfo.processInfo.environment["AV_THREADS"], let n = Int(text), n > 0 {
+            return min(n, maximumThreads)
+        }
         return max(1, ProcessInfo.processInfo.activeProcessorCount)
     }
 

@@ -27,7 +27,9 @@ enum AV {
             "",
             "Subcommands:",
         ]
-        for c in commands { lines.append("  " + c.spec.name.padding(toLength: 10, withPad: " ", startingAt: 0) + c.spec.summary) }
+        for c in commands {
+            lines.append("  " + c.spec.name.padding(toLength: 10, withPad: " ", startingAt: 0) + c.spec.summary)
+        }
         lines += [
             "",
             "Run 'av help SUBCOMMAND' or 'av SUBCOMMAND --help' for details.",
@@ -68,7 +70,9 @@ enum AV {
                 return .success
             }
             guard let c = commands.first(where: { $0.spec.name == arguments[1] }) else {
-                return usageError("unknown subcommand '\(arguments[1])'", usage: "Usage: av SUBCOMMAND [ARGS] [OPTIONS]\nRun 'av --help' for the list.")
+                return usageError(
+                    "unknown subcommand '\(arguments[1])'",
+                    usage: "Usage: av SUBCOMMAND [ARGS] [OPTIONS]\nRun 'av --help' for the list.")
             }
             print(c.spec.help)
             return .success
@@ -76,7 +80,9 @@ enum AV {
             break
         }
         guard let command = commands.first(where: { $0.spec.name == first }) else {
-            return usageError("unknown subcommand '\(first)'", usage: "Usage: av SUBCOMMAND [ARGS] [OPTIONS]\nRun 'av --help' for the list.")
+            return usageError(
+                "unknown subcommand '\(first)'",
+                usage: "Usage: av SUBCOMMAND [ARGS] [OPTIONS]\nRun 'av --help' for the list.")
         }
         let rest = Array(arguments.dropFirst())
         if rest.contains("--help") || rest.contains("-h") {
@@ -87,7 +93,9 @@ enum AV {
             let parsed = try ParsedArguments.parse(rest, for: command.spec)
             return try command.run(parsed)
         } catch let e as UsageError {
-            return usageError(e.message, usage: "Usage: \(command.spec.usage)\nRun 'av \(command.spec.name) --help' for more.", command: command.spec.name)
+            return usageError(
+                e.message, usage: "Usage: \(command.spec.usage)\nRun 'av \(command.spec.name) --help' for more.",
+                command: command.spec.name)
         } catch {
             let (message, code) = describe(error)
             printError("av \(command.spec.name): error: \(message)")

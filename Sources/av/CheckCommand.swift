@@ -14,10 +14,14 @@ enum CheckCommand {
         summary: "gate a release: merge the recipe's mix, run its checks, exit 1 if any fails",
         positionals: [],
         options: [
-            OptionSpec(names: ["--recipe"], valueName: "FILE.json", help: "the recipe, with a \"checks\" list (required)"),
-            OptionSpec(names: ["--model"], valueName: "DIR", help: "check this already merged model instead of merging"),
+            OptionSpec(
+                names: ["--recipe"], valueName: "FILE.json", help: "the recipe, with a \"checks\" list (required)"),
+            OptionSpec(
+                names: ["--model"], valueName: "DIR", help: "check this already merged model instead of merging"),
             OptionSpec(names: ["--report"], valueName: "FILE.json", help: "write every check's result as JSON"),
-            OptionSpec(names: ["--junit"], valueName: "FILE.xml", help: "write JUnit XML, which CI systems show as test results"),
+            OptionSpec(
+                names: ["--junit"], valueName: "FILE.xml",
+                help: "write JUnit XML, which CI systems show as test results"),
             OptionSpec(names: ["--threads"], valueName: "N", help: "threads to use (default: all cores)"),
             OptionSpec(names: ["--quiet", "-q"], help: "no progress bar"),
             OptionSpec(names: ["--help", "-h"], help: "show this help"),
@@ -52,7 +56,9 @@ enum CheckCommand {
             throw CLIError(message: "\(recipePath): no \"checks\" list to run", code: .badInput)
         }
         let dir = URL(fileURLWithPath: recipePath).deletingLastPathComponent()
-        func place(_ p: String) -> String { p.hasPrefix("/") ? p : dir.appendingPathComponent(p).standardizedFileURL.path }
+        func place(_ p: String) -> String {
+            p.hasPrefix("/") ? p : dir.appendingPathComponent(p).standardizedFileURL.path
+        }
         // Everything a check needs is validated before any merging, and report paths too.
         try validate(checks, recipe: recipePath, place: place)
         for key in ["--report", "--junit"] {
@@ -76,7 +82,8 @@ enum CheckCommand {
             let plan = try MergeCommand.plan(mergeArgs, needOutput: false)
             let output =
                 plan.output.isEmpty
-                ? FileManager.default.temporaryDirectory.appendingPathComponent("av-check-\(UUID().uuidString)").path : plan.output
+                ? FileManager.default.temporaryDirectory.appendingPathComponent("av-check-\(UUID().uuidString)").path
+                : plan.output
             if plan.output.isEmpty {
                 // A merge only for checking: removed at the end, and on signals.
                 TemporaryFiles.register(output, directory: true)
@@ -84,7 +91,8 @@ enum CheckCommand {
             }
             let bar = ProgressBar(label: "merge", quiet: args.has("--quiet"))
             let t = DispatchTime.now().uptimeNanoseconds
-            _ = try merge(base: plan.base, terms: plan.terms, output: output, options: plan.options, progress: bar.update)
+            _ = try merge(
+                base: plan.base, terms: plan.terms, output: output, options: plan.options, progress: bar.update)
             bar.finish()
             mergeSeconds = Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9
             modelPath = output
@@ -103,11 +111,15 @@ enum CheckCommand {
         var results: [Result] = []
         for (i, check) in checks.enumerated() {
             let type = check["type"]?.stringValue ?? "?"
-            let name = check["name"]?.stringValue ?? (checks.filter { $0["type"]?.stringValue == type }.count > 1 ? "\(type) \(i + 1)" : type)
+            let name =
+                check["name"]?.stringValue
+                ?? (checks.filter { $0["type"]?.stringValue == type }.count > 1 ? "\(type) \(i + 1)" : type)
             let t = DispatchTime.now().uptimeNanoseconds
             var r = Result(name: name, type: type, threshold: "", measured: "", passed: false, seconds: 0)
             do {
-                try evaluate(check, type: type, into: &r, model: model, lm: loaded, loadError: loadError, place: place, recipe: recipe, threads: threadCount)
+                try evaluate(
+                    check, type: type, into: &r, model: model, lm: loaded, loadError: loadError, place: place,
+                    recipe: recipe, threads: threadCount)
             } catch {
                 r.passed = false
                 r.measured = "error"
@@ -118,16 +130,22 @@ enum CheckCommand {
         }
 
         let failed = results.filter { !$0.passed }
-        print("av check: \(recipePath) on \(model)" + (mergeSeconds > 0 ? String(format: " (merged in %.2f s)", mergeSeconds) : ""))
-        let rows = results.map { [$0.passed ? "pass" : "FAIL", $0.name, $0.threshold, $0.measured, String(format: "%.2f s", $0.seconds)] }
+        print(
+            "av check: \(recipePath) on \(model)"
+                + (mergeSeconds > 0 ? String(format: " (merged in %.2f s)", mergeSeconds) : ""))
+        let rows = results.map {
+            [$0.passed ? "pass" : "FAIL", $0.name, $0.threshold, $0.measured, String(format: "%.2f s", $0.seconds)]
+        }
         print(indent(Format.table(["result", "check", "threshold", "measured", "time"], rows, rightAligned: [4])))
         for r in results where r.detail != nil { print("  \(r.name): \(r.detail!)") }
         print(
             failed.isEmpty
-                ? (results.count == 1 ? "the check passed" : "all \(results.count) checks passed") : "\(failed.count) of \(results.count) checks failed")
+                ? (results.count == 1 ? "the check passed" : "all \(results.count) checks passed")
+                : "\(failed.count) of \(results.count) checks failed")
         if ProcessInfo.processInfo.environment["GITHUB_ACTIONS"] != nil {
             for r in failed {
-                let message = "\(r.name): measured \(r.measured), threshold \(r.threshold)\(r.detail.map { " (\($0))" } ?? "")"
+                let message =
+                    "\(r.name): measured \(r.measured), threshold \(r.threshold)\(r.detail.map { " (\($0))" } ?? "")"
                 print("::error title=av check::\(annotationEscape(message))")
             }
         }
@@ -141,8 +159,10 @@ enum CheckCommand {
                     .array(
                         results.map { r in
                             .object([
-                                ("name", .string(r.name)), ("type", .string(r.type)), ("threshold", .string(r.threshold)),
-                                ("measured", .string(r.measured)), ("passed", .bool(r.passed)), ("seconds", .double(r.seconds)),
+                                ("name", .string(r.name)), ("type", .string(r.type)),
+                                ("threshold", .string(r.threshold)),
+                                ("measured", .string(r.measured)), ("passed", .bool(r.passed)),
+                                ("seconds", .double(r.seconds)),
                                 ("detail", r.detail.map { .string($0) } ?? .null),
                             ])
                         })
@@ -152,15 +172,18 @@ enum CheckCommand {
         }
         if let junit = args.value("--junit") {
             var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-            xml += "<testsuites name=\"av check\" tests=\"\(results.count)\" failures=\"\(failed.count)\" time=\"\(String(format: "%.3f", total))\">\n"
+            xml +=
+                "<testsuites name=\"av check\" tests=\"\(results.count)\" failures=\"\(failed.count)\" time=\"\(String(format: "%.3f", total))\">\n"
             xml +=
                 "  <testsuite name=\"\(xmlEscape(recipePath))\" tests=\"\(results.count)\" failures=\"\(failed.count)\" time=\"\(String(format: "%.3f", total))\">\n"
             for r in results {
-                xml += "    <testcase classname=\"av.check.\(xmlEscape(r.type))\" name=\"\(xmlEscape(r.name))\" time=\"\(String(format: "%.3f", r.seconds))\">"
+                xml +=
+                    "    <testcase classname=\"av.check.\(xmlEscape(r.type))\" name=\"\(xmlEscape(r.name))\" time=\"\(String(format: "%.3f", r.seconds))\">"
                 if r.passed {
                     xml += "</testcase>\n"
                 } else {
-                    let message = "measured \(r.measured), threshold \(r.threshold)" + (r.detail.map { ": \($0)" } ?? "")
+                    let message =
+                        "measured \(r.measured), threshold \(r.threshold)" + (r.detail.map { ": \($0)" } ?? "")
                     xml += "\n      <failure message=\"\(xmlEscape(message))\"/>\n    </testcase>\n"
                 }
             }
@@ -175,15 +198,21 @@ enum CheckCommand {
         place: (String) -> String, recipe: MixRecipe, threads: Int
     ) throws {
         func need(_ key: String) throws -> String {
-            guard let v = check[key]?.stringValue else { throw CLIError(message: "check \"\(r.name)\" needs \"\(key)\"", code: .badInput) }
+            guard let v = check[key]?.stringValue else {
+                throw CLIError(message: "check \"\(r.name)\" needs \"\(key)\"", code: .badInput)
+            }
             return v
         }
         func number(_ key: String) throws -> Double {
-            guard let v = check[key]?.doubleValue else { throw CLIError(message: "check \"\(r.name)\" needs a number \"\(key)\"", code: .badInput) }
+            guard let v = check[key]?.doubleValue else {
+                throw CLIError(message: "check \"\(r.name)\" needs a number \"\(key)\"", code: .badInput)
+            }
             return v
         }
         func loadedModel() throws -> LanguageModel {
-            guard let lm else { throw CLIError(message: "the model does not load: \(loadError ?? "?")", code: .badInput) }
+            guard let lm else {
+                throw CLIError(message: "the model does not load: \(loadError ?? "?")", code: .badInput)
+            }
             return lm
         }
         switch type {
@@ -203,7 +232,10 @@ enum CheckCommand {
             let maximum = try number("max")
             r.threshold = "≤ \(trimmed(maximum))"
             let to = check["to"]?.stringValue.map(place) ?? recipe.base
-            guard let to else { throw CLIError(message: "check \"\(r.name)\": no \"to\" model and no base in the recipe", code: .badInput) }
+            guard let to else {
+                throw CLIError(
+                    message: "check \"\(r.name)\": no \"to\" model and no base in the recipe", code: .badInput)
+            }
             let prompts = try TextInput.lines(place(try need("prompts"))).map(\.text)
             let reference = try LanguageModel(directory: to)
             reference.model.threads = threads
@@ -229,7 +261,8 @@ enum CheckCommand {
             r.passed = lm != nil
             r.detail = loadError
         case "tokenizer":
-            let sample = check["sample"]?.stringValue ?? "The quick brown fox jumps over the lazy dog. 0123456789 — naïve café 🙂"
+            let sample =
+                check["sample"]?.stringValue ?? "The quick brown fox jumps over the lazy dog. 0123456789 — naïve café 🙂"
             r.threshold = "round-trips"
             let tokenizer = try loadedModel().tokenizer
             let back = tokenizer.decode(tokenizer.encode(sample))
@@ -244,13 +277,18 @@ enum CheckCommand {
             let share = result.share(of: level)
             let largest = check["largest"] == .bool(true)
             let minimum = check["min_share"]?.doubleValue
-            r.threshold = [minimum.map { String(format: "%@ ≥ %.0f%%", level, 100 * $0) }, largest ? "\(level) largest" : nil].compactMap { $0 }.joined(
+            r.threshold = [
+                minimum.map { String(format: "%@ ≥ %.0f%%", level, 100 * $0) }, largest ? "\(level) largest" : nil,
+            ].compactMap { $0 }.joined(
                 separator: ", ")
-            r.measured = zip(result.levels, result.shares).map { "\($0) \(String(format: "%.0f%%", 100 * $1))" }.joined(separator: ", ")
+            r.measured = zip(result.levels, result.shares).map { "\($0) \(String(format: "%.0f%%", 100 * $1))" }.joined(
+                separator: ", ")
             let others = zip(result.levels, result.shares).filter { $0.0 != level }.map(\.1).max() ?? 0
             r.passed = (minimum.map { share >= $0 } ?? true) && (!largest || share > others)
         default:
-            throw CLIError(message: "unknown check type \"\(type)\" (pairs, perplexity, kl, finite, loads, tokenizer, levels)", code: .badInput)
+            throw CLIError(
+                message: "unknown check type \"\(type)\" (pairs, perplexity, kl, finite, loads, tokenizer, levels)",
+                code: .badInput)
         }
     }
 
@@ -270,21 +308,30 @@ enum CheckCommand {
     static func validate(_ checks: [JSONValue], recipe: String, place: (String) -> String) throws {
         for (i, check) in checks.enumerated() {
             let label = "\(recipe): check \(i + 1)"
-            guard case .object(let fields) = check else { throw CLIError(message: "\(label) must be a JSON object", code: .badInput) }
+            guard case .object(let fields) = check else {
+                throw CLIError(message: "\(label) must be a JSON object", code: .badInput)
+            }
             guard let type = check["type"]?.stringValue, let keys = checkKeys[type] else {
                 throw CLIError(
-                    message: "\(label): unknown or missing \"type\" (one of \(checkKeys.keys.sorted().joined(separator: ", ")))", code: .badInput)
+                    message:
+                        "\(label): unknown or missing \"type\" (one of \(checkKeys.keys.sorted().joined(separator: ", ")))",
+                    code: .badInput)
             }
             let known = Set(keys.required + keys.optional + ["type", "name"])
             if let extra = fields.first(where: { !known.contains($0.key) }) {
-                throw CLIError(message: "\(label) (\(type)): unknown key \"\(extra.key)\" (known: \(known.sorted().joined(separator: ", ")))", code: .badInput)
+                throw CLIError(
+                    message:
+                        "\(label) (\(type)): unknown key \"\(extra.key)\" (known: \(known.sorted().joined(separator: ", ")))",
+                    code: .badInput)
             }
             for key in keys.required where check[key] == nil {
                 throw CLIError(message: "\(label) (\(type)): needs \"\(key)\"", code: .badInput)
             }
             if type == "levels" {
                 guard check["min_share"] != nil || check["largest"] != nil else {
-                    throw CLIError(message: "\(label) (levels): needs \"min_share\" (a share from 0 to 1) or \"largest\": true", code: .badInput)
+                    throw CLIError(
+                        message: "\(label) (levels): needs \"min_share\" (a share from 0 to 1) or \"largest\": true",
+                        code: .badInput)
                 }
                 if let v = check["largest"], case .bool = v {
                 } else if check["largest"] != nil {
@@ -297,7 +344,8 @@ enum CheckCommand {
                     let levels = try LevelsFile.load(place(file))
                     guard levels.levels.contains(level) else {
                         throw CLIError(
-                            message: "\(label) (levels): \(place(file)) has no level \"\(level)\" (it has \(levels.levels.joined(separator: ", ")))",
+                            message:
+                                "\(label) (levels): \(place(file)) has no level \"\(level)\" (it has \(levels.levels.joined(separator: ", ")))",
                             code: .badInput)
                     }
                 }
@@ -307,24 +355,36 @@ enum CheckCommand {
                     throw CLIError(message: "\(label) (\(type)): \"\(key)\" must be a number", code: .badInput)
                 }
                 if key == "min_share", !(0...1).contains(v) {
-                    throw CLIError(message: "\(label) (levels): \"min_share\" is a share from 0 to 1, not \(trimmed(v)) (80% is 0.8)", code: .badInput)
+                    throw CLIError(
+                        message:
+                            "\(label) (levels): \"min_share\" is a share from 0 to 1, not \(trimmed(v)) (80% is 0.8)",
+                        code: .badInput)
                 }
                 if key == "min_accuracy", !(0...1).contains(v) {
-                    throw CLIError(message: "\(label) (pairs): \"min_accuracy\" is a share from 0 to 1, not \(trimmed(v)) (80% is 0.8)", code: .badInput)
+                    throw CLIError(
+                        message:
+                            "\(label) (pairs): \"min_accuracy\" is a share from 0 to 1, not \(trimmed(v)) (80% is 0.8)",
+                        code: .badInput)
                 }
-                if key == "max", v < 0 { throw CLIError(message: "\(label) (\(type)): \"max\" must not be negative", code: .badInput) }
+                if key == "max", v < 0 {
+                    throw CLIError(message: "\(label) (\(type)): \"max\" must not be negative", code: .badInput)
+                }
             }
             for key in ["file", "prompts", "to", "sample", "name", "level"] where check[key] != nil {
                 guard let v = check[key]?.stringValue else {
                     throw CLIError(message: "\(label) (\(type)): \"\(key)\" must be a string", code: .badInput)
                 }
                 if key == "sample", v.isEmpty {
-                    throw CLIError(message: "\(label) (tokenizer): \"sample\" is empty; a check with no data proves nothing", code: .badInput)
+                    throw CLIError(
+                        message: "\(label) (tokenizer): \"sample\" is empty; a check with no data proves nothing",
+                        code: .badInput)
                 }
                 if key == "file" || key == "prompts" {
                     let lines = try TextInput.lines(place(v))
                     guard !lines.isEmpty else {
-                        throw CLIError(message: "\(place(v)): empty; a check with no data proves nothing (\(label), \(type))", code: .badInput)
+                        throw CLIError(
+                            message: "\(place(v)): empty; a check with no data proves nothing (\(label), \(type))",
+                            code: .badInput)
                     }
                 }
                 if key == "to", FileKind(of: place(v), followingLinks: true) == .missing {
@@ -336,11 +396,14 @@ enum CheckCommand {
 
     /// Escapes a GitHub Actions workflow-command message: `%`, CR and LF.
     static func annotationEscape(_ s: String) -> String {
-        s.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(of: "\r", with: "%0D").replacingOccurrences(of: "\n", with: "%0A")
+        s.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(of: "\r", with: "%0D").replacingOccurrences(
+            of: "\n", with: "%0A")
     }
 
     static func xmlEscape(_ s: String) -> String {
-        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
-            .replacingOccurrences(of: "\"", with: "&quot;")
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(
+            of: ">", with: "&gt;"
+        )
+        .replacingOccurrences(of: "\"", with: "&quot;")
     }
 }

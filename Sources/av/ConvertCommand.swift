@@ -7,10 +7,16 @@ enum ConvertCommand {
     static let spec = CommandSpec(
         name: "convert",
         summary: "turn a GGUF model into a Hugging Face model directory",
-        positionals: [("MODEL.gguf", "a llama or qwen2 GGUF file (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)")],
+        positionals: [
+            (
+                "MODEL.gguf",
+                "a llama or qwen2 GGUF file (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)"
+            )
+        ],
         options: [
             OptionSpec(names: ["-o", "--output"], valueName: "DIR", help: "the model directory to write (required)"),
-            OptionSpec(names: ["--dtype"], valueName: "DTYPE", help: "weights as f32 (default), bf16 or f16; norms stay f32"),
+            OptionSpec(
+                names: ["--dtype"], valueName: "DTYPE", help: "weights as f32 (default), bf16 or f16; norms stay f32"),
             OptionSpec(names: ["--help", "-h"], help: "show this help"),
         ],
         discussion: """
@@ -33,13 +39,16 @@ enum ConvertCommand {
         let file = try GGUFFile(path: args.positionals[0])
         try GGUFConverter.convert(file, to: out, dtype: dtype)
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []).sorted()
-        let quant = Dictionary(grouping: file.tensors, by: \.type).map { "\($0.value.count) \($0.key.name)" }.sorted().joined(separator: ", ")
+        let quant = Dictionary(grouping: file.tensors, by: \.type).map { "\($0.value.count) \($0.key.name)" }.sorted()
+            .joined(separator: ", ")
         print("av convert: \(args.positionals[0]) → \(out)")
         print(
             "  model     \(file.metadata["general.name"]?.stringValue ?? "?") (\(file.metadata["general.architecture"]?.stringValue ?? "?"), GGUF v\(file.version))"
         )
         print("  tensors   \(file.tensors.count) (\(quant)) → \(dtype.rawValue)")
-        print("  wrote     \(names.joined(separator: ", ")) in \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
+        print(
+            "  wrote     \(names.joined(separator: ", ")) in \(String(format: "%.2f", Date().timeIntervalSince(start))) s"
+        )
         return .success
     }
 }

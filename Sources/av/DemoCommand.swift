@@ -24,17 +24,23 @@ enum DemoCommand {
         let root = args.value("--checkpoints") ?? "Checkpoints"
         let base = root + "/base"
         guard FileManager.default.fileExists(atPath: base + "/config.json") else {
-            throw CLIError(message: "\(base): no model here (run av demo from the repository root, or pass --checkpoints DIR)", code: .io)
+            throw CLIError(
+                message: "\(base): no model here (run av demo from the repository root, or pass --checkpoints DIR)",
+                code: .io)
         }
         let threadCount = try threads(args)
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("av-demo-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }
         let start = DispatchTime.now().uptimeNanoseconds
-        func elapsed(_ t: UInt64) -> String { String(format: "%.2f s", Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9) }
+        func elapsed(_ t: UInt64) -> String {
+            String(format: "%.2f s", Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9)
+        }
 
-        print("av demo: a base model that answers medical, legal and financial questions, mostly in a generic register,")
-        print("and three DPO fine-tunes that prefer expert answers in their own domain (\(root)/). Working in \(work).\n")
+        print(
+            "av demo: a base model that answers medical, legal and financial questions, mostly in a generic register,")
+        print(
+            "and three DPO fine-tunes that prefer expert answers in their own domain (\(root)/). Working in \(work).\n")
 
         print("1. av diff: one alignment vector per domain, AV = aligned - base")
         let baseCheckpoint = try Checkpoint(path: base)
@@ -42,16 +48,21 @@ enum DemoCommand {
             let t = DispatchTime.now().uptimeNanoseconds
             var options = DiffOptions(domain: d)
             options.threads = threadCount
-            let r = try diff(base: baseCheckpoint, aligned: Checkpoint(path: "\(root)/\(d)-aligned"), output: "\(work)/\(d).av", options: options)
+            let r = try diff(
+                base: baseCheckpoint, aligned: Checkpoint(path: "\(root)/\(d)-aligned"), output: "\(work)/\(d).av",
+                options: options)
             var sums = (0.0, 0.0)
             for x in r.tensors { sums = (sums.0 + x.deltaNorm * x.deltaNorm, sums.1 + x.baseNorm * x.baseNorm) }
             print(
                 String(
-                    format: "   %@.av: %d of %d tensors changed, ‖Δ‖/‖W‖ = %.3f, exact at λ=1: %@ (%@)", d, r.changedTensors, r.tensors.count,
+                    format: "   %@.av: %d of %d tensors changed, ‖Δ‖/‖W‖ = %.3f, exact at λ=1: %@ (%@)", d,
+                    r.changedTensors, r.tensors.count,
                     (sums.0 / max(sums.1, 1e-30)).squareRoot(), r.mismatches == 0 ? "yes" : "no", elapsed(t)))
         }
-        let vectors = Dictionary(uniqueKeysWithValues: try domains.map { ($0, try AlignmentVector(path: "\(work)/\($0).av")) })
-        let levels = Dictionary(uniqueKeysWithValues: try domains.map { ($0, try LevelsFile.load("\(root)/eval/\($0)_levels.jsonl")) })
+        let vectors = Dictionary(
+            uniqueKeysWithValues: try domains.map { ($0, try AlignmentVector(path: "\(work)/\($0).av")) })
+        let levels = Dictionary(
+            uniqueKeysWithValues: try domains.map { ($0, try LevelsFile.load("\(root)/eval/\($0)_levels.jsonl")) })
         let medical = [SearchDomain(name: "medical", vector: vectors["medical"]!, levels: levels["medical"]!)]
 
         let grid = [-1.0, -0.5, 0, 0.25, 0.5, 0.75, 1, 1.25, 1.5]
@@ -62,24 +73,38 @@ enum DemoCommand {
         var rows: [[String]] = []
         for lambda in grid {
             let r = try knob.results(at: [lambda], for: [0])[0]!
-            rows.append([String(format: "%+.2f", lambda)] + r.shares.map { String(format: "%.0f%%", 100 * $0) } + [bar(r.shares)])
+            rows.append(
+                [String(format: "%+.2f", lambda)] + r.shares.map { String(format: "%.0f%%", 100 * $0) } + [
+                    bar(r.shares)
+                ])
         }
-        print(indent(indent(Format.table(["λ medical"] + levels["medical"]!.levels + [""], rows, rightAligned: [0, 1, 2, 3]))))
+        print(
+            indent(
+                indent(
+                    Format.table(["λ medical"] + levels["medical"]!.levels + [""], rows, rightAligned: [0, 1, 2, 3]))))
         print("   (\(elapsed(t2)); λ < 0 extrapolates away from the expert register, λ > 1 beyond the fine-tune)")
 
         let item = levels["medical"]!.items[0]
-        let question = item.prompt.components(separatedBy: "\n").dropFirst().first?.replacingOccurrences(of: "<|im_end|>", with: "") ?? item.prompt
+        let question =
+            item.prompt.components(separatedBy: "\n").dropFirst().first?.replacingOccurrences(
+                of: "<|im_end|>", with: "") ?? item.prompt
         print("\n3. av generate: \"\(question)\" (held out) with the medical vector at λ = 0, 0.5, 1, 1.5")
         for lambda in [0.0, 0.5, 1.0, 1.5] {
-            let lm = try LanguageModel(directory: base, mixing: [MergeTerm(vector: vectors["medical"]!, coefficient: lambda)], threads: threadCount)
+            let lm = try LanguageModel(
+                directory: base, mixing: [MergeTerm(vector: vectors["medical"]!, coefficient: lambda)],
+                threads: threadCount)
             lm.model.threads = threadCount
             var text = ""
-            try lm.generate(prompt: lm.tokenizer.encode(item.prompt), maxTokens: 60, sampling: SamplingOptions()) { text += $0 }
+            try lm.generate(prompt: lm.tokenizer.encode(item.prompt), maxTokens: 60, sampling: SamplingOptions()) {
+                text += $0
+            }
             print(String(format: "   λ = %.1f: ", lambda) + text.replacingOccurrences(of: "\n", with: " "))
         }
 
         let target = ["expert", "generic", "avoid"]
-        print("\n4. av search: a mix for medical=\(target[0]), legal=\(target[1]), financial=\(target[2]), then merged and checked")
+        print(
+            "\n4. av search: a mix for medical=\(target[0]), legal=\(target[1]), financial=\(target[2]), then merged and checked"
+        )
         let t4 = DispatchTime.now().uptimeNanoseconds
         let all = domains.map { SearchDomain(name: $0, vector: vectors[$0]!, levels: levels[$0]!) }
         let evaluator = MixEvaluator(base: base, domains: all, threads: threadCount)
@@ -90,10 +115,15 @@ enum DemoCommand {
             print("   not reached on this grid (\(elapsed(t4)))")
             return .checkFailed
         }
-        print("   found: " + zip(domains, best.lambdas).map { "\($0) \(String(format: "%+.2f", $1))" }.joined(separator: ", ") + " (\(elapsed(t4)))")
+        print(
+            "   found: "
+                + zip(domains, best.lambdas).map { "\($0) \(String(format: "%+.2f", $1))" }.joined(separator: ", ")
+                + " (\(elapsed(t4)))")
         var mergeOptions = MergeOptions()
         mergeOptions.threads = threadCount
-        let terms = zip(domains, best.lambdas).filter { $0.1 != 0 }.map { MergeTerm(vector: vectors[$0.0]!, coefficient: $0.1) }
+        let terms = zip(domains, best.lambdas).filter { $0.1 != 0 }.map {
+            MergeTerm(vector: vectors[$0.0]!, coefficient: $0.1)
+        }
         _ = try merge(base: baseCheckpoint, terms: terms, output: "\(work)/profile", options: mergeOptions)
         let merged = try LanguageModel(directory: "\(work)/profile", threads: threadCount)
         merged.model.threads = threadCount
@@ -102,10 +132,13 @@ enum DemoCommand {
             let r = try merged.evaluate(levels: levels[d]!)
             let ok = r.leading == level && r.share(of: level) > r.shares.filter { $0 != r.share(of: level) }.max() ?? 0
             passed = passed && ok
-            let cells = zip(r.levels, r.shares).map { "\($0) \(String(format: "%.0f%%", 100 * $1))" }.joined(separator: ", ")
+            let cells = zip(r.levels, r.shares).map { "\($0) \(String(format: "%.0f%%", 100 * $1))" }.joined(
+                separator: ", ")
             print("   check \(d) answers \(level): \(ok ? "pass" : "FAIL") (\(cells))")
         }
-        print("\ndone in \(elapsed(start)). Next: av search --all-profiles, av merge --recipe, av check --recipe (see README.md).")
+        print(
+            "\ndone in \(elapsed(start)). Next: av search --all-profiles, av merge --recipe, av check --recipe (see README.md)."
+        )
         return passed ? .success : .checkFailed
     }
 
@@ -113,7 +146,9 @@ enum DemoCommand {
     static func bar(_ shares: [Double]) -> String {
         let letters = ["a", "g", "e", "x", "y", "z"]
         var out = ""
-        for (k, share) in shares.enumerated() { out += String(repeating: letters[min(k, letters.count - 1)], count: Int((share * 30).rounded())) }
+        for (k, share) in shares.enumerated() {
+            out += String(repeating: letters[min(k, letters.count - 1)], count: Int((share * 30).rounded()))
+        }
         return out
     }
 }

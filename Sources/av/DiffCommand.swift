@@ -7,13 +7,21 @@ enum DiffCommand {
     static let spec = CommandSpec(
         name: "diff",
         summary: "compute an alignment vector: AV = aligned - base",
-        positionals: [("BASE", "the base model: a .safetensors file or a model directory"), ("ALIGNED", "the aligned model, same architecture")],
+        positionals: [
+            ("BASE", "the base model: a .safetensors file or a model directory"),
+            ("ALIGNED", "the aligned model, same architecture"),
+        ],
         options: [
             OptionSpec(names: ["-o", "--output"], valueName: "NAME.av", help: "the AV file to write (required)"),
-            OptionSpec(names: ["--domain"], valueName: "NAME", help: "the domain recorded in the AV (default: the output's stem)"),
-            OptionSpec(names: ["--dtype"], valueName: "DTYPE", help: "stored deltas: f32 (default, exact), bf16 or f16 (smaller, reported mismatch)"),
             OptionSpec(
-                names: ["--resized-rows"], valueName: "POLICY", help: "refuse (default) or drop: keep the base's rows when the aligned model added tokens"),
+                names: ["--domain"], valueName: "NAME",
+                help: "the domain recorded in the AV (default: the output's stem)"),
+            OptionSpec(
+                names: ["--dtype"], valueName: "DTYPE",
+                help: "stored deltas: f32 (default, exact), bf16 or f16 (smaller, reported mismatch)"),
+            OptionSpec(
+                names: ["--resized-rows"], valueName: "POLICY",
+                help: "refuse (default) or drop: keep the base's rows when the aligned model added tokens"),
             OptionSpec(names: ["--top"], valueName: "N", help: "how many of the largest changes to list (default 10)"),
             OptionSpec(names: ["--threads"], valueName: "N", help: "threads to use (default: all cores)"),
             OptionSpec(names: ["--json"], help: "print the full per-tensor report as JSON"),
@@ -30,7 +38,9 @@ enum DiffCommand {
 
     static func run(_ args: ParsedArguments) throws -> ExitCode {
         guard args.positionals.count == 2 else {
-            throw UsageError(message: args.positionals.count < 2 ? "expected BASE and ALIGNED" : "expected two models, got \(args.positionals.count) arguments")
+            throw UsageError(
+                message: args.positionals.count < 2
+                    ? "expected BASE and ALIGNED" : "expected two models, got \(args.positionals.count) arguments")
         }
         guard let output = args.value("-o") else { throw UsageError(message: "missing -o NAME.av") }
         var options = DiffOptions(domain: args.value("--domain") ?? stem(output))
@@ -41,7 +51,9 @@ enum DiffCommand {
             options.storage = d
         }
         if let text = args.value("--resized-rows") {
-            guard let p = ResizedRows(rawValue: text) else { throw UsageError(message: "--resized-rows must be refuse or drop, not '\(text)'") }
+            guard let p = ResizedRows(rawValue: text) else {
+                throw UsageError(message: "--resized-rows must be refuse or drop, not '\(text)'")
+            }
             options.resizedRows = p
         }
         options.threads = try threads(args)
@@ -73,18 +85,33 @@ enum DiffCommand {
         let rel = overall.1 > 0 ? (overall.0 / overall.1).squareRoot() : 0
         var rows: [(String, String)] = [
             ("tensors", "\(r.changedTensors) of \(r.tensors.count) changed (the others are left out of the AV)"),
-            ("values", "\(Format.grouped(r.changedElements)) of \(Format.grouped(r.totalElements)) changed (\(String(format: "%.1f", changedShare))%)"),
+            (
+                "values",
+                "\(Format.grouped(r.changedElements)) of \(Format.grouped(r.totalElements)) changed (\(String(format: "%.1f", changedShare))%)"
+            ),
             ("change", "‖Δ‖/‖W‖ = \(String(format: "%.4g", rel)) over the whole model"),
         ]
         let lostShare = r.changedElements > 0 ? 100 * Double(r.lostInBF16) / Double(r.changedElements) : 0
         rows.append(
-            ("bf16", "\(Format.grouped(r.lostInBF16)) changed values (\(String(format: "%.2f", lostShare))%) are below what a bf16 model can represent at λ=1"))
+            (
+                "bf16",
+                "\(Format.grouped(r.lostInBF16)) changed values (\(String(format: "%.2f", lostShare))%) are below what a bf16 model can represent at λ=1"
+            ))
         if r.mismatches == 0 {
             var how: [String] = []
             if r.residuals > 0 { how.append("\(Format.grouped(r.residuals)) kept with an exact f64 remainder") }
-            rows.append(("exact", "base + AV rebuilds the aligned model bit for bit at λ=1" + (how.isEmpty ? "" : " (" + how.joined(separator: ", ") + ")")))
+            rows.append(
+                (
+                    "exact",
+                    "base + AV rebuilds the aligned model bit for bit at λ=1"
+                        + (how.isEmpty ? "" : " (" + how.joined(separator: ", ") + ")")
+                ))
             if r.signedZeros > 0 {
-                rows.append(("", "except \(Format.grouped(r.signedZeros)) zeros whose sign differs (+0 in the base, −0 aligned: equal values)"))
+                rows.append(
+                    (
+                        "",
+                        "except \(Format.grouped(r.signedZeros)) zeros whose sign differs (+0 in the base, −0 aligned: equal values)"
+                    ))
             }
         } else {
             let hint = h.dtype == .f32 ? "" : "; f32 deltas (the default) are exact"
@@ -98,7 +125,9 @@ enum DiffCommand {
             rows.append(
                 (
                     "dropped",
-                    h.droppedRows.keys.sorted().map { "\($0): rows past the base's dropped (aligned has \(h.droppedRows[$0]!))" }.joined(separator: "; ")
+                    h.droppedRows.keys.sorted().map {
+                        "\($0): rows past the base's dropped (aligned has \(h.droppedRows[$0]!))"
+                    }.joined(separator: "; ")
                 ))
         }
         let rate = r.seconds > 0 ? Double(r.bytesRead) / r.seconds : 0
@@ -131,38 +160,54 @@ enum DiffCommand {
             lines += ["", "largest changes:"]
             let tableRows = largest.map { t in
                 [
-                    t.name, t.dtype.rawValue, Shape.describe(t.shape), String(format: "%.4g", t.relativeChange), String(format: "%.3g", t.maxAbsDelta),
+                    t.name, t.dtype.rawValue, Shape.describe(t.shape), String(format: "%.4g", t.relativeChange),
+                    String(format: "%.3g", t.maxAbsDelta),
                     String(format: "%.1f%%", 100 * Double(t.changed) / Double(max(1, t.elements))),
                 ]
             }
-            lines.append(indent(Format.table(["tensor", "dtype", "shape", "‖Δ‖/‖W‖", "max |Δ|", "changed"], tableRows, rightAligned: [3, 4, 5])))
+            lines.append(
+                indent(
+                    Format.table(
+                        ["tensor", "dtype", "shape", "‖Δ‖/‖W‖", "max |Δ|", "changed"], tableRows,
+                        rightAligned: [3, 4, 5])))
         }
         return lines.joined(separator: "\n")
     }
 
     static func json(_ r: DiffReport) -> JSONValue {
         .object([
-            ("output", .string(r.output)), ("domain", .string(r.header.domain)), ("dtype", .string(r.header.dtype.rawValue)),
+            ("output", .string(r.output)), ("domain", .string(r.header.domain)),
+            ("dtype", .string(r.header.dtype.rawValue)),
             ("base", r.header.base.json), ("aligned", r.header.aligned.json),
             ("changedTensors", .int(r.changedTensors)), ("tensorCount", .int(r.tensors.count)),
             ("changedValues", .int(r.changedElements)), ("values", .int(r.totalElements)),
             ("lostInBF16", .int(r.lostInBF16)), ("mismatchesAtLambda1", .int(r.mismatches)), ("maxULP", .int(r.maxULP)),
-            ("exactResiduals", .int(r.residuals)), ("signedZeros", .int(r.signedZeros)), ("seconds", .double(r.seconds)),
+            ("exactResiduals", .int(r.residuals)), ("signedZeros", .int(r.signedZeros)),
+            ("seconds", .double(r.seconds)),
             ("bytesRead", .int(r.bytesRead)), ("bytesWritten", .int(r.bytesWritten)),
             ("droppedRows", .object(r.header.droppedRows.keys.sorted().map { ($0, .int(r.header.droppedRows[$0]!)) })),
             (
                 "blocks",
-                .array(r.blocks.map { .object([("name", .string($0.name)), ("relativeChange", .double($0.relativeChange)), ("tensors", .int($0.tensors))]) })
+                .array(
+                    r.blocks.map {
+                        .object([
+                            ("name", .string($0.name)), ("relativeChange", .double($0.relativeChange)),
+                            ("tensors", .int($0.tensors)),
+                        ])
+                    })
             ),
             (
                 "tensors",
                 .array(
                     r.tensors.map { t in
                         .object([
-                            ("name", .string(t.name)), ("dtype", .string(t.dtype.rawValue)), ("shape", .array(t.shape.map { .int($0) })),
+                            ("name", .string(t.name)), ("dtype", .string(t.dtype.rawValue)),
+                            ("shape", .array(t.shape.map { .int($0) })),
                             ("stored", .bool(t.stored)), ("changed", .int(t.changed)), ("elements", .int(t.elements)),
-                            ("relativeChange", .double(t.relativeChange)), ("deltaNorm", .double(t.deltaNorm)), ("baseNorm", .double(t.baseNorm)),
-                            ("maxAbsDelta", .double(t.maxAbsDelta)), ("lostInBF16", .int(t.lostInBF16)), ("mismatches", .int(t.mismatches)),
+                            ("relativeChange", .double(t.relativeChange)), ("deltaNorm", .double(t.deltaNorm)),
+                            ("baseNorm", .double(t.baseNorm)),
+                            ("maxAbsDelta", .double(t.maxAbsDelta)), ("lostInBF16", .int(t.lostInBF16)),
+                            ("mismatches", .int(t.mismatches)),
                             ("maxULP", .int(t.maxULP)), ("exactResiduals", .int(t.residuals)),
                             ("droppedRows", .int(t.droppedRows)),
                         ])
@@ -175,7 +220,8 @@ enum DiffCommand {
 /// "out/medical.av" → "medical".
 func stem(_ path: String) -> String {
     let name = URL(fileURLWithPath: path).lastPathComponent
-    return name.hasSuffix(".av") ? String(name.dropLast(3)) : URL(fileURLWithPath: name).deletingPathExtension().lastPathComponent
+    return name.hasSuffix(".av")
+        ? String(name.dropLast(3)) : URL(fileURLWithPath: name).deletingPathExtension().lastPathComponent
 }
 
 func indent(_ text: String) -> String {
@@ -185,7 +231,9 @@ func indent(_ text: String) -> String {
 /// `--threads N`, or every core; more than `Parallel.maximumThreads` is capped, with a note.
 func threads(_ args: ParsedArguments) throws -> Int {
     guard let text = args.value("--threads") else { return Parallel.defaultThreads }
-    guard let n = Int(text), n > 0 else { throw UsageError(message: "--threads must be a positive whole number, not '\(text)'") }
+    guard let n = Int(text), n > 0 else {
+        throw UsageError(message: "--threads must be a positive whole number, not '\(text)'")
+    }
     if n > Parallel.maximumThreads {
         printError("note: --threads \(n) is more than this machine can use; using \(Parallel.maximumThreads)")
         return Parallel.maximumThreads

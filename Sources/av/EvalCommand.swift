@@ -10,13 +10,26 @@ enum EvalCommand {
         positionals: [],
         options: modelOptions + [
             OptionSpec(names: ["--text"], valueName: "FILE", help: "perplexity on a text file"),
-            OptionSpec(names: ["--pairs"], valueName: "FILE.jsonl", help: "preference accuracy on {\"prompt\",\"chosen\",\"rejected\"} lines"),
-            OptionSpec(names: ["--ref"], valueName: "MODEL", help: "with --pairs: also the DPO implicit-reward accuracy against this reference"),
-            OptionSpec(names: ["--levels"], valueName: "FILE.jsonl", help: "share of answers at each level: {\"prompt\", \"responses\": {LEVEL: …}} lines"),
-            OptionSpec(names: ["--score"], valueName: "mean|sum", help: "levels: response score, mean log-probability per token (default) or sum"),
-            OptionSpec(names: ["--prefix"], valueName: "TEXT", help: "levels: text put before every prompt (a prompting baseline)"),
-            OptionSpec(names: ["--system"], valueName: "TEXT", help: "levels: a ChatML system turn put before every prompt"),
-            OptionSpec(names: ["--kl-to"], valueName: "MODEL", help: "KL(MODEL ‖ this) of next-token distributions, with --prompts"),
+            OptionSpec(
+                names: ["--pairs"], valueName: "FILE.jsonl",
+                help: "preference accuracy on {\"prompt\",\"chosen\",\"rejected\"} lines"),
+            OptionSpec(
+                names: ["--ref"], valueName: "MODEL",
+                help: "with --pairs: also the DPO implicit-reward accuracy against this reference"),
+            OptionSpec(
+                names: ["--levels"], valueName: "FILE.jsonl",
+                help: "share of answers at each level: {\"prompt\", \"responses\": {LEVEL: …}} lines"),
+            OptionSpec(
+                names: ["--score"], valueName: "mean|sum",
+                help: "levels: response score, mean log-probability per token (default) or sum"),
+            OptionSpec(
+                names: ["--prefix"], valueName: "TEXT",
+                help: "levels: text put before every prompt (a prompting baseline)"),
+            OptionSpec(
+                names: ["--system"], valueName: "TEXT", help: "levels: a ChatML system turn put before every prompt"),
+            OptionSpec(
+                names: ["--kl-to"], valueName: "MODEL",
+                help: "KL(MODEL ‖ this) of next-token distributions, with --prompts"),
             OptionSpec(names: ["--prompts"], valueName: "FILE", help: "one prompt a line, for --kl-to"),
             OptionSpec(names: ["--json"], help: "print the results as JSON"),
             OptionSpec(names: ["--help", "-h"], help: "show this help"),
@@ -31,22 +44,34 @@ enum EvalCommand {
 
     static func run(_ args: ParsedArguments) throws -> ExitCode {
         guard args.has("--text") || args.has("--pairs") || args.has("--kl-to") || args.has("--levels") else {
-            throw UsageError(message: "nothing to measure: give --text FILE, --pairs FILE.jsonl, --levels FILE.jsonl or --kl-to MODEL --prompts FILE")
+            throw UsageError(
+                message:
+                    "nothing to measure: give --text FILE, --pairs FILE.jsonl, --levels FILE.jsonl or --kl-to MODEL --prompts FILE"
+            )
         }
         let levelsFile = try args.value("--levels").map { try LevelsFile.load($0) }
         let score = try levelScore(args)
         let prefix = try promptPrefix(args)
-        if args.has("--kl-to") != args.has("--prompts") { throw UsageError(message: "--kl-to and --prompts go together") }
+        if args.has("--kl-to") != args.has("--prompts") {
+            throw UsageError(message: "--kl-to and --prompts go together")
+        }
         let lm = try loadLanguageModel(args)
-        var results: [(key: String, value: JSONValue)] = [("model", .string(args.value("--model") ?? args.value("--base") ?? ""))]
+        var results: [(key: String, value: JSONValue)] = [
+            ("model", .string(args.value("--model") ?? args.value("--base") ?? ""))
+        ]
         var lines: [String] = []
         if let file = args.value("--text") {
             let r = try lm.perplexity(text: try TextInput.read(file))
-            lines.append(String(format: "perplexity  %.4f over %d tokens (mean NLL %.4f nats)", r.perplexity, r.tokens, r.meanNLL))
+            lines.append(
+                String(
+                    format: "perplexity  %.4f over %d tokens (mean NLL %.4f nats)", r.perplexity, r.tokens, r.meanNLL))
             results.append(
                 (
                     "text",
-                    .object([("file", .string(file)), ("tokens", .int(r.tokens)), ("meanNLL", .double(r.meanNLL)), ("perplexity", .double(r.perplexity))])
+                    .object([
+                        ("file", .string(file)), ("tokens", .int(r.tokens)), ("meanNLL", .double(r.meanNLL)),
+                        ("perplexity", .double(r.perplexity)),
+                    ])
                 ))
         }
         if let file = args.value("--pairs") {
@@ -55,15 +80,19 @@ enum EvalCommand {
             let r = try lm.evaluate(pairs: pairs, reference: reference)
             lines.append(
                 String(
-                    format: "pairs       accuracy %.1f%% (%d of %d), mean margin %+.4f nats", 100 * r.accuracy, Int((r.accuracy * Double(r.pairs)).rounded()),
+                    format: "pairs       accuracy %.1f%% (%d of %d), mean margin %+.4f nats", 100 * r.accuracy,
+                    Int((r.accuracy * Double(r.pairs)).rounded()),
                     r.pairs, r.meanMargin))
             var obj: [(key: String, value: JSONValue)] = [
-                ("file", .string(file)), ("pairs", .int(r.pairs)), ("accuracy", .double(r.accuracy)), ("meanMargin", .double(r.meanMargin)),
+                ("file", .string(file)), ("pairs", .int(r.pairs)), ("accuracy", .double(r.accuracy)),
+                ("meanMargin", .double(r.meanMargin)),
             ]
             if let ra = r.rewardAccuracy, let rm = r.meanRewardMargin {
                 lines.append(
                     String(
-                        format: "reward      DPO implicit-reward accuracy %.1f%%, mean reward margin %+.4f (reference %@)", 100 * ra, rm, args.value("--ref")!))
+                        format:
+                            "reward      DPO implicit-reward accuracy %.1f%%, mean reward margin %+.4f (reference %@)",
+                        100 * ra, rm, args.value("--ref")!))
                 obj += [("rewardAccuracy", .double(ra)), ("meanRewardMargin", .double(rm))]
             }
             results.append(("pairs", .object(obj)))
@@ -71,21 +100,28 @@ enum EvalCommand {
         if let file = levelsFile {
             let r = try lm.evaluate(levels: file, score: score, prefix: prefix)
             let base = prefix.isEmpty ? nil : try lm.evaluate(levels: file, score: score)
-            let shares = zip(r.levels, r.shares).map { "\($0) \(String(format: "%.1f%%", 100 * $1))" }.joined(separator: ", ")
+            let shares = zip(r.levels, r.shares).map { "\($0) \(String(format: "%.1f%%", 100 * $1))" }.joined(
+                separator: ", ")
             lines.append("levels      \(shares) over \(file.items.count) prompts; leading: \(r.leading)")
             lines.append(
                 "            mean margin over the best other level: "
-                    + zip(r.levels, r.meanMargins).map { "\($0) \(String(format: "%+.3f", $1))" }.joined(separator: ", ")
+                    + zip(r.levels, r.meanMargins).map { "\($0) \(String(format: "%+.3f", $1))" }.joined(
+                        separator: ", ")
                     + (score == .mean ? " (nats per token)" : " (nats)"))
             if let base {
                 lines.append(
-                    String(format: "            prompt prefix: %.1f extra prompt tokens per query", r.meanPromptTokens - base.meanPromptTokens)
-                        + " (without it: " + zip(base.levels, base.shares).map { "\($0) \(String(format: "%.1f%%", 100 * $1))" }.joined(separator: ", ") + ")")
+                    String(
+                        format: "            prompt prefix: %.1f extra prompt tokens per query",
+                        r.meanPromptTokens - base.meanPromptTokens)
+                        + " (without it: "
+                        + zip(base.levels, base.shares).map { "\($0) \(String(format: "%.1f%%", 100 * $1))" }.joined(
+                            separator: ", ") + ")")
             }
             var obj: [(key: String, value: JSONValue)] = [
                 ("file", .string(file.path)), ("prompts", .int(file.items.count)), ("score", .string(score.rawValue)),
                 ("shares", .object(zip(r.levels, r.shares).map { ($0, .double($1)) })),
-                ("meanMargins", .object(zip(r.levels, r.meanMargins).map { ($0, .double($1)) })), ("leading", .string(r.leading)),
+                ("meanMargins", .object(zip(r.levels, r.meanMargins).map { ($0, .double($1)) })),
+                ("leading", .string(r.leading)),
                 ("meanPromptTokens", .double(r.meanPromptTokens)),
                 (
                     "perPrompt",
@@ -98,17 +134,31 @@ enum EvalCommand {
                         })
                 ),
             ]
-            if let base { obj.append(("withoutPrefix", .object(zip(base.levels, base.shares).map { ($0, .double($1)) }))) }
+            if let base {
+                obj.append(("withoutPrefix", .object(zip(base.levels, base.shares).map { ($0, .double($1)) })))
+            }
             results.append(("levels", .object(obj)))
         }
         if let other = args.value("--kl-to"), let file = args.value("--prompts") {
             let prompts = try TextInput.lines(file).map(\.text)
-            guard !prompts.isEmpty else { throw InferenceError.input(file: file, message: "no prompts: the file holds no lines") }
+            guard !prompts.isEmpty else {
+                throw InferenceError.input(file: file, message: "no prompts: the file holds no lines")
+            }
             let reference = try LanguageModel(directory: try GGUFPaths.resolve(other))
             reference.model.threads = lm.model.threads
             let r = try lm.klDivergence(from: reference, prompts: prompts)
-            lines.append(String(format: "kl          mean %.6f, max %.6f nats over %d prompts (KL(%@ ‖ model))", r.mean, r.max, r.prompts, other))
-            results.append(("kl", .object([("to", .string(other)), ("prompts", .int(r.prompts)), ("mean", .double(r.mean)), ("max", .double(r.max))])))
+            lines.append(
+                String(
+                    format: "kl          mean %.6f, max %.6f nats over %d prompts (KL(%@ ‖ model))", r.mean, r.max,
+                    r.prompts, other))
+            results.append(
+                (
+                    "kl",
+                    .object([
+                        ("to", .string(other)), ("prompts", .int(r.prompts)), ("mean", .double(r.mean)),
+                        ("max", .double(r.max)),
+                    ])
+                ))
         }
         print(args.has("--json") ? JSONValue.object(results).rendered(pretty: true) : lines.joined(separator: "\n"))
         return .success

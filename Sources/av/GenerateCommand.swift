@@ -6,10 +6,16 @@ import Tensors
 
 /// Options every command that runs a model shares: which model, or which mix.
 let modelOptions: [OptionSpec] = [
-    OptionSpec(names: ["--model"], valueName: "PATH", help: "a model directory (config.json, safetensors, tokenizer.json)"),
-    OptionSpec(names: ["--base"], valueName: "PATH", help: "with --DOMAIN COEF, --vector or --recipe: evaluate base + sum λ·AV without writing it"),
-    OptionSpec(names: ["--vectors"], valueName: "DIR", help: "where --DOMAIN finds DOMAIN.av (default: the current directory)"),
-    OptionSpec(names: ["--vector"], valueName: "PATH=COEF", help: "an AV file with its coefficient (repeatable)", repeatable: true),
+    OptionSpec(
+        names: ["--model"], valueName: "PATH", help: "a model directory (config.json, safetensors, tokenizer.json)"),
+    OptionSpec(
+        names: ["--base"], valueName: "PATH",
+        help: "with --DOMAIN COEF, --vector or --recipe: evaluate base + sum λ·AV without writing it"),
+    OptionSpec(
+        names: ["--vectors"], valueName: "DIR", help: "where --DOMAIN finds DOMAIN.av (default: the current directory)"),
+    OptionSpec(
+        names: ["--vector"], valueName: "PATH=COEF", help: "an AV file with its coefficient (repeatable)",
+        repeatable: true),
     OptionSpec(names: ["--recipe"], valueName: "FILE.json", help: "the mix from a recipe (as av merge)"),
     OptionSpec(names: ["--force"], help: "mix vectors made from another base anyway"),
     OptionSpec(names: ["--transfer"], help: "apply the vectors to another base on purpose (as --force)"),
@@ -21,12 +27,17 @@ func loadLanguageModel(_ args: ParsedArguments) throws -> LanguageModel {
     let mixing = !args.dynamic.isEmpty || !args.all("--vector").isEmpty || args.has("--recipe")
     let model: LanguageModel
     if mixing {
-        guard !args.has("--model") else { throw UsageError(message: "give --model PATH, or --base PATH with vectors, not both") }
+        guard !args.has("--model") else {
+            throw UsageError(message: "give --model PATH, or --base PATH with vectors, not both")
+        }
         let plan = try MergeCommand.plan(args, needOutput: false)
         model = try LanguageModel(
-            directory: plan.base.path, mixing: plan.terms, force: plan.options.force || plan.options.transfer, threads: plan.options.threads)
+            directory: plan.base.path, mixing: plan.terms, force: plan.options.force || plan.options.transfer,
+            threads: plan.options.threads)
     } else {
-        guard let path = args.value("--model") ?? args.value("--base") else { throw UsageError(message: "missing --model PATH") }
+        guard let path = args.value("--model") ?? args.value("--base") else {
+            throw UsageError(message: "missing --model PATH")
+        }
         model = try LanguageModel(directory: try GGUFPaths.resolve(path))
     }
     model.model.threads = try threads(args)
@@ -42,19 +53,23 @@ enum GenerateCommand {
             OptionSpec(names: ["--prompt"], valueName: "TEXT", help: "the prompt (required)"),
             OptionSpec(names: ["--chat"], help: "wrap the prompt in the model's chat template"),
             OptionSpec(names: ["--system"], valueName: "TEXT", help: "system prompt for --chat"),
-            OptionSpec(names: ["--template"], valueName: "NAME", help: "chatml, llama3 or mistral, overriding tokenizer_config.json"),
+            OptionSpec(
+                names: ["--template"], valueName: "NAME",
+                help: "chatml, llama3 or mistral, overriding tokenizer_config.json"),
             OptionSpec(names: ["--max-tokens"], valueName: "N", help: "most tokens to generate (default 128)"),
             OptionSpec(names: ["--temperature"], valueName: "T", help: "0 (default) is greedy and deterministic"),
             OptionSpec(names: ["--top-k"], valueName: "K", help: "sample from the K most likely tokens"),
             OptionSpec(names: ["--top-p"], valueName: "P", help: "sample from the smallest set reaching probability P"),
-            OptionSpec(names: ["--seed"], valueName: "S", help: "seed of the sampler: the same seed gives the same text"),
+            OptionSpec(
+                names: ["--seed"], valueName: "S", help: "seed of the sampler: the same seed gives the same text"),
             OptionSpec(names: ["--quiet", "-q"], help: "no speed report on stderr"),
             OptionSpec(names: ["--help", "-h"], help: "show this help"),
         ],
         discussion: "Prints tokens as they are made, then the speed (tokens/s) on stderr.",
         dynamicOptionsHelp: "with --base: the coefficient of domain DOMAIN (DIR/DOMAIN.av)")
 
-    static func number<T: LosslessStringConvertible>(_ args: ParsedArguments, _ key: String, _ fallback: T) throws -> T {
+    static func number<T: LosslessStringConvertible>(_ args: ParsedArguments, _ key: String, _ fallback: T) throws -> T
+    {
         guard let text = args.value(key) else { return fallback }
         guard let v = T(text) else { throw UsageError(message: "\(key) needs a number, not '\(text)'") }
         return v
@@ -68,17 +83,22 @@ enum GenerateCommand {
         sampling.topP = try number(args, "--top-p", Float(1))
         sampling.seed = try number(args, "--seed", UInt64(0))
         let maxTokens: Int = try number(args, "--max-tokens", 128)
-        guard sampling.temperature >= 0, sampling.topK >= 0, sampling.topP > 0, sampling.topP <= 1, maxTokens >= 0 else {
+        guard sampling.temperature >= 0, sampling.topK >= 0, sampling.topP > 0, sampling.topP <= 1, maxTokens >= 0
+        else {
             throw UsageError(message: "--temperature ≥ 0, --top-k ≥ 0, 0 < --top-p ≤ 1, --max-tokens ≥ 0")
         }
         let lm = try loadLanguageModel(args)
         let ids = try promptIDs(lm, prompt: prompt, args: args)
         guard !ids.isEmpty else {
-            throw UsageError(message: "--prompt is empty and the tokenizer adds no BOS token: there is nothing to generate from")
+            throw UsageError(
+                message: "--prompt is empty and the tokenizer adds no BOS token: there is nothing to generate from")
         }
         let limit = lm.model.config.maxPositionEmbeddings
         guard ids.count < limit else {
-            throw CLIError(message: "the prompt is \(ids.count) tokens; the model's context is \(limit), so no token fits after it", code: .badInput)
+            throw CLIError(
+                message:
+                    "the prompt is \(ids.count) tokens; the model's context is \(limit), so no token fits after it",
+                code: .badInput)
         }
         let start = DispatchTime.now().uptimeNanoseconds
         var firstToken: UInt64?
@@ -112,12 +132,16 @@ enum GenerateCommand {
         guard args.has("--chat") else { return lm.tokenizer.encode(prompt, addSpecialTokens: true) }
         var template = lm.chatTemplate
         if let name = args.value("--template") {
-            guard let t = ChatTemplate(name: name) else { throw UsageError(message: "--template must be chatml, llama3 or mistral, not '\(name)'") }
+            guard let t = ChatTemplate(name: name) else {
+                throw UsageError(message: "--template must be chatml, llama3 or mistral, not '\(name)'")
+            }
             template = t
         }
         guard let template else {
             throw CLIError(
-                message: "\(lm.model.path): no chat template av knows in tokenizer_config.json; pass --template chatml|llama3|mistral", code: .badInput)
+                message:
+                    "\(lm.model.path): no chat template av knows in tokenizer_config.json; pass --template chatml|llama3|mistral",
+                code: .badInput)
         }
         return lm.tokenizer.encode(template.render(user: prompt, system: args.value("--system")))
     }

@@ -16,12 +16,15 @@ enum InspectCommand {
 
     static func run(_ args: ParsedArguments) throws -> ExitCode {
         guard args.positionals.count == 1 else {
-            throw UsageError(message: args.positionals.isEmpty ? "missing PATH" : "expected one PATH, got \(args.positionals.count)")
+            throw UsageError(
+                message: args.positionals.isEmpty ? "missing PATH" : "expected one PATH, got \(args.positionals.count)")
         }
         let path = args.positionals[0]
         var filter: Regex<AnyRegexOutput>?
         if let pattern = args.value("--tensors") {
-            do { filter = try Regex(pattern) } catch { throw UsageError(message: "--tensors: invalid regular expression '\(pattern)'") }
+            do { filter = try Regex(pattern) } catch {
+                throw UsageError(message: "--tensors: invalid regular expression '\(pattern)'")
+            }
         }
         let model = try SafeTensorsModel(path: path)
         let shown = model.entries.filter { e in filter.map { (try? $0.firstMatch(in: e.info.name)) != nil } ?? true }
@@ -41,7 +44,8 @@ enum InspectCommand {
 
         if args.has("--json") {
             var top: [(key: String, value: JSONValue)] = [
-                ("path", .string(path)), ("kind", .string(isAV ? "av" : model.isDirectory ? "directory" : "safetensors")),
+                ("path", .string(path)),
+                ("kind", .string(isAV ? "av" : model.isDirectory ? "directory" : "safetensors")),
                 ("files", .array(model.files.map { .string($0.path) })),
                 ("tensorCount", .int(model.count)), ("parameterCount", .int(params)),
                 ("dataBytes", .int(model.totalDataSize)), ("fileBytes", .int(fileBytes)),
@@ -49,7 +53,12 @@ enum InspectCommand {
                     "dtypes",
                     .object(
                         dtypes.keys.sorted { $0.order > $1.order }.map { d in
-                            (d.rawValue, .object([("tensors", .int(dtypes[d]!.tensors)), ("parameters", .int(dtypes[d]!.params))]))
+                            (
+                                d.rawValue,
+                                .object([
+                                    ("tensors", .int(dtypes[d]!.tensors)), ("parameters", .int(dtypes[d]!.params)),
+                                ])
+                            )
                         })
                 ),
                 ("metadata", .object(metadata.keys.sorted().map { ($0, .string(metadata[$0]!)) })),
@@ -63,7 +72,10 @@ enum InspectCommand {
                             return .object([
                                 ("name", .string(e.info.name)), ("dtype", .string(e.info.dtype.rawValue)),
                                 ("shape", .array(e.info.shape.map { .int($0) })), ("bytes", .int(e.info.byteCount)),
-                                ("dataOffsets", .array([.int(e.info.dataRange.lowerBound), .int(e.info.dataRange.upperBound)])),
+                                (
+                                    "dataOffsets",
+                                    .array([.int(e.info.dataRange.lowerBound), .int(e.info.dataRange.upperBound)])
+                                ),
                                 ("fileOffset", .int(f.fileOffset(of: e.info))), ("file", .string(splitName(f.path))),
                             ])
                         })
@@ -77,7 +89,10 @@ enum InspectCommand {
         var summary: [(String, String)] = [
             ("tensors", Format.grouped(model.count)),
             ("parameters", "\(Format.grouped(params)) (\(Format.short(params)))"),
-            ("bytes", "\(Format.grouped(model.totalDataSize)) of data, \(Format.grouped(fileBytes)) on disk (\(Format.bytes(fileBytes)))"),
+            (
+                "bytes",
+                "\(Format.grouped(model.totalDataSize)) of data, \(Format.grouped(fileBytes)) on disk (\(Format.bytes(fileBytes)))"
+            ),
         ]
         for d in dtypes.keys.sorted(by: { $0.order > $1.order }) {
             summary.append(
@@ -92,14 +107,18 @@ enum InspectCommand {
             for role in ["base", "aligned"] {
                 if let text = metadata["av.\(role)"], let info = try? JSONParser.parse(text) {
                     let fp = info["structure"]?.stringValue.map { " structure \($0)" } ?? ""
-                    summary.append((role, "\(info["path"]?.stringValue ?? "?") (\(info["dtype"]?.stringValue ?? "?"),\(fp))"))
+                    summary.append(
+                        (role, "\(info["path"]?.stringValue ?? "?") (\(info["dtype"]?.stringValue ?? "?"),\(fp))"))
                 }
             }
         }
         if isAV, let text = metadata["av.digests"], case .object(let digests)? = try? JSONParser.parse(text) {
-            summary.append(("checksums", "\(digests.count) tensor digests (av.digests), verified by every read of the deltas"))
+            summary.append(
+                ("checksums", "\(digests.count) tensor digests (av.digests), verified by every read of the deltas"))
         }
-        let shownKeys = metadata.keys.sorted().filter { !isAV || !["av.base", "av.aligned", "av.digests"].contains($0) }
+        let shownKeys = metadata.keys.sorted().filter {
+            !isAV || !["av.base", "av.aligned", "av.digests"].contains($0)
+        }
         for (i, key) in shownKeys.enumerated() {
             summary.append((i == 0 ? "metadata" : "", "\(key) = \(metadata[key]!)"))
         }
@@ -109,7 +128,8 @@ enum InspectCommand {
         if multiFile { header.append("file") }
         let rows = shown.map { e -> [String] in
             var r = [
-                e.info.name, e.info.dtype.rawValue, Shape.describe(e.info.shape), Format.grouped(e.info.byteCount), Format.grouped(e.info.dataRange.lowerBound),
+                e.info.name, e.info.dtype.rawValue, Shape.describe(e.info.shape), Format.grouped(e.info.byteCount),
+                Format.grouped(e.info.dataRange.lowerBound),
             ]
             if multiFile { r.append(splitName(model.files[e.file].path)) }
             return r

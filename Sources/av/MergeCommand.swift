@@ -9,15 +9,31 @@ enum MergeCommand {
         summary: "mix alignment vectors into a base: base + sum of lambda * AV",
         positionals: [],
         options: [
-            OptionSpec(names: ["-o", "--output"], valueName: "PATH", help: "output: a file for a file base, a directory for a directory base"),
-            OptionSpec(names: ["--base"], valueName: "PATH", help: "the base model (default: the base the vectors record, if it exists)"),
-            OptionSpec(names: ["--vectors"], valueName: "DIR", help: "where --DOMAIN finds DOMAIN.av (default: the current directory)"),
-            OptionSpec(names: ["--vector"], valueName: "PATH=COEF", help: "an AV file by path with its coefficient (repeatable)", repeatable: true),
-            OptionSpec(names: ["--recipe"], valueName: "FILE.json", help: "base, vectors, coefficients, output and dtype from a file; flags override it"),
-            OptionSpec(names: ["--dtype"], valueName: "DTYPE", help: "output dtype: f32, bf16, f16 or f64 (default: the base's)"),
-            OptionSpec(names: ["--max-shard-size"], valueName: "SIZE", help: "largest output shard, e.g. 5GB (directories; default: like the base)"),
+            OptionSpec(
+                names: ["-o", "--output"], valueName: "PATH",
+                help: "output: a file for a file base, a directory for a directory base"),
+            OptionSpec(
+                names: ["--base"], valueName: "PATH",
+                help: "the base model (default: the base the vectors record, if it exists)"),
+            OptionSpec(
+                names: ["--vectors"], valueName: "DIR",
+                help: "where --DOMAIN finds DOMAIN.av (default: the current directory)"),
+            OptionSpec(
+                names: ["--vector"], valueName: "PATH=COEF",
+                help: "an AV file by path with its coefficient (repeatable)", repeatable: true),
+            OptionSpec(
+                names: ["--recipe"], valueName: "FILE.json",
+                help: "base, vectors, coefficients, output and dtype from a file; flags override it"),
+            OptionSpec(
+                names: ["--dtype"], valueName: "DTYPE",
+                help: "output dtype: f32, bf16, f16 or f64 (default: the base's)"),
+            OptionSpec(
+                names: ["--max-shard-size"], valueName: "SIZE",
+                help: "largest output shard, e.g. 5GB (directories; default: like the base)"),
             OptionSpec(names: ["--force"], help: "merge vectors made from another base anyway"),
-            OptionSpec(names: ["--transfer"], help: "apply the vectors to another base on purpose (recorded in the output's provenance)"),
+            OptionSpec(
+                names: ["--transfer"],
+                help: "apply the vectors to another base on purpose (recorded in the output's provenance)"),
             OptionSpec(names: ["--allow-nonfinite"], help: "write NaN or Inf results instead of refusing"),
             OptionSpec(names: ["--threads"], valueName: "N", help: "threads to use (default: all cores)"),
             OptionSpec(names: ["--json"], help: "print the report as JSON"),
@@ -89,11 +105,14 @@ enum MergeCommand {
         let basePath: String
         if let b = args.value("--base") ?? recipe.base {
             basePath = b
-        } else if let recorded = terms.first?.vector.header.base.path, FileManager.default.fileExists(atPath: recorded) {
+        } else if let recorded = terms.first?.vector.header.base.path, FileManager.default.fileExists(atPath: recorded)
+        {
             basePath = recorded
         } else {
             throw AVError.noBase(
-                reason: "no base given (--base PATH), and the base the vectors record (\(terms.first?.vector.header.base.path ?? "?")) does not exist here")
+                reason:
+                    "no base given (--base PATH), and the base the vectors record (\(terms.first?.vector.header.base.path ?? "?")) does not exist here"
+            )
         }
         let output = args.value("-o") ?? recipe.output
         if needOutput && output == nil { throw UsageError(message: "missing -o PATH") }
@@ -107,7 +126,9 @@ enum MergeCommand {
             options.dtype = recipe.dtype
         }
         if let text = args.value("--max-shard-size") {
-            guard let n = parseSize(text) else { throw UsageError(message: "--max-shard-size takes a size like 5GB, not '\(text)'") }
+            guard let n = parseSize(text) else {
+                throw UsageError(message: "--max-shard-size takes a size like 5GB, not '\(text)'")
+            }
             options.maxShardSize = n
         } else {
             options.maxShardSize = recipe.maxShardSize
@@ -126,14 +147,18 @@ enum MergeCommand {
         resolvedRecipe.dtype = options.dtype
         resolvedRecipe.maxShardSize = options.maxShardSize
         options.provenance["recipe"] = resolvedRecipe.json
-        return Plan(base: try Checkpoint(path: try GGUFPaths.resolve(basePath)), terms: terms, output: output ?? "", options: options)
+        return Plan(
+            base: try Checkpoint(path: try GGUFPaths.resolve(basePath)), terms: terms, output: output ?? "",
+            options: options)
     }
 
     /// The AV of `domain`: `DIR/DOMAIN.av`, or an error listing the domains that are there.
     static func vector(domain: String, in dir: String) throws -> AlignmentVector {
         let path = (dir as NSString).appendingPathComponent(domain + ".av")
         guard FileManager.default.fileExists(atPath: path) else {
-            let found = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".av") }.sorted()
+            let found = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter {
+                $0.hasSuffix(".av")
+            }.sorted()
             throw AVError.unknownDomain(name: domain, directory: dir, found: found.map { String($0.dropLast(3)) })
         }
         return try AlignmentVector(path: path)
@@ -141,7 +166,8 @@ enum MergeCommand {
 
     static func run(_ args: ParsedArguments) throws -> ExitCode {
         guard args.positionals.isEmpty else {
-            throw UsageError(message: "unexpected argument '\(args.positionals[0])' (coefficients follow a --DOMAIN flag)")
+            throw UsageError(
+                message: "unexpected argument '\(args.positionals[0])' (coefficients follow a --DOMAIN flag)")
         }
         let p = try plan(args)
         let bar = ProgressBar(label: "merge", quiet: args.has("--quiet") || args.has("--json"))
@@ -173,7 +199,10 @@ enum MergeCommand {
                 "base",
                 "\(r.base.path) (\(r.base.dtype), fingerprint \(r.base.fingerprint), \(r.baseVerified ? "matches the vectors" : "NOT the vectors' base: transferred"))"
             ),
-            ("vectors", r.terms.map { "\($0.path) (\($0.domain), λ = \(trimmed($0.coefficient)))" }.joined(separator: ", ")),
+            (
+                "vectors",
+                r.terms.map { "\($0.path) (\($0.domain), λ = \(trimmed($0.coefficient)))" }.joined(separator: ", ")
+            ),
             ("tensors", "\(r.tensors.count) written, \(r.touchedTensors) changed by the mix"),
             (
                 "values",
@@ -189,7 +218,9 @@ enum MergeCommand {
             ))
         for (k, v) in rows { lines.append("  " + k.padding(toLength: 9, withPad: " ", startingAt: 0) + v) }
         if changed == 0, r.terms.contains(where: { $0.coefficient != 0 }) {
-            lines.append("note: the mix changed no value: every λ·Δ is too small to move a weight even in f64 (the output is the base)")
+            lines.append(
+                "note: the mix changed no value: every λ·Δ is too small to move a weight even in f64 (the output is the base)"
+            )
         }
         if share >= 10, outName != "F32", outName != "F64" {
             lines.append(
@@ -205,16 +236,24 @@ enum MergeCommand {
             ("baseVerified", .bool(r.baseVerified)),
             (
                 "vectors",
-                .array(r.terms.map { .object([("path", .string($0.path)), ("domain", .string($0.domain)), ("coefficient", .double($0.coefficient))]) })
+                .array(
+                    r.terms.map {
+                        .object([
+                            ("path", .string($0.path)), ("domain", .string($0.domain)),
+                            ("coefficient", .double($0.coefficient)),
+                        ])
+                    })
             ),
-            ("dtype", .string(dtype?.rawValue ?? "base")), ("changedValues", .int(r.changed)), ("roundedAway", .int(r.roundedAway)),
+            ("dtype", .string(dtype?.rawValue ?? "base")), ("changedValues", .int(r.changed)),
+            ("roundedAway", .int(r.roundedAway)),
             ("seconds", .double(r.seconds)), ("bytesRead", .int(r.bytesRead)), ("bytesWritten", .int(r.bytesWritten)),
             (
                 "tensors",
                 .array(
                     r.tensors.map { t in
                         .object([
-                            ("name", .string(t.name)), ("dtype", .string(t.dtype.rawValue)), ("terms", .int(t.terms)), ("changed", .int(t.changed)),
+                            ("name", .string(t.name)), ("dtype", .string(t.dtype.rawValue)), ("terms", .int(t.terms)),
+                            ("changed", .int(t.changed)),
                             ("roundedAway", .int(t.roundedAway)),
                         ])
                     })

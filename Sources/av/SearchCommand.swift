@@ -13,20 +13,35 @@ enum SearchCommand {
         positionals: [],
         options: [
             OptionSpec(names: ["--base"], valueName: "PATH", help: "the base model directory (required)"),
-            OptionSpec(names: ["--vectors"], valueName: "DIR", help: "where DOMAIN.av are (default: the current directory)"),
             OptionSpec(
-                names: ["--levels"], valueName: "DOMAIN=FILE", help: "a domain and its levels file (repeatable; the domains searched)", repeatable: true),
+                names: ["--vectors"], valueName: "DIR", help: "where DOMAIN.av are (default: the current directory)"),
             OptionSpec(
-                names: ["--target"], valueName: "DOMAIN=LEVEL", help: "the level wanted in a domain (repeatable: one per domain)", repeatable: true),
+                names: ["--levels"], valueName: "DOMAIN=FILE",
+                help: "a domain and its levels file (repeatable; the domains searched)", repeatable: true),
+            OptionSpec(
+                names: ["--target"], valueName: "DOMAIN=LEVEL",
+                help: "the level wanted in a domain (repeatable: one per domain)", repeatable: true),
             OptionSpec(names: ["--all-profiles"], help: "every combination of levels across the domains"),
-            OptionSpec(names: ["--range"], valueName: "FROM:TO:STEPS", help: "the λ values tried per domain (default -2:2:17)"),
-            OptionSpec(names: ["--strategy"], valueName: "NAME", help: "coordinate (default, fast) or grid (every point; shards)"),
-            OptionSpec(names: ["--score"], valueName: "mean|sum", help: "response score: mean log-probability per token (default) or sum"),
+            OptionSpec(
+                names: ["--range"], valueName: "FROM:TO:STEPS", help: "the λ values tried per domain (default -2:2:17)"),
+            OptionSpec(
+                names: ["--strategy"], valueName: "NAME",
+                help: "coordinate (default, fast) or grid (every point; shards)"),
+            OptionSpec(
+                names: ["--score"], valueName: "mean|sum",
+                help: "response score: mean log-probability per token (default) or sum"),
             OptionSpec(names: ["--prefix"], valueName: "TEXT", help: "text put before every prompt"),
-            OptionSpec(names: ["--write-recipe"], valueName: "FILE.json", help: "write the found mix as a recipe for av merge and av check"),
-            OptionSpec(names: ["--shard"], valueName: "I/N", help: "grid strategy: evaluate the I-th of N parts and write it (-o)"),
-            OptionSpec(names: ["-o", "--output"], valueName: "FILE.json", help: "with --shard: the partial result (default shard-I-of-N.json)"),
-            OptionSpec(names: ["--collect"], valueName: "DIR", help: "combine the shard files in DIR into the whole result"),
+            OptionSpec(
+                names: ["--write-recipe"], valueName: "FILE.json",
+                help: "write the found mix as a recipe for av merge and av check"),
+            OptionSpec(
+                names: ["--shard"], valueName: "I/N",
+                help: "grid strategy: evaluate the I-th of N parts and write it (-o)"),
+            OptionSpec(
+                names: ["-o", "--output"], valueName: "FILE.json",
+                help: "with --shard: the partial result (default shard-I-of-N.json)"),
+            OptionSpec(
+                names: ["--collect"], valueName: "DIR", help: "combine the shard files in DIR into the whole result"),
             OptionSpec(names: ["--force"], help: "mix vectors made from another base anyway"),
             OptionSpec(names: ["--threads"], valueName: "N", help: "threads to use (default: all cores)"),
             OptionSpec(names: ["--json"], help: "print the result as JSON"),
@@ -41,7 +56,9 @@ enum SearchCommand {
             """)
 
     static func run(_ args: ParsedArguments) throws -> ExitCode {
-        guard args.positionals.isEmpty else { throw UsageError(message: "unexpected argument '\(args.positionals[0])'") }
+        guard args.positionals.isEmpty else {
+            throw UsageError(message: "unexpected argument '\(args.positionals[0])'")
+        }
         guard let base = args.value("--base") else { throw UsageError(message: "missing --base PATH") }
         let pairs = try args.all("--levels").map { try split($0, "--levels", "DOMAIN=FILE") }
         guard !pairs.isEmpty else { throw UsageError(message: "give --levels DOMAIN=FILE for each domain to search") }
@@ -51,7 +68,9 @@ enum SearchCommand {
         }
         let strategy =
             try args.value("--strategy").map { text -> SearchStrategy in
-                guard let s = SearchStrategy(rawValue: text) else { throw UsageError(message: "--strategy must be coordinate or grid, not '\(text)'") }
+                guard let s = SearchStrategy(rawValue: text) else {
+                    throw UsageError(message: "--strategy must be coordinate or grid, not '\(text)'")
+                }
                 return s
             } ?? .coordinate
         let values = try rangeValues(args.value("--range") ?? "-2:2:17", option: "--range")
@@ -59,22 +78,34 @@ enum SearchCommand {
         let dir = args.value("--vectors") ?? "."
         var domains: [SearchDomain] = []
         for (name, file) in pairs {
-            domains.append(SearchDomain(name: name, vector: try MergeCommand.vector(domain: name, in: dir), levels: try LevelsFile.load(file)))
+            domains.append(
+                SearchDomain(
+                    name: name, vector: try MergeCommand.vector(domain: name, in: dir),
+                    levels: try LevelsFile.load(file)))
         }
         let levels = domains.map(\.levels.levels)
         var profiles: [Profile]
         if args.has("--all-profiles") {
-            guard args.all("--target").isEmpty else { throw UsageError(message: "give --target or --all-profiles, not both") }
+            guard args.all("--target").isEmpty else {
+                throw UsageError(message: "give --target or --all-profiles, not both")
+            }
             profiles = MixSearch.allProfiles(levels)
         } else {
             var targets: [String: String] = [:]
             for item in args.all("--target") {
                 let (d, level) = try split(item, "--target", "DOMAIN=LEVEL")
-                guard let i = names.firstIndex(of: d) else { throw UsageError(message: "--target \(item): no --levels for domain '\(d)'") }
-                guard levels[i].contains(level) else {
-                    throw UsageError(message: "--target \(item): \(domains[i].levels.path) has levels \(levels[i].joined(separator: ", "))")
+                guard let i = names.firstIndex(of: d) else {
+                    throw UsageError(message: "--target \(item): no --levels for domain '\(d)'")
                 }
-                guard targets.updateValue(level, forKey: d) == nil else { throw UsageError(message: "--target for '\(d)' is given twice") }
+                guard levels[i].contains(level) else {
+                    throw UsageError(
+                        message:
+                            "--target \(item): \(domains[i].levels.path) has levels \(levels[i].joined(separator: ", "))"
+                    )
+                }
+                guard targets.updateValue(level, forKey: d) == nil else {
+                    throw UsageError(message: "--target for '\(d)' is given twice")
+                }
             }
             guard targets.count == names.count else {
                 throw UsageError(
@@ -85,12 +116,15 @@ enum SearchCommand {
             profiles = [names.map { targets[$0]! }]
         }
         let evaluator = MixEvaluator(
-            base: try GGUFPaths.resolve(base), domains: domains, threads: try threads(args), force: args.has("--force"), score: score,
+            base: try GGUFPaths.resolve(base), domains: domains, threads: try threads(args), force: args.has("--force"),
+            score: score,
             prefix: args.value("--prefix") ?? "")
         let started = DispatchTime.now().uptimeNanoseconds
 
         if let text = args.value("--shard") {
-            guard strategy == .grid else { throw UsageError(message: "--shard needs --strategy grid (the coordinate search is sequential)") }
+            guard strategy == .grid else {
+                throw UsageError(message: "--shard needs --strategy grid (the coordinate search is sequential)")
+            }
             let parts = text.split(separator: "/").compactMap { Int($0) }
             guard parts.count == 2, parts[1] >= 1, (0..<parts[1]).contains(parts[0]) else {
                 throw UsageError(message: "--shard takes I/N with 0 ≤ I < N, not '\(text)'")
@@ -98,7 +132,8 @@ enum SearchCommand {
             let output = args.value("-o") ?? "shard-\(parts[0])-of-\(parts[1]).json"
             try ReportFile.check(output, inputs: pairs.map(\.1))
             let points = try MixSearch.evaluateGrid(evaluator, values: values, shard: parts[0], of: parts[1])
-            let shard = SearchShard(inputs: SearchShard.inputs(evaluator), values: values, shard: parts[0], count: parts[1], points: points)
+            let shard = SearchShard(
+                inputs: SearchShard.inputs(evaluator), values: values, shard: parts[0], count: parts[1], points: points)
             try ReportFile.write(shard.json.rendered(pretty: true) + "\n", to: output, inputs: pairs.map(\.1))
             print("av search: shard \(parts[0])/\(parts[1]): \(points.count) points → \(output)")
             return .success
@@ -107,13 +142,21 @@ enum SearchCommand {
         var points: [SearchPoint]
         if let collect = args.value("--collect") {
             guard strategy == .grid else { throw UsageError(message: "--collect needs --strategy grid") }
-            let files = ((try? FileManager.default.contentsOfDirectory(atPath: collect)) ?? []).filter { $0.hasSuffix(".json") }.sorted()
+            let files = ((try? FileManager.default.contentsOfDirectory(atPath: collect)) ?? []).filter {
+                $0.hasSuffix(".json")
+            }.sorted()
             let shards = try files.map {
-                ((collect as NSString).appendingPathComponent($0), try SearchShard.load((collect as NSString).appendingPathComponent($0)))
+                (
+                    (collect as NSString).appendingPathComponent($0),
+                    try SearchShard.load((collect as NSString).appendingPathComponent($0))
+                )
             }
             let combined = try SearchShard.combine(shards.map { (path: $0.0, shard: $0.1) })
             guard combined.inputs == SearchShard.inputs(evaluator), combined.values == values else {
-                throw CLIError(message: "\(collect): the shards were computed from other inputs or another --range than this command names", code: .badInput)
+                throw CLIError(
+                    message:
+                        "\(collect): the shards were computed from other inputs or another --range than this command names",
+                    code: .badInput)
             }
             points = combined.points
         } else if strategy == .grid {
@@ -126,14 +169,22 @@ enum SearchCommand {
 
         if let recipePath = args.value("--write-recipe") {
             guard results.count == 1, let best = results[0].best else {
-                throw CLIError(message: "--write-recipe needs one profile (--target per domain) that the search reached", code: .checkFailed)
+                throw CLIError(
+                    message: "--write-recipe needs one profile (--target per domain) that the search reached",
+                    code: .checkFailed)
             }
-            try ReportFile.write(recipe(base: base, vectors: dir, domains: domains, point: best, profile: results[0].profile, at: recipePath), to: recipePath)
+            try ReportFile.write(
+                recipe(
+                    base: base, vectors: dir, domains: domains, point: best, profile: results[0].profile, at: recipePath
+                ), to: recipePath)
         }
         if args.has("--json") {
             print(json(results, domains: domains, strategy: strategy, points: points.count).rendered(pretty: true))
         } else {
-            print(text(results, domains: domains, strategy: strategy, points: points.count, seconds: seconds, mixes: evaluator.mixesLoaded))
+            print(
+                text(
+                    results, domains: domains, strategy: strategy, points: points.count, seconds: seconds,
+                    mixes: evaluator.mixesLoaded))
             if let r = args.value("--write-recipe") { print("recipe: \(r)") }
         }
         return results.allSatisfy(\.reached) ? .success : .checkFailed
@@ -146,13 +197,18 @@ enum SearchCommand {
         return (String(item[..<eq]), String(item[item.index(after: eq)...]))
     }
 
-    static func text(_ results: [ProfileResult], domains: [SearchDomain], strategy: SearchStrategy, points: Int, seconds: Double, mixes: Int) -> String {
+    static func text(
+        _ results: [ProfileResult], domains: [SearchDomain], strategy: SearchStrategy, points: Int, seconds: Double,
+        mixes: Int
+    ) -> String {
         let reached = results.filter(\.reached).count
         var lines = [
             "av search: \(reached) of \(results.count) profile\(results.count == 1 ? "" : "s") reached "
                 + "(\(strategy.rawValue), \(points) mixes checked whole, \(mixes) loaded, \(String(format: "%.1f", seconds)) s)"
         ]
-        let header = ["profile (" + domains.map(\.name).joined(separator: "/") + ")", "reached"] + domains.map { "λ \($0.name)" } + ["margin"]
+        let header =
+            ["profile (" + domains.map(\.name).joined(separator: "/") + ")", "reached"] + domains.map { "λ \($0.name)" }
+            + ["margin"]
         let rows = results.map { r -> [String] in
             [r.profile.joined(separator: "/"), r.reached ? "yes" : "no"]
                 + (r.best.map { $0.lambdas.map { String(format: "%+.2f", $0) } } ?? domains.map { _ in "" })
@@ -163,36 +219,49 @@ enum SearchCommand {
             lines.append("")
             lines.append("shares at the best mix:")
             for (d, domain) in domains.enumerated() {
-                let cells = zip(domain.levels.levels, best.shares[d]).map { "\($0) \(String(format: "%.0f%%", 100 * $1))" }.joined(separator: ", ")
+                let cells = zip(domain.levels.levels, best.shares[d]).map {
+                    "\($0) \(String(format: "%.0f%%", 100 * $1))"
+                }.joined(separator: ", ")
                 lines.append("  \(domain.name): \(cells)   (target \(results[0].profile[d]))")
             }
             for r in results[0].runnersUp {
-                lines.append("  runner-up: " + zip(domains, r.lambdas).map { "\($0.name) \(String(format: "%+.2f", $1))" }.joined(separator: ", "))
+                lines.append(
+                    "  runner-up: "
+                        + zip(domains, r.lambdas).map { "\($0.name) \(String(format: "%+.2f", $1))" }.joined(
+                            separator: ", "))
             }
         }
         return lines.joined(separator: "\n")
     }
 
-    static func json(_ results: [ProfileResult], domains: [SearchDomain], strategy: SearchStrategy, points: Int) -> JSONValue {
+    static func json(_ results: [ProfileResult], domains: [SearchDomain], strategy: SearchStrategy, points: Int)
+        -> JSONValue
+    {
         func point(_ p: SearchPoint) -> JSONValue {
             .object([
                 ("lambdas", .object(zip(domains, p.lambdas).map { ($0.name, .double($1)) })),
                 (
                     "shares",
-                    .object(zip(domains, p.shares).map { d, s in (d.name, .object(zip(d.levels.levels, s).map { ($0, .double($1)) })) })
+                    .object(
+                        zip(domains, p.shares).map { d, s in
+                            (d.name, .object(zip(d.levels.levels, s).map { ($0, .double($1)) }))
+                        })
                 ),
             ])
         }
         return .object([
-            ("strategy", .string(strategy.rawValue)), ("domains", .array(domains.map { .string($0.name) })), ("mixesChecked", .int(points)),
+            ("strategy", .string(strategy.rawValue)), ("domains", .array(domains.map { .string($0.name) })),
+            ("mixesChecked", .int(points)),
             ("reached", .int(results.filter(\.reached).count)), ("profiles", .int(results.count)),
             (
                 "results",
                 .array(
                     results.map { r in
                         .object([
-                            ("target", .object(zip(domains, r.profile).map { ($0.name, .string($1)) })), ("reached", .bool(r.reached)),
-                            ("margin", .double(r.margin)), ("best", r.best.map(point) ?? .null), ("runnersUp", .array(r.runnersUp.map(point))),
+                            ("target", .object(zip(domains, r.profile).map { ($0.name, .string($1)) })),
+                            ("reached", .bool(r.reached)),
+                            ("margin", .double(r.margin)), ("best", r.best.map(point) ?? .null),
+                            ("runnersUp", .array(r.runnersUp.map(point))),
                         ])
                     })
             ),
@@ -200,11 +269,18 @@ enum SearchCommand {
     }
 
     /// A recipe with the found mix and a levels check per domain, paths relative to the recipe.
-    static func recipe(base: String, vectors: String, domains: [SearchDomain], point: SearchPoint, profile: Profile, at path: String) -> String {
-        let dir = OutputGuard.canonical((path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent)
+    static func recipe(
+        base: String, vectors: String, domains: [SearchDomain], point: SearchPoint, profile: Profile, at path: String
+    ) -> String {
+        let dir = OutputGuard.canonical(
+            (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent)
         func rel(_ p: String) -> String { relativePath(OutputGuard.canonical(p), from: dir) }
         let value = JSONValue.object([
-            ("description", .string("found by av search: " + zip(domains, profile).map { "\($0.name) \($1)" }.joined(separator: ", "))),
+            (
+                "description",
+                .string(
+                    "found by av search: " + zip(domains, profile).map { "\($0.name) \($1)" }.joined(separator: ", "))
+            ),
             ("base", .string(rel(base))), ("vectors_dir", .string(rel(vectors))),
             ("mix", .object(zip(domains, point.lambdas).map { ($0.name, .double($1)) })),
             (
@@ -212,7 +288,8 @@ enum SearchCommand {
                 .array(
                     zip(domains, profile).map { d, level in
                         .object([
-                            ("name", .string("\(d.name) answers \(level)")), ("type", .string("levels")), ("file", .string(rel(d.levels.path))),
+                            ("name", .string("\(d.name) answers \(level)")), ("type", .string("levels")),
+                            ("file", .string(rel(d.levels.path))),
                             ("level", .string(level)), ("largest", .bool(true)),
                         ])
                     })
@@ -236,10 +313,12 @@ func relativePath(_ path: String, from dir: String) -> String {
 /// FROM:TO:STEPS as values, refused unless finite with 2 ≤ STEPS ≤ 10000.
 func rangeValues(_ text: String, option: String) throws -> [Double] {
     let parts = text.split(separator: ":").map(String.init)
-    guard parts.count == 3, let from = Double(parts[0]), let to = Double(parts[1]), let steps = Int(parts[2]), steps >= 2, steps <= 10_000,
+    guard parts.count == 3, let from = Double(parts[0]), let to = Double(parts[1]), let steps = Int(parts[2]),
+        steps >= 2, steps <= 10_000,
         from.isFinite, to.isFinite
     else {
-        throw UsageError(message: "\(option) takes FROM:TO:STEPS with finite FROM and TO and 2 ≤ STEPS ≤ 10000, not '\(text)'")
+        throw UsageError(
+            message: "\(option) takes FROM:TO:STEPS with finite FROM and TO and 2 ≤ STEPS ≤ 10000, not '\(text)'")
     }
     return (0..<steps).map { k in
         let v = from + (to - from) * Double(k) / Double(steps - 1)
@@ -250,6 +329,8 @@ func rangeValues(_ text: String, option: String) throws -> [Double] {
 /// `--score mean|sum`.
 func levelScore(_ args: ParsedArguments) throws -> LevelScore {
     guard let text = args.value("--score") else { return .mean }
-    guard let s = LevelScore(rawValue: text) else { throw UsageError(message: "--score must be mean or sum, not '\(text)'") }
+    guard let s = LevelScore(rawValue: text) else {
+        throw UsageError(message: "--score must be mean or sum, not '\(text)'")
+    }
     return s
 }

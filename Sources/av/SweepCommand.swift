@@ -11,17 +11,31 @@ enum SweepCommand {
         positionals: [],
         options: [
             OptionSpec(names: ["--base"], valueName: "PATH", help: "the base model directory (required)"),
-            OptionSpec(names: ["--vectors"], valueName: "DIR", help: "where --DOMAIN finds DOMAIN.av (default: the current directory)"),
+            OptionSpec(
+                names: ["--vectors"], valueName: "DIR",
+                help: "where --DOMAIN finds DOMAIN.av (default: the current directory)"),
             OptionSpec(names: ["--pairs"], valueName: "FILE.jsonl", help: "preference pairs to score"),
             OptionSpec(
-                names: ["--levels"], valueName: "[DOMAIN=]FILE", help: "a levels file: shares of each level per λ (repeatable)", repeatable: true),
-            OptionSpec(names: ["--score"], valueName: "mean|sum", help: "levels: response score, mean log-probability per token (default) or sum"),
-            OptionSpec(names: ["--prefix"], valueName: "TEXT", help: "levels: text put before every prompt (a prompting baseline)"),
-            OptionSpec(names: ["--system"], valueName: "TEXT", help: "levels: a ChatML system turn put before every prompt"),
+                names: ["--levels"], valueName: "[DOMAIN=]FILE",
+                help: "a levels file: shares of each level per λ (repeatable)", repeatable: true),
+            OptionSpec(
+                names: ["--score"], valueName: "mean|sum",
+                help: "levels: response score, mean log-probability per token (default) or sum"),
+            OptionSpec(
+                names: ["--prefix"], valueName: "TEXT",
+                help: "levels: text put before every prompt (a prompting baseline)"),
+            OptionSpec(
+                names: ["--system"], valueName: "TEXT", help: "levels: a ChatML system turn put before every prompt"),
             OptionSpec(names: ["--plot"], valueName: "OUT.svg", help: "also draw the curves as an SVG plot"),
-            OptionSpec(names: ["--shard"], valueName: "I/N", help: "evaluate every N-th point from I and write it (-o) for --collect"),
-            OptionSpec(names: ["-o", "--output"], valueName: "FILE.json", help: "with --shard: the partial result (default sweep-shard-I-of-N.json)"),
-            OptionSpec(names: ["--collect"], valueName: "DIR", help: "print the sweep from the shard files in DIR (same flags otherwise)"),
+            OptionSpec(
+                names: ["--shard"], valueName: "I/N",
+                help: "evaluate every N-th point from I and write it (-o) for --collect"),
+            OptionSpec(
+                names: ["-o", "--output"], valueName: "FILE.json",
+                help: "with --shard: the partial result (default sweep-shard-I-of-N.json)"),
+            OptionSpec(
+                names: ["--collect"], valueName: "DIR",
+                help: "print the sweep from the shard files in DIR (same flags otherwise)"),
             OptionSpec(names: ["--force"], help: "mix vectors made from another base anyway"),
             OptionSpec(names: ["--threads"], valueName: "N", help: "threads to use (default: all cores)"),
             OptionSpec(names: ["--json"], help: "print the table as JSON"),
@@ -47,20 +61,26 @@ enum SweepCommand {
         guard pairsFile != nil || !args.all("--levels").isEmpty else {
             throw UsageError(message: "give --pairs FILE.jsonl, --levels [DOMAIN=]FILE, or both")
         }
-        guard (1...2).contains(args.dynamic.count) else { throw UsageError(message: "give one or two --DOMAIN FROM:TO:STEPS ranges") }
+        guard (1...2).contains(args.dynamic.count) else {
+            throw UsageError(message: "give one or two --DOMAIN FROM:TO:STEPS ranges")
+        }
         let dir = args.value("--vectors") ?? "."
         var axes: [(domain: String, values: [Double], vector: AlignmentVector)] = []
         for (name, text) in args.dynamic {
             guard !axes.contains(where: { $0.domain == name }) else {
                 throw UsageError(message: "domain '\(name)' is given twice; give each domain once")
             }
-            axes.append((name, try rangeValues(text, option: "--" + name), try MergeCommand.vector(domain: name, in: dir)))
+            axes.append(
+                (name, try rangeValues(text, option: "--" + name), try MergeCommand.vector(domain: name, in: dir)))
         }
         // Levels files: DOMAIN=FILE, or a bare FILE for the first swept domain.
         var levels: [(domain: String, file: LevelsFile)] = []
         for item in args.all("--levels") {
-            let (domain, path) = item.contains("=") ? try SearchCommand.split(item, "--levels", "[DOMAIN=]FILE") : (axes[0].domain, item)
-            guard !levels.contains(where: { $0.domain == domain }) else { throw UsageError(message: "--levels for '\(domain)' is given twice") }
+            let (domain, path) =
+                item.contains("=") ? try SearchCommand.split(item, "--levels", "[DOMAIN=]FILE") : (axes[0].domain, item)
+            guard !levels.contains(where: { $0.domain == domain }) else {
+                throw UsageError(message: "--levels for '\(domain)' is given twice")
+            }
             levels.append((domain, try LevelsFile.load(path)))
         }
         let score = try levelScore(args)
@@ -68,7 +88,9 @@ enum SweepCommand {
         let pairs = try pairsFile.map { try PreferencePair.load($0) }
         let inputs = [pairsFile].compactMap { $0 } + levels.map(\.file.path)
         if let plot = args.value("--plot") {
-            if !levels.isEmpty && axes.count == 2 { throw UsageError(message: "--plot of level shares takes one swept domain") }
+            if !levels.isEmpty && axes.count == 2 {
+                throw UsageError(message: "--plot of level shares takes one swept domain")
+            }
             try ReportFile.check(plot, inputs: inputs)
         }
         let threadCount = try threads(args)
@@ -103,7 +125,8 @@ enum SweepCommand {
         if let shard {
             let output = args.value("-o") ?? "sweep-shard-\(shard.index)-of-\(shard.count).json"
             try ReportFile.write(
-                SweepShards.json(rows, inputs: shardInputs, shard: shard.index, count: shard.count).rendered(pretty: true) + "\n", to: output, inputs: inputs)
+                SweepShards.json(rows, inputs: shardInputs, shard: shard.index, count: shard.count).rendered(
+                    pretty: true) + "\n", to: output, inputs: inputs)
             print("av sweep: shard \(shard.index)/\(shard.count): \(rows.count) points → \(output)")
             return .success
         }
@@ -112,12 +135,17 @@ enum SweepCommand {
                 JSONValue.array(
                     rows.map { r in
                         var o: [(key: String, value: JSONValue)] = zip(axes, r.lambdas).map { ($0.domain, .double($1)) }
-                        if let p = r.pairs { o += [("accuracy", .double(p.accuracy)), ("meanMargin", .double(p.meanMargin))] }
+                        if let p = r.pairs {
+                            o += [("accuracy", .double(p.accuracy)), ("meanMargin", .double(p.meanMargin))]
+                        }
                         if !levels.isEmpty {
                             o.append(
                                 (
                                     "levels",
-                                    .object(zip(levels, r.levels).map { l, res in (l.domain, .object(zip(res.levels, res.shares).map { ($0, .double($1)) })) })
+                                    .object(
+                                        zip(levels, r.levels).map { l, res in
+                                            (l.domain, .object(zip(res.levels, res.shares).map { ($0, .double($1)) }))
+                                        })
                                 ))
                         }
                         return .object(o)
@@ -129,14 +157,20 @@ enum SweepCommand {
             for l in levels { header.append("\(l.domain): " + l.file.levels.joined(separator: " / ")) }
             let table = rows.map { r in
                 var cells = r.lambdas.map { String(format: "%+.3f", $0) }
-                if let p = r.pairs { cells += [String(format: "%.1f%%", 100 * p.accuracy), String(format: "%+.4f", p.meanMargin)] }
-                for res in r.levels { cells.append(res.shares.map { String(format: "%3.0f%%", 100 * $0) }.joined(separator: " / ")) }
+                if let p = r.pairs {
+                    cells += [String(format: "%.1f%%", 100 * p.accuracy), String(format: "%+.4f", p.meanMargin)]
+                }
+                for res in r.levels {
+                    cells.append(res.shares.map { String(format: "%3.0f%%", 100 * $0) }.joined(separator: " / "))
+                }
                 return cells
             }
             var what: [String] = []
             if let pairs, let pairsFile { what.append("\(pairs.count) pairs from \(pairsFile)") }
             for l in levels { what.append("\(l.file.items.count) \(l.domain) prompts from \(l.file.path)") }
-            print("av sweep: \(what.joined(separator: ", ")) on \(base)" + (prefix.isEmpty ? "" : " (with a prompt prefix)"))
+            print(
+                "av sweep: \(what.joined(separator: ", ")) on \(base)"
+                    + (prefix.isEmpty ? "" : " (with a prompt prefix)"))
             print(Format.table(header, table, rightAligned: Set(0..<header.count)))
         }
         if let plot = args.value("--plot") {
@@ -148,7 +182,8 @@ enum SweepCommand {
                     rows: rows.map { ($0.lambdas[0], $0.levels[index].shares) })
             } else {
                 svg = SVGPlot.render(
-                    axes: axes.map { ($0.domain, $0.values) }, rows: rows.map { ($0.lambdas, $0.pairs!.accuracy, $0.pairs!.meanMargin) })
+                    axes: axes.map { ($0.domain, $0.values) },
+                    rows: rows.map { ($0.lambdas, $0.pairs!.accuracy, $0.pairs!.meanMargin) })
             }
             try ReportFile.write(svg, to: plot, inputs: inputs)
             if !args.has("--json") { print("plot: \(plot)") }

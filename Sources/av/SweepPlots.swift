@@ -3,7 +3,9 @@ import Foundation
 /// A two-panel line chart (accuracy, mean margin) against λ of the first domain, one line per
 /// value of the second domain.
 enum SVGPlot {
-    static func render(axes: [(String, [Double])], rows: [(lambdas: [Double], accuracy: Double, margin: Double)]) -> String {
+    static func render(axes: [(String, [Double])], rows: [(lambdas: [Double], accuracy: Double, margin: Double)])
+        -> String
+    {
         let width = 720.0
         let panel = 260.0
         let left = 70.0
@@ -32,13 +34,18 @@ enum SVGPlot {
             }
             for v in [xMin, 0, 1, xMax] where v >= xMin && v <= xMax {
                 out += "<line x1=\"\(x(v))\" y1=\"\(y(lo))\" x2=\"\(x(v))\" y2=\"\(y(hi))\" stroke=\"#ddd\"/>\n"
-                out += "<text x=\"\(x(v))\" y=\"\(y(lo) + 15)\" text-anchor=\"middle\">\(String(format: "%g", v))</text>\n"
+                out +=
+                    "<text x=\"\(x(v))\" y=\"\(y(lo) + 15)\" text-anchor=\"middle\">\(String(format: "%g", v))</text>\n"
             }
             for (k, s) in series.enumerated() {
-                let points = s.map { "\(x($0.lambdas[0])),\(y(p == 0 ? $0.accuracy : $0.margin))" }.joined(separator: " ")
+                let points = s.map { "\(x($0.lambdas[0])),\(y(p == 0 ? $0.accuracy : $0.margin))" }.joined(
+                    separator: " ")
                 let color = colors[k % colors.count]
                 out += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(points)\"/>\n"
-                for r in s { out += "<circle cx=\"\(x(r.lambdas[0]))\" cy=\"\(y(p == 0 ? r.accuracy : r.margin))\" r=\"3\" fill=\"\(color)\"/>\n" }
+                for r in s {
+                    out +=
+                        "<circle cx=\"\(x(r.lambdas[0]))\" cy=\"\(y(p == 0 ? r.accuracy : r.margin))\" r=\"3\" fill=\"\(color)\"/>\n"
+                }
                 if axes.count == 2, p == 0 {
                     out +=
                         "<text x=\"\(left + plotWidth - 120)\" y=\"\(top + 14 * Double(k + 1))\" fill=\"\(color)\">λ \(axes[1].0) = \(String(format: "%g", s[0].lambdas[1]))</text>\n"
@@ -51,7 +58,9 @@ enum SVGPlot {
 
 extension SVGPlot {
     /// The paper's figure: the share of answers at each level, stacked, against λ of one domain.
-    static func levels(domain: String, levelsDomain: String, levels: [String], rows: [(lambda: Double, shares: [Double])]) -> String {
+    static func levels(
+        domain: String, levelsDomain: String, levels: [String], rows: [(lambda: Double, shares: [Double])]
+    ) -> String {
         let (width, height, left, top) = (720.0, 380.0, 70.0, 40.0)
         let plotWidth = width - left - 150
         let plotHeight = height - top - 50
@@ -60,16 +69,20 @@ extension SVGPlot {
         func x(_ v: Double) -> Double { left + (v - xMin) / max(xMax - xMin, 1e-12) * plotWidth }
         func y(_ v: Double) -> Double { top + plotHeight - v * plotHeight }
         let colors = ["#d62728", "#7f7f7f", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"]
-        var out = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"12\">\n"
+        var out =
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"12\">\n"
         out += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-        out += "<text x=\"\(left)\" y=\"\(top - 14)\" font-weight=\"bold\">share of \(levelsDomain) answers at each level vs λ \(domain)</text>\n"
+        out +=
+            "<text x=\"\(left)\" y=\"\(top - 14)\" font-weight=\"bold\">share of \(levelsDomain) answers at each level vs λ \(domain)</text>\n"
         var lower = [Double](repeating: 0, count: rows.count)
         for (k, level) in levels.enumerated() {
             let upper = zip(lower, rows).map { $0 + $1.shares[k] }
             let forward = zip(rows, upper).map { "\(x($0.lambda)),\(y($1))" }
             let back = zip(rows, lower).reversed().map { "\(x($0.lambda)),\(y($1))" }
-            out += "<polygon fill=\"\(colors[k % colors.count])\" fill-opacity=\"0.8\" points=\"\((forward + back).joined(separator: " "))\"/>\n"
-            out += "<rect x=\"\(left + plotWidth + 20)\" y=\"\(top + 20 * Double(k))\" width=\"12\" height=\"12\" fill=\"\(colors[k % colors.count])\"/>\n"
+            out +=
+                "<polygon fill=\"\(colors[k % colors.count])\" fill-opacity=\"0.8\" points=\"\((forward + back).joined(separator: " "))\"/>\n"
+            out +=
+                "<rect x=\"\(left + plotWidth + 20)\" y=\"\(top + 20 * Double(k))\" width=\"12\" height=\"12\" fill=\"\(colors[k % colors.count])\"/>\n"
             out += "<text x=\"\(left + plotWidth + 38)\" y=\"\(top + 20 * Double(k) + 11)\">\(level)</text>\n"
             lower = upper
         }
@@ -79,7 +92,8 @@ extension SVGPlot {
             out += "<text x=\"\(left - 6)\" y=\"\(y(v) + 4)\" text-anchor=\"end\">\(Int(v * 100))%</text>\n"
         }
         for r in rows {
-            out += "<text x=\"\(x(r.lambda))\" y=\"\(y(0) + 16)\" text-anchor=\"middle\">\(String(format: "%g", r.lambda))</text>\n"
+            out +=
+                "<text x=\"\(x(r.lambda))\" y=\"\(y(0) + 16)\" text-anchor=\"middle\">\(String(format: "%g", r.lambda))</text>\n"
         }
         return out + "</svg>\n"
     }

@@ -32,7 +32,9 @@ public struct ProcessResult: Sendable {
 }
 
 /// Runs `executable` with `arguments` and returns its exit status and output.
-public func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, currentDirectory: String? = nil) throws
+public func runProcess(
+    _ executable: String, _ arguments: [String], environment: [String: String]? = nil, currentDirectory: String? = nil
+) throws
     -> ProcessResult
 {
     let process = Process()
@@ -77,7 +79,9 @@ public func avBinaryPath() -> String {
 }
 
 /// Runs the built `av` binary.
-public func runAV(_ arguments: [String], environment: [String: String]? = nil, currentDirectory: String? = nil) throws -> ProcessResult {
+public func runAV(_ arguments: [String], environment: [String: String]? = nil, currentDirectory: String? = nil) throws
+    -> ProcessResult
+{
     try runProcess(avBinaryPath(), arguments, environment: environment, currentDirectory: currentDirectory)
 }
 
@@ -88,7 +92,9 @@ public func pythonCommand(modules: [String]) -> [String]? {
     let env = ProcessInfo.processInfo.environment
     let command = env["AV_PYTHON"].map { [$0] } ?? ["/usr/bin/env", "python3"]
     let probe = modules.map { "import \($0)" }.joined(separator: "; ")
-    guard let r = try? runProcess(command[0], Array(command.dropFirst()) + ["-c", probe]), r.status == 0 else { return nil }
+    guard let r = try? runProcess(command[0], Array(command.dropFirst()) + ["-c", probe]), r.status == 0 else {
+        return nil
+    }
     return command
 }
 
@@ -108,4 +114,5 @@ public func runPython(_ command: [String], code: String, arguments: [String]) th
 /// Whether the Python interop tests run: Python with safetensors and numpy is here, or CI requires
 /// it (AV_REQUIRE_PYTHON=1, and the tests then fail without it). Elsewhere they show as skipped.
 public let pythonInteropEnabled: Bool =
-    ProcessInfo.processInfo.environment["AV_REQUIRE_PYTHON"] != nil || pythonCommand(modules: ["safetensors", "numpy"]) != nil
+    ProcessInfo.processInfo.environment["AV_REQUIRE_PYTHON"] != nil
+    || pythonCommand(modules: ["safetensors", "numpy"]) != nil

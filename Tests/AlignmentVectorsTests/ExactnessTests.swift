@@ -18,20 +18,26 @@ func tensorBytes(_ path: String) throws -> [String: [UInt8]] {
     return out
 }
 
-func makeAV(_ base: String, _ aligned: String, _ out: String, storage: DType = .f32, threads: Int = 2) throws -> DiffReport {
+func makeAV(_ base: String, _ aligned: String, _ out: String, storage: DType = .f32, threads: Int = 2) throws
+    -> DiffReport
+{
     var options = DiffOptions(domain: URL(fileURLWithPath: out).deletingPathExtension().lastPathComponent)
     options.storage = storage
     options.threads = threads
     return try diff(base: Checkpoint(path: base), aligned: Checkpoint(path: aligned), output: out, options: options)
 }
 
-func mix(_ base: String, _ terms: [(String, Double)], _ out: String, dtype: DType? = nil, threads: Int = 2, force: Bool = false) throws -> MergeReport {
+func mix(
+    _ base: String, _ terms: [(String, Double)], _ out: String, dtype: DType? = nil, threads: Int = 2,
+    force: Bool = false
+) throws -> MergeReport {
     var options = MergeOptions()
     options.dtype = dtype
     options.threads = threads
     options.force = force
     return try merge(
-        base: Checkpoint(path: base), terms: terms.map { MergeTerm(vector: try AlignmentVector(path: $0.0), coefficient: $0.1) },
+        base: Checkpoint(path: base),
+        terms: terms.map { MergeTerm(vector: try AlignmentVector(path: $0.0), coefficient: $0.1) },
         output: out, options: options)
 }
 
@@ -39,7 +45,8 @@ func mix(_ base: String, _ terms: [(String, Double)], _ out: String, dtype: DTyp
 struct ExactnessTests {
     static let dtypes = ["F32", "BF16", "F16"]
 
-    @Test("λ = 0 gives the base bit for bit; λ = 1 with an f32 AV gives the aligned model bit for bit", arguments: dtypes)
+    @Test(
+        "λ = 0 gives the base bit for bit; λ = 1 with an f32 AV gives the aligned model bit for bit", arguments: dtypes)
     func identities(dtype: String) throws {
         let dir = TemporaryDirectory()
         let base = fixture("base_\(dtype).safetensors")
@@ -74,7 +81,9 @@ struct ExactnessTests {
         let size = DType(rawValue: dtype)!.byteSize!
         for (name, bytes) in want {
             let g = got[name]!
-            for i in stride(from: 0, to: bytes.count, by: size) where g[i..<(i + size)] != bytes[i..<(i + size)] { differing += 1 }
+            for i in stride(from: 0, to: bytes.count, by: size) where g[i..<(i + size)] != bytes[i..<(i + size)] {
+                differing += 1
+            }
         }
         #expect(differing == report.mismatches)
     }
@@ -87,7 +96,8 @@ struct ExactnessTests {
         let leg = dir.file("legal.av")
         _ = try makeAV(base, fixture("medical_\(dtype).safetensors"), med)
         _ = try makeAV(base, fixture("legal_\(dtype).safetensors"), leg)
-        let coefficients = try JSONDecoder().decode([[Double]].self, from: Data(contentsOf: URL(fileURLWithPath: fixture("coefficients.json"))))
+        let coefficients = try JSONDecoder().decode(
+            [[Double]].self, from: Data(contentsOf: URL(fileURLWithPath: fixture("coefficients.json"))))
         let reference = try SafeTensorsFile(path: fixture("reference_\(dtype).safetensors"))
         for outDType in [DType(rawValue: dtype)!, .f32] {
             for (k, c) in coefficients.enumerated() {
@@ -104,7 +114,9 @@ struct ExactnessTests {
                         let ulp = Self.ulp(of: r, in: outDType)
                         let err = (Double(got[i]) - r).magnitude
                         if err > 0.5 * ulp + r.magnitude * 0x1p-24 + 1e-45 {
-                            Issue.record("\(dtype)→\(outDType.rawValue) set \(k) \(t.name)[\(i)]: got \(got[i]), reference \(r), error \(err / ulp) ulp")
+                            Issue.record(
+                                "\(dtype)→\(outDType.rawValue) set \(k) \(t.name)[\(i)]: got \(got[i]), reference \(r), error \(err / ulp) ulp"
+                            )
                         }
                     }
                 }
@@ -124,7 +136,9 @@ struct ExactnessTests {
         return pow(2.0, Double(e - mantissa))
     }
 
-    @Test("output bytes are the same with 1, 2 and 5 threads and across runs, over tensors of many chunks", .enabled(if: isReleaseBuild))
+    @Test(
+        "output bytes are the same with 1, 2 and 5 threads and across runs, over tensors of many chunks",
+        .enabled(if: isReleaseBuild))
     func deterministic() throws {
         let dir = TemporaryDirectory()
         // 5M bf16 elements: three 4 MiB chunks, so up to three workers really run at once.
@@ -132,7 +146,8 @@ struct ExactnessTests {
         let b = values(n, seed: 21)
         try writeModel(dir.file("base.safetensors"), [("w", [n / 1000, 1000], b), ("small", [7], values(7, seed: 1))])
         let a = zip(b, values(n, seed: 22, scale: 0.003)).map { $0 + $1 }
-        try writeModel(dir.file("aligned.safetensors"), [("w", [n / 1000, 1000], a), ("small", [7], values(7, seed: 2))])
+        try writeModel(
+            dir.file("aligned.safetensors"), [("w", [n / 1000, 1000], a), ("small", [7], values(7, seed: 2))])
         var avBytes: [[UInt8]] = []
         var mixBytes: [[UInt8]] = []
         for (run, threads) in [1, 2, 5, 2].enumerated() {

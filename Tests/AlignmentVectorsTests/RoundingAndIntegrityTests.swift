@@ -32,7 +32,9 @@ struct RoundingAndIntegrityTests {
         return (base, delta)
     }
 
-    @Test("f32 base, bf16 and f16 outputs equal the correctly rounded f64 sum, including double-rounding cases", arguments: ["BF16", "F16"])
+    @Test(
+        "f32 base, bf16 and f16 outputs equal the correctly rounded f64 sum, including double-rounding cases",
+        arguments: ["BF16", "F16"])
     func roundedOnce(dtypeName: String) throws {
         let out = DType(rawValue: dtypeName)!
         let dir = TemporaryDirectory()
@@ -46,7 +48,8 @@ struct RoundingAndIntegrityTests {
         var failures = 0
         var constructedWrong = 0
         for lambda in [1 + exp2(-22.0), 1 - exp2(-22.0), 1.0, 0.37, -1.25] {
-            _ = try mix(dir.file("base.safetensors"), [(dir.file("d.av"), lambda)], dir.file("m.safetensors"), dtype: out)
+            _ = try mix(
+                dir.file("base.safetensors"), [(dir.file("d.av"), lambda)], dir.file("m.safetensors"), dtype: out)
             let bytes = try tensorBytes(dir.file("m.safetensors"))["w"]!
             var got = [Float](repeating: 0, count: base.count)
             bytes.withUnsafeBytes { Convert.toFloat(out, from: $0.baseAddress!, count: base.count, into: &got) }
@@ -86,7 +89,9 @@ struct RoundingAndIntegrityTests {
         let n = 1_200_000  // more than two digest runs
         let b = values(n, seed: 3)
         try writeModel(dir.file("base.safetensors"), [("w", [n], b), ("v", [4], [1, 2, 3, 4])])
-        try writeModel(dir.file("aligned.safetensors"), [("w", [n], zip(b, values(n, seed: 4, scale: 0.01)).map { $0 + $1 }), ("v", [4], [1, 2, 3, 5])])
+        try writeModel(
+            dir.file("aligned.safetensors"),
+            [("w", [n], zip(b, values(n, seed: 4, scale: 0.01)).map { $0 + $1 }), ("v", [4], [1, 2, 3, 5])])
         _ = try makeAV(dir.file("base.safetensors"), dir.file("aligned.safetensors"), dir.file("d.av"))
         let av = try AlignmentVector(path: dir.file("d.av"))
         #expect(Set(av.header.digests.keys) == Set(av.file.tensors.map(\.name)))
@@ -96,7 +101,9 @@ struct RoundingAndIntegrityTests {
         var bytes = readFile(dir.file("d.av"))
         bytes[av.file.fileOffset(of: info) + 4 * 1_100_000 + 1] ^= 0x04
         try Data(bytes).write(to: URL(fileURLWithPath: dir.file("bad.av")))
-        #expect(throws: AVError.self) { try mix(dir.file("base.safetensors"), [(dir.file("bad.av"), 0.5)], dir.file("m2.safetensors")) }
+        #expect(throws: AVError.self) {
+            try mix(dir.file("base.safetensors"), [(dir.file("bad.av"), 0.5)], dir.file("m2.safetensors"))
+        }
         do {
             _ = try mix(dir.file("base.safetensors"), [(dir.file("bad.av"), 0.5)], dir.file("m2.safetensors"))
         } catch {
@@ -105,24 +112,37 @@ struct RoundingAndIntegrityTests {
         #expect(!FileManager.default.fileExists(atPath: dir.file("m2.safetensors")))
         let bad = try AlignmentVector(path: dir.file("bad.av"))
         #expect(throws: AVError.self) {
-            _ = try mixTensors(base: Checkpoint(path: dir.file("base.safetensors")), terms: [MergeTerm(vector: bad, coefficient: 1)], threads: 2)
+            _ = try mixTensors(
+                base: Checkpoint(path: dir.file("base.safetensors")), terms: [MergeTerm(vector: bad, coefficient: 1)],
+                threads: 2)
         }
     }
 }
 
 @Suite("Mixes evaluated in memory")
 struct InMemoryMixTests {
-    @Test("the in-memory mix holds, bit for bit, the weights av merge writes, at fractional and negative λ", arguments: ["BF16", "F16", "F32"])
+    @Test(
+        "the in-memory mix holds, bit for bit, the weights av merge writes, at fractional and negative λ",
+        arguments: ["BF16", "F16", "F32"])
     func sameWeights(dtypeName: String) throws {
         let dir = TemporaryDirectory()
         let dtype = DType(rawValue: dtypeName)!
         let base = values(3000, seed: 31, scale: 0.5)
-        try writeModel(dir.file("base.safetensors"), [("a", [30, 100], base), ("b", [17], values(17, seed: 5))], dtype: dtype)
         try writeModel(
-            dir.file("x.safetensors"), [("a", [30, 100], zip(base, values(3000, seed: 32, scale: 0.01)).map { $0 + $1 }), ("b", [17], values(17, seed: 5))],
+            dir.file("base.safetensors"), [("a", [30, 100], base), ("b", [17], values(17, seed: 5))], dtype: dtype)
+        try writeModel(
+            dir.file("x.safetensors"),
+            [
+                ("a", [30, 100], zip(base, values(3000, seed: 32, scale: 0.01)).map { $0 + $1 }),
+                ("b", [17], values(17, seed: 5)),
+            ],
             dtype: dtype)
         try writeModel(
-            dir.file("y.safetensors"), [("a", [30, 100], zip(base, values(3000, seed: 33, scale: 0.02)).map { $0 - $1 }), ("b", [17], values(17, seed: 6))],
+            dir.file("y.safetensors"),
+            [
+                ("a", [30, 100], zip(base, values(3000, seed: 33, scale: 0.02)).map { $0 - $1 }),
+                ("b", [17], values(17, seed: 6)),
+            ],
             dtype: dtype)
         _ = try makeAV(dir.file("base.safetensors"), dir.file("x.safetensors"), dir.file("x.av"))
         _ = try makeAV(dir.file("base.safetensors"), dir.file("y.safetensors"), dir.file("y.av"))
@@ -130,7 +150,8 @@ struct InMemoryMixTests {
         _ = try mix(dir.file("base.safetensors"), terms, dir.file("m.safetensors"))
         let written = try tensorBytes(dir.file("m.safetensors"))
         let inMemory = try mixTensors(
-            base: Checkpoint(path: dir.file("base.safetensors")), terms: terms.map { MergeTerm(vector: try AlignmentVector(path: $0.0), coefficient: $0.1) },
+            base: Checkpoint(path: dir.file("base.safetensors")),
+            terms: terms.map { MergeTerm(vector: try AlignmentVector(path: $0.0), coefficient: $0.1) },
             threads: 2)
         #expect(Set(inMemory.keys) == ["a", "b"])
         for (name, buffer) in inMemory {

@@ -28,7 +28,9 @@ private func directoryModel(in dir: TemporaryDirectory) throws -> String {
 }
 
 private func temporaries(in dir: String) -> [String] {
-    ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.contains(".tmp-") || $0.contains(".old-") }
+    ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter {
+        $0.contains(".tmp-") || $0.contains(".old-")
+    }
 }
 
 @Suite("Adversarial: outputs never destroy what av did not write; inputs never crash av")
@@ -41,7 +43,8 @@ struct AdversarialCLITests {
         try FileManager.default.createDirectory(atPath: important, withIntermediateDirectories: true)
         try Data("keep me".utf8).write(to: URL(fileURLWithPath: important + "/notes.txt"))
         let r = try runAV(["merge", "--base", base, "--vectors", dir.path, "--style", "0.5", "-o", important])
-        #expect(r.status == 3 && r.stderr.contains("\"notes.txt\"") && r.stderr.contains("not part of a model directory"))
+        #expect(
+            r.status == 3 && r.stderr.contains("\"notes.txt\"") && r.stderr.contains("not part of a model directory"))
         #expect(contents(important + "/notes.txt") == Data("keep me".utf8))
         // The output is the current directory, which holds the vector: refused.
         let cwd = try runAV(["merge", "--base", base, "--style", "0.5", "-o", dir.path], currentDirectory: dir.path)
@@ -60,7 +63,9 @@ struct AdversarialCLITests {
         #expect(own.status == 3 && own.stderr.contains("input"))
         // A directory that holds only a model is replaced: re-merging works.
         for _ in 0..<2 {
-            let ok = try runAV(["merge", "--base", base, "--vectors", dir.path, "--style", "0.5", "-o", dir.file("merged"), "-q"])
+            let ok = try runAV([
+                "merge", "--base", base, "--vectors", dir.path, "--style", "0.5", "-o", dir.file("merged"), "-q",
+            ])
             #expect(ok.status == 0, "\(ok.stderr)")
         }
         #expect(temporaries(in: dir.path).isEmpty)
@@ -77,14 +82,18 @@ struct AdversarialCLITests {
         #expect(stat("/dev/full", &st) == 0 && (st.st_mode & S_IFMT) == S_IFCHR)
         // A symbolic link to a file, as an AV output: refused, the link and its target kept.
         try Data("target".utf8).write(to: URL(fileURLWithPath: dir.file("target.av")))
-        try FileManager.default.createSymbolicLink(atPath: dir.file("link.av"), withDestinationPath: dir.file("target.av"))
+        try FileManager.default.createSymbolicLink(
+            atPath: dir.file("link.av"), withDestinationPath: dir.file("target.av"))
         let link = try runAV(["diff", base, avFixture("medical_BF16.safetensors"), "-o", dir.file("link.av"), "-q"])
         #expect(link.status == 3 && link.stderr.contains("symbolic link"))
         #expect(contents(dir.file("target.av")) == Data("target".utf8))
         // A symbolic link to a directory, as a merge output.
         try FileManager.default.createDirectory(atPath: dir.file("realdir"), withIntermediateDirectories: true)
-        try FileManager.default.createSymbolicLink(atPath: dir.file("dirlink"), withDestinationPath: dir.file("realdir"))
-        let m = try runAV(["merge", "--base", base, "--vectors", dir.path, "--medical", "0.5", "-o", dir.file("dirlink"), "-q"])
+        try FileManager.default.createSymbolicLink(
+            atPath: dir.file("dirlink"), withDestinationPath: dir.file("realdir"))
+        let m = try runAV([
+            "merge", "--base", base, "--vectors", dir.path, "--medical", "0.5", "-o", dir.file("dirlink"), "-q",
+        ])
         #expect(m.status == 3)
         #expect(FileKind(of: dir.file("dirlink")) == .symbolicLink)
         // A FIFO as a report target: written through (a reader gets the whole plot).
@@ -103,11 +112,13 @@ struct AdversarialCLITests {
             if fd >= 0 { close(fd) }
         }
         reader.start()
-        try Data(#"{"prompt": "a", "chosen": " b", "rejected": " c"}"#.utf8).write(to: URL(fileURLWithPath: dir.file("pairs.jsonl")))
+        try Data(#"{"prompt": "a", "chosen": " b", "rejected": " c"}"#.utf8).write(
+            to: URL(fileURLWithPath: dir.file("pairs.jsonl")))
         let chatDir = TemporaryDirectory()
         _ = try directoryModel(in: chatDir)
         let sweep = try runAV([
-            "sweep", "--base", inferenceFixture("chat"), "--vectors", chatDir.path, "--style", "0:1:2", "--pairs", dir.file("pairs.jsonl"),
+            "sweep", "--base", inferenceFixture("chat"), "--vectors", chatDir.path, "--style", "0:1:2", "--pairs",
+            dir.file("pairs.jsonl"),
             "--plot", fifo,
         ])
         #expect(sweep.status == 0, "\(sweep.stderr)")
@@ -116,21 +127,25 @@ struct AdversarialCLITests {
         #expect(FileKind(of: fifo) == .fifo)
         // A report to /dev/full: written through, the failure is an I/O error.
         let devFull = try runAV([
-            "sweep", "--base", inferenceFixture("chat"), "--vectors", chatDir.path, "--style", "0:1:2", "--pairs", dir.file("pairs.jsonl"),
+            "sweep", "--base", inferenceFixture("chat"), "--vectors", chatDir.path, "--style", "0:1:2", "--pairs",
+            dir.file("pairs.jsonl"),
             "--plot", "/dev/full",
         ])
         #expect(devFull.status == 4 && devFull.stderr.contains("No space left"))
         // A report through a symbolic link to a file: the target is replaced, the link kept.
-        try FileManager.default.createSymbolicLink(atPath: dir.file("plot-link.svg"), withDestinationPath: dir.file("target.av"))
+        try FileManager.default.createSymbolicLink(
+            atPath: dir.file("plot-link.svg"), withDestinationPath: dir.file("target.av"))
         let viaLink = try runAV([
-            "sweep", "--base", inferenceFixture("chat"), "--vectors", chatDir.path, "--style", "0:1:2", "--pairs", dir.file("pairs.jsonl"),
+            "sweep", "--base", inferenceFixture("chat"), "--vectors", chatDir.path, "--style", "0:1:2", "--pairs",
+            dir.file("pairs.jsonl"),
             "--plot", dir.file("plot-link.svg"),
         ])
         #expect(viaLink.status == 0 && FileKind(of: dir.file("plot-link.svg")) == .symbolicLink)
         #expect(String(decoding: contents(dir.file("target.av")) ?? Data(), as: UTF8.self).hasPrefix("<svg"))
         // A report path that is a directory: refused before any work.
         let toDir = try runAV([
-            "sweep", "--base", inferenceFixture("chat"), "--vectors", chatDir.path, "--style", "0:1:2", "--pairs", dir.file("pairs.jsonl"),
+            "sweep", "--base", inferenceFixture("chat"), "--vectors", chatDir.path, "--style", "0:1:2", "--pairs",
+            dir.file("pairs.jsonl"),
             "--plot", dir.path,
         ])
         #expect(toDir.status == 3 && toDir.stderr.contains("a directory"))
@@ -139,7 +154,8 @@ struct AdversarialCLITests {
     @Test("standard output that cannot be written is exit 4, never a crash or a silent success")
     func fullStdout() throws {
         for args in [
-            ["generate", "--model", inferenceFixture("chat"), "--prompt", "Hi", "--max-tokens", "4", "-q"], ["inspect", avFixture("base_BF16.safetensors")],
+            ["generate", "--model", inferenceFixture("chat"), "--prompt", "Hi", "--max-tokens", "4", "-q"],
+            ["inspect", avFixture("base_BF16.safetensors")],
         ] {
             let r = try runProcess("/bin/sh", ["-c", "exec \"$0\" \"$@\" > /dev/full", avBinaryPath()] + args)
             #expect(r.status == 4, "\(args[0]): \(r.stderr)")
@@ -151,18 +167,28 @@ struct AdversarialCLITests {
     func fullDisk() throws {
         let dir = TemporaryDirectory()
         let base = try medicalVector(in: dir)
-        let first = try runAV(["merge", "--base", base, "--vectors", dir.path, "--medical", "0.5", "-o", dir.file("m.safetensors"), "-q"])
+        let first = try runAV([
+            "merge", "--base", base, "--vectors", dir.path, "--medical", "0.5", "-o", dir.file("m.safetensors"), "-q",
+        ])
         #expect(first.status == 0)
         let before = contents(dir.file("m.safetensors"))
         // SIGXFSZ ignored across exec: writes past the limit fail with EFBIG instead of killing av.
         let script = "trap '' XFSZ; ulimit -f 1; exec \"$0\" \"$@\""
         let r = try runProcess(
             "/bin/sh",
-            ["-c", script, avBinaryPath(), "merge", "--base", base, "--vectors", dir.path, "--medical", "0.9", "-o", dir.file("m.safetensors"), "-q"])
+            [
+                "-c", script, avBinaryPath(), "merge", "--base", base, "--vectors", dir.path, "--medical", "0.9", "-o",
+                dir.file("m.safetensors"), "-q",
+            ])
         #expect(r.status == 4, "\(r.stderr)")
         #expect(contents(dir.file("m.safetensors")) == before)
         #expect(temporaries(in: dir.path).isEmpty)
-        let d = try runProcess("/bin/sh", ["-c", script, avBinaryPath(), "diff", base, avFixture("legal_BF16.safetensors"), "-o", dir.file("legal.av"), "-q"])
+        let d = try runProcess(
+            "/bin/sh",
+            [
+                "-c", script, avBinaryPath(), "diff", base, avFixture("legal_BF16.safetensors"), "-o",
+                dir.file("legal.av"), "-q",
+            ])
         #expect(d.status == 4 && !FileManager.default.fileExists(atPath: dir.file("legal.av")))
         #expect(temporaries(in: dir.path).isEmpty)
     }
@@ -178,13 +204,19 @@ struct AdversarialCLITests {
         let bytes = values.withUnsafeBytes { Array($0) }
         try SafeTensorsWriter.write(path: dir.file("base.safetensors"), tensors: [(specs[0], bytes)])
         for i in stride(from: 0, to: n, by: 7) { values[i] += 0.5 }
-        try SafeTensorsWriter.write(path: dir.file("aligned.safetensors"), tensors: [(specs[0], values.withUnsafeBytes { Array($0) })])
-        let d = try runAV(["diff", dir.file("base.safetensors"), dir.file("aligned.safetensors"), "-o", dir.file("v.av"), "-q"])
+        try SafeTensorsWriter.write(
+            path: dir.file("aligned.safetensors"), tensors: [(specs[0], values.withUnsafeBytes { Array($0) })])
+        let d = try runAV([
+            "diff", dir.file("base.safetensors"), dir.file("aligned.safetensors"), "-o", dir.file("v.av"), "-q",
+        ])
         #expect(d.status == 0)
         for signal in [SIGINT, SIGTERM] {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: avBinaryPath())
-            process.arguments = ["merge", "--base", dir.file("base.safetensors"), "--vectors", dir.path, "--v", "0.3", "-o", dir.file("out.safetensors"), "-q"]
+            process.arguments = [
+                "merge", "--base", dir.file("base.safetensors"), "--vectors", dir.path, "--v", "0.3", "-o",
+                dir.file("out.safetensors"), "-q",
+            ]
             process.environment = ProcessInfo.processInfo.environment.merging(["AV_THREADS": "1"]) { _, new in new }
             process.standardOutput = FileHandle.nullDevice
             try process.run()
@@ -211,14 +243,19 @@ struct AdversarialCLITests {
         let dir = TemporaryDirectory()
         let base = try directoryModel(in: dir)
         let out = dir.file("merged")
-        #expect(try runAV(["merge", "--base", base, "--vectors", dir.path, "--style", "0.1", "-o", out, "-q"]).status == 0)
+        #expect(
+            try runAV(["merge", "--base", base, "--vectors", dir.path, "--style", "0.1", "-o", out, "-q"]).status == 0)
         nonisolated(unsafe) var missing = 0
         nonisolated(unsafe) var looks = 0
         nonisolated(unsafe) var stop = false
         let watcher = Thread {
             while !stop {
                 looks += 1
-                if FileKind(of: out + "/model.safetensors") != .regular || FileKind(of: out + "/config.json") != .regular { missing += 1 }
+                if FileKind(of: out + "/model.safetensors") != .regular
+                    || FileKind(of: out + "/config.json") != .regular
+                {
+                    missing += 1
+                }
             }
         }
         watcher.start()
@@ -241,7 +278,9 @@ struct AdversarialCLITests {
         nonisolated(unsafe) var statuses: [Int32] = []
         let lock = NSLock()
         DispatchQueue.concurrentPerform(iterations: 4) { i in
-            let r = try? runAV(["merge", "--base", base, "--vectors", dir.path, "--medical", "0.\(i + 1)", "-o", out, "-q"])
+            let r = try? runAV([
+                "merge", "--base", base, "--vectors", dir.path, "--medical", "0.\(i + 1)", "-o", out, "-q",
+            ])
             lock.lock()
             statuses.append(r?.status ?? -1)
             lock.unlock()
@@ -263,26 +302,39 @@ struct AdversarialCLITests {
         }
         let emptyPrompt = try file("empty.jsonl", #"{"prompt": "", "chosen": " b", "rejected": " c"}"# + "\n")
         let eval = try runAV(["eval", "--model", chat, "--pairs", emptyPrompt])
-        #expect(eval.status == 3 && eval.stderr.contains("empty.jsonl line 1") && eval.stderr.contains("prompt is empty"))
-        let sweep = try runAV(["sweep", "--base", chat, "--vectors", dir.path, "--style", "0:1:2", "--pairs", emptyPrompt])
+        #expect(
+            eval.status == 3 && eval.stderr.contains("empty.jsonl line 1") && eval.stderr.contains("prompt is empty"))
+        let sweep = try runAV([
+            "sweep", "--base", chat, "--vectors", dir.path, "--style", "0:1:2", "--pairs", emptyPrompt,
+        ])
         #expect(sweep.status == 3)
         let gen = try runAV(["generate", "--model", chat, "--prompt", ""])
         #expect(gen.status == 2 && gen.stderr.contains("--prompt is empty"))
-        let threads = try runAV(["generate", "--model", chat, "--prompt", "Hi", "--max-tokens", "2", "--threads", "100000", "-q"])
+        let threads = try runAV([
+            "generate", "--model", chat, "--prompt", "Hi", "--max-tokens", "2", "--threads", "100000", "-q",
+        ])
         #expect(threads.status == 0 && threads.stderr.contains("more than this machine can use"))
         for lambda in ["nan", "1e309", "-inf"] {
-            let r = try runAV(["eval", "--base", chat, "--vectors", dir.path, "--style", lambda, "--pairs", emptyPrompt])
+            let r = try runAV([
+                "eval", "--base", chat, "--vectors", dir.path, "--style", lambda, "--pairs", emptyPrompt,
+            ])
             #expect(r.status == 2 && r.stderr.contains("finite"), "\(lambda)")
         }
-        let range = try runAV(["sweep", "--base", chat, "--vectors", dir.path, "--style", "nan:1:3", "--pairs", emptyPrompt])
+        let range = try runAV([
+            "sweep", "--base", chat, "--vectors", dir.path, "--style", "nan:1:3", "--pairs", emptyPrompt,
+        ])
         #expect(range.status == 2)
-        let twice = try runAV(["eval", "--base", chat, "--vectors", dir.path, "--style", "0.5", "--style", "0.5", "--pairs", emptyPrompt])
+        let twice = try runAV([
+            "eval", "--base", chat, "--vectors", dir.path, "--style", "0.5", "--style", "0.5", "--pairs", emptyPrompt,
+        ])
         #expect(twice.status == 2 && twice.stderr.contains("domain 'style' is given twice"))
         let byFile = try runAV([
-            "eval", "--base", chat, "--vectors", dir.path, "--style", "0.5", "--vector", dir.file("style.av") + "=0.5", "--text", emptyPrompt,
+            "eval", "--base", chat, "--vectors", dir.path, "--style", "0.5", "--vector", dir.file("style.av") + "=0.5",
+            "--text", emptyPrompt,
         ])
         #expect(byFile.status == 2 && byFile.stderr.contains("given twice"))
-        let dupRecipe = try file("dup.json", #"{"base": "\#(chat)", "vectors_dir": ".", "mix": {"style": 0.5, "style": 0.5}}"#)
+        let dupRecipe = try file(
+            "dup.json", #"{"base": "\#(chat)", "vectors_dir": ".", "mix": {"style": 0.5, "style": 0.5}}"#)
         let dup = try runAV(["eval", "--recipe", dupRecipe, "--text", emptyPrompt])
         #expect(dup.status == 3 && dup.stderr.contains("appears twice"))
         // A config with rope_theta 0.
@@ -298,9 +350,14 @@ struct AdversarialCLITests {
         // Missing inputs are exit 4 everywhere.
         let missingPairs = try runAV(["eval", "--model", chat, "--pairs", dir.file("nope.jsonl")])
         #expect(missingPairs.status == 4 && missingPairs.stderr.contains("no such file"))
-        let missingDomain = try runAV(["eval", "--base", chat, "--vectors", dir.path, "--nope", "1", "--text", emptyPrompt])
+        let missingDomain = try runAV([
+            "eval", "--base", chat, "--vectors", dir.path, "--nope", "1", "--text", emptyPrompt,
+        ])
         #expect(missingDomain.status == 4 && missingDomain.stderr.contains("nope.av does not exist"))
-        let missingParent = try runAV(["diff", avFixture("base_BF16.safetensors"), avFixture("medical_BF16.safetensors"), "-o", dir.file("no/such/dir/x.av")])
+        let missingParent = try runAV([
+            "diff", avFixture("base_BF16.safetensors"), avFixture("medical_BF16.safetensors"), "-o",
+            dir.file("no/such/dir/x.av"),
+        ])
         #expect(missingParent.status == 4 && missingParent.stderr.contains("does not exist"))
         // Invalid UTF-8 and CRLF/BOM lines.
         try Data([0x7B, 0x22, 0xFF, 0xFE, 0x0A]).write(to: URL(fileURLWithPath: dir.file("bad.jsonl")))
@@ -314,7 +371,8 @@ struct AdversarialCLITests {
     func checkValidation() throws {
         let dir = TemporaryDirectory()
         let chat = try directoryModel(in: dir)
-        try Data(#"{"prompt": "a", "chosen": " b", "rejected": " c"}"#.utf8).write(to: URL(fileURLWithPath: dir.file("pairs.jsonl")))
+        try Data(#"{"prompt": "a", "chosen": " b", "rejected": " c"}"#.utf8).write(
+            to: URL(fileURLWithPath: dir.file("pairs.jsonl")))
         try Data().write(to: URL(fileURLWithPath: dir.file("empty.txt")))
         let cases: [(String, Int32, String)] = [
             (#"{"type": "pairs", "file": "pairs.jsonl", "min_accuracy": 80}"#, 3, "a share from 0 to 1"),
@@ -325,7 +383,8 @@ struct AdversarialCLITests {
             (#"{"type": "levitate"}"#, 3, "unknown or missing \"type\""),
         ]
         for (check, status, message) in cases {
-            let recipe = #"{"base": "\#(chat)", "vectors_dir": ".", "mix": {"style": 0.5}, "output": "out", "checks": [\#(check)]}"#
+            let recipe =
+                #"{"base": "\#(chat)", "vectors_dir": ".", "mix": {"style": 0.5}, "output": "out", "checks": [\#(check)]}"#
             try Data(recipe.utf8).write(to: URL(fileURLWithPath: dir.file("r.json")))
             let r = try runAV(["check", "--recipe", dir.file("r.json")])
             #expect(r.status == status && r.stderr.contains(message), "\(check): \(r.status) \(r.stderr)")

@@ -35,12 +35,21 @@ struct CoverageCLITests {
         }
         try write(dir.file("base.safetensors"), [1, 2, 60000, 4])
         try write(dir.file("aligned.safetensors"), [1, 2, 65000, 4])
-        #expect(try runAV(["diff", dir.file("base.safetensors"), dir.file("aligned.safetensors"), "-o", dir.file("up.av"), "-q"]).status == 0)
-        let refused = try runAV(["merge", "--base", dir.file("base.safetensors"), "--vectors", dir.path, "--up", "3", "-o", dir.file("m.safetensors")])
-        #expect(refused.status == 3 && refused.stderr.contains("non-finite") && refused.stderr.contains("--allow-nonfinite"))
+        #expect(
+            try runAV([
+                "diff", dir.file("base.safetensors"), dir.file("aligned.safetensors"), "-o", dir.file("up.av"), "-q",
+            ]).status == 0)
+        let refused = try runAV([
+            "merge", "--base", dir.file("base.safetensors"), "--vectors", dir.path, "--up", "3", "-o",
+            dir.file("m.safetensors"),
+        ])
+        #expect(
+            refused.status == 3 && refused.stderr.contains("non-finite") && refused.stderr.contains("--allow-nonfinite")
+        )
         #expect(!FileManager.default.fileExists(atPath: dir.file("m.safetensors")))
         let allowed = try runAV([
-            "merge", "--base", dir.file("base.safetensors"), "--vectors", dir.path, "--up", "3", "-o", dir.file("m.safetensors"), "--allow-nonfinite", "-q",
+            "merge", "--base", dir.file("base.safetensors"), "--vectors", dir.path, "--up", "3", "-o",
+            dir.file("m.safetensors"), "--allow-nonfinite", "-q",
         ])
         #expect(allowed.status == 0, "\(allowed.stderr)")
         let values = try SafeTensorsFile(path: dir.file("m.safetensors")).floats(named: "w")
@@ -51,16 +60,21 @@ struct CoverageCLITests {
     func perplexityCheck() throws {
         let dir = TemporaryDirectory()
         let chat = inferenceFixture("chat")
-        try Data("The court ruled for the plaintiff. Interest rates rose again.\n".utf8).write(to: URL(fileURLWithPath: dir.file("t.txt")))
+        try Data("The court ruled for the plaintiff. Interest rates rose again.\n".utf8).write(
+            to: URL(fileURLWithPath: dir.file("t.txt")))
         let eval = try runAV(["eval", "--model", chat, "--text", dir.file("t.txt"), "--json"])
         let measured = try #require(try JSONParser.parse(eval.stdout)["text"]?["perplexity"]?.doubleValue)
         #expect(measured > 1)
         for (maximum, status) in [(measured * 1.01, Int32(0)), (measured * 0.99, Int32(1))] {
             let recipe = #"{"checks": [{"type": "perplexity", "file": "t.txt", "max": \#(maximum)}]}"#
             try Data(recipe.utf8).write(to: URL(fileURLWithPath: dir.file("r.json")))
-            let r = try runAV(["check", "--recipe", dir.file("r.json"), "--model", chat, "--report", dir.file("report.json")])
+            let r = try runAV([
+                "check", "--recipe", dir.file("r.json"), "--model", chat, "--report", dir.file("report.json"),
+            ])
             #expect(r.status == status, "\(r.stdout)\(r.stderr)")
-            let report = try JSONParser.parse(String(decoding: FileManager.default.contents(atPath: dir.file("report.json")) ?? Data(), as: UTF8.self))
+            let report = try JSONParser.parse(
+                String(decoding: FileManager.default.contents(atPath: dir.file("report.json")) ?? Data(), as: UTF8.self)
+            )
             let shown = report["checks"]?.arrayValue?.first?["measured"]?.stringValue ?? ""
             #expect(abs((Double(shown) ?? 0) - measured) < 0.001 * measured, "\(shown) vs \(measured)")
         }

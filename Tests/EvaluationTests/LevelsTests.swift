@@ -26,7 +26,10 @@ struct LevelsTests {
             (#"{"prompt": "p", "responses": {"avoid": "a"}}"#, "at least two"),
             (#"{"prompt": "p", "responses": {"avoid": "a", "expert": ""}}"#, "non-empty"),
             (#"{"prompt": "p", "responses": {"a": "x", "b": "y"}, "extra": 1}"#, "unknown key \"extra\""),
-            (#"{"prompt": "p1", "responses": {"a": "x", "b": "y"}}"# + "\n" + #"{"prompt": "p2", "responses": {"a": "x", "c": "y"}}"#, "line 2: levels"),
+            (
+                #"{"prompt": "p1", "responses": {"a": "x", "b": "y"}}"# + "\n"
+                    + #"{"prompt": "p2", "responses": {"a": "x", "c": "y"}}"#, "line 2: levels"
+            ),
             ("", "no prompts"),
         ]
         for (text, message) in cases {
@@ -54,7 +57,8 @@ struct LevelsTests {
                 #expect(r.scores[p][winner] == r.scores[p].max())
                 // The reference: the logProbability the scores come from.
                 let ctx = try lm.context(file.items[p].prompt, origin: "")
-                let lp = try lm.logProbability(context: ctx, continuation: lm.tokenizer.encode(file.items[p].responses[1]))
+                let lp = try lm.logProbability(
+                    context: ctx, continuation: lm.tokenizer.encode(file.items[p].responses[1]))
                 // The prompt's KV cache is shared by the responses: within float rounding of a whole pass.
                 #expect(abs(r.scores[p][1] - (score == .mean ? lp.sum / Double(lp.tokens) : lp.sum)) < 1e-4)
             }

@@ -16,7 +16,9 @@ func header(version: UInt32 = 3, tensors: UInt64 = 0, kv: UInt64 = 0) -> [UInt8]
     withUnsafeBytes(of: kv.littleEndian) { b += $0 }
     return b
 }
-func str(_ s: String) -> [UInt8] { withUnsafeBytes(of: UInt64(s.utf8.count).littleEndian) { Array($0) } + Array(s.utf8) }
+func str(_ s: String) -> [UInt8] {
+    withUnsafeBytes(of: UInt64(s.utf8.count).littleEndian) { Array($0) } + Array(s.utf8)
+}
 func u32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
 func padded(_ b: [UInt8]) -> [UInt8] { b + [UInt8](repeating: 0, count: (32 - b.count % 32) % 32) }
 func u64(_ v: UInt64) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
@@ -50,7 +52,10 @@ struct GGUFTests {
         let want = try reference.floats(named: "t.\(type)")
         #expect(ours.count == want.count)
         let differing = zip(ours, want).filter { $0.bitPattern != $1.bitPattern }.count
-        #expect(differing == 0, "\(type): \(differing) values differ; first \(zip(ours, want).first { $0.bitPattern != $1.bitPattern }.map { "\($0)" } ?? "")")
+        #expect(
+            differing == 0,
+            "\(type): \(differing) values differ; first \(zip(ours, want).first { $0.bitPattern != $1.bitPattern }.map { "\($0)" } ?? "")"
+        )
     }
 
     static let malformed: [(String, [UInt8], String)] = [
@@ -63,26 +68,44 @@ struct GGUFTests {
         ("KV_BAD_KEY_SIZE", header(kv: 1) + u64(.max), "string length"),
         ("KV_EMPTY_KEY", header(kv: 1) + str("") + u32(4) + u32(1), "empty metadata key"),
         ("KV_BAD_TYPE", header(kv: 1) + str("k") + u32(13) + u32(1), "unknown metadata value type 13"),
-        ("KV_DUPLICATE_KEY", header(kv: 2) + str("k") + u32(4) + u32(1) + str("k") + u32(4) + u32(2), "duplicate metadata key"),
+        (
+            "KV_DUPLICATE_KEY", header(kv: 2) + str("k") + u32(4) + u32(1) + str("k") + u32(4) + u32(2),
+            "duplicate metadata key"
+        ),
         ("KV_BAD_ALIGN", header(kv: 1) + str("general.alignment") + u32(4) + u32(13), "power of two"),
         ("KV_WRONG_TYPE_ALIGN", header(kv: 1) + str("general.alignment") + u32(5) + u32(32), "must be a u32"),
-        ("TENSORS_BAD_NAME_SIZE", header(tensors: 1) + str(String(repeating: "n", count: 64)) + u32(1) + u64(32) + u32(0) + u64(0), "64 bytes"),
-        ("TENSORS_BAD_N_DIMS", header(tensors: 1) + str("t") + u32(5) + u64(1) + u64(1) + u64(1) + u64(1) + u64(1) + u32(0) + u64(0), "5 dimensions"),
+        (
+            "TENSORS_BAD_NAME_SIZE",
+            header(tensors: 1) + str(String(repeating: "n", count: 64)) + u32(1) + u64(32) + u32(0) + u64(0), "64 bytes"
+        ),
+        (
+            "TENSORS_BAD_N_DIMS",
+            header(tensors: 1) + str("t") + u32(5) + u64(1) + u64(1) + u64(1) + u64(1) + u64(1) + u32(0) + u64(0),
+            "5 dimensions"
+        ),
         ("TENSORS_BAD_SHAPE", header(tensors: 1) + str("t") + u32(1) + u64(.max) + u32(0) + u64(0), "too large"),
         (
             "TENSORS_NE_TOO_BIG",
-            header(tensors: 1) + str("t") + u32(4) + u64(UInt64(Int32.max)) + u64(UInt64(Int32.max)) + u64(UInt64(Int32.max)) + u64(UInt64(Int32.max)) + u32(0)
+            header(tensors: 1) + str("t") + u32(4) + u64(UInt64(Int32.max)) + u64(UInt64(Int32.max))
+                + u64(UInt64(Int32.max)) + u64(UInt64(Int32.max)) + u32(0)
                 + u64(0), "overflows"
         ),
-        ("TENSORS_BAD_TYPE", header(tensors: 1) + str("t") + u32(1) + u64(32) + u32(39) + u64(0), "unknown ggml type 39"),
+        (
+            "TENSORS_BAD_TYPE", header(tensors: 1) + str("t") + u32(1) + u64(32) + u32(39) + u64(0),
+            "unknown ggml type 39"
+        ),
         ("TENSORS_BAD_BLOCK", header(tensors: 1) + str("t") + u32(1) + u64(33) + u32(2) + u64(0), "not a multiple"),
         ("TENSORS_BAD_OFFSET", header(tensors: 1) + str("t") + u32(1) + u64(4) + u32(0) + u64(.max), "past the end"),
         (
-            "TENSORS_DUPLICATE_NAME", header(tensors: 2) + str("t") + u32(1) + u64(1) + u32(0) + u64(0) + str("t") + u32(1) + u64(1) + u32(0) + u64(32),
+            "TENSORS_DUPLICATE_NAME",
+            header(tensors: 2) + str("t") + u32(1) + u64(1) + u32(0) + u64(0) + str("t") + u32(1) + u64(1) + u32(0)
+                + u64(32),
             "duplicate tensor name"
         ),
         (
-            "TENSORS_INCONSISTENT_ALIGN", header(tensors: 2) + str("a") + u32(1) + u64(1) + u32(0) + u64(0) + str("b") + u32(1) + u64(1) + u32(0) + u64(4),
+            "TENSORS_INCONSISTENT_ALIGN",
+            header(tensors: 2) + str("a") + u32(1) + u64(1) + u32(0) + u64(0) + str("b") + u32(1) + u64(1) + u32(0)
+                + u64(4),
             "expected 32"
         ),
         ("DATA_NOT_ENOUGH_DATA", header(tensors: 1) + str("t") + u32(1) + u64(8) + u32(0) + u64(0), "run past the end"),
@@ -107,7 +130,8 @@ struct GGUFTests {
         let ok: [[UInt8]] = [
             header(),
             padded(header(tensors: 1) + str("t") + u32(2) + u64(0) + u64(3) + u32(0) + u64(0)),
-            header(tensors: 1, kv: 1) + str("general.alignment") + u32(4) + u32(1) + str("t") + u32(1) + u64(2) + u32(0) + u64(0) + [0, 0, 0, 0, 0, 0, 0, 0],
+            header(tensors: 1, kv: 1) + str("general.alignment") + u32(4) + u32(1) + str("t") + u32(1) + u64(2) + u32(0)
+                + u64(0) + [0, 0, 0, 0, 0, 0, 0, 0],
         ]
         for (i, bytes) in ok.enumerated() {
             let path = dir.file("ok\(i).gguf")

@@ -25,7 +25,8 @@ struct ChatReference: Decodable {
     var varied_greedy_ids: [Int]
 
     static func load() throws -> ChatReference {
-        try JSONDecoder().decode(ChatReference.self, from: Data(contentsOf: URL(fileURLWithPath: modelFixture("chat/reference.json"))))
+        try JSONDecoder().decode(
+            ChatReference.self, from: Data(contentsOf: URL(fileURLWithPath: modelFixture("chat/reference.json"))))
     }
 }
 
@@ -38,7 +39,9 @@ struct GenerationTests {
         let lm = try LanguageModel(directory: modelFixture("chat"))
         let ids = lm.tokenizer.encode(ref.varied_prompt)
         #expect(ids == ref.varied_prompt_ids)
-        #expect(try lm.generate(prompt: ids, maxTokens: ref.varied_greedy_ids.count, sampling: SamplingOptions()) { _ in } == ref.varied_greedy_ids)
+        #expect(
+            try lm.generate(prompt: ids, maxTokens: ref.varied_greedy_ids.count, sampling: SamplingOptions()) { _ in }
+                == ref.varied_greedy_ids)
     }
 
     @Test("tokenize, generate greedily and decode as transformers does")
@@ -48,7 +51,9 @@ struct GenerationTests {
         let ids = lm.tokenizer.encode(ref.prompt, addSpecialTokens: true)
         #expect(ids == ref.prompt_ids)
         var streamed = ""
-        let out = try lm.generate(prompt: ids, maxTokens: ref.greedy_ids.count, sampling: SamplingOptions()) { streamed += $0 }
+        let out = try lm.generate(prompt: ids, maxTokens: ref.greedy_ids.count, sampling: SamplingOptions()) {
+            streamed += $0
+        }
         #expect(out == ref.greedy_ids)
         #expect(streamed == ref.greedy_text)
     }
@@ -57,7 +62,8 @@ struct GenerationTests {
     func chatTemplate() throws {
         let ref = try ChatReference.load()
         let template = try #require(ChatTemplate.detect(directory: modelFixture("chat")))
-        #expect(template == .chatML(defaultSystem: "You are a helpful AI assistant named SmolLM, trained by Hugging Face"))
+        #expect(
+            template == .chatML(defaultSystem: "You are a helpful AI assistant named SmolLM, trained by Hugging Face"))
         #expect(template.render(user: "What is a contract?", system: nil) == ref.chat_text)
         #expect(template.render(user: "Hi", system: "Be brief.") == ref.chat_system_text)
     }
@@ -85,7 +91,8 @@ struct GenerationTests {
             let c = try lm.logProbability(context: context, continuation: lm.tokenizer.encode(p.chosen))
             let r = try lm.logProbability(context: context, continuation: lm.tokenizer.encode(p.rejected))
             #expect(abs(c.sum - p.chosen_logp) < 1e-4 * max(1, abs(p.chosen_logp)), "\(c.sum) vs \(p.chosen_logp)")
-            #expect(abs(r.sum - p.rejected_logp) < 1e-4 * max(1, abs(p.rejected_logp)), "\(r.sum) vs \(p.rejected_logp)")
+            #expect(
+                abs(r.sum - p.rejected_logp) < 1e-4 * max(1, abs(p.rejected_logp)), "\(r.sum) vs \(p.rejected_logp)")
         }
     }
 
@@ -118,7 +125,9 @@ struct StreamingTests {
             options.temperature = 2
             options.seed = UInt64(seed)
             var pieces: [String] = []
-            let out = try lm.generate(prompt: lm.tokenizer.encode("Привет, мир", addSpecialTokens: true), maxTokens: 40, sampling: options) {
+            let out = try lm.generate(
+                prompt: lm.tokenizer.encode("Привет, мир", addSpecialTokens: true), maxTokens: 40, sampling: options
+            ) {
                 pieces.append($0)
             }
             let text = lm.tokenizer.decode(out, skipSpecial: true)

@@ -17,7 +17,8 @@ struct ModelReference: Decodable {
     var greedy: [Int]
 
     static func load(_ name: String) throws -> ModelReference {
-        try JSONDecoder().decode(ModelReference.self, from: Data(contentsOf: URL(fileURLWithPath: modelFixture(name) + "/reference.json")))
+        try JSONDecoder().decode(
+            ModelReference.self, from: Data(contentsOf: URL(fileURLWithPath: modelFixture(name) + "/reference.json")))
     }
 }
 
@@ -56,7 +57,8 @@ struct ModelTests {
         #expect(try greedy(model, prompt: ref.ids, steps: ref.greedy.count) == ref.greedy)
     }
 
-    @Test("one token at a time with the KV cache gives the logits of the whole sequence", arguments: ["llama", "qwen2"])
+    @Test(
+        "one token at a time with the KV cache gives the logits of the whole sequence", arguments: ["llama", "qwen2"])
     func cacheMatchesFullSequence(name: String) throws {
         let ref = try ModelReference.load(name)
         let model = try LlamaModel(directory: modelFixture(name))
@@ -73,7 +75,9 @@ struct ModelTests {
         #expect(zip(rest, full.suffix(rest.count)).map { abs($0 - $1) }.max()! < 1e-5)
     }
 
-    @Test("bf16 and f16 weights give logits within their precision of the f32 model", arguments: ["llama_bf16", "llama_f16"])
+    @Test(
+        "bf16 and f16 weights give logits within their precision of the f32 model",
+        arguments: ["llama_bf16", "llama_f16"])
     func halfWeights(name: String) throws {
         let ref = try ModelReference.load("llama")
         let model = try LlamaModel(directory: modelFixture(name))
@@ -83,7 +87,8 @@ struct ModelTests {
         #expect(worst > 0)  // really ran on the half-precision weights
         // Against transformers run in f32 on the same half-precision weights: as tight as f32.
         let exact = try JSONDecoder().decode(
-            ModelReference.self, from: Data(contentsOf: URL(fileURLWithPath: modelFixture(name) + "/reference_f32.json")))
+            ModelReference.self,
+            from: Data(contentsOf: URL(fileURLWithPath: modelFixture(name) + "/reference_f32.json")))
         let range = exact.logits.max()! - exact.logits.min()!
         let diff = zip(logits, exact.logits).map { abs($0 - $1) }.max()!
         #expect(diff <= 1e-4 * range, "\(name): max difference \(diff), range \(range)")
@@ -98,7 +103,8 @@ struct ModelTests {
         // The same weights without the window give other logits past position 4.
         let dir = TemporaryDirectory()
         try FileManager.default.copyItem(atPath: modelFixture("mistral_window"), toPath: dir.file("m"))
-        let config = String(decoding: try Data(contentsOf: URL(fileURLWithPath: dir.file("m/config.json"))), as: UTF8.self)
+        let config = String(
+            decoding: try Data(contentsOf: URL(fileURLWithPath: dir.file("m/config.json"))), as: UTF8.self)
         try Data(config.replacingOccurrences(of: "\"sliding_window\": 4", with: "\"sliding_window\": null").utf8)
             .write(to: URL(fileURLWithPath: dir.file("m/config.json")))
         let full = try LlamaModel(directory: dir.file("m"))
@@ -108,11 +114,14 @@ struct ModelTests {
         #expect(zip(unwindowed, windowed).map { abs($0 - $1) }.max()! > 0.1)
     }
 
-    @Test("a transformers-4 config (rope_theta and rope_scaling at the top) gives the same model as transformers 5's rope_parameters")
+    @Test(
+        "a transformers-4 config (rope_theta and rope_scaling at the top) gives the same model as transformers 5's rope_parameters"
+    )
     func transformers4Config() throws {
         let dir = TemporaryDirectory()
         try FileManager.default.copyItem(atPath: modelFixture("llama3_rope"), toPath: dir.file("m"))
-        var config = String(decoding: try Data(contentsOf: URL(fileURLWithPath: dir.file("m/config.json"))), as: UTF8.self)
+        var config = String(
+            decoding: try Data(contentsOf: URL(fileURLWithPath: dir.file("m/config.json"))), as: UTF8.self)
         let v5 = #"""
               "rope_parameters": {
                 "factor": 8.0,
@@ -134,7 +143,9 @@ struct ModelTests {
         let b = try LlamaModel(directory: dir.file("m"))
         #expect(b.config.ropeTheta == 500_000 && b.config.ropeScaling != nil)
         let ids = try ModelReference.load("llama3_rope").ids
-        #expect(try a.forward(ids, cache: a.makeCache(), allLogits: true) == b.forward(ids, cache: b.makeCache(), allLogits: true))
+        #expect(
+            try a.forward(ids, cache: a.makeCache(), allLogits: true)
+                == b.forward(ids, cache: b.makeCache(), allLogits: true))
     }
 
     @Test("thread count does not change the logits")
@@ -166,12 +177,20 @@ struct ModelErrorTests {
     @Test("unsupported model types and config values are errors naming them")
     func config() throws {
         let dir = TemporaryDirectory()
-        let gpt = try copyModel(dir) { $0 = $0.replacingOccurrences(of: "\"model_type\": \"llama\"", with: "\"model_type\": \"gpt_neox\"") }
-        #expect(throws: InferenceError.unsupported(file: gpt + "/config.json", field: "model_type", value: "\"gpt_neox\" (supported: llama, mistral, qwen2)")) {
+        let gpt = try copyModel(dir) {
+            $0 = $0.replacingOccurrences(of: "\"model_type\": \"llama\"", with: "\"model_type\": \"gpt_neox\"")
+        }
+        #expect(
+            throws: InferenceError.unsupported(
+                file: gpt + "/config.json", field: "model_type",
+                value: "\"gpt_neox\" (supported: llama, mistral, qwen2)")
+        ) {
             try LlamaModel(directory: gpt)
         }
         try FileManager.default.removeItem(atPath: gpt)
-        let act = try copyModel(dir) { $0 = $0.replacingOccurrences(of: "\"hidden_act\": \"silu\"", with: "\"hidden_act\": \"gelu\"") }
+        let act = try copyModel(dir) {
+            $0 = $0.replacingOccurrences(of: "\"hidden_act\": \"silu\"", with: "\"hidden_act\": \"gelu\"")
+        }
         do {
             _ = try LlamaModel(directory: act)
             Issue.record("loaded a gelu model")
@@ -187,9 +206,12 @@ struct ModelErrorTests {
         let untied = dir.file("untied")
         try FileManager.default.copyItem(atPath: modelFixture("llama_tied"), toPath: untied)
         var config = try String(contentsOfFile: untied + "/config.json", encoding: .utf8)
-        config = config.replacingOccurrences(of: "\"tie_word_embeddings\": true", with: "\"tie_word_embeddings\": false")
+        config = config.replacingOccurrences(
+            of: "\"tie_word_embeddings\": true", with: "\"tie_word_embeddings\": false")
         try config.write(toFile: untied + "/config.json", atomically: true, encoding: .utf8)
-        #expect(throws: InferenceError.missingTensor(name: "lm_head.weight", model: untied)) { try LlamaModel(directory: untied) }
+        #expect(throws: InferenceError.missingTensor(name: "lm_head.weight", model: untied)) {
+            try LlamaModel(directory: untied)
+        }
         // One layer fewer in the config leaves layer 1's tensors unused.
         let fewer = dir.file("fewer")
         try FileManager.default.copyItem(atPath: modelFixture("llama"), toPath: fewer)

@@ -72,7 +72,9 @@ struct TokenizerTests {
         #expect(wrong.isEmpty, "\(kind): \(wrong.count) strings differ, e.g. \(wrong.prefix(5))")
     }
 
-    @Test("a symbol missing from the vocabulary (no unk, no byte fallback) is dropped before merging, as Hugging Face does")
+    @Test(
+        "a symbol missing from the vocabulary (no unk, no byte fallback) is dropped before merging, as Hugging Face does"
+    )
     func unknownDroppedBeforeMerges() throws {
         let dir = TemporaryDirectory()
         let json = #"""
@@ -91,7 +93,10 @@ struct TokenizerTests {
     @Test("canonically equivalent spellings stay distinct, in either order through the cache")
     func canonicalEquivalents() throws {
         let tokenizer = try Tokenizer(path: modelFixture("tokenizer_sp.json"))
-        let first = [tokenizer.encode("\u{37E}"), tokenizer.encode(";"), tokenizer.encode("e\u{301}"), tokenizer.encode("\u{E9}")]
+        let first = [
+            tokenizer.encode("\u{37E}"), tokenizer.encode(";"), tokenizer.encode("e\u{301}"),
+            tokenizer.encode("\u{E9}"),
+        ]
         let again = try Tokenizer(path: modelFixture("tokenizer_sp.json"))
         let second = [again.encode(";"), again.encode("\u{37E}"), again.encode("\u{E9}"), again.encode("e\u{301}")]
         #expect(first[0] != first[1] && first[2] != first[3])
@@ -101,7 +106,8 @@ struct TokenizerTests {
     @Test("unsupported tokenizer parts are clear errors naming the file")
     func errors() throws {
         let dir = TemporaryDirectory()
-        try Data(#"{"model": {"type": "WordPiece", "vocab": {}}}"#.utf8).write(to: URL(fileURLWithPath: dir.file("t.json")))
+        try Data(#"{"model": {"type": "WordPiece", "vocab": {}}}"#.utf8).write(
+            to: URL(fileURLWithPath: dir.file("t.json")))
         #expect(throws: InferenceError.self) { try Tokenizer(path: dir.file("t.json")) }
         do {
             _ = try Tokenizer(path: dir.file("t.json"))

@@ -21,7 +21,9 @@ struct ManifestFile: Decodable {
     }()
 
     var specs: [(TensorSpec, [UInt8])] {
-        tensors.map { (TensorSpec(name: $0.name, dtype: DType(rawValue: $0.dtype)!, shape: $0.shape), [UInt8](hex: $0.hex)) }
+        tensors.map {
+            (TensorSpec(name: $0.name, dtype: DType(rawValue: $0.dtype)!, shape: $0.shape), [UInt8](hex: $0.hex))
+        }
     }
 }
 
@@ -53,7 +55,8 @@ struct InteropTests {
         let theirs = readBytes(fixturePath("\(name).safetensors"))
         #expect(
             ours == theirs,
-            "first difference at byte \(zip(ours, theirs).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? Swift.min(ours.count, theirs.count))")
+            "first difference at byte \(zip(ours, theirs).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? Swift.min(ours.count, theirs.count))"
+        )
     }
 
     @Test("the shard index is written as transformers writes it")
@@ -72,7 +75,8 @@ struct InteropTests {
     /// through `safe_open` and `load_file`. CI installs the modules and sets AV_REQUIRE_PYTHON=1.
     @Test("Python safetensors reads files av wrote", .enabled(if: pythonInteropEnabled))
     func pythonReadsOurFiles() throws {
-        let python = try #require(pythonCommand(modules: ["safetensors", "numpy"]), "python3 with safetensors and numpy is required")
+        let python = try #require(
+            pythonCommand(modules: ["safetensors", "numpy"]), "python3 with safetensors and numpy is required")
         let dir = TemporaryDirectory()
         var expected: [String: (dtype: String, shape: [Int], hex: String)] = [:]
         var tensors: [(TensorSpec, [UInt8])] = []
@@ -87,7 +91,9 @@ struct InteropTests {
         let numpyOnly = dir.file("numpy.safetensors")
         let values: [Float] = [1.5, -2.25, 0, 3e-5, .infinity, 7]
         let floats = values.withUnsafeBytes { Array($0) }
-        try SafeTensorsWriter.write(path: numpyOnly, tensors: [(TensorSpec(name: "w", dtype: .f32, shape: [2, 3]), floats)], metadata: ["format": "pt"])
+        try SafeTensorsWriter.write(
+            path: numpyOnly, tensors: [(TensorSpec(name: "w", dtype: .f32, shape: [2, 3]), floats)],
+            metadata: ["format": "pt"])
         let script = """
             import json, sys
             import numpy as np
@@ -108,18 +114,24 @@ struct InteropTests {
         let parsed = try JSONParser.parse(result.stdout)
         for (name, e) in expected {
             let t = try #require(parsed["tensors"]?[name], "Python did not see \(name)")
-            #expect(t["dtype"]?.stringValue?.uppercased() == e.dtype || pythonDType(t["dtype"]?.stringValue) == e.dtype, "\(name)")
+            #expect(
+                t["dtype"]?.stringValue?.uppercased() == e.dtype || pythonDType(t["dtype"]?.stringValue) == e.dtype,
+                "\(name)")
             #expect(t["hex"]?.stringValue == e.hex, "\(name)")
             #expect(t["shape"]?.arrayValue?.compactMap(\.doubleValue).map { Int($0) } == e.shape, "\(name)")
         }
         #expect(parsed["metadata"]?["made.by"]?.stringValue == "av")
-        #expect(parsed["w"]?.arrayValue?.compactMap(\.stringValue) == ["1.5", "-2.25", "0.0", "2.9999999242136255e-05", "inf", "7.0"])
+        #expect(
+            parsed["w"]?.arrayValue?.compactMap(\.stringValue) == [
+                "1.5", "-2.25", "0.0", "2.9999999242136255e-05", "inf", "7.0",
+            ])
         #expect(parsed["w_shape"]?.arrayValue?.count == 2)
     }
 
     private func pythonDType(_ s: String?) -> String? {
         let map = [
-            "bool": "BOOL", "uint8": "U8", "int8": "I8", "int16": "I16", "uint16": "U16", "int32": "I32", "uint32": "U32",
+            "bool": "BOOL", "uint8": "U8", "int8": "I8", "int16": "I16", "uint16": "U16", "int32": "I32",
+            "uint32": "U32",
             "int64": "I64", "uint64": "U64", "float16": "F16", "float32": "F32", "float64": "F64", "bfloat16": "BF16",
             "float8_e4m3fn": "F8_E4M3", "float8_e4m3fnuz": "F8_E4M3FNUZ", "float8_e5m2": "F8_E5M2",
             "float8_e5m2fnuz": "F8_E5M2FNUZ", "float8_e8m0fnu": "F8_E8M0", "float4_e2m1fn_x2": "F4", "complex64": "C64",
