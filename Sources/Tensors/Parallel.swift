@@ -43,24 +43,37 @@ public enum Parallel {
 }
 
 extension Parallel {
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var mostWorkers = 0
+    /// Counts the workers of every `forEach` run inside `Parallel.countingWorkers`.
+    public final class WorkerCount: @unchecked Sendable {
+        private let lock = NSLock()
+        private var most = 0
 
-    /// The largest number of workers one `forEach` has used since the last reset: lets tests show
-    /// that work they call parallel really ran on several threads.
-    public static func workersSeen(reset: Bool = false) -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        let n = mostWorkers
-        if reset { mostWorkers = 0 }
-        return n
+        /// The largest number of workers one `forEach` has used so far.
+        public var largest: Int {
+            lock.lock()
+            defer { lock.unlock() }
+            return most
+        }
+
+        func record(_ n: Int) {
+            lock.lock()
+            most = max(most, n)
+            lock.unlock()
+        }
     }
 
-    static func recordWorkers(_ n: Int) {
-        lock.lock()
-        mostWorkers = max(mostWorkers, n)
-        lock.unlock()
+    @TaskLocal private static var workerCount: WorkerCount?
+
+    /// Runs `body` and returns the largest number of workers one `forEach` called from it (on the
+    /// calling task) used: lets tests show that work they call parallel really ran on several
+    /// threads. The count is task-local, so work running concurrently elsewhere does not change it.
+    public static func countingWorkers<R>(_ body: () throws -> R) rethrows -> (result: R, workers: Int) {
+        let count = WorkerCount()
+        let result = try $workerCount.withValue(count) { try body() }
+        return (result, count.largest)
     }
+
+    static func recordWorkers(_ n: Int) { workerCount?.record(n) }
 }
 
 /// A value passed across threads where the caller guarantees the access pattern is safe.
