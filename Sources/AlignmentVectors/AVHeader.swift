@@ -1,6 +1,11 @@
-import Foundation
 import SafeTensors
 import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// Who a model is, as an AV records it: the path as given, the main dtype, and fingerprints.
 public struct ModelIdentity: Equatable, Sendable {

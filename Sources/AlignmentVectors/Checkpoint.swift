@@ -1,6 +1,11 @@
-import Foundation
 import SafeTensors
 import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// A model's weights: one safetensors file, or a Hugging Face model directory (sharded or not),
 /// uniform by tensor name. Memory-mapped; nothing is read until used.
@@ -51,9 +56,8 @@ public final class Checkpoint: @unchecked Sendable {
         let dir = path.hasSuffix("/") ? path : path + "/"
         let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
         return names.sorted().filter { name in
-            var isDir: ObjCBool = false
             guard !name.hasPrefix("."), !name.hasSuffix(".safetensors"), name != HFNames.indexFile,
-                FileManager.default.fileExists(atPath: dir + name, isDirectory: &isDir), !isDir.boolValue
+                Path.isDirectory(dir + name) == false
             else { return false }
             return true
         }.map { dir + $0 }

@@ -1,7 +1,17 @@
 import Dispatch
-import Foundation
 import SafeTensors
 import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// What to do with tensors whose aligned version has more rows than the base's: the embedding and
 /// output matrices of a model that added tokens (chat and instruct models often do).
@@ -265,7 +275,7 @@ public func diff(
         throw error
     }
     progress?(totalBytes, totalBytes)
-    let written = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+    let written = Path.fileSize(output) ?? 0
     return DiffReport(
         output: output, header: header, tensors: plans.map { results[$0.name]! },
         seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, bytesRead: totalBytes,

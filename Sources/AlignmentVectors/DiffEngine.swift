@@ -1,6 +1,16 @@
-import Foundation
 import SafeTensors
 import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// Statistics of one chunk, reduced in chunk order so the totals do not depend on threads.
 struct ChunkStats {

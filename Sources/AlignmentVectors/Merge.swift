@@ -1,7 +1,12 @@
 import Dispatch
-import Foundation
 import SafeTensors
 import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// One alignment vector with its coefficient λ.
 public struct MergeTerm: Sendable {
@@ -209,11 +214,11 @@ public func merge(
             path: base.path, dtype: base.mainDType.rawValue, structure: structure, content: content,
             tensors: base.tensors.count)
         var files: [String] = [output]
-        var written = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+        var written = Path.fileSize(output) ?? 0
         if let w = directoryWriter {
             files = w.shardNames.map { output + "/" + $0 }
             written = files.reduce(0) {
-                $0 + ((try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? Int) ?? 0)
+                $0 + (Path.fileSize($1) ?? 0)
             }
         }
         progress?(totalBytes, totalBytes)

@@ -1,6 +1,11 @@
-import Foundation
 import SafeTensors
 import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// A mix pinned in a file, so a pipeline keeps it in its repository: `av merge --recipe FILE`.
 ///
@@ -161,13 +166,13 @@ public struct MixRecipe: Sendable {
 
 /// "5GB" → 5_000_000_000 (decimal, as Hugging Face writes sizes), "2GiB" → 2·2³⁰, "123" → 123.
 public func parseSize(_ text: String) -> Int? {
-    let t = text.trimmingCharacters(in: .whitespaces).uppercased()
+    let t = text.trimmingWhitespace(newlines: false).uppercased()
     let units: [(String, Double)] = [
         ("KIB", 1024), ("MIB", 1_048_576), ("GIB", 1_073_741_824), ("TIB", 1_099_511_627_776), ("KB", 1e3), ("MB", 1e6),
         ("GB", 1e9), ("TB", 1e12), ("B", 1),
     ]
     for (suffix, scale) in units where t.hasSuffix(suffix) {
-        guard let v = Double(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), v > 0, v * scale < 9e18
+        guard let v = Double(t.dropLast(suffix.count).trimmingWhitespace(newlines: false)), v > 0, v * scale < 9e18
         else { return nil }
         return Int(v * scale)
     }

@@ -1,6 +1,12 @@
-import Foundation
 import Inference
 import SafeTensors
+import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// One prompt of a levels file with one response per preference level.
 public struct LevelsItem: Sendable {

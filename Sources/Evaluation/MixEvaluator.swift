@@ -1,8 +1,13 @@
 import AlignmentVectors
 import Dispatch
-import Foundation
 import Inference
 import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// One domain of a sweep or a search: its vector and its levels file.
 public struct SearchDomain: Sendable {
@@ -27,7 +32,7 @@ public final class MixEvaluator: @unchecked Sendable {
     public let score: LevelScore
     public let prefix: String
     private var cache: [[Double]: [Int: LevelsResult]] = [:]
-    private let lock = NSLock()
+    private let lock = Lock()
     /// Mixes loaded so far (each is one pass that mixes the weights).
     public private(set) var mixesLoaded = 0
 

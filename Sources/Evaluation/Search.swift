@@ -1,6 +1,12 @@
-import Foundation
 import Inference
 import SafeTensors
+import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// A preference profile: a target level per domain (in domain order).
 public typealias Profile = [String]

@@ -1,7 +1,12 @@
-import Foundation
 import Inference
 import SafeTensors
 import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// A partial result of a sharded grid search (`av search --shard I/N`): the points one task
 /// evaluated, with the fingerprints of every input and the grid, so that `--collect` refuses to

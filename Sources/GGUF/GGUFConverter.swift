@@ -1,6 +1,11 @@
-import Foundation
 import SafeTensors
 import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// Turns a GGUF model (llama or qwen2 architecture) into a Hugging Face model directory:
 /// safetensors with Hugging Face names and layout (llama.cpp's Q/K row permutation undone),

@@ -1,6 +1,11 @@
-import Foundation
 import SafeTensors
 import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// Why a GGUF file was refused: the file, the rule, and the values found.
 public struct GGUFError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -120,7 +125,7 @@ public final class GGUFFile: @unchecked Sendable {
         guard mapping.size >= 8 else { throw r.fail("file is \(mapping.size) bytes, too small for a GGUF header") }
         let magic = try r.u32()
         guard magic == 0x4655_4747 else {
-            throw r.fail(String(format: "bad magic 0x%08X (a GGUF file starts with \"GGUF\")", magic), at: 0)
+            throw r.fail(String(cFormat: "bad magic 0x%08X (a GGUF file starts with \"GGUF\")", magic), at: 0)
         }
         let version = Int(try r.u32())
         guard version == 2 || version == 3 else {

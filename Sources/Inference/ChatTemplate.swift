@@ -1,5 +1,11 @@
-import Foundation
 import SafeTensors
+import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// The chat formats of the common model families, recognized from `tokenizer_config.json`'s
 /// `chat_template` (a Jinja template, which av does not run: it knows the formats it renders).
@@ -25,11 +31,10 @@ public enum ChatTemplate: Equatable, Sendable {
     public static func detect(directory: String) -> ChatTemplate? {
         // transformers 5 saves the template as chat_template.jinja; older versions inside
         // tokenizer_config.json, as a string or a list of named templates.
-        let dir = directory as NSString
-        if let data = FileManager.default.contents(atPath: dir.appendingPathComponent("chat_template.jinja")) {
+        if let data = FileManager.default.contents(atPath: Path.join(directory, "chat_template.jinja")) {
             return recognize(String(decoding: data, as: UTF8.self))
         }
-        guard let data = FileManager.default.contents(atPath: dir.appendingPathComponent("tokenizer_config.json")),
+        guard let data = FileManager.default.contents(atPath: Path.join(directory, "tokenizer_config.json")),
             let root = try? JSONParser.parse(String(decoding: data, as: UTF8.self)),
             let value = root["chat_template"]
         else { return nil }
@@ -44,12 +49,16 @@ public enum ChatTemplate: Equatable, Sendable {
             // A default system prompt appears as a literal right after "<|im_start|>system\n".
             var defaultSystem: String?
             // The newline is an escape in some templates and a real newline in others (GGUF).
-            for marker in ["'<|im_start|>system\\n", "\"<|im_start|>system\\n", "'<|im_start|>system\n", "\"<|im_start|>system\n"] {
-                guard let r = template.range(of: marker) else { continue }
+            for marker in [
+                "'<|im_start|>system\\n", "\"<|im_start|>system\\n", "'<|im_start|>system\n", "\"<|im_start|>system\n",
+            ] {
+                guard let r = template.firstRange(of: marker) else { continue }
                 let rest = template[r.upperBound...]
-                if let end = rest.range(of: "<|im_end|>") {
+                if let end = rest.firstRange(of: "<|im_end|>") {
                     let text = String(rest[..<end.lowerBound])
-                    if !text.contains("{{") && !text.contains("'") { defaultSystem = text.replacingOccurrences(of: "\\n", with: "\n") }
+                    if !text.contains("{{") && !text.contains("'") {
+                        defaultSystem = text.replacingAll("\\n", with: "\n")
+                    }
                 }
                 break
             }
@@ -71,9 +80,12 @@ public enum ChatTemplate: Equatable, Sendable {
         case .llama3:
             var s = "<|begin_of_text|>"
             // The template trims each message's content.
-            if let system { s += "<|start_header_id|>system<|end_header_id|>\n\n\(system.trimmingCharacters(in: .whitespacesAndNewlines))<|eot_id|>" }
-            let u = user.trimmingCharacters(in: .whitespacesAndNewlines)
-            return s + "<|start_header_id|>user<|end_header_id|>\n\n\(u)<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+            if let system {
+                s += "<|start_header_id|>system<|end_header_id|>\n\n\(system.trimmingWhitespace())<|eot_id|>"
+            }
+            let u = user.trimmingWhitespace()
+            return s
+                + "<|start_header_id|>user<|end_header_id|>\n\n\(u)<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
         case .mistral:
             let content = system.map { "\($0)\n\n\(user)" } ?? user
             return "<s>[INST] \(content) [/INST]"

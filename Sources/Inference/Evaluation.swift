@@ -1,5 +1,16 @@
-import Foundation
 import SafeTensors
+import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// One preference pair: a prompt and two completions, the preferred first.
 public struct PreferencePair: Sendable {

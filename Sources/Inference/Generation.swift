@@ -1,6 +1,11 @@
 import AlignmentVectors
-import Foundation
 import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// A model with its tokenizer: what `av generate` and `av eval` run.
 public final class LanguageModel: @unchecked Sendable {

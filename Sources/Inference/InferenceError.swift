@@ -1,5 +1,6 @@
 import AlignmentVectors
 import SafeTensors
+import Tensors
 
 /// Why a model, a tokenizer or an evaluation input was refused.
 public enum InferenceError: Error, Equatable, Sendable, CustomStringConvertible {

@@ -1,5 +1,16 @@
-import Foundation
 import SafeTensors
+import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// The configuration of a Llama-family decoder (Llama 2/3, SmolLM, TinyLlama, Mistral, Qwen2), read
 /// from `config.json`, validated whole, defaults resolved (as candle's `LlamaConfig::into_config`).
@@ -36,7 +47,7 @@ public struct LlamaConfig: Equatable, Sendable {
 
     /// Reads `config.json` in `directory`.
     public static func load(directory: String) throws(InferenceError) -> LlamaConfig {
-        let path = (directory as NSString).appendingPathComponent("config.json")
+        let path = Path.join(directory, "config.json")
         guard let data = FileManager.default.contents(atPath: path) else {
             throw .file(
                 SafeTensorsError(

@@ -1,9 +1,19 @@
 // Follows transformers' modeling_llama.py (and modeling_mistral.py, modeling_qwen2.py): pre-norm
 // decoder blocks, grouped-query attention with rotate-half RoPE, SiLU-gated MLP.
 import AlignmentVectors
-import Foundation
 import SafeTensors
 import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// One decoder block's weights, named as in the checkpoint (`model.layers.N.…`).
 struct Block {

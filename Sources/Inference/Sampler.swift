@@ -1,4 +1,15 @@
-import Foundation
+import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// How the next token is chosen.
 public struct SamplingOptions: Sendable {

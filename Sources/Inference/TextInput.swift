@@ -1,5 +1,16 @@
-import Foundation
 import SafeTensors
+import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// Text files given as inputs (pairs, levels, prompts, held-out text): read whole, checked to be
 /// UTF-8, a leading byte-order mark dropped, lines split on LF with a trailing CR removed.
@@ -16,10 +27,33 @@ public enum TextInput {
                     file: path, .io(operation: "read", message: "cannot read the file (a directory, or no permission)"))
             )
         }
-        var bytes = [UInt8](data)
+        return try decode([UInt8](data), name: path)
+    }
+
+    /// Everything on standard input up to its end, checked as `read` checks a file (named
+    /// "standard input" in errors): for `--prompt -`, so a prompt keeps its exact bytes.
+    public static func readStandardInput() throws(InferenceError) -> String {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(0, $0.baseAddress, $0.count) }
+            if n == 0 { break }
+            if n < 0 {
+                if errno == EINTR { continue }
+                let message = String(cString: strerror(errno))
+                throw .file(SafeTensorsError(file: "standard input", .io(operation: "read", message: message)))
+            }
+            bytes += chunk[0..<n]
+        }
+        return try decode(bytes, name: "standard input")
+    }
+
+    /// `bytes` as text: a leading byte-order mark dropped, invalid UTF-8 named by offset.
+    static func decode(_ bytes: [UInt8], name: String) throws(InferenceError) -> String {
+        var bytes = bytes
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }
         guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw .input(file: path, message: "not valid UTF-8 (at byte \(firstInvalidUTF8(bytes)))")
+            throw .input(file: name, message: "not valid UTF-8 (at byte \(firstInvalidUTF8(bytes)))")
         }
         return text
     }

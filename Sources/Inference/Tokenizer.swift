@@ -1,7 +1,13 @@
+import SafeTensors
+import Tensors
+
 // Follows Hugging Face `tokenizers` (tokenizer.json): normalizers, pre-tokenizers, the BPE model
 // with byte-level and byte-fallback variants, added tokens, decoders.
-import Foundation
-import SafeTensors
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// A byte-level or SentencePiece-style BPE tokenizer read from `tokenizer.json`.
 ///
@@ -24,13 +30,13 @@ public final class Tokenizer: @unchecked Sendable {
     private let preTokenizer: [PreTokenizerStep]
     private let decoder: [DecoderStep]
     private var cache: [[UInt8]: [Int]] = [:]
-    private let lock = NSLock()
+    private let lock = Lock()
     public let specialIDs: Set<Int>
     /// Tokens the post-processor adds before the text with `addSpecialTokens` (BOS for Llama).
     public let prefixIDs: [Int]
 
     enum NormalizerStep {
-        case nfc, nfkc, nfd, lowercase
+        case nfc, lowercase
         case prepend(String)
         case replace(String, String)
     }
@@ -85,9 +91,7 @@ public final class Tokenizer: @unchecked Sendable {
 
     /// Reads `tokenizer.json` (a file, or the one in a model directory).
     public init(path given: String) throws(InferenceError) {
-        var isDir: ObjCBool = false
-        FileManager.default.fileExists(atPath: given, isDirectory: &isDir)
-        let path = isDir.boolValue ? (given as NSString).appendingPathComponent("tokenizer.json") : given
+        let path = Path.isDirectory(given) == true ? Path.join(given, "tokenizer.json") : given
         self.path = path
         func fail(_ m: String) -> InferenceError { .tokenizer(file: path, message: m) }
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -140,7 +144,7 @@ public final class Tokenizer: @unchecked Sendable {
         self.ids = ids
         self.tokens = tokens
         self.ranks = ranks
-        byteTokens = (0..<256).map { ids[Array(String(format: "<0x%02X>", $0).utf8)] }
+        byteTokens = (0..<256).map { ids[Array(String(cFormat: "<0x%02X>", $0).utf8)] }
         byteFallback = { if case .bool(true)? = model["byte_fallback"] { return true } else { return false } }()
         fuseUnknown = { if case .bool(true)? = model["fuse_unk"] { return true } else { return false } }()
         ignoreMerges = { if case .bool(true)? = model["ignore_merges"] { return true } else { return false } }()
@@ -180,8 +184,11 @@ public final class Tokenizer: @unchecked Sendable {
         for n in flatten(v, key: "normalizers") {
             switch n["type"]?.stringValue {
             case "NFC": out.append(.nfc)
-            case "NFKC": out.append(.nfkc)
-            case "NFD": out.append(.nfd)
+            case "NFKC", "NFKD", "NFD":
+                // The Swift standard library composes (NFC) but offers no decomposition tables, and av
+                // links only FoundationEssentials (no ICU) to stay one small binary.
+                throw fail(
+                    "normalizer \(n["type"]?.stringValue ?? "") is not supported (NFC, Lowercase, Prepend, Replace)")
             case "Lowercase": out.append(.lowercase)
             case "Prepend": out.append(.prepend(n["prepend"]?.stringValue ?? ""))
             case "Replace":
@@ -208,7 +215,7 @@ public final class Tokenizer: @unchecked Sendable {
                 guard behavior == "Isolated" || behavior == "Removed", !flag("invert", false) else {
                     throw fail("Split behavior \(behavior) is not supported (Isolated, Removed)")
                 }
-                let source = p["pattern"]?["String"] != nil ? NSRegularExpression.escapedPattern(for: pat) : pat
+                let source = p["pattern"]?["String"] != nil ? Tokenizer.escapedPattern(pat) : pat
                 out.append(.split(try compile(source, fail), removing: behavior == "Removed"))
             case "ByteLevel":
                 out.append(
@@ -248,6 +255,20 @@ public final class Tokenizer: @unchecked Sendable {
                         replacement: d["replacement"]?.stringValue ?? "▁",
                         prependFirst: (d["prepend_scheme"]?.stringValue ?? "always") != "never"))
             case let t: throw fail("decoder \(t ?? "?") is not supported")
+            }
+        }
+        return out
+    }
+
+    /// `text` as a regular expression that matches it literally: every character that is not a
+    /// letter, digit, space or underscore is escaped (what `NSRegularExpression.escapedPattern` does).
+    static func escapedPattern(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            switch scalar.value {
+            case 0x30...0x39, 0x41...0x5A, 0x61...0x7A, 0x5F, 0x80...: out.unicodeScalars.append(scalar)
+            case 0x21...0x7E: out += "\\" + String(scalar)
+            default: out += "\\x{" + String(scalar.value, radix: 16) + "}"
             }
         }
         return out
@@ -307,9 +328,7 @@ public final class Tokenizer: @unchecked Sendable {
         var t = s
         for step in normalizer {
             switch step {
-            case .nfc: t = t.precomposedStringWithCanonicalMapping
-            case .nfkc: t = t.precomposedStringWithCompatibilityMapping
-            case .nfd: t = t.decomposedStringWithCanonicalMapping
+            case .nfc: t = String(decoding: t._nfcCodeUnits, as: UTF8.self)
             case .lowercase: t = t.lowercased()
             case .prepend(let p): if !t.isEmpty { t = p + t }
             case .replace(let a, let b): t = t.replacingScalars(a, with: b)
@@ -421,7 +440,7 @@ public final class Tokenizer: @unchecked Sendable {
             if ids[bytes] != nil {
                 symbols.append(bytes)
             } else if byteFallback, bytes.allSatisfy({ byteTokens[Int($0)] != nil }) {
-                symbols += bytes.map { Array(String(format: "<0x%02X>", $0).utf8) }
+                symbols += bytes.map { Array(String(cFormat: "<0x%02X>", $0).utf8) }
             } else if unk != nil {
                 if fuseUnknown, symbols.last == [] { continue }
                 symbols.append([])

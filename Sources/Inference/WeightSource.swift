@@ -1,7 +1,12 @@
 import AlignmentVectors
-import Foundation
 import SafeTensors
 import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// Where a model's tensors come from: a checkpoint's mappings (zero-copy), or buffers a mix
 /// `base + Σ λ·AV` was computed into as the weights were loaded.

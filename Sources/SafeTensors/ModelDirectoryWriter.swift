@@ -1,5 +1,15 @@
-import Foundation
 import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// Writes a Hugging Face model directory: weight shards of at most `maxShardSize` bytes named as
 /// the Hub names them, the index when there is more than one shard, and any extra files (config,
@@ -126,7 +136,7 @@ public final class ModelDirectoryWriter: ByteSink {
                     try FileManager.default.copyItem(atPath: source, toPath: temporary + "/" + name)
                 } catch {
                     throw SafeTensorsError(
-                        file: source, .io(operation: "copy into \(path)", message: error.localizedDescription))
+                        file: source, .io(operation: "copy into \(path)", message: describe(error)))
                 }
             }
             for (name, text) in texts.sorted(by: { $0.key < $1.key }) {

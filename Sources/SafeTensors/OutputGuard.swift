@@ -1,4 +1,10 @@
-import Foundation
+import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 #if canImport(Glibc)
     import Glibc
@@ -100,7 +106,7 @@ public enum OutputGuard {
         } catch {
             throw SafeTensorsError(
                 file: path,
-                .io(operation: "list the existing output directory", message: "\(error.localizedDescription)"))
+                .io(operation: "list the existing output directory", message: describe(error)))
         }
         let dir = path.hasSuffix("/") ? path : path + "/"
         for name in entries {

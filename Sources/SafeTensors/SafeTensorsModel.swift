@@ -1,5 +1,10 @@
-import Foundation
 import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// Hugging Face's names for a model's weight files (huggingface_hub constants.py).
 public enum HFNames {
@@ -34,18 +39,21 @@ public final class SafeTensorsModel: @unchecked Sendable {
     ///   a tensor held by a shard the index does not list it in, or any header problem.
     public init(path: String) throws(SafeTensorsError) {
         self.path = path
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+        guard let isDir = Path.isDirectory(path) else {
             throw SafeTensorsError(file: path, .io(operation: "open", message: "No such file or directory"))
         }
-        isDirectory = isDir.boolValue
+        isDirectory = isDir
         var files: [SafeTensorsFile] = []
         var entries: [(file: Int, info: TensorInfo)] = []
         var byName: [String: Int] = [:]
         func add(_ info: TensorInfo, file: Int) throws(SafeTensorsError) {
             guard byName[info.name] == nil else {
                 throw SafeTensorsError(
-                    file: files[file].path, .index(message: "tensor \(JSONWriter.quoted(info.name)) is also in \(files[entries[byName[info.name]!].file].path)")
+                    file: files[file].path,
+                    .index(
+                        message:
+                            "tensor \(JSONWriter.quoted(info.name)) is also in \(files[entries[byName[info.name]!].file].path)"
+                    )
                 )
             }
             byName[info.name] = entries.count
@@ -62,10 +70,16 @@ public final class SafeTensorsModel: @unchecked Sendable {
                 let shardNames = Set(map.values).sorted()
                 for shard in shardNames {
                     guard !shard.hasPrefix("/"), !shard.split(separator: "/").contains("..") else {
-                        throw SafeTensorsError(file: indexPath, .index(message: "shard name \(JSONWriter.quoted(shard)) leaves the model directory"))
+                        throw SafeTensorsError(
+                            file: indexPath,
+                            .index(message: "shard name \(JSONWriter.quoted(shard)) leaves the model directory"))
                     }
                     guard FileManager.default.fileExists(atPath: dir + shard) else {
-                        throw SafeTensorsError(file: indexPath, .index(message: "the weight_map names shard \(JSONWriter.quoted(shard)), which does not exist"))
+                        throw SafeTensorsError(
+                            file: indexPath,
+                            .index(
+                                message: "the weight_map names shard \(JSONWriter.quoted(shard)), which does not exist")
+                        )
                     }
                     files.append(try SafeTensorsFile(path: dir + shard))
                 }
@@ -74,19 +88,29 @@ public final class SafeTensorsModel: @unchecked Sendable {
                         guard let listed = map[t.name] else {
                             throw SafeTensorsError(
                                 file: indexPath,
-                                .index(message: "shard \(shardNames[i]) holds tensor \(JSONWriter.quoted(t.name)), which the weight_map does not list"))
+                                .index(
+                                    message:
+                                        "shard \(shardNames[i]) holds tensor \(JSONWriter.quoted(t.name)), which the weight_map does not list"
+                                ))
                         }
                         guard listed == shardNames[i] else {
                             throw SafeTensorsError(
                                 file: indexPath,
-                                .index(message: "the weight_map puts tensor \(JSONWriter.quoted(t.name)) in \(listed), but it is in \(shardNames[i])"))
+                                .index(
+                                    message:
+                                        "the weight_map puts tensor \(JSONWriter.quoted(t.name)) in \(listed), but it is in \(shardNames[i])"
+                                ))
                         }
                         try add(t, file: i)
                     }
                 }
                 for (name, shard) in map.sorted(by: { $0.key < $1.key }) where byName[name] == nil {
                     throw SafeTensorsError(
-                        file: indexPath, .index(message: "the weight_map puts tensor \(JSONWriter.quoted(name)) in \(shard), which does not hold it"))
+                        file: indexPath,
+                        .index(
+                            message:
+                                "the weight_map puts tensor \(JSONWriter.quoted(name)) in \(shard), which does not hold it"
+                        ))
                 }
             } else {
                 let contents = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
@@ -124,7 +148,8 @@ public final class SafeTensorsModel: @unchecked Sendable {
         do {
             root = try JSONParser.parse(String(decoding: data, as: UTF8.self))
         } catch {
-            throw SafeTensorsError(file: indexPath, .index(message: "not valid JSON: \(error.message) at byte \(error.offset)"))
+            throw SafeTensorsError(
+                file: indexPath, .index(message: "not valid JSON: \(error.message) at byte \(error.offset)"))
         }
         guard case .object(let top) = root,
             let mapValue = top.first(where: { $0.key == "weight_map" })?.value,
@@ -135,10 +160,14 @@ public final class SafeTensorsModel: @unchecked Sendable {
         var map: [String: String] = [:]
         for (name, value) in pairs {
             guard case .string(let shard) = value else {
-                throw SafeTensorsError(file: indexPath, .index(message: "weight_map entry \(JSONWriter.quoted(name)) is \(value.kind), expected a file name"))
+                throw SafeTensorsError(
+                    file: indexPath,
+                    .index(
+                        message: "weight_map entry \(JSONWriter.quoted(name)) is \(value.kind), expected a file name"))
             }
             guard map.updateValue(shard, forKey: name) == nil else {
-                throw SafeTensorsError(file: indexPath, .index(message: "weight_map lists tensor \(JSONWriter.quoted(name)) twice"))
+                throw SafeTensorsError(
+                    file: indexPath, .index(message: "weight_map lists tensor \(JSONWriter.quoted(name)) twice"))
             }
         }
         return map

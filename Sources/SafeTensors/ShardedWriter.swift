@@ -1,5 +1,10 @@
-import Foundation
 import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// Splits tensors into shards the way `huggingface_hub` does (`split_state_dict_into_shards_factory`):
 /// in the given order, a new shard starts when adding a tensor would pass `maxShardSize`; a tensor

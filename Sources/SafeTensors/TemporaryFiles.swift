@@ -1,4 +1,10 @@
-import Foundation
+import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 #if canImport(Glibc)
     import Glibc
@@ -11,7 +17,7 @@ import Foundation
 /// same). A `kill -9` cannot be caught: it may leave a hidden `.NAME.tmp-PID-RANDOM` beside the
 /// destination (or `.NAME.old-PID-RANDOM` during a directory swap), which is safe to delete.
 public enum TemporaryFiles {
-    private static let lock = NSLock()
+    private static let lock = Lock()
     nonisolated(unsafe) private static var paths: [String: Bool] = [:]
     nonisolated(unsafe) private static var installed = false
 
@@ -68,26 +74,31 @@ public enum TemporaryFiles {
         sigemptyset(&set)
         for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&set, s) }
         pthread_sigmask(SIG_BLOCK, &set, nil)
-        let box = UncheckedBox(set)
-        let thread = Thread {
-            var set = box.value
-            var received: Int32 = 0
-            while sigwait(&set, &received) != 0 {}
-            removeAll(forever: true)
-            signal(received, SIG_DFL)
-            var only = sigset_t()
-            sigemptyset(&only)
-            sigaddset(&only, received)
-            pthread_sigmask(SIG_UNBLOCK, &only, nil)
-            raise(received)
-            _exit(128 + received)
-        }
-        thread.name = "av-signals"
-        thread.start()
+        let context = UnsafeMutablePointer<sigset_t>.allocate(capacity: 1)
+        context.initialize(to: set)
+        var thread = pthread_t()
+        let rc = pthread_create(
+            &thread, nil,
+            { raw in
+                guard let set = raw?.assumingMemoryBound(to: sigset_t.self) else { return nil }
+                TemporaryFiles.waitForSignal(set)
+                return nil
+            }, context)
+        if rc == 0 { pthread_detach(thread) }
     }
-}
 
-private struct UncheckedBox<T>: @unchecked Sendable {
-    var value: T
-    init(_ value: T) { self.value = value }
+    /// The signal thread's body: waits for one of the signals in `set`, removes every temporary,
+    /// and dies of that signal.
+    private static func waitForSignal(_ set: UnsafeMutablePointer<sigset_t>) -> Never {
+        var received: Int32 = 0
+        while sigwait(set, &received) != 0 {}
+        removeAll(forever: true)
+        signal(received, SIG_DFL)
+        var only = sigset_t()
+        sigemptyset(&only)
+        sigaddset(&only, received)
+        pthread_sigmask(SIG_UNBLOCK, &only, nil)
+        raise(received)
+        _exit(128 + received)
+    }
 }

@@ -1,5 +1,10 @@
 import Dispatch
-import Foundation
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// Work spread over threads with `DispatchQueue.concurrentPerform`.
 public enum Parallel {
@@ -45,7 +50,7 @@ public enum Parallel {
 extension Parallel {
     /// Counts the workers of every `forEach` run inside `Parallel.countingWorkers`.
     public final class WorkerCount: @unchecked Sendable {
-        private let lock = NSLock()
+        private let lock = Lock()
         private var most = 0
 
         /// The largest number of workers one `forEach` has used so far.

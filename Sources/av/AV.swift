@@ -1,10 +1,41 @@
-import Foundation
 import SafeTensors
+import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// The `av` command line: dispatches to subcommands, prints errors, returns exit codes.
 @main
 enum AV {
     static let version = "0.1.0"
+
+    /// What `av --version` prints: the version, the git commit of the build (stamped by the
+    /// BuildInfo plugin), the matrix kernels in use and the platform.
+    static var versionLine: String {
+        #if arch(x86_64)
+            let arch = "x86_64"
+        #elseif arch(arm64)
+            let arch = "arm64"
+        #else
+            let arch = "other"
+        #endif
+        #if os(Linux)
+            let system = "Linux"
+        #elseif os(macOS)
+            let system = "macOS"
+        #else
+            let system = "other"
+        #endif
+        return "av \(version) (commit \(BuildInfo.commit), kernels portable, \(arch) \(system))"
+    }
 
     static let commands: [(spec: CommandSpec, run: @Sendable (ParsedArguments) throws -> ExitCode)] = [
         (DemoCommand.spec, DemoCommand.run),
@@ -28,7 +59,7 @@ enum AV {
             "Subcommands:",
         ]
         for c in commands {
-            lines.append("  " + c.spec.name.padding(toLength: 10, withPad: " ", startingAt: 0) + c.spec.summary)
+            lines.append("  " + c.spec.name.padded(to: 10) + c.spec.summary)
         }
         lines += [
             "",
@@ -62,7 +93,7 @@ enum AV {
             print(help)
             return .success
         case "--version":
-            print("av \(version)")
+            print(versionLine)
             return .success
         case "help":
             guard arguments.count > 1 else {

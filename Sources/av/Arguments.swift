@@ -1,3 +1,5 @@
+import Tensors
+
 /// A command-line option a subcommand accepts.
 struct OptionSpec: Sendable {
     var names: [String]

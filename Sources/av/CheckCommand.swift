@@ -1,10 +1,15 @@
 import AlignmentVectors
 import Dispatch
 import Evaluation
-import Foundation
 import Inference
 import SafeTensors
 import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// `av check`: the pre-deployment gate. Merges the recipe's mix (or takes `--model`), runs the
 /// recipe's checks, prints a table, writes reports, and exits 0 when every check passes, 1 when any fails.
@@ -132,9 +137,9 @@ enum CheckCommand {
         let failed = results.filter { !$0.passed }
         print(
             "av check: \(recipePath) on \(model)"
-                + (mergeSeconds > 0 ? String(format: " (merged in %.2f s)", mergeSeconds) : ""))
+                + (mergeSeconds > 0 ? String(cFormat: " (merged in %.2f s)", mergeSeconds) : ""))
         let rows = results.map {
-            [$0.passed ? "pass" : "FAIL", $0.name, $0.threshold, $0.measured, String(format: "%.2f s", $0.seconds)]
+            [$0.passed ? "pass" : "FAIL", $0.name, $0.threshold, $0.measured, String(cFormat: "%.2f s", $0.seconds)]
         }
         print(indent(Format.table(["result", "check", "threshold", "measured", "time"], rows, rightAligned: [4])))
         for r in results where r.detail != nil { print("  \(r.name): \(r.detail!)") }
@@ -173,12 +178,12 @@ enum CheckCommand {
         if let junit = args.value("--junit") {
             var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
             xml +=
-                "<testsuites name=\"av check\" tests=\"\(results.count)\" failures=\"\(failed.count)\" time=\"\(String(format: "%.3f", total))\">\n"
+                "<testsuites name=\"av check\" tests=\"\(results.count)\" failures=\"\(failed.count)\" time=\"\(String(cFormat: "%.3f", total))\">\n"
             xml +=
-                "  <testsuite name=\"\(xmlEscape(recipePath))\" tests=\"\(results.count)\" failures=\"\(failed.count)\" time=\"\(String(format: "%.3f", total))\">\n"
+                "  <testsuite name=\"\(xmlEscape(recipePath))\" tests=\"\(results.count)\" failures=\"\(failed.count)\" time=\"\(String(cFormat: "%.3f", total))\">\n"
             for r in results {
                 xml +=
-                    "    <testcase classname=\"av.check.\(xmlEscape(r.type))\" name=\"\(xmlEscape(r.name))\" time=\"\(String(format: "%.3f", r.seconds))\">"
+                    "    <testcase classname=\"av.check.\(xmlEscape(r.type))\" name=\"\(xmlEscape(r.name))\" time=\"\(String(cFormat: "%.3f", r.seconds))\">"
                 if r.passed {
                     xml += "</testcase>\n"
                 } else {
@@ -218,15 +223,15 @@ enum CheckCommand {
         switch type {
         case "pairs":
             let minimum = try number("min_accuracy")
-            r.threshold = String(format: "≥ %.1f%%", 100 * minimum)
+            r.threshold = String(cFormat: "≥ %.1f%%", 100 * minimum)
             let result = try loadedModel().evaluate(pairs: PreferencePair.load(place(try need("file"))))
-            r.measured = String(format: "%.1f%%", 100 * result.accuracy)
+            r.measured = String(cFormat: "%.1f%%", 100 * result.accuracy)
             r.passed = result.accuracy >= minimum
         case "perplexity":
             let maximum = try number("max")
             r.threshold = "≤ \(trimmed(maximum))"
             let result = try loadedModel().perplexity(text: try TextInput.read(place(try need("file"))))
-            r.measured = String(format: "%.3f", result.perplexity)
+            r.measured = String(cFormat: "%.3f", result.perplexity)
             r.passed = result.perplexity <= maximum
         case "kl":
             let maximum = try number("max")
@@ -240,7 +245,7 @@ enum CheckCommand {
             let reference = try LanguageModel(directory: to)
             reference.model.threads = threads
             let result = try loadedModel().klDivergence(from: reference, prompts: prompts)
-            r.measured = String(format: "%.5f (max %.5f)", result.mean, result.max)
+            r.measured = String(cFormat: "%.5f (max %.5f)", result.mean, result.max)
             r.passed = result.mean <= maximum
         case "finite":
             r.threshold = "0 non-finite"
@@ -278,11 +283,12 @@ enum CheckCommand {
             let largest = check["largest"] == .bool(true)
             let minimum = check["min_share"]?.doubleValue
             r.threshold = [
-                minimum.map { String(format: "%@ ≥ %.0f%%", level, 100 * $0) }, largest ? "\(level) largest" : nil,
+                minimum.map { "\(level) ≥ " + String(cFormat: "%.0f%%", 100 * $0) }, largest ? "\(level) largest" : nil,
             ].compactMap { $0 }.joined(
                 separator: ", ")
-            r.measured = zip(result.levels, result.shares).map { "\($0) \(String(format: "%.0f%%", 100 * $1))" }.joined(
-                separator: ", ")
+            r.measured = zip(result.levels, result.shares).map { "\($0) \(String(cFormat: "%.0f%%", 100 * $1))" }
+                .joined(
+                    separator: ", ")
             let others = zip(result.levels, result.shares).filter { $0.0 != level }.map(\.1).max() ?? 0
             r.passed = (minimum.map { share >= $0 } ?? true) && (!largest || share > others)
         default:
@@ -396,14 +402,13 @@ enum CheckCommand {
 
     /// Escapes a GitHub Actions workflow-command message: `%`, CR and LF.
     static func annotationEscape(_ s: String) -> String {
-        s.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(of: "\r", with: "%0D").replacingOccurrences(
-            of: "\n", with: "%0A")
+        s.replacingAll("%", with: "%25").replacingAll("\r", with: "%0D").replacingAll("\n", with: "%0A")
     }
 
     static func xmlEscape(_ s: String) -> String {
-        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(
-            of: ">", with: "&gt;"
+        s.replacingAll("&", with: "&amp;").replacingAll("<", with: "&lt;").replacingAll(
+            ">", with: "&gt;"
         )
-        .replacingOccurrences(of: "\"", with: "&quot;")
+        .replacingAll("\"", with: "&quot;")
     }
 }

@@ -1,7 +1,12 @@
-import Foundation
 import GGUF
 import SafeTensors
 import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 enum ConvertCommand {
     static let spec = CommandSpec(
@@ -47,7 +52,7 @@ enum ConvertCommand {
         )
         print("  tensors   \(file.tensors.count) (\(quant)) → \(dtype.rawValue)")
         print(
-            "  wrote     \(names.joined(separator: ", ")) in \(String(format: "%.2f", Date().timeIntervalSince(start))) s"
+            "  wrote     \(names.joined(separator: ", ")) in \(String(cFormat: "%.2f", Date().timeIntervalSince(start))) s"
         )
         return .success
     }

@@ -1,9 +1,15 @@
 import AlignmentVectors
 import Dispatch
 import Evaluation
-import Foundation
 import Inference
 import SafeTensors
+import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// `av demo`: the whole story on the model family in Checkpoints/, in a temporary directory.
 enum DemoCommand {
@@ -34,7 +40,7 @@ enum DemoCommand {
         defer { try? FileManager.default.removeItem(atPath: work) }
         let start = DispatchTime.now().uptimeNanoseconds
         func elapsed(_ t: UInt64) -> String {
-            String(format: "%.2f s", Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9)
+            String(cFormat: "%.2f s", Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9)
         }
 
         print(
@@ -54,10 +60,9 @@ enum DemoCommand {
             var sums = (0.0, 0.0)
             for x in r.tensors { sums = (sums.0 + x.deltaNorm * x.deltaNorm, sums.1 + x.baseNorm * x.baseNorm) }
             print(
-                String(
-                    format: "   %@.av: %d of %d tensors changed, ‖Δ‖/‖W‖ = %.3f, exact at λ=1: %@ (%@)", d,
-                    r.changedTensors, r.tensors.count,
-                    (sums.0 / max(sums.1, 1e-30)).squareRoot(), r.mismatches == 0 ? "yes" : "no", elapsed(t)))
+                "   \(d).av: \(r.changedTensors) of \(r.tensors.count) tensors changed, ‖Δ‖/‖W‖ = "
+                    + String(cFormat: "%.3f", (sums.0 / max(sums.1, 1e-30)).squareRoot())
+                    + ", exact at λ=1: \(r.mismatches == 0 ? "yes" : "no") (\(elapsed(t)))")
         }
         let vectors = Dictionary(
             uniqueKeysWithValues: try domains.map { ($0, try AlignmentVector(path: "\(work)/\($0).av")) })
@@ -74,7 +79,7 @@ enum DemoCommand {
         for lambda in grid {
             let r = try knob.results(at: [lambda], for: [0])[0]!
             rows.append(
-                [String(format: "%+.2f", lambda)] + r.shares.map { String(format: "%.0f%%", 100 * $0) } + [
+                [String(cFormat: "%+.2f", lambda)] + r.shares.map { String(cFormat: "%.0f%%", 100 * $0) } + [
                     bar(r.shares)
                 ])
         }
@@ -86,8 +91,8 @@ enum DemoCommand {
 
         let item = levels["medical"]!.items[0]
         let question =
-            item.prompt.components(separatedBy: "\n").dropFirst().first?.replacingOccurrences(
-                of: "<|im_end|>", with: "") ?? item.prompt
+            item.prompt.components(separatedBy: "\n").dropFirst().first?.replacingAll("<|im_end|>", with: "")
+            ?? item.prompt
         print("\n3. av generate: \"\(question)\" (held out) with the medical vector at λ = 0, 0.5, 1, 1.5")
         for lambda in [0.0, 0.5, 1.0, 1.5] {
             let lm = try LanguageModel(
@@ -98,7 +103,7 @@ enum DemoCommand {
             try lm.generate(prompt: lm.tokenizer.encode(item.prompt), maxTokens: 60, sampling: SamplingOptions()) {
                 text += $0
             }
-            print(String(format: "   λ = %.1f: ", lambda) + text.replacingOccurrences(of: "\n", with: " "))
+            print(String(cFormat: "   λ = %.1f: ", lambda) + text.replacingAll("\n", with: " "))
         }
 
         let target = ["expert", "generic", "avoid"]
@@ -117,7 +122,7 @@ enum DemoCommand {
         }
         print(
             "   found: "
-                + zip(domains, best.lambdas).map { "\($0) \(String(format: "%+.2f", $1))" }.joined(separator: ", ")
+                + zip(domains, best.lambdas).map { "\($0) \(String(cFormat: "%+.2f", $1))" }.joined(separator: ", ")
                 + " (\(elapsed(t4)))")
         var mergeOptions = MergeOptions()
         mergeOptions.threads = threadCount
@@ -132,7 +137,7 @@ enum DemoCommand {
             let r = try merged.evaluate(levels: levels[d]!)
             let ok = r.leading == level && r.share(of: level) > r.shares.filter { $0 != r.share(of: level) }.max() ?? 0
             passed = passed && ok
-            let cells = zip(r.levels, r.shares).map { "\($0) \(String(format: "%.0f%%", 100 * $1))" }.joined(
+            let cells = zip(r.levels, r.shares).map { "\($0) \(String(cFormat: "%.0f%%", 100 * $1))" }.joined(
                 separator: ", ")
             print("   check \(d) answers \(level): \(ok ? "pass" : "FAIL") (\(cells))")
         }

@@ -1,7 +1,12 @@
 import AlignmentVectors
-import Foundation
 import SafeTensors
 import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 enum DiffCommand {
     static let spec = CommandSpec(
@@ -87,15 +92,15 @@ enum DiffCommand {
             ("tensors", "\(r.changedTensors) of \(r.tensors.count) changed (the others are left out of the AV)"),
             (
                 "values",
-                "\(Format.grouped(r.changedElements)) of \(Format.grouped(r.totalElements)) changed (\(String(format: "%.1f", changedShare))%)"
+                "\(Format.grouped(r.changedElements)) of \(Format.grouped(r.totalElements)) changed (\(String(cFormat: "%.1f", changedShare))%)"
             ),
-            ("change", "‖Δ‖/‖W‖ = \(String(format: "%.4g", rel)) over the whole model"),
+            ("change", "‖Δ‖/‖W‖ = \(String(cFormat: "%.4g", rel)) over the whole model"),
         ]
         let lostShare = r.changedElements > 0 ? 100 * Double(r.lostInBF16) / Double(r.changedElements) : 0
         rows.append(
             (
                 "bf16",
-                "\(Format.grouped(r.lostInBF16)) changed values (\(String(format: "%.2f", lostShare))%) are below what a bf16 model can represent at λ=1"
+                "\(Format.grouped(r.lostInBF16)) changed values (\(String(cFormat: "%.2f", lostShare))%) are below what a bf16 model can represent at λ=1"
             ))
         if r.mismatches == 0 {
             var how: [String] = []
@@ -134,10 +139,10 @@ enum DiffCommand {
         rows.append(
             (
                 "wrote",
-                "\(r.output): \(Format.bytes(r.bytesWritten)), \(h.dtype.rawValue) deltas, in \(String(format: "%.2f", r.seconds)) s (read \(Format.bytes(Int(rate)))/s)"
+                "\(r.output): \(Format.bytes(r.bytesWritten)), \(h.dtype.rawValue) deltas, in \(String(cFormat: "%.2f", r.seconds)) s (read \(Format.bytes(Int(rate)))/s)"
             ))
         rows.append(("base", "\(h.base.fingerprint) (structure:content)"))
-        for (k, v) in rows { lines.append("  " + k.padding(toLength: 9, withPad: " ", startingAt: 0) + v) }
+        for (k, v) in rows { lines.append("  " + k.padded(to: 9) + v) }
 
         let nonFinite = r.tensors.filter { !$0.deltaNorm.isFinite || !$0.baseNorm.isFinite }
         if let first = nonFinite.first {
@@ -151,7 +156,7 @@ enum DiffCommand {
             let most = blocks.map(\.relativeChange).filter(\.isFinite).max() ?? 0
             let tableRows = blocks.map { b -> [String] in
                 let n = most > 0 && b.relativeChange.isFinite ? Int((b.relativeChange / most * 30).rounded()) : 0
-                return [b.name, String(format: "%.4g", b.relativeChange), String(repeating: "█", count: n)]
+                return [b.name, String(cFormat: "%.4g", b.relativeChange), String(repeating: "█", count: n)]
             }
             lines.append(indent(Format.table(["block", "change", ""], tableRows, rightAligned: [1])))
         }
@@ -160,9 +165,9 @@ enum DiffCommand {
             lines += ["", "largest changes:"]
             let tableRows = largest.map { t in
                 [
-                    t.name, t.dtype.rawValue, Shape.describe(t.shape), String(format: "%.4g", t.relativeChange),
-                    String(format: "%.3g", t.maxAbsDelta),
-                    String(format: "%.1f%%", 100 * Double(t.changed) / Double(max(1, t.elements))),
+                    t.name, t.dtype.rawValue, Shape.describe(t.shape), String(cFormat: "%.4g", t.relativeChange),
+                    String(cFormat: "%.3g", t.maxAbsDelta),
+                    String(cFormat: "%.1f%%", 100 * Double(t.changed) / Double(max(1, t.elements))),
                 ]
             }
             lines.append(

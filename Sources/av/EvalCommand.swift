@@ -1,7 +1,13 @@
 import Evaluation
-import Foundation
 import Inference
 import SafeTensors
+import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 enum EvalCommand {
     static let spec = CommandSpec(
@@ -64,7 +70,8 @@ enum EvalCommand {
             let r = try lm.perplexity(text: try TextInput.read(file))
             lines.append(
                 String(
-                    format: "perplexity  %.4f over %d tokens (mean NLL %.4f nats)", r.perplexity, r.tokens, r.meanNLL))
+                    cFormat: "perplexity  %.4f over %ld tokens (mean NLL %.4f nats)", r.perplexity, r.tokens, r.meanNLL)
+            )
             results.append(
                 (
                     "text",
@@ -80,7 +87,7 @@ enum EvalCommand {
             let r = try lm.evaluate(pairs: pairs, reference: reference)
             lines.append(
                 String(
-                    format: "pairs       accuracy %.1f%% (%d of %d), mean margin %+.4f nats", 100 * r.accuracy,
+                    cFormat: "pairs       accuracy %.1f%% (%ld of %ld), mean margin %+.4f nats", 100 * r.accuracy,
                     Int((r.accuracy * Double(r.pairs)).rounded()),
                     r.pairs, r.meanMargin))
             var obj: [(key: String, value: JSONValue)] = [
@@ -90,9 +97,9 @@ enum EvalCommand {
             if let ra = r.rewardAccuracy, let rm = r.meanRewardMargin {
                 lines.append(
                     String(
-                        format:
-                            "reward      DPO implicit-reward accuracy %.1f%%, mean reward margin %+.4f (reference %@)",
-                        100 * ra, rm, args.value("--ref")!))
+                        cFormat: "reward      DPO implicit-reward accuracy %.1f%%, mean reward margin %+.4f", 100 * ra,
+                        rm)
+                        + " (reference \(args.value("--ref")!))")
                 obj += [("rewardAccuracy", .double(ra)), ("meanRewardMargin", .double(rm))]
             }
             results.append(("pairs", .object(obj)))
@@ -100,21 +107,21 @@ enum EvalCommand {
         if let file = levelsFile {
             let r = try lm.evaluate(levels: file, score: score, prefix: prefix)
             let base = prefix.isEmpty ? nil : try lm.evaluate(levels: file, score: score)
-            let shares = zip(r.levels, r.shares).map { "\($0) \(String(format: "%.1f%%", 100 * $1))" }.joined(
+            let shares = zip(r.levels, r.shares).map { "\($0) \(String(cFormat: "%.1f%%", 100 * $1))" }.joined(
                 separator: ", ")
             lines.append("levels      \(shares) over \(file.items.count) prompts; leading: \(r.leading)")
             lines.append(
                 "            mean margin over the best other level: "
-                    + zip(r.levels, r.meanMargins).map { "\($0) \(String(format: "%+.3f", $1))" }.joined(
+                    + zip(r.levels, r.meanMargins).map { "\($0) \(String(cFormat: "%+.3f", $1))" }.joined(
                         separator: ", ")
                     + (score == .mean ? " (nats per token)" : " (nats)"))
             if let base {
                 lines.append(
                     String(
-                        format: "            prompt prefix: %.1f extra prompt tokens per query",
+                        cFormat: "            prompt prefix: %.1f extra prompt tokens per query",
                         r.meanPromptTokens - base.meanPromptTokens)
                         + " (without it: "
-                        + zip(base.levels, base.shares).map { "\($0) \(String(format: "%.1f%%", 100 * $1))" }.joined(
+                        + zip(base.levels, base.shares).map { "\($0) \(String(cFormat: "%.1f%%", 100 * $1))" }.joined(
                             separator: ", ") + ")")
             }
             var obj: [(key: String, value: JSONValue)] = [
@@ -149,8 +156,8 @@ enum EvalCommand {
             let r = try lm.klDivergence(from: reference, prompts: prompts)
             lines.append(
                 String(
-                    format: "kl          mean %.6f, max %.6f nats over %d prompts (KL(%@ ‖ model))", r.mean, r.max,
-                    r.prompts, other))
+                    cFormat: "kl          mean %.6f, max %.6f nats over %ld prompts", r.mean, r.max, r.prompts)
+                    + " (KL(\(other) ‖ model))")
             results.append(
                 (
                     "kl",

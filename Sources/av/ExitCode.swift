@@ -2,6 +2,7 @@ import AlignmentVectors
 import GGUF
 import Inference
 import SafeTensors
+import Tensors
 
 /// The exit codes av documents (README, `av --help`).
 enum ExitCode: Int32 {

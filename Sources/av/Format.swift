@@ -1,5 +1,11 @@
+import Tensors
+
 // Glibc's stdout and stderr are mutable globals to Swift 6; they are only read here.
-@preconcurrency import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 #if canImport(Glibc)
     @preconcurrency import Glibc
@@ -21,9 +27,9 @@ enum Format {
     /// 22713216 → "22.7M".
     static func short(_ n: Int) -> String {
         let v = Double(n)
-        if v >= 1e9 { return String(format: "%.1fB", v / 1e9) }
-        if v >= 1e6 { return String(format: "%.1fM", v / 1e6) }
-        if v >= 1e3 { return String(format: "%.1fK", v / 1e3) }
+        if v >= 1e9 { return String(cFormat: "%.1fB", v / 1e9) }
+        if v >= 1e6 { return String(cFormat: "%.1fM", v / 1e6) }
+        if v >= 1e3 { return String(cFormat: "%.1fK", v / 1e3) }
         return String(n)
     }
 
@@ -36,7 +42,7 @@ enum Format {
             v /= 1024
             u += 1
         }
-        return u == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[u])
+        return u == 0 ? "\(n) B" : String(cFormat: "%.1f ", v) + units[u]
     }
 
     /// Rows padded into columns; columns listed in `rightAligned` are aligned right.
@@ -47,7 +53,7 @@ enum Format {
             cells.enumerated().map { i, c in
                 let pad = String(repeating: " ", count: widths[i] - c.count)
                 return rightAligned.contains(i) ? pad + c : c + pad
-            }.joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+            }.joined(separator: "  ").trimmingWhitespace(newlines: false)
         }
         return ([line(header)] + rows.map(line)).joined(separator: "\n")
     }

@@ -1,8 +1,13 @@
 import AlignmentVectors
 import Dispatch
-import Foundation
 import Inference
 import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// Options every command that runs a model shares: which model, or which mix.
 let modelOptions: [OptionSpec] = [
@@ -50,7 +55,12 @@ enum GenerateCommand {
         summary: "generate text with a model or a mix, streaming tokens to stdout",
         positionals: [],
         options: modelOptions + [
-            OptionSpec(names: ["--prompt"], valueName: "TEXT", help: "the prompt (required)"),
+            OptionSpec(
+                names: ["--prompt"], valueName: "TEXT",
+                help: "the prompt; - reads it from standard input, exactly (this or --prompt-file is required)"),
+            OptionSpec(
+                names: ["--prompt-file"], valueName: "FILE",
+                help: "read the prompt from FILE, exactly: trailing newlines and quotes kept (a BOM dropped)"),
             OptionSpec(names: ["--chat"], help: "wrap the prompt in the model's chat template"),
             OptionSpec(names: ["--system"], valueName: "TEXT", help: "system prompt for --chat"),
             OptionSpec(
@@ -76,7 +86,7 @@ enum GenerateCommand {
     }
 
     static func run(_ args: ParsedArguments) throws -> ExitCode {
-        guard let prompt = args.value("--prompt") else { throw UsageError(message: "missing --prompt TEXT") }
+        let prompt = try readPrompt(args)
         var sampling = SamplingOptions()
         sampling.temperature = try number(args, "--temperature", Float(0))
         sampling.topK = try number(args, "--top-k", 0)
@@ -120,11 +130,22 @@ enum GenerateCommand {
             let decode = total - prefill
             printError(
                 String(
-                    format: "%d prompt tokens in %.2f s (%.1f tokens/s); %d generated in %.2f s (%.1f tokens/s)",
+                    cFormat: "%ld prompt tokens in %.2f s (%.1f tokens/s); %ld generated in %.2f s (%.1f tokens/s)",
                     ids.count, prefill, Double(ids.count) / max(prefill, 1e-9), out.count, decode,
                     Double(max(out.count - 1, 0)) / max(decode, 1e-9)))
         }
         return .success
+    }
+
+    /// The prompt from `--prompt TEXT`, `--prompt -` (standard input) or `--prompt-file FILE`.
+    static func readPrompt(_ args: ParsedArguments) throws -> String {
+        switch (args.value("--prompt"), args.value("--prompt-file")) {
+        case (nil, nil): throw UsageError(message: "missing --prompt TEXT (or --prompt -, or --prompt-file FILE)")
+        case (_?, _?): throw UsageError(message: "give --prompt or --prompt-file, not both")
+        case ("-"?, nil): return try TextInput.readStandardInput()
+        case (let text?, nil): return text
+        case (nil, let file?): return try TextInput.read(file)
+        }
     }
 
     /// The prompt's ids: the chat template's text when --chat, the tokenizer's prefix (BOS) otherwise.

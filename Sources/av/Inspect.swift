@@ -1,6 +1,11 @@
-import Foundation
 import SafeTensors
 import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 enum InspectCommand {
     static let spec = CommandSpec(
@@ -122,7 +127,7 @@ enum InspectCommand {
         for (i, key) in shownKeys.enumerated() {
             summary.append((i == 0 ? "metadata" : "", "\(key) = \(metadata[key]!)"))
         }
-        for (k, v) in summary { lines.append("  " + k.padding(toLength: 12, withPad: " ", startingAt: 0) + v) }
+        for (k, v) in summary { lines.append("  " + k.padded(to: 12) + v) }
         lines.append("")
         var header = ["name", "dtype", "shape", "bytes", "offset"]
         if multiFile { header.append("file") }

@@ -1,7 +1,12 @@
 import AlignmentVectors
-import Foundation
 import SafeTensors
 import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 enum MergeCommand {
     static let spec = CommandSpec(
@@ -154,7 +159,7 @@ enum MergeCommand {
 
     /// The AV of `domain`: `DIR/DOMAIN.av`, or an error listing the domains that are there.
     static func vector(domain: String, in dir: String) throws -> AlignmentVector {
-        let path = (dir as NSString).appendingPathComponent(domain + ".av")
+        let path = Path.join(dir, domain + ".av")
         guard FileManager.default.fileExists(atPath: path) else {
             let found = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter {
                 $0.hasSuffix(".av")
@@ -206,7 +211,7 @@ enum MergeCommand {
             ("tensors", "\(r.tensors.count) written, \(r.touchedTensors) changed by the mix"),
             (
                 "values",
-                "\(Format.grouped(changed)) changed; \(Format.grouped(r.roundedAway)) (\(String(format: "%.2f", share))%) rounded back to the base's value in \(outName)"
+                "\(Format.grouped(changed)) changed; \(Format.grouped(r.roundedAway)) (\(String(cFormat: "%.2f", share))%) rounded back to the base's value in \(outName)"
             ),
         ]
         let rate = r.seconds > 0 ? Double(r.bytesRead) / r.seconds : 0
@@ -214,9 +219,9 @@ enum MergeCommand {
         rows.append(
             (
                 "wrote",
-                "\(r.output)\(names.count > 1 || names.first != URL(fileURLWithPath: r.output).lastPathComponent ? " (" + names.joined(separator: ", ") + ")" : ""): \(Format.bytes(r.bytesWritten)) in \(String(format: "%.2f", r.seconds)) s (read \(Format.bytes(Int(rate)))/s)"
+                "\(r.output)\(names.count > 1 || names.first != URL(fileURLWithPath: r.output).lastPathComponent ? " (" + names.joined(separator: ", ") + ")" : ""): \(Format.bytes(r.bytesWritten)) in \(String(cFormat: "%.2f", r.seconds)) s (read \(Format.bytes(Int(rate)))/s)"
             ))
-        for (k, v) in rows { lines.append("  " + k.padding(toLength: 9, withPad: " ", startingAt: 0) + v) }
+        for (k, v) in rows { lines.append("  " + k.padded(to: 9) + v) }
         if changed == 0, r.terms.contains(where: { $0.coefficient != 0 }) {
             lines.append(
                 "note: the mix changed no value: every λ·Δ is too small to move a weight even in f64 (the output is the base)"
@@ -224,7 +229,7 @@ enum MergeCommand {
         }
         if share >= 10, outName != "F32", outName != "F64" {
             lines.append(
-                "note: \(String(format: "%.1f", share))% of the changes were smaller than \(outName) can hold next to the base's values and were rounded away; --dtype f32 keeps them"
+                "note: \(String(cFormat: "%.1f", share))% of the changes were smaller than \(outName) can hold next to the base's values and were rounded away; --dtype f32 keeps them"
             )
         }
         return lines.joined(separator: "\n")

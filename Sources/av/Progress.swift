@@ -1,5 +1,16 @@
 import Dispatch
-import Foundation
+import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// A progress bar on standard error: bytes (or items) done, rate, ETA. Shown only when stderr is a
 /// terminal and not `--quiet`; redrawn at most ten times a second.
@@ -31,10 +42,10 @@ final class ProgressBar {
         let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
         let line =
             counting
-            ? String(format: "\r%@ %@ %3.0f%%  %d / %d  ETA %.0fs ", label, bar, fraction * 100, done, total, eta)
-            : String(
-                format: "\r%@ %@ %3.0f%%  %@ / %@  %@/s  ETA %.0fs ", label, bar, fraction * 100,
-                Format.bytes(done), Format.bytes(total), Format.bytes(Int(rate)), eta)
+            ? "\r\(label) \(bar) " + String(cFormat: "%3.0f%%  %ld / %ld  ETA %.0fs ", fraction * 100, done, total, eta)
+            : "\r\(label) \(bar) " + String(cFormat: "%3.0f%%  ", fraction * 100)
+                + "\(Format.bytes(done)) / \(Format.bytes(total))  \(Format.bytes(Int(rate)))/s  "
+                + String(cFormat: "ETA %.0fs ", eta)
         fputs(line, StandardStreams.error)
         drawn = true
     }

@@ -1,9 +1,15 @@
 import AlignmentVectors
 import Dispatch
 import Evaluation
-import Foundation
 import Inference
 import SafeTensors
+import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// `av search`: λ per domain that puts every domain at its target level.
 enum SearchCommand {
@@ -147,8 +153,8 @@ enum SearchCommand {
             }.sorted()
             let shards = try files.map {
                 (
-                    (collect as NSString).appendingPathComponent($0),
-                    try SearchShard.load((collect as NSString).appendingPathComponent($0))
+                    Path.join(collect, $0),
+                    try SearchShard.load(Path.join(collect, $0))
                 )
             }
             let combined = try SearchShard.combine(shards.map { (path: $0.0, shard: $0.1) })
@@ -204,15 +210,15 @@ enum SearchCommand {
         let reached = results.filter(\.reached).count
         var lines = [
             "av search: \(reached) of \(results.count) profile\(results.count == 1 ? "" : "s") reached "
-                + "(\(strategy.rawValue), \(points) mixes checked whole, \(mixes) loaded, \(String(format: "%.1f", seconds)) s)"
+                + "(\(strategy.rawValue), \(points) mixes checked whole, \(mixes) loaded, \(String(cFormat: "%.1f", seconds)) s)"
         ]
         let header =
             ["profile (" + domains.map(\.name).joined(separator: "/") + ")", "reached"] + domains.map { "λ \($0.name)" }
             + ["margin"]
         let rows = results.map { r -> [String] in
             [r.profile.joined(separator: "/"), r.reached ? "yes" : "no"]
-                + (r.best.map { $0.lambdas.map { String(format: "%+.2f", $0) } } ?? domains.map { _ in "" })
-                + [r.best == nil ? "" : String(format: "%.2f", r.margin)]
+                + (r.best.map { $0.lambdas.map { String(cFormat: "%+.2f", $0) } } ?? domains.map { _ in "" })
+                + [r.best == nil ? "" : String(cFormat: "%.2f", r.margin)]
         }
         lines.append(indent(Format.table(header, rows, rightAligned: Set(2..<header.count))))
         if results.count == 1, let best = results[0].best {
@@ -220,14 +226,14 @@ enum SearchCommand {
             lines.append("shares at the best mix:")
             for (d, domain) in domains.enumerated() {
                 let cells = zip(domain.levels.levels, best.shares[d]).map {
-                    "\($0) \(String(format: "%.0f%%", 100 * $1))"
+                    "\($0) \(String(cFormat: "%.0f%%", 100 * $1))"
                 }.joined(separator: ", ")
                 lines.append("  \(domain.name): \(cells)   (target \(results[0].profile[d]))")
             }
             for r in results[0].runnersUp {
                 lines.append(
                     "  runner-up: "
-                        + zip(domains, r.lambdas).map { "\($0.name) \(String(format: "%+.2f", $1))" }.joined(
+                        + zip(domains, r.lambdas).map { "\($0.name) \(String(cFormat: "%+.2f", $1))" }.joined(
                             separator: ", "))
             }
         }
@@ -273,7 +279,7 @@ enum SearchCommand {
         base: String, vectors: String, domains: [SearchDomain], point: SearchPoint, profile: Profile, at path: String
     ) -> String {
         let dir = OutputGuard.canonical(
-            (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent)
+            Path.parent(path).isEmpty ? "." : Path.parent(path))
         func rel(_ p: String) -> String { relativePath(OutputGuard.canonical(p), from: dir) }
         let value = JSONValue.object([
             (

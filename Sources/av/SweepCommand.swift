@@ -1,8 +1,14 @@
 import AlignmentVectors
 import Evaluation
-import Foundation
 import Inference
 import SafeTensors
+import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 enum SweepCommand {
     static let spec = CommandSpec(
@@ -156,12 +162,12 @@ enum SweepCommand {
             if pairs != nil { header += ["accuracy", "mean margin"] }
             for l in levels { header.append("\(l.domain): " + l.file.levels.joined(separator: " / ")) }
             let table = rows.map { r in
-                var cells = r.lambdas.map { String(format: "%+.3f", $0) }
+                var cells = r.lambdas.map { String(cFormat: "%+.3f", $0) }
                 if let p = r.pairs {
-                    cells += [String(format: "%.1f%%", 100 * p.accuracy), String(format: "%+.4f", p.meanMargin)]
+                    cells += [String(cFormat: "%.1f%%", 100 * p.accuracy), String(cFormat: "%+.4f", p.meanMargin)]
                 }
                 for res in r.levels {
-                    cells.append(res.shares.map { String(format: "%3.0f%%", 100 * $0) }.joined(separator: " / "))
+                    cells.append(res.shares.map { String(cFormat: "%3.0f%%", 100 * $0) }.joined(separator: " / "))
                 }
                 return cells
             }

@@ -1,4 +1,10 @@
-import Foundation
+import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// A two-panel line chart (accuracy, mean margin) against λ of the first domain, one line per
 /// value of the second domain.
@@ -30,12 +36,12 @@ enum SVGPlot {
             out += "<line x1=\"\(left)\" y1=\"\(y(lo))\" x2=\"\(left)\" y2=\"\(y(hi))\" stroke=\"#333\"/>\n"
             for v in [lo, (lo + hi) / 2, hi] {
                 out +=
-                    "<text x=\"\(left - 6)\" y=\"\(y(v) + 4)\" text-anchor=\"end\">\(String(format: p == 0 ? "%.0f%%" : "%.2f", p == 0 ? 100 * v : v))</text>\n"
+                    "<text x=\"\(left - 6)\" y=\"\(y(v) + 4)\" text-anchor=\"end\">\(String(cFormat: p == 0 ? "%.0f%%" : "%.2f", p == 0 ? 100 * v : v))</text>\n"
             }
             for v in [xMin, 0, 1, xMax] where v >= xMin && v <= xMax {
                 out += "<line x1=\"\(x(v))\" y1=\"\(y(lo))\" x2=\"\(x(v))\" y2=\"\(y(hi))\" stroke=\"#ddd\"/>\n"
                 out +=
-                    "<text x=\"\(x(v))\" y=\"\(y(lo) + 15)\" text-anchor=\"middle\">\(String(format: "%g", v))</text>\n"
+                    "<text x=\"\(x(v))\" y=\"\(y(lo) + 15)\" text-anchor=\"middle\">\(String(cFormat: "%g", v))</text>\n"
             }
             for (k, s) in series.enumerated() {
                 let points = s.map { "\(x($0.lambdas[0])),\(y(p == 0 ? $0.accuracy : $0.margin))" }.joined(
@@ -48,7 +54,7 @@ enum SVGPlot {
                 }
                 if axes.count == 2, p == 0 {
                     out +=
-                        "<text x=\"\(left + plotWidth - 120)\" y=\"\(top + 14 * Double(k + 1))\" fill=\"\(color)\">λ \(axes[1].0) = \(String(format: "%g", s[0].lambdas[1]))</text>\n"
+                        "<text x=\"\(left + plotWidth - 120)\" y=\"\(top + 14 * Double(k + 1))\" fill=\"\(color)\">λ \(axes[1].0) = \(String(cFormat: "%g", s[0].lambdas[1]))</text>\n"
                 }
             }
         }
@@ -93,7 +99,7 @@ extension SVGPlot {
         }
         for r in rows {
             out +=
-                "<text x=\"\(x(r.lambda))\" y=\"\(y(0) + 16)\" text-anchor=\"middle\">\(String(format: "%g", r.lambda))</text>\n"
+                "<text x=\"\(x(r.lambda))\" y=\"\(y(0) + 16)\" text-anchor=\"middle\">\(String(cFormat: "%g", r.lambda))</text>\n"
         }
         return out + "</svg>\n"
     }

@@ -1,9 +1,14 @@
 import AlignmentVectors
 import Evaluation
-import Foundation
 import Inference
 import SafeTensors
 import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// `av sweep --shard I/N` and `--collect DIR`: a sweep split over the tasks of a scheduler. Each
 /// shard evaluates every N-th point from I and writes its rows with the fingerprints of the inputs;
@@ -76,7 +81,7 @@ enum SweepShards {
         var count: Int?
         var rows: [SweepCommand.Row] = []
         for name in files {
-            let path = (dir as NSString).appendingPathComponent(name)
+            let path = Path.join(dir, name)
             let v = try JSONParser.parse(try TextInput.read(path))
             guard v["format"]?.stringValue == "av-sweep-shard", let shard = v["shard"]?.doubleValue,
                 let n = v["count"]?.doubleValue

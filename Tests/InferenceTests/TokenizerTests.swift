@@ -116,3 +116,44 @@ struct TokenizerTests {
         }
     }
 }
+
+@Suite("Tokenizer internals")
+struct TokenizerInternalsTests {
+    @Test("a Split pattern given as a string matches only itself, metacharacters and controls included")
+    func escapedPattern() throws {
+        for literal in ["a.b*(c)", "[x]+?{2}|^$\\", "tab\there\n", "_under score_", "é→ü"] {
+            let regex = try Regex(Tokenizer.escapedPattern(literal))
+            #expect(try regex.wholeMatch(in: literal) != nil, "\(literal)")
+            #expect(try regex.wholeMatch(in: literal + "x") == nil)
+        }
+        #expect(try Regex(Tokenizer.escapedPattern("a.b")).wholeMatch(in: "axb") == nil)
+    }
+}
+
+extension TokenizerInternalsTests {
+    /// The chat fixture's tokenizer with `normalizer` set, written to `dir`.
+    func tokenizer(normalizer: String, in dir: TemporaryDirectory) throws -> String {
+        let source = try String(contentsOfFile: modelFixture("chat") + "/tokenizer.json", encoding: .utf8)
+        let edited = source.replacingOccurrences(of: "\"normalizer\": null", with: "\"normalizer\": \(normalizer)")
+        #expect(edited != source)
+        let path = dir.file("tokenizer-\(normalizer.count).json")
+        try edited.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test("NFC composes before encoding (the standard library's NFC); NFKC and NFD are refused by name")
+    func normalizers() throws {
+        let dir = TemporaryDirectory()
+        let nfc = try Tokenizer(path: try tokenizer(normalizer: "{\"type\": \"NFC\"}", in: dir))
+        #expect(nfc.encode("cafe\u{301} A\u{30A}") == nfc.encode("café Å"))
+        let plain = try Tokenizer(path: modelFixture("chat"))
+        #expect(plain.encode("cafe\u{301}") != plain.encode("café"))
+        for kind in ["NFKC", "NFD"] {
+            #expect {
+                _ = try Tokenizer(path: try tokenizer(normalizer: "{\"type\": \"\(kind)\"}", in: dir))
+            } throws: { error in
+                "\(error)".contains("normalizer \(kind) is not supported")
+            }
+        }
+    }
+}
