@@ -24,6 +24,8 @@ public enum AVError: Error, Equatable, Sendable, CustomStringConvertible {
     case noBase(reason: String)
     case recipe(file: String, message: String)
     case usage(String)
+    /// A PEFT adapter av cannot read or apply: the file and the rule.
+    case adapter(file: String, message: String)
 
     public var description: String {
         switch self {
@@ -70,6 +72,8 @@ public enum AVError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(f): \(m)"
         case let .usage(m):
             return m
+        case let .adapter(f, m):
+            return "\(f): \(m)"
         }
     }
 

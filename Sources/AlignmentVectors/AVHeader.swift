@@ -62,6 +62,10 @@ public struct AVHeader: Equatable, Sendable {
     /// av recorded them; those are read without the check.
     public var digests: [String: String] = [:]
 
+    /// `av.adapter`: the PEFT adapter the vector was made from (path, config digest, r, alpha,
+    /// target modules), when it was made from one.
+    public var adapter: JSONValue?
+
     public init(
         domain: String, base: ModelIdentity, aligned: ModelIdentity, dtype: DType, droppedRows: [String: Int] = [:]
     ) {
@@ -81,6 +85,7 @@ public struct AVHeader: Equatable, Sendable {
             m["av.dropped_rows"] = JSONValue.object(droppedRows.keys.sorted().map { ($0, .int(droppedRows[$0]!)) })
                 .rendered()
         }
+        if let adapter { m["av.adapter"] = adapter.rendered() }
         if !digests.isEmpty {
             m["av.digests"] = JSONValue.object(digests.keys.sorted().map { ($0, .string(digests[$0]!)) }).rendered()
         }
@@ -121,6 +126,12 @@ public struct AVHeader: Equatable, Sendable {
         self.tool = m["av.tool"] ?? ""
         if let text = m["av.dropped_rows"], case .object(let pairs)? = try? JSONParser.parse(text) {
             for (k, v) in pairs { droppedRows[k] = v.doubleValue.flatMap { $0.magnitude < 1e15 ? Int($0) : nil } }
+        }
+        if let text = m["av.adapter"] {
+            guard let json = try? JSONParser.parse(text), case .object = json else {
+                throw .notAnAV(file: file, reason: "metadata \"av.adapter\" is malformed")
+            }
+            adapter = json
         }
         if let text = m["av.digests"] {
             guard case .object(let pairs)? = try? JSONParser.parse(text) else {

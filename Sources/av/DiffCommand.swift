@@ -14,7 +14,7 @@ enum DiffCommand {
         summary: "compute an alignment vector: AV = aligned - base",
         positionals: [
             ("BASE", "the base model: a .safetensors file or a model directory"),
-            ("ALIGNED", "the aligned model, same architecture"),
+            ("ALIGNED", "the aligned model, same architecture, or a PEFT LoRA/DoRA adapter directory"),
         ],
         options: [
             OptionSpec(names: ["-o", "--output"], valueName: "NAME.av", help: "the AV file to write (required)"),
@@ -39,6 +39,9 @@ enum DiffCommand {
             With --resized-rows drop, tensors with more rows in the aligned model (added tokens) keep the
             base's rows: the AV holds aligned[:rows] - base, merges keep the base's vocabulary and
             tokenizer, and the dropped row counts are recorded in the AV.
+            ALIGNED may be a PEFT adapter (adapter_config.json + adapter_model.safetensors): the AV holds
+            what PEFT's merge_and_unload() adds to BASE (LoRA, rsLoRA, rank/alpha patterns, embedding LoRA,
+            lora_bias, DoRA, modules_to_save), each value computed in f64 and rounded once.
             """)
 
     static func run(_ args: ParsedArguments) throws -> ExitCode {
@@ -69,9 +72,18 @@ enum DiffCommand {
             } ?? 10
 
         let base = try Checkpoint(path: try GGUFPaths.resolve(args.positionals[0]))
-        let aligned = try Checkpoint(path: try GGUFPaths.resolve(args.positionals[1]))
         let bar = ProgressBar(label: "diff", quiet: args.has("--quiet") || args.has("--json"))
-        let report = try diff(base: base, aligned: aligned, output: output, options: options, progress: bar.update)
+        let report: DiffReport
+        if isAdapterDirectory(args.positionals[1]) {
+            guard options.resizedRows == .refuse else {
+                throw UsageError(message: "--resized-rows applies to two models, not to an adapter")
+            }
+            let adapter = try LoRAAdapter(path: args.positionals[1])
+            report = try diff(base: base, adapter: adapter, output: output, options: options, progress: bar.update)
+        } else {
+            let aligned = try Checkpoint(path: try GGUFPaths.resolve(args.positionals[1]))
+            report = try diff(base: base, aligned: aligned, output: output, options: options, progress: bar.update)
+        }
         bar.finish()
         if args.has("--json") {
             print(json(report).rendered(pretty: true))
@@ -102,7 +114,18 @@ enum DiffCommand {
                 "bf16",
                 "\(Format.grouped(r.lostInBF16)) changed values (\(String(cFormat: "%.2f", lostShare))%) are below what a bf16 model can represent at λ=1"
             ))
-        if r.mismatches == 0 {
+        if let adapter = h.adapter {
+            let r = adapter["r"]?.doubleValue.map { Int($0) } ?? 0
+            let alpha = adapter["lora_alpha"]?.doubleValue ?? 0
+            var kind = adapter["use_dora"] == .bool(true) ? "DoRA" : "LoRA"
+            if adapter["use_rslora"] == .bool(true) { kind += ", rsLoRA" }
+            rows.append(
+                (
+                    "adapter",
+                    "\(kind) r \(r), lora_alpha \(String(cFormat: "%g", alpha)): the AV holds what merge_and_unload() adds,"
+                        + " each value computed in f64 and rounded once"
+                ))
+        } else if r.mismatches == 0 {
             var how: [String] = []
             if r.residuals > 0 { how.append("\(Format.grouped(r.residuals)) kept with an exact f64 remainder") }
             rows.append(
@@ -183,7 +206,7 @@ enum DiffCommand {
         .object([
             ("output", .string(r.output)), ("domain", .string(r.header.domain)),
             ("dtype", .string(r.header.dtype.rawValue)),
-            ("base", r.header.base.json), ("aligned", r.header.aligned.json),
+            ("base", r.header.base.json), ("aligned", r.header.aligned.json), ("adapter", r.header.adapter ?? .null),
             ("changedTensors", .int(r.changedTensors)), ("tensorCount", .int(r.tensors.count)),
             ("changedValues", .int(r.changedElements)), ("values", .int(r.totalElements)),
             ("lostInBF16", .int(r.lostInBF16)), ("mismatchesAtLambda1", .int(r.mismatches)), ("maxULP", .int(r.maxULP)),

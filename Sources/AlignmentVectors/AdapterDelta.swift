@@ -1,0 +1,201 @@
+import SafeTensors
+import Tensors
+
+/// One base tensor an adapter changes, checked against the base.
+struct AdapterTarget {
+    enum Kind {
+        /// `X.weight` of a LoRA module: `P` (r × rows) and `Q` (r × cols) with ΔW[i][j] = s·Σₖ P[k][i]·Q[k][j].
+        case weight(p: String, pTransposed: Bool, q: String, qTransposed: Bool, rank: Int, scale: Double)
+        /// `X.bias` of a LoRA module with `lora_bias`: Δb = s·lora_B.bias.
+        case bias(String, scale: Double)
+        /// A tensor the adapter saves whole.
+        case saved
+    }
+
+    var tensor: String
+    var shape: [Int]
+    var kind: Kind
+    /// The adapter tensor that replaces the base's before LoRA applies (saved whole), if any.
+    var replacement: String?
+    /// DoRA's magnitude vector, one value per output row.
+    var magnitude: String?
+    /// Whether rows of the stored tensor are the output features (false with `fan_in_fan_out`).
+    var rowsAreOutputs = true
+}
+
+extension LoRAAdapter {
+    /// The base tensors this adapter changes, in the base's order, each checked: it exists, its
+    /// shape matches the adapter's tensors, and its rank is the one the config gives it.
+    func targets(in base: Checkpoint) throws(AVError) -> [AdapterTarget] {
+        func fail(_ message: String) -> AVError { .adapter(file: weightsPath, message: message) }
+        func shape(_ name: String) -> [Int] { file.info(name)!.shape }
+        var out: [String: AdapterTarget] = [:]
+        for m in modules.values.sorted(by: { $0.name < $1.name }) {
+            for (target, source) in m.saved.sorted(by: { $0.key < $1.key }) {
+                guard let b = base.info(target) else {
+                    throw fail("tensor \(JSONWriter.quoted(source)) replaces \(JSONWriter.quoted(target)), which \(base.path) does not have")
+                }
+                guard b.shape == shape(source) else {
+                    throw fail("tensor \(JSONWriter.quoted(source)) has shape \(Shape.describe(shape(source))) but \(JSONWriter.quoted(target)) in \(base.path) has \(Shape.describe(b.shape))")
+                }
+                out[target] = AdapterTarget(tensor: target, shape: b.shape, kind: .saved, replacement: source)
+            }
+            guard let a = m.loraA, let bName = m.loraB else {
+                guard m.magnitude == nil, m.loraBBias == nil else {
+                    throw fail("module \(JSONWriter.quoted(m.name)) has DoRA or bias tensors but no lora_A/lora_B")
+                }
+                continue
+            }
+            let weight = m.name + ".weight"
+            guard let w = base.info(weight) else {
+                throw fail("LoRA module \(JSONWriter.quoted(m.name)) changes \(JSONWriter.quoted(weight)), which \(base.path) does not have")
+            }
+            guard w.shape.count == 2 else {
+                throw fail("LoRA on \(JSONWriter.quoted(weight)) of shape \(Shape.describe(w.shape)) is not supported (2-D weights only; no conv layers)")
+            }
+            let (rank, scale) = rankAndScale(of: m.name)
+            let sa = shape(a)
+            let sb = shape(bName)
+            // Linear: A (r, in), B (out, r); embedding: A (r, vocab), B (dim, r).
+            guard sa.count == 2, sb.count == 2, sa[0] == sb[1] else {
+                throw fail("module \(JSONWriter.quoted(m.name)): lora A \(Shape.describe(sa)) and B \(Shape.describe(sb)) do not multiply")
+            }
+            guard sa[0] == rank else {
+                throw fail("module \(JSONWriter.quoted(m.name)) has rank \(sa[0]) in its tensors but \(rank) by the config (r, rank_pattern)")
+            }
+            let transposed = m.embedding || fanInFanOut
+            let expected = transposed ? [sa[1], sb[0]] : [sb[0], sa[1]]
+            guard w.shape == expected else {
+                throw fail("module \(JSONWriter.quoted(m.name)): B·A\(transposed ? "ᵀ" : "") has shape \(Shape.describe(expected)) but \(JSONWriter.quoted(weight)) in \(base.path) has \(Shape.describe(w.shape))")
+            }
+            if m.magnitude != nil {
+                guard !m.embedding else { throw fail("DoRA on the embedding \(JSONWriter.quoted(m.name)) is not supported") }
+                guard shape(m.magnitude!) == [sb[0]] else {
+                    throw fail("module \(JSONWriter.quoted(m.name)): the DoRA magnitude has shape \(Shape.describe(shape(m.magnitude!))), not [\(sb[0])]")
+                }
+            }
+            // ΔW[i][j] = s·Σₖ P[k][i]·Q[k][j]: P = Bᵀ, Q = A; transposed, P = A, Q = Bᵀ.
+            let kind: AdapterTarget.Kind =
+                transposed
+                ? .weight(p: a, pTransposed: false, q: bName, qTransposed: true, rank: rank, scale: scale)
+                : .weight(p: bName, pTransposed: true, q: a, qTransposed: false, rank: rank, scale: scale)
+            out[weight] = AdapterTarget(
+                tensor: weight, shape: w.shape, kind: kind, replacement: out[weight]?.replacement,
+                magnitude: m.magnitude, rowsAreOutputs: !transposed)
+            if let biasB = m.loraBBias {
+                let bias = m.name + ".bias"
+                guard loraBias else { throw fail("tensor \(JSONWriter.quoted(biasB)) is present but lora_bias is false") }
+                guard let bi = base.info(bias) else {
+                    throw fail("lora_bias on \(JSONWriter.quoted(m.name)) needs \(JSONWriter.quoted(bias)), which \(base.path) does not have")
+                }
+                guard bi.shape == shape(biasB) else {
+                    throw fail("tensor \(JSONWriter.quoted(biasB)) has shape \(Shape.describe(shape(biasB))) but \(JSONWriter.quoted(bias)) has \(Shape.describe(bi.shape))")
+                }
+                out[bias] = AdapterTarget(
+                    tensor: bias, shape: bi.shape, kind: .bias(biasB, scale: scale), replacement: out[bias]?.replacement)
+            }
+        }
+        for t in out.values {
+            guard let dtype = base.info(t.tensor)?.dtype, Convert.supports(dtype) else {
+                throw fail("\(JSONWriter.quoted(t.tensor)) in \(base.path) is not a float tensor")
+            }
+        }
+        let order = Dictionary(uniqueKeysWithValues: base.tensors.enumerated().map { ($0.element.name, $0.offset) })
+        return out.values.sorted { order[$0.tensor]! < order[$1.tensor]! }
+    }
+
+    /// A tensor of the adapter file (or of the base) as f64.
+    func doubles(_ name: String, from store: SafeTensorsFile) -> [Double] {
+        let info = store.info(name)!
+        let bytes = store.bytes(of: info)
+        var floats = [Float](repeating: 0, count: info.elementCount)
+        if let p = bytes.baseAddress, !floats.isEmpty {
+            floats.withUnsafeMutableBufferPointer {
+                Convert.toFloat(info.dtype, from: p, count: info.elementCount, into: $0.baseAddress!)
+            }
+        }
+        return floats.map(Double.init)
+    }
+
+    /// merged − base for one target, each value computed in f64 and rounded once to f32: exactly
+    /// (B·A)·s rounded for plain LoRA; (saved + ΔW) − base for a replaced weight; for DoRA,
+    /// (m / ‖W + ΔW‖_row)·(W + ΔW) − W with the norm over each output row's inputs.
+    func delta(_ t: AdapterTarget, base: Checkpoint, threads: Int) -> [Float] {
+        let count = t.shape.reduce(1, *)
+        let view = base.view(t.tensor)!
+        let info = base.info(t.tensor)!
+        func baseDoubles() -> [Double] {
+            var floats = [Float](repeating: 0, count: count)
+            if let p = view.bytes.baseAddress, count > 0 {
+                floats.withUnsafeMutableBufferPointer { Convert.toFloat(info.dtype, from: p, count: count, into: $0.baseAddress!) }
+            }
+            return floats.map(Double.init)
+        }
+        let w = t.replacement != nil || t.magnitude != nil ? baseDoubles() : []
+        let w0 = t.replacement.map { doubles($0, from: file) } ?? w
+        var merged = [Double](repeating: 0, count: count)  // (W0 + ΔW) − W before DoRA
+        switch t.kind {
+        case .saved:
+            for i in 0..<count { merged[i] = w0[i] - w[i] }
+            return merged.map(Float.init)
+        case .bias(let name, let scale):
+            let b = doubles(name, from: file)
+            for i in 0..<count { merged[i] = (t.replacement == nil ? 0 : w0[i] - w[i]) + scale * b[i] }
+            return merged.map(Float.init)
+        case .weight(let pName, let pT, let qName, let qT, let rank, let scale):
+            let rows = t.shape[0]
+            let cols = t.shape[1]
+            let p = layout(doubles(pName, from: file), transposed: pT, rank: rank)
+            let q = layout(doubles(qName, from: file), transposed: qT, rank: rank)
+            merged.withUnsafeMutableBufferPointer { out in
+                let o = UncheckedSendable(out)
+                let blocks = (rows + 15) / 16
+                Parallel.forEach(blocks, threads: threads) { _, block in
+                    for i in (block * 16)..<min(rows, block * 16 + 16) {
+                        let row = o.value.baseAddress! + i * cols
+                        for k in 0..<rank {
+                            let pk = p[k * rows + i]
+                            let qk = k * cols
+                            for j in 0..<cols { row[j] += pk * q[qk + j] }
+                        }
+                        for j in 0..<cols { row[j] *= scale }
+                    }
+                }
+            }
+            if let magnitude = t.magnitude {
+                // DoRA: scale each output's weights to its magnitude.
+                let m = doubles(magnitude, from: file)
+                var full = merged
+                for i in 0..<count { full[i] += w0[i] }
+                let outputs = t.rowsAreOutputs ? rows : cols
+                var norms = [Double](repeating: 0, count: outputs)
+                for i in 0..<rows {
+                    for j in 0..<cols {
+                        let v = full[i * cols + j]
+                        norms[t.rowsAreOutputs ? i : j] += v * v
+                    }
+                }
+                for i in 0..<rows {
+                    for j in 0..<cols {
+                        let o = t.rowsAreOutputs ? i : j
+                        merged[i * cols + j] = m[o] / norms[o].squareRoot() * full[i * cols + j] - w[i * cols + j]
+                    }
+                }
+            } else if t.replacement != nil {
+                for i in 0..<count { merged[i] += w0[i] - w[i] }
+            }
+            return merged.map(Float.init)
+        }
+    }
+
+    /// A factor as r × n rows: a (r, n) tensor as is, an (n, r) one transposed.
+    private func layout(_ values: [Double], transposed: Bool, rank: Int) -> [Double] {
+        guard transposed else { return values }
+        let n = values.count / rank
+        var out = [Double](repeating: 0, count: values.count)
+        for i in 0..<n {
+            for k in 0..<rank { out[k * n + i] = values[i * rank + k] }
+        }
+        return out
+    }
+}

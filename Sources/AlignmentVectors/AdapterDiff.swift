@@ -1,0 +1,150 @@
+import Dispatch
+import SafeTensors
+import Tensors
+
+/// Whether `path` is a PEFT adapter directory (it holds `adapter_config.json`).
+public func isAdapterDirectory(_ path: String) -> Bool {
+    Path.isDirectory(path) == true && Path.isDirectory(Path.join(path, "adapter_config.json")) == false
+}
+
+/// Writes the AV of a PEFT LoRA adapter on `base`: for every base tensor the adapter changes, the
+/// delta `merge_and_unload()` adds (see `LoRAAdapter`), in `options.storage`; `av.adapter` records
+/// the adapter. The base is read once, for its content fingerprint (merges check it) and for the
+/// tensors a delta needs (DoRA, saved tensors); one tensor's delta is in memory at a time.
+public func diff(
+    base: Checkpoint, adapter: LoRAAdapter, output: String, options: DiffOptions,
+    progress: ((Int, Int) -> Void)? = nil
+) throws(AVError) -> DiffReport {
+    let start = DispatchTime.now().uptimeNanoseconds
+    do {
+        try OutputGuard.checkFile(
+            output,
+            inputs: base.inputFiles + [base.path, adapter.path, adapter.weightsPath] + options.protectedPaths)
+    } catch {
+        throw .file(error)
+    }
+    guard [.f32, .bf16, .f16].contains(options.storage) else {
+        throw .usage("adapter deltas are stored as f32, bf16 or f16, not \(options.storage.rawValue)")
+    }
+    let targets = try adapter.targets(in: base)
+    let threads = Parallel.clamped(options.threads)
+
+    // The base's content fingerprint, as diff and merge compute it.
+    let infos = base.tensors
+    var baseDigests = [UInt64](repeating: 0, count: infos.count)
+    baseDigests.withUnsafeMutableBufferPointer { d in
+        let out = UncheckedSendable(d)
+        Parallel.forEach(infos.count, threads: threads) { _, i in
+            out.value[i] = hashChunks(base.view(infos[i].name)?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0))
+        }
+    }
+    let adapterDigests = adapter.file.tensors.map { hashChunks(adapter.file.bytes(of: $0)) }
+    var structure = ""
+    for t in adapter.file.tensors.sorted(by: { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }) {
+        structure += "\(t.name)\u{0}\(t.dtype.rawValue)\u{0}\(t.shape.map(String.init).joined(separator: ","))\n"
+    }
+    let adapterStructure = Array(structure.utf8).withUnsafeBytes { XXHash64.hash($0) }
+    var header = AVHeader(
+        domain: options.domain,
+        base: ModelIdentity(
+            path: base.path, dtype: base.mainDType.rawValue, structure: XXHash64.hex(base.structureFingerprint),
+            content: XXHash64.hex(ContentFingerprint.combine(Dictionary(uniqueKeysWithValues: zip(infos.map(\.name), baseDigests)))),
+            tensors: infos.count),
+        aligned: ModelIdentity(
+            path: adapter.path, dtype: adapter.file.tensors.first?.dtype.rawValue ?? "F32",
+            structure: XXHash64.hex(adapterStructure),
+            content: XXHash64.hex(ContentFingerprint.combine(Dictionary(uniqueKeysWithValues: zip(adapter.file.tensors.map(\.name), adapterDigests)))),
+            tensors: adapter.file.tensors.count),
+        dtype: options.storage)
+    header.adapter = adapter.provenance
+
+    let specs = targets.map { TensorSpec(name: $0.tensor, dtype: options.storage, shape: $0.shape) }
+    let writer: ReservedHeaderWriter
+    do {
+        var bound = header
+        for s in specs { bound.digests[s.name] = String(repeating: "0", count: 16) }
+        writer = try ReservedHeaderWriter(path: output, candidates: specs, metadataBound: bound.metadata)
+    } catch {
+        throw .file(error)
+    }
+    let byName = Dictionary(uniqueKeysWithValues: targets.map { ($0.tensor, $0) })
+    var results: [String: TensorDiff] = [:]
+    let total = targets.reduce(0) { $0 + $1.shape.reduce(1, *) }
+    var done = 0
+    do throws(AVError) {
+        for spec in writer.order {
+            let t = byName[spec.name]!
+            let info = base.info(t.tensor)!
+            let delta = adapter.delta(t, base: base, threads: threads)
+            var d = TensorDiff(name: t.tensor, dtype: info.dtype, shape: t.shape, elements: delta.count)
+            measure(delta, base: base.view(t.tensor)!.bytes, dtype: info.dtype, into: &d)
+            var bytes = [UInt8](repeating: 0, count: delta.count * options.storage.byteSize!)
+            delta.withUnsafeBufferPointer { src in
+                bytes.withUnsafeMutableBytes {
+                    if let s = src.baseAddress, let p = $0.baseAddress {
+                        Convert.fromFloat(options.storage, from: s, count: delta.count, into: p)
+                    }
+                }
+            }
+            do throws(SafeTensorsError) {
+                try writer.begin(spec)
+                let written: Result<Void, SafeTensorsError> = bytes.withUnsafeBytes { raw in
+                    do throws(SafeTensorsError) {
+                        try writer.write(raw)
+                        return .success(())
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+                try written.get()
+                try writer.end(keep: d.changed > 0)
+            } catch {
+                throw .file(error)
+            }
+            if d.changed > 0 {
+                header.digests[t.tensor] = XXHash64.hex(
+                    bytes.withUnsafeBytes { AVDigest.digest($0, elementSize: options.storage.byteSize!) })
+            }
+            results[t.tensor] = d
+            done += delta.count
+            progress?(done, total)
+        }
+        do {
+            try writer.finish(metadata: header.metadata)
+        } catch {
+            throw .file(error)
+        }
+    } catch {
+        writer.abort()
+        throw error
+    }
+    let tensors = infos.map {
+        results[$0.name] ?? TensorDiff(name: $0.name, dtype: $0.dtype, shape: $0.shape, elements: $0.elementCount)
+    }
+    return DiffReport(
+        output: output, header: header, tensors: tensors,
+        seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9,
+        bytesRead: infos.reduce(0) { $0 + $1.byteCount } + adapter.file.fileSize,
+        bytesWritten: Path.fileSize(output) ?? 0)
+}
+
+/// Fills the norms, the changed count and the values a bf16 model loses of an adapter delta.
+private func measure(_ delta: [Float], base: UnsafeRawBufferPointer, dtype: DType, into d: inout TensorDiff) {
+    var w = [Float](repeating: 0, count: delta.count)
+    if let p = base.baseAddress, !w.isEmpty {
+        w.withUnsafeMutableBufferPointer { Convert.toFloat(dtype, from: p, count: delta.count, into: $0.baseAddress!) }
+    }
+    var sumD = 0.0
+    var sumB = 0.0
+    for i in 0..<delta.count {
+        let x = Double(delta[i])
+        sumD += x * x
+        sumB += Double(w[i]) * Double(w[i])
+        d.maxAbsDelta = max(d.maxAbsDelta, x.magnitude)
+        guard x != 0 else { continue }
+        d.changed += 1
+        if FloatBits.floatToBF16(w[i] + delta[i]) == FloatBits.floatToBF16(w[i]) { d.lostInBF16 += 1 }
+    }
+    d.deltaNorm = sumD.squareRoot()
+    d.baseNorm = sumB.squareRoot()
+}

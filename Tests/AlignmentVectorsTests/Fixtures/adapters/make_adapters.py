@@ -1,0 +1,98 @@
+"""PEFT LoRA adapters on tiny random models, and what PEFT's merge_and_unload() makes of them.
+
+Run with torch, transformers, safetensors and peft from pip (not needed by the tests):
+    python make_adapters.py
+Writes, per case, CASE/base (a model directory in f32), CASE/base-bf16 (the same weights rounded
+to bf16), CASE/adapter (adapter_config.json + adapter_model.safetensors) and CASE/merged.safetensors
+(PEFT's merged weights, computed in f32 from the f32 base) and CASE/merged-f64.safetensors (PEFT's
+merge of the same weights in f64: the reference av's f64 arithmetic is held to). Deterministic
+from the seeds below.
+"""
+import json
+import os
+import shutil
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors.torch import save_file
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def llama():
+    return LlamaForCausalLM(LlamaConfig(
+        vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=False))
+
+
+def gpt2():
+    return GPT2LMHeadModel(GPT2Config(vocab_size=96, n_embd=32, n_layer=2, n_head=4, n_positions=64))
+
+
+def qwen2():
+    return Qwen2ForCausalLM(Qwen2Config(
+        vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=False))
+
+
+CASES = {
+    # Plain LoRA on two projections.
+    "lora": (llama, dict(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])),
+    # rsLoRA, rank and alpha patterns (a regex key and a suffix key), embedding LoRA, modules_to_save.
+    "patterns": (llama, dict(
+        r=4, lora_alpha=16, use_rslora=True,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "embed_tokens"],
+        rank_pattern={"v_proj": 2, "layers.1.mlp.down_proj": 6}, alpha_pattern={r"layers\.\d\.self_attn\.o_proj": 3},
+        modules_to_save=["lm_head"])),
+    # DoRA: a magnitude vector per output row.
+    "dora": (llama, dict(r=4, lora_alpha=8, use_dora=True, target_modules=["q_proj", "o_proj", "down_proj"])),
+    # GPT-2's Conv1D layers store weights transposed: fan_in_fan_out; and LoRA on their biases.
+    "fan_in_fan_out": (gpt2, dict(
+        r=4, lora_alpha=4, fan_in_fan_out=True, lora_bias=True, target_modules=["c_attn", "c_proj"])),
+    # LoRA on Qwen2's biased projections.
+    "bias": (qwen2, dict(r=2, lora_alpha=6, lora_bias=True, target_modules=["q_proj", "k_proj"])),
+}
+
+
+def perturb(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name and "magnitude" not in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+            elif "lora_magnitude_vector" in name:
+                p.mul_(1 + 0.1 * torch.randn(p.shape, generator=g))
+            elif "modules_to_save" in name:
+                p.add_(torch.randn(p.shape, generator=g) * 0.05)
+
+
+def main():
+    for i, (case, (make, kwargs)) in enumerate(CASES.items()):
+        out = os.path.join(HERE, case)
+        shutil.rmtree(out, ignore_errors=True)
+        torch.manual_seed(100 + i)
+        base = make().float().eval()
+        base.save_pretrained(os.path.join(out, "base"), safe_serialization=True)
+        base.to(torch.bfloat16).save_pretrained(os.path.join(out, "base-bf16"), safe_serialization=True)
+        base = base.float()
+        model = get_peft_model(base, LoraConfig(**kwargs))
+        perturb(model, 200 + i)
+        model.save_pretrained(os.path.join(out, "adapter"))
+        # Merge from what was saved, as a user would: the f32 base and the adapter directory.
+        for dtype, name in [(torch.float32, "merged.safetensors"), (torch.float64, "merged-f64.safetensors")]:
+            reloaded = PeftModel.from_pretrained(
+                type(base).from_pretrained(os.path.join(out, "base"), torch_dtype=dtype), os.path.join(out, "adapter"))
+            for n, p in reloaded.named_parameters():
+                assert p.dtype == dtype, (case, n, p.dtype)
+            merged = reloaded.merge_and_unload()
+            state = {k: v.contiguous() for k, v in merged.state_dict().items()}
+            if "lm_head.weight" in state and merged.config.tie_word_embeddings:
+                del state["lm_head.weight"]
+            save_file(state, os.path.join(out, name))
+        cfg = json.load(open(os.path.join(out, "adapter", "adapter_config.json")))
+        print(case, "r", cfg["r"], "alpha", cfg["lora_alpha"], "tensors", len(state))
+
+
+if __name__ == "__main__":
+    main()
