@@ -148,3 +148,26 @@ private func measure(_ delta: [Float], base: UnsafeRawBufferPointer, dtype: DTyp
     d.deltaNorm = sumD.squareRoot()
     d.baseNorm = sumB.squareRoot()
 }
+
+/// The tensors `adapter` changes, merged into `base` at strength `lambda` in memory and in the base's
+/// dtype: the bytes `av merge` writes for `base + λ·AV` of the adapter's AV (each value computed in f64
+/// and rounded once), without writing the AV. Tensors the adapter does not change are left out.
+public func adapterTensors(base: Checkpoint, adapter: LoRAAdapter, lambda: Double = 1, threads: Int) throws(AVError)
+    -> [String: TensorBuffer]
+{
+    var out: [String: TensorBuffer] = [:]
+    for t in try adapter.targets(in: base) {
+        let info = base.info(t.tensor)!
+        let delta = adapter.delta(t, base: base, threads: Parallel.clamped(threads))
+        let size = info.dtype.byteSize!
+        let buffer = TensorBuffer(count: delta.count * size)
+        let source = base.view(t.tensor)!.bytes.baseAddress!
+        for i in 0..<delta.count {
+            let v = ElementOps.widenOne(source, i, dtype: info.dtype) + lambda * Double(delta[i])
+            var bits = ElementOps.narrowOne(v, to: info.dtype)
+            withUnsafeBytes(of: &bits) { (buffer.pointer + i * size).copyMemory(from: $0.baseAddress!, byteCount: size) }
+        }
+        out[t.tensor] = buffer
+    }
+    return out
+}

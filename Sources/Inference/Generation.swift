@@ -17,9 +17,11 @@ public final class LanguageModel: @unchecked Sendable {
     /// terms the weights are base + Σ λ·AV, computed as they are loaded (nothing is written).
     ///
     /// A mix is refused, as `av merge` refuses it, when the vectors were made from another base
-    /// (structure and content fingerprints) or from different bases, unless `force`.
+    /// (structure and content fingerprints) or from different bases, unless `force`. With `adapter`
+    /// (and no terms), the weights are the directory's with that PEFT adapter merged in.
     public init(
-        directory: String, mixing terms: [MergeTerm] = [], force: Bool = false, threads: Int = Parallel.defaultThreads
+        directory: String, mixing terms: [MergeTerm] = [], adapter: LoRAAdapter? = nil, force: Bool = false,
+        threads: Int = Parallel.defaultThreads
     )
         throws(InferenceError)
     {
@@ -30,10 +32,17 @@ public final class LanguageModel: @unchecked Sendable {
         } catch {
             throw .vectors(error)
         }
-        let source =
-            terms.isEmpty
-            ? WeightSource(checkpoint: checkpoint)
-            : try WeightSource(base: checkpoint, terms: terms, threads: threads, force: force)
+        let source: WeightSource
+        if let adapter {
+            guard terms.isEmpty else {
+                throw .vectors(.usage("an adapter and alignment vectors cannot be mixed in one load; merge one first"))
+            }
+            source = try WeightSource(base: checkpoint, adapter: adapter, threads: threads)
+        } else if terms.isEmpty {
+            source = WeightSource(checkpoint: checkpoint)
+        } else {
+            source = try WeightSource(base: checkpoint, terms: terms, threads: threads, force: force)
+        }
         model = try LlamaModel(config: config, path: directory, tensors: source)
         tokenizer = try Tokenizer(path: directory)
         chatTemplate = ChatTemplate.detect(directory: directory)

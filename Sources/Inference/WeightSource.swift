@@ -32,6 +32,20 @@ struct WeightSource {
         }
     }
 
+    /// The base's tensors with a PEFT adapter merged in (as `merge_and_unload()` does, each value in
+    /// f64 and rounded once to the base's dtype), in memory; tensors it does not change stay mapped.
+    init(base: Checkpoint, adapter: LoRAAdapter, threads: Int) throws(InferenceError) {
+        self.init(checkpoint: base)
+        do {
+            for (name, buffer) in try adapterTensors(base: base, adapter: adapter, threads: threads) {
+                tensors[name]?.data = UnsafeRawPointer(buffer.pointer)
+                owners.append(buffer)
+            }
+        } catch {
+            throw .vectors(error)
+        }
+    }
+
     /// The base's tensors with every AV term mixed in, each mixed tensor in the base's dtype (as
     /// `av merge` would write it, bit for bit), in memory; tensors no AV touches stay mapped.
     init(base: Checkpoint, terms: [MergeTerm], threads: Int, force: Bool) throws(InferenceError) {

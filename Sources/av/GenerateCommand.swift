@@ -14,6 +14,9 @@ let modelOptions: [OptionSpec] = [
     OptionSpec(
         names: ["--model"], valueName: "PATH", help: "a model directory (config.json, safetensors, tokenizer.json)"),
     OptionSpec(
+        names: ["--adapter"], valueName: "DIR",
+        help: "with --model: a PEFT LoRA/DoRA adapter merged in memory, as merge_and_unload() would"),
+    OptionSpec(
         names: ["--base"], valueName: "PATH",
         help: "with --DOMAIN COEF, --vector or --recipe: evaluate base + sum λ·AV without writing it"),
     OptionSpec(
@@ -32,6 +35,9 @@ func loadLanguageModel(_ args: ParsedArguments) throws -> LanguageModel {
     let mixing = !args.dynamic.isEmpty || !args.all("--vector").isEmpty || args.has("--recipe")
     let model: LanguageModel
     if mixing {
+        guard !args.has("--adapter") else {
+            throw UsageError(message: "--adapter goes with --model; to mix, make the adapter's AV with av diff first")
+        }
         guard !args.has("--model") else {
             throw UsageError(message: "give --model PATH, or --base PATH with vectors, not both")
         }
@@ -43,7 +49,13 @@ func loadLanguageModel(_ args: ParsedArguments) throws -> LanguageModel {
         guard let path = args.value("--model") ?? args.value("--base") else {
             throw UsageError(message: "missing --model PATH")
         }
-        model = try LanguageModel(directory: try GGUFPaths.resolve(path))
+        let adapter = try args.value("--adapter").map { dir throws -> LoRAAdapter in
+            guard isAdapterDirectory(dir) else {
+                throw UsageError(message: "--adapter \(dir): not a PEFT adapter directory (no adapter_config.json)")
+            }
+            return try LoRAAdapter(path: dir)
+        }
+        model = try LanguageModel(directory: try GGUFPaths.resolve(path), adapter: adapter, threads: try threads(args))
     }
     model.model.threads = try threads(args)
     return model

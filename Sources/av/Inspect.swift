@@ -116,13 +116,21 @@ enum InspectCommand {
                         (role, "\(info["path"]?.stringValue ?? "?") (\(info["dtype"]?.stringValue ?? "?"),\(fp))"))
                 }
             }
+            if let text = metadata["av.adapter"], let a = try? JSONParser.parse(text) {
+                let kind = a["use_dora"] == .bool(true) ? "DoRA" : (a["use_rslora"] == .bool(true) ? "rsLoRA" : "LoRA")
+                let targets = a["target_modules"]?.arrayValue?.compactMap(\.stringValue).joined(separator: ", ") ?? "?"
+                let r = a["r"]?.doubleValue.map { String(Int($0)) } ?? "?"
+                let alpha = a["lora_alpha"]?.doubleValue.map { String(cFormat: "%g", $0) } ?? "?"
+                summary.append(("adapter", "PEFT \(kind), r \(r), lora_alpha \(alpha), on \(targets)"))
+                summary.append(("", "config digest \(a["config_digest"]?.stringValue ?? "?")"))
+            }
         }
         if isAV, let text = metadata["av.digests"], case .object(let digests)? = try? JSONParser.parse(text) {
             summary.append(
                 ("checksums", "\(digests.count) tensor digests (av.digests), verified by every read of the deltas"))
         }
         let shownKeys = metadata.keys.sorted().filter {
-            !isAV || !["av.base", "av.aligned", "av.digests"].contains($0)
+            !isAV || !["av.base", "av.aligned", "av.digests", "av.adapter"].contains($0)
         }
         for (i, key) in shownKeys.enumerated() {
             summary.append((i == 0 ? "metadata" : "", "\(key) = \(metadata[key]!)"))

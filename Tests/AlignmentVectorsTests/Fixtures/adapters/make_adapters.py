@@ -55,6 +55,21 @@ CASES = {
 }
 
 
+def save_adapter(model, path):
+    """save_pretrained, with target_modules sorted: PEFT keeps them in a set, whose order changes
+    from run to run (string hashing), and the fixtures should not."""
+    model.save_pretrained(path)
+    os.remove(os.path.join(path, "README.md"))
+    config_path = os.path.join(path, "adapter_config.json")
+    config = json.load(open(config_path))
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    config["base_model_name_or_path"] = None  # not a path of the machine that made it
+    with open(config_path, "w") as f:
+        json.dump(config, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
 def perturb(model, seed):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -78,7 +93,7 @@ def main():
         base = base.float()
         model = get_peft_model(base, LoraConfig(**kwargs))
         perturb(model, 200 + i)
-        model.save_pretrained(os.path.join(out, "adapter"))
+        save_adapter(model, os.path.join(out, "adapter"))
         # Merge from what was saved, as a user would: the f32 base and the adapter directory.
         for dtype, name in [(torch.float32, "merged.safetensors"), (torch.float64, "merged-f64.safetensors")]:
             reloaded = PeftModel.from_pretrained(
@@ -94,5 +109,27 @@ def main():
         print(case, "r", cfg["r"], "alpha", cfg["lora_alpha"], "tensors", len(state))
 
 
+def chat():
+    """An adapter on the chat test model (it has a tokenizer), with transformers' greedy text of
+    the adapted model (PEFT's forward, unmerged) for the CLI test of `av generate --adapter`."""
+    from transformers import AutoTokenizer
+    source = os.path.join(HERE, "..", "..", "..", "InferenceTests", "Fixtures", "chat")
+    out = os.path.join(HERE, "chat")
+    shutil.rmtree(out, ignore_errors=True)
+    base = LlamaForCausalLM.from_pretrained(source, torch_dtype=torch.float32).eval()
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
+    perturb(model, 300)
+    save_adapter(model, os.path.join(out, "adapter"))
+    tok = AutoTokenizer.from_pretrained(source)
+    prompt = "The court said"
+    ids = tok(prompt, return_tensors="pt").input_ids
+    with torch.no_grad():
+        gen = model.generate(ids, max_new_tokens=10, do_sample=False)
+    json.dump({"prompt": prompt, "ids": gen[0].tolist(), "new_text": tok.decode(gen[0][ids.shape[1]:])},
+              open(os.path.join(out, "reference.json"), "w"), indent=1)
+    print("chat", tok.decode(gen[0][ids.shape[1]:]))
+
+
 if __name__ == "__main__":
     main()
+    chat()
