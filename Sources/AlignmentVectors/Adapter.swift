@@ -103,7 +103,9 @@ public struct LoRAAdapter: Sendable {
         rankPattern = ranks.map { ($0.key, Int($0.value)) }
         alphaPattern = try pattern("alpha_pattern")
         for (k, _) in rankPattern + alphaPattern.map({ ($0.key, 0) }) {
-            guard (try? Regex("(.*\\.)?(\(k))")) != nil else { throw fail("pattern key \(k) is not a regular expression") }
+            guard (try? Regex("(.*\\.)?(\(k))")) != nil else {
+                throw fail("pattern key \(k) is not a regular expression")
+            }
         }
 
         do {
@@ -125,7 +127,8 @@ public struct LoRAAdapter: Sendable {
     static func refuseUnsupported(_ config: JSONValue, _ fail: (String) -> AVError) throws(AVError) {
         let bias = config["bias"]?.stringValue ?? "none"
         guard bias == "none" else {
-            throw fail("bias \"\(bias)\" is not supported (\"none\"; lora_bias is): the adapter trains the base's biases")
+            throw fail(
+                "bias \"\(bias)\" is not supported (\"none\"; lora_bias is): the adapter trains the base's biases")
         }
         let mustBeUnset = [
             "layer_replication", "target_parameters", "trainable_token_indices", "alora_invocation_tokens",
@@ -145,7 +148,8 @@ public struct LoRAAdapter: Sendable {
     static func mapTensors(_ file: SafeTensorsFile, weights: String) throws(AVError) -> [String: Module] {
         var modules: [String: Module] = [:]
         let suffixes: [(String, WritableKeyPath<Module, String?>, Bool)] = [
-            (".lora_A.weight", \.loraA, false), (".lora_B.weight", \.loraB, false), (".lora_B.bias", \.loraBBias, false),
+            (".lora_A.weight", \.loraA, false), (".lora_B.weight", \.loraB, false),
+            (".lora_B.bias", \.loraBBias, false),
             (".lora_embedding_A", \.loraA, true), (".lora_embedding_B", \.loraB, true),
             (".lora_magnitude_vector", \.magnitude, false), (".lora_magnitude_vector.weight", \.magnitude, false),
         ]
@@ -153,7 +157,8 @@ public struct LoRAAdapter: Sendable {
             var name = t.name
             if name.hasPrefix("base_model.model.") { name.removeFirst("base_model.model.".count) }
             guard Convert.supports(t.dtype) else {
-                throw .adapter(file: weights, message: "tensor \(JSONWriter.quoted(t.name)) is \(t.dtype.rawValue), not a float")
+                throw .adapter(
+                    file: weights, message: "tensor \(JSONWriter.quoted(t.name)) is \(t.dtype.rawValue), not a float")
             }
             if let (suffix, key, embedding) = suffixes.first(where: { name.hasSuffix($0.0) }) {
                 let module = String(name.dropLast(suffix.count))
@@ -167,7 +172,8 @@ public struct LoRAAdapter: Sendable {
             } else {
                 // Saved whole: modules_to_save, or an adapted layer's base weight (`X.base_layer.weight`).
                 let target = name.replacingAll(".base_layer.", with: ".")
-                let module = target.hasSuffix(".weight") || target.hasSuffix(".bias")
+                let module =
+                    target.hasSuffix(".weight") || target.hasSuffix(".bias")
                     ? String(target[..<target.lastIndex(of: ".")!]) : target
                 var m = modules[module] ?? Module(name: module)
                 m.saved[target] = t.name
@@ -176,7 +182,10 @@ public struct LoRAAdapter: Sendable {
         }
         for m in modules.values where (m.loraA == nil) != (m.loraB == nil) {
             throw .adapter(
-                file: weights, message: "module \(JSONWriter.quoted(m.name)) has lora_\(m.loraA == nil ? "B" : "A") but no lora_\(m.loraA == nil ? "A" : "B")")
+                file: weights,
+                message:
+                    "module \(JSONWriter.quoted(m.name)) has lora_\(m.loraA == nil ? "B" : "A") but no lora_\(m.loraA == nil ? "A" : "B")"
+            )
         }
         return modules
     }

@@ -33,10 +33,14 @@ extension LoRAAdapter {
         for m in modules.values.sorted(by: { $0.name < $1.name }) {
             for (target, source) in m.saved.sorted(by: { $0.key < $1.key }) {
                 guard let b = base.info(target) else {
-                    throw fail("tensor \(JSONWriter.quoted(source)) replaces \(JSONWriter.quoted(target)), which \(base.path) does not have")
+                    throw fail(
+                        "tensor \(JSONWriter.quoted(source)) replaces \(JSONWriter.quoted(target)), which \(base.path) does not have"
+                    )
                 }
                 guard b.shape == shape(source) else {
-                    throw fail("tensor \(JSONWriter.quoted(source)) has shape \(Shape.describe(shape(source))) but \(JSONWriter.quoted(target)) in \(base.path) has \(Shape.describe(b.shape))")
+                    throw fail(
+                        "tensor \(JSONWriter.quoted(source)) has shape \(Shape.describe(shape(source))) but \(JSONWriter.quoted(target)) in \(base.path) has \(Shape.describe(b.shape))"
+                    )
                 }
                 out[target] = AdapterTarget(tensor: target, shape: b.shape, kind: .saved, replacement: source)
             }
@@ -48,30 +52,44 @@ extension LoRAAdapter {
             }
             let weight = m.name + ".weight"
             guard let w = base.info(weight) else {
-                throw fail("LoRA module \(JSONWriter.quoted(m.name)) changes \(JSONWriter.quoted(weight)), which \(base.path) does not have")
+                throw fail(
+                    "LoRA module \(JSONWriter.quoted(m.name)) changes \(JSONWriter.quoted(weight)), which \(base.path) does not have"
+                )
             }
             guard w.shape.count == 2 else {
-                throw fail("LoRA on \(JSONWriter.quoted(weight)) of shape \(Shape.describe(w.shape)) is not supported (2-D weights only; no conv layers)")
+                throw fail(
+                    "LoRA on \(JSONWriter.quoted(weight)) of shape \(Shape.describe(w.shape)) is not supported (2-D weights only; no conv layers)"
+                )
             }
             let (rank, scale) = rankAndScale(of: m.name)
             let sa = shape(a)
             let sb = shape(bName)
             // Linear: A (r, in), B (out, r); embedding: A (r, vocab), B (dim, r).
             guard sa.count == 2, sb.count == 2, sa[0] == sb[1] else {
-                throw fail("module \(JSONWriter.quoted(m.name)): lora A \(Shape.describe(sa)) and B \(Shape.describe(sb)) do not multiply")
+                throw fail(
+                    "module \(JSONWriter.quoted(m.name)): lora A \(Shape.describe(sa)) and B \(Shape.describe(sb)) do not multiply"
+                )
             }
             guard sa[0] == rank else {
-                throw fail("module \(JSONWriter.quoted(m.name)) has rank \(sa[0]) in its tensors but \(rank) by the config (r, rank_pattern)")
+                throw fail(
+                    "module \(JSONWriter.quoted(m.name)) has rank \(sa[0]) in its tensors but \(rank) by the config (r, rank_pattern)"
+                )
             }
             let transposed = m.embedding || fanInFanOut
             let expected = transposed ? [sa[1], sb[0]] : [sb[0], sa[1]]
             guard w.shape == expected else {
-                throw fail("module \(JSONWriter.quoted(m.name)): B·A\(transposed ? "ᵀ" : "") has shape \(Shape.describe(expected)) but \(JSONWriter.quoted(weight)) in \(base.path) has \(Shape.describe(w.shape))")
+                throw fail(
+                    "module \(JSONWriter.quoted(m.name)): B·A\(transposed ? "ᵀ" : "") has shape \(Shape.describe(expected)) but \(JSONWriter.quoted(weight)) in \(base.path) has \(Shape.describe(w.shape))"
+                )
             }
             if m.magnitude != nil {
-                guard !m.embedding else { throw fail("DoRA on the embedding \(JSONWriter.quoted(m.name)) is not supported") }
+                guard !m.embedding else {
+                    throw fail("DoRA on the embedding \(JSONWriter.quoted(m.name)) is not supported")
+                }
                 guard shape(m.magnitude!) == [sb[0]] else {
-                    throw fail("module \(JSONWriter.quoted(m.name)): the DoRA magnitude has shape \(Shape.describe(shape(m.magnitude!))), not [\(sb[0])]")
+                    throw fail(
+                        "module \(JSONWriter.quoted(m.name)): the DoRA magnitude has shape \(Shape.describe(shape(m.magnitude!))), not [\(sb[0])]"
+                    )
                 }
             }
             // ΔW[i][j] = s·Σₖ P[k][i]·Q[k][j]: P = Bᵀ, Q = A; transposed, P = A, Q = Bᵀ.
@@ -84,15 +102,22 @@ extension LoRAAdapter {
                 magnitude: m.magnitude, rowsAreOutputs: !transposed)
             if let biasB = m.loraBBias {
                 let bias = m.name + ".bias"
-                guard loraBias else { throw fail("tensor \(JSONWriter.quoted(biasB)) is present but lora_bias is false") }
+                guard loraBias else {
+                    throw fail("tensor \(JSONWriter.quoted(biasB)) is present but lora_bias is false")
+                }
                 guard let bi = base.info(bias) else {
-                    throw fail("lora_bias on \(JSONWriter.quoted(m.name)) needs \(JSONWriter.quoted(bias)), which \(base.path) does not have")
+                    throw fail(
+                        "lora_bias on \(JSONWriter.quoted(m.name)) needs \(JSONWriter.quoted(bias)), which \(base.path) does not have"
+                    )
                 }
                 guard bi.shape == shape(biasB) else {
-                    throw fail("tensor \(JSONWriter.quoted(biasB)) has shape \(Shape.describe(shape(biasB))) but \(JSONWriter.quoted(bias)) has \(Shape.describe(bi.shape))")
+                    throw fail(
+                        "tensor \(JSONWriter.quoted(biasB)) has shape \(Shape.describe(shape(biasB))) but \(JSONWriter.quoted(bias)) has \(Shape.describe(bi.shape))"
+                    )
                 }
                 out[bias] = AdapterTarget(
-                    tensor: bias, shape: bi.shape, kind: .bias(biasB, scale: scale), replacement: out[bias]?.replacement)
+                    tensor: bias, shape: bi.shape, kind: .bias(biasB, scale: scale), replacement: out[bias]?.replacement
+                )
             }
         }
         for t in out.values {
@@ -127,7 +152,9 @@ extension LoRAAdapter {
         func baseDoubles() -> [Double] {
             var floats = [Float](repeating: 0, count: count)
             if let p = view.bytes.baseAddress, count > 0 {
-                floats.withUnsafeMutableBufferPointer { Convert.toFloat(info.dtype, from: p, count: count, into: $0.baseAddress!) }
+                floats.withUnsafeMutableBufferPointer {
+                    Convert.toFloat(info.dtype, from: p, count: count, into: $0.baseAddress!)
+                }
             }
             return floats.map(Double.init)
         }

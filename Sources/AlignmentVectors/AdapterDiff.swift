@@ -48,12 +48,15 @@ public func diff(
         domain: options.domain,
         base: ModelIdentity(
             path: base.path, dtype: base.mainDType.rawValue, structure: XXHash64.hex(base.structureFingerprint),
-            content: XXHash64.hex(ContentFingerprint.combine(Dictionary(uniqueKeysWithValues: zip(infos.map(\.name), baseDigests)))),
+            content: XXHash64.hex(
+                ContentFingerprint.combine(Dictionary(uniqueKeysWithValues: zip(infos.map(\.name), baseDigests)))),
             tensors: infos.count),
         aligned: ModelIdentity(
             path: adapter.path, dtype: adapter.file.tensors.first?.dtype.rawValue ?? "F32",
             structure: XXHash64.hex(adapterStructure),
-            content: XXHash64.hex(ContentFingerprint.combine(Dictionary(uniqueKeysWithValues: zip(adapter.file.tensors.map(\.name), adapterDigests)))),
+            content: XXHash64.hex(
+                ContentFingerprint.combine(
+                    Dictionary(uniqueKeysWithValues: zip(adapter.file.tensors.map(\.name), adapterDigests)))),
             tensors: adapter.file.tensors.count),
         dtype: options.storage)
     header.adapter = adapter.provenance
@@ -165,7 +168,9 @@ public func adapterTensors(base: Checkpoint, adapter: LoRAAdapter, lambda: Doubl
         for i in 0..<delta.count {
             let v = ElementOps.widenOne(source, i, dtype: info.dtype) + lambda * Double(delta[i])
             var bits = ElementOps.narrowOne(v, to: info.dtype)
-            withUnsafeBytes(of: &bits) { (buffer.pointer + i * size).copyMemory(from: $0.baseAddress!, byteCount: size) }
+            withUnsafeBytes(of: &bits) {
+                (buffer.pointer + i * size).copyMemory(from: $0.baseAddress!, byteCount: size)
+            }
         }
         out[t.tensor] = buffer
     }

@@ -19,11 +19,14 @@ struct AdapterTests {
             let info = e.info
             let bytes = try model.bytes(named: info.name)
             if info.dtype == .f64 {
-                out[info.name] = (0..<info.elementCount).map { bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self) }
+                out[info.name] = (0..<info.elementCount).map {
+                    bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self)
+                }
             } else {
                 var f = [Float](repeating: 0, count: info.elementCount)
                 f.withUnsafeMutableBufferPointer {
-                    Convert.toFloat(info.dtype, from: bytes.baseAddress!, count: info.elementCount, into: $0.baseAddress!)
+                    Convert.toFloat(
+                        info.dtype, from: bytes.baseAddress!, count: info.elementCount, into: $0.baseAddress!)
                 }
                 out[info.name] = f.map(Double.init)
             }
@@ -37,12 +40,14 @@ struct AdapterTests {
         options.threads = 3
         let adapter = try LoRAAdapter(path: root + "/adapter")
         let report = try diff(
-            base: Checkpoint(path: root + "/" + base), adapter: adapter, output: dir.file("\(name).av"), options: options)
+            base: Checkpoint(path: root + "/" + base), adapter: adapter, output: dir.file("\(name).av"),
+            options: options)
         _ = try mix(root + "/" + base, [(dir.file("\(name).av"), 1)], dir.file("\(name)-\(base)"))
         return (report, dir.file("\(name)-\(base)"))
     }
 
-    @Test("av merge at λ = 1 gives PEFT's merge: within one rounding of its f64 value for an f32 base", arguments: cases)
+    @Test(
+        "av merge at λ = 1 gives PEFT's merge: within one rounding of its f64 value for an f32 base", arguments: cases)
     func f32Base(name: String) throws {
         let dir = TemporaryDirectory()
         let (report, merged) = try diffAndMerge(name, base: "base", in: dir)
@@ -71,7 +76,9 @@ struct AdapterTests {
         #expect(report.header.adapter?["config_digest"]?.stringValue?.count == 16)
     }
 
-    @Test("for a bf16 base, the merge is PEFT's f64 value rounded to bf16 (one rounding)", arguments: ["lora", "patterns"])
+    @Test(
+        "for a bf16 base, the merge is PEFT's f64 value rounded to bf16 (one rounding)",
+        arguments: ["lora", "patterns"])
     func bf16Base(name: String) throws {
         let dir = TemporaryDirectory()
         let (_, merged) = try diffAndMerge(name, base: "base-bf16", in: dir)
@@ -122,22 +129,33 @@ struct AdapterTests {
             return path
         }
         let cases: [(String, (inout String) -> Void, String)] = [
-            ("ia3", { $0 = $0.replacingOccurrences(of: "\"peft_type\": \"LORA\"", with: "\"peft_type\": \"IA3\"") },
-             "peft_type IA3 is not supported"),
-            ("bias-all", { $0 = $0.replacingOccurrences(of: "\"bias\": \"none\"", with: "\"bias\": \"all\"") },
-             "bias \"all\" is not supported"),
-            ("rank", { $0 = $0.replacingOccurrences(of: "\"r\": 4", with: "\"r\": 8") },
-             "rank 4 in its tensors but 8 by the config"),
-            ("replication", {
-                $0 = $0.replacingOccurrences(of: "\"layer_replication\": null", with: "\"layer_replication\": [[0, 1]]")
-            }, "\"layer_replication\" is set"),
+            (
+                "ia3", { $0 = $0.replacingOccurrences(of: "\"peft_type\": \"LORA\"", with: "\"peft_type\": \"IA3\"") },
+                "peft_type IA3 is not supported"
+            ),
+            (
+                "bias-all", { $0 = $0.replacingOccurrences(of: "\"bias\": \"none\"", with: "\"bias\": \"all\"") },
+                "bias \"all\" is not supported"
+            ),
+            (
+                "rank", { $0 = $0.replacingOccurrences(of: "\"r\": 4", with: "\"r\": 8") },
+                "rank 4 in its tensors but 8 by the config"
+            ),
+            (
+                "replication",
+                {
+                    $0 = $0.replacingOccurrences(
+                        of: "\"layer_replication\": null", with: "\"layer_replication\": [[0, 1]]")
+                }, "\"layer_replication\" is set"
+            ),
         ]
         let base = try Checkpoint(path: fixture("adapters/lora/base"))
         for (name, edit, message) in cases {
             let path = try adapter(name, config: edit)
             let out = dir.file("\(name).av")
             #expect {
-                _ = try diff(base: base, adapter: try LoRAAdapter(path: path), output: out, options: DiffOptions(domain: "x"))
+                _ = try diff(
+                    base: base, adapter: try LoRAAdapter(path: path), output: out, options: DiffOptions(domain: "x"))
             } throws: { error in
                 let text = "\(error)"
                 return text.contains(message) && text.contains(path)

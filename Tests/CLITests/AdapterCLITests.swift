@@ -33,11 +33,15 @@ struct AdapterCLITests {
         let diff = try runAV(["diff", chat, adapter, "-o", dir.file("style.av"), "-q"])
         #expect(diff.status == 0, "\(diff.stderr)")
         #expect(diff.stdout.contains("adapter  LoRA r 4, lora_alpha 8"))
-        let merge = try runAV(["merge", "--base", chat, "--vectors", dir.path, "--style", "1", "-o", dir.file("m"), "-q"])
+        let merge = try runAV([
+            "merge", "--base", chat, "--vectors", dir.path, "--style", "1", "-o", dir.file("m"), "-q",
+        ])
         #expect(merge.status == 0, "\(merge.stderr)")
         let merged = try runAV(common + ["--model", dir.file("m")])
         #expect(merged.stdout == adapted.stdout)
-        let eval = try runAV(["eval", "--model", chat, "--adapter", adapter, "--text", adapterFixture("chat/reference.json")])
+        let eval = try runAV([
+            "eval", "--model", chat, "--adapter", adapter, "--text", adapterFixture("chat/reference.json"),
+        ])
         let evalMerged = try runAV(["eval", "--model", dir.file("m"), "--text", adapterFixture("chat/reference.json")])
         #expect(eval.status == 0 && eval.stdout == evalMerged.stdout)
         let inspect = try runAV(["inspect", dir.file("style.av")])
@@ -51,7 +55,8 @@ struct AdapterCLITests {
         #expect(notAdapter.status == 2)
         #expect(notAdapter.stderr.contains("not a PEFT adapter directory"))
         let mixed = try runAV([
-            "generate", "--base", chat, "--vector", "x.av=1", "--adapter", adapterFixture("chat/adapter"), "--prompt", "Hi",
+            "generate", "--base", chat, "--vector", "x.av=1", "--adapter", adapterFixture("chat/adapter"), "--prompt",
+            "Hi",
         ])
         #expect(mixed.status == 2)
         let wrongBase = try runAV(["diff", chat, adapterFixture("fan_in_fan_out/adapter"), "-o", "/tmp/never.av"])

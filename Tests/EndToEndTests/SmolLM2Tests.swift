@@ -127,6 +127,46 @@ struct SmolLM2Tests {
         }
     }
 
+    struct AdapterReference: Decodable {
+        var prompt: String
+        var ids: [Int]
+        var greedy: [Int]
+        var greedy_without_adapter: [Int]
+    }
+
+    @Test("a PEFT adapter merged in memory gives PEFT's greedy tokens; its AV merged by av merge gives them too")
+    func adapter() throws {
+        guard try setUp() != nil else { return }
+        let url = try #require(Bundle.module.url(forResource: "Fixtures/smollm2_adapter_reference", withExtension: "json"))
+        let ref = try JSONDecoder().decode(AdapterReference.self, from: Data(contentsOf: url))
+        let adapterPath = try #require(Bundle.module.url(forResource: "Fixtures/smollm2_adapter", withExtension: nil)).path
+        let converted = ConvertedSmolLM2.shared.directory.file("smollm2")
+        func greedy(_ lm: LanguageModel) throws -> [Int] {
+            #expect(lm.tokenizer.encode(ref.prompt, addSpecialTokens: true) == ref.ids)
+            var seq = ref.ids
+            let cache = lm.model.makeCache(capacity: ref.ids.count + ref.greedy.count)
+            var logits = try lm.model.forward(seq, cache: cache)
+            for _ in ref.greedy.indices {
+                seq.append(Sampler.argmax(logits))
+                logits = try lm.model.forward([seq.last!], cache: cache)
+            }
+            return Array(seq[ref.ids.count...])
+        }
+        let adapter = try LoRAAdapter(path: adapterPath)
+        let adapted = try LanguageModel(directory: converted, adapter: adapter)
+        #expect(try greedy(adapted) == ref.greedy)
+        #expect(ref.greedy != ref.greedy_without_adapter)
+        // The AV route: diff against the adapter, merge at λ = 1, load the merged model.
+        let dir = TemporaryDirectory()
+        _ = try diff(
+            base: Checkpoint(path: converted), adapter: adapter, output: dir.file("a.av"),
+            options: DiffOptions(domain: "a"))
+        _ = try merge(
+            base: Checkpoint(path: converted), terms: [MergeTerm(vector: try AlignmentVector(path: dir.file("a.av")), coefficient: 1)],
+            output: dir.file("merged"), options: MergeOptions())
+        #expect(try greedy(LanguageModel(directory: dir.file("merged"))) == ref.greedy)
+    }
+
     @Test("diff of the model against itself has no tensors; merge at λ = 0 gives it back bit for bit")
     func diffAndMerge() throws {
         guard try setUp() != nil else { return }
