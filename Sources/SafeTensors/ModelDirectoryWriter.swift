@@ -32,11 +32,12 @@ public final class ModelDirectoryWriter: ByteSink {
     ///
     /// Refuses (``OutputGuard/checkModelDirectory(_:willWrite:inputs:)``) a destination that is not a
     /// directory, holds anything but model files and `extraNames` (the names `finish` will copy or
-    /// write), or is or contains one of `inputs`; the check runs again just before the swap.
+    /// write), or is or contains one of `inputs`; the check runs again just before the swap. One shard
+    /// is named `singleFileName` (`adapter_model.safetensors` for a PEFT adapter).
     public init(
         path: String, tensors: [TensorSpec], maxShardSize: Int = 5_000_000_000,
         metadata: [String: String]? = ["format": "pt"],
-        protecting inputs: [String] = [], extraNames: Set<String> = []
+        protecting inputs: [String] = [], extraNames: Set<String> = [], singleFileName: String = HFNames.singleFile
     ) throws(SafeTensorsError) {
         self.path = path.hasSuffix("/") && path.count > 1 ? String(path.dropLast()) : path
         self.inputs = inputs
@@ -55,7 +56,7 @@ public final class ModelDirectoryWriter: ByteSink {
         }
         let groups = ShardPlanner.split(sizes: sizes, maxShardSize: maxShardSize)
         let names =
-            groups.count <= 1 ? [HFNames.singleFile] : groups.indices.map { HFNames.shardName($0, of: groups.count) }
+            groups.count <= 1 ? [singleFileName] : groups.indices.map { HFNames.shardName($0, of: groups.count) }
         var layouts: [SafeTensorsLayout] = []
         for (g, name) in zip(groups.isEmpty ? [[]] : groups, names) {
             layouts.append(try SafeTensorsLayout(g.map { tensors[$0] }, metadata: metadata, file: name))

@@ -48,6 +48,7 @@ enum AV {
         (ConvertCommand.spec, ConvertCommand.run),
         (CheckCommand.spec, CheckCommand.run),
         (SearchCommand.spec, SearchCommand.run),
+        (ExportLoRACommand.spec, ExportLoRACommand.run),
     ]
 
     static var help: String {

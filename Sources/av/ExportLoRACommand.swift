@@ -1,0 +1,109 @@
+import AlignmentVectors
+import SafeTensors
+import Tensors
+
+enum ExportLoRACommand {
+    static let spec = CommandSpec(
+        name: "export-lora",
+        summary: "write an alignment vector as a PEFT LoRA adapter (truncated SVD per matrix)",
+        positionals: [("NAME.av", "the alignment vector to export")],
+        options: [
+            OptionSpec(names: ["-o", "--output"], valueName: "DIR", help: "the adapter directory to write (required)"),
+            OptionSpec(names: ["--rank"], valueName: "R", help: "the same rank R for every matrix"),
+            OptionSpec(
+                names: ["--energy"], valueName: "E",
+                help: "per matrix, the smallest rank keeping share E of ‖Δ‖² (default 0.9; not with --rank)"),
+            OptionSpec(names: ["--max-rank"], valueName: "N", help: "no matrix above rank N (default 256)"),
+            OptionSpec(
+                names: ["--base"], valueName: "PATH",
+                help: "the AV's base: embeddings and 1-D tensors are saved whole (modules_to_save)"),
+            OptionSpec(names: ["--skip"], help: "leave embeddings and 1-D tensors out instead"),
+            OptionSpec(names: ["--seed"], valueName: "S", help: "seed of the randomized SVD (default fixed)"),
+            OptionSpec(names: ["--threads"], valueName: "N", help: "threads to use (default: all cores)"),
+            OptionSpec(names: ["--json"], help: "print the per-tensor report as JSON"),
+            OptionSpec(names: ["--help", "-h"], help: "show this help"),
+        ],
+        discussion: """
+            Each 2-D weight becomes lora_A = √S·Vᵀ and lora_B = U·√S of its truncated SVD (randomized subspace
+            iteration in f64, seeded: the same adapter for the same input on any thread count), with r = lora_alpha
+            per module in rank_pattern/alpha_pattern, so PEFT's scale is 1. PEFT loads the adapter, and av reads it
+            back as an aligned model (av diff BASE DIR gives the low-rank AV).
+            """)
+
+    static func run(_ args: ParsedArguments) throws -> ExitCode {
+        guard args.positionals.count == 1 else { throw UsageError(message: "expected one NAME.av") }
+        guard let output = args.value("-o") else { throw UsageError(message: "missing -o DIR") }
+        var options = LoRAExportOptions()
+        func number(_ key: String) throws -> Double? {
+            guard let text = args.value(key) else { return nil }
+            guard let v = Double(text), v.isFinite else { throw UsageError(message: "\(key) needs a number, not '\(text)'") }
+            return v
+        }
+        if let r = try number("--rank") {
+            guard r >= 1, r == r.rounded(), !args.has("--energy") else {
+                throw UsageError(message: "--rank is a whole number ≥ 1, and goes without --energy")
+            }
+            options.rank = Int(r)
+        }
+        if let e = try number("--energy") {
+            guard e > 0, e <= 1 else { throw UsageError(message: "--energy is a share in (0, 1]") }
+            options.energy = e
+        }
+        if let m = try number("--max-rank") {
+            guard m >= 1, m == m.rounded() else { throw UsageError(message: "--max-rank is a whole number ≥ 1") }
+            options.maxRank = Int(m)
+        }
+        if let s = args.value("--seed") {
+            guard let seed = UInt64(s) else { throw UsageError(message: "--seed needs a whole number, not '\(s)'") }
+            options.seed = seed
+        }
+        options.skip = args.has("--skip")
+        options.threads = try threads(args)
+        if let base = args.value("--base") { options.base = try Checkpoint(path: try GGUFPaths.resolve(base)) }
+        let vector = try AlignmentVector(path: args.positionals[0])
+        let r = try exportLoRA(vector: vector, output: output, options: options)
+        if args.has("--json") {
+            print(json(r).rendered(pretty: true))
+            return .success
+        }
+        print("av export-lora: \(args.positionals[0]) → \(output)")
+        let lora = r.tensors.filter { $0.kind == .lora }
+        let ranks = lora.map(\.rank)
+        print(
+            "  lora      \(lora.count) matrices, rank \(ranks.min() ?? 0)–\(ranks.max() ?? 0), keeping "
+                + String(cFormat: "%.1f%%", 100 * r.retainedEnergy) + " of ‖Δ‖²")
+        let saved = r.tensors.filter { $0.kind == .saved }.map(\.name)
+        let skipped = r.tensors.filter { $0.kind == .skipped }.map(\.name)
+        if !saved.isEmpty { print("  saved     \(saved.count) whole (modules_to_save): \(saved.joined(separator: ", "))") }
+        if !skipped.isEmpty { print("  skipped   \(skipped.count): \(skipped.joined(separator: ", "))") }
+        let share = r.vectorBytes > 0 ? 100 * Double(r.adapterBytes) / Double(r.vectorBytes) : 0
+        print(
+            "  size      \(Format.bytes(r.adapterBytes)) against the AV's \(Format.bytes(r.vectorBytes)) ("
+                + String(cFormat: "%.1f%%", share) + "), in " + String(cFormat: "%.2f", r.seconds) + " s")
+        var rows: [[String]] = []
+        for t in lora.sorted(by: { $0.retainedEnergy < $1.retainedEnergy }).prefix(8) {
+            rows.append([t.name, Shape.describe(t.shape), "\(t.rank)", String(cFormat: "%.1f%%", 100 * t.retainedEnergy)])
+        }
+        print("\nleast kept:")
+        let table = Format.table(["tensor", "shape", "rank", "energy kept"], rows, rightAligned: [2, 3])
+        print(table.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+        return .success
+    }
+
+    static func json(_ r: LoRAExportReport) -> JSONValue {
+        .object([
+            ("output", .string(r.output)), ("adapterBytes", .int(r.adapterBytes)), ("vectorBytes", .int(r.vectorBytes)),
+            ("retainedEnergy", .double(r.retainedEnergy)), ("seconds", .double(r.seconds)),
+            (
+                "tensors",
+                .array(
+                    r.tensors.map {
+                        .object([
+                            ("name", .string($0.name)), ("kind", .string($0.kind.rawValue)), ("rank", .int($0.rank)),
+                            ("retainedEnergy", .double($0.retainedEnergy)),
+                        ])
+                    })
+            ),
+        ])
+    }
+}
