@@ -91,15 +91,7 @@ public func diff(
             }
             do throws(SafeTensorsError) {
                 try writer.begin(spec)
-                let written: Result<Void, SafeTensorsError> = bytes.withUnsafeBytes { raw in
-                    do throws(SafeTensorsError) {
-                        try writer.write(raw)
-                        return .success(())
-                    } catch {
-                        return .failure(error)
-                    }
-                }
-                try written.get()
+                try writer.write(bytes)
                 try writer.end(keep: d.changed > 0)
             } catch {
                 throw .file(error)

@@ -56,7 +56,8 @@ extension AlignmentVector {
         if let expected = header.digests[info.name] {
             let got = XXHash64.hex(AVDigest.digest(bytes, elementSize: info.dtype.byteSize ?? 1))
             guard got == expected else {
-                throw .corrupt(av: path, tensor: info.name, reason: "its digest is \(got), the file records \(expected)")
+                throw .corrupt(
+                    av: path, tensor: info.name, reason: "its digest is \(got), the file records \(expected)")
             }
         }
         var floats = [Float](repeating: 0, count: info.elementCount)
@@ -111,7 +112,8 @@ public func exportLoRA(vector: AlignmentVector, output: String, options: LoRAExp
             }
             guard let base = options.base else {
                 throw .usage(
-                    "\(name) (\(Shape.describe(info.shape))) cannot be a LoRA pair: pass --base (to save it whole) or --skip")
+                    "\(name) (\(Shape.describe(info.shape))) cannot be a LoRA pair: pass --base (to save it whole) or --skip"
+                )
             }
             guard let b = base.info(name), b.shape == info.shape, let view = base.view(name) else {
                 throw .vectorTensorNotInBase(av: vector.path, tensor: name)
@@ -124,15 +126,25 @@ public func exportLoRA(vector: AlignmentVector, output: String, options: LoRAExp
             }
             let merged = zip(w, delta).map { Double($0) + $1 }
             tensors.append((TensorSpec(name: prefix + name, dtype: .f32, shape: info.shape), floatBytes(merged)))
-            let module = name.hasSuffix(".weight") || name.hasSuffix(".bias") ? String(name[..<name.lastIndex(of: ".")!]) : name
+            let module =
+                name.hasSuffix(".weight") || name.hasSuffix(".bias") ? String(name[..<name.lastIndex(of: ".")!]) : name
             if !saved.contains(module) { saved.append(module) }
-            exported.append(ExportedTensor(name: name, shape: info.shape, kind: .saved, retainedEnergy: 1, energy: energy))
+            exported.append(
+                ExportedTensor(name: name, shape: info.shape, kind: .saved, retainedEnergy: 1, energy: energy))
             continue
         }
         let (m, n) = (info.shape[0], info.shape[1])
         let cap = min(options.maxRank, m, n)
-        let asked = min(options.rank ?? cap, cap)
-        let svd = LowRank.svd(delta, rows: m, cols: n, rank: asked, seed: options.seed, threads: options.threads)
+        // By energy, the rank is not known up front: start small and widen (×4) until the kept share
+        // is reached or the cap is, so a matrix that needs rank 6 does not pay for rank 256.
+        var asked = min(options.rank ?? 16, cap)
+        var svd = LowRank.svd(delta, rows: m, cols: n, rank: asked, seed: options.seed, threads: options.threads)
+        while options.rank == nil && asked < cap
+            && svd.singularValues.prefix(asked).reduce(0, { $0 + $1 * $1 }) < options.energy * energy
+        {
+            asked = min(cap, asked * 4)
+            svd = LowRank.svd(delta, rows: m, cols: n, rank: asked, seed: options.seed, threads: options.threads)
+        }
         var rank = asked
         if options.rank == nil {
             var kept = 0.0
@@ -155,8 +167,10 @@ public func exportLoRA(vector: AlignmentVector, output: String, options: LoRAExp
             for i in 0..<m { bm[i * rank + k] = s * svd.u[i * l + k] }
         }
         let module = String(name.dropLast(".weight".count))
-        tensors.append((TensorSpec(name: prefix + module + ".lora_A.weight", dtype: .f32, shape: [rank, n]), floatBytes(a)))
-        tensors.append((TensorSpec(name: prefix + module + ".lora_B.weight", dtype: .f32, shape: [m, rank]), floatBytes(bm)))
+        tensors.append(
+            (TensorSpec(name: prefix + module + ".lora_A.weight", dtype: .f32, shape: [rank, n]), floatBytes(a)))
+        tensors.append(
+            (TensorSpec(name: prefix + module + ".lora_B.weight", dtype: .f32, shape: [m, rank]), floatBytes(bm)))
         targets.append(module)
         rankPattern.append((escapedModule(module), .int(rank)))
         exported.append(
@@ -193,15 +207,7 @@ public func exportLoRA(vector: AlignmentVector, output: String, options: LoRAExp
         let byName = Dictionary(uniqueKeysWithValues: tensors.map { ($0.spec.name, $0.bytes) })
         do throws(SafeTensorsError) {
             while let next = writer.nextTensor {
-                let written: Result<Void, SafeTensorsError> = byName[next.name]!.withUnsafeBytes { raw in
-                    do throws(SafeTensorsError) {
-                        try writer.write(raw)
-                        return .success(())
-                    } catch {
-                        return .failure(error)
-                    }
-                }
-                try written.get()
+                try writer.write(byName[next.name]!)
             }
             try writer.finish(writing: ["adapter_config.json": config.rendered(pretty: true) + "\n"])
         } catch {

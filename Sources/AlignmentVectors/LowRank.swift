@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import Tensors
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// A truncated singular value decomposition `A ≈ U·diag(σ)·Vᵀ` of a row-major m × n matrix.
 public struct TruncatedSVD: Sendable {

@@ -60,7 +60,7 @@ enum AV {
             "Subcommands:",
         ]
         for c in commands {
-            lines.append("  " + c.spec.name.padded(to: 10) + c.spec.summary)
+            lines.append("  " + c.spec.name.padded(to: 13) + c.spec.summary)
         }
         lines += [
             "",

@@ -1,4 +1,5 @@
 import AlignmentVectors
+import Inference
 import SafeTensors
 import Tensors
 
@@ -18,6 +19,9 @@ enum ExportLoRACommand {
                 names: ["--base"], valueName: "PATH",
                 help: "the AV's base: embeddings and 1-D tensors are saved whole (modules_to_save)"),
             OptionSpec(names: ["--skip"], help: "leave embeddings and 1-D tensors out instead"),
+            OptionSpec(
+                names: ["--prompts"], valueName: "FILE",
+                help: "with --base: KL of the exact mix (base + AV) to the mix with the adapter, over these prompts"),
             OptionSpec(names: ["--seed"], valueName: "S", help: "seed of the randomized SVD (default fixed)"),
             OptionSpec(names: ["--threads"], valueName: "N", help: "threads to use (default: all cores)"),
             OptionSpec(names: ["--json"], help: "print the per-tensor report as JSON"),
@@ -36,7 +40,9 @@ enum ExportLoRACommand {
         var options = LoRAExportOptions()
         func number(_ key: String) throws -> Double? {
             guard let text = args.value(key) else { return nil }
-            guard let v = Double(text), v.isFinite else { throw UsageError(message: "\(key) needs a number, not '\(text)'") }
+            guard let v = Double(text), v.isFinite else {
+                throw UsageError(message: "\(key) needs a number, not '\(text)'")
+            }
             return v
         }
         if let r = try number("--rank") {
@@ -59,11 +65,39 @@ enum ExportLoRACommand {
         }
         options.skip = args.has("--skip")
         options.threads = try threads(args)
-        if let base = args.value("--base") { options.base = try Checkpoint(path: try GGUFPaths.resolve(base)) }
+        let basePath = try args.value("--base").map { try GGUFPaths.resolve($0) }
+        if let basePath { options.base = try Checkpoint(path: basePath) }
+        let prompts = try args.value("--prompts").map { file throws -> [String] in
+            guard basePath != nil else { throw UsageError(message: "--prompts needs --base (the model to mix into)") }
+            let lines = try TextInput.lines(file).map(\.text)
+            guard !lines.isEmpty else {
+                throw InferenceError.input(file: file, message: "no prompts: the file holds no lines")
+            }
+            return lines
+        }
         let vector = try AlignmentVector(path: args.positionals[0])
         let r = try exportLoRA(vector: vector, output: output, options: options)
+        var kl: KLResult?
+        if let prompts, let basePath {
+            let exact = try LanguageModel(
+                directory: basePath, mixing: [MergeTerm(vector: vector, coefficient: 1)], threads: options.threads)
+            let approximate = try LanguageModel(
+                directory: basePath, adapter: try LoRAAdapter(path: output), threads: options.threads)
+            exact.model.threads = options.threads
+            approximate.model.threads = options.threads
+            kl = try approximate.klDivergence(from: exact, prompts: prompts)
+        }
         if args.has("--json") {
-            print(json(r).rendered(pretty: true))
+            var object = json(r)
+            if case .object(var pairs) = object, let kl {
+                pairs.append(
+                    (
+                        "kl",
+                        .object([("mean", .double(kl.mean)), ("max", .double(kl.max)), ("prompts", .int(kl.prompts))])
+                    ))
+                object = .object(pairs)
+            }
+            print(object.rendered(pretty: true))
             return .success
         }
         print("av export-lora: \(args.positionals[0]) → \(output)")
@@ -74,15 +108,25 @@ enum ExportLoRACommand {
                 + String(cFormat: "%.1f%%", 100 * r.retainedEnergy) + " of ‖Δ‖²")
         let saved = r.tensors.filter { $0.kind == .saved }.map(\.name)
         let skipped = r.tensors.filter { $0.kind == .skipped }.map(\.name)
-        if !saved.isEmpty { print("  saved     \(saved.count) whole (modules_to_save): \(saved.joined(separator: ", "))") }
+        if !saved.isEmpty {
+            print("  saved     \(saved.count) whole (modules_to_save): \(saved.joined(separator: ", "))")
+        }
         if !skipped.isEmpty { print("  skipped   \(skipped.count): \(skipped.joined(separator: ", "))") }
         let share = r.vectorBytes > 0 ? 100 * Double(r.adapterBytes) / Double(r.vectorBytes) : 0
         print(
             "  size      \(Format.bytes(r.adapterBytes)) against the AV's \(Format.bytes(r.vectorBytes)) ("
                 + String(cFormat: "%.1f%%", share) + "), in " + String(cFormat: "%.2f", r.seconds) + " s")
+        if let kl {
+            print(
+                "  kl        "
+                    + String(cFormat: "mean %.6f, max %.6f nats over %ld prompts", kl.mean, kl.max, kl.prompts)
+                    + " (KL(base + AV ‖ base + adapter))")
+        }
         var rows: [[String]] = []
         for t in lora.sorted(by: { $0.retainedEnergy < $1.retainedEnergy }).prefix(8) {
-            rows.append([t.name, Shape.describe(t.shape), "\(t.rank)", String(cFormat: "%.1f%%", 100 * t.retainedEnergy)])
+            rows.append([
+                t.name, Shape.describe(t.shape), "\(t.rank)", String(cFormat: "%.1f%%", 100 * t.retainedEnergy),
+            ])
         }
         print("\nleast kept:")
         let table = Format.table(["tensor", "shape", "rank", "energy kept"], rows, rightAligned: [2, 3])

@@ -68,7 +68,8 @@ struct ExportLoRATests {
         #expect(report.retainedEnergy > 0.999_999)  // the adapter had rank 4: nothing is lost
         for name in ["adapter_model.safetensors", "adapter_config.json"] {
             #expect(
-                readFile(dir.file("exported/\(name)")) == readFile(fixture("adapters/chat/exported/\(name)")), "\(name)")
+                readFile(dir.file("exported/\(name)")) == readFile(fixture("adapters/chat/exported/\(name)")), "\(name)"
+            )
         }
         // av reads its own adapter back; merged, it is PEFT's merge of the same adapter.
         _ = try diff(
@@ -118,7 +119,9 @@ struct ExportLoRATests {
         #expect(try rank(energy: 0.5) == 2)
         #expect(try rank(energy: 0.9) == 6)
         #expect(try rank(energy: 0.9, cap: 3) == 3)
-        #expect(throws: AVError.self) { try exportLoRA(vector: vector, output: dir.file("x"), options: LoRAExportOptions()) }
+        #expect(throws: AVError.self) {
+            try exportLoRA(vector: vector, output: dir.file("x"), options: LoRAExportOptions())
+        }
         #expect(!FileManager.default.fileExists(atPath: dir.file("x")))
         var withBase = LoRAExportOptions()
         withBase.base = try Checkpoint(path: dir.file("base.safetensors"))

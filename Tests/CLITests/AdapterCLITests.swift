@@ -65,3 +65,45 @@ struct AdapterCLITests {
         #expect(!FileManager.default.fileExists(atPath: "/tmp/never.av"))
     }
 }
+
+@Suite("av export-lora")
+struct ExportLoRACLITests {
+    @Test("exports, reports ranks, energy and KL, reads back as an adapter; bad flags are usage errors")
+    func exportLoRA() throws {
+        let dir = TemporaryDirectory()
+        let chat = inferenceFixture("chat")
+        let adapter = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("AlignmentVectorsTests/Fixtures/adapters/chat/adapter").path
+        #expect(try runAV(["diff", chat, adapter, "-o", dir.file("style.av"), "-q"]).status == 0)
+        try "The court said\nWhat is a contract?\n".write(toFile: dir.file("p.txt"), atomically: true, encoding: .utf8)
+        let r = try runAV([
+            "export-lora", dir.file("style.av"), "-o", dir.file("ex"), "--rank", "4", "--skip", "--base", chat,
+            "--prompts", dir.file("p.txt"),
+        ])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("6 matrices, rank 4–4, keeping 100.0% of ‖Δ‖²"))
+        #expect(r.stdout.contains("kl        mean 0.0000"))
+        let low = try runAV([
+            "export-lora", dir.file("style.av"), "-o", dir.file("low"), "--rank", "1", "--skip", "--json",
+        ])
+        #expect(low.status == 0)
+        #expect(low.stdout.contains("\"retainedEnergy\""))
+        // The exported adapter is an adapter av reads: generate with it gives the original adapter's text.
+        let common = ["generate", "--model", chat, "--prompt", "The court said", "--max-tokens", "10", "-q"]
+        #expect(
+            try runAV(common + ["--adapter", dir.file("ex")]).stdout == runAV(common + ["--adapter", adapter]).stdout)
+        for bad in [
+            ["--rank", "0"], ["--energy", "1.5"], ["--rank", "2", "--energy", "0.5"], ["--prompts", dir.file("p.txt")],
+        ] {
+            let b = try runAV(["export-lora", dir.file("style.av"), "-o", dir.file("bad"), "--skip"] + bad)
+            #expect(b.status == 2, "\(bad)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir.file("bad")))
+        // An output that holds other files is refused, as every directory output is.
+        try FileManager.default.createDirectory(atPath: dir.file("busy"), withIntermediateDirectories: true)
+        try "keep".write(toFile: dir.file("busy/notes.txt"), atomically: true, encoding: .utf8)
+        let busy = try runAV(["export-lora", dir.file("style.av"), "-o", dir.file("busy"), "--skip"])
+        #expect(busy.status == 3)
+        #expect(FileManager.default.fileExists(atPath: dir.file("busy/notes.txt")))
+    }
+}
