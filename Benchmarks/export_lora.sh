@@ -4,30 +4,36 @@
 # the mix with the adapter on the held-out prompts, and the preference accuracy and expert share of
 # the adapter mix against the exact mix. Prints a Markdown table (Benchmarks/README.md).
 #   AV=.build/release/av bash Benchmarks/export_lora.sh
+# Other models: bash Benchmarks/export_lora.sh MODELS_DIR DOMAIN... (MODELS_DIR/base and
+# MODELS_DIR/DOMAIN-aligned; eval files from Checkpoints/eval; PAIRS_FROM=N keeps pairs from line N on).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 av=${AV:-.build/release/av}
+models=${1:-Checkpoints}
+shift || true
+domains=${*:-medical legal financial}
 c=Checkpoints
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "| domain | adapter | size (AV) | ‖Δ‖² kept | KL mean / max (nats) | pairs acc. (exact) | expert share (exact) |"
 echo "|---|---|---:|---:|---:|---:|---:|"
-for d in medical legal financial; do
-  "$av" diff "$c/base" "$c/$d-aligned" -o "$work/$d.av" -q > /dev/null
-  exact=$("$av" eval --base "$c/base" --vector "$work/$d.av=1" --pairs "$c/eval/${d}_pairs.jsonl" \
+for d in $domains; do
+  tail -n +"${PAIRS_FROM:-1}" "$c/eval/${d}_pairs.jsonl" > "$work/${d}_pairs.jsonl"
+  "$av" diff "$models/base" "$models/$d-aligned" -o "$work/$d.av" -q > /dev/null
+  exact=$("$av" eval --base "$models/base" --vector "$work/$d.av=1" --pairs "$work/${d}_pairs.jsonl" \
     --levels "$c/eval/${d}_levels.jsonl" --json)
   exact_acc=$(echo "$exact" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.1f%%" % (100*r["pairs"]["accuracy"]))')
   exact_expert=$(echo "$exact" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.0f%%" % (100*r["levels"]["shares"]["expert"]))')
   for spec in "--rank 8" "--rank 32" "--rank 128" "--energy 0.5" "--energy 0.9"; do
     out="$work/$d-${spec// /}"
-    report=$("$av" export-lora "$work/$d.av" -o "$out" $spec --base "$c/base" --prompts "$c/eval/prompts.txt" --json)
+    report=$("$av" export-lora "$work/$d.av" -o "$out" $spec --base "$models/base" --prompts "$c/eval/prompts.txt" --json)
     line=$(echo "$report" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
 ranks = [t["rank"] for t in r["tensors"] if t["kind"] == "lora"]
 print("%s|%.0f KiB (%.0f KiB)|%.1f%%|%.5f / %.5f" % ("%d–%d" % (min(ranks), max(ranks)), r["adapterBytes"] / 1024,
       r["vectorBytes"] / 1024, 100 * r["retainedEnergy"], r["kl"]["mean"], r["kl"]["max"]))')
-    ev=$("$av" eval --model "$c/base" --adapter "$out" --pairs "$c/eval/${d}_pairs.jsonl" \
+    ev=$("$av" eval --model "$models/base" --adapter "$out" --pairs "$work/${d}_pairs.jsonl" \
       --levels "$c/eval/${d}_levels.jsonl" --json)
     acc=$(echo "$ev" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.1f%%" % (100*r["pairs"]["accuracy"]))')
     expert=$(echo "$ev" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.0f%%" % (100*r["levels"]["shares"]["expert"]))')

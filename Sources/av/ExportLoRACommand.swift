@@ -109,9 +109,9 @@ enum ExportLoRACommand {
         let saved = r.tensors.filter { $0.kind == .saved }.map(\.name)
         let skipped = r.tensors.filter { $0.kind == .skipped }.map(\.name)
         if !saved.isEmpty {
-            print("  saved     \(saved.count) whole (modules_to_save): \(saved.joined(separator: ", "))")
+            print("  saved     \(saved.count) whole (modules_to_save): \(listing(saved))")
         }
-        if !skipped.isEmpty { print("  skipped   \(skipped.count): \(skipped.joined(separator: ", "))") }
+        if !skipped.isEmpty { print("  skipped   \(skipped.count): \(listing(skipped))") }
         let share = r.vectorBytes > 0 ? 100 * Double(r.adapterBytes) / Double(r.vectorBytes) : 0
         print(
             "  size      \(Format.bytes(r.adapterBytes)) against the AV's \(Format.bytes(r.vectorBytes)) ("
@@ -132,6 +132,13 @@ enum ExportLoRACommand {
         let table = Format.table(["tensor", "shape", "rank", "energy kept"], rows, rightAligned: [2, 3])
         print(table.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
         return .success
+    }
+
+    /// Names for a report line: all of a few, else the first three and how many more (`--json` lists all).
+    static func listing(_ names: [String]) -> String {
+        names.count <= 4
+            ? names.joined(separator: ", ")
+            : names.prefix(3).joined(separator: ", ") + " and \(names.count - 3) more (--json lists them)"
     }
 
     static func json(_ r: LoRAExportReport) -> JSONValue {
