@@ -32,6 +32,7 @@ extension LoRAAdapter {
         var out: [String: AdapterTarget] = [:]
         for m in modules.values.sorted(by: { $0.name < $1.name }) {
             for (target, source) in m.saved.sorted(by: { $0.key < $1.key }) {
+                if base.info(target) == nil, isTiedCopy(target, source, base: base) { continue }
                 guard let b = base.info(target) else {
                     throw fail(
                         "tensor \(JSONWriter.quoted(source)) replaces \(JSONWriter.quoted(target)), which \(base.path) does not have"
@@ -127,6 +128,17 @@ extension LoRAAdapter {
         }
         let order = Dictionary(uniqueKeysWithValues: base.tensors.enumerated().map { ($0.element.name, $0.offset) })
         return out.values.sorted { order[$0.tensor]! < order[$1.tensor]! }
+    }
+
+    /// Whether `source`, saved for `lm_head.weight` of a base that ties its output layer to the
+    /// embedding (no `lm_head.weight`), is the same bytes as the saved embedding: what PEFT writes
+    /// with `ensure_weight_tying`, and what merging the embedding already does to a tied model.
+    func isTiedCopy(_ target: String, _ source: String, base: Checkpoint) -> Bool {
+        guard target == "lm_head.weight", base.info("model.embed_tokens.weight") != nil,
+            let embedding = modules["model.embed_tokens"]?.saved["model.embed_tokens.weight"],
+            let a = file.info(source), let b = file.info(embedding), a.dtype == b.dtype, a.shape == b.shape
+        else { return false }
+        return file.bytes(of: a).elementsEqual(file.bytes(of: b))
     }
 
     /// A tensor of the adapter file (or of the base) as f64.

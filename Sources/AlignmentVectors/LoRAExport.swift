@@ -179,23 +179,35 @@ public func exportLoRA(vector: AlignmentVector, output: String, options: LoRAExp
                 retainedEnergy: energy > 0 ? min(1, kept / energy) : 1, energy: energy))
     }
     let maxRank = rankPattern.compactMap { $0.1.doubleValue }.max().map { Int($0) } ?? 1
-    let config = JSONValue.object([
-        ("alpha_pattern", .object(rankPattern)),
-        ("base_model_name_or_path", .null),
-        ("bias", .string("none")),
-        ("fan_in_fan_out", .bool(false)),
-        ("inference_mode", .bool(true)),
-        ("lora_alpha", .int(maxRank)),
-        ("lora_dropout", .double(0)),
-        ("modules_to_save", saved.isEmpty ? .null : .array(saved.map { .string($0) })),
-        ("peft_type", .string("LORA")),
-        ("r", .int(maxRank)),
-        ("rank_pattern", .object(rankPattern)),
-        ("target_modules", .array(targets.map { .string($0) })),
-        ("task_type", .string("CAUSAL_LM")),
-        ("use_dora", .bool(false)),
-        ("use_rslora", .bool(false)),
-    ])
+    // A tied model's embedding is also its output layer: PEFT keeps a saved embedding tied only with
+    // `ensure_weight_tying`, and then expects the output layer saved too (the same values).
+    let tiedEmbedding =
+        saved.contains("model.embed_tokens") && options.base.map { $0.info("lm_head.weight") == nil } == true
+    if tiedEmbedding, let embedding = tensors.first(where: { $0.spec.name == prefix + "model.embed_tokens.weight" }) {
+        tensors.append(
+            (TensorSpec(name: prefix + "lm_head.weight", dtype: .f32, shape: embedding.spec.shape), embedding.bytes))
+    }
+    let config = JSONValue.object(
+        [
+            ("alpha_pattern", .object(rankPattern)),
+            ("base_model_name_or_path", .null),
+            ("bias", .string("none")),
+        ]
+            + (tiedEmbedding ? [("ensure_weight_tying", JSONValue.bool(true))] : [])
+            + [
+                ("fan_in_fan_out", .bool(false)),
+                ("inference_mode", .bool(true)),
+                ("lora_alpha", .int(maxRank)),
+                ("lora_dropout", .double(0)),
+                ("modules_to_save", saved.isEmpty ? .null : .array(saved.map { .string($0) })),
+                ("peft_type", .string("LORA")),
+                ("r", .int(maxRank)),
+                ("rank_pattern", .object(rankPattern)),
+                ("target_modules", .array(targets.map { .string($0) })),
+                ("task_type", .string("CAUSAL_LM")),
+                ("use_dora", .bool(false)),
+                ("use_rslora", .bool(false)),
+            ])
     guard !targets.isEmpty || !saved.isEmpty else {
         throw .usage("\(vector.path): nothing to export (every tensor was skipped)")
     }

@@ -136,4 +136,40 @@ struct ExportLoRATests {
         let back = try doubles(dir.file("saved.av"), "model.norm.weight")
         #expect(back == [0, 0.5, 0, -0.5])
     }
+
+    @Test("a tied embedding is saved with its output-layer copy and ensure_weight_tying, and read back once")
+    func tiedEmbedding() throws {
+        let dir = TemporaryDirectory()
+        let embed = values(32, seed: 3)
+        let up = values(24, seed: 4)
+        try writeModel(
+            dir.file("base.safetensors"),
+            [("model.embed_tokens.weight", [8, 4], embed), ("model.layers.0.mlp.up_proj.weight", [6, 4], up)],
+            dtype: .f32)
+        try writeModel(
+            dir.file("aligned.safetensors"),
+            [
+                ("model.embed_tokens.weight", [8, 4], embed.map { $0 + 0.25 }),
+                ("model.layers.0.mlp.up_proj.weight", [6, 4], up.map { $0 * 1.5 }),
+            ], dtype: .f32)
+        _ = try makeAV(dir.file("base.safetensors"), dir.file("aligned.safetensors"), dir.file("t.av"))
+        var options = LoRAExportOptions()
+        options.base = try Checkpoint(path: dir.file("base.safetensors"))
+        options.rank = 4
+        _ = try exportLoRA(vector: try AlignmentVector(path: dir.file("t.av")), output: dir.file("tied"), options: options)
+        let config = try String(contentsOfFile: dir.file("tied/adapter_config.json"), encoding: .utf8)
+        #expect(config.contains("\"ensure_weight_tying\": true"))
+        let file = try SafeTensorsFile(path: dir.file("tied/adapter_model.safetensors"))
+        let head = try #require(file.info("base_model.model.lm_head.weight"))
+        let embedding = try #require(file.info("base_model.model.model.embed_tokens.weight"))
+        #expect(file.bytes(of: head).elementsEqual(file.bytes(of: embedding)))
+        _ = try diff(
+            base: Checkpoint(path: dir.file("base.safetensors")), adapter: try LoRAAdapter(path: dir.file("tied")),
+            output: dir.file("back.av"), options: DiffOptions(domain: "back"))
+        let back = try doubles(dir.file("back.av"), "model.embed_tokens.weight")
+        for (got, (b, a)) in zip(back, zip(embed, embed.map { $0 + 0.25 })) {
+            #expect(abs(got - (Double(a) - Double(b))) <= 1e-7)
+        }
+        #expect(try SafeTensorsFile(path: dir.file("back.av")).info("lm_head.weight") == nil)
+    }
 }
