@@ -181,11 +181,8 @@ public struct LoRAAdapter: Sendable {
             }
         }
         for m in modules.values where (m.loraA == nil) != (m.loraB == nil) {
-            throw .adapter(
-                file: weights,
-                message:
-                    "module \(JSONWriter.quoted(m.name)) has lora_\(m.loraA == nil ? "B" : "A") but no lora_\(m.loraA == nil ? "A" : "B")"
-            )
+            let (has, lacks) = m.loraA == nil ? ("B", "A") : ("A", "B")
+            throw .adapter(file: weights, message: "module \(JSONWriter.quoted(m.name)) has lora_\(has) but no lora_\(lacks)")
         }
         return modules
     }

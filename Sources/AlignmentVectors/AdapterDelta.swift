@@ -28,6 +28,8 @@ extension LoRAAdapter {
     /// shape matches the adapter's tensors, and its rank is the one the config gives it.
     func targets(in base: Checkpoint) throws(AVError) -> [AdapterTarget] {
         func fail(_ message: String) -> AVError { .adapter(file: weightsPath, message: message) }
+        func q(_ name: String) -> String { JSONWriter.quoted(name) }
+        func dims(_ shape: [Int]) -> String { Shape.describe(shape) }
         func shape(_ name: String) -> [Int] { file.info(name)!.shape }
         var out: [String: AdapterTarget] = [:]
         for m in modules.values.sorted(by: { $0.name < $1.name }) {
@@ -35,31 +37,32 @@ extension LoRAAdapter {
                 if base.info(target) == nil, isTiedCopy(target, source, base: base) { continue }
                 guard let b = base.info(target) else {
                     throw fail(
-                        "tensor \(JSONWriter.quoted(source)) replaces \(JSONWriter.quoted(target)), which \(base.path) does not have"
+                        "tensor \(q(source)) replaces \(q(target)), which \(base.path) does not have"
                     )
                 }
                 guard b.shape == shape(source) else {
                     throw fail(
-                        "tensor \(JSONWriter.quoted(source)) has shape \(Shape.describe(shape(source))) but \(JSONWriter.quoted(target)) in \(base.path) has \(Shape.describe(b.shape))"
+                        "tensor \(q(source)) has shape \(dims(shape(source)))"
+                            + " but \(q(target)) in \(base.path) has \(dims(b.shape))"
                     )
                 }
                 out[target] = AdapterTarget(tensor: target, shape: b.shape, kind: .saved, replacement: source)
             }
             guard let a = m.loraA, let bName = m.loraB else {
                 guard m.magnitude == nil, m.loraBBias == nil else {
-                    throw fail("module \(JSONWriter.quoted(m.name)) has DoRA or bias tensors but no lora_A/lora_B")
+                    throw fail("module \(q(m.name)) has DoRA or bias tensors but no lora_A/lora_B")
                 }
                 continue
             }
             let weight = m.name + ".weight"
             guard let w = base.info(weight) else {
                 throw fail(
-                    "LoRA module \(JSONWriter.quoted(m.name)) changes \(JSONWriter.quoted(weight)), which \(base.path) does not have"
+                    "LoRA module \(q(m.name)) changes \(q(weight)), which \(base.path) does not have"
                 )
             }
             guard w.shape.count == 2 else {
                 throw fail(
-                    "LoRA on \(JSONWriter.quoted(weight)) of shape \(Shape.describe(w.shape)) is not supported (2-D weights only; no conv layers)"
+                    "LoRA on \(q(weight)) of shape \(dims(w.shape)) is not supported (2-D weights only; no conv layers)"
                 )
             }
             let (rank, scale) = rankAndScale(of: m.name)
@@ -68,28 +71,29 @@ extension LoRAAdapter {
             // Linear: A (r, in), B (out, r); embedding: A (r, vocab), B (dim, r).
             guard sa.count == 2, sb.count == 2, sa[0] == sb[1] else {
                 throw fail(
-                    "module \(JSONWriter.quoted(m.name)): lora A \(Shape.describe(sa)) and B \(Shape.describe(sb)) do not multiply"
+                    "module \(q(m.name)): lora A \(dims(sa)) and B \(dims(sb)) do not multiply"
                 )
             }
             guard sa[0] == rank else {
                 throw fail(
-                    "module \(JSONWriter.quoted(m.name)) has rank \(sa[0]) in its tensors but \(rank) by the config (r, rank_pattern)"
+                    "module \(q(m.name)) has rank \(sa[0]) in its tensors but \(rank) by the config (r, rank_pattern)"
                 )
             }
             let transposed = m.embedding || fanInFanOut
             let expected = transposed ? [sa[1], sb[0]] : [sb[0], sa[1]]
             guard w.shape == expected else {
                 throw fail(
-                    "module \(JSONWriter.quoted(m.name)): B·A\(transposed ? "ᵀ" : "") has shape \(Shape.describe(expected)) but \(JSONWriter.quoted(weight)) in \(base.path) has \(Shape.describe(w.shape))"
+                    "module \(q(m.name)): B·A\(transposed ? "ᵀ" : "") has shape \(dims(expected))"
+                        + " but \(q(weight)) in \(base.path) has \(dims(w.shape))"
                 )
             }
             if m.magnitude != nil {
                 guard !m.embedding else {
-                    throw fail("DoRA on the embedding \(JSONWriter.quoted(m.name)) is not supported")
+                    throw fail("DoRA on the embedding \(q(m.name)) is not supported")
                 }
                 guard shape(m.magnitude!) == [sb[0]] else {
                     throw fail(
-                        "module \(JSONWriter.quoted(m.name)): the DoRA magnitude has shape \(Shape.describe(shape(m.magnitude!))), not [\(sb[0])]"
+                        "module \(q(m.name)): the DoRA magnitude has shape \(dims(shape(m.magnitude!))), not [\(sb[0])]"
                     )
                 }
             }
@@ -104,16 +108,16 @@ extension LoRAAdapter {
             if let biasB = m.loraBBias {
                 let bias = m.name + ".bias"
                 guard loraBias else {
-                    throw fail("tensor \(JSONWriter.quoted(biasB)) is present but lora_bias is false")
+                    throw fail("tensor \(q(biasB)) is present but lora_bias is false")
                 }
                 guard let bi = base.info(bias) else {
                     throw fail(
-                        "lora_bias on \(JSONWriter.quoted(m.name)) needs \(JSONWriter.quoted(bias)), which \(base.path) does not have"
+                        "lora_bias on \(q(m.name)) needs \(q(bias)), which \(base.path) does not have"
                     )
                 }
                 guard bi.shape == shape(biasB) else {
                     throw fail(
-                        "tensor \(JSONWriter.quoted(biasB)) has shape \(Shape.describe(shape(biasB))) but \(JSONWriter.quoted(bias)) has \(Shape.describe(bi.shape))"
+                        "tensor \(q(biasB)) has shape \(dims(shape(biasB))) but \(q(bias)) has \(dims(bi.shape))"
                     )
                 }
                 out[bias] = AdapterTarget(
@@ -123,7 +127,7 @@ extension LoRAAdapter {
         }
         for t in out.values {
             guard let dtype = base.info(t.tensor)?.dtype, Convert.supports(dtype) else {
-                throw fail("\(JSONWriter.quoted(t.tensor)) in \(base.path) is not a float tensor")
+                throw fail("\(q(t.tensor)) in \(base.path) is not a float tensor")
             }
         }
         let order = Dictionary(uniqueKeysWithValues: base.tensors.enumerated().map { ($0.element.name, $0.offset) })

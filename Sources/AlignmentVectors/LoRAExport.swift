@@ -112,7 +112,8 @@ public func exportLoRA(vector: AlignmentVector, output: String, options: LoRAExp
             }
             guard let base = options.base else {
                 throw .usage(
-                    "\(name) (\(Shape.describe(info.shape))) cannot be a LoRA pair: pass --base (to save it whole) or --skip"
+                    "\(name) (\(Shape.describe(info.shape))) cannot be a LoRA pair:"
+                        + " pass --base (to save it whole) or --skip"
                 )
             }
             guard let b = base.info(name), b.shape == info.shape, let view = base.view(name) else {

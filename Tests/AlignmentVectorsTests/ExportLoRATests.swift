@@ -156,7 +156,8 @@ struct ExportLoRATests {
         var options = LoRAExportOptions()
         options.base = try Checkpoint(path: dir.file("base.safetensors"))
         options.rank = 4
-        _ = try exportLoRA(vector: try AlignmentVector(path: dir.file("t.av")), output: dir.file("tied"), options: options)
+        let vector = try AlignmentVector(path: dir.file("t.av"))
+        _ = try exportLoRA(vector: vector, output: dir.file("tied"), options: options)
         let config = try String(contentsOfFile: dir.file("tied/adapter_config.json"), encoding: .utf8)
         #expect(config.contains("\"ensure_weight_tying\": true"))
         let file = try SafeTensorsFile(path: dir.file("tied/adapter_model.safetensors"))
