@@ -1,3 +1,4 @@
+import AlignmentVectors
 import SafeTensors
 import Tensors
 
@@ -44,7 +45,11 @@ enum InspectCommand {
         let fileBytes = model.files.reduce(0) { $0 + $1.fileSize }
         let metadata = model.metadata ?? [:]
         let isAV = metadata["format"] == "av"
-        let kind = isAV ? "alignment vector" : (model.isDirectory ? "model directory" : "safetensors file")
+        let adapter = model.isDirectory && isAdapterDirectory(path) ? try? LoRAAdapter(path: path) : nil
+        let kind =
+            isAV
+            ? "alignment vector"
+            : adapter != nil ? "PEFT adapter" : model.isDirectory ? "model directory" : "safetensors file"
         let multiFile = model.files.count > 1
 
         if args.has("--json") {
@@ -104,6 +109,18 @@ enum InspectCommand {
                 (
                     summary.count == 3 ? "dtypes" : "",
                     "\(d.rawValue): \(dtypes[d]!.tensors) tensor\(dtypes[d]!.tensors == 1 ? "" : "s"), \(Format.grouped(dtypes[d]!.params)) parameters"
+                ))
+        }
+        if let adapter {
+            let loras = adapter.modules.values.filter { $0.loraA != nil }.count
+            let saved = adapter.modules.values.reduce(0) { $0 + $1.saved.count }
+            let kind = adapter.useDoRA ? "DoRA" : adapter.useRSLoRA ? "rsLoRA" : "LoRA"
+            summary.append(
+                (
+                    "adapter",
+                    "\(kind) r \(adapter.rank), lora_alpha \(String(cFormat: "%g", adapter.alpha)): \(loras) modules"
+                        + (saved > 0 ? ", \(saved) tensors saved whole" : "")
+                        + (adapter.rankPattern.isEmpty ? "" : ", \(adapter.rankPattern.count) ranks by pattern")
                 ))
         }
         if isAV {

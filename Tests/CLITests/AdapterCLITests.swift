@@ -46,6 +46,10 @@ struct AdapterCLITests {
         #expect(eval.status == 0 && eval.stdout == evalMerged.stdout)
         let inspect = try runAV(["inspect", dir.file("style.av")])
         #expect(inspect.stdout.contains("adapter"))
+        let folder = try runAV(["inspect", adapter])
+        #expect(
+            folder.stdout.contains("(PEFT adapter, 1 file)")
+                && folder.stdout.contains("LoRA r 4, lora_alpha 8: 6 modules"))
     }
 
     @Test("--adapter refuses what is not an adapter and goes only with --model")
