@@ -148,14 +148,7 @@ extension LoRAAdapter {
     /// A tensor of the adapter file (or of the base) as f64.
     func doubles(_ name: String, from store: SafeTensorsFile) -> [Double] {
         let info = store.info(name)!
-        let bytes = store.bytes(of: info)
-        var floats = [Float](repeating: 0, count: info.elementCount)
-        if let p = bytes.baseAddress, !floats.isEmpty {
-            floats.withUnsafeMutableBufferPointer {
-                Convert.toFloat(info.dtype, from: p, count: info.elementCount, into: $0.baseAddress!)
-            }
-        }
-        return floats.map(Double.init)
+        return ElementOps.widen(info.dtype, store.bytes(of: info), count: info.elementCount)
     }
 
     /// merged − base for one target, each value computed in f64 and rounded once to f32: exactly
@@ -163,18 +156,10 @@ extension LoRAAdapter {
     /// (m / ‖W + ΔW‖_row)·(W + ΔW) − W with the norm over each output row's inputs.
     func delta(_ t: AdapterTarget, base: Checkpoint, threads: Int) -> [Float] {
         let count = t.shape.reduce(1, *)
-        let view = base.view(t.tensor)!
         let info = base.info(t.tensor)!
-        func baseDoubles() -> [Double] {
-            var floats = [Float](repeating: 0, count: count)
-            if let p = view.bytes.baseAddress, count > 0 {
-                floats.withUnsafeMutableBufferPointer {
-                    Convert.toFloat(info.dtype, from: p, count: count, into: $0.baseAddress!)
-                }
-            }
-            return floats.map(Double.init)
-        }
-        let w = t.replacement != nil || t.magnitude != nil ? baseDoubles() : []
+        let w =
+            t.replacement != nil || t.magnitude != nil
+            ? ElementOps.widen(info.dtype, base.view(t.tensor)!.bytes, count: count) : []
         let w0 = t.replacement.map { doubles($0, from: file) } ?? w
         var merged = [Double](repeating: 0, count: count)  // (W0 + ΔW) − W before DoRA
         switch t.kind {
@@ -188,23 +173,13 @@ extension LoRAAdapter {
         case .weight(let pName, let pT, let qName, let qT, let rank, let scale):
             let rows = t.shape[0]
             let cols = t.shape[1]
-            let p = layout(doubles(pName, from: file), transposed: pT, rank: rank)
-            let q = layout(doubles(qName, from: file), transposed: qT, rank: rank)
-            merged.withUnsafeMutableBufferPointer { out in
-                let o = UncheckedSendable(out)
-                let blocks = (rows + 15) / 16
-                Parallel.forEach(blocks, threads: threads) { _, block in
-                    for i in (block * 16)..<min(rows, block * 16 + 16) {
-                        let row = o.value.baseAddress! + i * cols
-                        for k in 0..<rank {
-                            let pk = p[k * rows + i]
-                            let qk = k * cols
-                            for j in 0..<cols { row[j] += pk * q[qk + j] }
-                        }
-                        for j in 0..<cols { row[j] *= scale }
-                    }
-                }
-            }
+            // ΔW = Pᵀ·Q·s, with Pᵀ (rows × r) and Q (r × cols) laid out from the stored factors.
+            let p = doubles(pName, from: file)
+            let q = doubles(qName, from: file)
+            let left = pT ? p : LowRank.transpose(p, rows: rank, cols: rows)
+            let right = qT ? LowRank.transpose(q, rows: cols, cols: rank) : q
+            merged = LowRank.multiply(left, rows: rows, inner: rank, by: right, cols: cols, threads: threads)
+            for i in merged.indices { merged[i] *= scale }
             if let magnitude = t.magnitude {
                 // DoRA: scale each output's weights to its magnitude.
                 let m = doubles(magnitude, from: file)
@@ -229,16 +204,5 @@ extension LoRAAdapter {
             }
             return merged.map(Float.init)
         }
-    }
-
-    /// A factor as r × n rows: a (r, n) tensor as is, an (n, r) one transposed.
-    private func layout(_ values: [Double], transposed: Bool, rank: Int) -> [Double] {
-        guard transposed else { return values }
-        let n = values.count / rank
-        var out = [Double](repeating: 0, count: values.count)
-        for i in 0..<n {
-            for k in 0..<rank { out[k * n + i] = values[i * rank + k] }
-        }
-        return out
     }
 }

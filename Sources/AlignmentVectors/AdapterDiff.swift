@@ -29,35 +29,18 @@ public func diff(
     let targets = try adapter.targets(in: base)
     let threads = Parallel.clamped(options.threads)
 
-    // The base's content fingerprint, as diff and merge compute it.
-    let infos = base.tensors
-    var baseDigests = [UInt64](repeating: 0, count: infos.count)
-    baseDigests.withUnsafeMutableBufferPointer { d in
-        let out = UncheckedSendable(d)
-        Parallel.forEach(infos.count, threads: threads) { _, i in
-            out.value[i] = hashChunks(base.view(infos[i].name)?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0))
-        }
-    }
     let adapterDigests = adapter.file.tensors.map { hashChunks(adapter.file.bytes(of: $0)) }
-    var structure = ""
-    for t in adapter.file.tensors.sorted(by: { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }) {
-        structure += "\(t.name)\u{0}\(t.dtype.rawValue)\u{0}\(t.shape.map(String.init).joined(separator: ","))\n"
-    }
-    let adapterStructure = Array(structure.utf8).withUnsafeBytes { XXHash64.hash($0) }
+    let adapterContent = ContentFingerprint.combine(
+        Dictionary(uniqueKeysWithValues: zip(adapter.file.tensors.map(\.name), adapterDigests)))
     var header = AVHeader(
         domain: options.domain,
         base: ModelIdentity(
             path: base.path, dtype: base.mainDType.rawValue, structure: XXHash64.hex(base.structureFingerprint),
-            content: XXHash64.hex(
-                ContentFingerprint.combine(Dictionary(uniqueKeysWithValues: zip(infos.map(\.name), baseDigests)))),
-            tensors: infos.count),
+            content: XXHash64.hex(base.contentFingerprint(threads: threads)), tensors: base.tensors.count),
         aligned: ModelIdentity(
             path: adapter.path, dtype: adapter.file.tensors.first?.dtype.rawValue ?? "F32",
-            structure: XXHash64.hex(adapterStructure),
-            content: XXHash64.hex(
-                ContentFingerprint.combine(
-                    Dictionary(uniqueKeysWithValues: zip(adapter.file.tensors.map(\.name), adapterDigests)))),
-            tensors: adapter.file.tensors.count),
+            structure: XXHash64.hex(Checkpoint.structureFingerprint(of: adapter.file.tensors)),
+            content: XXHash64.hex(adapterContent), tensors: adapter.file.tensors.count),
         dtype: options.storage)
     header.adapter = adapter.provenance
 
@@ -113,22 +96,19 @@ public func diff(
         writer.abort()
         throw error
     }
-    let tensors = infos.map {
+    let tensors = base.tensors.map {
         results[$0.name] ?? TensorDiff(name: $0.name, dtype: $0.dtype, shape: $0.shape, elements: $0.elementCount)
     }
     return DiffReport(
         output: output, header: header, tensors: tensors,
         seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9,
-        bytesRead: infos.reduce(0) { $0 + $1.byteCount } + adapter.file.fileSize,
+        bytesRead: base.tensors.reduce(0) { $0 + $1.byteCount } + adapter.file.fileSize,
         bytesWritten: Path.fileSize(output) ?? 0)
 }
 
 /// Fills the norms, the changed count and the values a bf16 model loses of an adapter delta.
 private func measure(_ delta: [Float], base: UnsafeRawBufferPointer, dtype: DType, into d: inout TensorDiff) {
-    var w = [Float](repeating: 0, count: delta.count)
-    if let p = base.baseAddress, !w.isEmpty {
-        w.withUnsafeMutableBufferPointer { Convert.toFloat(dtype, from: p, count: delta.count, into: $0.baseAddress!) }
-    }
+    let w = ElementOps.widen(dtype, base, count: delta.count).map(Float.init)
     var sumD = 0.0
     var sumB = 0.0
     for i in 0..<delta.count {
@@ -154,17 +134,23 @@ public func adapterTensors(base: Checkpoint, adapter: LoRAAdapter, lambda: Doubl
     for t in try adapter.targets(in: base) {
         let info = base.info(t.tensor)!
         let delta = adapter.delta(t, base: base, threads: Parallel.clamped(threads))
-        let size = info.dtype.byteSize!
-        let buffer = TensorBuffer(count: delta.count * size)
-        let source = base.view(t.tensor)!.bytes.baseAddress!
-        for i in 0..<delta.count {
-            let v = ElementOps.widenOne(source, i, dtype: info.dtype) + lambda * Double(delta[i])
-            var bits = ElementOps.narrowOne(v, to: info.dtype)
-            withUnsafeBytes(of: &bits) {
-                (buffer.pointer + i * size).copyMemory(from: $0.baseAddress!, byteCount: size)
+        // merge's arithmetic: widen the base to f64, add λ·Δ, round once to the base's dtype.
+        var acc = ElementOps.widen(info.dtype, base.view(t.tensor)!.bytes, count: delta.count)
+        var scratch = [Float](repeating: 0, count: delta.count)
+        let buffer = TensorBuffer(count: delta.count * info.dtype.byteSize!)
+        out[t.tensor] = buffer
+        guard !delta.isEmpty else { continue }
+        acc.withUnsafeMutableBufferPointer { a in
+            scratch.withUnsafeMutableBufferPointer { s in
+                delta.withUnsafeBytes {
+                    Accumulate.addScaled(
+                        .f32, $0.baseAddress!, count: delta.count, scale: lambda, into: a.baseAddress!,
+                        scratch: s.baseAddress!)
+                }
+                Accumulate.narrow(
+                    a.baseAddress!, count: delta.count, to: info.dtype, into: buffer.pointer, scratch: s.baseAddress!)
             }
         }
-        out[t.tensor] = buffer
     }
     return out
 }

@@ -41,12 +41,29 @@ public final class Checkpoint: @unchecked Sendable {
 
     /// XXH64 of every tensor's name, dtype and shape, in name order: equal for checkpoints of the
     /// same architecture and dtype, whatever their values.
-    public var structureFingerprint: UInt64 {
+    public var structureFingerprint: UInt64 { Self.structureFingerprint(of: tensors) }
+
+    /// XXH64 of the names, dtypes and shapes of `tensors`, in name order.
+    static func structureFingerprint(of tensors: [TensorInfo]) -> UInt64 {
         var text = ""
         for t in tensors.sorted(by: { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }) {
             text += "\(t.name)\u{0}\(t.dtype.rawValue)\u{0}\(t.shape.map(String.init).joined(separator: ","))\n"
         }
         return text.utf8CString.withUnsafeBytes { XXHash64.hash(UnsafeRawBufferPointer(rebasing: $0.dropLast())) }
+    }
+
+    /// The content fingerprint of every tensor (`ContentFingerprint`), hashed on `threads` threads:
+    /// what diff records and merge checks, for the callers that do not stream the whole base anyway.
+    func contentFingerprint(threads: Int) -> UInt64 {
+        let infos = tensors
+        var digests = [UInt64](repeating: 0, count: infos.count)
+        digests.withUnsafeMutableBufferPointer { d in
+            let out = UncheckedSendable(d)
+            Parallel.forEach(infos.count, threads: threads) { _, i in
+                out.value[i] = hashChunks(view(infos[i].name)?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0))
+            }
+        }
+        return ContentFingerprint.combine(Dictionary(uniqueKeysWithValues: zip(infos.map(\.name), digests)))
     }
 
     /// For a directory: the files to copy beside merged weights (config, tokenizer, generation config,

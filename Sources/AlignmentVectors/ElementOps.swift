@@ -40,6 +40,19 @@ enum ElementOps {
         return out
     }
 
+    /// `count` stored elements of a float dtype as doubles (f64 read as is, others through f32).
+    static func widen(_ dtype: DType, _ bytes: UnsafeRawBufferPointer, count: Int) -> [Double] {
+        guard let p = bytes.baseAddress, count > 0 else { return [] }
+        var out = [Double](repeating: 0, count: count)
+        var scratch = [Float](repeating: 0, count: count)
+        out.withUnsafeMutableBufferPointer { o in
+            scratch.withUnsafeMutableBufferPointer {
+                Accumulate.widen(dtype, p, count: count, into: o.baseAddress!, scratch: $0.baseAddress!)
+            }
+        }
+        return out
+    }
+
     /// The value of one stored element as a double.
     @inline(__always)
     static func widenOne(_ p: UnsafeRawPointer, _ i: Int, dtype: DType) -> Double {

@@ -60,18 +60,7 @@ extension AlignmentVector {
                     av: path, tensor: info.name, reason: "its digest is \(got), the file records \(expected)")
             }
         }
-        var floats = [Float](repeating: 0, count: info.elementCount)
-        var values: [Double]
-        if info.dtype == .f64 {
-            values = (0..<info.elementCount).map { bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self) }
-        } else {
-            if let p = bytes.baseAddress, !floats.isEmpty {
-                floats.withUnsafeMutableBufferPointer {
-                    Convert.toFloat(info.dtype, from: p, count: info.elementCount, into: $0.baseAddress!)
-                }
-            }
-            values = floats.map(Double.init)
-        }
+        var values = ElementOps.widen(info.dtype, bytes, count: info.elementCount)
         if let (indices, residuals) = try residuals(of: info.name) {
             for (i, r) in zip(indices, residuals) where i < values.count { values[i] += r }
         }
@@ -119,13 +108,8 @@ public func exportLoRA(vector: AlignmentVector, output: String, options: LoRAExp
             guard let b = base.info(name), b.shape == info.shape, let view = base.view(name) else {
                 throw .vectorTensorNotInBase(av: vector.path, tensor: name)
             }
-            var w = [Float](repeating: 0, count: b.elementCount)
-            if let p = view.bytes.baseAddress, !w.isEmpty {
-                w.withUnsafeMutableBufferPointer {
-                    Convert.toFloat(b.dtype, from: p, count: b.elementCount, into: $0.baseAddress!)
-                }
-            }
-            let merged = zip(w, delta).map { Double($0) + $1 }
+            let w = ElementOps.widen(b.dtype, view.bytes, count: b.elementCount)
+            let merged = zip(w, delta).map { $0 + $1 }
             tensors.append((TensorSpec(name: prefix + name, dtype: .f32, shape: info.shape), floatBytes(merged)))
             let module =
                 name.hasSuffix(".weight") || name.hasSuffix(".bias") ? String(name[..<name.lastIndex(of: ".")!]) : name

@@ -633,17 +633,7 @@ public func mixTensors(base: Checkpoint, terms: [MergeTerm], threads: Int, force
     let structure = try checkCompatible(base: base, terms: terms, force: force)
     if !force, let expected = terms.first?.vector.header.base.content {
         // The same content check as merge's, over the whole base (merge gets it from its one pass).
-        let infos = base.tensors
-        var digests = [UInt64](repeating: 0, count: infos.count)
-        digests.withUnsafeMutableBufferPointer { d in
-            let out = UncheckedSendable(d)
-            Parallel.forEach(infos.count, threads: threads) { _, i in
-                out.value[i] = hashChunks(
-                    base.view(infos[i].name)?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0))
-            }
-        }
-        let content = XXHash64.hex(
-            ContentFingerprint.combine(Dictionary(uniqueKeysWithValues: zip(infos.map(\.name), digests))))
+        let content = XXHash64.hex(base.contentFingerprint(threads: threads))
         if content != expected {
             throw .baseMismatch(
                 av: terms[0].vector.path, recorded: terms[0].vector.header.base.fingerprint,
