@@ -15,4 +15,5 @@ fi
 export AV_SMOLLM2_GGUF="$gguf" AV_REQUIRE_PYTHON=1 AV_REQUIRE_MODEL=1
 swift test --skip "EndToEndTests|DemoCLITests"
 # The numeric suites again in the build users run, with the slow ones that debug skips.
-swift test -c release -Xswiftc -enable-testing --filter "TensorsTests|AlignmentVectorsTests|InferenceTests|EvaluationTests|EndToEndTests|DemoCLITests"
+numeric="TensorsTests|AlignmentVectorsTests|InferenceTests|EvaluationTests|EndToEndTests|DemoCLITests"
+swift test -c release -Xswiftc -enable-testing --filter "$numeric"

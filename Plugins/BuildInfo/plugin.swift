@@ -13,7 +13,8 @@ struct BuildInfoPlugin: BuildToolPlugin {
             set -e
             mkdir -p "$2"
             commit=$(git -C "$1" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
-            if [ "$commit" != unknown ] && [ -n "$(git -C "$1" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+            changes=$(git -C "$1" status --porcelain --untracked-files=no 2>/dev/null || true)
+            if [ "$commit" != unknown ] && [ -n "$changes" ]; then
               commit="$commit-dirty"
             fi
             text="// Generated before each build by the BuildInfo plugin (Plugins/BuildInfo); not in git.

@@ -37,7 +37,9 @@ public enum AVError: Error, Equatable, Sendable, CustomStringConvertible {
             return "tensor \(q(t)): shape \(Shape.describe(b)) in \(bf) but \(Shape.describe(a)) in \(af)"
         case let .resizedRows(ts, b, a):
             return
-                "\(ts.map(q).joined(separator: ", ")): the aligned model has more rows (\(Shape.describe(a)) against the base's \(Shape.describe(b))), as when tokens were added; pass --resized-rows drop to keep the base's rows and drop the added ones"
+                "\(ts.map(q).joined(separator: ", ")): the aligned model has more rows (\(Shape.describe(a)) against"
+                + " the base's \(Shape.describe(b))), as when tokens were added; pass --resized-rows drop to keep"
+                + " the base's rows and drop the added ones"
         case let .dtypeMismatch(t, b, a, bf, af):
             return "tensor \(q(t)): dtype \(b.rawValue) in \(bf) but \(a.rawValue) in \(af) (convert one model first)"
         case let .integerTensorDiffers(t, d):
@@ -49,7 +51,8 @@ public enum AVError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(f): not an alignment vector: \(reason)"
         case let .baseMismatch(av, recorded, given, path):
             return
-                "\(av) was made from a different base: it records base fingerprint \(recorded), but \(path) has \(given) (--force merges anyway)"
+                "\(av) was made from a different base: it records base fingerprint \(recorded), but \(path) has"
+                + " \(given) (--force merges anyway)"
         case let .differentBases(f1, b1, f2, b2):
             return "\(f1) and \(f2) were made from different bases (\(b1) and \(b2)); --force merges anyway"
         case let .vectorShape(av, t, v, b):
@@ -62,7 +65,8 @@ public enum AVError: Error, Equatable, Sendable, CustomStringConvertible {
             return "the output \(o) is also an input (\(i)); inputs are never written"
         case let .nonFinite(t, n, f):
             return
-                "\(f): tensor \(q(t)) would hold \(n) non-finite value\(n == 1 ? "" : "s") (NaN or Inf); --allow-nonfinite writes it anyway"
+                "\(f): tensor \(q(t)) would hold \(n) non-finite value\(n == 1 ? "" : "s") (NaN or Inf);"
+                + " --allow-nonfinite writes it anyway"
         case let .unknownDomain(name, dir, found):
             return "no alignment vector for domain \(q(name)): \(dir)/\(name).av does not exist"
                 + (found.isEmpty ? " (no .av files there)" : " (found: \(found.joined(separator: ", ")))")

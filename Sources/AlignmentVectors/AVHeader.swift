@@ -177,7 +177,8 @@ public final class AlignmentVector: @unchecked Sendable {
                 throw .notAnAV(
                     file: path,
                     reason:
-                        "the exact remainders \(JSONWriter.quoted(t.name)) belong to no delta tensor, or are missing their pair"
+                        "the exact remainders \(JSONWriter.quoted(t.name)) belong to no delta tensor, or are missing"
+                        + " their pair"
                 )
             }
         }

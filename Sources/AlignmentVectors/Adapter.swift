@@ -182,7 +182,10 @@ public struct LoRAAdapter: Sendable {
         }
         for m in modules.values where (m.loraA == nil) != (m.loraB == nil) {
             let (has, lacks) = m.loraA == nil ? ("B", "A") : ("A", "B")
-            throw .adapter(file: weights, message: "module \(JSONWriter.quoted(m.name)) has lora_\(has) but no lora_\(lacks)")
+            throw .adapter(
+                file: weights,
+                message: "module \(JSONWriter.quoted(m.name)) has lora_\(has) but no"
+                    + " lora_\(lacks)")
         }
         return modules
     }

@@ -93,7 +93,8 @@ public struct SearchShard: Sendable, Equatable {
                 throw .input(
                     file: path,
                     message:
-                        "was computed from other inputs than \(first.path) (vectors, levels files, score or prefix differ)"
+                        "was computed from other inputs than \(first.path) (vectors, levels files, score or prefix"
+                        + " differ)"
                 )
             }
             guard s.values == first.shard.values, s.count == first.shard.count else {

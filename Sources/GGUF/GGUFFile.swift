@@ -191,7 +191,8 @@ public final class GGUFFile: @unchecked Sendable {
             }
             guard dims[0] % type.block.elements == 0 else {
                 throw r.fail(
-                    "tensor \(JSONWriter.quoted(name)): \(dims[0]) elements per row is not a multiple of \(type.name)'s block of \(type.block.elements)",
+                    "tensor \(JSONWriter.quoted(name)): \(dims[0]) elements per row is not a multiple of"
+                        + " \(type.name)'s block of \(type.block.elements)",
                     at: at
                 )
             }
@@ -217,7 +218,8 @@ public final class GGUFFile: @unchecked Sendable {
         for t in infos {
             guard dataStart + t.offset + t.byteCount <= mapping.size else {
                 throw r.fail(
-                    "tensor \(JSONWriter.quoted(t.name)): its \(t.byteCount) bytes at data offset \(t.offset) run past the end of the \(mapping.size)-byte file"
+                    "tensor \(JSONWriter.quoted(t.name)): its \(t.byteCount) bytes at data offset \(t.offset) run"
+                        + " past the end of the \(mapping.size)-byte file"
                 )
             }
         }

@@ -85,7 +85,8 @@ public enum ChatTemplate: Equatable, Sendable {
             }
             let u = user.trimmingWhitespace()
             return s
-                + "<|start_header_id|>user<|end_header_id|>\n\n\(u)<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+                + "<|start_header_id|>user<|end_header_id|>\n\n\(u)<|eot_id|>"
+                + "<|start_header_id|>assistant<|end_header_id|>\n\n"
         case .mistral:
             let content = system.map { "\($0)\n\n\(user)" } ?? user
             return "<s>[INST] \(content) [/INST]"

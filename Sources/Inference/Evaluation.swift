@@ -37,7 +37,8 @@ public struct PreferencePair: Sendable {
                 throw .input(
                     file: path,
                     message:
-                        "line \(number): expected {\"prompt\": …, \"chosen\": …, \"rejected\": …} with string values")
+                        "line \(number): expected {\"prompt\": …, \"chosen\": …, \"rejected\": …}"
+                        + " with string values")
             }
             if let extra = fields.first(where: { !["prompt", "chosen", "rejected"].contains($0.key) }) {
                 throw .input(
@@ -48,7 +49,8 @@ public struct PreferencePair: Sendable {
                 throw .input(
                     file: path,
                     message:
-                        "line \(number): the \(c.isEmpty ? "chosen" : "rejected") response is empty; there is nothing to score"
+                        "line \(number): the \(c.isEmpty ? "chosen" : "rejected") response is empty; there is nothing"
+                        + " to score"
                 )
             }
             pairs.append(PreferencePair(prompt: p, chosen: c, rejected: r, origin: "\(path) line \(number)"))

@@ -27,7 +27,8 @@ public enum InferenceError: Error, Equatable, Sendable, CustomStringConvertible 
         case let .missingTensor(n, m):
             "\(m): the model needs tensor \(JSONWriter.quoted(n)), which is not in the checkpoint"
         case let .unusedTensors(ns, m):
-            "\(m): \(ns.count) tensor\(ns.count == 1 ? "" : "s") not used by the architecture: \(ns.prefix(5).map { JSONWriter.quoted($0) }.joined(separator: ", "))\(ns.count > 5 ? ", …" : "")"
+            "\(m): \(ns.count) tensor\(ns.count == 1 ? "" : "s") not used by the architecture:"
+                + " \(ns.prefix(5).map { JSONWriter.quoted($0) }.joined(separator: ", "))\(ns.count > 5 ? ", …" : "")"
         case let .tensorShape(n, e, f, m): "\(m): tensor \(JSONWriter.quoted(n)) has shape \(f), expected \(e)"
         case let .tensorDType(n, d, m): "\(m): tensor \(JSONWriter.quoted(n)) is \(d); weights must be F32, BF16 or F16"
         case let .tokenizer(f, m): "\(f): \(m)"

@@ -135,7 +135,8 @@ public struct LlamaConfig: Equatable, Sendable {
                     throw .config(
                         file: file,
                         message:
-                            "rope_scaling of type llama3 needs factor, low_freq_factor, high_freq_factor and original_max_position_embeddings"
+                            "rope_scaling of type llama3 needs factor, low_freq_factor, high_freq_factor and"
+                            + " original_max_position_embeddings"
                     )
                 }
                 for (key, v) in [

@@ -49,7 +49,8 @@ public final class ModelDirectoryWriter: ByteSink {
                     file: path,
                     .write(
                         message:
-                            "tensor \(JSONWriter.quoted(t.name)): \(t.dtype.rawValue) \(Shape.describe(t.shape)) does not fill whole bytes or overflows"
+                            "tensor \(JSONWriter.quoted(t.name)): \(t.dtype.rawValue) \(Shape.describe(t.shape)) does"
+                            + " not fill whole bytes or overflows"
                     ))
             }
             sizes.append(size)

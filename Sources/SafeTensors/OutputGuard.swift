@@ -118,8 +118,10 @@ public enum OutputGuard {
                     file: path,
                     .refusedOutput(
                         message:
-                            "exists and holds \(JSONWriter.quoted(name))\(what), which is not part of a model directory; "
-                            + "av replaces an existing directory only when it holds nothing but model files (choose another -o, or move it away)"
+                            "exists and holds \(JSONWriter.quoted(name))\(what), which is not part of a model"
+                            + " directory; "
+                            + "av replaces an existing directory only when it holds nothing but model files (choose"
+                            + " another -o, or move it away)"
                     ))
             }
         }

@@ -79,27 +79,33 @@ public struct SafeTensorsError: Error, Equatable, Sendable, CustomStringConverti
         case let .invalidSchema(tensor, message):
             tensor.map { "tensor \(JSONWriter.quoted($0)): \(message)" } ?? "header: \(message)"
         case let .unknownDType(tensor, dtype):
-            "tensor \(JSONWriter.quoted(tensor)): unknown dtype \(JSONWriter.quoted(dtype)) (dtype names are case-sensitive: \(DType.allCases.map(\.rawValue).joined(separator: ", ")))"
+            "tensor \(JSONWriter.quoted(tensor)): unknown dtype \(JSONWriter.quoted(dtype)) (dtype names are"
+                + " case-sensitive: \(DType.allCases.map(\.rawValue).joined(separator: ", ")))"
         case let .duplicateTensor(name):
             "tensor \(JSONWriter.quoted(name)) appears more than once in the header"
         case let .duplicateField(tensor, field):
-            "\(tensor == "__metadata__" ? "__metadata__" : "tensor " + JSONWriter.quoted(tensor)): duplicate field \(JSONWriter.quoted(field))"
+            "\(tensor == "__metadata__" ? "__metadata__" : "tensor " + JSONWriter.quoted(tensor)): duplicate field"
+                + " \(JSONWriter.quoted(field))"
         case let .metadataNotString(key, found):
             "__metadata__ value of \(JSONWriter.quoted(key)) is \(found), expected a string"
         case let .invalidOffset(tensor, begin, end, expected):
             end < begin
                 ? "tensor \(JSONWriter.quoted(tensor)): data_offsets [\(begin), \(end)] end before they begin"
-                : "tensor \(JSONWriter.quoted(tensor)): data_offsets [\(begin), \(end)] should begin at \(expected) (tensors must tile the data buffer with no gap or overlap)"
+                : "tensor \(JSONWriter.quoted(tensor)): data_offsets [\(begin), \(end)] should begin at \(expected)"
+                    + " (tensors must tile the data buffer with no gap or overlap)"
         case let .shapeOverflow(tensor, shape):
-            "tensor \(JSONWriter.quoted(tensor)): the element count of shape [\(shape.map(String.init).joined(separator: ", "))] overflows"
+            "tensor \(JSONWriter.quoted(tensor)): the element count of shape"
+                + " [\(shape.map(String.init).joined(separator: ", "))] overflows"
         case let .misalignedSlice(tensor, dtype, elements):
             "tensor \(JSONWriter.quoted(tensor)): \(elements) elements of \(dtype.rawValue) do not fill whole bytes"
         case let .sizeMismatch(tensor, dtype, shape, expected, found):
-            "tensor \(JSONWriter.quoted(tensor)): data_offsets span \(found) bytes, but \(dtype.rawValue) \(Shape.describe(shape)) needs \(expected)"
+            "tensor \(JSONWriter.quoted(tensor)): data_offsets span \(found) bytes, but \(dtype.rawValue)"
+                + " \(Shape.describe(shape)) needs \(expected)"
         case let .dataPastEnd(tensor, end, dataSize):
             "tensor \(JSONWriter.quoted(tensor)): data ends at byte \(end) of a \(dataSize)-byte data buffer"
         case let .incompleteBuffer(dataEnd, size):
-            "the last tensor ends at file byte \(dataEnd) but the file is \(size) bytes: \(size - dataEnd) bytes belong to no tensor (tensors must cover the data buffer exactly)"
+            "the last tensor ends at file byte \(dataEnd) but the file is \(size) bytes: \(size - dataEnd) bytes"
+                + " belong to no tensor (tensors must cover the data buffer exactly)"
         case let .tensorNotFound(name):
             "no tensor named \(JSONWriter.quoted(name))"
         case .notAFile:

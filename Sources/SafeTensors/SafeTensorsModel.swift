@@ -52,7 +52,8 @@ public final class SafeTensorsModel: @unchecked Sendable {
                     file: files[file].path,
                     .index(
                         message:
-                            "tensor \(JSONWriter.quoted(info.name)) is also in \(files[entries[byName[info.name]!].file].path)"
+                            "tensor \(JSONWriter.quoted(info.name)) is also in"
+                            + " \(files[entries[byName[info.name]!].file].path)"
                     )
                 )
             }
@@ -90,7 +91,8 @@ public final class SafeTensorsModel: @unchecked Sendable {
                                 file: indexPath,
                                 .index(
                                     message:
-                                        "shard \(shardNames[i]) holds tensor \(JSONWriter.quoted(t.name)), which the weight_map does not list"
+                                        "shard \(shardNames[i]) holds tensor \(JSONWriter.quoted(t.name)), which the"
+                                        + " weight_map does not list"
                                 ))
                         }
                         guard listed == shardNames[i] else {
@@ -98,7 +100,8 @@ public final class SafeTensorsModel: @unchecked Sendable {
                                 file: indexPath,
                                 .index(
                                     message:
-                                        "the weight_map puts tensor \(JSONWriter.quoted(t.name)) in \(listed), but it is in \(shardNames[i])"
+                                        "the weight_map puts tensor \(JSONWriter.quoted(t.name)) in \(listed), but it"
+                                        + " is in \(shardNames[i])"
                                 ))
                         }
                         try add(t, file: i)
@@ -109,7 +112,8 @@ public final class SafeTensorsModel: @unchecked Sendable {
                         file: indexPath,
                         .index(
                             message:
-                                "the weight_map puts tensor \(JSONWriter.quoted(name)) in \(shard), which does not hold it"
+                                "the weight_map puts tensor \(JSONWriter.quoted(name)) in \(shard), which does not"
+                                + " hold it"
                         ))
                 }
             } else {
@@ -127,7 +131,8 @@ public final class SafeTensorsModel: @unchecked Sendable {
                         file: path,
                         .index(
                             message:
-                                "\(candidates.count) .safetensors files (\(candidates.joined(separator: ", "))) but no \(HFNames.indexFile) to say how they form one model"
+                                "\(candidates.count) .safetensors files (\(candidates.joined(separator: ", "))) but"
+                                + " no \(HFNames.indexFile) to say how they form one model"
                         ))
                 }
                 files = [try SafeTensorsFile(path: dir + chosen)]

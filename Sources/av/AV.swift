@@ -53,7 +53,8 @@ enum AV {
 
     static var help: String {
         var lines = [
-            "av \(version): alignment vectors for language models (AV = aligned - base; mix = base + sum of lambda * AV)",
+            "av \(version): alignment vectors for language models (AV = aligned - base; mix = base + sum of lambda"
+                + " * AV)",
             "",
             "Usage: av SUBCOMMAND [ARGS] [OPTIONS]",
             "",

@@ -178,12 +178,15 @@ enum CheckCommand {
         if let junit = args.value("--junit") {
             var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
             xml +=
-                "<testsuites name=\"av check\" tests=\"\(results.count)\" failures=\"\(failed.count)\" time=\"\(String(cFormat: "%.3f", total))\">\n"
+                "<testsuites name=\"av check\" tests=\"\(results.count)\" failures=\"\(failed.count)\""
+                + " time=\"\(String(cFormat: "%.3f", total))\">\n"
             xml +=
-                "  <testsuite name=\"\(xmlEscape(recipePath))\" tests=\"\(results.count)\" failures=\"\(failed.count)\" time=\"\(String(cFormat: "%.3f", total))\">\n"
+                "  <testsuite name=\"\(xmlEscape(recipePath))\" tests=\"\(results.count)\""
+                + " failures=\"\(failed.count)\" time=\"\(String(cFormat: "%.3f", total))\">\n"
             for r in results {
                 xml +=
-                    "    <testcase classname=\"av.check.\(xmlEscape(r.type))\" name=\"\(xmlEscape(r.name))\" time=\"\(String(cFormat: "%.3f", r.seconds))\">"
+                    "    <testcase classname=\"av.check.\(xmlEscape(r.type))\" name=\"\(xmlEscape(r.name))\""
+                    + " time=\"\(String(cFormat: "%.3f", r.seconds))\">"
                 if r.passed {
                     xml += "</testcase>\n"
                 } else {
@@ -266,8 +269,8 @@ enum CheckCommand {
             r.passed = lm != nil
             r.detail = loadError
         case "tokenizer":
-            let sample =
-                check["sample"]?.stringValue ?? "The quick brown fox jumps over the lazy dog. 0123456789 — naïve café 🙂"
+            let pangram = "The quick brown fox jumps over the lazy dog. 0123456789 — naïve café 🙂"
+            let sample = check["sample"]?.stringValue ?? pangram
             r.threshold = "round-trips"
             let tokenizer = try loadedModel().tokenizer
             let back = tokenizer.decode(tokenizer.encode(sample))
@@ -282,10 +285,8 @@ enum CheckCommand {
             let share = result.share(of: level)
             let largest = check["largest"] == .bool(true)
             let minimum = check["min_share"]?.doubleValue
-            r.threshold = [
-                minimum.map { "\(level) ≥ " + String(cFormat: "%.0f%%", 100 * $0) }, largest ? "\(level) largest" : nil,
-            ].compactMap { $0 }.joined(
-                separator: ", ")
+            let atLeast = minimum.map { "\(level) ≥ " + String(cFormat: "%.0f%%", 100 * $0) }
+            r.threshold = [atLeast, largest ? "\(level) largest" : nil].compactMap { $0 }.joined(separator: ", ")
             r.measured = zip(result.levels, result.shares).map { "\($0) \(String(cFormat: "%.0f%%", 100 * $1))" }
                 .joined(
                     separator: ", ")
@@ -320,14 +321,16 @@ enum CheckCommand {
             guard let type = check["type"]?.stringValue, let keys = checkKeys[type] else {
                 throw CLIError(
                     message:
-                        "\(label): unknown or missing \"type\" (one of \(checkKeys.keys.sorted().joined(separator: ", ")))",
+                        "\(label): unknown or missing \"type\" (one of"
+                        + " \(checkKeys.keys.sorted().joined(separator: ", ")))",
                     code: .badInput)
             }
             let known = Set(keys.required + keys.optional + ["type", "name"])
             if let extra = fields.first(where: { !known.contains($0.key) }) {
                 throw CLIError(
                     message:
-                        "\(label) (\(type)): unknown key \"\(extra.key)\" (known: \(known.sorted().joined(separator: ", ")))",
+                        "\(label) (\(type)): unknown key \"\(extra.key)\" (known:"
+                        + " \(known.sorted().joined(separator: ", ")))",
                     code: .badInput)
             }
             for key in keys.required where check[key] == nil {
@@ -351,7 +354,8 @@ enum CheckCommand {
                     guard levels.levels.contains(level) else {
                         throw CLIError(
                             message:
-                                "\(label) (levels): \(place(file)) has no level \"\(level)\" (it has \(levels.levels.joined(separator: ", ")))",
+                                "\(label) (levels): \(place(file)) has no level \"\(level)\" (it has"
+                                + " \(levels.levels.joined(separator: ", ")))",
                             code: .badInput)
                     }
                 }

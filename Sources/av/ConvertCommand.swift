@@ -48,11 +48,13 @@ enum ConvertCommand {
             .joined(separator: ", ")
         print("av convert: \(args.positionals[0]) → \(out)")
         print(
-            "  model     \(file.metadata["general.name"]?.stringValue ?? "?") (\(file.metadata["general.architecture"]?.stringValue ?? "?"), GGUF v\(file.version))"
+            "  model     \(file.metadata["general.name"]?.stringValue ?? "?")"
+                + " (\(file.metadata["general.architecture"]?.stringValue ?? "?"), GGUF v\(file.version))"
         )
         print("  tensors   \(file.tensors.count) (\(quant)) → \(dtype.rawValue)")
         print(
-            "  wrote     \(names.joined(separator: ", ")) in \(String(cFormat: "%.2f", Date().timeIntervalSince(start))) s"
+            "  wrote     \(names.joined(separator: ", ")) in"
+                + " \(String(cFormat: "%.2f", Date().timeIntervalSince(start))) s"
         )
         return .success
     }

@@ -108,7 +108,8 @@ enum DemoCommand {
 
         let target = ["expert", "generic", "avoid"]
         print(
-            "\n4. av search: a mix for medical=\(target[0]), legal=\(target[1]), financial=\(target[2]), then merged and checked"
+            "\n4. av search: a mix for medical=\(target[0]), legal=\(target[1]), financial=\(target[2]), then merged"
+                + " and checked"
         )
         let t4 = DispatchTime.now().uptimeNanoseconds
         let all = domains.map { SearchDomain(name: $0, vector: vectors[$0]!, levels: levels[$0]!) }
@@ -142,7 +143,8 @@ enum DemoCommand {
             print("   check \(d) answers \(level): \(ok ? "pass" : "FAIL") (\(cells))")
         }
         print(
-            "\ndone in \(elapsed(start)). Next: av search --all-profiles, av merge --recipe, av check --recipe (see README.md)."
+            "\ndone in \(elapsed(start)). Next: av search --all-profiles, av merge --recipe, av check --recipe (see"
+                + " README.md)."
         )
         return passed ? .success : .checkFailed
     }

@@ -104,7 +104,8 @@ enum DiffCommand {
             ("tensors", "\(r.changedTensors) of \(r.tensors.count) changed (the others are left out of the AV)"),
             (
                 "values",
-                "\(Format.grouped(r.changedElements)) of \(Format.grouped(r.totalElements)) changed (\(String(cFormat: "%.1f", changedShare))%)"
+                "\(Format.grouped(r.changedElements)) of \(Format.grouped(r.totalElements)) changed"
+                    + " (\(String(cFormat: "%.1f", changedShare))%)"
             ),
             ("change", "‖Δ‖/‖W‖ = \(String(cFormat: "%.4g", rel)) over the whole model"),
         ]
@@ -112,7 +113,8 @@ enum DiffCommand {
         rows.append(
             (
                 "bf16",
-                "\(Format.grouped(r.lostInBF16)) changed values (\(String(cFormat: "%.2f", lostShare))%) are below what a bf16 model can represent at λ=1"
+                "\(Format.grouped(r.lostInBF16)) changed values (\(String(cFormat: "%.2f", lostShare))%) are below"
+                    + " what a bf16 model can represent at λ=1"
             ))
         if let adapter = h.adapter {
             let r = adapter["r"]?.doubleValue.map { Int($0) } ?? 0
@@ -122,7 +124,8 @@ enum DiffCommand {
             rows.append(
                 (
                     "adapter",
-                    "\(kind) r \(r), lora_alpha \(String(cFormat: "%g", alpha)): the AV holds what merge_and_unload() adds,"
+                    "\(kind) r \(r), lora_alpha \(String(cFormat: "%g", alpha)): the AV holds what merge_and_unload()"
+                        + " adds,"
                         + " each value computed in f64 and rounded once"
                 ))
         } else if r.mismatches == 0 {
@@ -138,7 +141,8 @@ enum DiffCommand {
                 rows.append(
                     (
                         "",
-                        "except \(Format.grouped(r.signedZeros)) zeros whose sign differs (+0 in the base, −0 aligned: equal values)"
+                        "except \(Format.grouped(r.signedZeros)) zeros whose sign differs (+0 in the base, −0"
+                            + " aligned: equal values)"
                     ))
             }
         } else {
@@ -146,7 +150,8 @@ enum DiffCommand {
             rows.append(
                 (
                     "inexact",
-                    "\(Format.grouped(r.mismatches)) values differ from the aligned model at λ=1 (max \(r.maxULP) ulp) with \(h.dtype.rawValue) deltas\(hint)"
+                    "\(Format.grouped(r.mismatches)) values differ from the aligned model at λ=1 (max \(r.maxULP)"
+                        + " ulp) with \(h.dtype.rawValue) deltas\(hint)"
                 ))
         }
         if !h.droppedRows.isEmpty {
@@ -162,7 +167,8 @@ enum DiffCommand {
         rows.append(
             (
                 "wrote",
-                "\(r.output): \(Format.bytes(r.bytesWritten)), \(h.dtype.rawValue) deltas, in \(String(cFormat: "%.2f", r.seconds)) s (read \(Format.bytes(Int(rate)))/s)"
+                "\(r.output): \(Format.bytes(r.bytesWritten)), \(h.dtype.rawValue) deltas, in"
+                    + " \(String(cFormat: "%.2f", r.seconds)) s (read \(Format.bytes(Int(rate)))/s)"
             ))
         rows.append(("base", "\(h.base.fingerprint) (structure:content)"))
         for (k, v) in rows { lines.append("  " + k.padded(to: 9) + v) }
@@ -170,7 +176,8 @@ enum DiffCommand {
         let nonFinite = r.tensors.filter { !$0.deltaNorm.isFinite || !$0.baseNorm.isFinite }
         if let first = nonFinite.first {
             lines.append(
-                "warning: \(nonFinite.count) tensor\(nonFinite.count == 1 ? "" : "s") (first: \(first.name)) hold NaN or Inf in a model; "
+                "warning: \(nonFinite.count) tensor\(nonFinite.count == 1 ? "" : "s") (first: \(first.name)) hold NaN"
+                    + " or Inf in a model; "
                     + "their ‖Δ‖/‖W‖ is not a number, and merges of this vector need --allow-nonfinite")
         }
         let blocks = r.blocks

@@ -52,7 +52,8 @@ enum EvalCommand {
         guard args.has("--text") || args.has("--pairs") || args.has("--kl-to") || args.has("--levels") else {
             throw UsageError(
                 message:
-                    "nothing to measure: give --text FILE, --pairs FILE.jsonl, --levels FILE.jsonl or --kl-to MODEL --prompts FILE"
+                    "nothing to measure: give --text FILE, --pairs FILE.jsonl, --levels FILE.jsonl or --kl-to MODEL"
+                    + " --prompts FILE"
             )
         }
         let levelsFile = try args.value("--levels").map { try LevelsFile.load($0) }

@@ -20,7 +20,9 @@ let modelOptions: [OptionSpec] = [
         names: ["--base"], valueName: "PATH",
         help: "with --DOMAIN COEF, --vector or --recipe: evaluate base + sum λ·AV without writing it"),
     OptionSpec(
-        names: ["--vectors"], valueName: "DIR", help: "where --DOMAIN finds DOMAIN.av (default: the current directory)"),
+        names: ["--vectors"], valueName: "DIR",
+        help: "where --DOMAIN finds DOMAIN.av (default: the current"
+            + " directory)"),
     OptionSpec(
         names: ["--vector"], valueName: "PATH=COEF", help: "an AV file with its coefficient (repeatable)",
         repeatable: true),
@@ -173,7 +175,8 @@ enum GenerateCommand {
         guard let template else {
             throw CLIError(
                 message:
-                    "\(lm.model.path): no chat template av knows in tokenizer_config.json; pass --template chatml|llama3|mistral",
+                    "\(lm.model.path): no chat template av knows in tokenizer_config.json; pass --template"
+                    + " chatml|llama3|mistral",
                 code: .badInput)
         }
         return lm.tokenizer.encode(template.render(user: prompt, system: args.value("--system")))

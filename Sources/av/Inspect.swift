@@ -101,14 +101,16 @@ enum InspectCommand {
             ("parameters", "\(Format.grouped(params)) (\(Format.short(params)))"),
             (
                 "bytes",
-                "\(Format.grouped(model.totalDataSize)) of data, \(Format.grouped(fileBytes)) on disk (\(Format.bytes(fileBytes)))"
+                "\(Format.grouped(model.totalDataSize)) of data, \(Format.grouped(fileBytes)) on disk"
+                    + " (\(Format.bytes(fileBytes)))"
             ),
         ]
         for d in dtypes.keys.sorted(by: { $0.order > $1.order }) {
             summary.append(
                 (
                     summary.count == 3 ? "dtypes" : "",
-                    "\(d.rawValue): \(dtypes[d]!.tensors) tensor\(dtypes[d]!.tensors == 1 ? "" : "s"), \(Format.grouped(dtypes[d]!.params)) parameters"
+                    "\(d.rawValue): \(dtypes[d]!.tensors) tensor\(dtypes[d]!.tensors == 1 ? "" : "s"),"
+                        + " \(Format.grouped(dtypes[d]!.params)) parameters"
                 ))
         }
         if let adapter {

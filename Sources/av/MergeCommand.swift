@@ -116,7 +116,8 @@ enum MergeCommand {
         } else {
             throw AVError.noBase(
                 reason:
-                    "no base given (--base PATH), and the base the vectors record (\(terms.first?.vector.header.base.path ?? "?")) does not exist here"
+                    "no base given (--base PATH), and the base the vectors record"
+                    + " (\(terms.first?.vector.header.base.path ?? "?")) does not exist here"
             )
         }
         let output = args.value("-o") ?? recipe.output
@@ -202,7 +203,8 @@ enum MergeCommand {
         var rows: [(String, String)] = [
             (
                 "base",
-                "\(r.base.path) (\(r.base.dtype), fingerprint \(r.base.fingerprint), \(r.baseVerified ? "matches the vectors" : "NOT the vectors' base: transferred"))"
+                "\(r.base.path) (\(r.base.dtype), fingerprint \(r.base.fingerprint),"
+                    + " \(r.baseVerified ? "matches the vectors" : "NOT the vectors' base: transferred"))"
             ),
             (
                 "vectors",
@@ -211,25 +213,27 @@ enum MergeCommand {
             ("tensors", "\(r.tensors.count) written, \(r.touchedTensors) changed by the mix"),
             (
                 "values",
-                "\(Format.grouped(changed)) changed; \(Format.grouped(r.roundedAway)) (\(String(cFormat: "%.2f", share))%) rounded back to the base's value in \(outName)"
+                "\(Format.grouped(changed)) changed; \(Format.grouped(r.roundedAway))"
+                    + " (\(String(cFormat: "%.2f", share))%) rounded back to the base's value in \(outName)"
             ),
         ]
         let rate = r.seconds > 0 ? Double(r.bytesRead) / r.seconds : 0
         let names = r.outputFiles.map { URL(fileURLWithPath: $0).lastPathComponent }
-        rows.append(
-            (
-                "wrote",
-                "\(r.output)\(names.count > 1 || names.first != URL(fileURLWithPath: r.output).lastPathComponent ? " (" + names.joined(separator: ", ") + ")" : ""): \(Format.bytes(r.bytesWritten)) in \(String(cFormat: "%.2f", r.seconds)) s (read \(Format.bytes(Int(rate)))/s)"
-            ))
+        let listed = names.count > 1 || names.first != URL(fileURLWithPath: r.output).lastPathComponent
+        let files = listed ? " (" + names.joined(separator: ", ") + ")" : ""
+        let timing = String(cFormat: "%.2f", r.seconds) + " s (read \(Format.bytes(Int(rate)))/s)"
+        rows.append(("wrote", "\(r.output)\(files): \(Format.bytes(r.bytesWritten)) in " + timing))
         for (k, v) in rows { lines.append("  " + k.padded(to: 9) + v) }
         if changed == 0, r.terms.contains(where: { $0.coefficient != 0 }) {
             lines.append(
-                "note: the mix changed no value: every λ·Δ is too small to move a weight even in f64 (the output is the base)"
+                "note: the mix changed no value: every λ·Δ is too small to move a weight even in f64 (the output is"
+                    + " the base)"
             )
         }
         if share >= 10, outName != "F32", outName != "F64" {
             lines.append(
-                "note: \(String(cFormat: "%.1f", share))% of the changes were smaller than \(outName) can hold next to the base's values and were rounded away; --dtype f32 keeps them"
+                "note: \(String(cFormat: "%.1f", share))% of the changes were smaller than \(outName) can hold next"
+                    + " to the base's values and were rounded away; --dtype f32 keeps them"
             )
         }
         return lines.joined(separator: "\n")

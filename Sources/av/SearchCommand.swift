@@ -29,7 +29,9 @@ enum SearchCommand {
                 help: "the level wanted in a domain (repeatable: one per domain)", repeatable: true),
             OptionSpec(names: ["--all-profiles"], help: "every combination of levels across the domains"),
             OptionSpec(
-                names: ["--range"], valueName: "FROM:TO:STEPS", help: "the λ values tried per domain (default -2:2:17)"),
+                names: ["--range"], valueName: "FROM:TO:STEPS",
+                help: "the λ values tried per domain (default"
+                    + " -2:2:17)"),
             OptionSpec(
                 names: ["--strategy"], valueName: "NAME",
                 help: "coordinate (default, fast) or grid (every point; shards)"),
@@ -106,7 +108,8 @@ enum SearchCommand {
                 guard levels[i].contains(level) else {
                     throw UsageError(
                         message:
-                            "--target \(item): \(domains[i].levels.path) has levels \(levels[i].joined(separator: ", "))"
+                            "--target \(item): \(domains[i].levels.path) has levels"
+                            + " \(levels[i].joined(separator: ", "))"
                     )
                 }
                 guard targets.updateValue(level, forKey: d) == nil else {
@@ -116,7 +119,9 @@ enum SearchCommand {
             guard targets.count == names.count else {
                 throw UsageError(
                     message:
-                        "give --target DOMAIN=LEVEL for every domain (\(names.filter { targets[$0] == nil }.joined(separator: ", ")) missing), or --all-profiles"
+                        "give --target DOMAIN=LEVEL for every domain"
+                        + " (\(names.filter { targets[$0] == nil }.joined(separator: ", ")) missing), or"
+                        + " --all-profiles"
                 )
             }
             profiles = [names.map { targets[$0]! }]
@@ -161,7 +166,8 @@ enum SearchCommand {
             guard combined.inputs == SearchShard.inputs(evaluator), combined.values == values else {
                 throw CLIError(
                     message:
-                        "\(collect): the shards were computed from other inputs or another --range than this command names",
+                        "\(collect): the shards were computed from other inputs or another --range than this command"
+                        + " names",
                     code: .badInput)
             }
             points = combined.points
@@ -210,11 +216,11 @@ enum SearchCommand {
         let reached = results.filter(\.reached).count
         var lines = [
             "av search: \(reached) of \(results.count) profile\(results.count == 1 ? "" : "s") reached "
-                + "(\(strategy.rawValue), \(points) mixes checked whole, \(mixes) loaded, \(String(cFormat: "%.1f", seconds)) s)"
+                + "(\(strategy.rawValue), \(points) mixes checked whole, \(mixes) loaded,"
+                + " \(String(cFormat: "%.1f", seconds)) s)"
         ]
-        let header =
-            ["profile (" + domains.map(\.name).joined(separator: "/") + ")", "reached"] + domains.map { "λ \($0.name)" }
-            + ["margin"]
+        let profile = "profile (" + domains.map(\.name).joined(separator: "/") + ")"
+        let header = [profile, "reached"] + domains.map { "λ \($0.name)" } + ["margin"]
         let rows = results.map { r -> [String] in
             [r.profile.joined(separator: "/"), r.reached ? "yes" : "no"]
                 + (r.best.map { $0.lambdas.map { String(cFormat: "%+.2f", $0) } } ?? domains.map { _ in "" })

@@ -23,7 +23,8 @@ enum SVGPlot {
             axes.count == 2 ? axes[1].1.map { v in rows.filter { $0.lambdas[1] == v } } : [rows]
         let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
         var out =
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(2 * panel + 90))\" font-family=\"sans-serif\" font-size=\"12\">\n"
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(2 * panel + 90))\""
+            + " font-family=\"sans-serif\" font-size=\"12\">\n"
         out += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         for (p, metric) in ["preference accuracy", "mean margin (nats)"].enumerated() {
             let top = 30.0 + Double(p) * (panel + 30)
@@ -35,13 +36,14 @@ enum SVGPlot {
             out += "<line x1=\"\(left)\" y1=\"\(y(lo))\" x2=\"\(left + plotWidth)\" y2=\"\(y(lo))\" stroke=\"#333\"/>\n"
             out += "<line x1=\"\(left)\" y1=\"\(y(lo))\" x2=\"\(left)\" y2=\"\(y(hi))\" stroke=\"#333\"/>\n"
             for v in [lo, (lo + hi) / 2, hi] {
-                out +=
-                    "<text x=\"\(left - 6)\" y=\"\(y(v) + 4)\" text-anchor=\"end\">\(String(cFormat: p == 0 ? "%.0f%%" : "%.2f", p == 0 ? 100 * v : v))</text>\n"
+                let label = p == 0 ? String(cFormat: "%.0f%%", 100 * v) : String(cFormat: "%.2f", v)
+                out += "<text x=\"\(left - 6)\" y=\"\(y(v) + 4)\" text-anchor=\"end\">\(label)</text>\n"
             }
             for v in [xMin, 0, 1, xMax] where v >= xMin && v <= xMax {
                 out += "<line x1=\"\(x(v))\" y1=\"\(y(lo))\" x2=\"\(x(v))\" y2=\"\(y(hi))\" stroke=\"#ddd\"/>\n"
                 out +=
-                    "<text x=\"\(x(v))\" y=\"\(y(lo) + 15)\" text-anchor=\"middle\">\(String(cFormat: "%g", v))</text>\n"
+                    "<text x=\"\(x(v))\" y=\"\(y(lo) + 15)\""
+                    + " text-anchor=\"middle\">\(String(cFormat: "%g", v))</text>\n"
             }
             for (k, s) in series.enumerated() {
                 let points = s.map { "\(x($0.lambdas[0])),\(y(p == 0 ? $0.accuracy : $0.margin))" }.joined(
@@ -50,11 +52,13 @@ enum SVGPlot {
                 out += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(points)\"/>\n"
                 for r in s {
                     out +=
-                        "<circle cx=\"\(x(r.lambdas[0]))\" cy=\"\(y(p == 0 ? r.accuracy : r.margin))\" r=\"3\" fill=\"\(color)\"/>\n"
+                        "<circle cx=\"\(x(r.lambdas[0]))\" cy=\"\(y(p == 0 ? r.accuracy : r.margin))\" r=\"3\""
+                        + " fill=\"\(color)\"/>\n"
                 }
                 if axes.count == 2, p == 0 {
                     out +=
-                        "<text x=\"\(left + plotWidth - 120)\" y=\"\(top + 14 * Double(k + 1))\" fill=\"\(color)\">λ \(axes[1].0) = \(String(cFormat: "%g", s[0].lambdas[1]))</text>\n"
+                        "<text x=\"\(left + plotWidth - 120)\" y=\"\(top + 14 * Double(k + 1))\" fill=\"\(color)\">λ"
+                        + " \(axes[1].0) = \(String(cFormat: "%g", s[0].lambdas[1]))</text>\n"
                 }
             }
         }
@@ -76,19 +80,23 @@ extension SVGPlot {
         func y(_ v: Double) -> Double { top + plotHeight - v * plotHeight }
         let colors = ["#d62728", "#7f7f7f", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"]
         var out =
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"12\">\n"
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\""
+            + " font-family=\"sans-serif\" font-size=\"12\">\n"
         out += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         out +=
-            "<text x=\"\(left)\" y=\"\(top - 14)\" font-weight=\"bold\">share of \(levelsDomain) answers at each level vs λ \(domain)</text>\n"
+            "<text x=\"\(left)\" y=\"\(top - 14)\" font-weight=\"bold\">share of \(levelsDomain) answers at each"
+            + " level vs λ \(domain)</text>\n"
         var lower = [Double](repeating: 0, count: rows.count)
         for (k, level) in levels.enumerated() {
             let upper = zip(lower, rows).map { $0 + $1.shares[k] }
             let forward = zip(rows, upper).map { "\(x($0.lambda)),\(y($1))" }
             let back = zip(rows, lower).reversed().map { "\(x($0.lambda)),\(y($1))" }
             out +=
-                "<polygon fill=\"\(colors[k % colors.count])\" fill-opacity=\"0.8\" points=\"\((forward + back).joined(separator: " "))\"/>\n"
+                "<polygon fill=\"\(colors[k % colors.count])\" fill-opacity=\"0.8\""
+                + " points=\"\((forward + back).joined(separator: " "))\"/>\n"
             out +=
-                "<rect x=\"\(left + plotWidth + 20)\" y=\"\(top + 20 * Double(k))\" width=\"12\" height=\"12\" fill=\"\(colors[k % colors.count])\"/>\n"
+                "<rect x=\"\(left + plotWidth + 20)\" y=\"\(top + 20 * Double(k))\" width=\"12\" height=\"12\""
+                + " fill=\"\(colors[k % colors.count])\"/>\n"
             out += "<text x=\"\(left + plotWidth + 38)\" y=\"\(top + 20 * Double(k) + 11)\">\(level)</text>\n"
             lower = upper
         }
@@ -99,7 +107,8 @@ extension SVGPlot {
         }
         for r in rows {
             out +=
-                "<text x=\"\(x(r.lambda))\" y=\"\(y(0) + 16)\" text-anchor=\"middle\">\(String(cFormat: "%g", r.lambda))</text>\n"
+                "<text x=\"\(x(r.lambda))\" y=\"\(y(0) + 16)\""
+                + " text-anchor=\"middle\">\(String(cFormat: "%g", r.lambda))</text>\n"
         }
         return out + "</svg>\n"
     }

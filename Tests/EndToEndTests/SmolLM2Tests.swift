@@ -137,9 +137,12 @@ struct SmolLM2Tests {
     @Test("a PEFT adapter merged in memory gives PEFT's greedy tokens; its AV merged by av merge gives them too")
     func adapter() throws {
         guard try setUp() != nil else { return }
-        let url = try #require(Bundle.module.url(forResource: "Fixtures/smollm2_adapter_reference", withExtension: "json"))
+        let url = try #require(
+            Bundle.module.url(forResource: "Fixtures/smollm2_adapter_reference", withExtension: "json"))
         let ref = try JSONDecoder().decode(AdapterReference.self, from: Data(contentsOf: url))
-        let adapterPath = try #require(Bundle.module.url(forResource: "Fixtures/smollm2_adapter", withExtension: nil)).path
+        let adapterPath = try #require(
+            Bundle.module.url(forResource: "Fixtures/smollm2_adapter", withExtension: nil)
+        ).path
         let converted = ConvertedSmolLM2.shared.directory.file("smollm2")
         func greedy(_ lm: LanguageModel) throws -> [Int] {
             #expect(lm.tokenizer.encode(ref.prompt, addSpecialTokens: true) == ref.ids)
@@ -161,9 +164,9 @@ struct SmolLM2Tests {
         _ = try diff(
             base: Checkpoint(path: converted), adapter: adapter, output: dir.file("a.av"),
             options: DiffOptions(domain: "a"))
+        let term = MergeTerm(vector: try AlignmentVector(path: dir.file("a.av")), coefficient: 1)
         _ = try merge(
-            base: Checkpoint(path: converted), terms: [MergeTerm(vector: try AlignmentVector(path: dir.file("a.av")), coefficient: 1)],
-            output: dir.file("merged"), options: MergeOptions())
+            base: Checkpoint(path: converted), terms: [term], output: dir.file("merged"), options: MergeOptions())
         #expect(try greedy(LanguageModel(directory: dir.file("merged"))) == ref.greedy)
     }
 

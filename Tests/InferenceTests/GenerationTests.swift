@@ -125,9 +125,8 @@ struct StreamingTests {
             options.temperature = 2
             options.seed = UInt64(seed)
             var pieces: [String] = []
-            let out = try lm.generate(
-                prompt: lm.tokenizer.encode("Привет, мир", addSpecialTokens: true), maxTokens: 40, sampling: options
-            ) {
+            let prompt = lm.tokenizer.encode("Привет, мир", addSpecialTokens: true)
+            let out = try lm.generate(prompt: prompt, maxTokens: 40, sampling: options) {
                 pieces.append($0)
             }
             let text = lm.tokenizer.decode(out, skipSpecial: true)

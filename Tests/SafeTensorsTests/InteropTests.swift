@@ -53,10 +53,10 @@ struct InteropTests {
         try SafeTensorsWriter.write(path: out, tensors: manifest.specs, metadata: manifest.metadata)
         let ours = readBytes(out)
         let theirs = readBytes(fixturePath("\(name).safetensors"))
-        #expect(
-            ours == theirs,
-            "first difference at byte \(zip(ours, theirs).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? Swift.min(ours.count, theirs.count))"
-        )
+        let firstDifference =
+            zip(ours, theirs).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+            ?? Swift.min(ours.count, theirs.count)
+        #expect(ours == theirs, "first difference at byte \(firstDifference)")
     }
 
     @Test("the shard index is written as transformers writes it")
