@@ -52,7 +52,15 @@ public struct AVHeader: Equatable, Sendable {
     public var domain: String
     public var base: ModelIdentity
     public var aligned: ModelIdentity
-    public var encoding = "dense"
+    public var encoding = DeltaEncoding.dense
+    /// `av.encoding_params`: the encoder's settings (density, value dtype, rescale, scale per row or
+    /// matrix), as `diff`/`compress` recorded them.
+    public var encodingParameters: JSONValue?
+    /// `av.shapes`: the model shape of every encoded (sparse or 1-bit) tensor.
+    public var shapes: [String: [Int]] = [:]
+    /// `av.retained`: per encoded tensor, ‖Δ‖² of the exact delta and the share of it the encoding
+    /// keeps, 1 − ‖Δ − Δ̂‖²/‖Δ‖² (what `av inspect` reports without reading the data).
+    public var retained: [String: RetainedEnergy] = [:]
     public var dtype: DType
     public var version = AVHeader.formatVersion
     public var tool = AVHeader.toolVersion
@@ -79,13 +87,23 @@ public struct AVHeader: Equatable, Sendable {
     public var metadata: [String: String] {
         var m = [
             "format": "av", "av.version": version, "av.domain": domain, "av.base": base.json.rendered(),
-            "av.aligned": aligned.json.rendered(), "av.encoding": encoding, "av.dtype": dtype.rawValue, "av.tool": tool,
+            "av.aligned": aligned.json.rendered(), "av.encoding": encoding.rawValue, "av.dtype": dtype.rawValue, "av.tool": tool,
         ]
         if !droppedRows.isEmpty {
             m["av.dropped_rows"] = JSONValue.object(droppedRows.keys.sorted().map { ($0, .int(droppedRows[$0]!)) })
                 .rendered()
         }
         if let adapter { m["av.adapter"] = adapter.rendered() }
+        if let encodingParameters { m["av.encoding_params"] = encodingParameters.rendered() }
+        if !shapes.isEmpty {
+            m["av.shapes"] = JSONValue.object(shapes.keys.sorted().map { ($0, .array(shapes[$0]!.map { .int($0) })) })
+                .rendered()
+        }
+        if !retained.isEmpty {
+            m["av.retained"] = JSONValue.object(
+                retained.keys.sorted().map { ($0, .array([.double(retained[$0]!.energy), .double(retained[$0]!.kept)])) }
+            ).rendered()
+        }
         if !digests.isEmpty {
             m["av.digests"] = JSONValue.object(digests.keys.sorted().map { ($0, .string(digests[$0]!)) }).rendered()
         }
@@ -110,9 +128,10 @@ public struct AVHeader: Equatable, Sendable {
             }
             return id
         }
-        guard let encoding = m["av.encoding"], encoding == "dense" else {
+        guard let encoding = m["av.encoding"].flatMap(DeltaEncoding.init(rawValue:)) else {
             throw .notAnAV(
-                file: file, reason: "encoding \(m["av.encoding"] ?? "missing") is not supported (only dense)")
+                file: file,
+                reason: "encoding \(m["av.encoding"] ?? "missing") is not one this av reads (dense, sparse, 1bit)")
         }
         guard let dtypeText = m["av.dtype"], let dtype = DType(rawValue: dtypeText) else {
             throw .notAnAV(file: file, reason: "metadata \"av.dtype\" is missing or unknown")
@@ -133,6 +152,33 @@ public struct AVHeader: Equatable, Sendable {
             }
             adapter = json
         }
+        if let text = m["av.encoding_params"] {
+            guard let json = try? JSONParser.parse(text), case .object = json else {
+                throw .notAnAV(file: file, reason: "metadata \"av.encoding_params\" is malformed")
+            }
+            encodingParameters = json
+        }
+        if let text = m["av.shapes"] {
+            guard case .object(let pairs)? = try? JSONParser.parse(text) else {
+                throw .notAnAV(file: file, reason: "metadata \"av.shapes\" is malformed")
+            }
+            for (k, v) in pairs {
+                let dims = v.arrayValue?.compactMap { $0.doubleValue } ?? []
+                guard dims.count == v.arrayValue?.count, dims.allSatisfy({ $0 >= 0 && $0 < 1e15 && $0 == $0.rounded() }),
+                    Shape.elementCount(dims.map { Int($0) }) != nil
+                else {
+                    throw .notAnAV(file: file, reason: "metadata \"av.shapes\" has a malformed shape for \(k)")
+                }
+                shapes[k] = dims.map { Int($0) }
+            }
+        }
+        if let text = m["av.retained"], case .object(let pairs)? = try? JSONParser.parse(text) {
+            for (k, v) in pairs {
+                if let a = v.arrayValue, a.count == 2, let e = a[0].doubleValue, let r = a[1].doubleValue {
+                    retained[k] = RetainedEnergy(energy: e, kept: r)
+                }
+            }
+        }
         if let text = m["av.digests"] {
             guard case .object(let pairs)? = try? JSONParser.parse(text) else {
                 throw .notAnAV(file: file, reason: "metadata \"av.digests\" is malformed")
@@ -149,11 +195,25 @@ public struct AVHeader: Equatable, Sendable {
     }
 }
 
+/// ‖Δ‖² of an exact delta and the share of it an encoding keeps.
+public struct RetainedEnergy: Equatable, Sendable {
+    public var energy: Double
+    public var kept: Double
+
+    public init(energy: Double, kept: Double) {
+        self.energy = energy
+        self.kept = kept
+    }
+}
+
 /// An opened AV file.
 public final class AlignmentVector: @unchecked Sendable {
     public let path: String
     public let file: SafeTensorsFile
     public let header: AVHeader
+    /// The delta tensors under the model's names, dense or encoded, in file order.
+    public let deltas: [DeltaTensor]
+    private let deltaIndex: [String: Int]
 
     public init(path: String) throws(AVError) {
         self.path = path
@@ -163,6 +223,8 @@ public final class AlignmentVector: @unchecked Sendable {
             throw .file(error)
         }
         header = try AVHeader(metadata: file.metadata, file: path)
+        deltas = try Self.layout(file: file, header: header, path: path)
+        deltaIndex = Dictionary(deltas.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         // Exact remainders come in pairs and belong to a delta the file holds.
         for t in file.tensors where ExactResiduals.isResidual(t.name) {
             let rest = t.name.dropFirst(ExactResiduals.prefix.count)
@@ -216,8 +278,8 @@ public enum ExactResiduals {
 }
 
 extension AlignmentVector {
-    /// The dense delta tensors (the model's names).
-    public var deltas: [TensorInfo] { file.tensors.filter { !ExactResiduals.isResidual($0.name) } }
+    /// The delta tensor named `name` (a model tensor name), dense or encoded.
+    public func delta(_ name: String) -> DeltaTensor? { deltaIndex[name].map { deltas[$0] } }
 
     /// The exact remainders of `tensor`, or nil when it has none.
     public func residuals(of tensor: String) throws(AVError) -> (indices: [Int], values: [Double])? {

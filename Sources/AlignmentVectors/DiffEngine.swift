@@ -37,8 +37,21 @@ final class Scratch {
     let f32b = UnsafeMutablePointer<Float>.allocate(capacity: block)
     let bytes = UnsafeMutableRawPointer.allocate(byteCount: block * 8, alignment: 64)
     let flags = UnsafeMutablePointer<UInt8>.allocate(capacity: block)
+    /// Buffers sparse and 1-bit deltas are decoded into, one per term, kept for reuse.
+    private var decoded: [(pointer: UnsafeMutablePointer<Float>, capacity: Int)] = []
+
+    /// The decode buffer of term `k`, holding at least `count` values.
+    func decodeBuffer(_ k: Int, count: Int) -> UnsafeMutablePointer<Float> {
+        while decoded.count <= k { decoded.append((.allocate(capacity: 1), 1)) }
+        if decoded[k].capacity < count {
+            decoded[k].pointer.deallocate()
+            decoded[k] = (.allocate(capacity: count), count)
+        }
+        return decoded[k].pointer
+    }
 
     deinit {
+        for d in decoded { d.pointer.deallocate() }
         accA.deallocate()
         accB.deallocate()
         f32.deallocate()

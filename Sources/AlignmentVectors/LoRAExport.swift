@@ -49,25 +49,6 @@ public struct LoRAExportReport: Sendable {
     }
 }
 
-extension AlignmentVector {
-    /// A delta tensor as f64, its digest checked and its exact remainders added.
-    func deltaValues(_ info: TensorInfo) throws(AVError) -> [Double] {
-        let bytes = file.bytes(of: info)
-        if let expected = header.digests[info.name] {
-            let got = XXHash64.hex(AVDigest.digest(bytes, elementSize: info.dtype.byteSize ?? 1))
-            guard got == expected else {
-                throw .corrupt(
-                    av: path, tensor: info.name, reason: "its digest is \(got), the file records \(expected)")
-            }
-        }
-        var values = ElementOps.widen(info.dtype, bytes, count: info.elementCount)
-        if let (indices, residuals) = try residuals(of: info.name) {
-            for (i, r) in zip(indices, residuals) where i < values.count { values[i] += r }
-        }
-        return values
-    }
-}
-
 /// Writes a PEFT LoRA adapter directory that approximates `vector`: per 2-D tensor a truncated SVD
 /// Δ ≈ U·S·Vᵀ, stored as `lora_A = √S·Vᵀ` and `lora_B = U·√S` (as mergekit's extract-lora does),
 /// with `r = lora_alpha` per module (so PEFT's scale is 1) in `rank_pattern` / `alpha_pattern`.

@@ -257,14 +257,21 @@ func configWithDType(base: Checkpoint, dtype: DType?) throws(AVError) -> [String
 
 /// Runs merge's per-tensor work: chunks in parallel batches, output written in order.
 final class MergeEngine {
-    /// One vector's part in a tensor: its deltas, coefficient and exact remainders.
+    /// One vector's part in a tensor: its deltas (mapped, decoded per chunk, or computed in memory
+    /// by a merge method), coefficient and exact remainders.
     struct Term {
-        var vector: AlignmentVector
+        /// The AV the deltas are read from in place (digests checked as they stream); nil when they
+        /// were decoded or combined, and checked, before.
+        var vector: AlignmentVector?
         var bytes: UnsafeRawBufferPointer
-        var file: SafeTensorsFile
+        var file: SafeTensorsFile?
+        /// The dtype the engine adds: the stored dtype, or f32 for decoded sparse and 1-bit deltas.
         var dtype: DType
         var scale: Double
         var residuals: (indices: [Int], values: [Double])?
+        var decoder: DeltaDecoder?
+        /// Keeps memory computed for the term alive.
+        var owner: AnyObject?
     }
 
     let threads: Int
@@ -276,14 +283,31 @@ final class MergeEngine {
     static func terms(_ terms: [MergeTerm], for tensor: String) throws(AVError) -> [Term] {
         var active: [Term] = []
         for t in terms where t.coefficient != 0 {
-            guard let v = t.vector.file.info(tensor) else { continue }
+            guard let delta = t.vector.delta(tensor) else { continue }
+            guard case .dense(let v) = delta.storage else {
+                active.append(
+                    Term(
+                        bytes: UnsafeRawBufferPointer(start: nil, count: 0), dtype: .f32, scale: t.coefficient,
+                        decoder: try DeltaDecoder(vector: t.vector, tensor: delta)))
+                continue
+            }
             active.append(
                 Term(
                     vector: t.vector, bytes: t.vector.file.bytes(of: v), file: t.vector.file, dtype: v.dtype,
-                    scale: t.coefficient,
-                    residuals: try t.vector.residuals(of: tensor)))
+                    scale: t.coefficient, residuals: try t.vector.residuals(of: tensor)))
         }
         return active
+    }
+
+    /// The pointer to term `k`'s deltas for elements `lo..<lo + n`: in place, or decoded into the
+    /// worker's buffer.
+    static func pointer(
+        _ terms: [Term], _ k: Int, base: UnsafeRawPointer, first lo: Int, count n: Int, scratch: Scratch
+    ) -> UnsafeRawPointer {
+        guard let decoder = terms[k].decoder else { return base + lo * terms[k].dtype.byteSize! }
+        let out = scratch.decodeBuffer(k, count: n)
+        decoder.decode(from: lo, count: n, into: out)
+        return UnsafeRawPointer(out)
     }
 
     init(threads: Int, base: Checkpoint, dtype: DType?) {
@@ -340,16 +364,23 @@ final class MergeEngine {
                             let lo = c * perChunk
                             let n = min(elements, lo + perChunk) - lo
                             dg[c] = XXHash64.hash(UnsafeRawBufferPointer(start: bp + lo * size, count: n * size))
-                            for (k, t) in termPointers.enumerated() {
+                            for (k, t) in termPointers.enumerated() where terms[k].vector != nil {
                                 let runs = UnsafeMutableBufferPointer(
                                     rebasing: tr[(k * runCount)..<((k + 1) * runCount)])
                                 let s = t.dtype.byteSize!
                                 AVDigest.hashRuns(t.p + lo * s, first: lo, count: n, elementSize: s, into: runs)
                             }
                             if !copy {
+                                let chunkTerms = termPointers.indices.map { k in
+                                    (
+                                        Self.pointer(
+                                            terms, k, base: termPointers[k].p, first: lo, count: n, scratch: scratch[w]),
+                                        termPointers[k].dtype, termPointers[k].scale
+                                    )
+                                }
                                 st[c] = Self.chunk(
                                     base: bp + lo * size, dtype: dtype, count: n,
-                                    terms: termPointers.map { ($0.p + lo * $0.dtype.byteSize!, $0.dtype, $0.scale) },
+                                    terms: chunkTerms,
                                     outDType: outDType, out: slotBase + j * chunkOutBytes, scratch: scratch[w],
                                     first: lo, residuals: residuals)
                             }
@@ -374,18 +405,19 @@ final class MergeEngine {
             let lo = first * perChunk
             var releases = [(view.file, (fileStart + lo * size)..<(fileStart + (lo + done) * size))]
             for t in terms {
+                guard let file = t.file, let stored = file.info(info.name) else { continue }
                 let s = t.dtype.byteSize!
-                let start = t.file.fileOffset(of: t.file.info(info.name)!)
-                releases.append((t.file, (start + lo * s)..<(start + (lo + done) * s)))
+                let start = file.fileOffset(of: stored)
+                releases.append((file, (start + lo * s)..<(start + (lo + done) * s)))
             }
             pipeline.submit(slot) { () throws(SafeTensorsError) in
                 for p in pieces { try writer.write(p) }
                 for (file, range) in releases { file.mapping.release(range) }
             }
-            progress(done * size + terms.reduce(0) { $0 + done * $1.dtype.byteSize! })
+            progress(done * size + terms.reduce(0) { $0 + ($1.decoder == nil ? done * $1.dtype.byteSize! : 0) })
         }
         for (k, t) in terms.enumerated() {
-            try t.vector.verify(info.name, runs: Array(termRuns[(k * runCount)..<((k + 1) * runCount)]))
+            try t.vector?.verify(info.name, runs: Array(termRuns[(k * runCount)..<((k + 1) * runCount)]))
         }
         var m = TensorMerge(name: info.name, dtype: outDType, elements: elements, terms: terms.count)
         for s in stats {
@@ -603,9 +635,9 @@ func checkCompatible(base: Checkpoint, terms: [MergeTerm], force: Bool) throws(A
             guard b.shape == v.shape else {
                 throw .vectorShape(av: t.vector.path, tensor: v.name, vector: v.shape, base: b.shape)
             }
-            guard Convert.supports(v.dtype), Convert.supports(b.dtype) else {
+            guard Convert.supports(v.valueDType), Convert.supports(b.dtype) else {
                 throw .unsupportedDType(
-                    tensor: v.name, dtype: Convert.supports(v.dtype) ? b.dtype : v.dtype, file: t.vector.path)
+                    tensor: v.name, dtype: Convert.supports(v.valueDType) ? b.dtype : v.valueDType, file: t.vector.path)
             }
         }
     }
@@ -657,7 +689,7 @@ public func mixTensors(base: Checkpoint, terms: [MergeTerm], threads: Int, force
             Parallel.forEach(chunks, threads: threads) { w, c in
                 let lo = c * perChunk
                 let n = min(info.elementCount, lo + perChunk) - lo
-                for (k, t) in active.enumerated() {
+                for (k, t) in active.enumerated() where t.vector != nil {
                     let s = t.dtype.byteSize!
                     AVDigest.hashRuns(
                         t.bytes.baseAddress! + lo * s, first: lo, count: n, elementSize: s,
@@ -665,13 +697,20 @@ public func mixTensors(base: Checkpoint, terms: [MergeTerm], threads: Int, force
                 }
                 _ = MergeEngine.chunk(
                     base: bp + lo * size, dtype: info.dtype, count: n,
-                    terms: active.map { ($0.bytes.baseAddress! + lo * $0.dtype.byteSize!, $0.dtype, $0.scale) },
+                    terms: active.indices.map { k in
+                        (
+                            MergeEngine.pointer(
+                                active, k, base: active[k].bytes.baseAddress ?? bp, first: lo, count: n,
+                                scratch: engine.scratch[w]),
+                            active[k].dtype, active[k].scale
+                        )
+                    },
                     outDType: info.dtype, out: buffer.pointer + lo * size, scratch: engine.scratch[w], first: lo,
                     residuals: residuals)
             }
         }
         for (k, t) in active.enumerated() {
-            try t.vector.verify(info.name, runs: Array(termRuns[(k * runCount)..<((k + 1) * runCount)]))
+            try t.vector?.verify(info.name, runs: Array(termRuns[(k * runCount)..<((k + 1) * runCount)]))
         }
         out[info.name] = buffer
     }

@@ -49,6 +49,7 @@ enum AV {
         (CheckCommand.spec, CheckCommand.run),
         (SearchCommand.spec, SearchCommand.run),
         (ExportLoRACommand.spec, ExportLoRACommand.run),
+        (CompressCommand.spec, CompressCommand.run),
     ]
 
     static var help: String {

@@ -28,6 +28,7 @@ enum DiffCommand {
                 names: ["--resized-rows"], valueName: "POLICY",
                 help: "refuse (default) or drop: keep the base's rows when the aligned model added tokens"),
             OptionSpec(names: ["--top"], valueName: "N", help: "how many of the largest changes to list (default 10)"),
+        ] + CompressCommand.encodingOptions + [
             OptionSpec(names: ["--threads"], valueName: "N", help: "threads to use (default: all cores)"),
             OptionSpec(names: ["--json"], help: "print the full per-tensor report as JSON"),
             OptionSpec(names: ["--quiet", "-q"], help: "no progress bar"),
@@ -42,6 +43,8 @@ enum DiffCommand {
             ALIGNED may be a PEFT adapter (adapter_config.json + adapter_model.safetensors): the AV holds
             what PEFT's merge_and_unload() adds to BASE (LoRA, rsLoRA, rank/alpha patterns, embedding LoRA,
             lora_bias, DoRA, modules_to_save), each value computed in f64 and rounded once.
+            --encoding sparse|1bit stores the vector smaller (see av compress): the exact dense AV is written to
+            a hidden temporary beside the output first, then encoded; --dtype then sets the sparse values' dtype.
             """)
 
     static func run(_ args: ParsedArguments) throws -> ExitCode {
@@ -52,7 +55,8 @@ enum DiffCommand {
         }
         guard let output = args.value("-o") else { throw UsageError(message: "missing -o NAME.av") }
         var options = DiffOptions(domain: args.value("--domain") ?? stem(output))
-        if let text = args.value("--dtype") {
+        let encoding = try CompressCommand.encoding(args, default: nil).flatMap { $0.encoding == .dense ? nil : $0 }
+        if let text = args.value("--dtype"), encoding == nil {
             guard let d = DType(userSpelling: text), [.f32, .bf16, .f16].contains(d) else {
                 throw UsageError(message: "--dtype must be f32, bf16 or f16, not '\(text)'")
             }
@@ -73,22 +77,50 @@ enum DiffCommand {
 
         let base = try Checkpoint(path: try GGUFPaths.resolve(args.positionals[0]))
         let bar = ProgressBar(label: "diff", quiet: args.has("--quiet") || args.has("--json"))
-        let report: DiffReport
-        if isAdapterDirectory(args.positionals[1]) {
-            guard options.resizedRows == .refuse else {
-                throw UsageError(message: "--resized-rows applies to two models, not to an adapter")
+        var report: DiffReport?
+        func makeDense(_ path: String) throws(AVError) {
+            do {
+                if isAdapterDirectory(args.positionals[1]) {
+                    guard options.resizedRows == .refuse else {
+                        throw AVError.usage("--resized-rows applies to two models, not to an adapter")
+                    }
+                    let adapter = try LoRAAdapter(path: args.positionals[1])
+                    report = try diff(base: base, adapter: adapter, output: path, options: options, progress: bar.update)
+                } else {
+                    let aligned = try Checkpoint(path: try GGUFPaths.resolve(args.positionals[1]))
+                    report = try diff(base: base, aligned: aligned, output: path, options: options, progress: bar.update)
+                }
+            } catch let e as AVError {
+                throw e
+            } catch {
+                throw .usage("\(error)")
             }
-            let adapter = try LoRAAdapter(path: args.positionals[1])
-            report = try diff(base: base, adapter: adapter, output: output, options: options, progress: bar.update)
+        }
+        var encoded: CompressReport?
+        if let encoding {
+            encoded = try encodeThroughDense(
+                output: output, options: encoding, inputs: [base.path, args.positionals[1]] + options.protectedPaths,
+                makeDense: makeDense)
         } else {
-            let aligned = try Checkpoint(path: try GGUFPaths.resolve(args.positionals[1]))
-            report = try diff(base: base, aligned: aligned, output: output, options: options, progress: bar.update)
+            try makeDense(output)
         }
         bar.finish()
+        guard var report else { preconditionFailure("diff returned without a report") }
+        if let encoded {
+            report.output = output
+            report.header = encoded.header
+            report.bytesWritten = encoded.bytesWritten
+        }
         if args.has("--json") {
-            print(json(report).rendered(pretty: true))
+            var j = json(report)
+            if let encoded, case .object(var members) = j {
+                members.append(("encoded", CompressCommand.json(encoded)))
+                j = .object(members)
+            }
+            print(j.rendered(pretty: true))
         } else {
             print(text(report, top: top))
+            if let encoded { print(CompressCommand.text(encoded, top: 0)) }
         }
         return .success
     }
@@ -128,6 +160,8 @@ enum DiffCommand {
                         + " adds,"
                         + " each value computed in f64 and rounded once"
                 ))
+        } else if h.encoding != .dense {
+            rows.append(("encoded", "\(h.encoding.rawValue): lossy by design, what it keeps is reported below"))
         } else if r.mismatches == 0 {
             var how: [String] = []
             if r.residuals > 0 { how.append("\(Format.grouped(r.residuals)) kept with an exact f64 remainder") }
@@ -167,7 +201,8 @@ enum DiffCommand {
         rows.append(
             (
                 "wrote",
-                "\(r.output): \(Format.bytes(r.bytesWritten)), \(h.dtype.rawValue) deltas, in"
+                "\(r.output): \(Format.bytes(r.bytesWritten)), \(h.encoding == .dense ? "" : h.encoding.rawValue + " ")"
+                    + "\(h.dtype.rawValue) deltas, in"
                     + " \(String(cFormat: "%.2f", r.seconds)) s (read \(Format.bytes(Int(rate)))/s)"
             ))
         rows.append(("base", "\(h.base.fingerprint) (structure:content)"))

@@ -128,6 +128,7 @@ enum InspectCommand {
         if isAV {
             summary.append(("domain", metadata["av.domain"] ?? "?"))
             summary.append(("encoding", "\(metadata["av.encoding"] ?? "?"), deltas in \(metadata["av.dtype"] ?? "?")"))
+            if let vector = try? AlignmentVector(path: path) { summary += encodingSummary(vector) }
             for role in ["base", "aligned"] {
                 if let text = metadata["av.\(role)"], let info = try? JSONParser.parse(text) {
                     let fp = info["structure"]?.stringValue.map { " structure \($0)" } ?? ""
@@ -149,7 +150,7 @@ enum InspectCommand {
                 ("checksums", "\(digests.count) tensor digests (av.digests), verified by every read of the deltas"))
         }
         let shownKeys = metadata.keys.sorted().filter {
-            !isAV || !["av.base", "av.aligned", "av.digests", "av.adapter"].contains($0)
+            !isAV || !["av.base", "av.aligned", "av.digests", "av.adapter", "av.shapes", "av.retained"].contains($0)
         }
         for (i, key) in shownKeys.enumerated() {
             summary.append((i == 0 ? "metadata" : "", "\(key) = \(metadata[key]!)"))
@@ -170,6 +171,30 @@ enum InspectCommand {
         if filter != nil { lines.append("(\(shown.count) of \(model.count) tensors match)") }
         print(lines.joined(separator: "\n"))
         return .success
+    }
+
+    /// For an encoded AV: parameters, size against the dense f32 vector, and the share of ‖Δ‖² kept.
+    static func encodingSummary(_ vector: AlignmentVector) -> [(String, String)] {
+        let h = vector.header
+        guard h.encoding != .dense || !h.retained.isEmpty else { return [] }
+        let stored = vector.deltas.reduce(0) { $0 + $1.storedBytes }
+        let dense = vector.deltas.reduce(0) { $0 + 4 * $1.elementCount }
+        let encoded = vector.deltas.filter { $0.encoding != .dense }.count
+        var rows: [(String, String)] = []
+        if let p = h.encodingParameters { rows.append(("", "parameters \(p.rendered())")) }
+        rows.append(
+            (
+                "",
+                "\(encoded) of \(vector.deltas.count) tensors encoded; \(Format.bytes(stored)) of deltas,"
+                    + " \(String(cFormat: "%.1f", dense > 0 ? 100 * Double(stored) / Double(dense) : 0))% of dense f32"
+                    + " (\(Format.bytes(dense)))"
+            ))
+        let energy = h.retained.values.reduce(0) { $0 + $1.energy }
+        if energy > 0 {
+            let kept = h.retained.values.reduce(0) { $0 + $1.energy * $1.kept } / energy
+            rows.append(("", "keeps " + String(cFormat: "%.2f", 100 * kept) + "% of ‖Δ‖² (av.retained)"))
+        }
+        return rows
     }
 
     private static func splitName(_ path: String) -> String {

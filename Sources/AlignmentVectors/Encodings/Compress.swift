@@ -1,0 +1,180 @@
+import Dispatch
+import SafeTensors
+import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// What an encoding did to one delta tensor.
+public struct CompressedTensor: Sendable {
+    public var name: String
+    public var shape: [Int]
+    public var encoding: DeltaEncoding
+    /// Bytes in the input and in the output.
+    public var inputBytes: Int
+    public var storedBytes: Int
+    /// ‖Δ‖² and the share of it kept, 1 − ‖Δ − Δ̂‖²/‖Δ‖².
+    public var energy: Double
+    public var kept: Double
+
+    /// ‖Δ − Δ̂‖/‖Δ‖, the reconstruction error.
+    public var relativeError: Double { (1 - kept).clamped(to: 0...1).squareRoot() }
+}
+
+public struct CompressReport: Sendable {
+    public var output: String
+    public var header: AVHeader
+    public var tensors: [CompressedTensor]
+    public var inputBytes: Int
+    public var bytesWritten: Int
+    public var seconds: Double
+
+    /// The share of the whole vector's ‖Δ‖² the output keeps.
+    public var kept: Double {
+        let total = tensors.reduce(0) { $0 + $1.energy }
+        return total > 0 ? tensors.reduce(0) { $0 + $1.energy * $1.kept } / total : 1
+    }
+}
+
+extension Comparable {
+    func clamped(to range: ClosedRange<Self>) -> Self { Swift.min(Swift.max(self, range.lowerBound), range.upperBound) }
+}
+
+/// Writes `vector` again with `options.encoding` (sparse, 1-bit or dense): one tensor in memory at
+/// a time, parts and digests recorded as `diff` records them, the provenance (domain, base, aligned,
+/// adapter, dropped rows) kept. The output appears whole or not at all.
+public func compress(
+    vector: AlignmentVector, output: String, options: EncodingOptions, protecting: [String] = [],
+    progress: ((Int, Int) -> Void)? = nil
+) throws(AVError) -> CompressReport {
+    let start = DispatchTime.now().uptimeNanoseconds
+    if options.encoding == .sparse {
+        guard options.density > 0, options.density <= 1 else { throw .usage("--density must be in (0, 1]") }
+        guard options.valueDType == .f32 || options.valueDType == .bf16 else {
+            throw .usage("sparse values are f32 or bf16, not \(options.valueDType.rawValue)")
+        }
+    }
+    do {
+        try OutputGuard.checkFile(output, inputs: [vector.path] + protecting)
+    } catch {
+        throw .file(error)
+    }
+    for d in vector.deltas where !Convert.supports(d.valueDType) || d.valueDType == .f64 {
+        throw .unsupportedDType(tensor: d.name, dtype: d.valueDType, file: vector.path)
+    }
+    var header = vector.header
+    header.encoding = options.encoding
+    header.encodingParameters = options.encoding == .dense ? nil : options.json
+    header.dtype = options.encoding == .sparse ? options.valueDType : .f32
+    header.digests = [:]
+    header.shapes = [:]
+    header.retained = [:]
+
+    // Room for the largest header: every part at its largest, every number at its longest.
+    var candidates: [TensorSpec] = []
+    var bound = header
+    let placeholder = String(repeating: "0", count: 16)
+    for d in vector.deltas {
+        let n = d.elementCount
+        let (rows, columns) = DeltaTensor.rowsAndColumns(d.shape)
+        var specs = [TensorSpec(name: d.name, dtype: .f32, shape: d.shape)]
+        switch options.encoding {
+        case .sparse:
+            specs = [
+                TensorSpec(name: EncodedParts.sparseIndex(d.name), dtype: .i64, shape: [n]),
+                TensorSpec(name: EncodedParts.sparseValue(d.name), dtype: .f32, shape: [n]),
+            ]
+        case .oneBit where d.shape.count >= 2:
+            specs = [
+                TensorSpec(name: EncodedParts.sign(d.name), dtype: .u8, shape: [rows, (columns + 7) / 8]),
+                TensorSpec(name: EncodedParts.scale(d.name), dtype: .f32, shape: [rows]),
+            ]
+        default: break
+        }
+        candidates += specs
+        for s in specs { bound.digests[s.name] = placeholder }
+        bound.shapes[d.name] = d.shape
+        bound.retained[d.name] = RetainedEnergy(energy: -1.2345678901234567e-300, kept: -1.2345678901234567e-300)
+    }
+    let writer: ReservedHeaderWriter
+    do {
+        writer = try ReservedHeaderWriter(path: output, candidates: candidates, metadataBound: bound.metadata)
+    } catch {
+        throw .file(error)
+    }
+    var reports: [CompressedTensor] = []
+    let total = vector.deltas.reduce(0) { $0 + $1.storedBytes }
+    var done = 0
+    do throws(AVError) {
+        for d in vector.deltas {
+            let values = try vector.deltaValues(d)
+            let encoded = DeltaEncoder.encode(d.name, shape: d.shape, values: values, options: options)
+            for (spec, bytes) in encoded.parts {
+                do {
+                    try writer.begin(spec)
+                    try writer.write(bytes)
+                    try writer.end(keep: true)
+                } catch {
+                    throw AVError.file(error)
+                }
+                header.digests[spec.name] = XXHash64.hex(
+                    bytes.withUnsafeBytes { AVDigest.digest($0, elementSize: spec.dtype.byteSize!) })
+            }
+            if encoded.encoding != .dense { header.shapes[d.name] = d.shape }
+            header.retained[d.name] = encoded.retained
+            reports.append(
+                CompressedTensor(
+                    name: d.name, shape: d.shape, encoding: encoded.encoding,
+                    inputBytes: d.storedBytes
+                        + (vector.file.info(ExactResiduals.indexName(d.name))?.byteCount ?? 0)
+                        + (vector.file.info(ExactResiduals.valueName(d.name))?.byteCount ?? 0),
+                    storedBytes: encoded.parts.reduce(0) { $0 + $1.bytes.count }, energy: encoded.retained.energy,
+                    kept: encoded.retained.kept))
+            done += d.storedBytes
+            progress?(done, total)
+        }
+        do {
+            try writer.finish(metadata: header.metadata)
+        } catch {
+            throw .file(error)
+        }
+    } catch {
+        writer.abort()
+        throw error
+    }
+    return CompressReport(
+        output: output, header: header, tensors: reports, inputBytes: vector.file.fileSize,
+        bytesWritten: Path.fileSize(output) ?? 0, seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+}
+
+/// Makes an encoded AV at `output` the way `diff --encoding` does: `makeDense` writes the exact
+/// dense AV to a hidden temporary beside `output` (removed afterwards, and on SIGINT/SIGTERM), which
+/// is then re-encoded into `output`. `inputs` are checked against `output` before any work.
+public func encodeThroughDense(
+    output: String, options: EncodingOptions, inputs: [String],
+    makeDense: (String) throws(AVError) -> Void, progress: ((Int, Int) -> Void)? = nil
+) throws(AVError) -> CompressReport {
+    do {
+        try OutputGuard.checkFile(output, inputs: inputs)
+    } catch {
+        throw .file(error)
+    }
+    let temporary = Path.join(Path.parent(output), ".\(Path.lastComponent(output)).dense-\(getpid()).av")
+    TemporaryFiles.register(temporary, directory: false)
+    defer {
+        unlink(temporary)
+        TemporaryFiles.unregister(temporary)
+    }
+    try makeDense(temporary)
+    return try compress(
+        vector: try AlignmentVector(path: temporary), output: output, options: options, protecting: inputs,
+        progress: progress)
+}
