@@ -36,6 +36,8 @@ public struct MergeOptions: Sendable {
     public var provenance: [String: JSONValue] = [:]
     /// Other inputs of the run that the output must not be or contain (a recipe, a vectors directory).
     public var protectedPaths: [String] = []
+    /// How the deltas combine: linear (the default), TIES or DARE.
+    public var method = MergeMethod.linear
 
     public init() {}
 }
@@ -64,6 +66,8 @@ public struct MergeReport: Sendable {
     public var seconds: Double
     public var bytesRead: Int
     public var bytesWritten: Int
+    /// How the vectors were combined.
+    public var method: MergeMethod?
 
     public var changed: Int { tensors.reduce(0) { $0 + $1.changed } }
     public var roundedAway: Int { tensors.reduce(0) { $0 + $1.roundedAway } }
@@ -102,6 +106,7 @@ public func merge(
         throw .file(error)
     }
 
+    try options.method.validate()
     let structure = try checkCompatible(base: base, terms: terms, force: options.force || options.transfer)
     if let d = options.dtype, !Convert.supports(d) { throw .usage("cannot write \(d.rawValue) output") }
 
@@ -131,6 +136,7 @@ public func merge(
         ),
         ("dtype", options.dtype.map { .string($0.rawValue) } ?? .string("base")),
     ]
+    if !options.method.isLinear { provenance.append(("method", options.method.json)) }
     if options.force && !options.transfer { provenance.append(("forced", .bool(true))) }
     if options.transfer {
         provenance.append(
@@ -180,7 +186,7 @@ public func merge(
     do throws(AVError) {
         while let next = writer.nextTensor {
             let info = base.info(next.name)!
-            let active = try MergeEngine.terms(terms, for: next.name)
+            let active = try MergeEngine.terms(terms, for: info, method: options.method)
             let r = try engine.run(info, outDType: next.dtype, view: base.view(next.name)!, terms: active, into: writer)
             { bytes in
                 done += bytes
@@ -227,7 +233,7 @@ public func merge(
             terms: terms.map { ($0.vector.path, $0.vector.domain, $0.coefficient) },
             tensors: base.tensors.map { results[$0.name]! }, outputFiles: files,
             seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, bytesRead: totalBytes,
-            bytesWritten: written)
+            bytesWritten: written, method: options.method)
     } catch {
         writer.abort()
         throw error
@@ -297,6 +303,30 @@ final class MergeEngine {
                     scale: t.coefficient, residuals: try t.vector.residuals(of: tensor)))
         }
         return active
+    }
+
+    /// The terms of `tensor` under `method`: as they are for linear; for TIES and DARE one term,
+    /// the combined delta in f64 (every term's delta read whole, digests checked; a vector without
+    /// the tensor counts as a zero delta, as a model without a change does in mergekit).
+    static func terms(_ terms: [MergeTerm], for tensor: TensorInfo, method: MergeMethod) throws(AVError) -> [Term] {
+        let linear = try self.terms(terms, for: tensor.name)
+        guard !method.isLinear, !linear.isEmpty else { return linear }
+        let used = terms.filter { $0.coefficient != 0 }
+        var deltas: [[Double]] = []
+        for t in used {
+            deltas.append(
+                try t.vector.delta(tensor.name).map { d throws(AVError) in try t.vector.deltaValues(d) }
+                    ?? [Double](repeating: 0, count: tensor.elementCount))
+        }
+        let combined = method.combine(
+            tensor: tensor.name, deltas: deltas, weights: used.map(\.coefficient), domains: used.map(\.vector.domain))
+        let buffer = TensorBuffer(count: combined.count * 8)
+        combined.withUnsafeBytes { buffer.pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        return [
+            Term(
+                bytes: UnsafeRawBufferPointer(start: buffer.pointer, count: buffer.count), dtype: .f64, scale: 1,
+                owner: buffer)
+        ]
     }
 
     /// The pointer to term `k`'s deltas for elements `lo..<lo + n`: in place, or decoded into the
@@ -659,9 +689,10 @@ public final class TensorBuffer: @unchecked Sendable {
 
 /// `base + Σ λ·AV` for every tensor some AV changes, in memory and in the base's dtype: the bytes
 /// `merge` would write, for evaluating a mix without writing it. Tensors no AV touches are left out.
-public func mixTensors(base: Checkpoint, terms: [MergeTerm], threads: Int, force: Bool = false) throws(AVError)
-    -> [String: TensorBuffer]
-{
+public func mixTensors(
+    base: Checkpoint, terms: [MergeTerm], threads: Int, force: Bool = false, method: MergeMethod = .linear
+) throws(AVError) -> [String: TensorBuffer] {
+    try method.validate()
     let structure = try checkCompatible(base: base, terms: terms, force: force)
     if !force, let expected = terms.first?.vector.header.base.content {
         // The same content check as merge's, over the whole base (merge gets it from its one pass).
@@ -675,7 +706,7 @@ public func mixTensors(base: Checkpoint, terms: [MergeTerm], threads: Int, force
     let engine = MergeEngine(threads: threads, base: base, dtype: nil)
     var out: [String: TensorBuffer] = [:]
     for info in base.tensors {
-        let active = try MergeEngine.terms(terms, for: info.name)
+        let active = try MergeEngine.terms(terms, for: info, method: method)
         guard !active.isEmpty, let view = base.view(info.name) else { continue }
         let buffer = TensorBuffer(count: info.byteCount)
         let size = info.dtype.byteSize!

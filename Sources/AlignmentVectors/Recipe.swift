@@ -20,6 +20,7 @@ import Tensors
 ///   "max_shard_size": "2GB",
 ///   "force": false,
 ///   "allow_nonfinite": false,
+///   "method": {"name": "ties", "density": 0.5, "consensus": "sum", "normalize": true},
 ///   "checks": [ ... ]
 /// }
 /// ```
@@ -38,13 +39,15 @@ public struct MixRecipe: Sendable {
     public var force = false
     public var allowNonFinite = false
     public var checks: JSONValue?
+    /// How the vectors combine (`"method": "ties"` or an object with its settings); nil is linear.
+    public var method: MergeMethod?
 
     public init() {}
 
     static let knownKeys: Set<String> = [
         "base", "vectors_dir", "mix", "vectors", "output", "dtype", "max_shard_size", "force", "allow_nonfinite",
         "checks",
-        "description", "name",
+        "description", "name", "method",
     ]
 
     /// Reads and validates a recipe file.
@@ -105,6 +108,7 @@ public struct MixRecipe: Sendable {
             case "force": r.force = try bool()
             case "allow_nonfinite": r.allowNonFinite = try bool()
             case "checks": r.checks = value
+            case "method": r.method = try MergeMethod(recipe: value, file: path)
             case "mix":
                 guard case .object(let pairs) = value else {
                     throw .recipe(file: path, message: "\"mix\" must map domain names to numbers")
@@ -160,6 +164,7 @@ public struct MixRecipe: Sendable {
         if let output { m.append(("output", .string(output))) }
         if let dtype { m.append(("dtype", .string(dtype.rawValue))) }
         if let maxShardSize { m.append(("max_shard_size", .int(maxShardSize))) }
+        if let method, !method.isLinear { m.append(("method", method.recipeJSON)) }
         return .object(m)
     }
 }

@@ -14,13 +14,15 @@ public final class LanguageModel: @unchecked Sendable {
     public let chatTemplate: ChatTemplate?
 
     /// Loads the model directory's weights, `tokenizer.json` and chat template; with `mixing`
-    /// terms the weights are base + Σ λ·AV, computed as they are loaded (nothing is written).
+    /// terms the weights are base + Σ λ·AV (or the TIES/DARE combination `method` names), computed
+    /// as they are loaded (nothing is written).
     ///
     /// A mix is refused, as `av merge` refuses it, when the vectors were made from another base
     /// (structure and content fingerprints) or from different bases, unless `force`. With `adapter`
     /// (and no terms), the weights are the directory's with that PEFT adapter merged in.
     public init(
-        directory: String, mixing terms: [MergeTerm] = [], adapter: LoRAAdapter? = nil, force: Bool = false,
+        directory: String, mixing terms: [MergeTerm] = [], method: MergeMethod = .linear, adapter: LoRAAdapter? = nil,
+        force: Bool = false,
         threads: Int = Parallel.defaultThreads
     )
         throws(InferenceError)
@@ -41,7 +43,7 @@ public final class LanguageModel: @unchecked Sendable {
         } else if terms.isEmpty {
             source = WeightSource(checkpoint: checkpoint)
         } else {
-            source = try WeightSource(base: checkpoint, terms: terms, threads: threads, force: force)
+            source = try WeightSource(base: checkpoint, terms: terms, method: method, threads: threads, force: force)
         }
         model = try LlamaModel(config: config, path: directory, tensors: source)
         tokenizer = try Tokenizer(path: directory)

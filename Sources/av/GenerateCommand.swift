@@ -30,7 +30,7 @@ let modelOptions: [OptionSpec] = [
     OptionSpec(names: ["--force"], help: "mix vectors made from another base anyway"),
     OptionSpec(names: ["--transfer"], help: "apply the vectors to another base on purpose (as --force)"),
     OptionSpec(names: ["--threads"], valueName: "N", help: "threads to use (default: all cores)"),
-]
+] + MergeCommand.methodOptions(seed: "--drop-seed")
 
 /// The model the arguments name: `--model PATH`, or a mix of `--base` and vectors.
 func loadLanguageModel(_ args: ParsedArguments) throws -> LanguageModel {
@@ -43,10 +43,10 @@ func loadLanguageModel(_ args: ParsedArguments) throws -> LanguageModel {
         guard !args.has("--model") else {
             throw UsageError(message: "give --model PATH, or --base PATH with vectors, not both")
         }
-        let plan = try MergeCommand.plan(args, needOutput: false)
+        let plan = try MergeCommand.plan(args, needOutput: false, seedFlag: "--drop-seed")
         model = try LanguageModel(
-            directory: plan.base.path, mixing: plan.terms, force: plan.options.force || plan.options.transfer,
-            threads: plan.options.threads)
+            directory: plan.base.path, mixing: plan.terms, method: plan.options.method,
+            force: plan.options.force || plan.options.transfer, threads: plan.options.threads)
     } else {
         guard let path = args.value("--model") ?? args.value("--base") else {
             throw UsageError(message: "missing --model PATH")

@@ -35,6 +35,7 @@ enum MergeCommand {
             OptionSpec(
                 names: ["--max-shard-size"], valueName: "SIZE",
                 help: "largest output shard, e.g. 5GB (directories; default: like the base)"),
+        ] + methodOptions + [
             OptionSpec(names: ["--force"], help: "merge vectors made from another base anyway"),
             OptionSpec(
                 names: ["--transfer"],
@@ -51,12 +52,78 @@ enum MergeCommand {
             bytes do not depend on the thread count. The output header records the recipe and the
             fingerprints of every input (see av inspect). Nothing is written when a check fails.
 
+            --method ties|dare-linear|dare-ties combine the vectors per tensor as mergekit does (each λ is the
+            mergekit weight): TIES keeps each vector's top ⌊D·n⌋ entries by |Δ|, elects a sign per element
+            (the sign of Σ λ·Δ, or --consensus count) and sums the agreeing entries, divided by their Σ λ
+            (normalize, TIES's default; then λs are relative weights: --no-normalize keeps them absolute).
+            DARE keeps each entry with probability D (seeded, the same on any thread count) and rescales the
+            kept ones to the tensor's L1 norm. These hold one tensor per vector in memory; linear streams.
+
             Recipe (relative paths are relative to the recipe file):
               {"base": "base", "vectors_dir": "vectors", "mix": {"medical": 0.5, "legal": 1.2},
                "vectors": [{"path": "x.av", "coefficient": -0.3}], "output": "merged", "dtype": "bf16",
-               "max_shard_size": "5GB", "force": false, "allow_nonfinite": false}
+               "max_shard_size": "5GB", "force": false, "allow_nonfinite": false,
+               "method": {"name": "ties", "density": 0.5}}
             """,
         dynamicOptionsHelp: "the coefficient of domain DOMAIN, read from DIR/DOMAIN.av (--medical 0.5)")
+
+    /// The options that choose a merge method, shared by every command that mixes vectors.
+    static let methodOptions = methodOptions(seed: "--seed")
+
+    /// The method options with DARE's seed under `seed` (`--drop-seed` where `--seed` is the sampler's).
+    static func methodOptions(seed: String) -> [OptionSpec] {
+        [
+            OptionSpec(
+                names: ["--method"], valueName: "NAME", help: "linear (default), ties, dare-linear or dare-ties"),
+            OptionSpec(names: ["--density"], valueName: "D", help: "ties/dare: share of each vector's entries kept"),
+            OptionSpec(names: [seed], valueName: "S", help: "dare: the seed of the drop (default 0)"),
+            OptionSpec(names: ["--consensus"], valueName: "sum|count", help: "ties: how signs are elected (sum)"),
+            OptionSpec(names: ["--normalize"], help: "divide by the agreeing Σλ (default for ties)"),
+            OptionSpec(names: ["--no-normalize"], help: "do not divide (default for dare)"),
+            OptionSpec(names: ["--rescale"], help: "rescale kept entries to the L1 norm (default for dare)"),
+            OptionSpec(names: ["--no-rescale"], help: "do not rescale (default for ties)"),
+        ]
+    }
+
+    /// The merge method from the flags over the recipe's.
+    static func method(_ args: ParsedArguments, recipe: MergeMethod?, seedFlag: String) throws -> MergeMethod {
+        var m = recipe ?? .linear
+        if let text = args.value("--method") {
+            guard let kind = MergeMethod.Kind(spelling: text) else {
+                throw UsageError(message: "--method must be linear, ties, dare-linear or dare-ties, not '\(text)'")
+            }
+            m = MergeMethod(kind: kind, density: m.density, seed: m.seed, consensus: m.consensus)
+        }
+        if let text = args.value("--density") {
+            guard let d = Double(text), d > 0, d <= 1 else {
+                throw UsageError(message: "--density is a share in (0, 1], not '\(text)'")
+            }
+            m.density = d
+        }
+        if let text = args.value(seedFlag) {
+            guard let s = UInt64(text) else {
+                throw UsageError(message: "\(seedFlag) needs a whole number, not '\(text)'")
+            }
+            m.seed = s
+        }
+        if let text = args.value("--consensus") {
+            guard let c = MergeMethod.Consensus(rawValue: text) else {
+                throw UsageError(message: "--consensus must be sum or count, not '\(text)'")
+            }
+            m.consensus = c
+        }
+        for (flag, on) in [("--normalize", true), ("--no-normalize", false)] where args.has(flag) { m.normalize = on }
+        for (flag, on) in [("--rescale", true), ("--no-rescale", false)] where args.has(flag) { m.rescale = on }
+        if m.isLinear,
+            let flag = [
+                "--density", seedFlag, "--consensus", "--normalize", "--no-normalize", "--rescale", "--no-rescale",
+            ]
+            .first(where: args.has)
+        {
+            throw UsageError(message: "\(flag) applies to --method ties, dare-linear or dare-ties")
+        }
+        return m
+    }
 
     /// A merge fully resolved from the recipe and the flags.
     struct Plan {
@@ -67,7 +134,7 @@ enum MergeCommand {
     }
 
     /// Resolves recipe and flags (flags win) into a plan; shared with the commands that evaluate mixes.
-    static func plan(_ args: ParsedArguments, needOutput: Bool = true) throws -> Plan {
+    static func plan(_ args: ParsedArguments, needOutput: Bool = true, seedFlag: String = "--seed") throws -> Plan {
         var recipe = MixRecipe()
         if let file = args.value("--recipe") { recipe = try MixRecipe.load(file) }
         let vectorsDir = args.value("--vectors") ?? recipe.vectorsDirectory ?? "."
@@ -143,6 +210,7 @@ enum MergeCommand {
         options.transfer = args.has("--transfer")
         options.allowNonFinite = args.has("--allow-nonfinite") || recipe.allowNonFinite
         options.threads = try threads(args)
+        options.method = try method(args, recipe: recipe.method, seedFlag: seedFlag)
         options.protectedPaths = [recipe.file, args.value("--vectors") ?? recipe.vectorsDirectory].compactMap { $0 }
         var resolvedRecipe = recipe
         resolvedRecipe.base = basePath
@@ -152,6 +220,7 @@ enum MergeCommand {
         resolvedRecipe.output = output
         resolvedRecipe.dtype = options.dtype
         resolvedRecipe.maxShardSize = options.maxShardSize
+        resolvedRecipe.method = options.method
         options.provenance["recipe"] = resolvedRecipe.json
         return Plan(
             base: try Checkpoint(path: try GGUFPaths.resolve(basePath)), terms: terms, output: output ?? "",
@@ -211,11 +280,16 @@ enum MergeCommand {
                 r.terms.map { "\($0.path) (\($0.domain), λ = \(trimmed($0.coefficient)))" }.joined(separator: ", ")
             ),
             ("tensors", "\(r.tensors.count) written, \(r.touchedTensors) changed by the mix"),
+        ]
+        if let method = r.method, !method.isLinear {
+            rows.append(("method", method.json.rendered()))
+        }
+        rows += [
             (
                 "values",
                 "\(Format.grouped(changed)) changed; \(Format.grouped(r.roundedAway))"
                     + " (\(String(cFormat: "%.2f", share))%) rounded back to the base's value in \(outName)"
-            ),
+            )
         ]
         let rate = r.seconds > 0 ? Double(r.bytesRead) / r.seconds : 0
         let names = r.outputFiles.map { URL(fileURLWithPath: $0).lastPathComponent }

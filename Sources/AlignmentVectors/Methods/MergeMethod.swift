@@ -1,0 +1,238 @@
+import SafeTensors
+import Tensors
+
+/// How several deltas of one tensor combine, as mergekit defines its task-arithmetic methods
+/// (`merge_methods/generalized_task_arithmetic.py`, `sparsify.py`, mergekit 0.1.5).
+public struct MergeMethod: Sendable, Equatable {
+    /// The method's name, as av and mergekit spell it.
+    public enum Kind: String, Sendable, CaseIterable {
+        /// base + Σ λ·Δ: every delta as it is.
+        case linear
+        /// TIES: each delta trimmed to its top ⌊D·n⌋ entries by |Δ|, signs elected, disjoint mean.
+        case ties
+        /// DARE: each entry kept with probability D, the kept ones rescaled; then summed.
+        case dareLinear = "dare-linear"
+        /// DARE's drop, then TIES's sign election.
+        case dareTies = "dare-ties"
+
+        /// Reads `ties`, `dare-linear`, `dare_linear` (mergekit's spelling), …
+        public init?(spelling: String) {
+            self.init(rawValue: String(spelling.map { $0 == "_" ? "-" : $0 }))
+        }
+    }
+
+    /// How the sign of an element is elected.
+    public enum Consensus: String, Sendable, CaseIterable {
+        /// The sign of Σ λ_i·Δ_i (TIES's paper, mergekit's default).
+        case sum
+        /// The sign held by more of the λ-weighted deltas.
+        case count
+    }
+
+    public var kind: Kind
+    /// Share of entries kept per tensor and term, in (0, 1]; 1 keeps every entry.
+    public var density: Double
+    /// DARE's seed.
+    public var seed: UInt64
+    public var consensus: Consensus
+    /// Divide the combined delta by Σ λ_i (over the entries kept and agreeing, with sign election).
+    public var normalize: Bool
+    /// Scale each sparsified delta so its L1 norm is the dense delta's.
+    public var rescale: Bool
+
+    /// The plain sum, base + Σ λ·Δ.
+    public static let linear = MergeMethod(kind: .linear)
+
+    /// A method with mergekit's defaults: TIES normalizes and does not rescale, DARE rescales and
+    /// does not normalize; `density` defaults to 1 as in mergekit (set it: 0.2–0.5 is usual).
+    public init(
+        kind: Kind, density: Double = 1, seed: UInt64 = 0, consensus: Consensus = .sum, normalize: Bool? = nil,
+        rescale: Bool? = nil
+    ) {
+        self.kind = kind
+        self.density = density
+        self.seed = seed
+        self.consensus = consensus
+        self.normalize = normalize ?? (kind == .ties)
+        self.rescale = rescale ?? (kind == .dareLinear || kind == .dareTies)
+    }
+
+    /// Whether the method is the plain sum (it streams; the others hold one tensor per term).
+    public var isLinear: Bool { kind == .linear }
+
+    var sparsification: (random: Bool, active: Bool) {
+        switch kind {
+        case .linear: (false, false)
+        case .ties: (false, density < 1)
+        case .dareLinear, .dareTies: (true, density < 1)
+        }
+    }
+
+    var electsSign: Bool { kind == .ties || kind == .dareTies }
+
+    /// What merge records in its provenance.
+    public var json: JSONValue {
+        var members: [(String, JSONValue)] = [("method", .string(kind.rawValue))]
+        guard !isLinear else { return .object(members) }
+        members += [("density", .double(density)), ("normalize", .bool(normalize)), ("rescale", .bool(rescale))]
+        if electsSign { members.append(("consensus", .string(consensus.rawValue))) }
+        if sparsification.random { members.append(("seed", .int(Int(truncatingIfNeeded: seed)))) }
+        return .object(members)
+    }
+
+    /// Refuses settings outside the method's definition.
+    public func validate() throws(AVError) {
+        guard density > 0, density <= 1, density.isFinite else {
+            throw .usage("--density must be in (0, 1], not \(density)")
+        }
+        if isLinear && density != 1 { throw .usage("--density applies to ties, dare-linear and dare-ties") }
+    }
+}
+
+extension MergeMethod {
+    /// The combined delta of one tensor: `deltas[i]` is term i's exact delta, `weights[i]` its λ,
+    /// `domains[i]` its domain (DARE's random stream is keyed by domain and tensor). Per element,
+    /// in f64, in a fixed order: the same bytes on every run and thread count.
+    public func combine(tensor: String, deltas: [[Double]], weights: [Double], domains: [String]) -> [Double] {
+        precondition(deltas.count == weights.count && deltas.count == domains.count)
+        let n = deltas.first?.count ?? 0
+        var weighted: [[Double]] = []
+        for (i, delta) in deltas.enumerated() {
+            var d = delta
+            if sparsification.active {
+                d =
+                    sparsification.random
+                    ? drop(d, key: Self.streamKey(seed: seed, domain: domains[i], tensor: tensor))
+                    : trim(d)
+            }
+            weighted.append(d.map { $0 * weights[i] })
+        }
+        var mixed = [Double](repeating: 0, count: n)
+        for e in 0..<n {
+            var sum = 0.0
+            var divisor = 0.0
+            if electsSign {
+                var vote = 0.0
+                for w in weighted {
+                    vote += consensus == .sum ? w[e] : Self.sign(w[e])
+                }
+                let majority: Double = vote >= 0 ? 1 : -1
+                for (i, w) in weighted.enumerated() where Self.sign(w[e]) == majority {
+                    sum += w[e]
+                    divisor += weights[i]
+                }
+                if divisor == 0 { divisor = 1 }
+            } else {
+                for (i, w) in weighted.enumerated() {
+                    sum += w[e]
+                    divisor += weights[i]
+                }
+                if divisor.magnitude < 1e-8 { divisor = 1 }
+            }
+            mixed[e] = normalize ? sum / divisor : sum
+        }
+        return mixed
+    }
+
+    static func sign(_ x: Double) -> Double { x > 0 ? 1 : (x < 0 ? -1 : 0) }
+
+    /// TIES's trim: the top max(1, ⌊D·n⌋) entries by |Δ| (compared in f32, as mergekit does; ties
+    /// to the lower index), optionally rescaled to the dense L1 norm.
+    func trim(_ delta: [Double]) -> [Double] {
+        let k = max(1, Int(density * Double(delta.count)))
+        let magnitudes = delta.map { Double(Float($0).magnitude) }
+        var out = [Double](repeating: 0, count: delta.count)
+        for i in DeltaEncoder.topIndices(magnitudes, k: k) { out[i] = delta[i] }
+        return rescaled(out, like: delta)
+    }
+
+    /// DARE's drop: entry i kept when the i-th value of the tensor's random stream is below D.
+    func drop(_ delta: [Double], key: UInt64) -> [Double] {
+        var out = [Double](repeating: 0, count: delta.count)
+        for i in delta.indices where Self.uniform(key: key, index: i) < density { out[i] = delta[i] }
+        return rescaled(out, like: delta)
+    }
+
+    /// mergekit's `rescaled_masked_tensor` with the L1 norm: unchanged when either norm is below 1e-7.
+    func rescaled(_ masked: [Double], like dense: [Double]) -> [Double] {
+        guard rescale else { return masked }
+        let before = dense.reduce(0) { $0 + $1.magnitude }
+        let after = masked.reduce(0) { $0 + $1.magnitude }
+        guard before >= 1e-7, after >= 1e-7 else { return masked }
+        return masked.map { $0 * (before / after) }
+    }
+
+    /// The key of DARE's stream for one term and tensor: XXH64 of "DOMAIN/TENSOR", xor the seed.
+    static func streamKey(seed: UInt64, domain: String, tensor: String) -> UInt64 {
+        Array((domain + "/" + tensor).utf8).withUnsafeBytes { XXHash64.hash($0) } ^ seed
+    }
+
+    /// The `index`-th value of SplitMix64 started at `key`, as a uniform double in [0, 1): computed
+    /// from the index alone, so any thread can draw any element.
+    static func uniform(key: UInt64, index: Int) -> Double {
+        var g = SplitMix64(seed: key &+ UInt64(index) &* 0x9E37_79B9_7F4A_7C15)
+        return Double(g.next() >> 11) * 0x1p-53
+    }
+}
+
+extension MergeMethod {
+    /// Reads a recipe's `"method"`: a name (`"ties"`) or an object with `name` and any of
+    /// `density`, `seed`, `consensus`, `normalize`, `rescale`. Unknown keys are errors.
+    public init(recipe value: JSONValue, file: String) throws(AVError) {
+        func fail(_ message: String) -> AVError { .recipe(file: file, message: "\"method\": " + message) }
+        let names = Kind.allCases.map(\.rawValue).joined(separator: ", ")
+        if let text = value.stringValue {
+            guard let kind = Kind(spelling: text) else { throw fail("\(text) is not one of \(names)") }
+            self.init(kind: kind)
+            return
+        }
+        guard case .object(let members) = value else { throw fail("a method name or an object") }
+        guard let text = value["name"]?.stringValue, let kind = Kind(spelling: text) else {
+            throw fail("\"name\" must be one of \(names)")
+        }
+        var normalize: Bool?
+        var rescale: Bool?
+        var density = 1.0
+        var seed: UInt64 = 0
+        var consensus = Consensus.sum
+        for (key, v) in members {
+            switch key {
+            case "name": break
+            case "density":
+                guard let d = v.doubleValue else { throw fail("\"density\" must be a number") }
+                density = d
+            case "seed":
+                guard let d = v.doubleValue, d >= 0, d == d.rounded(), d < 9e15 else {
+                    throw fail("\"seed\" must be a whole number ≥ 0")
+                }
+                seed = UInt64(d)
+            case "consensus":
+                guard let c = v.stringValue.flatMap(Consensus.init(rawValue:)) else {
+                    throw fail("\"consensus\" must be sum or count")
+                }
+                consensus = c
+            case "normalize", "rescale":
+                guard case .bool(let b) = v else { throw fail("\"\(key)\" must be true or false") }
+                if key == "normalize" { normalize = b } else { rescale = b }
+            default:
+                throw fail("unknown key \"\(key)\" (known: name, density, seed, consensus, normalize, rescale)")
+            }
+        }
+        self.init(
+            kind: kind, density: density, seed: seed, consensus: consensus, normalize: normalize, rescale: rescale)
+        do {
+            try validate()
+        } catch {
+            throw fail("\(error)")
+        }
+    }
+
+    /// The recipe form, every setting spelled out.
+    public var recipeJSON: JSONValue {
+        .object([
+            ("name", .string(kind.rawValue)), ("density", .double(density)),
+            ("seed", .int(Int(truncatingIfNeeded: seed))), ("consensus", .string(consensus.rawValue)),
+            ("normalize", .bool(normalize)), ("rescale", .bool(rescale)),
+        ])
+    }
+}

@@ -1,0 +1,182 @@
+import AVTestSupport
+import Foundation
+import Testing
+
+@testable import AlignmentVectors
+@testable import SafeTensors
+@testable import Tensors
+
+/// TIES and DARE: against mergekit's own merges (fixtures/methods/make_methods.py) and by their
+/// definitions.
+@Suite("Merge methods: TIES and DARE")
+struct MergeMethodTests {
+    /// The fixture's three vectors, made by av diff.
+    func vectors(_ dir: TemporaryDirectory) throws -> [String] {
+        try (0..<3).map { i in
+            let out = dir.file("tuned\(i).av")
+            _ = try makeAV(
+                fixture("methods/base/model.safetensors"), fixture("methods/tuned\(i)/model.safetensors"), out)
+            return out
+        }
+    }
+
+    func floats(_ path: String) throws -> [String: [Float]] {
+        let file = try SafeTensorsFile(path: path)
+        var out: [String: [Float]] = [:]
+        for t in file.tensors {
+            out[t.name] = ElementOps.widen(t.dtype, file.bytes(of: t), count: t.elementCount).map { Float($0) }
+        }
+        return out
+    }
+
+    /// mergekit computes in f32 (Δ = tuned − base, λ·Δ, the masked sum, the division, base + …), av in
+    /// f64 rounded once: they agree within the result's ulp plus a few ulps of the largest λ·Δ.
+    @Test(
+        "TIES equals mergekit's within f32 rounding of its own steps",
+        arguments: [("ties", 0.5, nil), ("ties-raw", 0.3, false)] as [(String, Double, Bool?)])
+    func tiesMatchesMergekit(name: String, density: Double, normalize: Bool?) throws {
+        let dir = TemporaryDirectory()
+        let avs = try vectors(dir)
+        let weights = [0.7, 1.0, 0.4]
+        var options = MergeOptions()
+        options.method = MergeMethod(kind: .ties, density: density, normalize: normalize)
+        let out = dir.file("av.safetensors")
+        let report = try merge(
+            base: Checkpoint(path: fixture("methods/base/model.safetensors")),
+            terms: zip(avs, weights).map { MergeTerm(vector: try AlignmentVector(path: $0), coefficient: $1) },
+            output: out, options: options)
+        #expect(report.touchedTensors > 0)
+        let ours = try floats(out)
+        let theirs = try floats(fixture("methods/mergekit-\(name).safetensors"))
+        let base = try floats(fixture("methods/base/model.safetensors"))
+        let tuned = try (0..<3).map { try floats(fixture("methods/tuned\($0)/model.safetensors")) }
+        var changed = 0
+        var worst: Float = 0
+        for (tensor, expected) in theirs {
+            let got = try #require(ours[tensor], "\(tensor) missing")
+            for i in expected.indices {
+                let largest = (0..<3).map { abs(Float(weights[$0]) * (tuned[$0][tensor]![i] - base[tensor]![i])) }
+                    .max()!
+                let bound = expected[i].ulp + 4 * largest.ulp
+                worst = max(worst, abs(got[i] - expected[i]) / bound)
+                #expect(abs(got[i] - expected[i]) <= bound, "\(tensor)[\(i)]: av \(got[i]), mergekit \(expected[i])")
+                if expected[i] != base[tensor]![i] { changed += 1 }
+            }
+        }
+        print("TIES \(name): worst |av − mergekit| / bound = \(worst)")
+        // In bf16 the two agree within one rounding of the output: equal, or one bf16 ulp apart.
+        options.dtype = .bf16
+        let bf16 = dir.file("av-bf16.safetensors")
+        _ = try merge(
+            base: Checkpoint(path: fixture("methods/base/model.safetensors")),
+            terms: zip(avs, weights).map { MergeTerm(vector: try AlignmentVector(path: $0), coefficient: $1) },
+            output: bf16, options: options)
+        var equal = 0
+        var count = 0
+        for (tensor, got) in try floats(bf16) {
+            for (g, e) in zip(got, theirs[tensor]!) {
+                let rounded = FloatBits.bf16ToFloat(FloatBits.floatToBF16(e))
+                let step = Float(bitPattern: (rounded.bitPattern & 0x7F80_0000)) * 0x1p-7
+                #expect(abs(g - rounded) <= step, "\(tensor): av \(g), mergekit \(e)")
+                equal += g == rounded ? 1 : 0
+                count += 1
+            }
+        }
+        #expect(Double(equal) > 0.99 * Double(count))
+        // The trim really ran: about 1 − (1 − D)³ of the elements moved, not all of them.
+        let total = theirs.values.reduce(0) { $0 + $1.count }
+        #expect(changed > total / 4 && changed < total)
+    }
+
+    @Test("sign election: sum follows the weighted sum, count the majority; normalize divides by agreeing λ")
+    func signElection() {
+        let deltas: [[Double]] = [[1, -1, 2, 0], [-3, -1, 1, 0], [1, 2, -4, 0]]
+        let weights = [1.0, 1.0, 0.5]
+        var m = MergeMethod(kind: .ties, density: 1, normalize: false)
+        // sum: element 0 votes 1 − 3 + 0.5 = −1.5 → negative: only −3 stays.
+        #expect(m.combine(tensor: "t", deltas: deltas, weights: weights, domains: ["a", "b", "c"]) == [-3, -2, 3, 0])
+        m.consensus = .count
+        // count: element 0 has two positive signs → 1 + 0.5; element 2: two positive → 2 + 1.
+        #expect(m.combine(tensor: "t", deltas: deltas, weights: weights, domains: ["a", "b", "c"]) == [1.5, -2, 3, 0])
+        m.normalize = true
+        #expect(
+            m.combine(tensor: "t", deltas: deltas, weights: weights, domains: ["a", "b", "c"]) == [1, -1, 1.5, 0])
+    }
+
+    @Test("DARE keeps about D of the entries, keeps the L1 norm, and repeats for a seed on any thread count")
+    func dare() throws {
+        let n = 200_000
+        let delta = values(n, seed: 9).map(Double.init)
+        let method = MergeMethod(kind: .dareLinear, density: 0.3, seed: 42)
+        let dropped = method.combine(tensor: "w", deltas: [delta], weights: [1], domains: ["d"])
+        let kept = dropped.filter { $0 != 0 }.count
+        let sigma = (Double(n) * 0.3 * 0.7).squareRoot()
+        #expect(abs(Double(kept) - 0.3 * Double(n)) < 5 * sigma)
+        let l1 = delta.reduce(0) { $0 + $1.magnitude }
+        #expect(abs(dropped.reduce(0) { $0 + $1.magnitude } - l1) <= 1e-12 * l1)
+        // Kept entries are scaled copies of the originals.
+        let scale = l1 / delta.indices.filter { dropped[$0] != 0 }.reduce(0) { $0 + delta[$1].magnitude }
+        #expect(delta.indices.allSatisfy { dropped[$0] == 0 || dropped[$0] == delta[$0] * scale })
+        // Another seed or domain draws other entries; the same ones draw the same.
+        let again = method.combine(tensor: "w", deltas: [delta], weights: [1], domains: ["d"])
+        #expect(again == dropped)
+        var other = method
+        other.seed = 43
+        #expect(other.combine(tensor: "w", deltas: [delta], weights: [1], domains: ["d"]) != dropped)
+        #expect(method.combine(tensor: "w", deltas: [delta], weights: [1], domains: ["e"]) != dropped)
+
+        // Through merge: the same bytes with 1 and 3 threads; recorded in the provenance.
+        let dir = TemporaryDirectory()
+        let avs = try vectors(dir)
+        var outputs: [[UInt8]] = []
+        for threads in [1, 3] {
+            var options = MergeOptions()
+            options.threads = threads
+            options.method = MergeMethod(kind: .dareTies, density: 0.4, seed: 7)
+            let out = dir.file("dare\(threads).safetensors")
+            _ = try merge(
+                base: Checkpoint(path: fixture("methods/base/model.safetensors")),
+                terms: zip(avs, [0.7, 1.0, 0.4]).map {
+                    MergeTerm(vector: try AlignmentVector(path: $0), coefficient: $1)
+                }, output: out, options: options)
+            outputs.append(readFile(out))
+            let provenance = try SafeTensorsFile(path: out).metadata?["av.merge"] ?? ""
+            #expect(provenance.contains(#""method":{"method":"dare-ties","density":0.4"#))
+            #expect(provenance.contains(#""seed":7"#))
+        }
+        #expect(outputs[0] == outputs[1])
+    }
+
+    @Test("in-memory mixes use the method too, and bad settings are refused")
+    func inMemoryAndRefusals() throws {
+        let dir = TemporaryDirectory()
+        let avs = try vectors(dir)
+        let terms = try zip(avs, [0.7, 1.0, 0.4]).map {
+            MergeTerm(vector: try AlignmentVector(path: $0), coefficient: $1)
+        }
+        var options = MergeOptions()
+        options.method = MergeMethod(kind: .ties, density: 0.5)
+        let out = dir.file("ties.safetensors")
+        _ = try merge(
+            base: Checkpoint(path: fixture("methods/base/model.safetensors")), terms: terms, output: out,
+            options: options)
+        let written = try tensorBytes(out)
+        let mixed = try mixTensors(
+            base: Checkpoint(path: fixture("methods/base/model.safetensors")), terms: terms, threads: 2,
+            method: options.method)
+        #expect(!mixed.isEmpty)
+        for (name, buffer) in mixed {
+            #expect([UInt8](UnsafeRawBufferPointer(start: buffer.pointer, count: buffer.count)) == written[name]!)
+        }
+        options.method.density = 0
+        #expect(throws: AVError.self) {
+            _ = try merge(
+                base: Checkpoint(path: fixture("methods/base/model.safetensors")), terms: terms,
+                output: dir.file("x.safetensors"),
+                options: options)
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir.file("x.safetensors")))
+        #expect(MergeMethod.Kind(spelling: "dare_ties") == .dareTies)
+        #expect(MergeMethod.Kind(spelling: "slerp") == nil)
+    }
+}
