@@ -25,8 +25,9 @@ kl = r.get("kl", {"mean": 0, "max": 0})
 print("%.1f%%|%.0f%%|%.5f|%.5f" % (100 * r["pairs"]["accuracy"], 100 * r["levels"]["shares"]["expert"], kl["mean"],
       kl["max"]))'
 }
-echo "| domain | encoding | size | of f32 / bf16 AV | ‖Δ‖² kept | KL mean / max (nats) | pairs acc. | expert share |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|"
+echo "| domain | encoding | size | of f32 / bf16 AV | ‖Δ‖² kept | ‖Δ−Δ̂‖/‖Δ‖ | KL mean / max (nats) | pairs acc. \
+| expert share |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
 for d in $domains; do
   tail -n +"${PAIRS_FROM:-1}" "$c/eval/${d}_pairs.jsonl" > "$work/${d}_pairs.jsonl"
   "$av" diff "$models/base" "$models/$d-aligned" -o "$work/$d.av" -q > /dev/null
@@ -36,12 +37,12 @@ for d in $domains; do
   bf16=$(kib "$work/$d-bf16.av")
   IFS='|' read -r acc expert _ _ <<< "$("$av" eval --base "$models/base" --vector "$work/$d.av=1" \
     --pairs "$work/${d}_pairs.jsonl" --levels "$c/eval/${d}_levels.jsonl" --json | scores)"
-  echo "| $d | dense f32 (exact) | $f32 KiB | 100% / $(( 100 * f32 / bf16 ))% | 100% | 0 | $acc | $expert |"
+  echo "| $d | dense f32 (exact) | $f32 KiB | 100% / $(( 100 * f32 / bf16 ))% | 100% | 0 | 0 | $acc | $expert |"
   for spec in "sparse --density 0.05" "sparse --density 0.1" "sparse --density 0.3" \
     "sparse --density 0.1 --rescale" "sparse --density 0.1 --dtype bf16" "1bit" "1bit --scale matrix"; do
     out="$work/$d-${spec// /}.av"
     kept=$("$av" compress "$work/$d.av" -o "$out" --encoding $spec --json \
-      | python3 -c 'import json,sys; print("%.1f%%" % (100 * json.load(sys.stdin)["kept"]))')
+      | python3 -c 'import json,sys; r = json.load(sys.stdin); print("%.1f%% | %.3f" % (100 * r["kept"], r["relativeError"]))')
     size=$(kib "$out")
     IFS='|' read -r acc expert klmean klmax <<< "$("$av" eval --base "$models/base" --vector "$out=1" \
       --pairs "$work/${d}_pairs.jsonl" --levels "$c/eval/${d}_levels.jsonl" --kl-to "$work/$d-exact" \

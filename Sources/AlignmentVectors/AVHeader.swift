@@ -58,8 +58,8 @@ public struct AVHeader: Equatable, Sendable {
     public var encodingParameters: JSONValue?
     /// `av.shapes`: the model shape of every encoded (sparse or 1-bit) tensor.
     public var shapes: [String: [Int]] = [:]
-    /// `av.retained`: per encoded tensor, ‖Δ‖² of the exact delta and the share of it the encoding
-    /// keeps, 1 − ‖Δ − Δ̂‖²/‖Δ‖² (what `av inspect` reports without reading the data).
+    /// `av.retained`: per tensor, ‖Δ‖² of the exact delta, the share of it the encoding kept and the
+    /// relative squared reconstruction error (what `av inspect` reports without reading the data).
     public var retained: [String: RetainedEnergy] = [:]
     public var dtype: DType
     public var version = AVHeader.formatVersion
@@ -101,7 +101,10 @@ public struct AVHeader: Equatable, Sendable {
         }
         if !retained.isEmpty {
             m["av.retained"] = JSONValue.object(
-                retained.keys.sorted().map { ($0, .array([.double(retained[$0]!.energy), .double(retained[$0]!.kept)])) }
+                retained.keys.sorted().map { k in
+                    let r = retained[k]!
+                    return (k, .array([.double(r.energy), .double(r.kept), .double(r.error)]))
+                }
             ).rendered()
         }
         if !digests.isEmpty {
@@ -174,8 +177,10 @@ public struct AVHeader: Equatable, Sendable {
         }
         if let text = m["av.retained"], case .object(let pairs)? = try? JSONParser.parse(text) {
             for (k, v) in pairs {
-                if let a = v.arrayValue, a.count == 2, let e = a[0].doubleValue, let r = a[1].doubleValue {
-                    retained[k] = RetainedEnergy(energy: e, kept: r)
+                if let a = v.arrayValue, a.count == 3, let e = a[0].doubleValue, let r = a[1].doubleValue,
+                    let x = a[2].doubleValue
+                {
+                    retained[k] = RetainedEnergy(energy: e, kept: r, error: x)
                 }
             }
         }
@@ -195,14 +200,18 @@ public struct AVHeader: Equatable, Sendable {
     }
 }
 
-/// ‖Δ‖² of an exact delta and the share of it an encoding keeps.
+/// What an encoding kept of an exact delta Δ: its ‖Δ‖², the share of it in what was stored (the
+/// kept entries of a sparse tensor, before any rescale; ‖Δ̂‖²/‖Δ‖² of a 1-bit one), and the
+/// reconstruction error ‖Δ − Δ̂‖²/‖Δ‖².
 public struct RetainedEnergy: Equatable, Sendable {
     public var energy: Double
     public var kept: Double
+    public var error: Double
 
-    public init(energy: Double, kept: Double) {
+    public init(energy: Double, kept: Double, error: Double) {
         self.energy = energy
         self.kept = kept
+        self.error = error
     }
 }
 

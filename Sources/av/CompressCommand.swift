@@ -117,8 +117,10 @@ enum CompressCommand {
             ),
             (
                 "kept",
-                String(cFormat: "%.2f", 100 * r.kept) + "% of ‖Δ‖² over \(r.tensors.count) tensors"
-                    + " (‖Δ − Δ̂‖/‖Δ‖ = " + String(cFormat: "%.3f", max(0, 1 - r.kept).squareRoot()) + ")"
+                String(cFormat: "%.2f", 100 * r.kept) + "% of ‖Δ‖² over \(r.tensors.count) tensors,"
+                    + " ‖Δ − Δ̂‖/‖Δ‖ = " + String(cFormat: "%.3f", r.relativeError)
+                    + (r.header.encodingParameters?["rescale"] == .bool(true)
+                        ? " (values rescaled to the L1 norm)" : "")
             ),
             ("time", String(cFormat: "%.2f", r.seconds) + " s"),
         ]
@@ -142,7 +144,8 @@ enum CompressCommand {
         .object([
             ("output", .string(r.output)), ("encoding", .string(r.header.encoding.rawValue)),
             ("parameters", r.header.encodingParameters ?? .null), ("inputBytes", .int(r.inputBytes)),
-            ("bytesWritten", .int(r.bytesWritten)), ("kept", .double(r.kept)), ("seconds", .double(r.seconds)),
+            ("bytesWritten", .int(r.bytesWritten)), ("kept", .double(r.kept)),
+            ("relativeError", .double(r.relativeError)), ("seconds", .double(r.seconds)),
             (
                 "tensors",
                 .array(

@@ -192,7 +192,13 @@ enum InspectCommand {
         let energy = h.retained.values.reduce(0) { $0 + $1.energy }
         if energy > 0 {
             let kept = h.retained.values.reduce(0) { $0 + $1.energy * $1.kept } / energy
-            rows.append(("", "keeps " + String(cFormat: "%.2f", 100 * kept) + "% of ‖Δ‖² (av.retained)"))
+            let error = (h.retained.values.reduce(0) { $0 + $1.energy * $1.error } / energy).squareRoot()
+            rows.append(
+                (
+                    "",
+                    "keeps " + String(cFormat: "%.2f", 100 * kept) + "% of ‖Δ‖², ‖Δ − Δ̂‖/‖Δ‖ = "
+                        + String(cFormat: "%.3f", error) + " (av.retained)"
+                ))
         }
         return rows
     }

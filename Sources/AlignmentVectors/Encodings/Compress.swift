@@ -21,12 +21,13 @@ public struct CompressedTensor: Sendable {
     /// Bytes in the input and in the output.
     public var inputBytes: Int
     public var storedBytes: Int
-    /// ‖Δ‖² and the share of it kept, 1 − ‖Δ − Δ̂‖²/‖Δ‖².
+    /// ‖Δ‖², the share of it kept, and ‖Δ − Δ̂‖²/‖Δ‖² (see ``RetainedEnergy``).
     public var energy: Double
     public var kept: Double
+    public var squaredError: Double
 
     /// ‖Δ − Δ̂‖/‖Δ‖, the reconstruction error.
-    public var relativeError: Double { (1 - kept).clamped(to: 0...1).squareRoot() }
+    public var relativeError: Double { squaredError.squareRoot() }
 }
 
 public struct CompressReport: Sendable {
@@ -42,10 +43,12 @@ public struct CompressReport: Sendable {
         let total = tensors.reduce(0) { $0 + $1.energy }
         return total > 0 ? tensors.reduce(0) { $0 + $1.energy * $1.kept } / total : 1
     }
-}
 
-extension Comparable {
-    func clamped(to range: ClosedRange<Self>) -> Self { Swift.min(Swift.max(self, range.lowerBound), range.upperBound) }
+    /// ‖Δ − Δ̂‖/‖Δ‖ over the whole vector.
+    public var relativeError: Double {
+        let total = tensors.reduce(0) { $0 + $1.energy }
+        return total > 0 ? (tensors.reduce(0) { $0 + $1.energy * $1.squaredError } / total).squareRoot() : 0
+    }
 }
 
 /// Writes `vector` again with `options.encoding` (sparse, 1-bit or dense): one tensor in memory at
@@ -102,7 +105,8 @@ public func compress(
         candidates += specs
         for s in specs { bound.digests[s.name] = placeholder }
         bound.shapes[d.name] = d.shape
-        bound.retained[d.name] = RetainedEnergy(energy: -1.2345678901234567e-300, kept: -1.2345678901234567e-300)
+        bound.retained[d.name] = RetainedEnergy(
+            energy: -1.2345678901234567e-300, kept: -1.2345678901234567e-300, error: -1.2345678901234567e-300)
     }
     let writer: ReservedHeaderWriter
     do {
@@ -137,7 +141,7 @@ public func compress(
                         + (vector.file.info(ExactResiduals.indexName(d.name))?.byteCount ?? 0)
                         + (vector.file.info(ExactResiduals.valueName(d.name))?.byteCount ?? 0),
                     storedBytes: encoded.parts.reduce(0) { $0 + $1.bytes.count }, energy: encoded.retained.energy,
-                    kept: encoded.retained.kept))
+                    kept: encoded.retained.kept, squaredError: encoded.retained.error))
             done += d.storedBytes
             progress?(done, total)
         }

@@ -50,8 +50,11 @@ enum DeltaEncoder {
 
     static func energy(_ values: [Double]) -> Double { values.reduce(0) { $0 + $1 * $1 } }
 
-    static func retained(energy: Double, error: Double) -> RetainedEnergy {
-        RetainedEnergy(energy: energy, kept: energy > 0 ? 1 - error / energy : 1)
+    /// `kept` defaults to 1 − error/energy, the share of ‖Δ‖² an optimal reconstruction keeps.
+    static func retained(energy: Double, error: Double, kept: Double? = nil) -> RetainedEnergy {
+        guard energy > 0 else { return RetainedEnergy(energy: 0, kept: 1, error: 0) }
+        return RetainedEnergy(
+            energy: energy, kept: kept.map { $0 / energy } ?? 1 - error / energy, error: error / energy)
     }
 
     static func dense(_ name: String, shape: [Int], values: [Double]) -> EncodedTensor {
@@ -135,9 +138,11 @@ enum DeltaEncoder {
         }
         let total = energy(values)
         var error = total
+        var inKept = 0.0
         for (i, v) in zip(kept, stored) {
             let d = values[i] - Double(v)
             error += d * d - values[i] * values[i]
+            inKept += values[i] * values[i]
         }
         let wide = n > Int(Int32.max)
         let indexBytes =
@@ -153,7 +158,7 @@ enum DeltaEncoder {
                 (TensorSpec(name: EncodedParts.sparseIndex(name), dtype: wide ? .i64 : .i32, shape: [k]), indexBytes),
                 (TensorSpec(name: EncodedParts.sparseValue(name), dtype: options.valueDType, shape: [k]), valueBytes),
             ],
-            encoding: .sparse, retained: retained(energy: total, error: Swift.max(0, error)))
+            encoding: .sparse, retained: retained(energy: total, error: Swift.max(0, error), kept: inKept))
     }
 
     static func oneBit(_ name: String, shape: [Int], values: [Double], _ options: EncodingOptions) -> EncodedTensor {
