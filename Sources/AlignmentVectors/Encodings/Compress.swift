@@ -119,7 +119,7 @@ public func compress(
     var done = 0
     do throws(AVError) {
         for d in vector.deltas {
-            let values = try vector.deltaValues(d)
+            let values = try vector.deltaFloats(d)
             let encoded = DeltaEncoder.encode(d.name, shape: d.shape, values: values, options: options)
             for (spec, bytes) in encoded.parts {
                 do {

@@ -126,3 +126,28 @@ extension AlignmentVector {
         return values
     }
 }
+
+extension AlignmentVector {
+    /// A delta tensor as f32, whatever its encoding (exact remainders added, then rounded): half the
+    /// memory of ``deltaValues(_:)``, for the lossy encoders.
+    func deltaFloats(_ tensor: DeltaTensor) throws(AVError) -> [Float] {
+        var floats = [Float](repeating: 0, count: tensor.elementCount)
+        guard case .dense(let info) = tensor.storage else {
+            let decoder = try DeltaDecoder(vector: self, tensor: tensor)
+            floats.withUnsafeMutableBufferPointer { decoder.decode(from: 0, count: $0.count, into: $0.baseAddress!) }
+            return floats
+        }
+        let bytes = file.bytes(of: info)
+        try verify(info.name, runs: AVDigest.runs(of: bytes, elementSize: info.dtype.byteSize ?? 1))
+        if info.dtype == .f64 {
+            return ElementOps.widen(info.dtype, bytes, count: info.elementCount).map { Float($0) }
+        }
+        floats.withUnsafeMutableBufferPointer {
+            Convert.toFloat(info.dtype, from: bytes.baseAddress!, count: info.elementCount, into: $0.baseAddress!)
+        }
+        if let (indices, residuals) = try residuals(of: info.name) {
+            for (i, r) in zip(indices, residuals) where i < floats.count { floats[i] = Float(Double(floats[i]) + r) }
+        }
+        return floats
+    }
+}

@@ -40,7 +40,7 @@ struct EncodedTensor {
 enum DeltaEncoder {
     /// Encodes `values` (the exact delta of `name`, of `shape`). Tensors of fewer than two
     /// dimensions stay dense (f32) in a 1-bit AV.
-    static func encode(_ name: String, shape: [Int], values: [Double], options: EncodingOptions) -> EncodedTensor {
+    static func encode(_ name: String, shape: [Int], values: [Float], options: EncodingOptions) -> EncodedTensor {
         switch options.encoding {
         case .sparse: sparse(name, values: values, options: options)
         case .oneBit where shape.count >= 2 && values.count > 0: oneBit(name, shape: shape, values: values, options)
@@ -48,7 +48,7 @@ enum DeltaEncoder {
         }
     }
 
-    static func energy(_ values: [Double]) -> Double { values.reduce(0) { $0 + $1 * $1 } }
+    static func energy(_ values: [Float]) -> Double { values.reduce(0) { $0 + Double($1) * Double($1) } }
 
     /// `kept` defaults to 1 − error/energy, the share of ‖Δ‖² an optimal reconstruction keeps.
     static func retained(energy: Double, error: Double, kept: Double? = nil) -> RetainedEnergy {
@@ -57,17 +57,14 @@ enum DeltaEncoder {
             energy: energy, kept: kept.map { $0 / energy } ?? 1 - error / energy, error: error / energy)
     }
 
-    static func dense(_ name: String, shape: [Int], values: [Double]) -> EncodedTensor {
-        let floats = values.map { Float($0) }
-        var error = 0.0
-        for (v, f) in zip(values, floats) { error += (v - Double(f)) * (v - Double(f)) }
-        return EncodedTensor(
-            parts: [(TensorSpec(name: name, dtype: .f32, shape: shape), floats.withUnsafeBytes { Array($0) })],
-            encoding: .dense, retained: retained(energy: energy(values), error: error))
+    static func dense(_ name: String, shape: [Int], values: [Float]) -> EncodedTensor {
+        EncodedTensor(
+            parts: [(TensorSpec(name: name, dtype: .f32, shape: shape), values.withUnsafeBytes { Array($0) })],
+            encoding: .dense, retained: retained(energy: energy(values), error: 0))
     }
 
     /// The indices of the `k` largest |values|, ties broken by the lower index, in increasing order.
-    static func topIndices(_ values: [Double], k: Int) -> [Int] {
+    static func topIndices<T: BinaryFloatingPoint>(_ values: [T], k: Int) -> [Int] {
         guard k < values.count else { return Array(values.indices) }
         guard k > 0 else { return [] }
         var magnitudes = values.map(\.magnitude)
@@ -91,7 +88,7 @@ enum DeltaEncoder {
 
     /// The element of rank `rank` (0 = smallest) of `a`, reordering `a`: quickselect with a
     /// median-of-three pivot, deterministic.
-    static func select(_ a: inout [Double], rank: Int) -> Double {
+    static func select<T: BinaryFloatingPoint>(_ a: inout [T], rank: Int) -> T {
         var lo = 0
         var hi = a.count - 1
         while lo < hi {
@@ -119,15 +116,15 @@ enum DeltaEncoder {
         return a[rank]
     }
 
-    static func sparse(_ name: String, values: [Double], options: EncodingOptions) -> EncodedTensor {
+    static func sparse(_ name: String, values: [Float], options: EncodingOptions) -> EncodedTensor {
         let n = values.count
         let nonZero = values.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
         let k = Swift.min(nonZero, Swift.min(n, Int((options.density * Double(n)).rounded(.up))))
         let kept = topIndices(values, k: k)
-        var stored = kept.map { Float(values[$0]) }
+        var stored = kept.map { values[$0] }
         if options.valueDType == .bf16 { stored = stored.map { FloatBits.bf16ToFloat(FloatBits.floatToBF16($0)) } }
         if options.rescale {
-            let before = values.reduce(0) { $0 + $1.magnitude }
+            let before = values.reduce(0.0) { $0 + Double($1.magnitude) }
             let after = stored.reduce(0.0) { $0 + Double($1.magnitude) }
             if before >= 1e-7 && after >= 1e-7 {
                 stored = stored.map { Float(Double($0) * (before / after)) }
@@ -140,9 +137,10 @@ enum DeltaEncoder {
         var error = total
         var inKept = 0.0
         for (i, v) in zip(kept, stored) {
-            let d = values[i] - Double(v)
-            error += d * d - values[i] * values[i]
-            inKept += values[i] * values[i]
+            let x = Double(values[i])
+            let d = x - Double(v)
+            error += d * d - x * x
+            inKept += x * x
         }
         let wide = n > Int(Int32.max)
         let indexBytes =
@@ -161,18 +159,18 @@ enum DeltaEncoder {
             encoding: .sparse, retained: retained(energy: total, error: Swift.max(0, error), kept: inKept))
     }
 
-    static func oneBit(_ name: String, shape: [Int], values: [Double], _ options: EncodingOptions) -> EncodedTensor {
+    static func oneBit(_ name: String, shape: [Int], values: [Float], _ options: EncodingOptions) -> EncodedTensor {
         let (rows, columns) = DeltaTensor.rowsAndColumns(shape)
         let packed = (columns + 7) / 8
         var signs = [UInt8](repeating: 0, count: rows * packed)
         // α = mean |Δ| of the row (or matrix): the scale that minimises ‖Δ − α·sign(Δ)‖².
         var scales: [Float] = []
         if options.perMatrix {
-            scales = [Float(values.reduce(0) { $0 + $1.magnitude } / Double(values.count))]
+            scales = [Float(values.reduce(0.0) { $0 + Double($1.magnitude) } / Double(values.count))]
         } else {
             for r in 0..<rows {
                 var sum = 0.0
-                for c in 0..<columns { sum += values[r * columns + c].magnitude }
+                for c in 0..<columns { sum += Double(values[r * columns + c].magnitude) }
                 scales.append(Float(sum / Double(Swift.max(1, columns))))
             }
         }
@@ -180,7 +178,7 @@ enum DeltaEncoder {
         for r in 0..<rows {
             let alpha = Double(scales.count == 1 ? scales[0] : scales[r])
             for c in 0..<columns {
-                let v = values[r * columns + c]
+                let v = Double(values[r * columns + c])
                 let positive = v >= 0
                 if positive { signs[r * packed + c >> 3] |= 1 << UInt8(c & 7) }
                 let d = v - (positive ? alpha : -alpha)
