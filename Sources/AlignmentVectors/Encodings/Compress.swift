@@ -142,6 +142,11 @@ public func compress(
                         + (vector.file.info(ExactResiduals.valueName(d.name))?.byteCount ?? 0),
                     storedBytes: encoded.parts.reduce(0) { $0 + $1.bytes.count }, energy: encoded.retained.energy,
                     kept: encoded.retained.kept, squaredError: encoded.retained.error))
+            // Let the kernel drop the input's pages: one tensor resident at a time.
+            for part in d.parts {
+                let start = vector.file.fileOffset(of: part)
+                vector.file.mapping.release(start..<(start + part.byteCount))
+            }
             done += d.storedBytes
             progress?(done, total)
         }
