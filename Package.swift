@@ -42,7 +42,8 @@ let package = Package(
             name: "InferenceTests", dependencies: ["Inference", "AlignmentVectors", "SafeTensors", "AVTestSupport"],
             resources: [.copy("Fixtures")]),
         .testTarget(
-            name: "GGUFTests", dependencies: ["GGUF", "SafeTensors", "AVTestSupport"], resources: [.copy("Fixtures")]),
+            name: "GGUFTests", dependencies: ["GGUF", "SafeTensors", "Inference", "AVTestSupport"],
+            resources: [.copy("Fixtures")]),
         // The end-to-end check on a real model (SmolLM2-135M-Instruct, from pip): run in a release
         // build (`swift test -c release -Xswiftc -enable-testing --filter EndToEndTests`).
         .testTarget(

@@ -123,9 +123,13 @@ public enum GGUFConverter {
         func v(_ key: String) -> GGUFValue? { g.metadata["\(arch).\(key)"] }
         let hidden = v("embedding_length")?.intValue ?? 0
         let vocab = v("vocab_size")?.intValue ?? g.metadata["tokenizer.ggml.tokens"]?.arrayValue?.count ?? 0
+        // llama.cpp writes Mistral models as architecture llama; a sliding window says Mistral.
+        let window = v("attention.sliding_window")?.intValue
+        let mistral = arch == "llama" && window != nil
+        let architecture = arch == "qwen2" ? "Qwen2ForCausalLM" : mistral ? "MistralForCausalLM" : "LlamaForCausalLM"
         var c: [(key: String, value: JSONValue)] = [
-            ("architectures", .array([.string(arch == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM")])),
-            ("model_type", .string(arch)),
+            ("architectures", .array([.string(architecture)])),
+            ("model_type", .string(mistral ? "mistral" : arch)),
             ("hidden_size", .int(hidden)),
             ("intermediate_size", .int(v("feed_forward_length")?.intValue ?? 0)),
             ("num_hidden_layers", .int(v("block_count")?.intValue ?? 0)),
@@ -140,6 +144,7 @@ public enum GGUFConverter {
             ("hidden_act", .string("silu")),
             ("torch_dtype", .string(dtype == .bf16 ? "bfloat16" : dtype == .f16 ? "float16" : "float32")),
         ]
+        if mistral, let window { c.append(("sliding_window", .int(window))) }
         if let bos = g.metadata["tokenizer.ggml.bos_token_id"]?.intValue { c.append(("bos_token_id", .int(bos))) }
         if let eos = g.metadata["tokenizer.ggml.eos_token_id"]?.intValue { c.append(("eos_token_id", .int(eos))) }
         return .object(c)
@@ -154,15 +159,18 @@ public enum GGUFConverter {
         + #" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
 
     /// tokenizer.json for a byte-level BPE ("gpt2") GGUF tokenizer, with the pre-tokenizer its
-    /// `tokenizer.ggml.pre` names (as llama.cpp splits text for it).
+    /// `tokenizer.ggml.pre` names (as llama.cpp splits text for it), or for a SentencePiece one
+    /// ("llama", see ``SentencePieceTokenizer``).
     static func tokenizerJSON(_ g: GGUFFile) throws(GGUFError) -> JSONValue? {
         guard let model = g.metadata["tokenizer.ggml.model"]?.stringValue else { return nil }
-        guard model == "gpt2" else {
-            throw GGUFError(
-                file: g.path, message: "tokenizer model \(model) is not supported yet (gpt2, byte-level BPE)")
-        }
         let tokens = (g.metadata["tokenizer.ggml.tokens"]?.arrayValue ?? []).map { $0.stringValue ?? "" }
         let types = (g.metadata["tokenizer.ggml.token_type"]?.arrayValue ?? []).map { $0.intValue ?? 1 }
+        if model == "llama" { return try SentencePieceTokenizer.json(g, tokens: tokens, types: types) }
+        guard model == "gpt2" else {
+            throw GGUFError(
+                file: g.path,
+                message: "tokenizer model \(model) is not supported (gpt2: byte-level BPE; llama: SentencePiece)")
+        }
         let merges = (g.metadata["tokenizer.ggml.merges"]?.arrayValue ?? []).map {
             JSONValue.string($0.stringValue ?? "")
         }

@@ -83,7 +83,11 @@ public final class LanguageModel: @unchecked Sendable {
             let next = sampler.next(logits)
             if stop.contains(next) { break }
             out.append(next)
-            flush(tokenizer.decode(out, skipSpecial: true), final: false)
+            // A run of byte-fallback tokens decodes as one UTF-8 sequence, and bytes that were valid
+            // alone can turn into U+FFFD when the next byte token comes: hold the run back.
+            var stable = out.count
+            while stable > 0, tokenizer.isByteFallback(out[stable - 1]) { stable -= 1 }
+            flush(tokenizer.decode(Array(out[..<stable]), skipSpecial: true), final: false)
             guard cache.count < cache.capacity else { break }
             logits = try model.forward([next], cache: cache)
         }

@@ -25,6 +25,7 @@ public final class Tokenizer: @unchecked Sendable {
     private let ignoreMerges: Bool
     private let unk: Int?
     private let byteTokens: [Int?]  // id of "<0xNN>" for each byte
+    private let byteTokenIDs: Set<Int>
     private let added: [(content: String, id: Int, special: Bool)]  // longest first
     private let normalizer: [NormalizerStep]
     private let preTokenizer: [PreTokenizerStep]
@@ -44,7 +45,9 @@ public final class Tokenizer: @unchecked Sendable {
     enum PreTokenizerStep {
         case split(Regex<AnyRegexOutput>, removing: Bool)
         case byteLevel(addPrefixSpace: Bool, useRegex: Bool)
-        case metaspace(replacement: String, prependFirst: Bool, split: Bool)
+        /// `prepend`: "always" (every segment), "first" (only the segment at the start of the text,
+        /// not one after an added token) or "never", as Hugging Face's `prepend_scheme`.
+        case metaspace(replacement: String, prepend: String, split: Bool)
         /// Digits apart from the rest: each digit alone (`individual_digits`), or runs of digits.
         case digits(individual: Bool)
     }
@@ -145,6 +148,7 @@ public final class Tokenizer: @unchecked Sendable {
         self.tokens = tokens
         self.ranks = ranks
         byteTokens = (0..<256).map { ids[Array(String(cFormat: "<0x%02X>", $0).utf8)] }
+        byteTokenIDs = Set(byteTokens.compactMap { $0 })
         byteFallback = { if case .bool(true)? = model["byte_fallback"] { return true } else { return false } }()
         fuseUnknown = { if case .bool(true)? = model["fuse_unk"] { return true } else { return false } }()
         ignoreMerges = { if case .bool(true)? = model["ignore_merges"] { return true } else { return false } }()
@@ -226,7 +230,7 @@ public final class Tokenizer: @unchecked Sendable {
                 let scheme = p["prepend_scheme"]?.stringValue ?? (flag("add_prefix_space", true) ? "always" : "never")
                 out.append(
                     .metaspace(
-                        replacement: p["replacement"]?.stringValue ?? "▁", prependFirst: scheme != "never",
+                        replacement: p["replacement"]?.stringValue ?? "▁", prepend: scheme,
                         split: flag("split", true)))
             case let t: throw fail("pre-tokenizer \(t ?? "?") is not supported")
             }
@@ -293,11 +297,11 @@ public final class Tokenizer: @unchecked Sendable {
     /// The ids of `text`. Special and added tokens written in the text are recognized.
     public func encode(_ text: String, addSpecialTokens: Bool = false) -> [Int] {
         var ids = addSpecialTokens ? prefixIDs : []
-        for (segment, addedID) in splitAdded(text) {
+        for (k, (segment, addedID)) in splitAdded(text).enumerated() {
             if let addedID {
                 ids.append(addedID)
             } else {
-                ids += encodePlain(segment)
+                ids += encodePlain(segment, atStart: k == 0)
             }
         }
         return ids
@@ -338,7 +342,7 @@ public final class Tokenizer: @unchecked Sendable {
     }
 
     /// Pieces by the pre-tokenizer steps; byte-level pieces come out already mapped to GPT-2 chars.
-    private func preTokenize(_ s: String) -> [String] {
+    private func preTokenize(_ s: String, atStart: Bool) -> [String] {
         var pieces = [s]
         for step in preTokenizer {
             switch step {
@@ -369,7 +373,8 @@ public final class Tokenizer: @unchecked Sendable {
                     if !current.isEmpty { out.append(current) }
                     return out
                 }
-            case .metaspace(let replacement, let prependFirst, let splitWords):
+            case .metaspace(let replacement, let prepend, let splitWords):
+                let prependFirst = prepend == "always" || (prepend == "first" && atStart)
                 pieces = pieces.enumerated().flatMap { i, p -> [String] in
                     var t = p.replacingScalars(" ", with: replacement)
                     if prependFirst && i == 0 && !t.unicodeScalars.starts(with: replacement.unicodeScalars) {
@@ -406,9 +411,9 @@ public final class Tokenizer: @unchecked Sendable {
         return out
     }
 
-    private func encodePlain(_ text: String) -> [Int] {
+    private func encodePlain(_ text: String, atStart: Bool) -> [Int] {
         var ids: [Int] = []
-        for piece in preTokenize(normalize(text)) where !piece.isEmpty {
+        for piece in preTokenize(normalize(text), atStart: atStart) where !piece.isEmpty {
             let key = Array(piece.utf8)
             lock.lock()
             let cached = cache[key]
@@ -482,6 +487,9 @@ public final class Tokenizer: @unchecked Sendable {
 
     /// The text of `ids`; special tokens are dropped when `skipSpecial`. Invalid UTF-8 (a token
     /// boundary inside a character) becomes U+FFFD, as the reference does.
+    /// Whether `id` is a byte-fallback token (`<0x41>`), which decodes together with its neighbours.
+    public func isByteFallback(_ id: Int) -> Bool { byteFallback && byteTokenIDs.contains(id) }
+
     public func decode(_ ids: [Int], skipSpecial: Bool = false) -> String {
         // Every token, added ones included, goes through the decoder chain, as the reference does.
         decodeRun(ids.compactMap { id in skipSpecial && specialIDs.contains(id) ? nil : tokens[id] })
