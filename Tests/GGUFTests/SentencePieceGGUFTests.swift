@@ -55,12 +55,15 @@ struct SentencePieceGGUFTests {
             bad = [c["text"] for c in ref["cases"] if t.encode(c["text"], add_special_tokens=False).ids != c["ids"]]
             print(len(bad), t.encode(ref["prompt"]).ids == ref["prompt_ids"])
             """
-        if let result = try? runPython(
-            ["python3"], code: code, arguments: [model + "/tokenizer.json", ggufFixture("spm/\(name).json")]),
-            result.status == 0
-        {
-            #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0 True", "\(result.stdout)")
+        let required = ProcessInfo.processInfo.environment["AV_REQUIRE_PYTHON"] != nil
+        guard let python = pythonCommand(modules: ["tokenizers"]) else {
+            #expect(!required, "CI requires Python with tokenizers")
+            return
         }
+        let result = try runPython(
+            python, code: code, arguments: [model + "/tokenizer.json", ggufFixture("spm/\(name).json")])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0 True", "\(result.stdout)")
     }
 
     @Test("greedy text equals transformers' on the original model", arguments: ["llama2", "mistral"])
