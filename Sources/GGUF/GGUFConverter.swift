@@ -35,6 +35,15 @@ public enum GGUFConverter {
         return "model.layers.\(layer).\(mapped).\(parts[3])"
     }
 
+    /// The bytes of the safetensors `convert` writes for `gguf` in `dtype` (1-D tensors stay f32).
+    public static func convertedBytes(_ gguf: GGUFFile, dtype: DType) -> Int {
+        gguf.tensors.reduce(0) { sum, t in
+            guard hfName(t.name) != nil else { return sum }
+            let elements = t.shape.reduce(1, *)
+            return sum + elements * (t.dims.count == 1 ? 4 : dtype.byteSize ?? 4)
+        }
+    }
+
     /// Writes the converted model to `directory` with weights in `dtype` (f32, bf16 or f16).
     public static func convert(_ gguf: GGUFFile, to directory: String, dtype: DType = .f32) throws(GGUFError) {
         func fail(_ m: String) -> GGUFError { GGUFError(file: gguf.path, message: m) }

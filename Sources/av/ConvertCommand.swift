@@ -27,7 +27,12 @@ enum ConvertCommand {
         discussion: """
             Writes safetensors with Hugging Face names and layout (llama.cpp's Q/K permutation undone), config.json,
             tokenizer.json and tokenizer_config.json (with the chat template) from the GGUF metadata. Quantized
-            weights are dequantized exactly as ggml does.
+            weights are dequantized exactly as ggml does. Tokenizers: byte-level BPE (gpt2) and SentencePiece
+            (llama: Llama 2, Mistral), rebuilt as a tokenizer.json that encodes as the model's own.
+
+            A .gguf given to any other command (generate, eval, merge, diff, ...) is converted on the fly to bf16
+            (AV_GGUF_DTYPE=f32 or f16 to choose), into memory (/dev/shm) when it fits, else into $TMPDIR with a
+            note on stderr saying where and how large; it is removed when av exits, also on SIGINT/SIGTERM.
             """)
 
     static func run(_ args: ParsedArguments) throws -> ExitCode {
@@ -57,24 +62,5 @@ enum ConvertCommand {
                 + " \(String(cFormat: "%.2f", Date().timeIntervalSince(start))) s"
         )
         return .success
-    }
-}
-
-/// Models given as `.gguf` files are converted to a temporary directory (removed at exit) so
-/// every command that takes a model directory takes a GGUF file too.
-enum GGUFPaths {
-    nonisolated(unsafe) static var temporary: [String] = []
-
-    static func resolve(_ path: String) throws -> String {
-        guard path.hasSuffix(".gguf") else { return path }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("av-gguf-\(UUID().uuidString)").path
-        TemporaryFiles.register(dir, directory: true)
-        try GGUFConverter.convert(try GGUFFile(path: path), to: dir, dtype: .f32)
-        temporary.append(dir)
-        return dir
-    }
-
-    static func cleanUp() {
-        for dir in temporary { try? FileManager.default.removeItem(atPath: dir) }
     }
 }

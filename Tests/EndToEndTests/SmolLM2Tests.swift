@@ -204,7 +204,8 @@ struct SmolLM2Tests {
         for name in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
             #expect(FileManager.default.fileExists(atPath: dir.file("smol/\(name)")), "\(name)")
         }
-        let converted = ConvertedSmolLM2.shared.directory.file("smollm2")
+        // A .gguf given to a command is converted to bf16 on the fly: as `av convert --dtype bf16`.
+        let converted = dir.file("smol")
         let args = ["--prompt", "The capital of France is", "--max-tokens", "8", "-q"]
         let fromGGUF = try runAV(["generate", "--model", gguf] + args)
         let fromDirectory = try runAV(["generate", "--model", converted] + args)
@@ -220,8 +221,8 @@ struct SmolLM2Tests {
                     == e2.stdout.replacingOccurrences(of: converted, with: "M")
         )
         // No temporary conversion is left behind.
-        let leftovers = ((try? FileManager.default.contentsOfDirectory(atPath: NSTemporaryDirectory())) ?? []).filter {
-            $0.hasPrefix("av-gguf-")
+        let leftovers = ["/dev/shm", NSTemporaryDirectory()].flatMap {
+            ((try? FileManager.default.contentsOfDirectory(atPath: $0)) ?? []).filter { $0.hasPrefix("av-gguf-") }
         }
         #expect(leftovers.isEmpty, "\(leftovers)")
     }

@@ -1,0 +1,91 @@
+import GGUF
+import SafeTensors
+import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Models given as `.gguf` files are converted, so every command that takes a model directory takes
+/// a GGUF file too: weights in bf16 (`AV_GGUF_DTYPE` = f32, f16 or bf16), in memory (a directory on
+/// the tmpfs /dev/shm) when it fits in half the available memory, else in `$TMPDIR` with a note
+/// saying where and how large. Registered as temporaries: removed at exit and on signals.
+enum GGUFPaths {
+    nonisolated(unsafe) static var temporary: [String] = []
+    /// Where the last conversion went: "memory" or "disk", for tests and reports.
+    nonisolated(unsafe) static var lastPlace = ""
+
+    static func resolve(_ path: String) throws -> String {
+        guard path.hasSuffix(".gguf") else { return path }
+        let file = try GGUFFile(path: path)
+        let dtype = try dtypeFromEnvironment()
+        let bytes = GGUFConverter.convertedBytes(file, dtype: dtype)
+        let name = "av-gguf-\(UUID().uuidString)"
+        let dir: String
+        if let shm = memoryDirectory(fitting: bytes) {
+            dir = Path.join(shm, name)
+            lastPlace = "memory"
+        } else {
+            dir = Path.join(temporaryDirectory(), name)
+            lastPlace = "disk"
+            printError(
+                "av: converting \(path) to a \(dtype.rawValue) temporary of \(Format.bytes(bytes)) in \(dir)"
+                    + " (too large for memory; removed when av exits)")
+        }
+        TemporaryFiles.register(dir, directory: true)
+        try GGUFConverter.convert(file, to: dir, dtype: dtype)
+        temporary.append(dir)
+        return dir
+    }
+
+    static func cleanUp() {
+        for dir in temporary {
+            try? FileManager.default.removeItem(atPath: dir)
+            TemporaryFiles.unregister(dir)
+        }
+    }
+
+    /// The dtype of on-the-fly conversions: `AV_GGUF_DTYPE`, bf16 by default.
+    static func dtypeFromEnvironment() throws -> DType {
+        guard let text = ProcessInfo.processInfo.environment["AV_GGUF_DTYPE"], !text.isEmpty else { return .bf16 }
+        guard let d = DType(userSpelling: text), [.f32, .bf16, .f16].contains(d) else {
+            throw UsageError(message: "AV_GGUF_DTYPE must be f32, bf16 or f16, not '\(text)'")
+        }
+        return d
+    }
+
+    /// `$TMPDIR`, or /tmp.
+    static func temporaryDirectory() -> String {
+        let env = ProcessInfo.processInfo.environment["TMPDIR"] ?? ""
+        return env.isEmpty ? "/tmp" : env
+    }
+
+    /// /dev/shm when it is a writable directory with room for `bytes`, and `bytes` is at most half
+    /// of the memory available (MemAvailable); nil otherwise.
+    static func memoryDirectory(fitting bytes: Int) -> String? {
+        let shm = "/dev/shm"
+        guard ProcessInfo.processInfo.environment["AV_GGUF_NO_MEMORY"] == nil, access(shm, W_OK) == 0 else {
+            return nil
+        }
+        var fs = statvfs()
+        guard statvfs(shm, &fs) == 0 else { return nil }
+        let free = Int(fs.f_bavail) * Int(fs.f_frsize)
+        guard let available = availableMemory(), bytes <= available / 2, bytes <= free else { return nil }
+        return shm
+    }
+
+    /// MemAvailable from /proc/meminfo, in bytes.
+    static func availableMemory() -> Int? {
+        guard let data = FileManager.default.contents(atPath: "/proc/meminfo") else { return nil }
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") where line.hasPrefix("MemAvailable:") {
+            let fields = line.split(separator: " ")
+            if fields.count >= 2, let kib = Int(fields[1]) { return kib * 1024 }
+        }
+        return nil
+    }
+}
