@@ -95,6 +95,8 @@ public enum GGUFConverter {
                     }
                 }
                 try writer.write(bytes)
+                // One tensor of the GGUF resident at a time.
+                gguf.mapping.release((gguf.dataStart + t.offset)..<(gguf.dataStart + t.offset + t.byteCount))
             }
             var texts = [
                 "config.json": config(gguf, arch: arch, heads: heads, kvHeads: kvHeads, tied: tied, dtype: dtype)

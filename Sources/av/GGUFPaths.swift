@@ -33,9 +33,12 @@ enum GGUFPaths {
         } else {
             dir = Path.join(temporaryDirectory(), name)
             lastPlace = "disk"
+            let why =
+                ProcessInfo.processInfo.environment["AV_GGUF_NO_MEMORY"] == nil
+                ? "more than half the available memory" : "AV_GGUF_NO_MEMORY is set"
             printError(
                 "av: converting \(path) to a \(dtype.rawValue) temporary of \(Format.bytes(bytes)) in \(dir)"
-                    + " (too large for memory; removed when av exits)")
+                    + " (not in memory: \(why); removed when av exits)")
         }
         TemporaryFiles.register(dir, directory: true)
         try GGUFConverter.convert(file, to: dir, dtype: dtype)
