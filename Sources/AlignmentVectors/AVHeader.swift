@@ -87,7 +87,8 @@ public struct AVHeader: Equatable, Sendable {
     public var metadata: [String: String] {
         var m = [
             "format": "av", "av.version": version, "av.domain": domain, "av.base": base.json.rendered(),
-            "av.aligned": aligned.json.rendered(), "av.encoding": encoding.rawValue, "av.dtype": dtype.rawValue, "av.tool": tool,
+            "av.aligned": aligned.json.rendered(), "av.encoding": encoding.rawValue, "av.dtype": dtype.rawValue,
+            "av.tool": tool,
         ]
         if !droppedRows.isEmpty {
             m["av.dropped_rows"] = JSONValue.object(droppedRows.keys.sorted().map { ($0, .int(droppedRows[$0]!)) })
@@ -167,7 +168,8 @@ public struct AVHeader: Equatable, Sendable {
             }
             for (k, v) in pairs {
                 let dims = v.arrayValue?.compactMap { $0.doubleValue } ?? []
-                guard dims.count == v.arrayValue?.count, dims.allSatisfy({ $0 >= 0 && $0 < 1e15 && $0 == $0.rounded() }),
+                guard dims.count == v.arrayValue?.count,
+                    dims.allSatisfy({ $0 >= 0 && $0 < 1e15 && $0 == $0.rounded() }),
                     Shape.elementCount(dims.map { Int($0) }) != nil
                 else {
                     throw .notAnAV(file: file, reason: "metadata \"av.shapes\" has a malformed shape for \(k)")

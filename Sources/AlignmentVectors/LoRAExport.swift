@@ -43,10 +43,7 @@ public struct LoRAExportReport: Sendable {
     public var vectorBytes: Int
     public var seconds: Double
     /// The share of the whole AV's ‖Δ‖²_F the adapter keeps.
-    public var retainedEnergy: Double {
-        let total = tensors.reduce(0) { $0 + $1.energy }
-        return total > 0 ? tensors.reduce(0) { $0 + $1.energy * $1.retainedEnergy } / total : 1
-    }
+    public var retainedEnergy: Double { energyWeighted(tensors, energy: \.energy, value: \.retainedEnergy, empty: 1) }
 }
 
 /// Writes a PEFT LoRA adapter directory that approximates `vector`: per 2-D tensor a truncated SVD

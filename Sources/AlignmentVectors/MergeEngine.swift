@@ -148,12 +148,11 @@ final class MergeEngine {
                                 AVDigest.hashRuns(t.p + lo * s, first: lo, count: n, elementSize: s, into: runs)
                             }
                             if !copy {
+                                let local = scratch[w]
                                 let chunkTerms = termPointers.indices.map { k in
-                                    (
-                                        Self.pointer(
-                                            terms, k, base: termPointers[k].p, first: lo, count: n, scratch: scratch[w]),
-                                        termPointers[k].dtype, termPointers[k].scale
-                                    )
+                                    let t = termPointers[k]
+                                    let p = Self.pointer(terms, k, base: t.p, first: lo, count: n, scratch: local)
+                                    return (p, t.dtype, t.scale)
                                 }
                                 st[c] = Self.chunk(
                                     base: bp + lo * size, dtype: dtype, count: n,

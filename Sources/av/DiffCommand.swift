@@ -85,10 +85,12 @@ enum DiffCommand {
                         throw AVError.usage("--resized-rows applies to two models, not to an adapter")
                     }
                     let adapter = try LoRAAdapter(path: args.positionals[1])
-                    report = try diff(base: base, adapter: adapter, output: path, options: options, progress: bar.update)
+                    report = try diff(
+                        base: base, adapter: adapter, output: path, options: options, progress: bar.update)
                 } else {
                     let aligned = try Checkpoint(path: try GGUFPaths.resolve(args.positionals[1]))
-                    report = try diff(base: base, aligned: aligned, output: path, options: options, progress: bar.update)
+                    report = try diff(
+                        base: base, aligned: aligned, output: path, options: options, progress: bar.update)
                 }
             } catch let e as AVError {
                 throw e

@@ -39,16 +39,18 @@ public struct CompressReport: Sendable {
     public var seconds: Double
 
     /// The share of the whole vector's ‖Δ‖² the output keeps.
-    public var kept: Double {
-        let total = tensors.reduce(0) { $0 + $1.energy }
-        return total > 0 ? tensors.reduce(0) { $0 + $1.energy * $1.kept } / total : 1
-    }
+    public var kept: Double { energyWeighted(tensors, energy: \.energy, value: \.kept, empty: 1) }
 
     /// ‖Δ − Δ̂‖/‖Δ‖ over the whole vector.
     public var relativeError: Double {
-        let total = tensors.reduce(0) { $0 + $1.energy }
-        return total > 0 ? (tensors.reduce(0) { $0 + $1.energy * $1.squaredError } / total).squareRoot() : 0
+        energyWeighted(tensors, energy: \.energy, value: \.squaredError, empty: 0).squareRoot()
     }
+}
+
+/// The mean of `value` over `items` weighted by their ‖Δ‖² (`energy`); `empty` when there is none.
+func energyWeighted<T>(_ items: [T], energy: (T) -> Double, value: (T) -> Double, empty: Double) -> Double {
+    let total = items.reduce(0) { $0 + energy($1) }
+    return total > 0 ? items.reduce(0) { $0 + energy($1) * value($1) } / total : empty
 }
 
 /// Writes `vector` again with `options.encoding` (sparse, 1-bit or dense): one tensor in memory at
