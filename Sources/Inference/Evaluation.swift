@@ -142,27 +142,22 @@ extension LanguageModel {
             meanRewardMargin: reference == nil ? nil : rewardMargins.reduce(0, +) / n, margins: margins)
     }
 
-    /// Perplexity of `text` in windows of at most `window` tokens (each window conditioned only on
-    /// itself), over every token that has a context.
-    public func perplexity(text: String, window: Int? = nil) throws(InferenceError) -> PerplexityResult {
+    /// Perplexity of `text` (after the tokenizer's BOS, when it adds one): every token scored once,
+    /// each with as much context as fits. A forward pass sees at most `window` tokens (default: the
+    /// model's context), so a text that fits is one pass; a longer one is scored in rolling windows
+    /// (lm-eval-harness's rolling log-likelihood): each later window scores the next `stride` tokens
+    /// (default `window / 2`) from the `window` tokens that end just before its last one, so every
+    /// token has between `window − stride + 1` and `window` tokens of context.
+    public func perplexity(text: String, window: Int? = nil, stride: Int? = nil) throws(InferenceError)
+        -> PerplexityResult
+    {
         let prefix = tokenizer.prefixIDs
-        let ids = tokenizer.encode(text)
-        let size = min(window ?? 1024, model.config.maxPositionEmbeddings) - prefix.count
-        var nll = 0.0
-        var count = 0
-        var start = 0
-        while start < ids.count {
-            let chunk = Array(ids[start..<min(ids.count, start + max(size, 2))])
-            let ctx = prefix.isEmpty ? Array(chunk.prefix(1)) : prefix
-            let cont = prefix.isEmpty ? Array(chunk.dropFirst()) : chunk
-            let r = try logProbability(context: ctx, continuation: cont)
-            nll -= r.sum
-            count += r.tokens
-            start += chunk.count
-        }
-        guard count > 0 else { throw .input(file: "text", message: "too short: no token to predict") }
-        guard nll.isFinite else { throw .nonFinite(what: "the perplexity") }
-        return PerplexityResult(tokens: count, meanNLL: nll / Double(count))
+        let tokens = prefix + tokenizer.encode(text)
+        let r = try model.rollingNLL(
+            tokens, firstTarget: max(1, prefix.count), window: window ?? model.config.maxPositionEmbeddings,
+            stride: stride)
+        guard r.tokens > 0 else { throw .input(file: "text", message: "too short: no token to predict") }
+        return PerplexityResult(tokens: r.tokens, meanNLL: r.nll / Double(r.tokens))
     }
 
     /// KL(reference ‖ self) of the next-token distributions after each prompt.
@@ -183,5 +178,54 @@ extension LanguageModel {
         }
         return KLResult(
             prompts: values.count, mean: values.reduce(0, +) / Double(max(values.count, 1)), max: values.max() ?? 0)
+    }
+}
+
+extension LlamaModel {
+    /// Σ −log p(tokens[t] | context) for t from `firstTarget` on, in rolling windows of at most `window`
+    /// tokens advancing by `stride` (see ``LanguageModel/perplexity(text:window:stride:)``). Context
+    /// that is not scored runs without the output layer; scored positions run in blocks of 256, so
+    /// memory stays at one block of logits.
+    public func rollingNLL(_ tokens: [Int], firstTarget: Int, window: Int, stride: Int? = nil)
+        throws(InferenceError) -> (nll: Double, tokens: Int)
+    {
+        let window = min(window, config.maxPositionEmbeddings)
+        guard window >= 2 else {
+            throw .input(file: "window", message: "\(window) tokens: a window needs at least 2")
+        }
+        let stride = stride ?? max(1, window / 2)
+        guard stride >= 1, stride <= window else {
+            throw .input(file: "stride", message: "\(stride): the stride is 1 to the window (\(window))")
+        }
+        let V = config.vocabSize
+        var total = 0.0
+        var count = 0
+        // Scores targets first..<end from the input tokens[start..<end − 1].
+        func score(start: Int, first: Int, end: Int) throws(InferenceError) {
+            let cache = makeCache(capacity: end - 1 - start)
+            var position = start
+            if first - 1 > start {
+                _ = try forward(Array(tokens[start..<(first - 1)]), cache: cache)
+                position = first - 1
+            }
+            while position < end - 1 {
+                let blockEnd = min(end - 1, position + 256)
+                let logits = try forward(Array(tokens[position..<blockEnd]), cache: cache, allLogits: true)
+                for (k, p) in (position..<blockEnd).enumerated() {
+                    total -= logSoftmax(logits[(k * V)..<((k + 1) * V)])[tokens[p + 1]]
+                    count += 1
+                }
+                position = blockEnd
+            }
+        }
+        var end = min(tokens.count, window + 1)
+        if end > firstTarget { try score(start: 0, first: firstTarget, end: end) }
+        while end < tokens.count {
+            let next = min(tokens.count, end + stride)
+            try score(start: max(0, next - 1 - window), first: max(end, firstTarget), end: next)
+            end = next
+        }
+        guard total.isFinite else { throw .nonFinite(what: "the perplexity") }
+        return (total, count)
     }
 }

@@ -46,6 +46,8 @@ public final class LlamaModel: @unchecked Sendable {
     /// What keeps the weight memory alive: the checkpoint's mappings, mixed buffers.
     private let owners: [AnyObject]
     public var threads = Parallel.defaultThreads
+    /// Tokens run through the model so far (every position of every forward pass), for speed reports.
+    public private(set) var tokensEvaluated = 0
     let inverseFrequencies: [Float]
 
     /// Loads the model in `directory` (config.json and safetensors, sharded or not).
@@ -140,6 +142,7 @@ public final class LlamaModel: @unchecked Sendable {
         // measured ~20% slower with two (Benchmarks/README.md); prompts use every thread.
         let threads = T == 1 ? 1 : Parallel.clamped(self.threads)
         guard T > 0 else { return [] }
+        tokensEvaluated += T
         guard cache.count + T <= cache.capacity else {
             throw .contextTooLong(tokens: cache.count + T, limit: cache.capacity)
         }

@@ -1,3 +1,4 @@
+import Dispatch
 import Evaluation
 import Inference
 import SafeTensors
@@ -16,6 +17,13 @@ enum EvalCommand {
         positionals: [],
         options: modelOptions + [
             OptionSpec(names: ["--text"], valueName: "FILE", help: "perplexity on a text file"),
+            OptionSpec(
+                names: ["--window"], valueName: "N",
+                help: "--text: tokens a forward pass sees (default: the model's context)"),
+            OptionSpec(
+                names: ["--stride"], valueName: "N",
+                help: "--text longer than the window: tokens scored per rolling window (default: window / 2)"),
+            OptionSpec(names: ["--quiet", "-q"], help: "no speed line on stderr"),
             OptionSpec(
                 names: ["--pairs"], valueName: "FILE.jsonl",
                 help: "preference accuracy on {\"prompt\",\"chosen\",\"rejected\"} lines"),
@@ -62,13 +70,25 @@ enum EvalCommand {
         if args.has("--kl-to") != args.has("--prompts") {
             throw UsageError(message: "--kl-to and --prompts go together")
         }
+        func count(_ key: String) throws -> Int? {
+            try args.value(key).map { text in
+                guard let n = Int(text), n >= 1 else { throw UsageError(message: "\(key) needs a whole number ≥ 1") }
+                return n
+            }
+        }
+        let window = try count("--window")
+        let stride = try count("--stride")
+        if (window != nil || stride != nil) && !args.has("--text") {
+            throw UsageError(message: "--window and --stride go with --text")
+        }
         let lm = try loadLanguageModel(args)
+        let started = DispatchTime.now().uptimeNanoseconds
         var results: [(key: String, value: JSONValue)] = [
             ("model", .string(args.value("--model") ?? args.value("--base") ?? ""))
         ]
         var lines: [String] = []
         if let file = args.value("--text") {
-            let r = try lm.perplexity(text: try TextInput.read(file))
+            let r = try lm.perplexity(text: try TextInput.read(file), window: window, stride: stride)
             lines.append(
                 String(
                     cFormat: "perplexity  %.4f over %ld tokens (mean NLL %.4f nats)", r.perplexity, r.tokens, r.meanNLL)
@@ -169,6 +189,14 @@ enum EvalCommand {
                 ))
         }
         print(args.has("--json") ? JSONValue.object(results).rendered(pretty: true) : lines.joined(separator: "\n"))
+        if !args.has("--quiet") && !args.has("--json") {
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+            let tokens = lm.model.tokensEvaluated
+            printError(
+                String(
+                    cFormat: "evaluated %ld tokens in %.2f s (%.1f tokens/s)", tokens, seconds,
+                    seconds > 0 ? Double(tokens) / seconds : 0))
+        }
         return .success
     }
 }

@@ -137,3 +137,48 @@ struct StreamingTests {
         #expect(sawNonASCII)
     }
 }
+
+/// Perplexity of a text longer than the window: rolling windows that keep context, against
+/// transformers running the same rule (Fixtures/make_rolling_reference.py).
+@Suite("Rolling perplexity")
+struct RollingPerplexityTests {
+    struct Reference: Decodable {
+        struct Case: Decodable {
+            var window: Int
+            var stride: Int
+            var nll: Double
+            var tokens: Int
+        }
+        struct Short: Decodable {
+            var tokens: Int
+            var nll: Double
+        }
+        var ids: [Int]
+        var cases: [Case]
+        var short: Short
+    }
+
+    @Test("each token scored once, with up to the window of context; one pass when the text fits")
+    func againstTransformers() throws {
+        let r = try JSONDecoder().decode(
+            Reference.self, from: Data(contentsOf: URL(fileURLWithPath: modelFixture("rolling_reference.json"))))
+        let model = try LlamaModel(directory: modelFixture("llama"))
+        for c in r.cases where c.stride > 1 || isReleaseBuild {  // stride 1: a window per token, slow in debug
+            let got = try model.rollingNLL(r.ids, firstTarget: 1, window: c.window, stride: c.stride)
+            #expect(got.tokens == c.tokens, "W \(c.window) S \(c.stride)")
+            #expect(
+                abs(got.nll - c.nll) < 1e-3 * Double(c.tokens) / 100,
+                "W \(c.window) S \(c.stride): \(got.nll) vs \(c.nll)")
+        }
+        // The windows matter: different strides give different (reference-matched) totals.
+        #expect(Set(r.cases.map { Int($0.nll * 100) }).count == r.cases.count)
+        // A text within the context is one pass, whatever the stride.
+        let short = Array(r.ids.prefix(100))
+        for stride in [1, 50, 128] {
+            let got = try model.rollingNLL(short, firstTarget: 1, window: 128, stride: stride)
+            #expect(got.tokens == r.short.tokens && abs(got.nll - r.short.nll) < 1e-3)
+        }
+        #expect(throws: InferenceError.self) { _ = try model.rollingNLL(short, firstTarget: 1, window: 1) }
+        #expect(throws: InferenceError.self) { _ = try model.rollingNLL(short, firstTarget: 1, window: 64, stride: 65) }
+    }
+}
