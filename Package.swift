@@ -13,7 +13,10 @@ let package = Package(
         .executable(name: "av", targets: ["av"]),
     ],
     targets: [
-        .target(name: "Tensors"),
+        // The innermost SIMD kernels, compiled per instruction set (AVX-512, AVX2+FMA) and picked at
+        // run time; Tensors wraps them.
+        .target(name: "CKernels"),
+        .target(name: "Tensors", dependencies: ["CKernels"]),
         .target(name: "SafeTensors", dependencies: ["Tensors"]),
         .target(name: "GGUF", dependencies: ["Tensors", "SafeTensors"]),
         .target(name: "AlignmentVectors", dependencies: ["Tensors", "SafeTensors"]),
@@ -53,6 +56,6 @@ let package = Package(
         .testTarget(
             name: "EvaluationTests",
             dependencies: ["Evaluation", "Inference", "AlignmentVectors", "SafeTensors", "AVTestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["av", "SafeTensors", "AVTestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["av", "SafeTensors", "Tensors", "AVTestSupport"]),
     ]
 )

@@ -23,8 +23,9 @@ func benchInference(workDir: String, transformersScript: String?) throws {
         }
         let model = try LlamaModel(directory: dir)
         let prompt = (0..<128).map { ($0 * 7919) % 49152 }
-        for threads in [1, 2] {
+        for (level, threads) in KernelLevel.supported.flatMap({ l in [1, 2].map { (l, $0) } }) {
             model.threads = threads
+            model.kernels = level
             var bestPrefill = Double.infinity
             var bestDecode = Double.infinity
             for _ in 0..<2 {
@@ -42,13 +43,16 @@ func benchInference(workDir: String, transformersScript: String?) throws {
             }
             print(
                 String(
-                    format: "av %@, %d thread%@: prefill %.1f tokens/s, decode %.1f tokens/s",
-                    dtype.rawValue, threads, threads == 1 ? "" : "s", 128 / bestPrefill, 64 / bestDecode))
+                    format: "av %@, kernels %@, %d thread%@: prefill %.1f tokens/s, decode %.1f tokens/s",
+                    dtype.rawValue, level.name, threads, threads == 1 ? "" : "s", 128 / bestPrefill, 64 / bestDecode))
         }
     }
     if let transformersScript {
         let python = ProcessInfo.processInfo.environment["AV_PYTHON"] ?? "/usr/bin/python3"
         let r = runChild(python, [transformersScript])
-        print(r.status == 0 ? r.output.trimmingCharacters(in: .whitespacesAndNewlines) : "transformers script failed (needs torch, transformers): \(r.output)")
+        print(
+            r.status == 0
+                ? r.output.trimmingCharacters(in: .whitespacesAndNewlines)
+                : "transformers script failed (needs torch, transformers): \(r.output)")
     }
 }

@@ -23,8 +23,12 @@ enum Kernels {
         let xr = UnsafeRawPointer(x)
         var i = 0
         while i + 32 <= n {
-            acc0 += w.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self) * xr.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
-            acc1 += w.loadUnaligned(fromByteOffset: 4 * i + 64, as: SIMD16<Float>.self) * xr.loadUnaligned(fromByteOffset: 4 * i + 64, as: SIMD16<Float>.self)
+            acc0 +=
+                w.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
+                * xr.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
+            acc1 +=
+                w.loadUnaligned(fromByteOffset: 4 * i + 64, as: SIMD16<Float>.self)
+                * xr.loadUnaligned(fromByteOffset: 4 * i + 64, as: SIMD16<Float>.self)
             i += 32
         }
         var sum = (acc0 + acc1).sum()
@@ -40,7 +44,9 @@ enum Kernels {
     /// ones as f32, `v & 0xFFFF0000` the odd ones, so no widening conversion is needed (a generic
     /// SIMD conversion costs a call on the baseline x86-64 target).
     @inline(__always)
-    static func dotBF16(_ w: UnsafeRawPointer, even xEven: UnsafePointer<Float>, odd xOdd: UnsafePointer<Float>, _ n: Int) -> Float {
+    static func dotBF16(
+        _ w: UnsafeRawPointer, even xEven: UnsafePointer<Float>, odd xOdd: UnsafePointer<Float>, _ n: Int
+    ) -> Float {
         var accEven0 = SIMD8<Float>()
         var accOdd0 = SIMD8<Float>()
         var accEven1 = SIMD8<Float>()
@@ -52,10 +58,18 @@ enum Kernels {
         while i + 16 <= pairs {
             let v0 = w.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<UInt32>.self)
             let v1 = w.loadUnaligned(fromByteOffset: 4 * i + 32, as: SIMD8<UInt32>.self)
-            accEven0 += unsafeBitCast(v0 &<< 16, to: SIMD8<Float>.self) * e.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
-            accOdd0 += unsafeBitCast(v0 & 0xFFFF_0000, to: SIMD8<Float>.self) * o.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
-            accEven1 += unsafeBitCast(v1 &<< 16, to: SIMD8<Float>.self) * e.loadUnaligned(fromByteOffset: 4 * i + 32, as: SIMD8<Float>.self)
-            accOdd1 += unsafeBitCast(v1 & 0xFFFF_0000, to: SIMD8<Float>.self) * o.loadUnaligned(fromByteOffset: 4 * i + 32, as: SIMD8<Float>.self)
+            accEven0 +=
+                unsafeBitCast(v0 &<< 16, to: SIMD8<Float>.self)
+                * e.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
+            accOdd0 +=
+                unsafeBitCast(v0 & 0xFFFF_0000, to: SIMD8<Float>.self)
+                * o.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
+            accEven1 +=
+                unsafeBitCast(v1 &<< 16, to: SIMD8<Float>.self)
+                * e.loadUnaligned(fromByteOffset: 4 * i + 32, as: SIMD8<Float>.self)
+            accOdd1 +=
+                unsafeBitCast(v1 & 0xFFFF_0000, to: SIMD8<Float>.self)
+                * o.loadUnaligned(fromByteOffset: 4 * i + 32, as: SIMD8<Float>.self)
             i += 16
         }
         var sum = (accEven0 + accOdd0 + accEven1 + accOdd1).sum()
@@ -70,8 +84,12 @@ enum Kernels {
 
     /// `y[t][r] = W[r] · x[t]` for `T` vectors: `x` is `T × cols`, `y` is `T × rows`. Rows are spread
     /// over threads; each row is read once for all `T` vectors (prefill reuses it from cache).
-    static func matmul(_ w: Weight, _ x: UnsafePointer<Float>, _ T: Int, _ y: UnsafeMutablePointer<Float>, threads: Int, scratch: [UnsafeMutablePointer<Float>])
-    {
+    /// With a `level` above portable, f32 and bf16 weights go through the C kernels (register tiles
+    /// of rows × vectors with fused multiply-adds); the portable Swift code serves the rest.
+    static func matmul(
+        _ w: Weight, _ x: UnsafePointer<Float>, _ T: Int, _ y: UnsafeMutablePointer<Float>, threads: Int,
+        scratch: [UnsafeMutablePointer<Float>], level: KernelLevel = .portable
+    ) {
         let blocks = min(w.rows, max(threads * 8, 1))
         let per = (w.rows + blocks - 1) / blocks
         let cols = w.cols
@@ -80,6 +98,11 @@ enum Kernels {
             let lo = b * per
             let hi = min(rows, lo + per)
             guard lo < hi else { return }
+            if level.matmul(
+                w.row(lo), dtype: w.dtype, rows: hi - lo, cols: cols, x: x, tokens: T, y: y + lo, yStride: rows)
+            {
+                return
+            }
             let buf = scratch[worker]
             if w.dtype == .bf16 && T == 1 {
                 // Split x once into even and odd elements for dotBF16.
@@ -106,7 +129,10 @@ enum Kernels {
 
     /// `out[t · stride] = w · x[t]` for `T` vectors, four at a time so each weight load serves four
     /// products (prefill is compute-bound, not memory-bound).
-    static func dots(_ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ T: Int, _ n: Int, _ out: UnsafeMutablePointer<Float>, stride: Int) {
+    static func dots(
+        _ w: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ T: Int, _ n: Int, _ out: UnsafeMutablePointer<Float>,
+        stride: Int
+    ) {
         var t = 0
         let xr = UnsafeRawPointer(x)
         while t + 4 <= T {
@@ -152,7 +178,9 @@ enum Kernels {
     }
 
     /// RMSNorm of each of `T` rows of `x` into `y`: x / sqrt(mean(x²) + eps) · weight.
-    static func rmsNorm(_ x: UnsafePointer<Float>, _ weight: [Float], eps: Float, T: Int, n: Int, into y: UnsafeMutablePointer<Float>) {
+    static func rmsNorm(
+        _ x: UnsafePointer<Float>, _ weight: [Float], eps: Float, T: Int, n: Int, into y: UnsafeMutablePointer<Float>
+    ) {
         for t in 0..<T {
             let row = x + t * n
             var ss: Float = 0

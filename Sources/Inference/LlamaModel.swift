@@ -46,6 +46,8 @@ public final class LlamaModel: @unchecked Sendable {
     /// What keeps the weight memory alive: the checkpoint's mappings, mixed buffers.
     private let owners: [AnyObject]
     public var threads = Parallel.defaultThreads
+    /// The matrix kernels' instruction set: the best this CPU has, or `AV_KERNELS` (tests compare levels).
+    public var kernels = KernelLevel.current
     /// Tokens run through the model so far (every position of every forward pass), for speed reports.
     public private(set) var tokensEvaluated = 0
     let inverseFrequencies: [Float]
@@ -163,9 +165,9 @@ public final class LlamaModel: @unchecked Sendable {
         let start = cache.count
         for (l, b) in blocks.enumerated() {
             Kernels.rmsNorm(x, b.inputNorm, eps: c.rmsNormEps, T: T, n: H, into: ws.h)
-            Kernels.matmul(b.q, ws.h, T, ws.q, threads: threads, scratch: ws.rows)
-            Kernels.matmul(b.k, ws.h, T, ws.k, threads: threads, scratch: ws.rows)
-            Kernels.matmul(b.v, ws.h, T, ws.v, threads: threads, scratch: ws.rows)
+            Kernels.matmul(b.q, ws.h, T, ws.q, threads: threads, scratch: ws.rows, level: kernels)
+            Kernels.matmul(b.k, ws.h, T, ws.k, threads: threads, scratch: ws.rows, level: kernels)
+            Kernels.matmul(b.v, ws.h, T, ws.v, threads: threads, scratch: ws.rows, level: kernels)
             if let qb = b.qBias, let kb = b.kBias, let vb = b.vBias {
                 for t in 0..<T {
                     for i in 0..<qDim { ws.q[t * qDim + i] += qb[i] }
@@ -181,13 +183,13 @@ public final class LlamaModel: @unchecked Sendable {
             }
             cache.append(layer: l, keys: ws.k, values: ws.v, count: T, at: start)
             attention(layer: l, T: T, start: start, cache: cache, ws: ws, threads: threads)
-            Kernels.matmul(b.o, ws.attn, T, ws.h, threads: threads, scratch: ws.rows)
+            Kernels.matmul(b.o, ws.attn, T, ws.h, threads: threads, scratch: ws.rows, level: kernels)
             for i in 0..<(T * H) { x[i] += ws.h[i] }
             Kernels.rmsNorm(x, b.postNorm, eps: c.rmsNormEps, T: T, n: H, into: ws.h)
-            Kernels.matmul(b.gate, ws.h, T, ws.gate, threads: threads, scratch: ws.rows)
-            Kernels.matmul(b.up, ws.h, T, ws.up, threads: threads, scratch: ws.rows)
+            Kernels.matmul(b.gate, ws.h, T, ws.gate, threads: threads, scratch: ws.rows, level: kernels)
+            Kernels.matmul(b.up, ws.h, T, ws.up, threads: threads, scratch: ws.rows, level: kernels)
             for i in 0..<(T * I) { ws.gate[i] = Kernels.silu(ws.gate[i]) * ws.up[i] }
-            Kernels.matmul(b.down, ws.gate, T, ws.h, threads: threads, scratch: ws.rows)
+            Kernels.matmul(b.down, ws.gate, T, ws.h, threads: threads, scratch: ws.rows, level: kernels)
             for i in 0..<(T * H) { x[i] += ws.h[i] }
         }
         cache.count = start + T
@@ -196,7 +198,7 @@ public final class LlamaModel: @unchecked Sendable {
         Kernels.rmsNorm(x + first * H, norm, eps: c.rmsNormEps, T: n, n: H, into: ws.h)
         var logits = [Float](repeating: 0, count: n * c.vocabSize)
         logits.withUnsafeMutableBufferPointer { out in
-            Kernels.matmul(lmHead, ws.h, n, out.baseAddress!, threads: threads, scratch: ws.rows)
+            Kernels.matmul(lmHead, ws.h, n, out.baseAddress!, threads: threads, scratch: ws.rows, level: kernels)
         }
         return logits
     }

@@ -34,7 +34,9 @@ enum AV {
         #else
             let system = "other"
         #endif
-        return "av \(version) (commit \(BuildInfo.commit), kernels portable, \(arch) \(system))"
+        let kernels = KernelLevel.current
+        let forced = kernels == KernelLevel.detected ? "" : " (AV_KERNELS; the CPU has \(KernelLevel.detected.name))"
+        return "av \(version) (commit \(BuildInfo.commit), kernels \(kernels.name)\(forced), \(arch) \(system))"
     }
 
     static let commands: [(spec: CommandSpec, run: @Sendable (ParsedArguments) throws -> ExitCode)] = [

@@ -1,5 +1,6 @@
 import AVTestSupport
 import Foundation
+import Tensors
 import Testing
 
 /// `--prompt-file` and `--prompt -` keep a prompt's exact bytes, which shell substitution loses.
@@ -68,6 +69,12 @@ struct PromptInputCLITests {
         let hash = line[commit...].prefix { $0.isHexDigit }
         // A git checkout stamps 12 hex digits; a source tree without git says "unknown".
         #expect(hash.count == 12 || line[commit...].hasPrefix("unknown"))
-        #expect(line.contains("kernels portable"))
+        #expect(line.contains("kernels \(KernelLevel.detected.name)"))
+        // AV_KERNELS forces a level; the line says so.
+        var env = ProcessInfo.processInfo.environment
+        env["AV_KERNELS"] = "portable"
+        let forced = try runAV(["--version"], environment: env).stdout
+        #expect(forced.contains("kernels portable"))
+        #expect(KernelLevel.detected == .portable || forced.contains("(AV_KERNELS; the CPU has "))
     }
 }

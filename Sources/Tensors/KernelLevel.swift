@@ -1,0 +1,61 @@
+import CKernels
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
+/// The instruction set the matrix kernels run on: the C kernels' AVX-512 or AVX2+FMA variants, or
+/// the portable Swift code (arm64, older x86). Picked once from the CPU; `AV_KERNELS=portable|avx2|avx512`
+/// forces a level (for tests and benchmarks; a level the CPU lacks falls back to the best it has).
+public enum KernelLevel: Int, Sendable, CaseIterable, Comparable {
+    case portable = 0
+    case avx2 = 1
+    case avx512 = 2
+
+    /// The name `--version` prints and `AV_KERNELS` takes.
+    public var name: String {
+        switch self {
+        case .portable: "portable"
+        case .avx2: "avx2"
+        case .avx512: "avx512"
+        }
+    }
+
+    /// The best level this CPU runs.
+    public static let detected = KernelLevel(rawValue: Int(av_kernels_detect())) ?? .portable
+
+    /// The level in use: `AV_KERNELS` when set and supported, else `detected`.
+    public static let current: KernelLevel = {
+        guard let text = ProcessInfo.processInfo.environment["AV_KERNELS"], !text.isEmpty,
+            let wanted = allCases.first(where: { $0.name == text.lowercased() })
+        else { return detected }
+        return Swift.min(wanted, detected)
+    }()
+
+    /// The levels this CPU can run, for tests that compare them.
+    public static var supported: [KernelLevel] { allCases.filter { $0 <= detected } }
+
+    public static func < (a: KernelLevel, b: KernelLevel) -> Bool { a.rawValue < b.rawValue }
+
+    /// `y[t · yStride + r] = W[r] · x[t]` for `rows` rows of `W` (f32 or bf16, row-major, `cols` wide)
+    /// and `tokens` vectors `x` (f32, `cols` each), with this level's C kernel. Returns false, doing
+    /// nothing, for the portable level or another dtype: the caller then runs its Swift code.
+    public func matmul(
+        _ w: UnsafeRawPointer, dtype: DType, rows: Int, cols: Int, x: UnsafePointer<Float>, tokens: Int,
+        y: UnsafeMutablePointer<Float>, yStride: Int
+    ) -> Bool {
+        guard self != .portable else { return false }
+        switch dtype {
+        case .f32:
+            return av_matmul_f32(
+                Int32(rawValue), w.assumingMemoryBound(to: Float.self), rows, cols, x, tokens, y, yStride) != 0
+        case .bf16:
+            return av_matmul_bf16(
+                Int32(rawValue), w.assumingMemoryBound(to: UInt16.self), rows, cols, x, tokens, y, yStride) != 0
+        default:
+            return false
+        }
+    }
+}
