@@ -8,6 +8,13 @@ import Tensors
 #endif
 
 /// A model with its tokenizer: what `av generate` and `av eval` run.
+/// How a mix of alignment vectors is applied: to the weights (`base + Σ λ·AV`, one model) or to the
+/// next-token logits of the base and aligned models run in lockstep (decode-time mixing).
+public enum MixMode: String, Sendable, CaseIterable {
+    case weights
+    case logits
+}
+
 public final class LanguageModel: @unchecked Sendable {
     public let model: LlamaModel
     public let tokenizer: Tokenizer
@@ -17,12 +24,15 @@ public final class LanguageModel: @unchecked Sendable {
     /// terms the weights are base + Σ λ·AV (or the TIES/DARE combination `method` names), computed
     /// as they are loaded (nothing is written).
     ///
+    /// With `mix: .logits` the base and each domain's aligned model (base + AV) run in lockstep and
+    /// their next-token logits are mixed, h_base + Σ λ·(h_d − h_base) (DeRa), instead of the weights.
+    ///
     /// A mix is refused, as `av merge` refuses it, when the vectors were made from another base
     /// (structure and content fingerprints) or from different bases, unless `force`. With `adapter`
     /// (and no terms), the weights are the directory's with that PEFT adapter merged in.
     public init(
-        directory: String, mixing terms: [MergeTerm] = [], method: MergeMethod = .linear, adapter: LoRAAdapter? = nil,
-        force: Bool = false,
+        directory: String, mixing terms: [MergeTerm] = [], method: MergeMethod = .linear, mix: MixMode = .weights,
+        adapter: LoRAAdapter? = nil, force: Bool = false,
         threads: Int = Parallel.defaultThreads
     )
         throws(InferenceError)
@@ -42,6 +52,22 @@ public final class LanguageModel: @unchecked Sendable {
             source = try WeightSource(base: checkpoint, adapter: adapter, threads: threads)
         } else if terms.isEmpty {
             source = WeightSource(checkpoint: checkpoint)
+        } else if mix == .logits {
+            guard method.isLinear else {
+                throw .vectors(.usage("--mix logits mixes models, not TIES/DARE deltas: use --method linear"))
+            }
+            // The base, and each domain's aligned model (base + 1·AV) beside it, run in lockstep.
+            model = try LlamaModel(config: config, path: directory, tensors: WeightSource(checkpoint: checkpoint))
+            for t in terms {
+                let aligned = try WeightSource(
+                    base: checkpoint, terms: [MergeTerm(vector: t.vector, coefficient: 1)], threads: threads,
+                    force: force)
+                model.logitMix.append(
+                    (try LlamaModel(config: config, path: directory, tensors: aligned), t.coefficient))
+            }
+            tokenizer = try Tokenizer(path: directory)
+            chatTemplate = ChatTemplate.detect(directory: directory)
+            return
         } else {
             source = try WeightSource(base: checkpoint, terms: terms, method: method, threads: threads, force: force)
         }

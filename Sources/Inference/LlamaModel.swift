@@ -128,16 +128,43 @@ public final class LlamaModel: @unchecked Sendable {
         inverseFrequencies = c.inverseFrequencies.map { Float($0) }
     }
 
+    /// Decode-time mixing (`--mix logits`, DeRa): other models run in lockstep with this one (the base)
+    /// and the logits returned are h_base + Σ λ·(h_model − h_base). Empty: this model alone.
+    public var logitMix: [(model: LlamaModel, lambda: Double)] = []
+
     public func makeCache(capacity: Int? = nil) -> KVCache {
-        KVCache(
+        let cache = KVCache(
             layers: config.layers, kvDim: config.kvHeads * config.headDim,
             capacity: capacity ?? config.maxPositionEmbeddings)
+        cache.companions = logitMix.map { $0.model.makeCache(capacity: cache.capacity) }
+        return cache
     }
 
     /// Runs `tokens` through the model after the cache's positions, appending to the cache.
     /// Returns the logits of every new position (`tokens.count × vocab`) when `allLogits`, else of
-    /// the last one only.
+    /// the last one only; with `logitMix`, the mixed logits.
     public func forward(_ tokens: [Int], cache: KVCache, allLogits: Bool = false) throws(InferenceError) -> [Float] {
+        var h = try forwardAlone(tokens, cache: cache, allLogits: allLogits)
+        guard !logitMix.isEmpty else { return h }
+        guard cache.companions.count == logitMix.count else {
+            throw .input(file: "cache", message: "made before the logit mix was set: make a new cache")
+        }
+        var mixed = h.map(Double.init)
+        for (k, m) in logitMix.enumerated() {
+            m.model.threads = threads
+            m.model.kernels = kernels
+            let other = try m.model.forwardAlone(tokens, cache: cache.companions[k], allLogits: allLogits)
+            guard other.count == h.count else {
+                throw .input(file: "logit mix", message: "the models' vocabularies differ")
+            }
+            for i in mixed.indices { mixed[i] += m.lambda * (Double(other[i]) - Double(h[i])) }
+        }
+        for i in h.indices { h[i] = Float(mixed[i]) }
+        return h
+    }
+
+    /// `forward` of this model's own weights.
+    func forwardAlone(_ tokens: [Int], cache: KVCache, allLogits: Bool) throws(InferenceError) -> [Float] {
         let c = config
         let T = tokens.count
         // One decode step runs on one thread: on these 2-vCPU machines it is memory-bound and
@@ -289,8 +316,14 @@ public final class KVCache: @unchecked Sendable {
         (values(layer) + position * kvDim).update(from: v, count: count * kvDim)
     }
 
+    /// The caches of the models a logit mix runs in lockstep (`LlamaModel.logitMix`).
+    var companions: [KVCache] = []
+
     /// Forgets positions from `position` on (to reuse a shared prompt prefix).
-    public func truncate(to position: Int) { count = min(count, position) }
+    public func truncate(to position: Int) {
+        count = min(count, position)
+        for c in companions { c.truncate(to: position) }
+    }
 }
 
 /// Activations of one forward call, allocated once per call.

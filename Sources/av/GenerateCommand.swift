@@ -10,31 +10,42 @@ import Tensors
 #endif
 
 /// Options every command that runs a model shares: which model, or which mix.
-let modelOptions: [OptionSpec] = [
-    OptionSpec(
-        names: ["--model"], valueName: "PATH", help: "a model directory (config.json, safetensors, tokenizer.json)"),
-    OptionSpec(
-        names: ["--adapter"], valueName: "DIR",
-        help: "with --model: a PEFT LoRA/DoRA adapter merged in memory, as merge_and_unload() would"),
-    OptionSpec(
-        names: ["--base"], valueName: "PATH",
-        help: "with --DOMAIN COEF, --vector or --recipe: evaluate base + sum λ·AV without writing it"),
-    OptionSpec(
-        names: ["--vectors"], valueName: "DIR",
-        help: "where --DOMAIN finds DOMAIN.av (default: the current"
-            + " directory)"),
-    OptionSpec(
-        names: ["--vector"], valueName: "PATH=COEF", help: "an AV file with its coefficient (repeatable)",
-        repeatable: true),
-    OptionSpec(names: ["--recipe"], valueName: "FILE.json", help: "the mix from a recipe (as av merge)"),
-    OptionSpec(names: ["--force"], help: "mix vectors made from another base anyway"),
-    OptionSpec(names: ["--transfer"], help: "apply the vectors to another base on purpose (as --force)"),
-    OptionSpec(names: ["--threads"], valueName: "N", help: "threads to use (default: all cores)"),
-] + MergeCommand.methodOptions(seed: "--drop-seed")
+let modelOptions: [OptionSpec] =
+    [
+        OptionSpec(
+            names: ["--model"], valueName: "PATH", help: "a model directory (config.json, safetensors, tokenizer.json)"),
+        OptionSpec(
+            names: ["--adapter"], valueName: "DIR",
+            help: "with --model: a PEFT LoRA/DoRA adapter merged in memory, as merge_and_unload() would"),
+        OptionSpec(
+            names: ["--base"], valueName: "PATH",
+            help: "with --DOMAIN COEF, --vector or --recipe: evaluate base + sum λ·AV without writing it"),
+        OptionSpec(
+            names: ["--vectors"], valueName: "DIR",
+            help: "where --DOMAIN finds DOMAIN.av (default: the current"
+                + " directory)"),
+        OptionSpec(
+            names: ["--vector"], valueName: "PATH=COEF", help: "an AV file with its coefficient (repeatable)",
+            repeatable: true),
+        OptionSpec(names: ["--recipe"], valueName: "FILE.json", help: "the mix from a recipe (as av merge)"),
+        OptionSpec(names: ["--force"], help: "mix vectors made from another base anyway"),
+        OptionSpec(names: ["--transfer"], help: "apply the vectors to another base on purpose (as --force)"),
+        OptionSpec(names: ["--threads"], valueName: "N", help: "threads to use (default: all cores)"),
+        OptionSpec(
+            names: ["--mix"], valueName: "weights|logits",
+            help: "mix the weights (default) or run base and aligned models in lockstep and mix their logits"),
+    ] + MergeCommand.methodOptions(seed: "--drop-seed")
 
 /// The model the arguments name: `--model PATH`, or a mix of `--base` and vectors.
 func loadLanguageModel(_ args: ParsedArguments) throws -> LanguageModel {
     let mixing = !args.dynamic.isEmpty || !args.all("--vector").isEmpty || args.has("--recipe")
+    let mode = try args.value("--mix").map { text -> MixMode in
+        guard let m = MixMode(rawValue: text) else {
+            throw UsageError(message: "--mix must be weights or logits, not '\(text)'")
+        }
+        guard mixing else { throw UsageError(message: "--mix goes with vectors to mix (--DOMAIN COEF, --vector)") }
+        return m
+    }
     let model: LanguageModel
     if mixing {
         guard !args.has("--adapter") else {
@@ -45,7 +56,7 @@ func loadLanguageModel(_ args: ParsedArguments) throws -> LanguageModel {
         }
         let plan = try MergeCommand.plan(args, needOutput: false, seedFlag: "--drop-seed")
         model = try LanguageModel(
-            directory: plan.base.path, mixing: plan.terms, method: plan.options.method,
+            directory: plan.base.path, mixing: plan.terms, method: plan.options.method, mix: mode ?? .weights,
             force: plan.options.force || plan.options.transfer, threads: plan.options.threads)
     } else {
         guard let path = args.value("--model") ?? args.value("--base") else {

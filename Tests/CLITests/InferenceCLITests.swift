@@ -83,6 +83,33 @@ struct InferenceCLITests {
         #expect(try kl("0", to: model) < 1e-9)
         #expect(try kl("0", to: aligned) > 1e-4)
         #expect(try kl("0.5", to: aligned) < kl("0", to: aligned))
+
+        // --mix logits: base and aligned run in lockstep, h_base + λ·(h_aligned − h_base).
+        func logitKL(_ coefficient: String, to other: String) throws -> Double {
+            let k = try runAV([
+                "eval", "--base", model, "--vectors", dir.path, "--style", coefficient, "--mix", "logits", "--kl-to",
+                other, "--prompts", dir.file("prompts.txt"), "--json",
+            ])
+            #expect(k.status == 0, "\(k.stderr)")
+            return try #require(try JSONParser.parse(k.stdout)["kl"]?["mean"]?.doubleValue)
+        }
+        #expect(try logitKL("1", to: aligned) < 1e-9)  // λ = 1: the aligned model's logits
+        #expect(try logitKL("0", to: model) < 1e-9)  // λ = 0: the base's
+        let half = try logitKL("0.5", to: aligned)
+        let none = try logitKL("0", to: aligned)
+        let weightHalf = try kl("0.5", to: aligned)
+        #expect(half > 1e-6 && half < none)
+        // The vector changes only the final norm's scale, on which the logits depend linearly: mixing
+        // the logits is then mixing that layer's weights.
+        #expect(abs(half - weightHalf) < 1e-6 * weightHalf)
+        let g = try runAV([
+            "generate", "--base", model, "--vectors", dir.path, "--style", "1", "--mix", "logits",
+            "--prompt", "The court", "--max-tokens", "6", "-q",
+        ])
+        let a = try runAV(["generate", "--model", aligned, "--prompt", "The court", "--max-tokens", "6", "-q"])
+        #expect(g.status == 0 && g.stdout == a.stdout, "\(g.stderr)")
+        let bad = try runAV(["eval", "--model", model, "--mix", "logits", "--text", dir.file("prompts.txt")])
+        #expect(bad.status == 2 && bad.stderr.contains("--mix goes with vectors"))
     }
 
     @Test("sweep: a row per λ, margins moving with λ, and an SVG plot")
