@@ -37,6 +37,7 @@ public enum KernelLevel: Int, Sendable, CaseIterable, Comparable {
     /// The levels this CPU can run, for tests that compare them.
     public static var supported: [KernelLevel] { allCases.filter { $0 <= detected } }
 
+    /// Levels order by capability: portable < avx2 < avx512.
     public static func < (a: KernelLevel, b: KernelLevel) -> Bool { a.rawValue < b.rawValue }
 
     /// `y[t · yStride + r] = W[r] · x[t]` for `rows` rows of `W` (f32 or bf16, row-major, `cols` wide)

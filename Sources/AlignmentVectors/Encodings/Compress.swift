@@ -15,10 +15,12 @@ import Tensors
 
 /// What an encoding did to one delta tensor.
 public struct CompressedTensor: Sendable {
+    /// The tensor's model name and shape.
     public var name: String
     public var shape: [Int]
+    /// How the output stores it (1-D tensors of a 1-bit AV stay dense).
     public var encoding: DeltaEncoding
-    /// Bytes in the input and in the output.
+    /// Bytes in the input (with its exact remainders) and in the output.
     public var inputBytes: Int
     public var storedBytes: Int
     /// ‖Δ‖², the share of it kept, and ‖Δ − Δ̂‖²/‖Δ‖² (see ``RetainedEnergy``).
@@ -30,12 +32,17 @@ public struct CompressedTensor: Sendable {
     public var relativeError: Double { squaredError.squareRoot() }
 }
 
+/// What `compress` wrote: the output's header, each tensor's encoding and what it kept, sizes, time.
 public struct CompressReport: Sendable {
+    /// The AV written, and its metadata.
     public var output: String
     public var header: AVHeader
+    /// Every delta tensor, in the input's order.
     public var tensors: [CompressedTensor]
+    /// The input file's size and the output's, in bytes.
     public var inputBytes: Int
     public var bytesWritten: Int
+    /// Wall time of the whole run.
     public var seconds: Double
 
     /// The share of the whole vector's ‖Δ‖² the output keeps.

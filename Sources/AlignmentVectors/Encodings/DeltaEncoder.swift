@@ -3,6 +3,7 @@ import Tensors
 
 /// How `diff --encoding` and `compress` store deltas.
 public struct EncodingOptions: Sendable, Equatable {
+    /// The encoding to write.
     public var encoding: DeltaEncoding = .dense
     /// Sparse: the share of each tensor's entries kept, in (0, 1].
     public var density = 0.1
@@ -13,6 +14,7 @@ public struct EncodingOptions: Sendable, Equatable {
     /// 1-bit: one scale for the whole matrix instead of one per row.
     public var perMatrix = false
 
+    /// Options for `encoding` with the defaults above (density 0.1, f32 values, no rescale, per row).
     public init(encoding: DeltaEncoding = .dense) { self.encoding = encoding }
 
     /// What `av.encoding_params` records.

@@ -29,10 +29,13 @@ public struct DeltaTensor: Sendable {
         case oneBit(sign: TensorInfo, scale: TensorInfo)
     }
 
+    /// The model's tensor name and shape (what the delta applies to).
     public var name: String
     public var shape: [Int]
+    /// The file's tensors that hold it.
     public var storage: Storage
 
+    /// Elements of the model tensor.
     public var elementCount: Int { Shape.elementCount(shape) ?? 0 }
 
     /// The encoding of this tensor (a 1-bit AV keeps its 1-D tensors dense).

@@ -29,11 +29,13 @@ public struct MergeMethod: Sendable, Equatable {
         case count
     }
 
+    /// Which method.
     public var kind: Kind
     /// Share of entries kept per tensor and term, in (0, 1]; 1 keeps every entry.
     public var density: Double
     /// DARE's seed.
     public var seed: UInt64
+    /// TIES's sign election (sum by default).
     public var consensus: Consensus
     /// Divide the combined delta by Σ λ_i (over the entries kept and agreeing, with sign election).
     public var normalize: Bool
