@@ -62,7 +62,8 @@ enum SweepCommand {
     }
 
     static func run(_ args: ParsedArguments) throws -> ExitCode {
-        guard let base = args.value("--base") else { throw UsageError(message: "missing --base PATH") }
+        guard let given = args.value("--base") else { throw UsageError(message: "missing --base PATH") }
+        let base = try GGUFPaths.resolve(given)
         let pairsFile = args.value("--pairs")
         guard pairsFile != nil || !args.all("--levels").isEmpty else {
             throw UsageError(message: "give --pairs FILE.jsonl, --levels [DOMAIN=]FILE, or both")
@@ -175,7 +176,7 @@ enum SweepCommand {
             if let pairs, let pairsFile { what.append("\(pairs.count) pairs from \(pairsFile)") }
             for l in levels { what.append("\(l.file.items.count) \(l.domain) prompts from \(l.file.path)") }
             print(
-                "av sweep: \(what.joined(separator: ", ")) on \(base)"
+                "av sweep: \(what.joined(separator: ", ")) on \(given)"
                     + (prefix.isEmpty ? "" : " (with a prompt prefix)"))
             print(Format.table(header, table, rightAligned: Set(0..<header.count)))
         }
