@@ -42,7 +42,8 @@ for d in $domains; do
     "sparse --density 0.1 --rescale" "sparse --density 0.1 --dtype bf16" "1bit" "1bit --scale matrix"; do
     out="$work/$d-${spec// /}.av"
     kept=$("$av" compress "$work/$d.av" -o "$out" --encoding $spec --json \
-      | python3 -c 'import json,sys; r = json.load(sys.stdin); print("%.1f%% | %.3f" % (100 * r["kept"], r["relativeError"]))')
+      | python3 -c 'import json,sys; r = json.load(sys.stdin)
+print("%.1f%% | %.3f" % (100 * r["kept"], r["relativeError"]))')
     size=$(kib "$out")
     IFS='|' read -r acc expert klmean klmax <<< "$("$av" eval --base "$models/base" --vector "$out=1" \
       --pairs "$work/${d}_pairs.jsonl" --levels "$c/eval/${d}_levels.jsonl" --kl-to "$work/$d-exact" \

@@ -34,7 +34,8 @@ import csv, io, re, sys
 kind, bench, ours = sys.argv[1], sys.argv[2], sys.argv[3]
 rows = list(csv.DictReader(io.StringIO(bench)))
 rate = {("pp" if int(r["n_prompt"]) > 0 else "tg"): float(r["avg_ts"]) for r in rows}
-m = re.search(r"prompt tokens in [\d.]+ s \(([\d.]+) tokens/s\); (\d+) generated in [\d.]+ s \(([\d.]+) tokens/s\)", ours)
+m = re.search(r"prompt tokens in [\d.]+ s \(([\d.]+) tokens/s\); "
+              r"(\d+) generated in [\d.]+ s \(([\d.]+) tokens/s\)", ours)
 av = {"pp": float(m.group(1)), "tg": float(m.group(3))}
 for test, name in (("pp", "prefill (pp64)"), ("tg", "decode (tg64)")):
     print("| %s | %s | %.1f | %.1f | %.2f |" % (kind.lower(), name, rate[test], av[test], av[test] / rate[test]))

@@ -13,7 +13,8 @@ import Tensors
 let modelOptions: [OptionSpec] =
     [
         OptionSpec(
-            names: ["--model"], valueName: "PATH", help: "a model directory (config.json, safetensors, tokenizer.json)"),
+            names: ["--model"], valueName: "PATH",
+            help: "a model directory (config.json, safetensors, tokenizer.json)"),
         OptionSpec(
             names: ["--adapter"], valueName: "DIR",
             help: "with --model: a PEFT LoRA/DoRA adapter merged in memory, as merge_and_unload() would"),

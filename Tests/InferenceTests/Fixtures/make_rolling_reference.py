@@ -4,8 +4,8 @@ perplexity: the `llama` fixture model (context 128) run by transformers.
 Rule (README, `av eval --text`): a forward pass sees at most W tokens. The first window scores
 tokens 1..min(n − 1, W) (each from all the tokens before it); each later window scores the next S
 tokens, each conditioned on the W tokens that end just before the window's last token: every
-token is scored once, with between W − S + 1 and W tokens of context. Writes rolling_reference.json: the ids and, for each
-(W, S), the summed negative log-likelihood and the number of tokens scored.
+token is scored once, with between W − S + 1 and W tokens of context. Writes rolling_reference.json:
+the ids and, for each (W, S), the summed negative log-likelihood and the number of tokens scored.
 
 Run: python3 make_rolling_reference.py   (torch, transformers)
 """
