@@ -88,8 +88,13 @@ enum Kernels {
     /// of rows × vectors with fused multiply-adds); the portable Swift code serves the rest.
     static func matmul(
         _ w: Weight, _ x: UnsafePointer<Float>, _ T: Int, _ y: UnsafeMutablePointer<Float>, threads: Int,
-        scratch: [UnsafeMutablePointer<Float>], level: KernelLevel = .portable
+        scratch: [UnsafeMutablePointer<Float>], level: KernelLevel = .portable, vectorThreads: Int = 1
     ) {
+        if T == 1, vectorThreads > 1,
+            level.matvec(w.data, dtype: w.dtype, rows: w.rows, cols: w.cols, x: x, y: y, threads: vectorThreads)
+        {
+            return
+        }
         let blocks = min(w.rows, max(threads * 8, 1))
         let per = (w.rows + blocks - 1) / blocks
         let cols = w.cols

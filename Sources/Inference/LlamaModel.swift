@@ -170,6 +170,8 @@ public final class LlamaModel: @unchecked Sendable {
         // One decode step runs on one thread: on these 2-vCPU machines it is memory-bound and
         // measured ~20% slower with two (Benchmarks/README.md); prompts use every thread.
         let threads = T == 1 ? 1 : Parallel.clamped(self.threads)
+        // Decode's matrix products go to the C kernels' persistent pool instead (no dispatch per product).
+        let vectorThreads = T == 1 ? Parallel.clamped(self.threads) : 1
         guard T > 0 else { return [] }
         tokensEvaluated += T
         guard cache.count + T <= cache.capacity else {
@@ -192,9 +194,15 @@ public final class LlamaModel: @unchecked Sendable {
         let start = cache.count
         for (l, b) in blocks.enumerated() {
             Kernels.rmsNorm(x, b.inputNorm, eps: c.rmsNormEps, T: T, n: H, into: ws.h)
-            Kernels.matmul(b.q, ws.h, T, ws.q, threads: threads, scratch: ws.rows, level: kernels)
-            Kernels.matmul(b.k, ws.h, T, ws.k, threads: threads, scratch: ws.rows, level: kernels)
-            Kernels.matmul(b.v, ws.h, T, ws.v, threads: threads, scratch: ws.rows, level: kernels)
+            Kernels.matmul(
+                b.q, ws.h, T, ws.q, threads: threads, scratch: ws.rows, level: kernels,
+                vectorThreads: vectorThreads)
+            Kernels.matmul(
+                b.k, ws.h, T, ws.k, threads: threads, scratch: ws.rows, level: kernels,
+                vectorThreads: vectorThreads)
+            Kernels.matmul(
+                b.v, ws.h, T, ws.v, threads: threads, scratch: ws.rows, level: kernels,
+                vectorThreads: vectorThreads)
             if let qb = b.qBias, let kb = b.kBias, let vb = b.vBias {
                 for t in 0..<T {
                     for i in 0..<qDim { ws.q[t * qDim + i] += qb[i] }
@@ -210,13 +218,21 @@ public final class LlamaModel: @unchecked Sendable {
             }
             cache.append(layer: l, keys: ws.k, values: ws.v, count: T, at: start)
             attention(layer: l, T: T, start: start, cache: cache, ws: ws, threads: threads)
-            Kernels.matmul(b.o, ws.attn, T, ws.h, threads: threads, scratch: ws.rows, level: kernels)
+            Kernels.matmul(
+                b.o, ws.attn, T, ws.h, threads: threads, scratch: ws.rows, level: kernels,
+                vectorThreads: vectorThreads)
             for i in 0..<(T * H) { x[i] += ws.h[i] }
             Kernels.rmsNorm(x, b.postNorm, eps: c.rmsNormEps, T: T, n: H, into: ws.h)
-            Kernels.matmul(b.gate, ws.h, T, ws.gate, threads: threads, scratch: ws.rows, level: kernels)
-            Kernels.matmul(b.up, ws.h, T, ws.up, threads: threads, scratch: ws.rows, level: kernels)
+            Kernels.matmul(
+                b.gate, ws.h, T, ws.gate, threads: threads, scratch: ws.rows, level: kernels,
+                vectorThreads: vectorThreads)
+            Kernels.matmul(
+                b.up, ws.h, T, ws.up, threads: threads, scratch: ws.rows, level: kernels,
+                vectorThreads: vectorThreads)
             for i in 0..<(T * I) { ws.gate[i] = Kernels.silu(ws.gate[i]) * ws.up[i] }
-            Kernels.matmul(b.down, ws.gate, T, ws.h, threads: threads, scratch: ws.rows, level: kernels)
+            Kernels.matmul(
+                b.down, ws.gate, T, ws.h, threads: threads, scratch: ws.rows, level: kernels,
+                vectorThreads: vectorThreads)
             for i in 0..<(T * H) { x[i] += ws.h[i] }
         }
         cache.count = start + T
@@ -225,7 +241,9 @@ public final class LlamaModel: @unchecked Sendable {
         Kernels.rmsNorm(x + first * H, norm, eps: c.rmsNormEps, T: n, n: H, into: ws.h)
         var logits = [Float](repeating: 0, count: n * c.vocabSize)
         logits.withUnsafeMutableBufferPointer { out in
-            Kernels.matmul(lmHead, ws.h, n, out.baseAddress!, threads: threads, scratch: ws.rows, level: kernels)
+            Kernels.matmul(
+                lmHead, ws.h, n, out.baseAddress!, threads: threads, scratch: ws.rows, level: kernels,
+                vectorThreads: vectorThreads)
         }
         return logits
     }

@@ -40,6 +40,17 @@ public enum KernelLevel: Int, Sendable, CaseIterable, Comparable {
     /// Levels order by capability: portable < avx2 < avx512.
     public static func < (a: KernelLevel, b: KernelLevel) -> Bool { a.rawValue < b.rawValue }
 
+    /// `y[r] = W[r] · x` for one vector `x`, the rows split into `threads` fixed slices run by a
+    /// persistent pool of spinning threads (a decode step is too short for a dispatch per product).
+    /// The same bytes on any thread count. Returns false for the portable level or another dtype.
+    public func matvec(
+        _ w: UnsafeRawPointer, dtype: DType, rows: Int, cols: Int, x: UnsafePointer<Float>,
+        y: UnsafeMutablePointer<Float>, threads: Int
+    ) -> Bool {
+        guard self != .portable, dtype == .f32 || dtype == .bf16 else { return false }
+        return av_matmul_vector_pool(Int32(rawValue), dtype == .bf16 ? 1 : 0, w, rows, cols, x, y, Int32(threads)) != 0
+    }
+
     /// `y[t · yStride + r] = W[r] · x[t]` for `rows` rows of `W` (f32 or bf16, row-major, `cols` wide)
     /// and `tokens` vectors `x` (f32, `cols` each), with this level's C kernel. Returns false, doing
     /// nothing, for the portable level or another dtype: the caller then runs its Swift code.

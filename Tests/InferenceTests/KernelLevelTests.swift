@@ -34,10 +34,18 @@ struct KernelLevelTests {
             let toReference = zip(logits, ref.logits).map { abs($0 - $1) }.max()!
             #expect(toPortable <= 1e-4 * range, "\(name) \(level.name): \(toPortable) from portable")
             #expect(toReference <= 1e-4 * range, "\(name) \(level.name): \(toReference) from transformers")
-            // Decode (one vector at a time) agrees with the prefill.
-            let cache = model.makeCache()
-            var stepwise: [Float] = []
-            for id in ref.ids { stepwise += try model.forward([id], cache: cache) }
+            // Decode (one vector at a time, on the persistent pool with two threads) agrees with the
+            // prefill, and gives the same bytes as on one thread.
+            var decoded: [[Float]] = []
+            for threads in [1, 2] {
+                model.threads = threads
+                let cache = model.makeCache()
+                var steps: [Float] = []
+                for id in ref.ids { steps += try model.forward([id], cache: cache) }
+                decoded.append(steps)
+            }
+            #expect(decoded[0] == decoded[1], "\(name) \(level.name): decode bytes depend on the thread count")
+            let stepwise = decoded[1]
             let last = Array(logits.suffix(model.config.vocabSize))
             #expect(zip(stepwise.suffix(model.config.vocabSize), last).map { abs($0 - $1) }.max()! <= 1e-4 * range)
         }

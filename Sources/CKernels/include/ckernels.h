@@ -24,4 +24,9 @@ int av_matmul_f32(int level, const float *w, size_t rows, size_t cols, const flo
 int av_matmul_bf16(int level, const uint16_t *w, size_t rows, size_t cols, const float *x, size_t tokens, float *y,
                    size_t y_stride);
 
+/// y[r] = W[r] · x for one vector, the rows split into `threads` fixed slices run by a persistent
+/// pool (the caller runs the first). `bf16` says W's dtype. Returns 0 for the portable level.
+int av_matmul_vector_pool(int level, int bf16, const void *w, size_t rows, size_t cols, const float *x, float *y,
+                          int threads);
+
 #endif

@@ -1,0 +1,109 @@
+// A persistent pool for decode-time matrix-vector products: at one token a step has ~200 products of
+// a few µs each, too short for a dispatch per product. Workers spin briefly on an epoch counter,
+// then sleep on a condition variable; each job gives every thread one fixed slice of rows.
+#include "ckernels.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define AV_PAUSE() _mm_pause()
+#else
+#define AV_PAUSE() ((void)0)
+#endif
+
+enum { AV_POOL_MAX = 16 };
+
+typedef struct {
+    int level, bf16;
+    const void *w;
+    size_t rows, cols;
+    const float *x;
+    float *y;
+    int parts;
+} av_job;
+
+static long start_epoch[AV_POOL_MAX];
+static atomic_flag busy = ATOMIC_FLAG_INIT;
+
+static struct {
+    pthread_mutex_t mutex;
+    pthread_cond_t wake;
+    atomic_long epoch;
+    atomic_int done;
+    atomic_int sleepers;
+    int started;
+    av_job job;
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
+
+static void run_part(const av_job *j, int part) {
+    const size_t lo = j->rows * (size_t)part / (size_t)j->parts;
+    const size_t hi = j->rows * (size_t)(part + 1) / (size_t)j->parts;
+    if (lo >= hi) return;
+    const size_t size = j->bf16 ? 2 : 4;
+    const void *w = (const char *)j->w + lo * j->cols * size;
+    if (j->bf16) av_matmul_bf16(j->level, (const uint16_t *)w, hi - lo, j->cols, j->x, 1, j->y + lo, 1);
+    else av_matmul_f32(j->level, (const float *)w, hi - lo, j->cols, j->x, 1, j->y + lo, 1);
+}
+
+static void *worker(void *arg) {
+    const int part = (int)(intptr_t)arg;
+    long seen = start_epoch[part];  // the epoch before the first job this worker must run
+    for (;;) {
+        long now;
+        int spins = 0;
+        while ((now = atomic_load_explicit(&pool.epoch, memory_order_acquire)) == seen) {
+            if (++spins < 50000) {
+                AV_PAUSE();
+                continue;
+            }
+            pthread_mutex_lock(&pool.mutex);
+            atomic_fetch_add(&pool.sleepers, 1);
+            while (atomic_load(&pool.epoch) == seen) pthread_cond_wait(&pool.wake, &pool.mutex);
+            atomic_fetch_sub(&pool.sleepers, 1);
+            pthread_mutex_unlock(&pool.mutex);
+        }
+        seen = now;
+        const av_job job = pool.job;
+        if (part < job.parts) run_part(&job, part);
+        atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
+    }
+    return NULL;
+}
+
+int av_matmul_vector_pool(int level, int bf16, const void *w, size_t rows, size_t cols, const float *x, float *y,
+                          int threads) {
+    if (threads > AV_POOL_MAX) threads = AV_POOL_MAX;
+    if (level == AV_KERNELS_PORTABLE) return 0;
+    // One caller at a time uses the pool; another (a concurrent evaluation) runs on its own thread.
+    if (threads < 2 || atomic_flag_test_and_set(&busy)) {
+        av_job j = {level, bf16, w, rows, cols, x, y, 1};
+        run_part(&j, 0);
+        return 1;
+    }
+    // Workers 1..threads-1, started once (the pool only grows).
+    pthread_mutex_lock(&pool.mutex);
+    while (pool.started < threads - 1) {
+        pthread_t t;
+        start_epoch[pool.started + 1] = atomic_load(&pool.epoch);
+        if (pthread_create(&t, NULL, worker, (void *)(intptr_t)(pool.started + 1)) != 0) break;
+        pthread_detach(t);
+        pool.started++;
+    }
+    const int helpers = pool.started < threads - 1 ? pool.started : threads - 1;
+    pthread_mutex_unlock(&pool.mutex);
+    pool.job = (av_job){level, bf16, w, rows, cols, x, y, helpers + 1};
+    atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&pool.epoch, 1, memory_order_release);
+    if (atomic_load(&pool.sleepers) > 0) {
+        pthread_mutex_lock(&pool.mutex);
+        pthread_cond_broadcast(&pool.wake);
+        pthread_mutex_unlock(&pool.mutex);
+    }
+    run_part(&pool.job, 0);
+    // Every started worker answers each epoch (those past `parts` do nothing).
+    while (atomic_load_explicit(&pool.done, memory_order_acquire) < pool.started) AV_PAUSE();
+    atomic_flag_clear(&busy);
+    return 1;
+}
