@@ -167,10 +167,10 @@ public final class LlamaModel: @unchecked Sendable {
     func forwardAlone(_ tokens: [Int], cache: KVCache, allLogits: Bool) throws(InferenceError) -> [Float] {
         let c = config
         let T = tokens.count
-        // One decode step runs on one thread: on these 2-vCPU machines it is memory-bound and
-        // measured ~20% slower with two (Benchmarks/README.md); prompts use every thread.
+        // A decode step dispatches no work (a dispatch per product measured ~20% slower than one
+        // thread, Benchmarks/README.md): its matrix products go to the C kernels' persistent pool,
+        // which splits each over `vectorThreads`; prompts use every thread through Parallel.
         let threads = T == 1 ? 1 : Parallel.clamped(self.threads)
-        // Decode's matrix products go to the C kernels' persistent pool instead (no dispatch per product).
         let vectorThreads = T == 1 ? Parallel.clamped(self.threads) : 1
         guard T > 0 else { return [] }
         tokensEvaluated += T
