@@ -192,17 +192,17 @@ public final class LlamaModel: @unchecked Sendable {
             Convert.toFloat(embed.dtype, from: embed.row(id), count: H, into: x + t * H)
         }
         let start = cache.count
+        // One matrix product of this forward pass: its threads, kernel level and decode pool.
+        func product(_ w: Weight, _ input: UnsafePointer<Float>, _ vectors: Int, _ out: UnsafeMutablePointer<Float>) {
+            Kernels.matmul(
+                w, input, vectors, out, threads: threads, scratch: ws.rows, level: kernels, vectorThreads: vectorThreads
+            )
+        }
         for (l, b) in blocks.enumerated() {
             Kernels.rmsNorm(x, b.inputNorm, eps: c.rmsNormEps, T: T, n: H, into: ws.h)
-            Kernels.matmul(
-                b.q, ws.h, T, ws.q, threads: threads, scratch: ws.rows, level: kernels,
-                vectorThreads: vectorThreads)
-            Kernels.matmul(
-                b.k, ws.h, T, ws.k, threads: threads, scratch: ws.rows, level: kernels,
-                vectorThreads: vectorThreads)
-            Kernels.matmul(
-                b.v, ws.h, T, ws.v, threads: threads, scratch: ws.rows, level: kernels,
-                vectorThreads: vectorThreads)
+            product(b.q, ws.h, T, ws.q)
+            product(b.k, ws.h, T, ws.k)
+            product(b.v, ws.h, T, ws.v)
             if let qb = b.qBias, let kb = b.kBias, let vb = b.vBias {
                 for t in 0..<T {
                     for i in 0..<qDim { ws.q[t * qDim + i] += qb[i] }
@@ -218,21 +218,13 @@ public final class LlamaModel: @unchecked Sendable {
             }
             cache.append(layer: l, keys: ws.k, values: ws.v, count: T, at: start)
             attention(layer: l, T: T, start: start, cache: cache, ws: ws, threads: threads)
-            Kernels.matmul(
-                b.o, ws.attn, T, ws.h, threads: threads, scratch: ws.rows, level: kernels,
-                vectorThreads: vectorThreads)
+            product(b.o, ws.attn, T, ws.h)
             for i in 0..<(T * H) { x[i] += ws.h[i] }
             Kernels.rmsNorm(x, b.postNorm, eps: c.rmsNormEps, T: T, n: H, into: ws.h)
-            Kernels.matmul(
-                b.gate, ws.h, T, ws.gate, threads: threads, scratch: ws.rows, level: kernels,
-                vectorThreads: vectorThreads)
-            Kernels.matmul(
-                b.up, ws.h, T, ws.up, threads: threads, scratch: ws.rows, level: kernels,
-                vectorThreads: vectorThreads)
+            product(b.gate, ws.h, T, ws.gate)
+            product(b.up, ws.h, T, ws.up)
             for i in 0..<(T * I) { ws.gate[i] = Kernels.silu(ws.gate[i]) * ws.up[i] }
-            Kernels.matmul(
-                b.down, ws.gate, T, ws.h, threads: threads, scratch: ws.rows, level: kernels,
-                vectorThreads: vectorThreads)
+            product(b.down, ws.gate, T, ws.h)
             for i in 0..<(T * H) { x[i] += ws.h[i] }
         }
         cache.count = start + T
@@ -241,9 +233,7 @@ public final class LlamaModel: @unchecked Sendable {
         Kernels.rmsNorm(x + first * H, norm, eps: c.rmsNormEps, T: n, n: H, into: ws.h)
         var logits = [Float](repeating: 0, count: n * c.vocabSize)
         logits.withUnsafeMutableBufferPointer { out in
-            Kernels.matmul(
-                lmHead, ws.h, n, out.baseAddress!, threads: threads, scratch: ws.rows, level: kernels,
-                vectorThreads: vectorThreads)
+            product(lmHead, ws.h, n, out.baseAddress!)
         }
         return logits
     }
