@@ -31,6 +31,8 @@ public final class MixEvaluator: @unchecked Sendable {
     public let force: Bool
     public let score: LevelScore
     public let prefix: String
+    /// How each mix is applied: to the weights (default) or to the logits of models run in lockstep.
+    public let mix: MixMode
     private var cache: [[Double]: [Int: LevelsResult]] = [:]
     private let lock = Lock()
     /// Mixes loaded so far (each is one pass that mixes the weights).
@@ -38,8 +40,9 @@ public final class MixEvaluator: @unchecked Sendable {
 
     public init(
         base: String, domains: [SearchDomain], threads: Int, force: Bool = false, score: LevelScore = .mean,
-        prefix: String = ""
+        prefix: String = "", mix: MixMode = .weights
     ) {
+        self.mix = mix
         self.base = base
         self.domains = domains
         self.threads = threads
@@ -76,7 +79,7 @@ public final class MixEvaluator: @unchecked Sendable {
             let terms = zip(domains, t.lambdas).filter { $0.1 != 0 }.map {
                 MergeTerm(vector: $0.0.vector, coefficient: $0.1)
             }
-            let lm = try LanguageModel(directory: base, mixing: terms, force: force, threads: threads)
+            let lm = try LanguageModel(directory: base, mixing: terms, mix: mix, force: force, threads: threads)
             lm.model.threads = 1
             models[t.lambdas] = lm
             mixesLoaded += 1

@@ -29,21 +29,24 @@ public struct SearchShard: Sendable, Equatable {
     /// What identifies a search's inputs: the base and vectors (fingerprints the vectors record),
     /// the levels files (XXH64 of their bytes), the scoring and the prompt prefix.
     public static func inputs(_ evaluator: MixEvaluator) -> JSONValue {
-        .object([
-            (
-                "domains",
-                .array(
-                    evaluator.domains.map { d in
-                        let bytes = FileManager.default.contents(atPath: d.levels.path) ?? Data()
-                        let digest = [UInt8](bytes).withUnsafeBytes { XXHash64.hex(XXHash64.hash($0)) }
-                        return .object([
-                            ("name", .string(d.name)), ("base", .string(d.vector.header.base.fingerprint)),
-                            ("aligned", .string(d.vector.header.aligned.fingerprint)), ("levels", .string(digest)),
-                        ])
-                    })
-            ),
-            ("score", .string(evaluator.score.rawValue)), ("prefix", .string(evaluator.prefix)),
-        ])
+        // A logit mix is another search; weight mixes keep the identity they always had.
+        let mix: [(String, JSONValue)] = evaluator.mix == .logits ? [("mix", .string("logits"))] : []
+        return .object(
+            [
+                (
+                    "domains",
+                    .array(
+                        evaluator.domains.map { d in
+                            let bytes = FileManager.default.contents(atPath: d.levels.path) ?? Data()
+                            let digest = [UInt8](bytes).withUnsafeBytes { XXHash64.hex(XXHash64.hash($0)) }
+                            return .object([
+                                ("name", .string(d.name)), ("base", .string(d.vector.header.base.fingerprint)),
+                                ("aligned", .string(d.vector.header.aligned.fingerprint)), ("levels", .string(digest)),
+                            ])
+                        })
+                ),
+                ("score", .string(evaluator.score.rawValue)), ("prefix", .string(evaluator.prefix)),
+            ] + mix)
     }
 
     public var json: JSONValue {

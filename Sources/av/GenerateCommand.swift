@@ -37,15 +37,21 @@ let modelOptions: [OptionSpec] =
             help: "mix the weights (default) or run base and aligned models in lockstep and mix their logits"),
     ] + MergeCommand.methodOptions(seed: "--drop-seed")
 
+/// `--mix weights|logits` (weights when not given).
+func mixMode(_ args: ParsedArguments) throws -> MixMode {
+    guard let text = args.value("--mix") else { return .weights }
+    guard let m = MixMode(rawValue: text) else {
+        throw UsageError(message: "--mix must be weights or logits, not '\(text)'")
+    }
+    return m
+}
+
 /// The model the arguments name: `--model PATH`, or a mix of `--base` and vectors.
 func loadLanguageModel(_ args: ParsedArguments) throws -> LanguageModel {
     let mixing = !args.dynamic.isEmpty || !args.all("--vector").isEmpty || args.has("--recipe")
-    let mode = try args.value("--mix").map { text -> MixMode in
-        guard let m = MixMode(rawValue: text) else {
-            throw UsageError(message: "--mix must be weights or logits, not '\(text)'")
-        }
-        guard mixing else { throw UsageError(message: "--mix goes with vectors to mix (--DOMAIN COEF, --vector)") }
-        return m
+    let mode = try mixMode(args)
+    if args.has("--mix") && !mixing {
+        throw UsageError(message: "--mix goes with vectors to mix (--DOMAIN COEF, --vector)")
     }
     let model: LanguageModel
     if mixing {
@@ -57,7 +63,7 @@ func loadLanguageModel(_ args: ParsedArguments) throws -> LanguageModel {
         }
         let plan = try MergeCommand.plan(args, needOutput: false, seedFlag: "--drop-seed")
         model = try LanguageModel(
-            directory: plan.base.path, mixing: plan.terms, method: plan.options.method, mix: mode ?? .weights,
+            directory: plan.base.path, mixing: plan.terms, method: plan.options.method, mix: mode,
             force: plan.options.force || plan.options.transfer, threads: plan.options.threads)
     } else {
         guard let path = args.value("--model") ?? args.value("--base") else {

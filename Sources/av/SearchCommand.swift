@@ -50,6 +50,9 @@ enum SearchCommand {
                 help: "with --shard: the partial result (default shard-I-of-N.json)"),
             OptionSpec(
                 names: ["--collect"], valueName: "DIR", help: "combine the shard files in DIR into the whole result"),
+            OptionSpec(
+                names: ["--mix"], valueName: "weights|logits",
+                help: "mix the weights (default) or run base and aligned models in lockstep and mix their logits"),
             OptionSpec(names: ["--force"], help: "mix vectors made from another base anyway"),
             OptionSpec(names: ["--threads"], valueName: "N", help: "threads to use (default: all cores)"),
             OptionSpec(names: ["--json"], help: "print the result as JSON"),
@@ -129,7 +132,7 @@ enum SearchCommand {
         let evaluator = MixEvaluator(
             base: try GGUFPaths.resolve(base), domains: domains, threads: try threads(args), force: args.has("--force"),
             score: score,
-            prefix: args.value("--prefix") ?? "")
+            prefix: args.value("--prefix") ?? "", mix: try mixMode(args))
         let started = DispatchTime.now().uptimeNanoseconds
 
         if let text = args.value("--shard") {

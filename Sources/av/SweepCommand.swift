@@ -42,6 +42,9 @@ enum SweepCommand {
             OptionSpec(
                 names: ["--collect"], valueName: "DIR",
                 help: "print the sweep from the shard files in DIR (same flags otherwise)"),
+            OptionSpec(
+                names: ["--mix"], valueName: "weights|logits",
+                help: "mix the weights (default) or run base and aligned models in lockstep and mix their logits"),
             OptionSpec(names: ["--force"], help: "mix vectors made from another base anyway"),
             OptionSpec(names: ["--threads"], valueName: "N", help: "threads to use (default: all cores)"),
             OptionSpec(names: ["--json"], help: "print the table as JSON"),
@@ -103,7 +106,12 @@ enum SweepCommand {
         let threadCount = try threads(args)
         var grid: [[Double]] = axes[0].values.map { [$0] }
         if axes.count == 2 { grid = grid.flatMap { a in axes[1].values.map { a + [$0] } } }
-        let shardInputs = SweepShards.inputs(axes: axes, files: inputs, score: score, prefix: prefix)
+        let mix = try mixMode(args)
+        var shardInputs = SweepShards.inputs(axes: axes, files: inputs, score: score, prefix: prefix)
+        if mix == .logits, case .object(var members) = shardInputs {
+            members.append(("mix", .string(mix.rawValue)))
+            shardInputs = .object(members)
+        }
         var rows: [Row] = []
         var shard: (index: Int, count: Int)?
         if let text = args.value("--shard") {
@@ -121,7 +129,8 @@ enum SweepCommand {
         bar.counting = true
         for (i, lambdas) in grid.enumerated() where shard.map({ i % $0.count == $0.index }) ?? true {
             let terms = zip(axes, lambdas).map { MergeTerm(vector: $0.vector, coefficient: $1) }
-            let lm = try LanguageModel(directory: base, mixing: terms, force: args.has("--force"), threads: threadCount)
+            let lm = try LanguageModel(
+                directory: base, mixing: terms, mix: mix, force: args.has("--force"), threads: threadCount)
             lm.model.threads = threadCount
             let p = try pairs.map { try lm.evaluate(pairs: $0) }
             let l = try levels.map { try lm.evaluate(levels: $0.file, score: score, prefix: prefix) }

@@ -91,6 +91,36 @@ struct LevelsSearchCLITests {
         #expect(svg.contains("<polygon") && svg.contains("expert"))
     }
 
+    @Test("sweep and search --mix logits: eval --mix logits's shares at each λ; logit and weight shards do not mix")
+    func logitMix() throws {
+        let dir = TemporaryDirectory()
+        try searchInputs(dir)
+        let r = try runAV([
+            "sweep", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--style", "-1:2:4", "--levels",
+            dir.file("style.jsonl"), "--mix", "logits", "--json",
+        ])
+        #expect(r.status == 0, "\(r.stderr)")
+        for row in try #require(try JSONParser.parse(r.stdout).arrayValue) {
+            let lambda = row["style"]?.doubleValue ?? 0
+            let e = try runAV([
+                "eval", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--style", "\(lambda)", "--levels",
+                dir.file("style.jsonl"), "--mix", "logits", "--json",
+            ])
+            #expect(row["levels"]?["style"] == (try JSONParser.parse(e.stdout))["levels"]?["shares"], "λ \(lambda)")
+        }
+        let common = [
+            "search", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--levels",
+            "style=" + dir.file("style.jsonl"), "--levels", "tone=" + dir.file("tone.jsonl"), "--all-profiles",
+            "--strategy", "grid", "--range", "-1:1:3",
+        ]
+        try FileManager.default.createDirectory(atPath: dir.file("parts"), withIntermediateDirectories: true)
+        let logits = try runAV(common + ["--mix", "logits", "--shard", "0/2", "-o", dir.file("parts/s0.json")])
+        #expect(logits.status == 0, "\(logits.stderr)")
+        #expect(try runAV(common + ["--shard", "1/2", "-o", dir.file("parts/s1.json")]).status == 0)
+        let mixed = try runAV(common + ["--collect", dir.file("parts")])
+        #expect(mixed.status == 3, "\(mixed.stderr)")
+    }
+
     @Test(
         "search: a sharded grid search collected equals the unsharded run byte for byte; mismatched shards are refused")
     func shards() throws {
