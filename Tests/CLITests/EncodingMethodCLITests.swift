@@ -94,8 +94,8 @@ struct EncodingMethodCLITests {
         #expect(readBytes(dir.file("ties.safetensors")) != readBytes(dir.file("linear.safetensors")))
 
         let recipe =
-            #"{"base": "\#(base)", "vectors_dir": ".", "mix": {"medical": 1, "legal": 0.5}, "output": "r.safetensors", "#
-            + #""method": {"name": "dare_ties", "density": 0.5, "seed": 3}}"#
+            #"{"base": "\#(base)", "vectors_dir": ".", "mix": {"medical": 1, "legal": 0.5}, "#
+            + #""output": "r.safetensors", "method": {"name": "dare_ties", "density": 0.5, "seed": 3}}"#
         try Data(recipe.utf8).write(to: URL(fileURLWithPath: dir.file("recipe.json")))
         let r = try runAV(["merge", "--recipe", dir.file("recipe.json")])
         #expect(r.status == 0, "\(r.stderr)")
