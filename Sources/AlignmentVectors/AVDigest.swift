@@ -53,3 +53,19 @@ public enum AVDigest {
     /// The digest from its runs' digests.
     static func combine(_ runs: [UInt64]) -> UInt64 { XXHash64.hash(digests: runs) }
 }
+
+extension ReservedHeaderWriter {
+    /// Writes `bytes` as the tensor `spec` in one piece, kept or cut off again, and returns the kept
+    /// tensor's AV digest (hex) for `av.digests`; nil when it was cut off.
+    func writeWhole(_ spec: TensorSpec, _ bytes: [UInt8], keep: Bool = true) throws(AVError) -> String? {
+        do {
+            try begin(spec)
+            try write(bytes)
+            try end(keep: keep)
+        } catch {
+            throw .file(error)
+        }
+        guard keep else { return nil }
+        return XXHash64.hex(bytes.withUnsafeBytes { AVDigest.digest($0, elementSize: spec.dtype.byteSize ?? 1) })
+    }
+}

@@ -61,6 +61,17 @@ public struct AVHeader: Equatable, Sendable {
     /// `av.retained`: per tensor, ‖Δ‖² of the exact delta, the share of it the encoding kept and the
     /// relative squared reconstruction error (what `av inspect` reports without reading the data).
     public var retained: [String: RetainedEnergy] = [:]
+
+    /// Over the whole vector, from `retained`: the share of ‖Δ‖² kept and ‖Δ − Δ̂‖/‖Δ‖; nil when the
+    /// AV records no energy.
+    public var retainedTotal: (kept: Double, relativeError: Double)? {
+        let all = retained.keys.sorted().map { retained[$0]! }
+        guard all.contains(where: { $0.energy > 0 }) else { return nil }
+        return (
+            energyWeighted(all, energy: \.energy, value: \.kept, empty: 1),
+            energyWeighted(all, energy: \.energy, value: \.error, empty: 0).squareRoot()
+        )
+    }
     public var dtype: DType
     public var version = AVHeader.formatVersion
     public var tool = AVHeader.toolVersion

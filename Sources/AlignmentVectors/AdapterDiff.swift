@@ -72,16 +72,8 @@ public func diff(
                     }
                 }
             }
-            do throws(SafeTensorsError) {
-                try writer.begin(spec)
-                try writer.write(bytes)
-                try writer.end(keep: d.changed > 0)
-            } catch {
-                throw .file(error)
-            }
-            if d.changed > 0 {
-                header.digests[t.tensor] = XXHash64.hex(
-                    bytes.withUnsafeBytes { AVDigest.digest($0, elementSize: options.storage.byteSize!) })
+            if let digest = try writer.writeWhole(spec, bytes, keep: d.changed > 0) {
+                header.digests[t.tensor] = digest
             }
             results[t.tensor] = d
             done += delta.count

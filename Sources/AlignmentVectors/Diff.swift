@@ -247,20 +247,14 @@ public func diff(
         }
         // Exact remainders go last, after every dense delta.
         for (name, list) in pending {
-            do {
-                let indices = list.map { Int64($0.0).littleEndian }.withUnsafeBytes { Array($0) }
-                let values = list.map { $0.1.bitPattern.littleEndian }.withUnsafeBytes { Array($0) }
-                for (tensor, bytes) in [
-                    (ExactResiduals.indexName(name), indices), (ExactResiduals.valueName(name), values),
-                ] {
-                    try writer.begin(
-                        TensorSpec(name: tensor, dtype: tensor.hasSuffix("/index") ? .i64 : .f64, shape: [list.count]))
-                    try writer.write(bytes)
-                    try writer.end(keep: true)
-                    header.digests[tensor] = XXHash64.hex(bytes.withUnsafeBytes { AVDigest.digest($0, elementSize: 8) })
-                }
-            } catch {
-                throw .file(error)
+            let indices = list.map { Int64($0.0).littleEndian }.withUnsafeBytes { Array($0) }
+            let values = list.map { $0.1.bitPattern.littleEndian }.withUnsafeBytes { Array($0) }
+            for (tensor, bytes) in [
+                (ExactResiduals.indexName(name), indices), (ExactResiduals.valueName(name), values),
+            ] {
+                let spec = TensorSpec(
+                    name: tensor, dtype: tensor.hasSuffix("/index") ? .i64 : .f64, shape: [list.count])
+                header.digests[tensor] = try writer.writeWhole(spec, bytes)
             }
         }
         header.base.content = XXHash64.hex(ContentFingerprint.combine(baseDigests))

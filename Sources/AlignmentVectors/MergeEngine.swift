@@ -56,9 +56,10 @@ final class MergeEngine {
     /// the combined delta in f64 (every term's delta read whole, digests checked; a vector without
     /// the tensor counts as a zero delta, as a model without a change does in mergekit).
     static func terms(_ terms: [MergeTerm], for tensor: TensorInfo, method: MergeMethod) throws(AVError) -> [Term] {
-        let linear = try self.terms(terms, for: tensor.name)
-        guard !method.isLinear, !linear.isEmpty else { return linear }
+        guard !method.isLinear else { return try self.terms(terms, for: tensor.name) }
         let used = terms.filter { $0.coefficient != 0 }
+        // No vector changes the tensor: nothing to combine (and nothing read).
+        guard used.contains(where: { $0.vector.delta(tensor.name) != nil }) else { return [] }
         var deltas: [[Double]] = []
         for t in used {
             deltas.append(

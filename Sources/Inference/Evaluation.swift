@@ -212,7 +212,7 @@ extension LlamaModel {
                 let blockEnd = min(end - 1, position + 256)
                 let logits = try forward(Array(tokens[position..<blockEnd]), cache: cache, allLogits: true)
                 for (k, p) in (position..<blockEnd).enumerated() {
-                    total -= logSoftmax(logits[(k * V)..<((k + 1) * V)])[tokens[p + 1]]
+                    total -= logSoftmaxEntry(tokens[p + 1], of: logits[(k * V)..<((k + 1) * V)])
                     count += 1
                 }
                 position = blockEnd

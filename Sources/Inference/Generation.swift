@@ -45,6 +45,8 @@ public final class LanguageModel: @unchecked Sendable {
             throw .vectors(error)
         }
         let source: WeightSource
+        // With a logit mix: each domain's aligned model (base + 1·AV), run in lockstep with the base.
+        var companions: [(source: WeightSource, lambda: Double)] = []
         if let adapter {
             guard terms.isEmpty else {
                 throw .vectors(.usage("an adapter and alignment vectors cannot be mixed in one load; merge one first"))
@@ -56,22 +58,20 @@ public final class LanguageModel: @unchecked Sendable {
             guard method.isLinear else {
                 throw .vectors(.usage("--mix logits mixes models, not TIES/DARE deltas: use --method linear"))
             }
-            // The base, and each domain's aligned model (base + 1·AV) beside it, run in lockstep.
-            model = try LlamaModel(config: config, path: directory, tensors: WeightSource(checkpoint: checkpoint))
+            source = WeightSource(checkpoint: checkpoint)
             for t in terms {
                 let aligned = try WeightSource(
                     base: checkpoint, terms: [MergeTerm(vector: t.vector, coefficient: 1)], threads: threads,
                     force: force)
-                model.logitMix.append(
-                    (try LlamaModel(config: config, path: directory, tensors: aligned), t.coefficient))
+                companions.append((aligned, t.coefficient))
             }
-            tokenizer = try Tokenizer(path: directory)
-            chatTemplate = ChatTemplate.detect(directory: directory)
-            return
         } else {
             source = try WeightSource(base: checkpoint, terms: terms, method: method, threads: threads, force: force)
         }
         model = try LlamaModel(config: config, path: directory, tensors: source)
+        for c in companions {
+            model.logitMix.append((try LlamaModel(config: config, path: directory, tensors: c.source), c.lambda))
+        }
         tokenizer = try Tokenizer(path: directory)
         chatTemplate = ChatTemplate.detect(directory: directory)
     }
@@ -138,7 +138,7 @@ public final class LanguageModel: @unchecked Sendable {
         for (k, target) in continuation.enumerated() {
             let position = context.count - 1 + k
             let row = logits[(position * V)..<((position + 1) * V)]
-            sum += logSoftmax(row)[target]
+            sum += logSoftmaxEntry(target, of: row)
         }
         guard sum.isFinite else { throw .nonFinite(what: "a log-probability") }
         return (sum, continuation.count)

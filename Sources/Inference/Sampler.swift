@@ -84,9 +84,19 @@ public struct Sampler {
     }
 }
 
+/// log Σ exp(logits), shifted by the maximum for stability.
+private func logSumExp(_ logits: ArraySlice<Float>) -> Double {
+    let m = Double(logits.max() ?? 0)
+    return m + log(logits.reduce(0.0) { $0 + exp(Double($1) - m) })
+}
+
+/// `logSoftmax(logits)[target]` without building the whole array (the same value, bit for bit).
+public func logSoftmaxEntry(_ target: Int, of logits: ArraySlice<Float>) -> Double {
+    Double(logits[logits.startIndex + target]) - logSumExp(logits)
+}
+
 /// Numerically stable log-softmax.
 public func logSoftmax(_ logits: ArraySlice<Float>) -> [Double] {
-    let m = Double(logits.max() ?? 0)
-    let lse = m + log(logits.reduce(0.0) { $0 + exp(Double($1) - m) })
+    let lse = logSumExp(logits)
     return logits.map { Double($0) - lse }
 }

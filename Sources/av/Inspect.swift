@@ -189,10 +189,7 @@ enum InspectCommand {
                     + " \(String(cFormat: "%.1f", dense > 0 ? 100 * Double(stored) / Double(dense) : 0))% of dense f32"
                     + " (\(Format.bytes(dense)))"
             ))
-        let energy = h.retained.values.reduce(0) { $0 + $1.energy }
-        if energy > 0 {
-            let kept = h.retained.values.reduce(0) { $0 + $1.energy * $1.kept } / energy
-            let error = (h.retained.values.reduce(0) { $0 + $1.energy * $1.error } / energy).squareRoot()
+        if let (kept, error) = h.retainedTotal {
             rows.append(
                 (
                     "",

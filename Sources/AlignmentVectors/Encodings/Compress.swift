@@ -130,17 +130,7 @@ public func compress(
         for d in vector.deltas {
             let values = try vector.deltaFloats(d)
             let encoded = DeltaEncoder.encode(d.name, shape: d.shape, values: values, options: options)
-            for (spec, bytes) in encoded.parts {
-                do {
-                    try writer.begin(spec)
-                    try writer.write(bytes)
-                    try writer.end(keep: true)
-                } catch {
-                    throw AVError.file(error)
-                }
-                header.digests[spec.name] = XXHash64.hex(
-                    bytes.withUnsafeBytes { AVDigest.digest($0, elementSize: spec.dtype.byteSize!) })
-            }
+            for (spec, bytes) in encoded.parts { header.digests[spec.name] = try writer.writeWhole(spec, bytes) }
             if encoded.encoding != .dense { header.shapes[d.name] = d.shape }
             header.retained[d.name] = encoded.retained
             reports.append(
