@@ -1,22 +1,24 @@
 import Tensors
 
 extension MergeEngine {
-    /// The common case in loops that vectorize: bf16, f16 or f32 base, f32 deltas, bf16 or f32
-    /// output. The same arithmetic, in the same order, as the general path.
+    /// The common case: bf16, f16 or f32 base, f32 or bf16 deltas, bf16 or f32 output, in the C
+    /// kernels of the current level (else loops that vectorize). The same arithmetic, in the same
+    /// order, as the general path.
     static func fastBlock(
-        base b: UnsafeRawPointer, dtype: DType, count n: Int, terms: [(UnsafeRawPointer, Double)], outDType: DType,
+        base b: UnsafeRawPointer, dtype: DType, count n: Int, terms: [(UnsafeRawPointer, DType, Double)],
+        outDType: DType,
         out o: UnsafeMutableRawPointer, scratch s: Scratch, first: Int,
         residuals: [(indices: [Int], values: [Double])?],
         stats st: inout ChunkStats
     ) {
         let fb = floatView(dtype, b, count: n, scratch: s.f32)
         let acc = s.accA
-        for i in 0..<n { acc[i] = Double(fb[i]) }
-        for (p, scale) in terms {
-            let d = floatView(.f32, p, count: n, scratch: s.f32b)
-            if scale == 1 {
-                for i in 0..<n { acc[i] += Double(d[i]) }
-            } else {
+        let level = KernelLevel.current
+        let deltas = terms.map { (pointer: $0.0, bf16: $0.1 == .bf16, scale: $0.2) }
+        if !level.mergeAccumulate(base: fb, count: n, deltas: deltas, into: acc) {
+            for i in 0..<n { acc[i] = Double(fb[i]) }
+            for (p, dt, scale) in terms {
+                let d = floatView(dt, p, count: n, scratch: s.f32b)
                 for i in 0..<n { acc[i] += scale * Double(d[i]) }
             }
         }
@@ -24,7 +26,7 @@ extension MergeEngine {
             guard let r else { continue }
             var j = lowerBound(r.indices, first)
             while j < r.indices.count, r.indices[j] < first + n {
-                acc[r.indices[j] - first] += terms[k].1 * r.values[j]
+                acc[r.indices[j] - first] += terms[k].2 * r.values[j]
                 j += 1
             }
         }
@@ -38,6 +40,12 @@ extension MergeEngine {
         let rawB = UnsafeRawPointer(fb)
         let bf16Base = dtype == .bf16
         var i = 0
+        if let c = level.mergeStore(acc, base: fb, count: n, out: o, outBF16: outDType == .bf16, baseBF16: bf16Base) {
+            i = c.done
+            changedV[0] = UInt32(c.changed)
+            nonFiniteV[0] = UInt32(c.nonFinite)
+            sameV[0] = UInt32(c.same)
+        }
         while i + 4 <= n {
             let a = rawAcc.loadUnaligned(fromByteOffset: 8 * i, as: SIMD4<Double>.self)
             let bv = rawB.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self)
@@ -116,7 +124,7 @@ extension MergeEngine {
         let outSize = outDType.byteSize!
         let fast =
             [.bf16, .f16, .f32].contains(dtype) && (outDType == .bf16 || outDType == .f32)
-            && terms.allSatisfy { $0.1 == .f32 }
+            && terms.allSatisfy { $0.1 == .f32 || $0.1 == .bf16 }
         var off = 0
         while off < count {
             let n = min(Scratch.block, count - off)
@@ -124,7 +132,8 @@ extension MergeEngine {
             let o = out + off * outSize
             if fast {
                 fastBlock(
-                    base: b, dtype: dtype, count: n, terms: terms.map { ($0.0 + off * 4, $0.2) }, outDType: outDType,
+                    base: b, dtype: dtype, count: n, terms: terms.map { ($0.0 + off * $0.1.byteSize!, $0.1, $0.2) },
+                    outDType: outDType,
                     out: o,
                     scratch: s, first: first + off, residuals: residuals, stats: &st)
                 off += n

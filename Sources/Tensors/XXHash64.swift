@@ -1,3 +1,5 @@
+import CKernels
+
 /// XXH64, the 64-bit xxHash of Yann Collet: the content fingerprint of checkpoints.
 ///
 /// About memory speed in a release build (four independent 64-bit lanes per 32-byte stripe), so
@@ -19,34 +21,63 @@ public enum XXHash64 {
 
     /// The hash of `bytes` with `seed`.
     public static func hash(_ bytes: UnsafeRawBufferPointer, seed: UInt64 = 0) -> UInt64 {
-        let n = bytes.count
-        guard let p = bytes.baseAddress else { return finish(seed &+ p5, length: 0, tail: bytes) }
-        var i = 0
-        var h: UInt64
-        if n >= 32 {
-            var v1 = seed &+ p1 &+ p2
-            var v2 = seed &+ p2
-            var v3 = seed
-            var v4 = seed &- p1
-            while i + 32 <= n {
-                v1 = round(v1, UInt64(littleEndian: p.loadUnaligned(fromByteOffset: i, as: UInt64.self)))
-                v2 = round(v2, UInt64(littleEndian: p.loadUnaligned(fromByteOffset: i + 8, as: UInt64.self)))
-                v3 = round(v3, UInt64(littleEndian: p.loadUnaligned(fromByteOffset: i + 16, as: UInt64.self)))
-                v4 = round(v4, UInt64(littleEndian: p.loadUnaligned(fromByteOffset: i + 24, as: UInt64.self)))
-                i += 32
-            }
-            h = rotl(v1, 1) &+ rotl(v2, 7) &+ rotl(v3, 12) &+ rotl(v4, 18)
-            h = merge(h, v1)
-            h = merge(h, v2)
-            h = merge(h, v3)
-            h = merge(h, v4)
-        } else {
-            h = seed &+ p5
-        }
-        return finish(h, length: n, tail: UnsafeRawBufferPointer(rebasing: bytes[i...]))
+        var stream = Stream(seed: seed)
+        return stream.finish(bytes)
     }
 
-    private static func finish(_ start: UInt64, length: Int, tail: UnsafeRawBufferPointer) -> UInt64 {
+    /// XXH64 of bytes that come in pieces: `update` with whole 32-byte stripes, then `finish` with
+    /// the rest (any length). The value is `hash` of the pieces joined, so a consumer can hash a
+    /// block while it is in cache and compute on it before the next.
+    public struct Stream {
+        private var v1: UInt64
+        private var v2: UInt64
+        private var v3: UInt64
+        private var v4: UInt64
+        private let seed: UInt64
+        private var length = 0
+
+        /// An empty stream with `seed`.
+        public init(seed: UInt64 = 0) {
+            self.seed = seed
+            v1 = seed &+ p1 &+ p2
+            v2 = seed &+ p2
+            v3 = seed
+            v4 = seed &- p1
+        }
+
+        /// Adds `bytes`, a whole number of 32-byte stripes.
+        public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+            precondition(bytes.count % 32 == 0, "XXHash64.Stream.update takes whole 32-byte stripes")
+            _ = stripes(bytes)
+        }
+
+        /// Adds `bytes` (any length) and returns the hash of everything added.
+        public mutating func finish(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+            let i = stripes(bytes)
+            var h = seed &+ p5
+            if length >= 32 {
+                h = rotl(v1, 1) &+ rotl(v2, 7) &+ rotl(v3, 12) &+ rotl(v4, 18)
+                h = merge(merge(merge(merge(h, v1), v2), v3), v4)
+            }
+            return XXHash64.finish(
+                h, length: length, tail: UnsafeRawBufferPointer(rebasing: bytes[i...]))
+        }
+
+        /// Consumes the whole stripes of `bytes`; returns the bytes consumed.
+        private mutating func stripes(_ bytes: UnsafeRawBufferPointer) -> Int {
+            let n = bytes.count
+            length += n
+            guard let p = bytes.baseAddress, n >= 32 else { return 0 }
+            var lanes = (v1, v2, v3, v4)
+            let i = withUnsafeMutableBytes(of: &lanes) {
+                av_xxh64_stripes($0.baseAddress!.assumingMemoryBound(to: UInt64.self), p, n)
+            }
+            (v1, v2, v3, v4) = lanes
+            return i
+        }
+    }
+
+    fileprivate static func finish(_ start: UInt64, length: Int, tail: UnsafeRawBufferPointer) -> UInt64 {
         var h = start &+ UInt64(length)
         var i = 0
         let n = tail.count

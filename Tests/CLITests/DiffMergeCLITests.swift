@@ -43,6 +43,36 @@ struct DiffMergeCLITests {
         #expect(av.stdout.contains("(alignment vector, 1 file)") && av.stdout.contains("  domain      medical"))
     }
 
+    @Test(
+        "merge writes the same tensor bytes at every kernel level (AV_KERNELS), into f32 and bf16",
+        arguments: ["BF16", "F32"])
+    func kernelLevelsAgree(dtype: String) throws {
+        let dir = TemporaryDirectory()
+        let base = avFixture("base_\(dtype).safetensors")
+        for domain in ["medical", "legal"] {
+            let d = try runAV([
+                "diff", base, avFixture("\(domain)_\(dtype).safetensors"), "-o", dir.file("\(domain).av"),
+            ])
+            #expect(d.status == 0, "\(d.stderr)")
+        }
+        for outDType in ["bf16", "f32"] {
+            var outputs: [String: [UInt8]] = [:]
+            for level in ["portable", "avx2", "avx512"] {
+                let out = dir.file("\(level)-\(outDType).safetensors")
+                let m = try runAV(
+                    [
+                        "merge", "--base", base, "--vectors", dir.path, "--medical", "0.5", "--legal", "-1.2",
+                        "--dtype", outDType, "-o", out,
+                    ], environment: ["AV_KERNELS": level])
+                #expect(m.status == 0, "\(m.stderr)")
+                let file = try SafeTensorsFile(path: out)
+                outputs[level] = file.tensors.flatMap { Array(file.bytes(of: $0)) }
+            }
+            #expect(outputs["portable"]!.count > 64)
+            #expect(outputs["avx2"] == outputs["portable"] && outputs["avx512"] == outputs["portable"], "\(outDType)")
+        }
+    }
+
     @Test("a recipe pins the mix; flags override it; the base comes from the AV when not given")
     func recipe() throws {
         let dir = TemporaryDirectory()

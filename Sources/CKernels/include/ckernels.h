@@ -29,4 +29,32 @@ int av_matmul_bf16(int level, const uint16_t *w, size_t rows, size_t cols, const
 int av_matmul_vector_pool(int level, int bf16, const void *w, size_t rows, size_t cols, const float *x, float *y,
                           int threads);
 
+/// Counts of one merge block (see av_merge_store).
+typedef struct {
+    uint64_t changed;     ///< elements whose f64 sum differs (bitwise) from the widened base
+    uint64_t non_finite;  ///< elements stored as Inf or NaN where the base was finite
+    uint64_t same;        ///< changed elements stored as the base's own bits (a change rounded away)
+    size_t done;          ///< elements stored: n rounded down to a multiple of 8; the caller does the rest
+} av_merge_counts;
+
+/// acc[i] = base[i] + Σ_k scales[k] · deltas[k][i] for i < n, in f64, in that order, each product and
+/// each sum rounded separately (no fused multiply-add): the portable Swift path's arithmetic. Deltas
+/// are f32, or bf16 where delta_bf16[k] is 1. Returns 0 (nothing done) for the portable level.
+int av_merge_accumulate(int level, const float *base, size_t n, const void *const *deltas, const int *delta_bf16,
+                        const double *scales, size_t terms, double *acc);
+
+/// out[i] = acc[i] rounded once to f32 (nearest even) or bf16 (out_bf16: through a round-to-odd f32,
+/// NaN quieted), for the first counts->done elements, with the counts the merge reports; base is
+/// the base as f32 values (base_bf16: it was bf16, so bf16 outputs compare with its bits). Returns 0
+/// (nothing done) for the portable level.
+int av_merge_store(int level, const double *acc, const float *base, size_t n, void *out, int out_bf16,
+                   int base_bf16, av_merge_counts *counts);
+
+/// How far ahead (bytes) av_xxh64_stripes prefetches.
+#define AV_XXH64_PREFETCH 4096
+
+/// Consumes the whole 32-byte stripes of bytes[0..<n] into XXH64's four lanes (updated in place);
+/// returns the bytes consumed. Prefetches ahead: the data is usually not in cache yet.
+size_t av_xxh64_stripes(uint64_t lanes[4], const void *bytes, size_t n);
+
 #endif
