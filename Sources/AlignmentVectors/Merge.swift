@@ -77,11 +77,18 @@ public struct MergeReport: Sendable {
 /// Where merged tensors go: one safetensors file or a model directory.
 protocol TensorStream: ByteSink {
     var nextTensor: TensorInfo? { get }
+    /// Every tensor with bytes, in the order they must be written.
+    var writeOrder: [TensorInfo] { get }
     func abort()
 }
 
-extension SafeTensorsWriter: TensorStream {}
-extension ModelDirectoryWriter: TensorStream {}
+extension SafeTensorsWriter: TensorStream {
+    var writeOrder: [TensorInfo] { layout.tensors.filter { $0.byteCount > 0 } }
+}
+
+extension ModelDirectoryWriter: TensorStream {
+    var writeOrder: [TensorInfo] { layouts.flatMap(\.tensors).filter { $0.byteCount > 0 } }
+}
 
 /// Writes `base + Σ λ·AV` to `output`: a file for a file base, a model directory for a directory
 /// base (sharded like it, with its config and tokenizer files copied).
@@ -184,19 +191,22 @@ public func merge(
     var digests: [String: UInt64] = [:]
     let engine = MergeEngine(threads: options.threads, base: base, dtype: options.dtype)
     do throws(AVError) {
-        while let next = writer.nextTensor {
-            let info = base.info(next.name)!
-            let active = try MergeEngine.terms(terms, for: info, method: options.method)
-            let r = try engine.run(info, outDType: next.dtype, view: base.view(next.name)!, terms: active, into: writer)
-            { bytes in
+        let jobs = writer.writeOrder.map {
+            MergeEngine.Job(info: base.info($0.name)!, outDType: $0.dtype, view: base.view($0.name)!)
+        }
+        try engine.run(
+            jobs, terms: { job throws(AVError) in try MergeEngine.terms(terms, for: job.info, method: options.method) },
+            into: writer,
+            progress: { bytes in
                 done += bytes
                 progress?(done, totalBytes)
             }
-            if r.merge.nonFinite > 0 && !options.allowNonFinite {
-                throw .nonFinite(tensor: next.name, count: r.merge.nonFinite, file: output)
+        ) { job, merge, digest throws(AVError) in
+            if merge.nonFinite > 0 && !options.allowNonFinite {
+                throw .nonFinite(tensor: job.info.name, count: merge.nonFinite, file: output)
             }
-            results[next.name] = r.merge
-            digests[next.name] = r.digest
+            results[job.info.name] = merge
+            digests[job.info.name] = digest
         }
         // Zero-size tensors never show up as `nextTensor`; they still count in the fingerprint.
         for t in base.tensors where digests[t.name] == nil {

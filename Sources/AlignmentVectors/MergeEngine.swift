@@ -104,105 +104,251 @@ final class MergeEngine {
 
     deinit { output.deallocate() }
 
-    func run(
-        _ info: TensorInfo, outDType: DType, view: (bytes: UnsafeRawBufferPointer, file: SafeTensorsFile),
-        terms: [Term], into writer: TensorStream,
-        progress: (Int) -> Void
-    ) throws(AVError) -> (merge: TensorMerge, digest: UInt64) {
-        let dtype = info.dtype
-        let size = dtype.byteSize ?? 1
-        let outSize = outDType.byteSize ?? 1
-        let elements = info.elementCount
-        let copy = terms.isEmpty && outDType == dtype
-        // Bytes per chunk of the base: the fingerprint's chunk, so hashing needs no second pass.
-        let perChunk = ContentFingerprint.chunkBytes / size
-        let chunks = max(1, (view.bytes.count + ContentFingerprint.chunkBytes - 1) / ContentFingerprint.chunkBytes)
-        var digests = [UInt64](repeating: 0, count: chunks)
-        var stats = [ChunkStats](repeating: ChunkStats(), count: chunks)
-        let bp = view.bytes.baseAddress ?? UnsafeRawPointer(output)
-        let fileStart = view.file.fileOffset(of: view.file.info(info.name)!)
-        let termPointers = terms.map {
-            (p: $0.bytes.baseAddress ?? UnsafeRawPointer(output), dtype: $0.dtype, scale: $0.scale)
-        }
-        let residuals = terms.map(\.residuals)
-        // Each term's AV digest runs, hashed as the deltas stream by (term-major).
-        let runCount = AVDigest.runs(elements)
-        var termRuns = [UInt64](repeating: 0, count: runCount * terms.count)
+    /// One tensor of the output, in write order: the base's bytes of it and its output dtype.
+    struct Job {
+        let info: TensorInfo
+        let outDType: DType
+        let view: (bytes: UnsafeRawBufferPointer, file: SafeTensorsFile)
+    }
 
+    /// Merges `jobs` (the writer's tensors, in its order) into `writer`: chunks of one tensor or of
+    /// several small ones computed in parallel batches, each batch written in the background while
+    /// the next is computed. `terms` gives a tensor's terms when its first chunk is scheduled;
+    /// `finished` gets each tensor's counts and content digest, in order, once its vectors' digests
+    /// have been checked. `progress` gets the input bytes each batch consumed.
+    func run(
+        _ jobs: [Job], terms makeTerms: (Job) throws(AVError) -> [Term], into writer: TensorStream,
+        progress: (Int) -> Void, finished: (Job, TensorMerge, UInt64) throws(AVError) -> Void
+    ) throws(AVError) {
         let pipeline = WritePipeline()
-        try forEachBatch(
-            chunks: chunks, threads: threads, output: output, slotBytes: threads * chunkOutBytes, pipeline: pipeline
-        ) {
-            (first, batch, slot, slotBase) throws(AVError) in
-            digests.withUnsafeMutableBufferPointer { dg in
-                termRuns.withUnsafeMutableBufferPointer { tr in
-                    stats.withUnsafeMutableBufferPointer { st in
-                        Parallel.forEach(batch, threads: threads) { w, j in
-                            let c = first + j
-                            let lo = c * perChunk
-                            let n = min(elements, lo + perChunk) - lo
-                            dg[c] = XXHash64.hash(UnsafeRawBufferPointer(start: bp + lo * size, count: n * size))
-                            for (k, t) in termPointers.enumerated() where terms[k].vector != nil {
-                                let runs = UnsafeMutableBufferPointer(
-                                    rebasing: tr[(k * runCount)..<((k + 1) * runCount)])
-                                let s = t.dtype.byteSize!
-                                AVDigest.hashRuns(t.p + lo * s, first: lo, count: n, elementSize: s, into: runs)
-                            }
-                            if !copy {
-                                let local = scratch[w]
-                                let chunkTerms = termPointers.indices.map { k in
-                                    let t = termPointers[k]
-                                    let p = Self.pointer(terms, k, base: t.p, first: lo, count: n, scratch: local)
-                                    return (p, t.dtype, t.scale)
-                                }
-                                st[c] = Self.chunk(
-                                    base: bp + lo * size, dtype: dtype, count: n,
-                                    terms: chunkTerms,
-                                    outDType: outDType, out: slotBase + j * chunkOutBytes, scratch: scratch[w],
-                                    first: lo, residuals: residuals)
-                            }
-                        }
-                    }
+        do throws(AVError) {
+            try schedule(
+                jobs, terms: makeTerms, pipeline: pipeline, into: writer, progress: progress, finished: finished)
+            do { try pipeline.drain() } catch { throw .file(error) }
+        } catch {
+            try? pipeline.drain()
+            throw error
+        }
+    }
+
+    /// A chunk of a tensor and where its output goes in the batch's slot.
+    private struct Unit {
+        let work: TensorWork
+        let chunk: Int
+        let offset: Int
+    }
+
+    private func schedule(
+        _ jobs: [Job], terms makeTerms: (Job) throws(AVError) -> [Term], pipeline: WritePipeline,
+        into writer: TensorStream, progress: (Int) -> Void, finished: (Job, TensorMerge, UInt64) throws(AVError) -> Void
+    ) throws(AVError) {
+        let slotBytes = threads * chunkOutBytes
+        let inputBudget = threads * ContentFingerprint.chunkBytes
+        var jobIndex = 0
+        var chunk = 0
+        var current: TensorWork? = try jobs.first.map { j throws(AVError) in TensorWork(j, terms: try makeTerms(j)) }
+        var batchIndex = 0
+        while current != nil {
+            let slot = batchIndex % 2
+            batchIndex += 1
+            do { try pipeline.claim(slot) } catch { throw .file(error) }
+            let slotBase = output + slot * slotBytes
+            var units: [Unit] = []
+            var complete: [TensorWork] = []
+            var used = (output: 0, input: 0)
+            while let w = current {
+                let n = w.count(chunk)
+                let outBytes = w.copy ? 0 : (n * w.outSize + 63) / 64 * 64
+                if !units.isEmpty && (used.output + outBytes > slotBytes || used.input + n * w.size > inputBudget) {
+                    break
+                }
+                units.append(Unit(work: w, chunk: chunk, offset: used.output))
+                used.output += outBytes
+                used.input += n * w.size
+                chunk += 1
+                if chunk == w.chunks {
+                    complete.append(w)
+                    jobIndex += 1
+                    chunk = 0
+                    current =
+                        jobIndex < jobs.count ? TensorWork(jobs[jobIndex], terms: try makeTerms(jobs[jobIndex])) : nil
                 }
             }
-            // Write in the background (untouched tensors straight from the base's mapping), then let
-            // the kernel drop the input pages.
-            var pieces: [UnsafeRawBufferPointer] = []
-            var done = 0
-            for j in 0..<batch {
-                let c = first + j
-                let lo = c * perChunk
-                let n = min(elements, lo + perChunk) - lo
-                pieces.append(
-                    copy
-                        ? UnsafeRawBufferPointer(start: bp + lo * size, count: n * size)
-                        : UnsafeRawBufferPointer(start: slotBase + j * chunkOutBytes, count: n * outSize))
-                done += n
+            Parallel.forEachBalanced(units.count, threads: threads) { w, j in
+                compute(units[j], into: slotBase + units[j].offset, scratch: scratch[w])
             }
-            let lo = first * perChunk
-            var releases = [(view.file, (fileStart + lo * size)..<(fileStart + (lo + done) * size))]
-            for t in terms {
-                guard let file = t.file, let stored = file.info(info.name) else { continue }
+            submitWrites(units, slotBase: slotBase, slot: slot, pipeline: pipeline, into: writer)
+            progress(units.reduce(0) { $0 + $1.work.inputBytes($1.chunk) })
+            for w in complete {
+                let (merge, digest) = try w.finish()
+                try finished(w.job, merge, digest)
+            }
+        }
+    }
+
+    /// Hashes one chunk's base bytes and dense deltas, and computes its output (unless the tensor is
+    /// copied as it is), block by block: each block is hashed and merged while it is in cache.
+    private func compute(_ u: Unit, into out: UnsafeMutableRawPointer, scratch local: Scratch) {
+        let w = u.work
+        let lo = u.chunk * w.perChunk
+        let n = w.count(u.chunk)
+        let size = w.size
+        let block = w.copy ? n : Scratch.block
+        var baseHash = XXHash64.Stream()
+        var runHashes = [XXHash64.Stream](repeating: XXHash64.Stream(), count: w.terms.count)
+        var stats = ChunkStats()
+        var off = 0
+        while off < n {
+            let m = min(block, n - off)
+            let first = lo + off
+            let bytes = UnsafeRawBufferPointer(start: w.base + first * size, count: m * size)
+            if off + m == n { w.digests[u.chunk] = baseHash.finish(bytes) } else { baseHash.update(bytes) }
+            // AV digest runs (2^19 elements) end on block boundaries: blocks divide them.
+            let runEnds = (first + m) % AVDigest.chunkElements == 0 || first + m == w.elements
+            for (k, t) in w.pointers.enumerated() where w.terms[k].vector != nil {
+                let s = t.dtype.byteSize!
+                let deltas = UnsafeRawBufferPointer(start: t.p + first * s, count: m * s)
+                if runEnds {
+                    w.termRuns[k * w.runCount + first / AVDigest.chunkElements] = runHashes[k].finish(deltas)
+                    runHashes[k] = XXHash64.Stream()
+                } else {
+                    runHashes[k].update(deltas)
+                }
+            }
+            if !w.copy {
+                let blockTerms = w.pointers.indices.map { k in
+                    let t = w.pointers[k]
+                    return (
+                        Self.pointer(w.terms, k, base: t.p, first: first, count: m, scratch: local), t.dtype, t.scale
+                    )
+                }
+                let st = Self.chunk(
+                    base: w.base + first * size, dtype: w.job.info.dtype, count: m, terms: blockTerms,
+                    outDType: w.job.outDType, out: out + off * w.outSize, scratch: local, first: first,
+                    residuals: w.residuals)
+                stats.changed += st.changed
+                stats.roundedAway += st.roundedAway
+                stats.nonFinite += st.nonFinite
+            }
+            off += m
+        }
+        w.stats[u.chunk] = stats
+    }
+
+    /// Queues the batch's writes (copied tensors straight from the base's mapping), then the release
+    /// of the input pages they were computed from, adjacent ranges of a file released together.
+    private func submitWrites(
+        _ units: [Unit], slotBase: UnsafeMutableRawPointer, slot: Int, pipeline: WritePipeline,
+        into writer: TensorStream
+    ) {
+        var pieces: [UnsafeRawBufferPointer] = []
+        var releases: [(file: SafeTensorsFile, range: Range<Int>)] = []
+        func release(_ file: SafeTensorsFile, _ range: Range<Int>) {
+            if let last = releases.last, last.file === file, range.lowerBound - last.range.upperBound < 4096,
+                range.lowerBound >= last.range.lowerBound
+            {
+                releases[releases.count - 1].range =
+                    last.range.lowerBound..<max(last.range.upperBound, range.upperBound)
+            } else {
+                releases.append((file, range))
+            }
+        }
+        for u in units {
+            let w = u.work
+            let lo = u.chunk * w.perChunk
+            let n = w.count(u.chunk)
+            pieces.append(
+                w.copy
+                    ? UnsafeRawBufferPointer(start: w.base + lo * w.size, count: n * w.size)
+                    : UnsafeRawBufferPointer(start: slotBase + u.offset, count: n * w.outSize))
+            let file = w.job.view.file
+            let start = file.fileOffset(of: file.info(w.job.info.name)!)
+            release(file, (start + lo * w.size)..<(start + (lo + n) * w.size))
+            for t in w.terms {
+                guard let file = t.file, let stored = file.info(w.job.info.name) else { continue }
                 let s = t.dtype.byteSize!
                 let start = file.fileOffset(of: stored)
-                releases.append((file, (start + lo * s)..<(start + (lo + done) * s)))
+                release(file, (start + lo * s)..<(start + (lo + n) * s))
             }
-            pipeline.submit(slot) { () throws(SafeTensorsError) in
-                for p in pieces { try writer.write(p) }
-                for (file, range) in releases { file.mapping.release(range) }
-            }
-            progress(done * size + terms.reduce(0) { $0 + ($1.decoder == nil ? done * $1.dtype.byteSize! : 0) })
         }
+        pipeline.submit(slot) { () throws(SafeTensorsError) in
+            for p in pieces { try writer.write(p) }
+            for r in releases { r.file.mapping.release(r.range) }
+        }
+    }
+}
+
+/// One tensor being merged: its terms, and the digests and counts its chunks leave.
+private final class TensorWork {
+    let job: MergeEngine.Job
+    let terms: [MergeEngine.Term]
+    let pointers: [(p: UnsafeRawPointer, dtype: DType, scale: Double)]
+    let residuals: [(indices: [Int], values: [Double])?]
+    let base: UnsafeRawPointer
+    let size: Int
+    let outSize: Int
+    let elements: Int
+    /// Elements per chunk: the fingerprint's chunk of the base, so hashing needs no second pass.
+    let perChunk: Int
+    let chunks: Int
+    let runCount: Int
+    /// No term and the same dtype: the base's bytes are written as they are.
+    let copy: Bool
+    let digests: UnsafeMutableBufferPointer<UInt64>
+    let stats: UnsafeMutableBufferPointer<ChunkStats>
+    /// Each term's AV digest runs, hashed as the deltas stream by (term-major).
+    let termRuns: UnsafeMutableBufferPointer<UInt64>
+
+    init(_ job: MergeEngine.Job, terms: [MergeEngine.Term]) {
+        self.job = job
+        self.terms = terms
+        let placeholder = UnsafeRawPointer(bitPattern: 64)!
+        pointers = terms.map { ($0.bytes.baseAddress ?? placeholder, $0.dtype, $0.scale) }
+        residuals = terms.map(\.residuals)
+        base = job.view.bytes.baseAddress ?? placeholder
+        size = job.info.dtype.byteSize ?? 1
+        outSize = job.outDType.byteSize ?? 1
+        elements = job.info.elementCount
+        perChunk = ContentFingerprint.chunkBytes / size
+        chunks = max(1, (job.view.bytes.count + ContentFingerprint.chunkBytes - 1) / ContentFingerprint.chunkBytes)
+        runCount = AVDigest.runs(elements)
+        copy = terms.isEmpty && job.outDType == job.info.dtype
+        digests = .allocate(capacity: chunks)
+        digests.initialize(repeating: 0)
+        stats = .allocate(capacity: chunks)
+        stats.initialize(repeating: ChunkStats())
+        termRuns = .allocate(capacity: max(1, runCount * terms.count))
+        termRuns.initialize(repeating: 0)
+    }
+
+    deinit {
+        digests.deallocate()
+        stats.deallocate()
+        termRuns.deallocate()
+    }
+
+    /// Elements in chunk `c`.
+    func count(_ c: Int) -> Int { min(elements, (c + 1) * perChunk) - c * perChunk }
+
+    /// Input bytes chunk `c` reads in place: the base's and the dense deltas'.
+    func inputBytes(_ c: Int) -> Int {
+        let n = count(c)
+        return n * size + terms.reduce(0) { $0 + ($1.decoder == nil ? n * $1.dtype.byteSize! : 0) }
+    }
+
+    /// Checks each vector's digests, then sums the counts: the tensor's merge record and content digest.
+    func finish() throws(AVError) -> (TensorMerge, UInt64) {
         for (k, t) in terms.enumerated() {
-            try t.vector?.verify(info.name, runs: Array(termRuns[(k * runCount)..<((k + 1) * runCount)]))
+            try t.vector?.verify(
+                job.info.name, runs: Array(termRuns[(k * runCount)..<((k + 1) * runCount)]))
         }
-        var m = TensorMerge(name: info.name, dtype: outDType, elements: elements, terms: terms.count)
+        var m = TensorMerge(name: job.info.name, dtype: job.outDType, elements: elements, terms: terms.count)
         for s in stats {
             m.changed += s.changed
             m.roundedAway += s.roundedAway
             m.nonFinite += s.nonFinite
         }
-        return (m, ContentFingerprint.tensorDigest(digests))
+        return (m, ContentFingerprint.tensorDigest(Array(digests)))
     }
 }
 

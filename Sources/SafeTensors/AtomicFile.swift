@@ -24,7 +24,7 @@ extension ByteSink {
 ///
 /// Until `commit` succeeds the destination is untouched; `abort` (or releasing the value without
 /// committing) removes the temporary. A crash leaves at most a `.NAME.tmp-*` file, never a partial
-/// destination. Writes go through a reused buffer so many small writes cost few system calls.
+/// destination. Small writes go through a reused buffer so many of them cost few system calls.
 public final class AtomicFile: ByteSink {
     public let destination: String
     public let temporaryPath: String
@@ -33,6 +33,9 @@ public final class AtomicFile: ByteSink {
     private var buffered = 0
     public private(set) var bytesWritten = 0
     private var done = false
+
+    /// Pieces at least this large skip the buffer.
+    static let directBytes = 256 << 10
 
     public init(destination: String, bufferSize: Int = 4 << 20) throws(SafeTensorsError) {
         self.destination = destination
@@ -69,7 +72,8 @@ public final class AtomicFile: ByteSink {
     /// Appends `bytes`.
     public func write(_ bytes: UnsafeRawBufferPointer) throws(SafeTensorsError) {
         precondition(!done, "write after commit or abort")
-        if bytes.count >= buffer.count {
+        // Large pieces go straight to the file: copying them into the buffer first costs a pass.
+        if bytes.count >= min(buffer.count, Self.directBytes) {
             try flushBuffer()
             try writeAll(bytes)
             return

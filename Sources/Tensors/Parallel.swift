@@ -48,6 +48,39 @@ public enum Parallel {
 }
 
 extension Parallel {
+    /// Calls `body(worker, index)` for every index in `0..<count` on up to `threads` threads, each
+    /// worker taking the next unclaimed index when it finishes one: work items of unequal size
+    /// balance. Which worker runs an index varies between runs, so results must be kept per index;
+    /// `worker` is still unique to one thread at a time (per-worker scratch needs no lock).
+    public static func forEachBalanced(_ count: Int, threads: Int, _ body: (_ worker: Int, _ index: Int) -> Void) {
+        let workers = max(1, min(threads, count))
+        if workers == 1 {
+            forEach(count, threads: 1, body)
+            return
+        }
+        recordWorkers(workers)
+        let lock = Lock()
+        var next = 0
+        withoutActuallyEscaping(body) { body in
+            let box = UncheckedSendable(body)
+            let claim = UncheckedSendable {
+                lock.lock()
+                defer { lock.unlock() }
+                next += 1
+                return next - 1
+            }
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                while true {
+                    let i = claim.value()
+                    if i >= count { break }
+                    box.value(w, i)
+                }
+            }
+        }
+    }
+}
+
+extension Parallel {
     /// Counts the workers of every `forEach` run inside `Parallel.countingWorkers`.
     public final class WorkerCount: @unchecked Sendable {
         private let lock = Lock()
