@@ -23,12 +23,17 @@ public final class TensorBuffer: @unchecked Sendable {
 
 /// `base + Σ λ·AV` for every tensor some AV changes, in memory and in the base's dtype: the bytes
 /// `merge` would write, for evaluating a mix without writing it. Tensors no AV touches are left out.
+///
+/// `checked: true` says the caller already checked these vectors' digests and the base's content
+/// against them in an earlier mix of the same loaded files (a sweep's next point): neither is
+/// hashed again. Structure and compatibility are checked every time.
 public func mixTensors(
-    base: Checkpoint, terms: [MergeTerm], threads: Int, force: Bool = false, method: MergeMethod = .linear
+    base: Checkpoint, terms: [MergeTerm], threads: Int, force: Bool = false, method: MergeMethod = .linear,
+    checked: Bool = false
 ) throws(AVError) -> [String: TensorBuffer] {
     try method.validate()
     let structure = try checkCompatible(base: base, terms: terms, force: force)
-    if !force, let expected = terms.first?.vector.header.base.content {
+    if !force, !checked, let expected = terms.first?.vector.header.base.content {
         // The same content check as merge's, over the whole base (merge gets it from its one pass).
         let content = XXHash64.hex(base.contentFingerprint(threads: threads))
         if content != expected {
@@ -54,7 +59,7 @@ public func mixTensors(
             Parallel.forEach(chunks, threads: threads) { w, c in
                 let lo = c * perChunk
                 let n = min(info.elementCount, lo + perChunk) - lo
-                for (k, t) in active.enumerated() where t.vector != nil {
+                for (k, t) in active.enumerated() where t.vector != nil && !checked {
                     let s = t.dtype.byteSize!
                     AVDigest.hashRuns(
                         t.bytes.baseAddress! + lo * s, first: lo, count: n, elementSize: s,
@@ -74,7 +79,7 @@ public func mixTensors(
                     residuals: residuals)
             }
         }
-        for (k, t) in active.enumerated() {
+        for (k, t) in active.enumerated() where !checked {
             try t.vector?.verify(info.name, runs: Array(termRuns[(k * runCount)..<((k + 1) * runCount)]))
         }
         out[info.name] = buffer

@@ -23,7 +23,8 @@ public struct SearchDomain: Sendable {
 }
 
 /// Level shares of mixes `base + Σ λ_d·AV_d`, evaluated in memory (nothing is written) and cached
-/// per point and domain within a run, so a search never evaluates the same mix twice.
+/// per point and domain within a run, so a search never evaluates the same mix twice. The base is
+/// loaded once (`MixSession`): each mix recomputes only the tensors its vectors change.
 public final class MixEvaluator: @unchecked Sendable {
     public let base: String
     public let domains: [SearchDomain]
@@ -37,6 +38,7 @@ public final class MixEvaluator: @unchecked Sendable {
     private let lock = Lock()
     /// Mixes loaded so far (each is one pass that mixes the weights).
     public private(set) var mixesLoaded = 0
+    private var session: MixSession?
 
     public init(
         base: String, domains: [SearchDomain], threads: Int, force: Bool = false, score: LevelScore = .mean,
@@ -49,6 +51,16 @@ public final class MixEvaluator: @unchecked Sendable {
         self.force = force
         self.score = score
         self.prefix = prefix
+    }
+
+    /// The base, loaded on the first evaluation and kept for every mix after it.
+    private func loadedBase() throws(InferenceError) -> MixSession {
+        lock.lock()
+        defer { lock.unlock() }
+        if let session { return session }
+        let loaded = try MixSession(directory: base, force: force, threads: threads)
+        session = loaded
+        return loaded
     }
 
     /// The level results of the domains `which` (indices into `domains`) at `lambdas` (one per domain).
@@ -75,11 +87,12 @@ public final class MixEvaluator: @unchecked Sendable {
         lock.unlock()
         guard !tasks.isEmpty else { return }
         var models: [[Double]: LanguageModel] = [:]
+        let session = try loadedBase()
         for t in tasks where models[t.lambdas] == nil {
             let terms = zip(domains, t.lambdas).filter { $0.1 != 0 }.map {
                 MergeTerm(vector: $0.0.vector, coefficient: $0.1)
             }
-            let lm = try LanguageModel(directory: base, mixing: terms, mix: mix, force: force, threads: threads)
+            let lm = try session.model(mixing: terms, mix: mix)
             lm.model.threads = 1
             models[t.lambdas] = lm
             mixesLoaded += 1

@@ -30,50 +30,32 @@ public final class LanguageModel: @unchecked Sendable {
     /// A mix is refused, as `av merge` refuses it, when the vectors were made from another base
     /// (structure and content fingerprints) or from different bases, unless `force`. With `adapter`
     /// (and no terms), the weights are the directory's with that PEFT adapter merged in.
-    public init(
+    public convenience init(
         directory: String, mixing terms: [MergeTerm] = [], method: MergeMethod = .linear, mix: MixMode = .weights,
         adapter: LoRAAdapter? = nil, force: Bool = false,
         threads: Int = Parallel.defaultThreads
     )
         throws(InferenceError)
     {
-        let config = try LlamaConfig.load(directory: directory)
-        let checkpoint: Checkpoint
-        do {
-            checkpoint = try Checkpoint(path: directory)
-        } catch {
-            throw .vectors(error)
-        }
-        let source: WeightSource
-        // With a logit mix: each domain's aligned model (base + 1·AV), run in lockstep with the base.
-        var companions: [(source: WeightSource, lambda: Double)] = []
+        let session = try MixSession(directory: directory, force: force, threads: threads)
         if let adapter {
             guard terms.isEmpty else {
                 throw .vectors(.usage("an adapter and alignment vectors cannot be mixed in one load; merge one first"))
             }
-            source = try WeightSource(base: checkpoint, adapter: adapter, threads: threads)
-        } else if terms.isEmpty {
-            source = WeightSource(checkpoint: checkpoint)
-        } else if mix == .logits {
-            guard method.isLinear else {
-                throw .vectors(.usage("--mix logits mixes models, not TIES/DARE deltas: use --method linear"))
-            }
-            source = WeightSource(checkpoint: checkpoint)
-            for t in terms {
-                let aligned = try WeightSource(
-                    base: checkpoint, terms: [MergeTerm(vector: t.vector, coefficient: 1)], threads: threads,
-                    force: force)
-                companions.append((aligned, t.coefficient))
-            }
+            let source = try WeightSource(base: session.checkpoint, adapter: adapter, threads: threads)
+            try self.init(
+                model: LlamaModel(config: session.config, path: directory, tensors: source),
+                tokenizer: session.tokenizer, chatTemplate: session.chatTemplate)
         } else {
-            source = try WeightSource(base: checkpoint, terms: terms, method: method, threads: threads, force: force)
+            let loaded = try session.model(mixing: terms, method: method, mix: mix)
+            self.init(model: loaded.model, tokenizer: loaded.tokenizer, chatTemplate: loaded.chatTemplate)
         }
-        model = try LlamaModel(config: config, path: directory, tensors: source)
-        for c in companions {
-            model.logitMix.append((try LlamaModel(config: config, path: directory, tensors: c.source), c.lambda))
-        }
-        tokenizer = try Tokenizer(path: directory)
-        chatTemplate = ChatTemplate.detect(directory: directory)
+    }
+
+    init(model: LlamaModel, tokenizer: Tokenizer, chatTemplate: ChatTemplate?) {
+        self.model = model
+        self.tokenizer = tokenizer
+        self.chatTemplate = chatTemplate
     }
 
     /// Generates up to `maxTokens` after `prompt` (ids), calling `emit` with each new piece of text

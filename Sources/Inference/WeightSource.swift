@@ -48,12 +48,15 @@ struct WeightSource {
 
     /// The base's tensors with every AV term mixed in, each mixed tensor in the base's dtype (as
     /// `av merge` would write it, bit for bit), in memory; tensors no AV touches stay mapped.
-    init(base: Checkpoint, terms: [MergeTerm], method: MergeMethod = .linear, threads: Int, force: Bool)
-        throws(InferenceError)
-    {
+    /// `checked`: the vectors' digests and the base's content were checked by an earlier mix.
+    init(
+        base: Checkpoint, terms: [MergeTerm], method: MergeMethod = .linear, threads: Int, force: Bool,
+        checked: Bool = false
+    ) throws(InferenceError) {
         self.init(checkpoint: base)
         do {
-            let mixed = try mixTensors(base: base, terms: terms, threads: threads, force: force, method: method)
+            let mixed = try mixTensors(
+                base: base, terms: terms, threads: threads, force: force, method: method, checked: checked)
             for (name, buffer) in mixed {
                 tensors[name]?.data = UnsafeRawPointer(buffer.pointer)
                 owners.append(buffer)

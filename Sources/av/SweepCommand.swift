@@ -127,10 +127,12 @@ enum SweepCommand {
         }
         let bar = ProgressBar(label: "sweep", quiet: args.has("--quiet") || args.has("--json"))
         bar.counting = true
+        // The base is loaded once; each point recomputes only the tensors its vectors change.
+        let session =
+            grid.isEmpty ? nil : try MixSession(directory: base, force: args.has("--force"), threads: threadCount)
         for (i, lambdas) in grid.enumerated() where shard.map({ i % $0.count == $0.index }) ?? true {
             let terms = zip(axes, lambdas).map { MergeTerm(vector: $0.vector, coefficient: $1) }
-            let lm = try LanguageModel(
-                directory: base, mixing: terms, mix: mix, force: args.has("--force"), threads: threadCount)
+            let lm = try session!.model(mixing: terms, mix: mix)
             lm.model.threads = threadCount
             let p = try pairs.map { try lm.evaluate(pairs: $0) }
             let l = try levels.map { try lm.evaluate(levels: $0.file, score: score, prefix: prefix) }
