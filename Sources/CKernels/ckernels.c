@@ -3,9 +3,13 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+#include "tiles.h"
+
 int av_kernels_detect(void) {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return AV_KERNELS_AVX512;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
+        return __builtin_cpu_supports("avx512bf16") ? AV_KERNELS_AVX512_BF16 : AV_KERNELS_AVX512;
+    }
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return AV_KERNELS_AVX2;
     return AV_KERNELS_PORTABLE;
 }
@@ -49,8 +53,7 @@ AVX512 static inline __m512 load_w_bf16(const void *w, size_t i, __mmask16 m) {
                         for (size_t a = 0; a < 4; a++) acc[a][b] = _mm512_fmadd_ps(wv[a], xv, acc[a][b]);            \
                     }                                                                                                \
                 }                                                                                                    \
-                for (size_t a = 0; a < nr; a++)                                                                      \
-                    for (size_t b = 0; b < nt; b++) y[(t0 + b) * ys + r0 + a] = _mm512_reduce_add_ps(acc[a][b]);     \
+                av_store_tile(acc, nr, nt, y + t0 * ys + r0, ys);                                                    \
             }                                                                                                        \
         }                                                                                                            \
     }
@@ -170,8 +173,8 @@ GEMV256(gemv_bf16_avx2, load8_bf16, scalar_bf16, uint16_t, 2)
 
 int av_matmul_f32(int level, const float *w, size_t rows, size_t cols, const float *x, size_t tokens, float *y,
                   size_t y_stride) {
-    if (level == AV_KERNELS_AVX512 && tokens == 1) gemv_f32_avx512(w, rows, cols, x, y);
-    else if (level == AV_KERNELS_AVX512) matmul_f32_avx512(w, rows, cols, x, tokens, y, y_stride);
+    if (level >= AV_KERNELS_AVX512 && tokens == 1) gemv_f32_avx512(w, rows, cols, x, y);
+    else if (level >= AV_KERNELS_AVX512) matmul_f32_avx512(w, rows, cols, x, tokens, y, y_stride);
     else if (level == AV_KERNELS_AVX2 && tokens == 1) gemv_f32_avx2(w, rows, cols, x, y);
     else if (level == AV_KERNELS_AVX2) matmul_f32_avx2(w, rows, cols, x, tokens, y, y_stride);
     else return 0;
@@ -180,8 +183,8 @@ int av_matmul_f32(int level, const float *w, size_t rows, size_t cols, const flo
 
 int av_matmul_bf16(int level, const uint16_t *w, size_t rows, size_t cols, const float *x, size_t tokens, float *y,
                    size_t y_stride) {
-    if (level == AV_KERNELS_AVX512 && tokens == 1) gemv_bf16_avx512(w, rows, cols, x, y);
-    else if (level == AV_KERNELS_AVX512) matmul_bf16_avx512(w, rows, cols, x, tokens, y, y_stride);
+    if (level >= AV_KERNELS_AVX512 && tokens == 1) gemv_bf16_avx512(w, rows, cols, x, y);
+    else if (level >= AV_KERNELS_AVX512) matmul_bf16_avx512(w, rows, cols, x, tokens, y, y_stride);
     else if (level == AV_KERNELS_AVX2 && tokens == 1) gemv_bf16_avx2(w, rows, cols, x, y);
     else if (level == AV_KERNELS_AVX2) matmul_bf16_avx2(w, rows, cols, x, tokens, y, y_stride);
     else return 0;

@@ -136,7 +136,7 @@ AVX2_MERGE static void store_avx2(const double *acc, const float *base, size_t n
 
 int av_merge_accumulate(int level, const float *base, size_t n, const void *const *deltas, const int *delta_bf16,
                         const double *scales, size_t terms, double *acc) {
-    if (level == AV_KERNELS_AVX512) accumulate_avx512(base, n, deltas, delta_bf16, scales, terms, acc);
+    if (level >= AV_KERNELS_AVX512) accumulate_avx512(base, n, deltas, delta_bf16, scales, terms, acc);
     else if (level == AV_KERNELS_AVX2) accumulate_avx2(base, n, deltas, delta_bf16, scales, terms, acc);
     else return 0;
     return 1;
@@ -145,7 +145,7 @@ int av_merge_accumulate(int level, const float *base, size_t n, const void *cons
 int av_merge_store(int level, const double *acc, const float *base, size_t n, void *out, int out_bf16,
                    int base_bf16, av_merge_counts *counts) {
     memset(counts, 0, sizeof *counts);
-    if (level == AV_KERNELS_AVX512) store_avx512(acc, base, n, out, out_bf16, base_bf16, counts);
+    if (level >= AV_KERNELS_AVX512) store_avx512(acc, base, n, out, out_bf16, base_bf16, counts);
     else if (level == AV_KERNELS_AVX2) store_avx2(acc, base, n, out, out_bf16, base_bf16, counts);
     else return 0;
     return 1;

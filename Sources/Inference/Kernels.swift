@@ -99,6 +99,16 @@ enum Kernels {
         let per = (w.rows + blocks - 1) / blocks
         let cols = w.cols
         let rows = w.rows
+        // bf16 weights on the bf16 dot product: the activations are split once for every block.
+        if T > 1, w.dtype == .bf16, let split = BF16Activations(x, tokens: T, cols: cols, level: level) {
+            Parallel.forEach(blocks, threads: threads) { _, b in
+                let lo = b * per
+                let hi = min(rows, lo + per)
+                guard lo < hi else { return }
+                _ = level.matmul(bf16: w.row(lo), rows: hi - lo, x: split, y: y + lo, yStride: rows)
+            }
+            return
+        }
         Parallel.forEach(blocks, threads: threads) { worker, b in
             let lo = b * per
             let hi = min(rows, lo + per)

@@ -6,13 +6,16 @@ import CKernels
     import Foundation
 #endif
 
-/// The instruction set the matrix kernels run on: the C kernels' AVX-512 or AVX2+FMA variants, or
-/// the portable Swift code (arm64, older x86). Picked once from the CPU; `AV_KERNELS=portable|avx2|avx512`
-/// forces a level (for tests and benchmarks; a level the CPU lacks falls back to the best it has).
+/// The instruction set the matrix kernels run on: the C kernels' AVX-512 (with or without the bf16
+/// dot product) or AVX2+FMA variants, or the portable Swift code (arm64, older x86). Picked once
+/// from the CPU; `AV_KERNELS=portable|avx2|avx512|avx512bf16` forces a level (for tests and
+/// benchmarks; a level the CPU lacks falls back to the best it has).
 public enum KernelLevel: Int, Sendable, CaseIterable, Comparable {
     case portable = 0
     case avx2 = 1
     case avx512 = 2
+    /// AVX-512 with the bf16 dot product (vdpbf16ps), which prefill uses for bf16 weights.
+    case avx512bf16 = 3
 
     /// The name `--version` prints and `AV_KERNELS` takes.
     public var name: String {
@@ -20,6 +23,7 @@ public enum KernelLevel: Int, Sendable, CaseIterable, Comparable {
         case .portable: "portable"
         case .avx2: "avx2"
         case .avx512: "avx512"
+        case .avx512bf16: "avx512bf16"
         }
     }
 
@@ -37,7 +41,7 @@ public enum KernelLevel: Int, Sendable, CaseIterable, Comparable {
     /// The levels this CPU can run, for tests that compare them.
     public static var supported: [KernelLevel] { allCases.filter { $0 <= detected } }
 
-    /// Levels order by capability: portable < avx2 < avx512.
+    /// Levels order by capability: portable < avx2 < avx512 < avx512bf16.
     public static func < (a: KernelLevel, b: KernelLevel) -> Bool { a.rawValue < b.rawValue }
 
     /// `y[r] = W[r] · x` for one vector `x`, the rows split into `threads` fixed slices run by a

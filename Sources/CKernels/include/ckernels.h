@@ -7,8 +7,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/// Instruction-set levels, best last.
-enum av_kernel_level { AV_KERNELS_PORTABLE = 0, AV_KERNELS_AVX2 = 1, AV_KERNELS_AVX512 = 2 };
+/// Instruction-set levels, best last. AVX512_BF16 is AVX-512 with the bf16 dot product
+/// (vdpbf16ps), which prefill uses for bf16 weights; everything else runs as at AVX512.
+enum av_kernel_level {
+    AV_KERNELS_PORTABLE = 0,
+    AV_KERNELS_AVX2 = 1,
+    AV_KERNELS_AVX512 = 2,
+    AV_KERNELS_AVX512_BF16 = 3
+};
 
 /// The best level this CPU runs (CPUID), or AV_KERNELS_PORTABLE on other architectures.
 int av_kernels_detect(void);
@@ -56,5 +62,19 @@ int av_merge_store(int level, const double *acc, const float *base, size_t n, vo
 /// Consumes the whole 32-byte stripes of bytes[0..<n] into XXH64's four lanes (updated in place);
 /// returns the bytes consumed. Prefetches ahead: the data is usually not in cache yet.
 size_t av_xxh64_stripes(uint64_t lanes[4], const void *bytes, size_t n);
+
+/// Row stride (elements) of one token in av_bf16_split's output: two halves of cols rounded up to 32.
+size_t av_bf16_split_stride(size_t cols);
+
+/// x (tokens rows of cols f32) as bf16 for av_matmul_bf16_split: per token, cols rounded up to 32
+/// values hi = bf16(x) (nearest even), then as many lo = bf16(x − hi), zero-padded; x − hi − lo is
+/// within 2^-17 of |x|. Returns 0 (nothing written) below AV_KERNELS_AVX512_BF16.
+int av_bf16_split(int level, const float *x, size_t tokens, size_t cols, uint16_t *out);
+
+/// y[t * y_stride + r] = W[r] · x[t] with W in bf16 and x split by av_bf16_split, on the bf16 dot
+/// product: hi and lo products summed in f32 (hi_only: the hi products alone, x rounded to bf16 as
+/// llama.cpp rounds it). One fixed sequence per result. Returns 0 below AV_KERNELS_AVX512_BF16.
+int av_matmul_bf16_split(int level, const uint16_t *w, size_t rows, size_t cols, const uint16_t *xs, size_t tokens,
+                         float *y, size_t y_stride, int hi_only);
 
 #endif
