@@ -276,6 +276,13 @@ public final class LlamaModel: @unchecked Sendable {
             let lo = window.map { max(0, pos - $0 + 1) } ?? 0
             let q = ws.q + t * qDim + h * d
             let scores = ws.scores[worker]
+            let out = ws.attn + t * qDim + h * d
+            if kernels.attend(
+                q: q, keys: keys + lo * kvDim + kvh * d, values: values + lo * kvDim + kvh * d, stride: kvDim,
+                count: pos - lo + 1, headDim: d, scale: scale, scores: scores, out: out)
+            {
+                return
+            }
             var maxScore = -Float.infinity
             for p in lo...pos {
                 let s = Kernels.dot(UnsafeRawPointer(keys + p * kvDim + kvh * d), q, d) * scale
@@ -288,7 +295,6 @@ public final class LlamaModel: @unchecked Sendable {
                 scores[p - lo] = e
                 sum += e
             }
-            let out = ws.attn + t * qDim + h * d
             for i in 0..<d { out[i] = 0 }
             for p in lo...pos {
                 let w = scores[p - lo] / sum

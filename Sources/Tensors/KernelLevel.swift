@@ -55,6 +55,16 @@ public enum KernelLevel: Int, Sendable, CaseIterable, Comparable {
         return av_matmul_vector_pool(Int32(rawValue), dtype == .bf16 ? 1 : 0, w, rows, cols, x, y, Int32(threads)) != 0
     }
 
+    /// One query's attention over `count` cached positions (rows `stride` apart): softmax of
+    /// `scale · q · keys[p]`, then the weighted sum of `values[p]` into `out` (`headDim` values);
+    /// `scores` holds `count` floats of scratch. Returns false, doing nothing, below AVX-512.
+    public func attend(
+        q: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, stride: Int, count: Int,
+        headDim: Int, scale: Float, scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>
+    ) -> Bool {
+        av_attend(Int32(rawValue), q, keys, values, stride, count, headDim, scale, scores, out) != 0
+    }
+
     /// `y[t · yStride + r] = W[r] · x[t]` for `rows` rows of `W` (f32 or bf16, row-major, `cols` wide)
     /// and `tokens` vectors `x` (f32, `cols` each), with this level's C kernel. Returns false, doing
     /// nothing, for the portable level or another dtype: the caller then runs its Swift code.
