@@ -42,7 +42,8 @@ AVX512 static void attend512(const float *q, const float *keys, const float *val
         if (!mask) break;
         __m512 o = _mm512_setzero_ps();
         for (size_t p = 0; p < n; p++) {
-            o = _mm512_fmadd_ps(_mm512_set1_ps(scores[p] / sum), _mm512_maskz_loadu_ps(mask, values + p * stride + i), o);
+            const __m512 v = _mm512_maskz_loadu_ps(mask, values + p * stride + i);
+            o = _mm512_fmadd_ps(_mm512_set1_ps(scores[p] / sum), v, o);
         }
         _mm512_mask_storeu_ps(out + i, mask, o);
     }
