@@ -1,6 +1,6 @@
-// One query's attention over a run of cached positions, for the AVX-512 levels: scores four keys
-// at a time (one folded reduction for the four), softmax with libm's expf, then the weighted sum of
-// the values in registers.
+// One query's attention over runs of cached positions, for the AVX-512 levels: scores four keys at
+// a time (one folded reduction for the four), softmax with libm's expf, then the weighted sum of the
+// values in registers.
 #include "ckernels.h"
 
 #include <math.h>
@@ -12,11 +12,11 @@
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
 
-AVX512 static void attend512(const float *q, const float *keys, const float *values, size_t stride, size_t n,
-                             size_t d, float scale, float *scores, float *out) {
+// scores[p] = scale · q · keys[p] for p < n; returns the largest, or `best` if larger.
+AVX512 static float score_run(const float *q, const float *keys, size_t n, size_t stride, size_t d, float scale,
+                              float *scores, float best) {
     const size_t full = d / 16 * 16;
     const __mmask16 tail = (__mmask16)((1u << (d - full)) - 1);
-    float best = -INFINITY;
     for (size_t p = 0; p < n; p += 4) {
         const size_t m = n - p < 4 ? n - p : 4;
         __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
@@ -32,36 +32,54 @@ AVX512 static void attend512(const float *q, const float *keys, const float *val
         _mm_mask_storeu_ps(scores + p, (__mmask8)((1u << m) - 1), s);
         for (size_t a = 0; a < m; a++) best = scores[p + a] > best ? scores[p + a] : best;
     }
-    float sum = 0;
+    return best;
+}
+
+// out[i..i+16) (masked) += Σ_p weights[p] · values[p][i..] over a run.
+AVX512 static __m512 sum_run(__m512 o, const float *weights, const float *values, size_t n, size_t stride, size_t i,
+                             __mmask16 mask) {
     for (size_t p = 0; p < n; p++) {
+        const __m512 v = _mm512_maskz_loadu_ps(mask, values + p * stride + i);
+        o = _mm512_fmadd_ps(_mm512_set1_ps(weights[p]), v, o);
+    }
+    return o;
+}
+
+AVX512 static void attend512(const float *q, const float *keys, const float *values, size_t n, const float *keys2,
+                             const float *values2, size_t n2, size_t stride, size_t d, float scale, float *scores,
+                             float *out) {
+    float best = score_run(q, keys, n, stride, d, scale, scores, -INFINITY);
+    best = score_run(q, keys2, n2, stride, d, scale, scores + n, best);
+    float sum = 0;
+    for (size_t p = 0; p < n + n2; p++) {
         scores[p] = expf(scores[p] - best);
         sum += scores[p];
     }
+    for (size_t p = 0; p < n + n2; p++) scores[p] /= sum;
+    const size_t full = d / 16 * 16;
+    const __mmask16 tail = (__mmask16)((1u << (d - full)) - 1);
     for (size_t i = 0; i <= full; i += 16) {
         const __mmask16 mask = i < full ? (__mmask16)0xFFFF : tail;
         if (!mask) break;
-        __m512 o = _mm512_setzero_ps();
-        for (size_t p = 0; p < n; p++) {
-            const __m512 v = _mm512_maskz_loadu_ps(mask, values + p * stride + i);
-            o = _mm512_fmadd_ps(_mm512_set1_ps(scores[p] / sum), v, o);
-        }
+        __m512 o = sum_run(_mm512_setzero_ps(), scores, values, n, stride, i, mask);
+        o = sum_run(o, scores + n, values2, n2, stride, i, mask);
         _mm512_mask_storeu_ps(out + i, mask, o);
     }
 }
 
-int av_attend(int level, const float *q, const float *keys, const float *values, size_t stride, size_t n, size_t d,
-              float scale, float *scores, float *out) {
-    if (level < AV_KERNELS_AVX512 || n == 0) return 0;
-    attend512(q, keys, values, stride, n, d, scale, scores, out);
+int av_attend(int level, const float *q, const float *keys, const float *values, size_t n, const float *keys2,
+              const float *values2, size_t n2, size_t stride, size_t d, float scale, float *scores, float *out) {
+    if (level < AV_KERNELS_AVX512 || n + n2 == 0) return 0;
+    attend512(q, keys, values, n, keys2, values2, n2, stride, d, scale, scores, out);
     return 1;
 }
 
 #else
 
-int av_attend(int level, const float *q, const float *keys, const float *values, size_t stride, size_t n, size_t d,
-              float scale, float *scores, float *out) {
-    (void)level, (void)q, (void)keys, (void)values, (void)stride, (void)n, (void)d, (void)scale, (void)scores;
-    (void)out;
+int av_attend(int level, const float *q, const float *keys, const float *values, size_t n, const float *keys2,
+              const float *values2, size_t n2, size_t stride, size_t d, float scale, float *scores, float *out) {
+    (void)level, (void)q, (void)keys, (void)values, (void)n, (void)keys2, (void)values2, (void)n2, (void)stride;
+    (void)d, (void)scale, (void)scores, (void)out;
     return 0;
 }
 

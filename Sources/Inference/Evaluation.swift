@@ -123,13 +123,14 @@ extension LanguageModel {
             let ctx = try context(p.prompt, origin: p.origin)
             let c = tokenizer.encode(p.chosen)
             let r = tokenizer.encode(p.rejected)
-            let lc = try logProbability(context: ctx, continuation: c).sum
-            let lr = try logProbability(context: ctx, continuation: r).sum
+            // The prompt runs once; chosen and rejected then run packed in one pass.
+            let scored = try logProbabilities(context: ctx, continuations: [c, r])
+            let (lc, lr) = (scored[0].sum, scored[1].sum)
             margins.append(lc - lr)
             if lc > lr { wins += 1 }
             if let reference {
-                let rc = try reference.logProbability(context: ctx, continuation: c).sum
-                let rr = try reference.logProbability(context: ctx, continuation: r).sum
+                let ref = try reference.logProbabilities(context: ctx, continuations: [c, r])
+                let (rc, rr) = (ref[0].sum, ref[1].sum)
                 let reward = (lc - rc) - (lr - rr)
                 rewardMargins.append(reward)
                 if reward > 0 { rewardWins += 1 }

@@ -127,7 +127,9 @@ public final class LanguageModel: @unchecked Sendable {
     }
 
     /// Σ log p(continuation | context) for several continuations of one context: the context is run
-    /// once and its KV cache reused for each continuation (what level and pair scoring need).
+    /// once and its KV cache shared; the continuations then run packed into passes of up to
+    /// `packedTokens` tokens (each sees the context and itself only, positioned as if alone), so the
+    /// matrix products are large even for short answers (what level and pair scoring need).
     public func logProbabilities(context: [Int], continuations: [[Int]]) throws(InferenceError) -> [(
         sum: Double, tokens: Int
     )] {
@@ -139,26 +141,49 @@ public final class LanguageModel: @unchecked Sendable {
         guard context.count + longest <= limit else {
             throw .contextTooLong(tokens: context.count + longest, limit: limit)
         }
-        let cache = model.makeCache(capacity: context.count + longest)
+        // Each continuation's inputs are its tokens but the last (the first is scored by the context).
+        let inputs = continuations.map { Array($0.dropLast()) }
+        let cache = model.makeCache(
+            capacity: context.count + max(longest, min(Self.packedTokens, inputs.reduce(0) { $0 + $1.count })))
         let last = logSoftmax(try model.forward(context, cache: cache)[...])
         let V = model.config.vocabSize
         var out: [(sum: Double, tokens: Int)] = []
-        for ids in continuations {
-            guard let first = ids.first else {
-                out.append((sum: 0, tokens: 0))
-                continue
+        var next = 0
+        while next < continuations.count {
+            // A pass: continuations from `next` while they fit (at least one).
+            var end = next + 1
+            var total = inputs[next].count
+            while end < continuations.count, total + inputs[end].count <= Self.packedTokens {
+                total += inputs[end].count
+                end += 1
             }
             cache.truncate(to: context.count)
-            var sum: Double = last[first]
-            if ids.count > 1 {
-                let logits = try model.forward(Array(ids.dropLast()), cache: cache, allLogits: true)
-                for k in 1..<ids.count { sum += logSoftmax(logits[((k - 1) * V)..<(k * V)])[ids[k]] }
+            let lengths = inputs[next..<end].map(\.count)
+            let logits =
+                total == 0 ? [] : try model.forward(inputs[next..<end].flatMap { $0 }, packing: lengths, cache: cache)
+            var offset = 0
+            for j in next..<end {
+                let ids = continuations[j]
+                guard let first = ids.first else {
+                    out.append((sum: 0, tokens: 0))
+                    continue
+                }
+                var sum: Double = last[first]
+                for k in 1..<max(1, ids.count) {
+                    let row = offset + k - 1
+                    sum += logSoftmaxEntry(ids[k], of: logits[(row * V)..<((row + 1) * V)])
+                }
+                offset += inputs[j].count
+                guard sum.isFinite else { throw InferenceError.nonFinite(what: "a log-probability") }
+                out.append((sum: sum, tokens: ids.count))
             }
-            guard sum.isFinite else { throw InferenceError.nonFinite(what: "a log-probability") }
-            out.append((sum: sum, tokens: ids.count))
+            next = end
         }
         return out
     }
+
+    /// The most tokens `logProbabilities(context:continuations:)` packs into one pass.
+    static let packedTokens = 512
 
     /// The next-token distribution (log-probabilities) after `ids`.
     public func nextTokenLogProbabilities(_ ids: [Int]) throws(InferenceError) -> [Double] {

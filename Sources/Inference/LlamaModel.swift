@@ -144,7 +144,24 @@ public final class LlamaModel: @unchecked Sendable {
     /// Returns the logits of every new position (`tokens.count × vocab`) when `allLogits`, else of
     /// the last one only; with `logitMix`, the mixed logits.
     public func forward(_ tokens: [Int], cache: KVCache, allLogits: Bool = false) throws(InferenceError) -> [Float] {
-        var h = try forwardAlone(tokens, cache: cache, allLogits: allLogits)
+        try forward(tokens, cache: cache, allLogits: allLogits, segments: Segments(whole: tokens.count))
+    }
+
+    /// Several continuations of the cache's positions in one pass (`lengths` tokens each, in order):
+    /// each sees the cache and its own earlier tokens, positioned as if it ran alone, so its logits
+    /// are those of a separate `forward`, with larger matrix products. Returns every position's
+    /// logits; the cache holds all the continuations after it (truncate it to go on).
+    public func forward(_ tokens: [Int], packing lengths: [Int], cache: KVCache) throws(InferenceError) -> [Float] {
+        guard lengths.allSatisfy({ $0 >= 0 }), lengths.reduce(0, +) == tokens.count else {
+            throw .input(file: "packing", message: "segment lengths do not add up to the \(tokens.count) tokens")
+        }
+        return try forward(tokens, cache: cache, allLogits: true, segments: Segments(lengths: lengths))
+    }
+
+    func forward(_ tokens: [Int], cache: KVCache, allLogits: Bool, segments: Segments) throws(InferenceError)
+        -> [Float]
+    {
+        var h = try forwardAlone(tokens, cache: cache, allLogits: allLogits, segments: segments)
         guard !logitMix.isEmpty else { return h }
         guard cache.companions.count == logitMix.count else {
             throw .input(file: "cache", message: "made before the logit mix was set: make a new cache")
@@ -153,7 +170,8 @@ public final class LlamaModel: @unchecked Sendable {
         for (k, m) in logitMix.enumerated() {
             m.model.threads = threads
             m.model.kernels = kernels
-            let other = try m.model.forwardAlone(tokens, cache: cache.companions[k], allLogits: allLogits)
+            let other = try m.model.forwardAlone(
+                tokens, cache: cache.companions[k], allLogits: allLogits, segments: segments)
             guard other.count == h.count else {
                 throw .input(file: "logit mix", message: "the models' vocabularies differ")
             }
@@ -164,7 +182,9 @@ public final class LlamaModel: @unchecked Sendable {
     }
 
     /// `forward` of this model's own weights.
-    func forwardAlone(_ tokens: [Int], cache: KVCache, allLogits: Bool) throws(InferenceError) -> [Float] {
+    func forwardAlone(_ tokens: [Int], cache: KVCache, allLogits: Bool, segments: Segments) throws(InferenceError)
+        -> [Float]
+    {
         let c = config
         let T = tokens.count
         // A decode step dispatches no work (a dispatch per product measured ~20% slower than one
@@ -213,11 +233,12 @@ public final class LlamaModel: @unchecked Sendable {
                 }
             }
             for t in 0..<T {
-                rope(ws.q + t * qDim, heads: c.heads, position: start + t)
-                rope(ws.k + t * kvDim, heads: c.kvHeads, position: start + t)
+                let position = start + t - segments.first[t]
+                rope(ws.q + t * qDim, heads: c.heads, position: position)
+                rope(ws.k + t * kvDim, heads: c.kvHeads, position: position)
             }
             cache.append(layer: l, keys: ws.k, values: ws.v, count: T, at: start)
-            attention(layer: l, T: T, start: start, cache: cache, ws: ws, threads: threads)
+            attention(layer: l, T: T, start: start, segments: segments, cache: cache, ws: ws, threads: threads)
             product(b.o, ws.attn, T, ws.h)
             for i in 0..<(T * H) { x[i] += ws.h[i] }
             Kernels.rmsNorm(x, b.postNorm, eps: c.rmsNormEps, T: T, n: H, into: ws.h)
@@ -236,72 +257,6 @@ public final class LlamaModel: @unchecked Sendable {
             product(lmHead, ws.h, n, out.baseAddress!)
         }
         return logits
-    }
-
-    /// Rotates each head of `v` in place (rotate-half convention: pairs (i, i + d/2)).
-    private func rope(_ v: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
-        let d = config.headDim
-        let half = d / 2
-        for i in 0..<half {
-            let angle = Float(position) * inverseFrequencies[i]
-            let (s, c) = (sinf(angle), cosf(angle))
-            for h in 0..<heads {
-                let p = v + h * d
-                let a = p[i]
-                let b = p[i + half]
-                p[i] = a * c - b * s
-                p[i + half] = b * c + a * s
-            }
-        }
-    }
-
-    /// Causal attention of the `T` new positions over the cache, heads spread over threads.
-    private func attention(layer: Int, T: Int, start: Int, cache: KVCache, ws: Workspace, threads: Int) {
-        let c = config
-        let d = c.headDim
-        let qDim = c.heads * d
-        let kvDim = c.kvHeads * d
-        let group = c.heads / c.kvHeads
-        let scale = 1 / Float(d).squareRoot()
-        let keys = cache.keys(layer)
-        let values = cache.values(layer)
-        let window = c.slidingWindow
-        // One decode step's attention is a few thousand multiply-adds a head: not worth a dispatch.
-        let workers = T * (start + T) < 2048 ? 1 : threads
-        Parallel.forEach(T * c.heads, threads: workers) { worker, job in
-            let t = job / c.heads
-            let h = job % c.heads
-            let kvh = h / group
-            let pos = start + t
-            let lo = window.map { max(0, pos - $0 + 1) } ?? 0
-            let q = ws.q + t * qDim + h * d
-            let scores = ws.scores[worker]
-            let out = ws.attn + t * qDim + h * d
-            if kernels.attend(
-                q: q, keys: keys + lo * kvDim + kvh * d, values: values + lo * kvDim + kvh * d, stride: kvDim,
-                count: pos - lo + 1, headDim: d, scale: scale, scores: scores, out: out)
-            {
-                return
-            }
-            var maxScore = -Float.infinity
-            for p in lo...pos {
-                let s = Kernels.dot(UnsafeRawPointer(keys + p * kvDim + kvh * d), q, d) * scale
-                scores[p - lo] = s
-                maxScore = max(maxScore, s)
-            }
-            var sum: Float = 0
-            for p in lo...pos {
-                let e = expf(scores[p - lo] - maxScore)
-                scores[p - lo] = e
-                sum += e
-            }
-            for i in 0..<d { out[i] = 0 }
-            for p in lo...pos {
-                let w = scores[p - lo] / sum
-                let vrow = values + p * kvDim + kvh * d
-                for i in 0..<d { out[i] += w * vrow[i] }
-            }
-        }
     }
 }
 

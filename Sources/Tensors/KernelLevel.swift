@@ -55,14 +55,18 @@ public enum KernelLevel: Int, Sendable, CaseIterable, Comparable {
         return av_matmul_vector_pool(Int32(rawValue), dtype == .bf16 ? 1 : 0, w, rows, cols, x, y, Int32(threads)) != 0
     }
 
-    /// One query's attention over `count` cached positions (rows `stride` apart): softmax of
-    /// `scale · q · keys[p]`, then the weighted sum of `values[p]` into `out` (`headDim` values);
-    /// `scores` holds `count` floats of scratch. Returns false, doing nothing, below AVX-512.
+    /// One query's attention over runs of cached positions (each its keys, values and length, rows
+    /// `stride` apart): softmax of `scale · q · key` over every position of the runs, then the
+    /// weighted sum of their values into `out` (`headDim` values); `scores` holds scratch for all
+    /// positions. Returns false, doing nothing, below AVX-512.
     public func attend(
-        q: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>, stride: Int, count: Int,
-        headDim: Int, scale: Float, scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>
+        q: UnsafePointer<Float>, runs: [(keys: UnsafePointer<Float>, values: UnsafePointer<Float>, count: Int)],
+        stride: Int, headDim: Int, scale: Float, scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>
     ) -> Bool {
-        av_attend(Int32(rawValue), q, keys, values, stride, count, headDim, scale, scores, out) != 0
+        precondition(runs.count == 2, "two runs: the positions before the pass, then the token's own")
+        return av_attend(
+            Int32(rawValue), q, runs[0].keys, runs[0].values, runs[0].count, runs[1].keys, runs[1].values,
+            runs[1].count, stride, headDim, scale, scores, out) != 0
     }
 
     /// `y[t · yStride + r] = W[r] · x[t]` for `rows` rows of `W` (f32 or bf16, row-major, `cols` wide)

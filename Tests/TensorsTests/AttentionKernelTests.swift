@@ -29,20 +29,32 @@ struct AttentionKernelTests {
             let total = e.reduce(0, +)
             let want = (0..<d).map { i in (0..<n).reduce(0.0) { $0 + e[$1] / total * Double(values[$1 * stride + i]) } }
             for level in KernelLevel.supported where level >= .avx512 {
-                var scores = [Float](repeating: 0, count: n)
-                var out = [Float](repeating: .nan, count: d)
-                #expect(
-                    level.attend(
-                        q: q, keys: keys, values: values, stride: stride, count: n, headDim: d, scale: scale,
-                        scores: &scores, out: &out))
-                let worst = zip(out, want).map { abs(Double($0) - $1) }.max()!
-                #expect(worst < 1e-5, "\(level.name) d \(d), n \(n): \(worst)")
+                // The positions as two runs, split anywhere: the same as one.
+                for split in [0, n / 3, n] {
+                    var scores = [Float](repeating: 0, count: n)
+                    var out = [Float](repeating: .nan, count: d)
+                    let done = keys.withUnsafeBufferPointer { k in
+                        values.withUnsafeBufferPointer { v in
+                            let (k0, v0) = (k.baseAddress!, v.baseAddress!)
+                            return level.attend(
+                                q: q, runs: [(k0, v0, split), (k0 + split * stride, v0 + split * stride, n - split)],
+                                stride: stride, headDim: d, scale: scale, scores: &scores, out: &out)
+                        }
+                    }
+                    #expect(done)
+                    let worst = zip(out, want).map { abs(Double($0) - $1) }.max()!
+                    #expect(worst < 1e-5, "\(level.name) d \(d), n \(n), split \(split): \(worst)")
+                }
             }
         }
         var scratch: [Float] = [0]
         var out: [Float] = [0]
-        let attended = KernelLevel.avx2.attend(
-            q: [1], keys: [1], values: [1], stride: 1, count: 1, headDim: 1, scale: 1, scores: &scratch, out: &out)
+        let one: [Float] = [1]
+        let attended = one.withUnsafeBufferPointer { p in
+            KernelLevel.avx2.attend(
+                q: p.baseAddress!, runs: [(p.baseAddress!, p.baseAddress!, 1), (p.baseAddress!, p.baseAddress!, 0)],
+                stride: 1, headDim: 1, scale: 1, scores: &scratch, out: &out)
+        }
         #expect(!attended, "below AVX-512 the Swift code attends")
     }
 }

@@ -77,10 +77,11 @@ int av_bf16_split(int level, const float *x, size_t tokens, size_t cols, uint16_
 int av_matmul_bf16_split(int level, const uint16_t *w, size_t rows, size_t cols, const uint16_t *xs, size_t tokens,
                          float *y, size_t y_stride, int hi_only);
 
-/// One query's attention: scores[p] = scale · q · keys[p] for the n positions (rows `stride` floats
-/// apart, d values each), softmax (max subtracted, libm expf), out = Σ softmax[p] · values[p]. One
-/// fixed order of operations. Returns 0 (nothing done) below AV_KERNELS_AVX512 or for n = 0.
-int av_attend(int level, const float *q, const float *keys, const float *values, size_t stride, size_t n, size_t d,
-              float scale, float *scores, float *out);
+/// One query's attention over two runs of cached positions (keys/values at rows `stride` floats
+/// apart, d values each; n and n2 positions): scores = scale · q · key over both runs in order,
+/// softmax (max subtracted, libm expf), out = Σ softmax · value. One fixed order of operations.
+/// Returns 0 (nothing done) below AV_KERNELS_AVX512 or when both runs are empty.
+int av_attend(int level, const float *q, const float *keys, const float *values, size_t n, const float *keys2,
+              const float *values2, size_t n2, size_t stride, size_t d, float scale, float *scores, float *out);
 
 #endif

@@ -1,0 +1,113 @@
+import Tensors
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Where the tokens of one forward pass sit: each token's segment (continuations packed into one
+/// pass after a shared prefix see the prefix and their own segment only, and count positions from
+/// the prefix's end), or one segment for an ordinary pass.
+struct Segments {
+    /// Index in the pass of the first token of token t's segment.
+    let first: [Int]
+
+    /// One segment: every token sees every earlier one.
+    init(whole count: Int) { first = [Int](repeating: 0, count: count) }
+
+    /// Consecutive segments of these lengths.
+    init(lengths: [Int]) {
+        var first: [Int] = []
+        for n in lengths { first += [Int](repeating: first.count, count: n) }
+        self.first = first
+    }
+}
+
+extension LlamaModel {
+    /// Rotates each head of `v` in place (rotate-half convention: pairs (i, i + d/2)).
+    func rope(_ v: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
+        let d = config.headDim
+        let half = d / 2
+        for i in 0..<half {
+            let angle = Float(position) * inverseFrequencies[i]
+            let (s, c) = (sinf(angle), cosf(angle))
+            for h in 0..<heads {
+                let p = v + h * d
+                let a = p[i]
+                let b = p[i + half]
+                p[i] = a * c - b * s
+                p[i + half] = b * c + a * s
+            }
+        }
+    }
+
+    /// Causal attention of the `T` new positions (cache positions `start…`) over the cache, heads
+    /// spread over threads. A token sees the positions before the pass and those of its own segment
+    /// up to itself, within the sliding window of its position (`start` + its offset in its segment).
+    func attention(
+        layer: Int, T: Int, start: Int, segments: Segments, cache: KVCache, ws: Workspace, threads: Int
+    ) {
+        let c = config
+        let d = c.headDim
+        let qDim = c.heads * d
+        let kvDim = c.kvHeads * d
+        let group = c.heads / c.kvHeads
+        let scale = 1 / Float(d).squareRoot()
+        let keys = cache.keys(layer)
+        let values = cache.values(layer)
+        let window = c.slidingWindow
+        // One decode step's attention is a few thousand multiply-adds a head: not worth a dispatch.
+        let workers = T * (start + T) < 2048 ? 1 : threads
+        Parallel.forEach(T * c.heads, threads: workers) { worker, job in
+            let t = job / c.heads
+            let h = job % c.heads
+            let kvh = h / group
+            let own = start + segments.first[t]
+            let pos = start + t
+            let position = pos - segments.first[t]
+            // The runs seen: [a, start) before the pass and [b, pos] of the token's own segment.
+            let a = window.map { max(0, position - $0 + 1) } ?? 0
+            let b = max(own, window.map { pos - $0 + 1 } ?? 0)
+            let runs = [(a, max(a, start)), (b, pos + 1)]
+            let q = ws.q + t * qDim + h * d
+            let scores = ws.scores[worker]
+            let out = ws.attn + t * qDim + h * d
+            let offset = kvh * d
+            let cached: [(keys: UnsafePointer<Float>, values: UnsafePointer<Float>, count: Int)] = runs.map {
+                (lo, hi) in
+                let row = lo * kvDim + offset
+                return (UnsafePointer(keys + row), UnsafePointer(values + row), hi - lo)
+            }
+            if kernels.attend(q: q, runs: cached, stride: kvDim, headDim: d, scale: scale, scores: scores, out: out) {
+                return
+            }
+            var maxScore = -Float.infinity
+            var n = 0
+            for (lo, hi) in runs {
+                for p in lo..<hi {
+                    let s = Kernels.dot(UnsafeRawPointer(keys + p * kvDim + offset), q, d) * scale
+                    scores[n] = s
+                    maxScore = max(maxScore, s)
+                    n += 1
+                }
+            }
+            var sum: Float = 0
+            for j in 0..<n {
+                let e = expf(scores[j] - maxScore)
+                scores[j] = e
+                sum += e
+            }
+            for i in 0..<d { out[i] = 0 }
+            n = 0
+            for (lo, hi) in runs {
+                for p in lo..<hi {
+                    let w = scores[n] / sum
+                    let vrow = values + p * kvDim + offset
+                    for i in 0..<d { out[i] += w * vrow[i] }
+                    n += 1
+                }
+            }
+        }
+    }
+}
