@@ -21,22 +21,32 @@ fi
 # A prompt of about 64 tokens.
 prompt="The patient should take the medicine twice a day with food, and see a doctor if the fever lasts"
 prompt="$prompt more than three days. Contract law decides who pays when a promise is broken, and courts"
-prompt="$prompt weigh what each side knew when they signed."
+prompt="$prompt weigh what each side knew when they signed. A budget that saves a tenth of every paycheck"
+prompt="$prompt grows a little more every year."  # 64 tokens with SmolLM2's tokenizer, as pp64
+runs=${RUNS:-5}
 echo "| weights | test | llama.cpp (t/s) | av (t/s) | av / llama.cpp |"
 echo "|---|---|---:|---:|---:|"
 for type in F32 BF16; do
   "$llama/build/bin/llama-quantize" --allow-requantize "$gguf" "$work/$type.gguf" "$type" > /dev/null 2>&1
   "$av" convert "$work/$type.gguf" -o "$work/$type" --dtype "$(echo "$type" | tr A-Z a-z)" > /dev/null
-  bench=$("$llama/build/bin/llama-bench" -m "$work/$type.gguf" -p 64 -n 64 -t 2 -r 3 -o csv 2> /dev/null)
-  ours=$("$av" generate --model "$work/$type" --prompt "$prompt" --max-tokens 64 --threads 2 2>&1 > /dev/null | tail -1)
+  # Alternate the two tools, one run each per round, so both see the same moments of a noisy machine;
+  # each reports its median over the rounds.
+  bench=""
+  ours=""
+  for _ in $(seq "$runs"); do
+    bench="$bench$("$llama/build/bin/llama-bench" -m "$work/$type.gguf" -p 64 -n 64 -t 2 -r 1 -o csv 2> /dev/null)"$'\n'
+    ours="$ours$("$av" generate --model "$work/$type" --prompt "$prompt" --max-tokens 64 --threads 2 2>&1 > /dev/null \
+      | tail -1)"$'\n'
+  done
   python3 - "$type" "$bench" "$ours" <<'PY'
-import csv, io, re, sys
+import csv, io, re, statistics, sys
 kind, bench, ours = sys.argv[1], sys.argv[2], sys.argv[3]
-rows = list(csv.DictReader(io.StringIO(bench)))
-rate = {("pp" if int(r["n_prompt"]) > 0 else "tg"): float(r["avg_ts"]) for r in rows}
-m = re.search(r"prompt tokens in [\d.]+ s \(([\d.]+) tokens/s\); "
-              r"(\d+) generated in [\d.]+ s \(([\d.]+) tokens/s\)", ours)
-av = {"pp": float(m.group(1)), "tg": float(m.group(3))}
+rows = [r for r in csv.DictReader(io.StringIO(bench)) if r.get("n_prompt", "").isdigit()]
+rate = {t: statistics.median(float(r["avg_ts"]) for r in rows if (int(r["n_prompt"]) > 0) == (t == "pp"))
+        for t in ("pp", "tg")}
+found = re.findall(r"prompt tokens in [\d.]+ s \(([\d.]+) tokens/s\); \d+ generated in [\d.]+ s \(([\d.]+) tokens/s\)",
+                   ours)
+av = {"pp": statistics.median(float(m[0]) for m in found), "tg": statistics.median(float(m[1]) for m in found)}
 for test, name in (("pp", "prefill (pp64)"), ("tg", "decode (tg64)")):
     print("| %s | %s | %.1f | %.1f | %.2f |" % (kind.lower(), name, rate[test], av[test], av[test] / rate[test]))
 PY
