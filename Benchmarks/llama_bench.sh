@@ -24,21 +24,9 @@ prompt="$prompt more than three days. Contract law decides who pays when a promi
 prompt="$prompt weigh what each side knew when they signed. A budget that saves a tenth of every paycheck"
 prompt="$prompt grows a little more every year."  # 64 tokens with SmolLM2's tokenizer, as pp64
 runs=${RUNS:-5}
-echo "| weights | test | llama.cpp (t/s) | av (t/s) | av / llama.cpp |"
-echo "|---|---|---:|---:|---:|"
-for type in F32 BF16; do
-  "$llama/build/bin/llama-quantize" --allow-requantize "$gguf" "$work/$type.gguf" "$type" > /dev/null 2>&1
-  "$av" convert "$work/$type.gguf" -o "$work/$type" --dtype "$(echo "$type" | tr A-Z a-z)" > /dev/null
-  # Alternate the two tools, one run each per round, so both see the same moments of a noisy machine;
-  # each reports its median over the rounds.
-  bench=""
-  ours=""
-  for _ in $(seq "$runs"); do
-    bench="$bench$("$llama/build/bin/llama-bench" -m "$work/$type.gguf" -p 64 -n 64 -t 2 -r 1 -o csv 2> /dev/null)"$'\n'
-    ours="$ours$("$av" generate --model "$work/$type" --prompt "$prompt" --max-tokens 64 --threads 2 2>&1 > /dev/null \
-      | tail -1)"$'\n'
-  done
-  python3 - "$type" "$bench" "$ours" <<'PY'
+# One table row per test: llama-bench's and av's medians over the rounds.
+report() {
+  python3 - "$1" "$2" "$3" <<'PY'
 import csv, io, re, statistics, sys
 kind, bench, ours = sys.argv[1], sys.argv[2], sys.argv[3]
 rows = [r for r in csv.DictReader(io.StringIO(bench)) if r.get("n_prompt", "").isdigit()]
@@ -48,6 +36,28 @@ found = re.findall(r"prompt tokens in [\d.]+ s \(([\d.]+) tokens/s\); \d+ genera
                    ours)
 av = {"pp": statistics.median(float(m[0]) for m in found), "tg": statistics.median(float(m[1]) for m in found)}
 for test, name in (("pp", "prefill (pp64)"), ("tg", "decode (tg64)")):
-    print("| %s | %s | %.1f | %.1f | %.2f |" % (kind.lower(), name, rate[test], av[test], av[test] / rate[test]))
+    print("| %s | %s | %.1f | %.1f | %.2f |" % (kind, name, rate[test], av[test], av[test] / rate[test]))
 PY
+}
+echo "| weights | test | llama.cpp (t/s) | av (t/s) | av / llama.cpp |"
+echo "|---|---|---:|---:|---:|"
+for type in F32 BF16; do
+  "$llama/build/bin/llama-quantize" --allow-requantize "$gguf" "$work/$type.gguf" "$type" > /dev/null 2>&1
+  "$av" convert "$work/$type.gguf" -o "$work/$type" --dtype "$(echo "$type" | tr A-Z a-z)" > /dev/null
+  # Alternate the tools, one run each per round, so both see the same moments of a noisy machine.
+  # With bf16 weights av also runs with its activations rounded to bf16, as llama.cpp rounds them.
+  bench=""
+  ours=""
+  rounded=""
+  for _ in $(seq "$runs"); do
+    bench="$bench$("$llama/build/bin/llama-bench" -m "$work/$type.gguf" -p 64 -n 64 -t 2 -r 1 -o csv 2> /dev/null)"$'\n'
+    ours="$ours$("$av" generate --model "$work/$type" --prompt "$prompt" --max-tokens 64 --threads 2 2>&1 > /dev/null \
+      | tail -1)"$'\n'
+    if [ "$type" = BF16 ]; then
+      rounded="$rounded$(AV_BF16_ACTIVATIONS=bf16 "$av" generate --model "$work/$type" --prompt "$prompt" \
+        --max-tokens 64 --threads 2 2>&1 > /dev/null | tail -1)"$'\n'
+    fi
+  done
+  report "$(echo "$type" | tr A-Z a-z)" "$bench" "$ours"
+  if [ "$type" = BF16 ]; then report "bf16, AV_BF16_ACTIVATIONS=bf16" "$bench" "$rounded"; fi
 done
