@@ -122,6 +122,8 @@ extension LanguageModel {
         var counts = [Int](repeating: 0, count: n)
         var margins = [Double](repeating: 0, count: n)
         var promptTokens = 0
+        // Every prompt and its responses, scored in packed passes.
+        var batch: [(context: [Int], continuations: [[Int]])] = []
         for item in file.items {
             let ctx = try context(prefix + item.prompt, origin: item.origin)
             promptTokens += ctx.count
@@ -129,9 +131,10 @@ extension LanguageModel {
             guard encoded.allSatisfy({ !$0.isEmpty }) else {
                 throw .input(file: item.origin, message: "a response encodes to no tokens")
             }
-            let row = try logProbabilities(context: ctx, continuations: encoded).map {
-                score == .mean ? $0.sum / Double($0.tokens) : $0.sum
-            }
+            batch.append((ctx, encoded))
+        }
+        for sums in try logProbabilities(batch: batch) {
+            let row = sums.map { score == .mean ? $0.sum / Double($0.tokens) : $0.sum }
             var best = 0
             for i in 1..<n where row[i] > row[best] { best = i }
             winners.append(best)

@@ -119,18 +119,20 @@ extension LanguageModel {
         var margins: [Double] = []
         var rewardWins = 0
         var rewardMargins: [Double] = []
+        // Prompts run packed, once each, then every chosen and rejected answer packed after them.
+        var items: [(context: [Int], continuations: [[Int]])] = []
         for p in pairs {
-            let ctx = try context(p.prompt, origin: p.origin)
-            let c = tokenizer.encode(p.chosen)
-            let r = tokenizer.encode(p.rejected)
-            // The prompt runs once; chosen and rejected then run packed in one pass.
-            let scored = try logProbabilities(context: ctx, continuations: [c, r])
-            let (lc, lr) = (scored[0].sum, scored[1].sum)
+            items.append(
+                (try context(p.prompt, origin: p.origin), [tokenizer.encode(p.chosen), tokenizer.encode(p.rejected)]))
+        }
+        let scored = try logProbabilities(batch: items)
+        let referenced = try reference?.logProbabilities(batch: items)
+        for (i, s) in scored.enumerated() {
+            let (lc, lr) = (s[0].sum, s[1].sum)
             margins.append(lc - lr)
             if lc > lr { wins += 1 }
-            if let reference {
-                let ref = try reference.logProbabilities(context: ctx, continuations: [c, r])
-                let (rc, rr) = (ref[0].sum, ref[1].sum)
+            if let referenced {
+                let (rc, rr) = (referenced[i][0].sum, referenced[i][1].sum)
                 let reward = (lc - rc) - (lr - rr)
                 rewardMargins.append(reward)
                 if reward > 0 { rewardWins += 1 }

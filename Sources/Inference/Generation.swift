@@ -127,63 +127,108 @@ public final class LanguageModel: @unchecked Sendable {
     }
 
     /// Σ log p(continuation | context) for several continuations of one context: the context is run
-    /// once and its KV cache shared; the continuations then run packed into passes of up to
-    /// `packedTokens` tokens (each sees the context and itself only, positioned as if alone), so the
-    /// matrix products are large even for short answers (what level and pair scoring need).
+    /// once and its KV cache shared; the continuations then run packed (each sees the context and
+    /// itself only, positioned as if alone), so the matrix products are large even for short answers.
     public func logProbabilities(context: [Int], continuations: [[Int]]) throws(InferenceError) -> [(
         sum: Double, tokens: Int
     )] {
-        guard !context.isEmpty else {
-            throw .input(file: "context", message: "empty: the first token has nothing to follow")
-        }
-        let longest = continuations.map(\.count).max() ?? 0
+        try logProbabilities(batch: [(context, continuations)])[0]
+    }
+
+    /// `logProbabilities(context:continuations:)` of several prompts at once: their contexts run
+    /// packed into one pass (each sees itself only), then their continuations into passes of up to
+    /// `packedTokens` tokens, each seeing its own context. The same sums as one prompt at a time,
+    /// to rounding, with matrix products many prompts tall.
+    public func logProbabilities(batch items: [(context: [Int], continuations: [[Int]])]) throws(InferenceError)
+        -> [[(sum: Double, tokens: Int)]]
+    {
         let limit = model.config.maxPositionEmbeddings
-        guard context.count + longest <= limit else {
-            throw .contextTooLong(tokens: context.count + longest, limit: limit)
+        for item in items {
+            guard !item.context.isEmpty else {
+                throw .input(file: "context", message: "empty: the first token has nothing to follow")
+            }
+            let longest = item.continuations.map(\.count).max() ?? 0
+            guard item.context.count + longest <= limit else {
+                throw .contextTooLong(tokens: item.context.count + longest, limit: limit)
+            }
         }
-        // Each continuation's inputs are its tokens but the last (the first is scored by the context).
-        let inputs = continuations.map { Array($0.dropLast()) }
-        let cache = model.makeCache(
-            capacity: context.count + max(longest, min(Self.packedTokens, inputs.reduce(0) { $0 + $1.count })))
-        let last = logSoftmax(try model.forward(context, cache: cache)[...])
-        let V = model.config.vocabSize
-        var out: [(sum: Double, tokens: Int)] = []
+        var results: [[(sum: Double, tokens: Int)]] = []
         var next = 0
-        while next < continuations.count {
-            // A pass: continuations from `next` while they fit (at least one).
+        while next < items.count {
+            // A group: prompts from `next` while their contexts fit one pass (at least one).
             var end = next + 1
-            var total = inputs[next].count
-            while end < continuations.count, total + inputs[end].count <= Self.packedTokens {
-                total += inputs[end].count
+            var total = items[next].context.count
+            while end < items.count, total + items[end].context.count <= Self.packedTokens {
+                total += items[end].context.count
                 end += 1
             }
-            cache.truncate(to: context.count)
-            let lengths = inputs[next..<end].map(\.count)
+            results += try scoreGroup(Array(items[next..<end]))
+            next = end
+        }
+        return results
+    }
+
+    /// The most tokens one packed pass of `logProbabilities` takes (a longer context or
+    /// continuation runs alone).
+    static let packedTokens = 512
+
+    private func scoreGroup(_ items: [(context: [Int], continuations: [[Int]])]) throws(InferenceError)
+        -> [[(sum: Double, tokens: Int)]]
+    {
+        let V = model.config.vocabSize
+        let lengths = items.map(\.context.count)
+        var starts: [Int] = []
+        var contextTokens = 0
+        for n in lengths {
+            starts.append(contextTokens)
+            contextTokens += n
+        }
+        // Each continuation's inputs are its tokens but the last (the first is scored by its context).
+        let flat = items.indices.flatMap { k in items[k].continuations.map { (item: k, inputs: Array($0.dropLast())) } }
+        let longest = flat.map(\.inputs.count).max() ?? 0
+        let cache = model.makeCache(
+            capacity: contextTokens + max(longest, min(Self.packedTokens, flat.reduce(0) { $0 + $1.inputs.count })))
+        let last = try model.forward(
+            items.flatMap(\.context), packing: lengths, prefixes: lengths.map { _ in 0..<0 },
+            logitRows: zip(starts, lengths).map { $0 + $1 - 1 }, cache: cache)
+        var sums: [[(sum: Double, tokens: Int)]] = items.map { _ in [] }
+        var next = 0
+        while next < flat.count {
+            var end = next + 1
+            var total = flat[next].inputs.count
+            while end < flat.count, total + flat[end].inputs.count <= Self.packedTokens {
+                total += flat[end].inputs.count
+                end += 1
+            }
+            cache.truncate(to: contextTokens)
+            let pass = flat[next..<end]
             let logits =
-                total == 0 ? [] : try model.forward(inputs[next..<end].flatMap { $0 }, packing: lengths, cache: cache)
+                total == 0
+                ? []
+                : try model.forward(
+                    pass.flatMap(\.inputs), packing: pass.map(\.inputs.count),
+                    prefixes: pass.map { starts[$0.item]..<(starts[$0.item] + lengths[$0.item]) },
+                    logitRows: Array(0..<total), cache: cache)
             var offset = 0
-            for j in next..<end {
-                let ids = continuations[j]
+            for entry in pass {
+                let ids = items[entry.item].continuations[sums[entry.item].count]
                 guard let first = ids.first else {
-                    out.append((sum: 0, tokens: 0))
+                    sums[entry.item].append((sum: 0, tokens: 0))
                     continue
                 }
-                var sum: Double = last[first]
+                var sum = logSoftmaxEntry(first, of: last[(entry.item * V)..<((entry.item + 1) * V)])
                 for k in 1..<max(1, ids.count) {
                     let row = offset + k - 1
                     sum += logSoftmaxEntry(ids[k], of: logits[(row * V)..<((row + 1) * V)])
                 }
-                offset += inputs[j].count
+                offset += entry.inputs.count
                 guard sum.isFinite else { throw InferenceError.nonFinite(what: "a log-probability") }
-                out.append((sum: sum, tokens: ids.count))
+                sums[entry.item].append((sum: sum, tokens: ids.count))
             }
             next = end
         }
-        return out
+        return sums
     }
-
-    /// The most tokens `logProbabilities(context:continuations:)` packs into one pass.
-    static let packedTokens = 512
 
     /// The next-token distribution (log-probabilities) after `ids`.
     public func nextTokenLogProbabilities(_ ids: [Int]) throws(InferenceError) -> [Double] {

@@ -12,15 +12,33 @@ import Tensors
 struct Segments {
     /// Index in the pass of the first token of token t's segment.
     let first: [Int]
+    /// The cache positions token t sees from before the pass, when not all of them: its segment's
+    /// own prefix (sequences of several prompts packed together).
+    let prefix: [Range<Int>]?
 
     /// One segment: every token sees every earlier one.
-    init(whole count: Int) { first = [Int](repeating: 0, count: count) }
+    init(whole count: Int) {
+        first = [Int](repeating: 0, count: count)
+        prefix = nil
+    }
 
-    /// Consecutive segments of these lengths.
-    init(lengths: [Int]) {
+    /// Consecutive segments of these lengths, each after `prefixes[i]` (nil: everything cached).
+    init(lengths: [Int], prefixes: [Range<Int>]? = nil) {
         var first: [Int] = []
-        for n in lengths { first += [Int](repeating: first.count, count: n) }
+        var prefix: [Range<Int>] = []
+        for (i, n) in lengths.enumerated() {
+            first += [Int](repeating: first.count, count: n)
+            if let prefixes { prefix += [Range<Int>](repeating: prefixes[i], count: n) }
+        }
         self.first = first
+        self.prefix = prefixes == nil ? nil : prefix
+    }
+
+    /// Token t's cache positions from before a pass that starts at `start`, and its position in its
+    /// own sequence (what RoPE rotates by).
+    func context(of t: Int, start: Int) -> (seen: Range<Int>, position: Int) {
+        let seen = prefix?[t] ?? 0..<start
+        return (seen, seen.count + t - first[t])
     }
 }
 
@@ -65,11 +83,12 @@ extension LlamaModel {
             let kvh = h / group
             let own = start + segments.first[t]
             let pos = start + t
-            let position = pos - segments.first[t]
-            // The runs seen: [a, start) before the pass and [b, pos] of the token's own segment.
-            let a = window.map { max(0, position - $0 + 1) } ?? 0
+            let (seen, position) = segments.context(of: t, start: start)
+            // The runs seen: [a, seen.end) before the pass (a cache position c there sits at
+            // c − seen.start in the sequence) and [b, pos] of the token's own segment.
+            let a = seen.lowerBound + (window.map { max(0, position - $0 + 1) } ?? 0)
             let b = max(own, window.map { pos - $0 + 1 } ?? 0)
-            let runs = [(a, max(a, start)), (b, pos + 1)]
+            let runs = [(a, max(a, seen.upperBound)), (b, pos + 1)]
             let q = ws.q + t * qDim + h * d
             let scores = ws.scores[worker]
             let out = ws.attn + t * qDim + h * d

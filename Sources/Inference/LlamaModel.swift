@@ -158,10 +158,30 @@ public final class LlamaModel: @unchecked Sendable {
         return try forward(tokens, cache: cache, allLogits: true, segments: Segments(lengths: lengths))
     }
 
-    func forward(_ tokens: [Int], cache: KVCache, allLogits: Bool, segments: Segments) throws(InferenceError)
-        -> [Float]
-    {
-        var h = try forwardAlone(tokens, cache: cache, allLogits: allLogits, segments: segments)
+    /// Several sequences packed into one pass, each after its own range of cached positions
+    /// (`prefixes[i]`, empty for a sequence that starts here): each sees that range and its own
+    /// earlier tokens, positioned as if it ran alone. Returns the logits of positions `logitRows`
+    /// (increasing indices into `tokens`), in that order.
+    public func forward(
+        _ tokens: [Int], packing lengths: [Int], prefixes: [Range<Int>], logitRows: [Int], cache: KVCache
+    ) throws(InferenceError) -> [Float] {
+        guard lengths.count == prefixes.count, lengths.allSatisfy({ $0 >= 0 }), lengths.reduce(0, +) == tokens.count,
+            prefixes.allSatisfy({ $0.lowerBound >= 0 && $0.upperBound <= cache.count }),
+            logitRows.allSatisfy(tokens.indices.contains), zip(logitRows, logitRows.dropFirst()).allSatisfy({ $0 < $1 })
+        else {
+            throw .input(
+                file: "packing", message: "segments, prefixes or logit rows do not fit the \(tokens.count) tokens")
+        }
+        return try forward(
+            tokens, cache: cache, allLogits: true, segments: Segments(lengths: lengths, prefixes: prefixes),
+            logitRows: logitRows)
+    }
+
+    func forward(
+        _ tokens: [Int], cache: KVCache, allLogits: Bool, segments: Segments, logitRows: [Int]? = nil
+    ) throws(InferenceError) -> [Float] {
+        var h = try forwardAlone(
+            tokens, cache: cache, allLogits: allLogits, segments: segments, logitRows: logitRows)
         guard !logitMix.isEmpty else { return h }
         guard cache.companions.count == logitMix.count else {
             throw .input(file: "cache", message: "made before the logit mix was set: make a new cache")
@@ -171,7 +191,7 @@ public final class LlamaModel: @unchecked Sendable {
             m.model.threads = threads
             m.model.kernels = kernels
             let other = try m.model.forwardAlone(
-                tokens, cache: cache.companions[k], allLogits: allLogits, segments: segments)
+                tokens, cache: cache.companions[k], allLogits: allLogits, segments: segments, logitRows: logitRows)
             guard other.count == h.count else {
                 throw .input(file: "logit mix", message: "the models' vocabularies differ")
             }
@@ -182,9 +202,9 @@ public final class LlamaModel: @unchecked Sendable {
     }
 
     /// `forward` of this model's own weights.
-    func forwardAlone(_ tokens: [Int], cache: KVCache, allLogits: Bool, segments: Segments) throws(InferenceError)
-        -> [Float]
-    {
+    func forwardAlone(
+        _ tokens: [Int], cache: KVCache, allLogits: Bool, segments: Segments, logitRows: [Int]? = nil
+    ) throws(InferenceError) -> [Float] {
         let c = config
         let T = tokens.count
         // A decode step dispatches no work (a dispatch per product measured ~20% slower than one
@@ -233,7 +253,7 @@ public final class LlamaModel: @unchecked Sendable {
                 }
             }
             for t in 0..<T {
-                let position = start + t - segments.first[t]
+                let position = segments.context(of: t, start: start).position
                 rope(ws.q + t * qDim, heads: c.heads, position: position)
                 rope(ws.k + t * kvDim, heads: c.kvHeads, position: position)
             }
@@ -249,9 +269,11 @@ public final class LlamaModel: @unchecked Sendable {
             for i in 0..<(T * H) { x[i] += ws.h[i] }
         }
         cache.count = start + T
-        let first = allLogits ? 0 : T - 1
-        let n = T - first
-        Kernels.rmsNorm(x + first * H, norm, eps: c.rmsNormEps, T: n, n: H, into: ws.h)
+        // The rows whose logits are wanted, gathered in order (all, the last, or those asked for).
+        let rows = logitRows ?? (allLogits ? Array(0..<T) : [T - 1])
+        let n = rows.count
+        for (j, t) in rows.enumerated() where j != t { (x + j * H).update(from: x + t * H, count: H) }
+        Kernels.rmsNorm(x, norm, eps: c.rmsNormEps, T: n, n: H, into: ws.h)
         var logits = [Float](repeating: 0, count: n * c.vocabSize)
         logits.withUnsafeMutableBufferPointer { out in
             product(lmHead, ws.h, n, out.baseAddress!)

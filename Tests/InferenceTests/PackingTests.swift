@@ -55,4 +55,33 @@ struct PackingTests {
             #expect(abs(p.sum - alone.sum) <= 1e-4 * max(1, abs(alone.sum)), "\(c): \(p.sum) vs \(alone.sum)")
         }
     }
+
+    @Test("several prompts packed, each with its answers, score as each prompt alone; bad packing is refused")
+    func batchOfPrompts() throws {
+        let lm = try LanguageModel(directory: modelFixture("chat"))
+        let prompts = ["The patient asked", "A contract", "Save a tenth of every paycheck, said the advisor, and"]
+        let answers = [["about a headache.", "nothing"], ["binds both sides", "", "is void"], ["grow rich."]]
+        let items = zip(prompts, answers).map { p, a in
+            (context: lm.tokenizer.encode(p, addSpecialTokens: true), continuations: a.map { lm.tokenizer.encode($0) })
+        }
+        let batch = try lm.logProbabilities(batch: items)
+        #expect(batch.count == items.count)
+        for (item, got) in zip(items, batch) {
+            #expect(got.count == item.continuations.count)
+            for (c, g) in zip(item.continuations, got) {
+                let alone = try lm.logProbability(context: item.context, continuation: c)
+                #expect(g.tokens == alone.tokens)
+                #expect(abs(g.sum - alone.sum) <= 1e-4 * max(1, abs(alone.sum)), "\(c): \(g.sum) vs \(alone.sum)")
+            }
+        }
+        let model = lm.model
+        let cache = model.makeCache()
+        _ = try model.forward([1, 2, 3], cache: cache)
+        #expect(throws: InferenceError.self) {  // logit rows out of order
+            _ = try model.forward([4, 5], packing: [2], prefixes: [0..<3], logitRows: [1, 0], cache: cache)
+        }
+        #expect(throws: InferenceError.self) {  // a prefix past the cache
+            _ = try model.forward([4, 5], packing: [2], prefixes: [0..<9], logitRows: [1], cache: cache)
+        }
+    }
 }
