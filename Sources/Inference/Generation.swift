@@ -153,24 +153,31 @@ public final class LanguageModel: @unchecked Sendable {
             }
         }
         var results: [[(sum: Double, tokens: Int)]] = []
-        var next = 0
-        while next < items.count {
-            // A group: prompts from `next` while their contexts fit one pass (at least one).
-            var end = next + 1
-            var total = items[next].context.count
-            while end < items.count, total + items[end].context.count <= Self.packedTokens {
-                total += items[end].context.count
-                end += 1
-            }
-            results += try scoreGroup(Array(items[next..<end]))
-            next = end
-        }
+        // A group: prompts whose contexts fit one pass together.
+        for group in Self.passes(items.map(\.context.count)) { results += try scoreGroup(Array(items[group])) }
         return results
     }
 
     /// The most tokens one packed pass of `logProbabilities` takes (a longer context or
     /// continuation runs alone).
     static let packedTokens = 512
+
+    /// Consecutive runs of `sizes` that fit `packedTokens` together (each at least one entry).
+    static func passes(_ sizes: [Int]) -> [Range<Int>] {
+        var runs: [Range<Int>] = []
+        var next = 0
+        while next < sizes.count {
+            var end = next + 1
+            var total = sizes[next]
+            while end < sizes.count, total + sizes[end] <= packedTokens {
+                total += sizes[end]
+                end += 1
+            }
+            runs.append(next..<end)
+            next = end
+        }
+        return runs
+    }
 
     private func scoreGroup(_ items: [(context: [Int], continuations: [[Int]])]) throws(InferenceError)
         -> [[(sum: Double, tokens: Int)]]
@@ -192,16 +199,10 @@ public final class LanguageModel: @unchecked Sendable {
             items.flatMap(\.context), packing: lengths, prefixes: lengths.map { _ in 0..<0 },
             logitRows: zip(starts, lengths).map { $0 + $1 - 1 }, cache: cache)
         var sums: [[(sum: Double, tokens: Int)]] = items.map { _ in [] }
-        var next = 0
-        while next < flat.count {
-            var end = next + 1
-            var total = flat[next].inputs.count
-            while end < flat.count, total + flat[end].inputs.count <= Self.packedTokens {
-                total += flat[end].inputs.count
-                end += 1
-            }
+        for run in Self.passes(flat.map(\.inputs.count)) {
+            let total = flat[run].reduce(0) { $0 + $1.inputs.count }
             cache.truncate(to: contextTokens)
-            let pass = flat[next..<end]
+            let pass = flat[run]
             let logits =
                 total == 0
                 ? []
@@ -225,7 +226,6 @@ public final class LanguageModel: @unchecked Sendable {
                 guard sum.isFinite else { throw InferenceError.nonFinite(what: "a log-probability") }
                 sums[entry.item].append((sum: sum, tokens: ids.count))
             }
-            next = end
         }
         return sums
     }
