@@ -30,8 +30,24 @@ AVX512BF16 static void split_bf16(const float *x, size_t tokens, size_t cols, ui
     }
 }
 
-// Tiles of 4 rows × 6 tokens, 24 accumulators; each step takes 32 elements of a row (masked tail;
-// the split activations are zero-padded, so they need no mask).
+// One step of 32 columns of a tile: whole steps with plain weight loads (the constant mask folds
+// away), the tail masked (the split activations are zero-padded, so they need no mask); the same
+// products in the same order either way.
+#define DOT_STEP(HI_ONLY, I, M)                                                                                     \
+    {                                                                                                                \
+        __m512bh wv[4];                                                                                              \
+        for (size_t a = 0; a < 4; a++) wv[a] = (__m512bh)_mm512_maskz_loadu_epi16(M, wr[a] + (I));                   \
+        for (size_t b = 0; b < 6; b++) {                                                                             \
+            const __m512bh xh = (__m512bh)_mm512_loadu_si512(xt[b] + (I));                                           \
+            for (size_t a = 0; a < 4; a++) acc[a][b] = _mm512_dpbf16_ps(acc[a][b], wv[a], xh);                       \
+            if (!HI_ONLY) {                                                                                          \
+                const __m512bh xl = (__m512bh)_mm512_loadu_si512(xt[b] + half + (I));                                \
+                for (size_t a = 0; a < 4; a++) acc[a][b] = _mm512_dpbf16_ps(acc[a][b], wv[a], xl);                   \
+            }                                                                                                        \
+        }                                                                                                            \
+    }
+
+// Tiles of 4 rows × 6 tokens, 24 accumulators.
 #define DOT_TILE(NAME, HI_ONLY)                                                                                     \
     AVX512BF16 static void NAME(const uint16_t *w, size_t rows, size_t cols, const uint16_t *xs, size_t tokens,     \
                                 float *y, size_t ys) {                                                               \
@@ -49,19 +65,8 @@ AVX512BF16 static void split_bf16(const float *x, size_t tokens, size_t cols, ui
                 __m512 acc[4][6];                                                                                    \
                 for (size_t a = 0; a < 4; a++)                                                                       \
                     for (size_t b = 0; b < 6; b++) acc[a][b] = _mm512_setzero_ps();                                  \
-                for (size_t i = 0; i < half; i += 32) {                                                              \
-                    const __mmask32 m = i < full ? (__mmask32)0xFFFFFFFF : tail;                                     \
-                    __m512bh wv[4];                                                                                  \
-                    for (size_t a = 0; a < 4; a++) wv[a] = (__m512bh)_mm512_maskz_loadu_epi16(m, wr[a] + i);         \
-                    for (size_t b = 0; b < 6; b++) {                                                                 \
-                        const __m512bh xh = (__m512bh)_mm512_loadu_si512(xt[b] + i);                                 \
-                        for (size_t a = 0; a < 4; a++) acc[a][b] = _mm512_dpbf16_ps(acc[a][b], wv[a], xh);           \
-                        if (!HI_ONLY) {                                                                              \
-                            const __m512bh xl = (__m512bh)_mm512_loadu_si512(xt[b] + half + i);                      \
-                            for (size_t a = 0; a < 4; a++) acc[a][b] = _mm512_dpbf16_ps(acc[a][b], wv[a], xl);       \
-                        }                                                                                            \
-                    }                                                                                                \
-                }                                                                                                    \
+                for (size_t i = 0; i < full; i += 32) DOT_STEP(HI_ONLY, i, (__mmask32)0xFFFFFFFF)                  \
+                if (full < cols) DOT_STEP(HI_ONLY, full, tail)                                                       \
                 av_store_tile(acc, nr, nt, y + t0 * ys + r0, ys);                                                    \
             }                                                                                                        \
         }                                                                                                            \

@@ -27,6 +27,18 @@ AVX512 static inline __m512 load_w_bf16(const void *w, size_t i, __mmask16 m) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+// One step of 16 columns of a 4-row × 6-token tile: whole steps with plain loads (the constant
+// mask folds away), the tail masked; the same multiply-adds in the same order either way.
+#define TILE512_STEP(LOAD, I, M)                                                                                    \
+    {                                                                                                                \
+        __m512 wv[4];                                                                                                \
+        for (size_t a = 0; a < 4; a++) wv[a] = LOAD(wr[a], I, M);                                                    \
+        for (size_t b = 0; b < 6; b++) {                                                                             \
+            const __m512 xv = _mm512_maskz_loadu_ps(M, xt[b] + (I));                                                 \
+            for (size_t a = 0; a < 4; a++) acc[a][b] = _mm512_fmadd_ps(wv[a], xv, acc[a][b]);                        \
+        }                                                                                                            \
+    }
+
 #define TILE512(NAME, LOAD, WTYPE, WSIZE)                                                                           \
     AVX512 static void NAME(const WTYPE *w, size_t rows, size_t cols, const float *x, size_t tokens, float *y,       \
                             size_t ys) {                                                                             \
@@ -43,16 +55,8 @@ AVX512 static inline __m512 load_w_bf16(const void *w, size_t i, __mmask16 m) {
                 __m512 acc[4][6];                                                                                    \
                 for (size_t a = 0; a < 4; a++)                                                                       \
                     for (size_t b = 0; b < 6; b++) acc[a][b] = _mm512_setzero_ps();                                  \
-                for (size_t i = 0; i <= full; i += 16) {                                                             \
-                    const __mmask16 m = i < full ? (__mmask16)0xFFFF : tail;                                         \
-                    if (!m) break;                                                                                   \
-                    __m512 wv[4];                                                                                    \
-                    for (size_t a = 0; a < 4; a++) wv[a] = LOAD(wr[a], i, m);                                        \
-                    for (size_t b = 0; b < 6; b++) {                                                                 \
-                        const __m512 xv = _mm512_maskz_loadu_ps(m, xt[b] + i);                                       \
-                        for (size_t a = 0; a < 4; a++) acc[a][b] = _mm512_fmadd_ps(wv[a], xv, acc[a][b]);            \
-                    }                                                                                                \
-                }                                                                                                    \
+                for (size_t i = 0; i < full; i += 16) TILE512_STEP(LOAD, i, (__mmask16)0xFFFF)                     \
+                if (tail) TILE512_STEP(LOAD, full, tail)                                                             \
                 av_store_tile(acc, nr, nt, y + t0 * ys + r0, ys);                                                    \
             }                                                                                                        \
         }                                                                                                            \
