@@ -22,16 +22,16 @@ struct Segments {
         prefix = nil
     }
 
-    /// Consecutive segments of these lengths, each after `prefixes[i]` (nil: everything cached).
-    init(lengths: [Int], prefixes: [Range<Int>]? = nil) {
+    /// Consecutive segments of these lengths, each after its range of cached positions `prefixes[i]`.
+    init(lengths: [Int], prefixes: [Range<Int>]) {
         var first: [Int] = []
         var prefix: [Range<Int>] = []
         for (i, n) in lengths.enumerated() {
             first += [Int](repeating: first.count, count: n)
-            if let prefixes { prefix += [Range<Int>](repeating: prefixes[i], count: n) }
+            prefix += [Range<Int>](repeating: prefixes[i], count: n)
         }
         self.first = first
-        self.prefix = prefixes == nil ? nil : prefix
+        self.prefix = prefix
     }
 
     /// Token t's cache positions from before a pass that starts at `start`, and its position in its
@@ -88,23 +88,26 @@ extension LlamaModel {
             // c − seen.start in the sequence) and [b, pos] of the token's own segment.
             let a = seen.lowerBound + (window.map { max(0, position - $0 + 1) } ?? 0)
             let b = max(own, window.map { pos - $0 + 1 } ?? 0)
-            let runs = [(a, max(a, seen.upperBound)), (b, pos + 1)]
+            let before = a..<max(a, seen.upperBound)
+            let mine = b..<(pos + 1)
             let q = ws.q + t * qDim + h * d
             let scores = ws.scores[worker]
             let out = ws.attn + t * qDim + h * d
             let offset = kvh * d
-            let cached: [(keys: UnsafePointer<Float>, values: UnsafePointer<Float>, count: Int)] = runs.map {
-                (lo, hi) in
-                let row = lo * kvDim + offset
-                return (UnsafePointer(keys + row), UnsafePointer(values + row), hi - lo)
+            func run(_ r: Range<Int>) -> KernelLevel.AttentionRun {
+                let row = r.lowerBound * kvDim + offset
+                return (UnsafePointer(keys + row), UnsafePointer(values + row), r.count)
             }
-            if kernels.attend(q: q, runs: cached, stride: kvDim, headDim: d, scale: scale, scores: scores, out: out) {
+            if kernels.attend(
+                q: q, before: run(before), own: run(mine), stride: kvDim, headDim: d, scale: scale, scores: scores,
+                out: out)
+            {
                 return
             }
             var maxScore = -Float.infinity
             var n = 0
-            for (lo, hi) in runs {
-                for p in lo..<hi {
+            for r in [before, mine] {
+                for p in r {
                     let s = Kernels.dot(UnsafeRawPointer(keys + p * kvDim + offset), q, d) * scale
                     scores[n] = s
                     maxScore = max(maxScore, s)
@@ -119,8 +122,8 @@ extension LlamaModel {
             }
             for i in 0..<d { out[i] = 0 }
             n = 0
-            for (lo, hi) in runs {
-                for p in lo..<hi {
+            for r in [before, mine] {
+                for p in r {
                     let w = scores[n] / sum
                     let vrow = values + p * kvDim + offset
                     for i in 0..<d { out[i] += w * vrow[i] }

@@ -152,10 +152,9 @@ public final class LlamaModel: @unchecked Sendable {
     /// are those of a separate `forward`, with larger matrix products. Returns every position's
     /// logits; the cache holds all the continuations after it (truncate it to go on).
     public func forward(_ tokens: [Int], packing lengths: [Int], cache: KVCache) throws(InferenceError) -> [Float] {
-        guard lengths.allSatisfy({ $0 >= 0 }), lengths.reduce(0, +) == tokens.count else {
-            throw .input(file: "packing", message: "segment lengths do not add up to the \(tokens.count) tokens")
-        }
-        return try forward(tokens, cache: cache, allLogits: true, segments: Segments(lengths: lengths))
+        try forward(
+            tokens, packing: lengths, prefixes: lengths.map { _ in 0..<cache.count }, logitRows: Array(tokens.indices),
+            cache: cache)
     }
 
     /// Several sequences packed into one pass, each after its own range of cached positions

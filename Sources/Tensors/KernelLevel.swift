@@ -55,18 +55,20 @@ public enum KernelLevel: Int, Sendable, CaseIterable, Comparable {
         return av_matmul_vector_pool(Int32(rawValue), dtype == .bf16 ? 1 : 0, w, rows, cols, x, y, Int32(threads)) != 0
     }
 
-    /// One query's attention over runs of cached positions (each its keys, values and length, rows
-    /// `stride` apart): softmax of `scale · q · key` over every position of the runs, then the
-    /// weighted sum of their values into `out` (`headDim` values); `scores` holds scratch for all
-    /// positions. Returns false, doing nothing, below AVX-512.
+    /// A run of cached positions for `attend`: its first key and value row, and how many rows.
+    public typealias AttentionRun = (keys: UnsafePointer<Float>, values: UnsafePointer<Float>, count: Int)
+
+    /// One query's attention over two runs of cached positions (`before`, then `own`; rows `stride`
+    /// apart): softmax of `scale · q · key` over every position of both, then the weighted sum of
+    /// their values into `out` (`headDim` values); `scores` holds scratch for all positions.
+    /// Returns false, doing nothing, below AVX-512.
     public func attend(
-        q: UnsafePointer<Float>, runs: [(keys: UnsafePointer<Float>, values: UnsafePointer<Float>, count: Int)],
-        stride: Int, headDim: Int, scale: Float, scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>
+        q: UnsafePointer<Float>, before: AttentionRun, own: AttentionRun, stride: Int, headDim: Int, scale: Float,
+        scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>
     ) -> Bool {
-        precondition(runs.count == 2, "two runs: the positions before the pass, then the token's own")
-        return av_attend(
-            Int32(rawValue), q, runs[0].keys, runs[0].values, runs[0].count, runs[1].keys, runs[1].values,
-            runs[1].count, stride, headDim, scale, scores, out) != 0
+        av_attend(
+            Int32(rawValue), q, before.keys, before.values, before.count, own.keys, own.values, own.count, stride,
+            headDim, scale, scores, out) != 0
     }
 
     /// `y[t · yStride + r] = W[r] · x[t]` for `rows` rows of `W` (f32 or bf16, row-major, `cols` wide)

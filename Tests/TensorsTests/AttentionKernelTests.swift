@@ -37,7 +37,8 @@ struct AttentionKernelTests {
                         values.withUnsafeBufferPointer { v in
                             let (k0, v0) = (k.baseAddress!, v.baseAddress!)
                             return level.attend(
-                                q: q, runs: [(k0, v0, split), (k0 + split * stride, v0 + split * stride, n - split)],
+                                q: q, before: (k0, v0, split),
+                                own: (k0 + split * stride, v0 + split * stride, n - split),
                                 stride: stride, headDim: d, scale: scale, scores: &scores, out: &out)
                         }
                     }
@@ -52,7 +53,8 @@ struct AttentionKernelTests {
         let one: [Float] = [1]
         let attended = one.withUnsafeBufferPointer { p in
             KernelLevel.avx2.attend(
-                q: p.baseAddress!, runs: [(p.baseAddress!, p.baseAddress!, 1), (p.baseAddress!, p.baseAddress!, 0)],
+                q: p.baseAddress!, before: (p.baseAddress!, p.baseAddress!, 1),
+                own: (p.baseAddress!, p.baseAddress!, 0),
                 stride: 1, headDim: 1, scale: 1, scores: &scratch, out: &out)
         }
         #expect(!attended, "below AVX-512 the Swift code attends")
