@@ -76,7 +76,6 @@ public struct MergeReport: Sendable {
 
 /// Where merged tensors go: one safetensors file or a model directory.
 protocol TensorStream: ByteSink {
-    var nextTensor: TensorInfo? { get }
     /// Every tensor with bytes, in the order they must be written.
     var writeOrder: [TensorInfo] { get }
     func abort()
@@ -208,7 +207,7 @@ public func merge(
             results[job.info.name] = merge
             digests[job.info.name] = digest
         }
-        // Zero-size tensors never show up as `nextTensor`; they still count in the fingerprint.
+        // Zero-size tensors are not in `writeOrder`; they still count in the fingerprint.
         for t in base.tensors where digests[t.name] == nil {
             digests[t.name] = hashChunks(base.view(t.name)!.bytes)
             results[t.name] = TensorMerge(name: t.name, dtype: outDType(t), elements: t.elementCount, terms: 0)

@@ -7,7 +7,6 @@ import Tensors
     import Foundation
 #endif
 
-/// A model with its tokenizer: what `av generate` and `av eval` run.
 /// How a mix of alignment vectors is applied: to the weights (`base + Σ λ·AV`, one model) or to the
 /// next-token logits of the base and aligned models run in lockstep (decode-time mixing).
 public enum MixMode: String, Sendable, CaseIterable {
@@ -15,6 +14,7 @@ public enum MixMode: String, Sendable, CaseIterable {
     case logits
 }
 
+/// A model with its tokenizer: what `av generate` and `av eval` run.
 public final class LanguageModel: @unchecked Sendable {
     public let model: LlamaModel
     public let tokenizer: Tokenizer

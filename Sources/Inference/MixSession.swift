@@ -19,8 +19,6 @@ public final class MixSession: @unchecked Sendable {
     private var checked = Set<ObjectIdentifier>()
     /// Each vector's aligned weights (base + 1·AV), for logit mixes.
     private var aligned: [ObjectIdentifier: WeightSource] = [:]
-    /// Mixes this session computed (each one pass that mixes the weights).
-    public private(set) var mixes = 0
 
     /// Loads `directory` (config.json, safetensors, tokenizer.json, chat template); `force` and
     /// `threads` apply to every mix, as they do to `LanguageModel(directory:mixing:…)`.
@@ -69,7 +67,6 @@ public final class MixSession: @unchecked Sendable {
         let ids = terms.filter { $0.coefficient != 0 }.map { ObjectIdentifier($0.vector) }
         lock.lock()
         let known = ids.allSatisfy(checked.contains)
-        mixes += 1
         lock.unlock()
         let source = try WeightSource(
             base: checkpoint, terms: terms, method: method, threads: threads, force: force, checked: known)
