@@ -1,6 +1,8 @@
-// A persistent pool for decode-time matrix-vector products: at one token a step has ~200 products of
-// a few µs each, too short for a dispatch per product. Workers spin briefly on an epoch counter,
-// then sleep on a condition variable; each job gives every thread one fixed slice of rows.
+// A persistent pool for the matrix products of a forward pass: at one token a step has ~200 products
+// of a few µs each, too short for a dispatch per product, and a prompt's ~200 products of a few
+// hundred µs each still lose a tenth of their time to waking dispatch threads. Workers spin briefly
+// on an epoch counter, then sleep on a condition variable; each job gives every thread one fixed
+// slice of rows (for a prompt, whole groups of the panel kernel's rows).
 #include "ckernels.h"
 
 #include <pthread.h>
@@ -22,6 +24,10 @@ typedef struct {
     const float *x;
     float *y;
     int parts;
+    // A prompt's product on the panel kernels (layout ≥ 0): packed activations, tokens, y's stride.
+    int layout;
+    const void *xp;
+    size_t tokens, y_stride;
 } av_job;
 
 static long start_epoch[AV_POOL_MAX];
@@ -38,6 +44,17 @@ static struct {
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
 
 static void run_part(const av_job *j, int part) {
+    if (j->layout >= 0) {
+        const size_t group = av_panel_row_group(), groups = (j->rows + group - 1) / group;
+        const size_t lo = groups * (size_t)part / (size_t)j->parts * group;
+        size_t hi = groups * (size_t)(part + 1) / (size_t)j->parts * group;
+        if (hi > j->rows) hi = j->rows;
+        if (lo >= hi) return;
+        const size_t size = j->layout == AV_PANEL_F32 ? 4 : 2;
+        av_panel_matmul(j->level, j->layout, (const char *)j->w + lo * j->cols * size, hi - lo, j->cols, j->xp,
+                        j->tokens, j->y + lo, j->y_stride);
+        return;
+    }
     const size_t lo = j->rows * (size_t)part / (size_t)j->parts;
     const size_t hi = j->rows * (size_t)(part + 1) / (size_t)j->parts;
     if (lo >= hi) return;
@@ -72,15 +89,14 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-int av_matmul_vector_pool(int level, int bf16, const void *w, size_t rows, size_t cols, const float *x, float *y,
-                          int threads) {
+// Runs job on the pool's threads and the caller's (job.parts = threads wanted).
+static void run(av_job job, int threads) {
     if (threads > AV_POOL_MAX) threads = AV_POOL_MAX;
-    if (level == AV_KERNELS_PORTABLE) return 0;
     // One caller at a time uses the pool; another (a concurrent evaluation) runs on its own thread.
     if (threads < 2 || atomic_flag_test_and_set(&busy)) {
-        av_job j = {level, bf16, w, rows, cols, x, y, 1};
-        run_part(&j, 0);
-        return 1;
+        job.parts = 1;
+        run_part(&job, 0);
+        return;
     }
     // Workers 1..threads-1, started once (the pool only grows).
     pthread_mutex_lock(&pool.mutex);
@@ -93,7 +109,8 @@ int av_matmul_vector_pool(int level, int bf16, const void *w, size_t rows, size_
     }
     const int helpers = pool.started < threads - 1 ? pool.started : threads - 1;
     pthread_mutex_unlock(&pool.mutex);
-    pool.job = (av_job){level, bf16, w, rows, cols, x, y, helpers + 1};
+    job.parts = helpers + 1;
+    pool.job = job;
     atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
     atomic_fetch_add_explicit(&pool.epoch, 1, memory_order_release);
     if (atomic_load(&pool.sleepers) > 0) {
@@ -105,5 +122,18 @@ int av_matmul_vector_pool(int level, int bf16, const void *w, size_t rows, size_
     // Every started worker answers each epoch (those past `parts` do nothing).
     while (atomic_load_explicit(&pool.done, memory_order_acquire) < pool.started) AV_PAUSE();
     atomic_flag_clear(&busy);
+}
+
+int av_matmul_vector_pool(int level, int bf16, const void *w, size_t rows, size_t cols, const float *x, float *y,
+                          int threads) {
+    if (level == AV_KERNELS_PORTABLE) return 0;
+    run((av_job){level, bf16, w, rows, cols, x, y, 1, -1, NULL, 0, 0}, threads);
+    return 1;
+}
+
+int av_panel_matmul_pool(int level, int layout, const void *w, size_t rows, size_t cols, const void *xp,
+                         size_t tokens, float *y, size_t y_stride, int threads) {
+    if (!av_panel_matmul(level, layout, w, 0, cols, xp, tokens, y, y_stride)) return 0;  // no rows: a level check
+    run((av_job){level, 0, w, rows, cols, NULL, y, 1, layout, xp, tokens, y_stride}, threads);
     return 1;
 }

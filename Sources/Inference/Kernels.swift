@@ -84,8 +84,9 @@ enum Kernels {
 
     /// `y[t][r] = W[r] · x[t]` for `T` vectors: `x` is `T × cols`, `y` is `T × rows`. Rows are spread
     /// over threads; each row is read once for all `T` vectors (prefill reuses it from cache).
-    /// With a `level` above portable, f32 and bf16 weights go through the C kernels (register tiles
-    /// of rows × vectors with fused multiply-adds); the portable Swift code serves the rest.
+    /// With a `level` above portable, f32 and bf16 weights go through the C kernels (at AVX-512, tiles
+    /// over packed activations, `PackedActivations`; at AVX2, tiles of rows × vectors); the portable
+    /// Swift code serves the rest.
     static func matmul(
         _ w: Weight, _ x: UnsafePointer<Float>, _ T: Int, _ y: UnsafeMutablePointer<Float>, threads: Int,
         scratch: [UnsafeMutablePointer<Float>], level: KernelLevel = .portable, vectorThreads: Int = 1
@@ -95,20 +96,17 @@ enum Kernels {
         {
             return
         }
-        let blocks = min(w.rows, max(threads * 8, 1))
-        let per = (w.rows + blocks - 1) / blocks
         let cols = w.cols
         let rows = w.rows
-        // bf16 weights on the bf16 dot product: the activations are split once for every block.
-        if T > 1, w.dtype == .bf16, let split = BF16Activations(x, tokens: T, cols: cols, level: level) {
-            Parallel.forEach(blocks, threads: threads) { _, b in
-                let lo = b * per
-                let hi = min(rows, lo + per)
-                guard lo < hi else { return }
-                _ = level.matmul(bf16: w.row(lo), rows: hi - lo, x: split, y: y + lo, yStride: rows)
-            }
+        // Prompts at AVX-512: the activations are packed once, the rows split over the persistent
+        // pool's threads.
+        if T > 1, let packed = PackedActivations(x, tokens: T, cols: cols, weights: w.dtype, level: level),
+            level.matmul(w.data, rows: rows, x: packed, y: y, yStride: rows, threads: threads)
+        {
             return
         }
+        let blocks = min(w.rows, max(threads * 8, 1))
+        let per = (w.rows + blocks - 1) / blocks
         Parallel.forEach(blocks, threads: threads) { worker, b in
             let lo = b * per
             let hi = min(rows, lo + per)
@@ -206,6 +204,16 @@ enum Kernels {
     }
 
     @inline(__always) static func silu(_ x: Float) -> Float { x / (1 + Foundation_exp(-x)) }
+
+    /// `gate[i] = silu(gate[i]) · up[i]` for `count` values, in slices over `threads` (an exp each:
+    /// in a prompt's MLP this is millions of them).
+    static func swiGLU(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int, threads: Int) {
+        let slices = count < 16_384 ? 1 : threads * 4
+        let per = (count + slices - 1) / slices
+        Parallel.forEach(slices, threads: threads) { _, s in
+            for i in (s * per)..<min(count, (s + 1) * per) { gate[i] = silu(gate[i]) * up[i] }
+        }
+    }
 }
 
 @inline(__always) func Foundation_exp(_ x: Float) -> Float { expf(x) }

@@ -63,19 +63,34 @@ int av_merge_store(int level, const double *acc, const float *base, size_t n, vo
 /// returns the bytes consumed. Prefetches ahead: the data is usually not in cache yet.
 size_t av_xxh64_stripes(uint64_t lanes[4], const void *bytes, size_t n);
 
-/// Row stride (elements) of one token in av_bf16_split's output: two halves of cols rounded up to 32.
-size_t av_bf16_split_stride(size_t cols);
+/// How av_panel_pack lays out activations, for the weights' dtype: f32 values (f32 weights); bf16
+/// pairs split into hi = bf16(x) (nearest even) and lo = bf16(x − hi), whose sum is within 2^-17
+/// of |x| (bf16 weights on the bf16 dot product); or hi alone (x rounded to bf16, as llama.cpp does).
+enum av_panel_layout { AV_PANEL_F32 = 0, AV_PANEL_BF16_SPLIT = 1, AV_PANEL_BF16_HI = 2 };
 
-/// x (tokens rows of cols f32) as bf16 for av_matmul_bf16_split: per token, cols rounded up to 32
-/// values hi = bf16(x) (nearest even), then as many lo = bf16(x − hi), zero-padded; x − hi − lo is
-/// within 2^-17 of |x|. Returns 0 (nothing written) below AV_KERNELS_AVX512_BF16.
-int av_bf16_split(int level, const float *x, size_t tokens, size_t cols, uint16_t *out);
+/// Bytes av_panel_pack writes for tokens rows of cols values: panels of 16 tokens, zero-padded.
+size_t av_panel_bytes(int layout, size_t tokens, size_t cols);
 
-/// y[t * y_stride + r] = W[r] · x[t] with W in bf16 and x split by av_bf16_split, on the bf16 dot
-/// product: hi and lo products summed in f32 (hi_only: the hi products alone, x rounded to bf16 as
-/// llama.cpp rounds it). One fixed sequence per result. Returns 0 below AV_KERNELS_AVX512_BF16.
-int av_matmul_bf16_split(int level, const uint16_t *w, size_t rows, size_t cols, const uint16_t *xs, size_t tokens,
-                         float *y, size_t y_stride, int hi_only);
+/// Rows av_panel_matmul computes together: row ranges that are multiples of it waste no work.
+size_t av_panel_row_group(void);
+
+/// x (tokens rows of cols f32) packed for av_panel_matmul into out (av_panel_bytes of it). Returns 0,
+/// writing nothing, when the level lacks the layout's kernel: F32 needs AV_KERNELS_AVX512, the bf16
+/// layouts AV_KERNELS_AVX512_BF16.
+int av_panel_pack(int level, int layout, const float *x, size_t tokens, size_t cols, void *out);
+
+/// y[t * y_stride + r] = W[r] · x[t] with x packed by av_panel_pack (same layout, tokens and cols) and
+/// W rows of cols f32 (F32) or bf16 (the bf16 layouts). Each result is the sum over k in order (f32
+/// fused multiply-adds; bf16: pairs of products, hi then lo), independent of the row range, the
+/// other tokens and threads. Returns 0 where av_panel_pack does.
+int av_panel_matmul(int level, int layout, const void *w, size_t rows, size_t cols, const void *xp, size_t tokens,
+                    float *y, size_t y_stride);
+
+/// av_panel_matmul with the rows split into `threads` fixed slices of whole row groups, run by the
+/// persistent pool of av_matmul_vector_pool (the caller runs the first). The same bytes on any
+/// thread count.
+int av_panel_matmul_pool(int level, int layout, const void *w, size_t rows, size_t cols, const void *xp,
+                         size_t tokens, float *y, size_t y_stride, int threads);
 
 /// One query's attention over two runs of cached positions (keys/values at rows `stride` floats
 /// apart, d values each; n and n2 positions): scores = scale · q · key over both runs in order,
