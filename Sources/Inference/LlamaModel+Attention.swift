@@ -43,15 +43,30 @@ struct Segments {
 }
 
 extension LlamaModel {
-    /// Rotates each head of `v` in place (rotate-half convention: pairs (i, i + d/2)).
-    func rope(_ v: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
+    /// The cosines and sines RoPE rotates by at each of `positions`: `d/2` of each per position,
+    /// computed once per forward pass for every layer, q and k.
+    func rotations(_ positions: [Int]) -> [Float] {
+        let half = config.headDim / 2
+        var table = [Float](repeating: 0, count: positions.count * 2 * half)
+        for (t, position) in positions.enumerated() {
+            for i in 0..<half {
+                let angle = Float(position) * inverseFrequencies[i]
+                table[(2 * t) * half + i] = cosf(angle)
+                table[(2 * t + 1) * half + i] = sinf(angle)
+            }
+        }
+        return table
+    }
+
+    /// Rotates each head of `v` in place (rotate-half convention: pairs (i, i + d/2)) by one
+    /// position's entry of `rotations` (`d/2` cosines, then `d/2` sines).
+    func rope(_ v: UnsafeMutablePointer<Float>, heads: Int, rotation: UnsafePointer<Float>) {
         let d = config.headDim
         let half = d / 2
-        for i in 0..<half {
-            let angle = Float(position) * inverseFrequencies[i]
-            let (s, c) = (sinf(angle), cosf(angle))
-            for h in 0..<heads {
-                let p = v + h * d
+        for h in 0..<heads {
+            let p = v + h * d
+            for i in 0..<half {
+                let (c, s) = (rotation[i], rotation[half + i])
                 let a = p[i]
                 let b = p[i + half]
                 p[i] = a * c - b * s

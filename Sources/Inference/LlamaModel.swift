@@ -237,6 +237,7 @@ public final class LlamaModel: @unchecked Sendable {
                 w, input, vectors, out, threads: threads, scratch: ws.rows, level: kernels, vectorThreads: vectorThreads
             )
         }
+        let rotation = rotations((0..<T).map { segments.context(of: $0, start: start).position })
         for (l, b) in blocks.enumerated() {
             Kernels.rmsNorm(x, b.inputNorm, eps: c.rmsNormEps, T: T, n: H, into: ws.h)
             product(b.q, ws.h, T, ws.q)
@@ -251,10 +252,11 @@ public final class LlamaModel: @unchecked Sendable {
                     }
                 }
             }
-            for t in 0..<T {
-                let position = segments.context(of: t, start: start).position
-                rope(ws.q + t * qDim, heads: c.heads, position: position)
-                rope(ws.k + t * kvDim, heads: c.kvHeads, position: position)
+            rotation.withUnsafeBufferPointer { r in
+                for t in 0..<T {
+                    rope(ws.q + t * qDim, heads: c.heads, rotation: r.baseAddress! + t * c.headDim)
+                    rope(ws.k + t * kvDim, heads: c.kvHeads, rotation: r.baseAddress! + t * c.headDim)
+                }
             }
             cache.append(layer: l, keys: ws.k, values: ws.v, count: T, at: start)
             attention(layer: l, T: T, start: start, segments: segments, cache: cache, ws: ws, threads: threads)
@@ -263,7 +265,7 @@ public final class LlamaModel: @unchecked Sendable {
             Kernels.rmsNorm(x, b.postNorm, eps: c.rmsNormEps, T: T, n: H, into: ws.h)
             product(b.gate, ws.h, T, ws.gate)
             product(b.up, ws.h, T, ws.up)
-            for i in 0..<(T * I) { ws.gate[i] = Kernels.silu(ws.gate[i]) * ws.up[i] }
+            Kernels.swiGLU(ws.gate, ws.up, count: T * I, threads: threads)
             product(b.down, ws.gate, T, ws.h)
             for i in 0..<(T * H) { x[i] += ws.h[i] }
         }
