@@ -26,6 +26,17 @@ public final class Checkpoint: @unchecked Sendable {
     public var tensors: [TensorInfo] { store.entries.map(\.info) }
     public func info(_ name: String) -> TensorInfo? { store.info(name) }
 
+    /// Maps all of the checkpoint's pages into this process now when its files fit in half the
+    /// machine's memory (inference reads every weight; one call costs far less than a page fault per
+    /// few pages in the first forward pass). Larger checkpoints stay lazily mapped. Returns whether
+    /// the pages were mapped.
+    @discardableResult
+    public func populateIfSmall() -> Bool {
+        let bytes = store.files.reduce(0) { $0 + $1.fileSize }
+        guard UInt64(bytes) <= ProcessInfo.processInfo.physicalMemory / 2 else { return false }
+        return store.files.allSatisfy { $0.mapping.populate() }
+    }
+
     /// The bytes of `name` (zero-copy) and the mapping they live in (to release pages once used).
     public func view(_ name: String) -> (bytes: UnsafeRawBufferPointer, file: SafeTensorsFile)? {
         guard let file = store.file(holding: name), let info = file.info(name) else { return nil }

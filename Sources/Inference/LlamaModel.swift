@@ -61,6 +61,7 @@ public final class LlamaModel: @unchecked Sendable {
         } catch {
             throw .vectors(error)
         }
+        checkpoint.populateIfSmall()
         try self.init(config: config, path: directory, tensors: WeightSource(checkpoint: checkpoint))
     }
 

@@ -34,6 +34,7 @@ public final class MixSession: @unchecked Sendable {
         } catch {
             throw .vectors(error)
         }
+        checkpoint.populateIfSmall()
         tokenizer = try Tokenizer(path: directory)
         chatTemplate = ChatTemplate.detect(directory: directory)
     }

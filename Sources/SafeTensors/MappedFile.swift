@@ -41,6 +41,20 @@ public final class MappedFile: @unchecked Sendable {
     /// Tells the kernel the pages of `range` will be read soon (sequentially).
     public func willNeed(_ range: Range<Int>) { advise(range, MADV_WILLNEED) }
 
+    /// Maps every page of the file into this process now, reading what the page cache lacks, so
+    /// that first touches later take no page fault (Linux 5.14's `MADV_POPULATE_READ`: one call
+    /// instead of a fault per few pages). Returns false, doing nothing, where that is unsupported.
+    @discardableResult
+    public func populate() -> Bool {
+        #if os(Linux)
+            guard let base = bytes.baseAddress else { return true }
+            let populateRead: Int32 = 22  // MADV_POPULATE_READ, <linux/mman.h>
+            return madvise(UnsafeMutableRawPointer(mutating: base), size, populateRead) == 0
+        #else
+            return false
+        #endif
+    }
+
     /// Drops the pages of `range` from this process: they are clean file pages, so this only lowers
     /// resident memory; reading them again faults them back in from the page cache or disk.
     public func release(_ range: Range<Int>) { advise(range, MADV_DONTNEED) }
