@@ -28,6 +28,9 @@ typedef struct {
     int layout;
     const void *xp;
     size_t tokens, y_stride;
+    // Any other work (fn non-null): fn(context, part, parts).
+    void (*fn)(void *context, int part, int parts);
+    void *context;
 } av_job;
 
 static long start_epoch[AV_POOL_MAX];
@@ -44,6 +47,10 @@ static struct {
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
 
 static void run_part(const av_job *j, int part) {
+    if (j->fn) {
+        j->fn(j->context, part, j->parts);
+        return;
+    }
     if (j->layout >= 0) {
         const size_t group = av_panel_row_group(), groups = (j->rows + group - 1) / group;
         const size_t lo = groups * (size_t)part / (size_t)j->parts * group;
@@ -127,13 +134,17 @@ static void run(av_job job, int threads) {
 int av_matmul_vector_pool(int level, int bf16, const void *w, size_t rows, size_t cols, const float *x, float *y,
                           int threads) {
     if (level == AV_KERNELS_PORTABLE) return 0;
-    run((av_job){level, bf16, w, rows, cols, x, y, 1, -1, NULL, 0, 0}, threads);
+    run((av_job){level, bf16, w, rows, cols, x, y, 1, -1, NULL, 0, 0, NULL, NULL}, threads);
     return 1;
 }
 
 int av_panel_matmul_pool(int level, int layout, const void *w, size_t rows, size_t cols, const void *xp,
                          size_t tokens, float *y, size_t y_stride, int threads) {
     if (!av_panel_matmul(level, layout, w, 0, cols, xp, tokens, y, y_stride)) return 0;  // no rows: a level check
-    run((av_job){level, 0, w, rows, cols, NULL, y, 1, layout, xp, tokens, y_stride}, threads);
+    run((av_job){level, 0, w, rows, cols, NULL, y, 1, layout, xp, tokens, y_stride, NULL, NULL}, threads);
     return 1;
+}
+
+void av_pool_run(void (*fn)(void *context, int part, int parts), void *context, int threads) {
+    run((av_job){0, 0, NULL, 0, 0, NULL, NULL, 1, -1, NULL, 0, 0, fn, context}, threads);
 }

@@ -210,7 +210,7 @@ enum Kernels {
     static func swiGLU(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int, threads: Int) {
         let slices = count < 16_384 ? 1 : threads * 4
         let per = (count + slices - 1) / slices
-        Parallel.forEach(slices, threads: threads) { _, s in
+        Parallel.forEachPooled(slices, threads: threads) { _, s in
             for i in (s * per)..<min(count, (s + 1) * per) { gate[i] = silu(gate[i]) * up[i] }
         }
     }

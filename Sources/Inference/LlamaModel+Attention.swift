@@ -92,7 +92,7 @@ extension LlamaModel {
         let window = c.slidingWindow
         // One decode step's attention is a few thousand multiply-adds a head: not worth a dispatch.
         let workers = T * (start + T) < 2048 ? 1 : threads
-        Parallel.forEach(T * c.heads, threads: workers) { worker, job in
+        Parallel.forEachPooled(T * c.heads, threads: workers) { worker, job in
             let t = job / c.heads
             let h = job % c.heads
             let kvh = h / group

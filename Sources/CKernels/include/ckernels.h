@@ -35,6 +35,12 @@ int av_matmul_bf16(int level, const uint16_t *w, size_t rows, size_t cols, const
 int av_matmul_vector_pool(int level, int bf16, const void *w, size_t rows, size_t cols, const float *x, float *y,
                           int threads);
 
+/// Calls fn(context, part, parts) for every part in [0, parts) on the persistent pool's threads and the
+/// caller's (part 0), parts ≤ threads; one part, on the caller, when another caller holds the pool.
+/// Returns when every part has returned. Other work of a forward pass goes here, so that no thread
+/// of another pool competes with the pool's spinning workers for the cores.
+void av_pool_run(void (*fn)(void *context, int part, int parts), void *context, int threads);
+
 /// Counts of one merge block (see av_merge_store).
 typedef struct {
     uint64_t changed;     ///< elements whose f64 sum differs (bitwise) from the widened base
