@@ -199,10 +199,31 @@ static int supported(int level, int layout) {
                                         level >= AV_KERNELS_AVX512_BF16;
 }
 
-int av_panel_pack(int level, int layout, const float *x, size_t tokens, size_t cols, void *out) {
+typedef struct {
+    int layout;
+    const float *x;
+    size_t tokens, cols;
+    void *out;
+} pack_job;
+
+// Packs part `part` of `parts` of the panels (each panel is independent of the others).
+static void pack_part(void *context, int part, int parts) {
+    const pack_job *j = context;
+    const size_t np = panels(j->tokens);
+    const size_t lo = np * (size_t)part / (size_t)parts, hi = np * (size_t)(part + 1) / (size_t)parts;
+    if (lo >= hi) return;
+    const size_t first = lo * PANEL, count = (hi * PANEL < j->tokens ? hi * PANEL : j->tokens) - first;
+    const float *x = j->x + first * j->cols;
+    char *out = (char *)j->out + lo * av_panel_bytes(j->layout, PANEL, j->cols);
+    if (j->layout == AV_PANEL_F32) pack_f32(x, count, j->cols, (float *)out);
+    else pack_bf16(x, count, j->cols, (uint16_t *)out, j->layout == AV_PANEL_BF16_SPLIT);
+}
+
+int av_panel_pack(int level, int layout, const float *x, size_t tokens, size_t cols, void *out, int threads) {
     if (!supported(level, layout)) return 0;
-    if (layout == AV_PANEL_F32) pack_f32(x, tokens, cols, out);
-    else pack_bf16(x, tokens, cols, out, layout == AV_PANEL_BF16_SPLIT);
+    pack_job job = {layout, x, tokens, cols, out};
+    if (threads > 1 && panels(tokens) > 1) av_pool_run(pack_part, &job, threads);
+    else pack_part(&job, 0, 1);
     return 1;
 }
 
@@ -219,8 +240,8 @@ int av_panel_matmul(int level, int layout, const void *w, size_t rows, size_t co
 
 #else
 
-int av_panel_pack(int level, int layout, const float *x, size_t tokens, size_t cols, void *out) {
-    (void)level, (void)layout, (void)x, (void)tokens, (void)cols, (void)out;
+int av_panel_pack(int level, int layout, const float *x, size_t tokens, size_t cols, void *out, int threads) {
+    (void)level, (void)layout, (void)x, (void)tokens, (void)cols, (void)out, (void)threads;
     return 0;
 }
 

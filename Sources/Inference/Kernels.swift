@@ -87,9 +87,11 @@ enum Kernels {
     /// With a `level` above portable, f32 and bf16 weights go through the C kernels (at AVX-512, tiles
     /// over packed activations, `PackedActivations`; at AVX2, tiles of rows × vectors); the portable
     /// Swift code serves the rest.
+    /// `packed`: `x` already packed for `w` (see `matmuls`), or nil to pack it here.
     static func matmul(
         _ w: Weight, _ x: UnsafePointer<Float>, _ T: Int, _ y: UnsafeMutablePointer<Float>, threads: Int,
-        scratch: [UnsafeMutablePointer<Float>], level: KernelLevel = .portable, vectorThreads: Int = 1
+        scratch: [UnsafeMutablePointer<Float>], level: KernelLevel = .portable, vectorThreads: Int = 1,
+        packed: PackedActivations? = nil
     ) {
         if T == 1, vectorThreads > 1,
             level.matvec(w.data, dtype: w.dtype, rows: w.rows, cols: w.cols, x: x, y: y, threads: vectorThreads)
@@ -100,14 +102,16 @@ enum Kernels {
         let rows = w.rows
         // Prompts at AVX-512: the activations are packed once, the rows split over the persistent
         // pool's threads.
-        if T > 1, let packed = PackedActivations(x, tokens: T, cols: cols, weights: w.dtype, level: level),
+        if T > 1,
+            let packed = packed ?? PackedActivations(
+                x, tokens: T, cols: cols, weights: w.dtype, level: level, threads: threads),
             level.matmul(w.data, rows: rows, x: packed, y: y, yStride: rows, threads: threads)
         {
             return
         }
         let blocks = min(w.rows, max(threads * 8, 1))
         let per = (w.rows + blocks - 1) / blocks
-        Parallel.forEach(blocks, threads: threads) { worker, b in
+        Parallel.forEachPooled(blocks, threads: threads) { worker, b in
             let lo = b * per
             let hi = min(rows, lo + per)
             guard lo < hi else { return }
@@ -137,6 +141,23 @@ enum Kernels {
                     dots(UnsafeRawPointer(buf), x, T, cols, y + r, stride: rows)
                 }
             }
+        }
+    }
+
+    /// `matmul` of each weight on the same input `x` into its output (q, k and v; gate and up): for a
+    /// prompt at AVX-512, `x` is packed once for all of them.
+    static func matmuls(
+        _ products: [(Weight, UnsafeMutablePointer<Float>)], _ x: UnsafePointer<Float>, _ T: Int, threads: Int,
+        scratch: [UnsafeMutablePointer<Float>], level: KernelLevel = .portable, vectorThreads: Int = 1
+    ) {
+        var packed: PackedActivations?
+        for (w, y) in products {
+            if T > 1, packed.map({ $0.weights != w.dtype || $0.cols != w.cols }) ?? true {
+                packed = PackedActivations(x, tokens: T, cols: w.cols, weights: w.dtype, level: level, threads: threads)
+            }
+            matmul(
+                w, x, T, y, threads: threads, scratch: scratch, level: level, vectorThreads: vectorThreads,
+                packed: packed)
         }
     }
 

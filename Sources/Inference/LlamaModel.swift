@@ -238,12 +238,15 @@ public final class LlamaModel: @unchecked Sendable {
                 w, input, vectors, out, threads: threads, scratch: ws.rows, level: kernels, vectorThreads: vectorThreads
             )
         }
+        // Products of one input (packed once for all of them in a prompt).
+        func products(_ list: [(Weight, UnsafeMutablePointer<Float>)], _ input: UnsafePointer<Float>, _ vectors: Int) {
+            Kernels.matmuls(
+                list, input, vectors, threads: threads, scratch: ws.rows, level: kernels, vectorThreads: vectorThreads)
+        }
         let rotation = rotations((0..<T).map { segments.context(of: $0, start: start).position })
         for (l, b) in blocks.enumerated() {
             Kernels.rmsNorm(x, b.inputNorm, eps: c.rmsNormEps, T: T, n: H, into: ws.h)
-            product(b.q, ws.h, T, ws.q)
-            product(b.k, ws.h, T, ws.k)
-            product(b.v, ws.h, T, ws.v)
+            products([(b.q, ws.q), (b.k, ws.k), (b.v, ws.v)], ws.h, T)
             if let qb = b.qBias, let kb = b.kBias, let vb = b.vBias {
                 for t in 0..<T {
                     for i in 0..<qDim { ws.q[t * qDim + i] += qb[i] }
@@ -264,8 +267,7 @@ public final class LlamaModel: @unchecked Sendable {
             product(b.o, ws.attn, T, ws.h)
             for i in 0..<(T * H) { x[i] += ws.h[i] }
             Kernels.rmsNorm(x, b.postNorm, eps: c.rmsNormEps, T: T, n: H, into: ws.h)
-            product(b.gate, ws.h, T, ws.gate)
-            product(b.up, ws.h, T, ws.up)
+            products([(b.gate, ws.gate), (b.up, ws.up)], ws.h, T)
             Kernels.swiGLU(ws.gate, ws.up, count: T * I, threads: threads)
             product(b.down, ws.gate, T, ws.h)
             for i in 0..<(T * H) { x[i] += ws.h[i] }

@@ -19,6 +19,8 @@ public final class PackedActivations: @unchecked Sendable {
     public let cols: Int
     /// bf16 weights: the products use the hi parts alone (activations rounded to bf16).
     public let hiOnly: Bool
+    /// The dtype of the weights these activations were packed for.
+    public let weights: DType
     let layout: Int32
     let values: UnsafeMutableRawPointer
 
@@ -30,11 +32,12 @@ public final class PackedActivations: @unchecked Sendable {
     /// Rows the kernel computes together: row ranges that are multiples of it waste no work.
     public static let rowGroup = av_panel_row_group()
 
-    /// `x` (`tokens` rows of `cols`) packed for weights of `dtype` at `level`; nil when the level has
-    /// no panel kernel for it (f32 needs AVX-512, bf16 the bf16 dot product; other dtypes none).
+    /// `x` (`tokens` rows of `cols`) packed for weights of `dtype` at `level`, on up to `threads` of
+    /// the persistent pool; nil when the level has no panel kernel for it (f32 needs AVX-512, bf16
+    /// the bf16 dot product; other dtypes none).
     public init?(
         _ x: UnsafePointer<Float>, tokens: Int, cols: Int, weights dtype: DType, level: KernelLevel,
-        hiOnly: Bool = hiOnlyDefault
+        hiOnly: Bool = hiOnlyDefault, threads: Int = 1
     ) {
         switch dtype {
         case .f32 where level >= .avx512: layout = Int32(AV_PANEL_F32.rawValue)
@@ -46,9 +49,10 @@ public final class PackedActivations: @unchecked Sendable {
         self.tokens = tokens
         self.cols = cols
         self.hiOnly = dtype == .bf16 && hiOnly
+        weights = dtype
         values = .allocate(byteCount: av_panel_bytes(layout, tokens, cols), alignment: 64)
         // A failed init still runs deinit, which frees `values`.
-        guard av_panel_pack(Int32(level.rawValue), layout, x, tokens, cols, values) != 0 else { return nil }
+        guard av_panel_pack(Int32(level.rawValue), layout, x, tokens, cols, values, Int32(Parallel.clamped(threads))) != 0 else { return nil }
     }
 
     deinit { values.deallocate() }

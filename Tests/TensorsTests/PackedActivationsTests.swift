@@ -24,7 +24,9 @@ struct PackedActivationsTests {
         threads: Int = 1
     ) -> [Float]? {
         let dtype: DType = bf16 ? .bf16 : .f32
-        guard let packed = PackedActivations(x, tokens: tokens, cols: cols, weights: dtype, level: level, hiOnly: hiOnly)
+        guard
+            let packed = PackedActivations(
+                x, tokens: tokens, cols: cols, weights: dtype, level: level, hiOnly: hiOnly, threads: threads)
         else { return nil }
         var y = [Float](repeating: .nan, count: tokens * rows)
         let bits = w.map { UInt16($0.bitPattern >> 16) }
@@ -108,7 +110,7 @@ struct PackedActivationsTests {
             let threaded = product(
                 w, bf16: bf16, rows: rows, cols: cols, x: x, tokens: tokens, level: level, hiOnly: hiOnly, threads: 3)
             #expect(threaded == all, "bf16 \(bf16), hi only \(hiOnly): threads change bytes")
-            // Rows 5..<20 alone, and tokens 20..<23 alone.
+            // Rows 5..<20 alone, and tokens 20..<23 alone (packing and products on three threads above).
             let someRows = Array(w[(5 * cols)..<(20 * cols)])
             let part = try #require(
                 product(someRows, bf16: bf16, rows: 15, cols: cols, x: x, tokens: tokens, level: level, hiOnly: hiOnly))

@@ -80,10 +80,10 @@ size_t av_panel_bytes(int layout, size_t tokens, size_t cols);
 /// Rows av_panel_matmul computes together: row ranges that are multiples of it waste no work.
 size_t av_panel_row_group(void);
 
-/// x (tokens rows of cols f32) packed for av_panel_matmul into out (av_panel_bytes of it). Returns 0,
-/// writing nothing, when the level lacks the layout's kernel: F32 needs AV_KERNELS_AVX512, the bf16
-/// layouts AV_KERNELS_AVX512_BF16.
-int av_panel_pack(int level, int layout, const float *x, size_t tokens, size_t cols, void *out);
+/// x (tokens rows of cols f32) packed for av_panel_matmul into out (av_panel_bytes of it), the panels
+/// split over `threads` of the persistent pool (av_pool_run). Returns 0, writing nothing, when the
+/// level lacks the layout's kernel: F32 needs AV_KERNELS_AVX512, the bf16 layouts AV_KERNELS_AVX512_BF16.
+int av_panel_pack(int level, int layout, const float *x, size_t tokens, size_t cols, void *out, int threads);
 
 /// y[t * y_stride + r] = W[r] · x[t] with x packed by av_panel_pack (same layout, tokens and cols) and
 /// W rows of cols f32 (F32) or bf16 (the bf16 layouts). Each result is the sum over k in order (f32
