@@ -1,6 +1,6 @@
 // One query's attention over runs of cached positions, for the AVX-512 levels: scores four keys at
-// a time (one folded reduction for the four), softmax with libm's expf, then the weighted sum of the
-// values in registers.
+// a time (one folded reduction for the four), softmax on 16 scores at a time (vexp.h's e^x), then
+// the weighted sum of the values in registers.
 #include "ckernels.h"
 
 #include <math.h>
@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #include "tiles.h"
+#include "vexp.h"
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
 
@@ -50,12 +51,20 @@ AVX512 static void attend512(const float *q, const float *keys, const float *val
                              float *out) {
     float best = score_run(q, keys, n, stride, d, scale, scores, -INFINITY);
     best = score_run(q, keys2, n2, stride, d, scale, scores + n, best);
-    float sum = 0;
-    for (size_t p = 0; p < n + n2; p++) {
-        scores[p] = expf(scores[p] - best);
-        sum += scores[p];
+    // Softmax: e^(s − best) on 16 scores at a time, summed in lanes, then normalized.
+    const size_t all = n + n2;
+    __m512 sums = _mm512_setzero_ps();
+    for (size_t p = 0; p < all; p += 16) {
+        const __mmask16 m = all - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (all - p)) - 1);
+        const __m512 e = av_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, scores + p), _mm512_set1_ps(best)));
+        _mm512_mask_storeu_ps(scores + p, m, e);
+        sums = _mm512_mask_add_ps(sums, m, sums, e);
     }
-    for (size_t p = 0; p < n + n2; p++) scores[p] /= sum;
+    const __m512 inverse = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sums));
+    for (size_t p = 0; p < all; p += 16) {
+        const __mmask16 m = all - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (all - p)) - 1);
+        _mm512_mask_storeu_ps(scores + p, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, scores + p), inverse));
+    }
     const size_t full = d / 16 * 16;
     const __mmask16 tail = (__mmask16)((1u << (d - full)) - 1);
     for (size_t i = 0; i <= full; i += 16) {

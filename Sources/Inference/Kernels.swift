@@ -211,28 +211,50 @@ enum Kernels {
         }
     }
 
-    /// RMSNorm of each of `T` rows of `x` into `y`: x / sqrt(mean(x²) + eps) · weight.
+    /// RMSNorm of each of `T` rows of `x` into `y`: x / sqrt(mean(x²) + eps) · weight; the squares
+    /// summed in 16 lanes, then across them; rows spread over `threads` (the pool) in a prompt.
     static func rmsNorm(
-        _ x: UnsafePointer<Float>, _ weight: [Float], eps: Float, T: Int, n: Int, into y: UnsafeMutablePointer<Float>
+        _ x: UnsafePointer<Float>, _ weight: [Float], eps: Float, T: Int, n: Int, into y: UnsafeMutablePointer<Float>,
+        threads: Int = 1
     ) {
-        for t in 0..<T {
-            let row = x + t * n
-            var ss: Float = 0
-            for i in 0..<n { ss += row[i] * row[i] }
-            let scale = 1 / (ss / Float(n) + eps).squareRoot()
-            for i in 0..<n { y[t * n + i] = row[i] * scale * weight[i] }
+        weight.withUnsafeBufferPointer { wb in
+            let w = wb.baseAddress!
+            Parallel.forEachPooled(T, threads: T * n < 16_384 ? 1 : threads) { _, t in
+                let row = UnsafeRawPointer(x + t * n)
+                var lanes = SIMD16<Float>()
+                var i = 0
+                while i + 16 <= n {
+                    let v = row.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
+                    lanes += v * v
+                    i += 16
+                }
+                var ss = lanes.sum()
+                while i < n {
+                    let v = row.load(fromByteOffset: 4 * i, as: Float.self)
+                    ss += v * v
+                    i += 1
+                }
+                let scale = 1 / (ss / Float(n) + eps).squareRoot()
+                let r = x + t * n
+                for i in 0..<n { y[t * n + i] = r[i] * scale * w[i] }
+            }
         }
     }
 
     @inline(__always) static func silu(_ x: Float) -> Float { x / (1 + Foundation_exp(-x)) }
 
     /// `gate[i] = silu(gate[i]) · up[i]` for `count` values, in slices over `threads` (an exp each:
-    /// in a prompt's MLP this is millions of them).
-    static func swiGLU(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int, threads: Int) {
+    /// in a prompt's MLP this is millions of them), vectorized at AVX-512.
+    static func swiGLU(
+        _ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int, threads: Int, level: KernelLevel
+    ) {
         let slices = count < 16_384 ? 1 : threads * 4
         let per = (count + slices - 1) / slices
         Parallel.forEachPooled(slices, threads: threads) { _, s in
-            for i in (s * per)..<min(count, (s + 1) * per) { gate[i] = silu(gate[i]) * up[i] }
+            let lo = min(count, s * per)
+            let hi = min(count, lo + per)
+            if level.swiGLU(gate: gate + lo, up: up + lo, count: hi - lo) { return }
+            for i in lo..<hi { gate[i] = silu(gate[i]) * up[i] }
         }
     }
 }

@@ -245,7 +245,7 @@ public final class LlamaModel: @unchecked Sendable {
         }
         let rotation = rotations((0..<T).map { segments.context(of: $0, start: start).position })
         for (l, b) in blocks.enumerated() {
-            Kernels.rmsNorm(x, b.inputNorm, eps: c.rmsNormEps, T: T, n: H, into: ws.h)
+            Kernels.rmsNorm(x, b.inputNorm, eps: c.rmsNormEps, T: T, n: H, into: ws.h, threads: threads)
             products([(b.q, ws.q), (b.k, ws.k), (b.v, ws.v)], ws.h, T)
             if let qb = b.qBias, let kb = b.kBias, let vb = b.vBias {
                 for t in 0..<T {
@@ -266,9 +266,9 @@ public final class LlamaModel: @unchecked Sendable {
             attention(layer: l, T: T, start: start, segments: segments, cache: cache, ws: ws, threads: threads)
             product(b.o, ws.attn, T, ws.h)
             for i in 0..<(T * H) { x[i] += ws.h[i] }
-            Kernels.rmsNorm(x, b.postNorm, eps: c.rmsNormEps, T: T, n: H, into: ws.h)
+            Kernels.rmsNorm(x, b.postNorm, eps: c.rmsNormEps, T: T, n: H, into: ws.h, threads: threads)
             products([(b.gate, ws.gate), (b.up, ws.up)], ws.h, T)
-            Kernels.swiGLU(ws.gate, ws.up, count: T * I, threads: threads)
+            Kernels.swiGLU(ws.gate, ws.up, count: T * I, threads: threads, level: kernels)
             product(b.down, ws.gate, T, ws.h)
             for i in 0..<(T * H) { x[i] += ws.h[i] }
         }
@@ -277,7 +277,7 @@ public final class LlamaModel: @unchecked Sendable {
         let rows = logitRows ?? (allLogits ? Array(0..<T) : [T - 1])
         let n = rows.count
         for (j, t) in rows.enumerated() where j != t { (x + j * H).update(from: x + t * H, count: H) }
-        Kernels.rmsNorm(x, norm, eps: c.rmsNormEps, T: n, n: H, into: ws.h)
+        Kernels.rmsNorm(x, norm, eps: c.rmsNormEps, T: n, n: H, into: ws.h, threads: threads)
         var logits = [Float](repeating: 0, count: n * c.vocabSize)
         logits.withUnsafeMutableBufferPointer { out in
             product(lmHead, ws.h, n, out.baseAddress!)

@@ -55,6 +55,12 @@ public enum KernelLevel: Int, Sendable, CaseIterable, Comparable {
         return av_matmul_vector_pool(Int32(rawValue), dtype == .bf16 ? 1 : 0, w, rows, cols, x, y, Int32(threads)) != 0
     }
 
+    /// `gate[i] = silu(gate[i]) · up[i]` for `count` values, silu(g) = g / (1 + e^-g) with a vector
+    /// e^x within 2 ulp of libm's. Returns false, doing nothing, below AVX-512.
+    public func swiGLU(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int) -> Bool {
+        av_swiglu(Int32(rawValue), gate, up, count) != 0
+    }
+
     /// A run of cached positions for `attend`: its first key and value row, and how many rows.
     public typealias AttentionRun = (keys: UnsafePointer<Float>, values: UnsafePointer<Float>, count: Int)
 

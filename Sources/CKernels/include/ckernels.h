@@ -41,6 +41,10 @@ int av_matmul_vector_pool(int level, int bf16, const void *w, size_t rows, size_
 /// of another pool competes with the pool's spinning workers for the cores.
 void av_pool_run(void (*fn)(void *context, int part, int parts), void *context, int threads);
 
+/// gate[i] = silu(gate[i]) · up[i] for i < n, silu(g) = g / (1 + e^-g) with a vector e^x within 2 ulp
+/// (vexp.h). Returns 0, doing nothing, below AV_KERNELS_AVX512.
+int av_swiglu(int level, float *gate, const float *up, size_t n);
+
 /// Counts of one merge block (see av_merge_store).
 typedef struct {
     uint64_t changed;     ///< elements whose f64 sum differs (bitwise) from the widened base
@@ -100,7 +104,8 @@ int av_panel_matmul_pool(int level, int layout, const void *w, size_t rows, size
 
 /// One query's attention over two runs of cached positions (keys/values at rows `stride` floats
 /// apart, d values each; n and n2 positions): scores = scale · q · key over both runs in order,
-/// softmax (max subtracted, libm expf), out = Σ softmax · value. One fixed order of operations.
+/// softmax (max subtracted, vexp.h's e^x, normalized by the inverse of the sum), out = Σ softmax · value.
+/// One fixed order of operations.
 /// Returns 0 (nothing done) below AV_KERNELS_AVX512 or when both runs are empty.
 int av_attend(int level, const float *q, const float *keys, const float *values, size_t n, const float *keys2,
               const float *values2, size_t n2, size_t stride, size_t d, float scale, float *scores, float *out);
