@@ -1,8 +1,9 @@
 // A persistent pool for the matrix products of a forward pass: at one token a step has ~200 products
 // of a few µs each, too short for a dispatch per product, and a prompt's ~200 products of a few
-// hundred µs each still lose a tenth of their time to waking dispatch threads. Workers spin briefly
-// on an epoch counter, then sleep on a condition variable; each job gives every thread one fixed
-// slice of rows (for a prompt, whole groups of the panel kernel's rows).
+// hundred µs each still lose a tenth of their time to waking dispatch threads. Each worker spins
+// briefly on its own epoch counter, then sleeps on a condition variable; a job bumps the counters of
+// the workers it needs only, and gives each thread one fixed slice of rows (for a prompt, whole
+// groups of the panel kernel's rows).
 #include "ckernels.h"
 
 #include <pthread.h>
@@ -39,7 +40,7 @@ static atomic_flag busy = ATOMIC_FLAG_INIT;
 static struct {
     pthread_mutex_t mutex;
     pthread_cond_t wake;
-    atomic_long epoch;
+    atomic_long epoch[AV_POOL_MAX];  // per worker: bumped for each job it takes part in
     atomic_int done;
     atomic_int sleepers;
     int started;
@@ -77,20 +78,20 @@ static void *worker(void *arg) {
     for (;;) {
         long now;
         int spins = 0;
-        while ((now = atomic_load_explicit(&pool.epoch, memory_order_acquire)) == seen) {
+        while ((now = atomic_load_explicit(&pool.epoch[part], memory_order_acquire)) == seen) {
             if (++spins < 50000) {
                 AV_PAUSE();
                 continue;
             }
             pthread_mutex_lock(&pool.mutex);
             atomic_fetch_add(&pool.sleepers, 1);
-            while (atomic_load(&pool.epoch) == seen) pthread_cond_wait(&pool.wake, &pool.mutex);
+            while (atomic_load(&pool.epoch[part]) == seen) pthread_cond_wait(&pool.wake, &pool.mutex);
             atomic_fetch_sub(&pool.sleepers, 1);
             pthread_mutex_unlock(&pool.mutex);
         }
         seen = now;
         const av_job job = pool.job;
-        if (part < job.parts) run_part(&job, part);
+        run_part(&job, part);
         atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
     }
     return NULL;
@@ -109,7 +110,7 @@ static void run(av_job job, int threads) {
     pthread_mutex_lock(&pool.mutex);
     while (pool.started < threads - 1) {
         pthread_t t;
-        start_epoch[pool.started + 1] = atomic_load(&pool.epoch);
+        start_epoch[pool.started + 1] = atomic_load(&pool.epoch[pool.started + 1]);
         if (pthread_create(&t, NULL, worker, (void *)(intptr_t)(pool.started + 1)) != 0) break;
         pthread_detach(t);
         pool.started++;
@@ -119,15 +120,17 @@ static void run(av_job job, int threads) {
     job.parts = helpers + 1;
     pool.job = job;
     atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
-    atomic_fetch_add_explicit(&pool.epoch, 1, memory_order_release);
+    // Only the workers this job needs are woken: a pool grown by a caller that wanted more threads
+    // costs later jobs nothing.
+    for (int part = 1; part < job.parts; part++) atomic_fetch_add(&pool.epoch[part], 1);
     if (atomic_load(&pool.sleepers) > 0) {
         pthread_mutex_lock(&pool.mutex);
         pthread_cond_broadcast(&pool.wake);
         pthread_mutex_unlock(&pool.mutex);
     }
     run_part(&pool.job, 0);
-    // Every started worker answers each epoch (those past `parts` do nothing).
-    while (atomic_load_explicit(&pool.done, memory_order_acquire) < pool.started) AV_PAUSE();
+    // Each woken worker answers once it has run its part (and read the job: it may then change).
+    while (atomic_load_explicit(&pool.done, memory_order_acquire) < job.parts - 1) AV_PAUSE();
     atomic_flag_clear(&busy);
 }
 
