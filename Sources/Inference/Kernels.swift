@@ -103,8 +103,9 @@ enum Kernels {
         // Prompts at AVX-512: the activations are packed once, the rows split over the persistent
         // pool's threads.
         if T > 1,
-            let packed = packed ?? PackedActivations(
-                x, tokens: T, cols: cols, weights: w.dtype, level: level, threads: threads),
+            let packed = packed
+                ?? PackedActivations(
+                    x, tokens: T, cols: cols, weights: w.dtype, level: level, threads: threads),
             level.matmul(w.data, rows: rows, x: packed, y: y, yStride: rows, threads: threads)
         {
             return

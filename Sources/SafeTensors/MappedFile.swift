@@ -24,7 +24,9 @@ public final class MappedFile: @unchecked Sendable {
         guard fd >= 0 else { throw SafeTensorsError(file: path, .io(operation: "open", message: errnoText())) }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw SafeTensorsError(file: path, .io(operation: "stat", message: errnoText())) }
+        guard fstat(fd, &st) == 0 else {
+            throw SafeTensorsError(file: path, .io(operation: "stat", message: errnoText()))
+        }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw SafeTensorsError(file: path, .notAFile) }
         size = Int(st.st_size)
         if size == 0 {

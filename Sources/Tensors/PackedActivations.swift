@@ -52,7 +52,9 @@ public final class PackedActivations: @unchecked Sendable {
         weights = dtype
         values = .allocate(byteCount: av_panel_bytes(layout, tokens, cols), alignment: 64)
         // A failed init still runs deinit, which frees `values`.
-        guard av_panel_pack(Int32(level.rawValue), layout, x, tokens, cols, values, Int32(Parallel.clamped(threads))) != 0 else { return nil }
+        guard
+            av_panel_pack(Int32(level.rawValue), layout, x, tokens, cols, values, Int32(Parallel.clamped(threads))) != 0
+        else { return nil }
     }
 
     deinit { values.deallocate() }

@@ -33,10 +33,12 @@ struct PackedActivationsTests {
         let ok = y.withUnsafeMutableBufferPointer { yb in
             bf16
                 ? bits.withUnsafeBytes {
-                    level.matmul($0.baseAddress!, rows: rows, x: packed, y: yb.baseAddress!, yStride: rows, threads: threads)
+                    level.matmul(
+                        $0.baseAddress!, rows: rows, x: packed, y: yb.baseAddress!, yStride: rows, threads: threads)
                 }
                 : w.withUnsafeBytes {
-                    level.matmul($0.baseAddress!, rows: rows, x: packed, y: yb.baseAddress!, yStride: rows, threads: threads)
+                    level.matmul(
+                        $0.baseAddress!, rows: rows, x: packed, y: yb.baseAddress!, yStride: rows, threads: threads)
                 }
         }
         return ok ? y : nil
@@ -85,7 +87,8 @@ struct PackedActivationsTests {
             var errors: [Double] = []
             for hiOnly in [false, true] {
                 let y = try #require(
-                    product(w, bf16: true, rows: rows, cols: cols, x: x, tokens: tokens, level: .avx512bf16,
+                    product(
+                        w, bf16: true, rows: rows, cols: cols, x: x, tokens: tokens, level: .avx512bf16,
                         hiOnly: hiOnly))
                 errors.append(worstError(y, w, rows: rows, cols: cols, x: x, tokens: tokens))
             }
@@ -102,7 +105,8 @@ struct PackedActivationsTests {
         let (rows, cols, tokens) = (29, 77, 37)
         let w = (0..<(rows * cols)).map { _ in Float(bitPattern: g.next().bitPattern & 0xFFFF_0000) }
         let x = (0..<(tokens * cols)).map { _ in g.next() }
-        let layouts = KernelLevel.detected >= .avx512bf16 ? [(false, false), (true, false), (true, true)] : [(false, false)]
+        let layouts =
+            KernelLevel.detected >= .avx512bf16 ? [(false, false), (true, false), (true, true)] : [(false, false)]
         for (bf16, hiOnly) in layouts {
             let level: KernelLevel = bf16 ? .avx512bf16 : .avx512
             let all = try #require(
@@ -121,7 +125,9 @@ struct PackedActivationsTests {
                 for r in 5..<20 { #expect(part[t * 15 + r - 5] == all[t * rows + r], "row \(r), token \(t)") }
             }
             for t in 0..<3 {
-                for r in 0..<rows { #expect(few[t * rows + r] == all[(20 + t) * rows + r], "row \(r), token \(20 + t)") }
+                for r in 0..<rows {
+                    #expect(few[t * rows + r] == all[(20 + t) * rows + r], "row \(r), token \(20 + t)")
+                }
             }
         }
     }
