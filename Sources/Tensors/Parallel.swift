@@ -28,12 +28,7 @@ public enum Parallel {
     /// `w` takes indices `w, w + threads, …`, so per-worker scratch needs no lock. Results must not
     /// depend on which worker ran an index: callers keep outputs per index and reduce in index order.
     public static func forEach(_ count: Int, threads: Int, _ body: (_ worker: Int, _ index: Int) -> Void) {
-        let workers = max(1, min(threads, count))
-        recordWorkers(workers)
-        if workers == 1 {
-            for i in 0..<count { body(0, i) }
-            return
-        }
+        guard let workers = workers(count, threads: threads, body) else { return }
         withoutActuallyEscaping(body) { body in
             let box = UncheckedSendable(body)
             DispatchQueue.concurrentPerform(iterations: workers) { w in
@@ -112,6 +107,16 @@ extension Parallel {
     }
 
     static func recordWorkers(_ n: Int) { workerCount?.record(n) }
+
+    /// The workers a `forEach`-style call uses for `count` indices on `threads` (recorded); nil when
+    /// that is one, after running every index on the caller.
+    static func workers(_ count: Int, threads: Int, _ body: (_ worker: Int, _ index: Int) -> Void) -> Int? {
+        let workers = max(1, min(threads, count))
+        recordWorkers(workers)
+        if workers > 1 { return workers }
+        for i in 0..<count { body(0, i) }
+        return nil
+    }
 }
 
 /// A value passed across threads where the caller guarantees the access pattern is safe.

@@ -8,12 +8,7 @@ extension Parallel {
     /// pool's workers spin between jobs, so work dispatched elsewhere would compete with them for
     /// the cores.
     public static func forEachPooled(_ count: Int, threads: Int, _ body: (_ worker: Int, _ index: Int) -> Void) {
-        let workers = max(1, min(threads, count))
-        recordWorkers(workers)
-        if workers == 1 {
-            for i in 0..<count { body(0, i) }
-            return
-        }
+        guard let workers = workers(count, threads: threads, body) else { return }
         withoutActuallyEscaping(body) { body in
             var task = PoolTask(count: count, body: body)
             withUnsafeMutablePointer(to: &task) { pointer in
