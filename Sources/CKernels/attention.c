@@ -1,6 +1,7 @@
-// One query's attention over runs of cached positions, for the AVX-512 levels: scores four keys at
-// a time (one folded reduction for the four), softmax on 16 scores at a time (vexp.h's e^x), then
-// the weighted sum of the values in registers.
+// Attention over runs of cached positions, for the AVX-512 levels, of one query or of a block of
+// queries that read each key and value once: scores four keys at a time (one folded reduction for
+// the four), softmax on 16 scores at a time (vexp.h's e^x), then the weighted sum of the values in
+// registers.
 #include "ckernels.h"
 
 #include <math.h>
@@ -13,9 +14,9 @@
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
 
-// scores[p] = scale · q · keys[p] for p < n; returns the largest, or `best` if larger.
-AVX512 static float score_run(const float *q, const float *keys, size_t n, size_t stride, size_t d, float scale,
-                              float *scores, float best) {
+// scores[p] = scale · q · keys[p] for p < n; returns `best` raised, lane-wise, by them (NaN never wins).
+AVX512 static __m128 score_run(const float *q, const float *keys, size_t n, size_t stride, size_t d, float scale,
+                               float *scores, __m128 best) {
     const size_t full = d / 16 * 16;
     const __mmask16 tail = (__mmask16)((1u << (d - full)) - 1);
     for (size_t p = 0; p < n; p += 4) {
@@ -30,10 +31,18 @@ AVX512 static float score_run(const float *q, const float *keys, size_t n, size_
             for (size_t a = 0; a < 4; a++) acc[a] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, k[a] + i), qv, acc[a]);
         }
         const __m128 s = _mm_mul_ps(av_reduce4(acc[0], acc[1], acc[2], acc[3]), _mm_set1_ps(scale));
-        _mm_mask_storeu_ps(scores + p, (__mmask8)((1u << m) - 1), s);
-        for (size_t a = 0; a < m; a++) best = scores[p + a] > best ? scores[p + a] : best;
+        const __mmask8 kept = (__mmask8)((1u << m) - 1);
+        _mm_mask_storeu_ps(scores + p, kept, s);
+        best = _mm_mask_max_ps(best, kept, s, best);
     }
     return best;
+}
+
+// The largest lane of lane-wise maxima.
+AVX512 static float largest(__m128 v) {
+    v = _mm_max_ps(v, _mm_movehl_ps(v, v));
+    v = _mm_max_ps(v, _mm_movehdup_ps(v));
+    return _mm_cvtss_f32(v);
 }
 
 // out[i..i+16) (masked) += Σ_p weights[p] · values[p][i..] over a run.
@@ -46,13 +55,9 @@ AVX512 static __m512 sum_run(__m512 o, const float *weights, const float *values
     return o;
 }
 
-AVX512 static void attend512(const float *q, const float *keys, const float *values, size_t n, const float *keys2,
-                             const float *values2, size_t n2, size_t stride, size_t d, float scale, float *scores,
-                             float *out) {
-    float best = score_run(q, keys, n, stride, d, scale, scores, -INFINITY);
-    best = score_run(q, keys2, n2, stride, d, scale, scores + n, best);
-    // Softmax: e^(s − best) on 16 scores at a time, summed in lanes, then normalized.
-    const size_t all = n + n2;
+// Softmax in place over scores[0 ..< all], whose largest is best: e^(s − best) on 16 scores at a
+// time, summed in lanes, then normalized.
+AVX512 static void softmax(float *scores, size_t all, float best) {
     __m512 sums = _mm512_setzero_ps();
     for (size_t p = 0; p < all; p += 16) {
         const __mmask16 m = all - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (all - p)) - 1);
@@ -65,6 +70,14 @@ AVX512 static void attend512(const float *q, const float *keys, const float *val
         const __mmask16 m = all - p >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (all - p)) - 1);
         _mm512_mask_storeu_ps(scores + p, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, scores + p), inverse));
     }
+}
+
+AVX512 static void attend512(const float *q, const float *keys, const float *values, size_t n, const float *keys2,
+                             const float *values2, size_t n2, size_t stride, size_t d, float scale, float *scores,
+                             float *out) {
+    __m128 best = score_run(q, keys, n, stride, d, scale, scores, _mm_set1_ps(-INFINITY));
+    best = score_run(q, keys2, n2, stride, d, scale, scores + n, best);
+    softmax(scores, n + n2, largest(best));
     const size_t full = d / 16 * 16;
     const __mmask16 tail = (__mmask16)((1u << (d - full)) - 1);
     for (size_t i = 0; i <= full; i += 16) {
@@ -76,6 +89,77 @@ AVX512 static void attend512(const float *q, const float *keys, const float *val
     }
 }
 
+// Queries that share both runs' starts (consecutive tokens of one segment, one head): the keys and
+// values of a step are read from memory once for all of them, then from L1. Each query's scores,
+// softmax and sums are the operations attend512 does for it alone, in the same order.
+AVX512 static void attend_block512(size_t nq, const float *const *q, float *const *out, const float *keys,
+                                   const float *values, size_t n, const float *keys2, const float *values2,
+                                   const size_t *n2, size_t stride, size_t d, float scale, float *scores,
+                                   size_t width) {
+    __m128 best[AV_ATTEND_BLOCK];  // lane-wise largest scores (NaN scores never win, as in attend512)
+    for (size_t i = 0; i < nq; i++) best[i] = _mm_set1_ps(-INFINITY);
+    const size_t full = d / 16 * 16;
+    const __mmask16 tail = (__mmask16)((1u << (d - full)) - 1);
+    // Scores, four keys at a time: run 0 is `before` (every query sees all n), run 1 the own run.
+    for (int run = 0; run < 2; run++) {
+        const float *kr = run ? keys2 : keys;
+        size_t longest = run ? 0 : n;
+        if (run) for (size_t i = 0; i < nq; i++) longest = n2[i] > longest ? n2[i] : longest;
+        for (size_t p = 0; p < longest; p += 4) {
+            const float *k[4];
+            for (size_t i = 0; i < nq; i++) {
+                const size_t count = run ? n2[i] : n;
+                if (p >= count) continue;
+                const size_t m = count - p < 4 ? count - p : 4;
+                for (size_t a = 0; a < 4; a++) k[a] = kr + (p + (a < m ? a : 0)) * stride;
+                __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+                for (size_t c = 0; c <= full; c += 16) {
+                    const __mmask16 mask = c < full ? (__mmask16)0xFFFF : tail;
+                    if (!mask) break;
+                    const __m512 qv = _mm512_maskz_loadu_ps(mask, q[i] + c);
+                    for (size_t a = 0; a < 4; a++)
+                        acc[a] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, k[a] + c), qv, acc[a]);
+                }
+                float *si = scores + i * width + (run ? n : 0);
+                const __m128 sv = _mm_mul_ps(av_reduce4(acc[0], acc[1], acc[2], acc[3]), _mm_set1_ps(scale));
+                const __mmask8 kept = (__mmask8)((1u << m) - 1);
+                _mm_mask_storeu_ps(si + p, kept, sv);
+                best[i] = _mm_mask_max_ps(best[i], kept, sv, best[i]);
+            }
+        }
+    }
+    for (size_t i = 0; i < nq; i++) softmax(scores + i * width, n + n2[i], largest(best[i]));
+    // Weighted values, 16 lanes at a time: each value row read once for every query that sees it.
+    for (size_t c = 0; c <= full; c += 16) {
+        const __mmask16 mask = c < full ? (__mmask16)0xFFFF : tail;
+        if (!mask) break;
+        __m512 o[AV_ATTEND_BLOCK];
+        for (size_t i = 0; i < nq; i++) o[i] = _mm512_setzero_ps();
+        for (size_t p = 0; p < n; p++) {
+            const __m512 v = _mm512_maskz_loadu_ps(mask, values + p * stride + c);
+            for (size_t i = 0; i < nq; i++) o[i] = _mm512_fmadd_ps(_mm512_set1_ps(scores[i * width + p]), v, o[i]);
+        }
+        size_t longest = 0;
+        for (size_t i = 0; i < nq; i++) longest = n2[i] > longest ? n2[i] : longest;
+        for (size_t p = 0; p < longest; p++) {
+            const __m512 v = _mm512_maskz_loadu_ps(mask, values2 + p * stride + c);
+            for (size_t i = 0; i < nq; i++)
+                if (p < n2[i]) o[i] = _mm512_fmadd_ps(_mm512_set1_ps(scores[i * width + n + p]), v, o[i]);
+        }
+        for (size_t i = 0; i < nq; i++) _mm512_mask_storeu_ps(out[i] + c, mask, o[i]);
+    }
+}
+
+int av_attend_block(int level, size_t nq, const float *const *q, float *const *out, const float *keys,
+                    const float *values, size_t n, const float *keys2, const float *values2, const size_t *n2,
+                    size_t stride, size_t d, float scale, float *scores, size_t width) {
+    if (level < AV_KERNELS_AVX512 || nq == 0 || nq > AV_ATTEND_BLOCK) return 0;
+    for (size_t i = 0; i < nq; i++)
+        if (n + n2[i] == 0 || n + n2[i] > width) return 0;
+    attend_block512(nq, q, out, keys, values, n, keys2, values2, n2, stride, d, scale, scores, width);
+    return 1;
+}
+
 int av_attend(int level, const float *q, const float *keys, const float *values, size_t n, const float *keys2,
               const float *values2, size_t n2, size_t stride, size_t d, float scale, float *scores, float *out) {
     if (level < AV_KERNELS_AVX512 || n + n2 == 0) return 0;
@@ -84,6 +168,14 @@ int av_attend(int level, const float *q, const float *keys, const float *values,
 }
 
 #else
+
+int av_attend_block(int level, size_t nq, const float *const *q, float *const *out, const float *keys,
+                    const float *values, size_t n, const float *keys2, const float *values2, const size_t *n2,
+                    size_t stride, size_t d, float scale, float *scores, size_t width) {
+    (void)level, (void)nq, (void)q, (void)out, (void)keys, (void)values, (void)n, (void)keys2, (void)values2;
+    (void)n2, (void)stride, (void)d, (void)scale, (void)scores, (void)width;
+    return 0;
+}
 
 int av_attend(int level, const float *q, const float *keys, const float *values, size_t n, const float *keys2,
               const float *values2, size_t n2, size_t stride, size_t d, float scale, float *scores, float *out) {

@@ -90,25 +90,64 @@ extension LlamaModel {
         let keys = cache.keys(layer)
         let values = cache.values(layer)
         let window = c.slidingWindow
-        // One decode step's attention is a few thousand multiply-adds a head: not worth a dispatch.
-        let workers = T * (start + T) < 2048 ? 1 : threads
-        Parallel.forEachPooled(T * c.heads, threads: workers) { worker, job in
-            let t = job / c.heads
-            let h = job % c.heads
-            let kvh = h / group
+        // The runs token t sees: [a, seen.end) before the pass (a cache position c there sits at
+        // c − seen.start in the sequence) and [b, pos] of its own segment.
+        func runs(_ t: Int) -> (before: Range<Int>, mine: Range<Int>) {
             let own = start + segments.first[t]
             let pos = start + t
             let (seen, position) = segments.context(of: t, start: start)
-            // The runs seen: [a, seen.end) before the pass (a cache position c there sits at
-            // c − seen.start in the sequence) and [b, pos] of the token's own segment.
             let a = seen.lowerBound + (window.map { max(0, position - $0 + 1) } ?? 0)
             let b = max(own, window.map { pos - $0 + 1 } ?? 0)
-            let before = a..<max(a, seen.upperBound)
-            let mine = b..<(pos + 1)
-            let q = ws.q + t * qDim + h * d
+            return (a..<max(a, seen.upperBound), b..<(pos + 1))
+        }
+        // Blocks of consecutive tokens whose runs start alike: the kernel reads their keys and values
+        // once for the block.
+        var blocks: [Range<Int>] = []
+        var t = 0
+        while t < T {
+            let first = runs(t)
+            var end = t + 1
+            while end < T, end - t < KernelLevel.attendBlock {
+                let next = runs(end)
+                guard next.before == first.before, next.mine.lowerBound == first.mine.lowerBound else { break }
+                end += 1
+            }
+            blocks.append(t..<end)
+            t = end
+        }
+        // One decode step's attention is a few thousand multiply-adds a head: not worth a dispatch.
+        let workers = T * (start + T) < 2048 ? 1 : threads
+        Parallel.forEachPooled(blocks.count * c.heads, threads: workers) { worker, job in
+            let block = blocks[job / c.heads]
+            let h = job % c.heads
+            let offset = (h / group) * d
             let scores = ws.scores[worker]
+            func run(_ r: Range<Int>) -> KernelLevel.AttentionRun {
+                let row = r.lowerBound * kvDim + offset
+                return (UnsafePointer(keys + row), UnsafePointer(values + row), r.count)
+            }
+            let first = runs(block.lowerBound)
+            let own = run(first.mine)
+            if kernels.attend(
+                block: block.map { UnsafePointer(ws.q + $0 * qDim + h * d) },
+                outputs: block.map { ws.attn + $0 * qDim + h * d }, before: run(first.before),
+                own: (own.keys, own.values), counts: block.map { runs($0).mine.count }, stride: kvDim, headDim: d,
+                scale: scale, scores: scores, width: cache.capacity)
+            {
+                return
+            }
+            for t in block {
+                attend(t: t, head: h, runs: runs(t), scores: scores)
+            }
+        }
+        // One query on the portable path.
+        func attend(
+            t: Int, head h: Int, runs: (before: Range<Int>, mine: Range<Int>), scores: UnsafeMutablePointer<Float>
+        ) {
+            let (before, mine) = runs
+            let offset = (h / group) * d
+            let q = ws.q + t * qDim + h * d
             let out = ws.attn + t * qDim + h * d
-            let offset = kvh * d
             func run(_ r: Range<Int>) -> KernelLevel.AttentionRun {
                 let row = r.lowerBound * kvDim + offset
                 return (UnsafePointer(keys + row), UnsafePointer(values + row), r.count)

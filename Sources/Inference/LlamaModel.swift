@@ -339,7 +339,7 @@ final class Workspace {
         gate = make(T * intermediate)
         up = make(T * intermediate)
         rows = (0..<max(threads, 1)).map { _ in make(maxCols) }
-        scores = (0..<max(threads, 1)).map { _ in make(context) }
+        scores = (0..<max(threads, 1)).map { _ in make(KernelLevel.attendBlock * context) }
         all = [x, h, q, k, v, attn, gate, up] + rows + scores
     }
 

@@ -77,6 +77,25 @@ public enum KernelLevel: Int, Sendable, CaseIterable, Comparable {
             headDim, scale, scores, out) != 0
     }
 
+    /// The most queries `attend(block:…)` takes at once.
+    public static let attendBlock = Int(AV_ATTEND_BLOCK)
+
+    /// `attend` for up to `attendBlock` queries that share both runs' starts: query `i` sees every
+    /// position of `before` and the first `counts[i]` of `own`; each result is the bytes `attend` gives
+    /// that query alone, the keys and values read once for all. `scores` holds `queries.count` rows
+    /// of `width` floats. Returns false, doing nothing, below AVX-512.
+    public func attend(
+        block queries: [UnsafePointer<Float>], outputs: [UnsafeMutablePointer<Float>], before: AttentionRun,
+        own: (keys: UnsafePointer<Float>, values: UnsafePointer<Float>), counts: [Int], stride: Int, headDim: Int,
+        scale: Float, scores: UnsafeMutablePointer<Float>, width: Int
+    ) -> Bool {
+        let q = queries.map { Optional($0) }
+        let out = outputs.map { Optional($0) }
+        return av_attend_block(
+            Int32(rawValue), queries.count, q, out, before.keys, before.values, before.count, own.keys, own.values,
+            counts, stride, headDim, scale, scores, width) != 0
+    }
+
     /// `y[t · yStride + r] = W[r] · x[t]` for `rows` rows of `W` (f32 or bf16, row-major, `cols` wide)
     /// and `tokens` vectors `x` (f32, `cols` each), with this level's C kernel. Returns false, doing
     /// nothing, for the portable level or another dtype: the caller then runs its Swift code.

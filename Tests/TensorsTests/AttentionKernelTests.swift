@@ -59,4 +59,63 @@ struct AttentionKernelTests {
         }
         #expect(!attended, "below AVX-512 the Swift code attends")
     }
+
+    @Test(
+        "a block of queries gives each the bytes the one-query kernel gives it",
+        .enabled(if: KernelLevel.detected >= .avx512))
+    func blockEqualsSingle() throws {
+        var state: UInt64 = 5
+        func next() -> Float {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Float(Int64(bitPattern: state) >> 40) / Float(1 << 22)
+        }
+        for (d, n, stride, counts) in [
+            (64, 13, 192, [1, 2, 3, 4, 5, 6, 7, 8]), (24, 0, 40, [9, 3, 17]), (7, 5, 9, [1]),
+        ] {
+            let nq = counts.count
+            let positions = n + counts.max()!
+            let keys = (0..<(positions * stride)).map { _ in next() }
+            let values = (0..<(positions * stride)).map { _ in next() }
+            let queries = (0..<nq).map { _ in (0..<d).map { _ in next() } }
+            let scale = 1 / Float(d).squareRoot()
+            let width = positions + 3
+            var blockOut = [[Float]](repeating: [Float](repeating: .nan, count: d), count: nq)
+            var scores = [Float](repeating: 0, count: nq * width)
+            try keys.withUnsafeBufferPointer { k in
+                try values.withUnsafeBufferPointer { v in
+                    let (k0, v0) = (k.baseAddress!, v.baseAddress!)
+                    let own = (k0 + n * stride, v0 + n * stride)
+                    let q = queries.map { row in
+                        let p = UnsafeMutablePointer<Float>.allocate(capacity: d)
+                        p.initialize(from: row, count: d)
+                        return p
+                    }
+                    let out = (0..<nq).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: d) }
+                    defer { (q + out).forEach { $0.deallocate() } }
+                    let done = KernelLevel.avx512.attend(
+                        block: q.map { UnsafePointer($0) }, outputs: out, before: (k0, v0, n), own: own,
+                        counts: counts, stride: stride, headDim: d, scale: scale, scores: &scores, width: width)
+                    try #require(done)
+                    for i in 0..<nq { blockOut[i] = Array(UnsafeBufferPointer(start: out[i], count: d)) }
+                    for i in 0..<nq {
+                        var single = [Float](repeating: .nan, count: d)
+                        var scratch = [Float](repeating: 0, count: width)
+                        _ = KernelLevel.avx512.attend(
+                            q: q[i], before: (k0, v0, n), own: (own.0, own.1, counts[i]), stride: stride, headDim: d,
+                            scale: scale, scores: &scratch, out: &single)
+                        #expect(blockOut[i] == single, "d \(d), query \(i) of \(nq) (\(counts[i]) own positions)")
+                    }
+                }
+            }
+        }
+        let one: [Float] = [1]
+        var scratch: [Float] = [0]
+        let none = one.withUnsafeBufferPointer { p in
+            KernelLevel.avx512.attend(
+                block: [], outputs: [], before: (p.baseAddress!, p.baseAddress!, 1),
+                own: (p.baseAddress!, p.baseAddress!),
+                counts: [], stride: 1, headDim: 1, scale: 1, scores: &scratch, width: 1)
+        }
+        #expect(!none, "an empty block is refused")
+    }
 }

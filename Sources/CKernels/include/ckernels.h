@@ -102,6 +102,18 @@ int av_panel_matmul(int level, int layout, const void *w, size_t rows, size_t co
 int av_panel_matmul_pool(int level, int layout, const void *w, size_t rows, size_t cols, const void *xp,
                          size_t tokens, float *y, size_t y_stride, int threads);
 
+/// The most queries av_attend_block takes at once.
+#define AV_ATTEND_BLOCK 8
+
+/// av_attend for nq ≤ AV_ATTEND_BLOCK queries q[i] (outputs out[i]) that share both runs' starts:
+/// query i sees the n positions of the first run and the first n2[i] of the second. Each query's
+/// result is the bytes av_attend gives it alone; the keys and values are read once for all.
+/// scores: nq rows of `width` ≥ n + n2[i] floats. Returns 0 (nothing done) below AV_KERNELS_AVX512,
+/// for nq outside 1 ... AV_ATTEND_BLOCK, or when a query sees no position or more than `width`.
+int av_attend_block(int level, size_t nq, const float *const *q, float *const *out, const float *keys,
+                    const float *values, size_t n, const float *keys2, const float *values2, const size_t *n2,
+                    size_t stride, size_t d, float scale, float *scores, size_t width);
+
 /// One query's attention over two runs of cached positions (keys/values at rows `stride` floats
 /// apart, d values each; n and n2 positions): scores = scale · q · key over both runs in order,
 /// softmax (max subtracted, vexp.h's e^x, normalized by the inverse of the sum), out = Σ softmax · value.
