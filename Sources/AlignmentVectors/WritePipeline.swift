@@ -1,5 +1,6 @@
 import Dispatch
 import SafeTensors
+import Tensors
 
 /// Writes finished batches on a background queue while the next batch is computed.
 ///
@@ -9,12 +10,15 @@ import SafeTensors
 final class WritePipeline: @unchecked Sendable {
     private let queue = DispatchQueue(label: "av.write-pipeline")
     private let slots = [DispatchGroup(), DispatchGroup()]
+    private let lock = Lock()
     private var failure: SafeTensorsError?
 
-    /// Waits until `slot` is free to be filled again.
+    /// Waits until `slot` is free to be filled again. (The first error is read under a lock, not on
+    /// the write queue: `queue.sync` would wait for the other slot's write too, and no batch would
+    /// be computed while one is written.)
     func claim(_ slot: Int) throws(SafeTensorsError) {
         slots[slot].wait()
-        if let failure = queue.sync(execute: { self.failure }) { throw failure }
+        if let failure = lock.withLock({ self.failure }) { throw failure }
     }
 
     /// Runs `work` (the writes of the batch in `slot`, then whatever must follow them) in order
@@ -25,11 +29,11 @@ final class WritePipeline: @unchecked Sendable {
         let box = UncheckedBox(work)
         queue.async {
             defer { group.leave() }
-            guard self.failure == nil else { return }
+            guard self.lock.withLock({ self.failure == nil }) else { return }
             do throws(SafeTensorsError) {
                 try box.value()
             } catch {
-                self.failure = error
+                self.lock.withLock { self.failure = error }
             }
         }
     }
