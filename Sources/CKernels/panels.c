@@ -27,8 +27,6 @@ size_t av_panel_bytes(int layout, size_t tokens, size_t cols) {
     }
 }
 
-size_t av_panel_row_group(void) { return ROWS; }
-
 #if defined(__x86_64__)
 #include <immintrin.h>
 
@@ -238,6 +236,37 @@ int av_panel_matmul(int level, int layout, const void *w, size_t rows, size_t co
     return 1;
 }
 
+// A prompt's product on the pool: each part takes a slice of whole row groups.
+typedef struct {
+    int level, layout;
+    const void *w;
+    size_t rows, cols;
+    const void *xp;
+    size_t tokens;
+    float *y;
+    size_t y_stride;
+} product_job;
+
+static void product_part(void *context, int part, int parts) {
+    const product_job *j = context;
+    const size_t groups = (j->rows + ROWS - 1) / ROWS;
+    const size_t lo = groups * (size_t)part / (size_t)parts * ROWS;
+    size_t hi = groups * (size_t)(part + 1) / (size_t)parts * ROWS;
+    if (hi > j->rows) hi = j->rows;
+    if (lo >= hi) return;
+    const size_t size = j->layout == AV_PANEL_F32 ? 4 : 2;
+    av_panel_matmul(j->level, j->layout, (const char *)j->w + lo * j->cols * size, hi - lo, j->cols, j->xp,
+                    j->tokens, j->y + lo, j->y_stride);
+}
+
+int av_panel_matmul_pool(int level, int layout, const void *w, size_t rows, size_t cols, const void *xp,
+                         size_t tokens, float *y, size_t y_stride, int threads) {
+    if (!supported(level, layout)) return 0;
+    product_job job = {level, layout, w, rows, cols, xp, tokens, y, y_stride};
+    av_pool_run(product_part, &job, threads);
+    return 1;
+}
+
 #else
 
 int av_panel_pack(int level, int layout, const float *x, size_t tokens, size_t cols, void *out, int threads) {
@@ -248,6 +277,13 @@ int av_panel_pack(int level, int layout, const float *x, size_t tokens, size_t c
 int av_panel_matmul(int level, int layout, const void *w, size_t rows, size_t cols, const void *xp, size_t tokens,
                     float *y, size_t y_stride) {
     (void)level, (void)layout, (void)w, (void)rows, (void)cols, (void)xp, (void)tokens, (void)y, (void)y_stride;
+    return 0;
+}
+
+int av_panel_matmul_pool(int level, int layout, const void *w, size_t rows, size_t cols, const void *xp,
+                         size_t tokens, float *y, size_t y_stride, int threads) {
+    (void)level, (void)layout, (void)w, (void)rows, (void)cols, (void)xp, (void)tokens, (void)y, (void)y_stride;
+    (void)threads;
     return 0;
 }
 

@@ -1,9 +1,9 @@
 // A persistent pool for the matrix products of a forward pass: at one token a step has ~200 products
 // of a few µs each, too short for a dispatch per product, and a prompt's ~200 products of a few
 // hundred µs each still lose a tenth of their time to waking dispatch threads. Each worker spins
-// briefly on its own epoch counter, then sleeps on a condition variable; a job bumps the counters of
-// the workers it needs only, and gives each thread one fixed slice of rows (for a prompt, whole
-// groups of the panel kernel's rows).
+// briefly on its own epoch counter, then sleeps on a condition variable; a job (a function called
+// once per part, each part one thread's fixed share of the work) bumps the counters of the workers
+// it needs only.
 #include "ckernels.h"
 
 #include <pthread.h>
@@ -18,20 +18,11 @@
 
 enum { AV_POOL_MAX = 16 };
 
+// One job: fn(context, part, parts) for each part.
 typedef struct {
-    int level, bf16;
-    const void *w;
-    size_t rows, cols;
-    const float *x;
-    float *y;
-    int parts;
-    // A prompt's product on the panel kernels (layout ≥ 0): packed activations, tokens, y's stride.
-    int layout;
-    const void *xp;
-    size_t tokens, y_stride;
-    // Any other work (fn non-null): fn(context, part, parts).
     void (*fn)(void *context, int part, int parts);
     void *context;
+    int parts;
 } av_job;
 
 static long start_epoch[AV_POOL_MAX];
@@ -47,30 +38,7 @@ static struct {
     av_job job;
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
 
-static void run_part(const av_job *j, int part) {
-    if (j->fn) {
-        j->fn(j->context, part, j->parts);
-        return;
-    }
-    if (j->layout >= 0) {
-        const size_t group = av_panel_row_group(), groups = (j->rows + group - 1) / group;
-        const size_t lo = groups * (size_t)part / (size_t)j->parts * group;
-        size_t hi = groups * (size_t)(part + 1) / (size_t)j->parts * group;
-        if (hi > j->rows) hi = j->rows;
-        if (lo >= hi) return;
-        const size_t size = j->layout == AV_PANEL_F32 ? 4 : 2;
-        av_panel_matmul(j->level, j->layout, (const char *)j->w + lo * j->cols * size, hi - lo, j->cols, j->xp,
-                        j->tokens, j->y + lo, j->y_stride);
-        return;
-    }
-    const size_t lo = j->rows * (size_t)part / (size_t)j->parts;
-    const size_t hi = j->rows * (size_t)(part + 1) / (size_t)j->parts;
-    if (lo >= hi) return;
-    const size_t size = j->bf16 ? 2 : 4;
-    const void *w = (const char *)j->w + lo * j->cols * size;
-    if (j->bf16) av_matmul_bf16(j->level, (const uint16_t *)w, hi - lo, j->cols, j->x, 1, j->y + lo, 1);
-    else av_matmul_f32(j->level, (const float *)w, hi - lo, j->cols, j->x, 1, j->y + lo, 1);
-}
+static void run_part(const av_job *j, int part) { j->fn(j->context, part, j->parts); }
 
 static void *worker(void *arg) {
     const int part = (int)(intptr_t)arg;
@@ -134,20 +102,34 @@ static void run(av_job job, int threads) {
     atomic_flag_clear(&busy);
 }
 
+void av_pool_run(void (*fn)(void *context, int part, int parts), void *context, int threads) {
+    run((av_job){fn, context, 1}, threads);
+}
+
+// A decode step's matrix-vector product, its rows split evenly over the parts.
+typedef struct {
+    int level, bf16;
+    const void *w;
+    size_t rows, cols;
+    const float *x;
+    float *y;
+} vector_job;
+
+static void vector_part(void *context, int part, int parts) {
+    const vector_job *j = context;
+    const size_t lo = j->rows * (size_t)part / (size_t)parts;
+    const size_t hi = j->rows * (size_t)(part + 1) / (size_t)parts;
+    if (lo >= hi) return;
+    const size_t size = j->bf16 ? 2 : 4;
+    const void *w = (const char *)j->w + lo * j->cols * size;
+    if (j->bf16) av_matmul_bf16(j->level, (const uint16_t *)w, hi - lo, j->cols, j->x, 1, j->y + lo, 1);
+    else av_matmul_f32(j->level, (const float *)w, hi - lo, j->cols, j->x, 1, j->y + lo, 1);
+}
+
 int av_matmul_vector_pool(int level, int bf16, const void *w, size_t rows, size_t cols, const float *x, float *y,
                           int threads) {
     if (level == AV_KERNELS_PORTABLE) return 0;
-    run((av_job){level, bf16, w, rows, cols, x, y, 1, -1, NULL, 0, 0, NULL, NULL}, threads);
+    vector_job job = {level, bf16, w, rows, cols, x, y};
+    av_pool_run(vector_part, &job, threads);
     return 1;
-}
-
-int av_panel_matmul_pool(int level, int layout, const void *w, size_t rows, size_t cols, const void *xp,
-                         size_t tokens, float *y, size_t y_stride, int threads) {
-    if (!av_panel_matmul(level, layout, w, 0, cols, xp, tokens, y, y_stride)) return 0;  // no rows: a level check
-    run((av_job){level, 0, w, rows, cols, NULL, y, 1, layout, xp, tokens, y_stride, NULL, NULL}, threads);
-    return 1;
-}
-
-void av_pool_run(void (*fn)(void *context, int part, int parts), void *context, int threads) {
-    run((av_job){0, 0, NULL, 0, 0, NULL, NULL, 1, -1, NULL, 0, 0, fn, context}, threads);
 }

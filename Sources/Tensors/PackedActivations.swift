@@ -29,9 +29,6 @@ public final class PackedActivations: @unchecked Sendable {
     /// 1e-4 of f32 results). The default, `split`, keeps both parts.
     public static let hiOnlyDefault = ProcessInfo.processInfo.environment["AV_BF16_ACTIVATIONS"] == "bf16"
 
-    /// Rows the kernel computes together: row ranges that are multiples of it waste no work.
-    public static let rowGroup = av_panel_row_group()
-
     /// `x` (`tokens` rows of `cols`) packed for weights of `dtype` at `level`, on up to `threads` of
     /// the persistent pool; nil when the level has no panel kernel for it (f32 needs AVX-512, bf16
     /// the bf16 dot product; other dtypes none).

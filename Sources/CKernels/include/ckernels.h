@@ -81,9 +81,6 @@ enum av_panel_layout { AV_PANEL_F32 = 0, AV_PANEL_BF16_SPLIT = 1, AV_PANEL_BF16_
 /// Bytes av_panel_pack writes for tokens rows of cols values: panels of 16 tokens, zero-padded.
 size_t av_panel_bytes(int layout, size_t tokens, size_t cols);
 
-/// Rows av_panel_matmul computes together: row ranges that are multiples of it waste no work.
-size_t av_panel_row_group(void);
-
 /// x (tokens rows of cols f32) packed for av_panel_matmul into out (av_panel_bytes of it), the panels
 /// split over `threads` of the persistent pool (av_pool_run). Returns 0, writing nothing, when the
 /// level lacks the layout's kernel: F32 needs AV_KERNELS_AVX512, the bf16 layouts AV_KERNELS_AVX512_BF16.
@@ -96,8 +93,8 @@ int av_panel_pack(int level, int layout, const float *x, size_t tokens, size_t c
 int av_panel_matmul(int level, int layout, const void *w, size_t rows, size_t cols, const void *xp, size_t tokens,
                     float *y, size_t y_stride);
 
-/// av_panel_matmul with the rows split into `threads` fixed slices of whole row groups, run by the
-/// persistent pool of av_matmul_vector_pool (the caller runs the first). The same bytes on any
+/// av_panel_matmul with the rows split into `threads` fixed slices of whole groups of the kernel's 12
+/// rows, run on the persistent pool (av_pool_run; the caller runs the first). The same bytes on any
 /// thread count.
 int av_panel_matmul_pool(int level, int layout, const void *w, size_t rows, size_t cols, const void *xp,
                          size_t tokens, float *y, size_t y_stride, int threads);
