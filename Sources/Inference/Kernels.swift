@@ -221,7 +221,8 @@ enum Kernels {
         weight.withUnsafeBufferPointer { wb in
             let w = wb.baseAddress!
             Parallel.forEachPooled(T, threads: T * n < 16_384 ? 1 : threads) { _, t in
-                let row = UnsafeRawPointer(x + t * n)
+                let r = x + t * n
+                let row = UnsafeRawPointer(r)
                 var lanes = SIMD16<Float>()
                 var i = 0
                 while i + 16 <= n {
@@ -236,7 +237,6 @@ enum Kernels {
                     i += 1
                 }
                 let scale = 1 / (ss / Float(n) + eps).squareRoot()
-                let r = x + t * n
                 for i in 0..<n { y[t * n + i] = r[i] * scale * w[i] }
             }
         }

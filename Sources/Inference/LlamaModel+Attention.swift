@@ -90,71 +90,66 @@ extension LlamaModel {
         let keys = cache.keys(layer)
         let values = cache.values(layer)
         let window = c.slidingWindow
-        // The runs token t sees: [a, seen.end) before the pass (a cache position c there sits at
+        // The runs each token sees: [a, seen.end) before the pass (a cache position c there sits at
         // c − seen.start in the sequence) and [b, pos] of its own segment.
-        func runs(_ t: Int) -> (before: Range<Int>, mine: Range<Int>) {
+        let seen = (0..<T).map { t -> (before: Range<Int>, mine: Range<Int>) in
             let own = start + segments.first[t]
             let pos = start + t
-            let (seen, position) = segments.context(of: t, start: start)
-            let a = seen.lowerBound + (window.map { max(0, position - $0 + 1) } ?? 0)
+            let (prior, position) = segments.context(of: t, start: start)
+            let a = prior.lowerBound + (window.map { max(0, position - $0 + 1) } ?? 0)
             let b = max(own, window.map { pos - $0 + 1 } ?? 0)
-            return (a..<max(a, seen.upperBound), b..<(pos + 1))
+            return (a..<max(a, prior.upperBound), b..<(pos + 1))
         }
         // Blocks of consecutive tokens whose runs start alike: the kernel reads their keys and values
         // once for the block.
         var blocks: [Range<Int>] = []
         var t = 0
         while t < T {
-            let first = runs(t)
             var end = t + 1
-            while end < T, end - t < KernelLevel.attendBlock {
-                let next = runs(end)
-                guard next.before == first.before, next.mine.lowerBound == first.mine.lowerBound else { break }
+            while end < T, end - t < KernelLevel.attendBlock, seen[end].before == seen[t].before,
+                seen[end].mine.lowerBound == seen[t].mine.lowerBound
+            {
                 end += 1
             }
             blocks.append(t..<end)
             t = end
         }
+        let counts = blocks.map { block in block.map { seen[$0].mine.count } }
+        // A run of cached positions of kv head `kvh`.
+        func run(_ r: Range<Int>, _ kvh: Int) -> KernelLevel.AttentionRun {
+            let row = r.lowerBound * kvDim + kvh * d
+            return (UnsafePointer(keys + row), UnsafePointer(values + row), r.count)
+        }
         // One decode step's attention is a few thousand multiply-adds a head: not worth a dispatch.
         let workers = T * (start + T) < 2048 ? 1 : threads
         Parallel.forEachPooled(blocks.count * c.heads, threads: workers) { worker, job in
-            let block = blocks[job / c.heads]
+            let b = job / c.heads
+            let block = blocks[b]
             let h = job % c.heads
-            let offset = (h / group) * d
             let scores = ws.scores[worker]
-            func run(_ r: Range<Int>) -> KernelLevel.AttentionRun {
-                let row = r.lowerBound * kvDim + offset
-                return (UnsafePointer(keys + row), UnsafePointer(values + row), r.count)
-            }
-            let first = runs(block.lowerBound)
-            let own = run(first.mine)
+            let first = seen[block.lowerBound]
+            let own = run(first.mine, h / group)
             if kernels.attend(
                 block: block.map { UnsafePointer(ws.q + $0 * qDim + h * d) },
-                outputs: block.map { ws.attn + $0 * qDim + h * d }, before: run(first.before),
-                own: (own.keys, own.values), counts: block.map { runs($0).mine.count }, stride: kvDim, headDim: d,
-                scale: scale, scores: scores, width: cache.capacity)
+                outputs: block.map { ws.attn + $0 * qDim + h * d }, before: run(first.before, h / group),
+                own: (own.keys, own.values), counts: counts[b], stride: kvDim, headDim: d, scale: scale,
+                scores: scores, width: cache.capacity)
             {
                 return
             }
             for t in block {
-                attend(t: t, head: h, runs: runs(t), scores: scores)
+                attend(t: t, head: h, scores: scores)
             }
         }
         // One query on the portable path.
-        func attend(
-            t: Int, head h: Int, runs: (before: Range<Int>, mine: Range<Int>), scores: UnsafeMutablePointer<Float>
-        ) {
-            let (before, mine) = runs
+        func attend(t: Int, head h: Int, scores: UnsafeMutablePointer<Float>) {
+            let (before, mine) = seen[t]
             let offset = (h / group) * d
             let q = ws.q + t * qDim + h * d
             let out = ws.attn + t * qDim + h * d
-            func run(_ r: Range<Int>) -> KernelLevel.AttentionRun {
-                let row = r.lowerBound * kvDim + offset
-                return (UnsafePointer(keys + row), UnsafePointer(values + row), r.count)
-            }
             if kernels.attend(
-                q: q, before: run(before), own: run(mine), stride: kvDim, headDim: d, scale: scale, scores: scores,
-                out: out)
+                q: q, before: run(before, h / group), own: run(mine, h / group), stride: kvDim, headDim: d,
+                scale: scale, scores: scores, out: out)
             {
                 return
             }
