@@ -56,3 +56,24 @@ func benchInference(workDir: String, transformersScript: String?) throws {
                 : "transformers script failed (needs torch, transformers): \(r.output)")
     }
 }
+
+/// Prompt passes on a real model directory, in one process (after one warm-up pass): `tokens`
+/// tokens a pass, logits for the last only, as `generate` runs a prompt. Prints the median rate; a
+/// loop long enough to profile the prompt path alone (`perf record av-bench prefill …`).
+func benchPrefill(directory: String, tokens: Int, passes: Int, threads: Int) throws {
+    let model = try LlamaModel(directory: directory)
+    model.threads = threads
+    let prompt = (0..<tokens).map { ($0 * 7919) % model.config.vocabSize }
+    var seconds: [Double] = []
+    for pass in 0...passes {
+        let cache = model.makeCache(capacity: tokens + 1)
+        let t0 = Date()
+        _ = try model.forward(prompt, cache: cache)
+        if pass > 0 { seconds.append(Date().timeIntervalSince(t0)) }
+    }
+    let median = seconds.sorted()[seconds.count / 2]
+    print(
+        String(
+            format: "%@: %d tokens × %d passes, kernels %@, %d threads: median %.1f ms a pass, %.1f tokens/s",
+            directory, tokens, passes, model.kernels.name, threads, median * 1e3, Double(tokens) / median))
+}

@@ -80,6 +80,15 @@ do {
             cold: false)
     case "inference":
         try benchInference(workDir: workDir, transformersScript: transformersScript)
+    case "prefill":
+        guard args.count >= 2 else {
+            print("usage: av-bench prefill MODEL_DIR [TOKENS=64] [PASSES=50] [THREADS=2]")
+            exit(2)
+        }
+        let numbers = args.dropFirst(2).compactMap { Int($0) }
+        try benchPrefill(
+            directory: args[1], tokens: numbers.first ?? 64, passes: numbers.dropFirst().first ?? 50,
+            threads: numbers.dropFirst(2).first ?? 2)
     case "7b":
         try benchEngine(
             name: "llama7b-9layers-bf16", shapes: llama7b, dtype: .bf16, maxShardSize: 2_000_000_000, workDir: workDir, repeats: 2, numpyScript: numpyScript,
@@ -93,7 +102,7 @@ do {
             name: "llama7b-9layers-bf16", shapes: llama7b, dtype: .bf16, maxShardSize: 2_000_000_000, workDir: workDir, repeats: 2, numpyScript: numpyScript,
             cold: cold)
     default:
-        print("usage: av-bench [convert|smol|7b|inference|all]   (AV_BENCH_DIR: where models are generated, default /tmp/av-bench)")
+        print("usage: av-bench [convert|smol|7b|inference|prefill MODEL_DIR|all]   (AV_BENCH_DIR: where models are generated, default /tmp/av-bench)")
         exit(2)
     }
 } catch {
