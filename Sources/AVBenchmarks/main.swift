@@ -102,7 +102,9 @@ do {
             name: "llama7b-9layers-bf16", shapes: llama7b, dtype: .bf16, maxShardSize: 2_000_000_000, workDir: workDir, repeats: 2, numpyScript: numpyScript,
             cold: cold)
     default:
-        print("usage: av-bench [convert|smol|7b|inference|prefill MODEL_DIR|all]   (AV_BENCH_DIR: where models are generated, default /tmp/av-bench)")
+        print(
+            "usage: av-bench [convert|smol|7b|inference|prefill MODEL_DIR|all]"
+                + "   (AV_BENCH_DIR: where models are generated, default /tmp/av-bench)")
         exit(2)
     }
 } catch {
