@@ -27,6 +27,7 @@ public enum AVError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A PEFT adapter av cannot read or apply: the file and the rule.
     case adapter(file: String, message: String)
 
+    /// One line naming the file, tensor and rule, the form the CLI prints.
     public var description: String {
         switch self {
         case .file(let e):

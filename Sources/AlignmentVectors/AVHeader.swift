@@ -9,14 +9,18 @@ import Tensors
 
 /// Who a model is, as an AV records it: the path as given, the main dtype, and fingerprints.
 public struct ModelIdentity: Equatable, Sendable {
+    /// The model's path as it was given on the command line.
     public var path: String
+    /// The dtype most of the model's floating-point parameters have (`F32`, `BF16`, …).
     public var dtype: String
     /// Names, dtypes and shapes (hex XXH64).
     public var structure: String
     /// The bytes of every tensor (hex XXH64, see `ContentFingerprint`).
     public var content: String
+    /// How many tensors the model holds.
     public var tensors: Int
 
+    /// An identity from its parts, as `diff` records them.
     public init(path: String, dtype: String, structure: String, content: String, tensors: Int) {
         self.path = path
         self.dtype = dtype
@@ -28,6 +32,7 @@ public struct ModelIdentity: Equatable, Sendable {
     /// `structure:content`, the form errors and reports print.
     public var fingerprint: String { "\(structure):\(content)" }
 
+    /// The identity as the JSON object stored in `av.base` and `av.aligned`.
     public var json: JSONValue {
         .object([
             ("path", .string(path)), ("dtype", .string(dtype)), ("structure", .string(structure)),
@@ -46,12 +51,18 @@ public struct ModelIdentity: Equatable, Sendable {
 
 /// The `__metadata__` of an AV file (DESIGN.md, "The AV file").
 public struct AVHeader: Equatable, Sendable {
+    /// The AV format version this build writes and reads (`av.version`).
     public static let formatVersion = "1"
+    /// The tool and version recorded in `av.tool` of every file av writes.
     public static let toolVersion = "av 0.1.0"
 
+    /// The preference domain the vector moves (`av.domain`): medical, legal, ….
     public var domain: String
+    /// The model the deltas were taken from.
     public var base: ModelIdentity
+    /// The model the deltas lead to at λ = 1.
     public var aligned: ModelIdentity
+    /// How the deltas are stored: dense, sparse or 1-bit (`av.encoding`).
     public var encoding = DeltaEncoding.dense
     /// `av.encoding_params`: the encoder's settings (density, value dtype, rescale, scale per row or
     /// matrix), as `diff`/`compress` recorded them.
@@ -72,8 +83,11 @@ public struct AVHeader: Equatable, Sendable {
             energyWeighted(all, energy: \.energy, value: \.error, empty: 0).squareRoot()
         )
     }
+    /// The dtype of the dense deltas (`av.dtype`).
     public var dtype: DType
+    /// The format version the file was written with.
     public var version = AVHeader.formatVersion
+    /// The tool that wrote the file.
     public var tool = AVHeader.toolVersion
     /// Tensors whose rows beyond the base's were dropped (`--resized-rows drop`): name → aligned rows.
     public var droppedRows: [String: Int] = [:]
@@ -85,6 +99,7 @@ public struct AVHeader: Equatable, Sendable {
     /// target modules), when it was made from one.
     public var adapter: JSONValue?
 
+    /// A header for a dense vector; encodings, digests and adapter fields are set afterwards.
     public init(
         domain: String, base: ModelIdentity, aligned: ModelIdentity, dtype: DType, droppedRows: [String: Int] = [:]
     ) {
@@ -95,6 +110,7 @@ public struct AVHeader: Equatable, Sendable {
         self.droppedRows = droppedRows
     }
 
+    /// The header as safetensors `__metadata__` (every value a string; JSON values rendered compactly).
     public var metadata: [String: String] {
         var m = [
             "format": "av", "av.version": version, "av.domain": domain, "av.base": base.json.rendered(),
@@ -217,10 +233,14 @@ public struct AVHeader: Equatable, Sendable {
 /// kept entries of a sparse tensor, before any rescale; ‖Δ̂‖²/‖Δ‖² of a 1-bit one), and the
 /// reconstruction error ‖Δ − Δ̂‖²/‖Δ‖².
 public struct RetainedEnergy: Equatable, Sendable {
+    /// ‖Δ‖² of the exact delta.
     public var energy: Double
+    /// The share of ‖Δ‖² the encoding stored, from 0 to 1.
     public var kept: Double
+    /// The relative squared reconstruction error ‖Δ − Δ̂‖²/‖Δ‖².
     public var error: Double
 
+    /// A record from its three measurements.
     public init(energy: Double, kept: Double, error: Double) {
         self.energy = energy
         self.kept = kept
@@ -230,13 +250,19 @@ public struct RetainedEnergy: Equatable, Sendable {
 
 /// An opened AV file.
 public final class AlignmentVector: @unchecked Sendable {
+    /// The file's path as given.
     public let path: String
+    /// The mapped safetensors file the deltas are read from in place.
     public let file: SafeTensorsFile
+    /// The validated `__metadata__`.
     public let header: AVHeader
     /// The delta tensors under the model's names, dense or encoded, in file order.
     public let deltas: [DeltaTensor]
     private let deltaIndex: [String: Int]
 
+    /// Opens and validates `path`: a safetensors file whose metadata is an AV header, whose exact
+    /// remainders come in pairs owned by a delta, and whose digests cover exactly its tensors.
+    /// - Throws: `AVError.file` for a file safetensors refuses, `.notAnAV` or `.corrupt` naming the rule.
     public init(path: String) throws(AVError) {
         self.path = path
         do {
@@ -286,6 +312,7 @@ public final class AlignmentVector: @unchecked Sendable {
         }
     }
 
+    /// The preference domain of the vector.
     public var domain: String { header.domain }
 }
 
@@ -293,9 +320,13 @@ public final class AlignmentVector: @unchecked Sendable {
 /// NAME, `av.exact/NAME/index` (I64, element indices, increasing) and `av.exact/NAME/residual`
 /// (F64). Merge adds λ·residual after λ·delta, so base + AV is the aligned value exactly at λ = 1.
 public enum ExactResiduals {
+    /// The name prefix of every exact-remainder tensor.
     public static let prefix = "av.exact/"
+    /// The name of `tensor`'s remainder indices.
     public static func indexName(_ tensor: String) -> String { prefix + tensor + "/index" }
+    /// The name of `tensor`'s remainder values.
     public static func valueName(_ tensor: String) -> String { prefix + tensor + "/residual" }
+    /// Whether `name` is an exact-remainder tensor rather than a delta.
     public static func isResidual(_ name: String) -> Bool { name.hasPrefix(prefix) }
 }
 

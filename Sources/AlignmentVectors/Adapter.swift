@@ -25,13 +25,19 @@ public struct LoRAAdapter: Sendable {
     public let file: SafeTensorsFile
     /// `r`, `lora_alpha` and the switches of the config.
     public let rank: Int
+    /// `lora_alpha`: the scale numerator (α/r, or α/√r with rsLoRA).
     public let alpha: Double
+    /// `use_rslora`: scale by α/√r instead of α/r.
     public let useRSLoRA: Bool
+    /// `fan_in_fan_out`: the base stores the layer transposed (GPT-2's Conv1D), so ΔW is transposed.
     public let fanInFanOut: Bool
+    /// `use_dora`: the adapter also carries a magnitude vector per module.
     public let useDoRA: Bool
+    /// `lora_bias`: the B matrices carry a bias, trained with the pair.
     public let loraBias: Bool
     /// `rank_pattern` and `alpha_pattern`, in the config's order.
     public let rankPattern: [(key: String, value: Int)]
+    /// `alpha_pattern`: module pattern → α, overriding `alpha` where it matches.
     public let alphaPattern: [(key: String, value: Double)]
     /// What the AV's provenance records (`av.adapter`).
     public let provenance: JSONValue
@@ -44,9 +50,13 @@ public struct LoRAAdapter: Sendable {
         public var name: String
         /// `lora_A` / `lora_embedding_A` and `lora_B` / `lora_embedding_B` tensor names in the adapter file.
         public var loraA: String?
+        /// The B tensor's name.
         public var loraB: String?
+        /// The B bias's name, when the adapter trains one.
         public var loraBBias: String?
+        /// The DoRA magnitude vector's name, when there is one.
         public var magnitude: String?
+        /// Whether the pair is an embedding's (`lora_embedding_A/B`, stored transposed).
         public var embedding = false
         /// Tensors saved whole: base tensor name → adapter tensor name.
         public var saved: [String: String] = [:]

@@ -10,9 +10,13 @@ import Tensors
 /// A model's weights: one safetensors file, or a Hugging Face model directory (sharded or not),
 /// uniform by tensor name. Memory-mapped; nothing is read until used.
 public final class Checkpoint: @unchecked Sendable {
+    /// The path as given: a file or a directory.
     public let path: String
+    /// The files behind it, mapped.
     public let store: SafeTensorsModel
 
+    /// Opens `path` (a safetensors file, or a directory of one or many shards with their index).
+    /// - Throws: `AVError.file` naming the file and the rule it breaks.
     public init(path: String) throws(AVError) {
         self.path = path
         do {
@@ -22,8 +26,11 @@ public final class Checkpoint: @unchecked Sendable {
         }
     }
 
+    /// Whether the checkpoint is a model directory.
     public var isDirectory: Bool { store.isDirectory }
+    /// Every tensor, in shard order then data order.
     public var tensors: [TensorInfo] { store.entries.map(\.info) }
+    /// The entry of tensor `name`, or nil.
     public func info(_ name: String) -> TensorInfo? { store.info(name) }
 
     /// Maps all of the checkpoint's pages into this process now when its files fit in half the

@@ -23,35 +23,47 @@ public enum ResizedRows: String, Sendable, CaseIterable {
     case drop
 }
 
+/// How `diff` runs: the domain to record, the delta dtype, resized rows, threads, protected paths.
 public struct DiffOptions: Sendable {
+    /// The preference domain recorded in the AV (`av.domain`).
     public var domain: String
     /// The dtype of the stored deltas (f64 tensors are always stored in f64).
     public var storage: DType = .f32
+    /// What to do when the aligned model has more embedding rows than the base.
     public var resizedRows: ResizedRows = .refuse
+    /// Worker threads (the bytes written do not depend on it).
     public var threads: Int = Parallel.defaultThreads
     /// Other inputs of the run that the output must not be (beyond the two checkpoints).
     public var protectedPaths: [String] = []
 
+    /// Defaults for everything but the domain: f32 deltas, resized rows refused, all cores.
     public init(domain: String) { self.domain = domain }
 }
 
 /// What diff measured on one tensor.
 public struct TensorDiff: Sendable {
+    /// The tensor's name in the checkpoints.
     public var name: String
+    /// The base's dtype of the tensor.
     public var dtype: DType
+    /// The tensor's shape.
     public var shape: [Int]
+    /// Elements in the tensor.
     public var elements = 0
     /// Elements whose stored bits differ between the models.
     public var changed = 0
     /// ‖aligned − base‖₂ and ‖base‖₂ (f64).
     public var deltaNorm = 0.0
+    /// ‖base‖₂ (f64), the denominator of `relativeChange`.
     public var baseNorm = 0.0
+    /// The largest |aligned − base| over the tensor.
     public var maxAbsDelta = 0.0
     /// Changed elements a bf16 model could not represent: bf16(aligned) == bf16(base).
     public var lostInBF16 = 0
     /// Elements where base + stored Δ does not round back to the aligned value (λ = 1), and the
     /// largest distance in units in the last place of the checkpoint's dtype.
     public var mismatches = 0
+    /// The largest of those distances, in units in the last place.
     public var maxULP = 0
     /// Elements whose f32 delta is not exactly aligned − base, whose exact f64 remainder the AV
     /// keeps beside the delta (`av.exact/NAME/index`, `av.exact/NAME/residual`).
@@ -68,22 +80,36 @@ public struct TensorDiff: Sendable {
     public var stored: Bool { changed > 0 }
 }
 
+/// What `diff` did: the AV written, every tensor's measurements, and the time and bytes it took.
 public struct DiffReport: Sendable {
+    /// The AV file written.
     public var output: String
+    /// The header written into it.
     public var header: AVHeader
     /// Every tensor of the base, in the base's order.
     public var tensors: [TensorDiff]
+    /// Wall-clock seconds the diff took.
     public var seconds: Double
+    /// Bytes of the two checkpoints read.
     public var bytesRead: Int
+    /// Bytes of the AV file written.
     public var bytesWritten: Int
 
+    /// Tensors the AV stores (those that changed).
     public var changedTensors: Int { tensors.filter(\.stored).count }
+    /// Elements in the base.
     public var totalElements: Int { tensors.reduce(0) { $0 + $1.elements } }
+    /// Elements whose stored bits differ between the models.
     public var changedElements: Int { tensors.reduce(0) { $0 + $1.changed } }
+    /// Changed elements a bf16 model could not represent (summed over tensors).
     public var lostInBF16: Int { tensors.reduce(0) { $0 + $1.lostInBF16 } }
+    /// Elements where base + stored Δ does not rebuild the aligned value (summed over tensors).
     public var mismatches: Int { tensors.reduce(0) { $0 + $1.mismatches } }
+    /// The largest such distance, in units in the last place, over all tensors.
     public var maxULP: Int { tensors.map(\.maxULP).max() ?? 0 }
+    /// Elements whose exact f64 remainders the AV keeps (summed over tensors).
     public var residuals: Int { tensors.reduce(0) { $0 + $1.residuals } }
+    /// Elements that rebuild as a zero of the other sign (summed over tensors).
     public var signedZeros: Int { tensors.reduce(0) { $0 + $1.signedZeros } }
 
     /// Relative change per block: `…layers.N` for transformer blocks, the tensor's module otherwise.

@@ -15,17 +15,23 @@ public struct LoRAExportOptions: Sendable {
     /// The base the AV was made from: needed to save tensors whole (`modules_to_save` holds weights,
     /// not deltas).
     public var base: Checkpoint?
+    /// Worker threads.
     public var threads = Parallel.defaultThreads
     /// Seed of the randomized SVD.
     public var seed: UInt64 = 0x5EED
+    /// Defaults: 90% of each matrix's energy, ranks up to 256, 1-D tensors saved whole, all cores.
     public init() {}
 }
 
 /// What happened to one tensor of the AV.
 public struct ExportedTensor: Sendable {
+    /// What became of a tensor: a LoRA pair, saved whole (`modules_to_save`), or left out.
     public enum Kind: String, Sendable { case lora, saved, skipped }
+    /// The tensor's name in the model.
     public var name: String
+    /// The tensor's shape.
     public var shape: [Int]
+    /// What became of it.
     public var kind: Kind
     /// The rank of its LoRA pair (0 unless `lora`).
     public var rank = 0
@@ -37,10 +43,15 @@ public struct ExportedTensor: Sendable {
 
 /// The result of `exportLoRA`.
 public struct LoRAExportReport: Sendable {
+    /// The adapter directory written.
     public var output: String
+    /// Every tensor of the AV, in its order.
     public var tensors: [ExportedTensor]
+    /// Bytes of `adapter_model.safetensors`.
     public var adapterBytes: Int
+    /// Bytes of the AV's tensors.
     public var vectorBytes: Int
+    /// Wall-clock seconds the export took.
     public var seconds: Double
     /// The share of the whole AV's ‖Δ‖²_F the adapter keeps.
     public var retainedEnergy: Double { energyWeighted(tensors, energy: \.energy, value: \.retainedEnergy, empty: 1) }

@@ -14,7 +14,9 @@ public struct TruncatedSVD: Sendable {
     public var u: [Double]
     /// Right singular vectors, n × count, row-major.
     public var v: [Double]
+    /// Rows of the factored matrix (m).
     public var rows: Int
+    /// Columns of the factored matrix (n).
     public var cols: Int
     /// How many singular triplets `u`, `v` and `singularValues` hold.
     public var count: Int { singularValues.count }

@@ -10,15 +10,19 @@ import Tensors
 
 /// One alignment vector with its coefficient λ.
 public struct MergeTerm: Sendable {
+    /// The opened AV file.
     public var vector: AlignmentVector
+    /// λ: 0 leaves the base, 1 adds the vector as it is, other values interpolate or extrapolate.
     public var coefficient: Double
 
+    /// A term from a vector and its coefficient.
     public init(vector: AlignmentVector, coefficient: Double) {
         self.vector = vector
         self.coefficient = coefficient
     }
 }
 
+/// How `merge` runs: output dtype and sharding, the checks it may skip, threads, provenance and method.
 public struct MergeOptions: Sendable {
     /// Output dtype of the floating-point tensors; nil keeps each tensor's base dtype.
     public var dtype: DType?
@@ -31,6 +35,7 @@ public struct MergeOptions: Sendable {
     public var transfer = false
     /// Write NaN or Inf results instead of refusing.
     public var allowNonFinite = false
+    /// Worker threads (the bytes written do not depend on it).
     public var threads = Parallel.defaultThreads
     /// Extra provenance for the output header (the recipe, for one).
     public var provenance: [String: JSONValue] = [:]
@@ -39,13 +44,17 @@ public struct MergeOptions: Sendable {
     /// How the deltas combine: linear (the default), TIES or DARE.
     public var method = MergeMethod.linear
 
+    /// Defaults: base dtypes, shards like the base, every check on, all cores, linear.
     public init() {}
 }
 
 /// What merge did to one tensor.
 public struct TensorMerge: Sendable {
+    /// The tensor's name.
     public var name: String
+    /// Its dtype in the output.
     public var dtype: DType
+    /// Elements in the tensor.
     public var elements: Int
     /// Terms that touched the tensor (its AVs hold it and λ ≠ 0).
     public var terms: Int
@@ -53,24 +62,38 @@ public struct TensorMerge: Sendable {
     public var changed = 0
     /// Of those, the ones the output dtype rounded back to the base value.
     public var roundedAway = 0
+    /// Elements whose result is NaN or ±Inf (refused unless `allowNonFinite`).
     public var nonFinite = 0
 }
 
+/// What `merge` did: the output written, the base and terms, every tensor's counts, time and bytes.
 public struct MergeReport: Sendable {
+    /// The output file or directory.
     public var output: String
+    /// The base, with the fingerprint the merge computed.
     public var base: ModelIdentity
+    /// Whether the base's content fingerprint is the one the vectors record.
     public var baseVerified: Bool
+    /// The vectors and coefficients, in the order given.
     public var terms: [(path: String, domain: String, coefficient: Double)]
+    /// Every tensor of the base, in the base's order.
     public var tensors: [TensorMerge]
+    /// The safetensors files written (the shards of a directory output).
     public var outputFiles: [String]
+    /// Wall-clock seconds the merge took.
     public var seconds: Double
+    /// Bytes of the base and the vectors read.
     public var bytesRead: Int
+    /// Bytes of safetensors written.
     public var bytesWritten: Int
     /// How the vectors were combined.
     public var method: MergeMethod?
 
+    /// Elements changed by the mix, over all tensors.
     public var changed: Int { tensors.reduce(0) { $0 + $1.changed } }
+    /// Elements the output dtype rounded back to the base's value, over all tensors.
     public var roundedAway: Int { tensors.reduce(0) { $0 + $1.roundedAway } }
+    /// Tensors at least one term touched.
     public var touchedTensors: Int { tensors.filter { $0.terms > 0 }.count }
 }
 

@@ -10,7 +10,9 @@ import Tensors
 
 /// Memory that holds one mixed tensor.
 public final class TensorBuffer: @unchecked Sendable {
+    /// The first byte, 64-byte aligned.
     public let pointer: UnsafeMutableRawPointer
+    /// Bytes held.
     public let count: Int
 
     init(count: Int) {

@@ -28,20 +28,32 @@ import Tensors
 /// `vectors_dir/NAME.av`; `vectors` names files. Unknown keys are errors (a typo must not pass
 /// silently in CI); `checks` is read by `av check`.
 public struct MixRecipe: Sendable {
+    /// The recipe file the values were read from (relative paths resolve against its directory).
     public var file: String?
+    /// `base`: the checkpoint the vectors are added to.
     public var base: String?
+    /// `vectors_dir`: where `mix` domains are found, as `NAME.av`.
     public var vectorsDirectory: String?
+    /// `mix`: domain → λ, in the order written.
     public var mix: [(domain: String, coefficient: Double)] = []
+    /// `vectors`: AV files with their λ, in the order written.
     public var vectors: [(path: String, coefficient: Double)] = []
+    /// `output`: where the merged model goes.
     public var output: String?
+    /// `dtype`: the output dtype of floating-point tensors; nil keeps the base's.
     public var dtype: DType?
+    /// `max_shard_size`: the largest shard of a directory output, in bytes.
     public var maxShardSize: Int?
+    /// `force`: merge vectors whose recorded base differs from the one given.
     public var force = false
+    /// `allow_non_finite`: write NaN or Inf results instead of refusing.
     public var allowNonFinite = false
+    /// `checks`: the gate `av check` applies to the merged model.
     public var checks: JSONValue?
     /// How the vectors combine (`"method": "ties"` or an object with its settings); nil is linear.
     public var method: MergeMethod?
 
+    /// An empty recipe, filled from flags.
     public init() {}
 
     static let knownKeys: Set<String> = [

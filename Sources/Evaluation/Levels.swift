@@ -10,6 +10,7 @@ import Tensors
 
 /// One prompt of a levels file with one response per preference level.
 public struct LevelsItem: Sendable {
+    /// The text each response answers.
     public var prompt: String
     /// Responses in the file's level order.
     public var responses: [String]
@@ -22,8 +23,11 @@ public struct LevelsItem: Sendable {
 /// The levels are the keys of the first line's `responses`, in their order; every line must name
 /// the same levels. Ties between levels go to the one listed first.
 public struct LevelsFile: Sendable {
+    /// The file's path as given.
     public var path: String
+    /// The level names, in the order of the first line's `responses`.
     public var levels: [String]
+    /// The prompts, in file order.
     public var items: [LevelsItem]
 
     /// Reads and validates a levels file (blank lines skipped, CRLF and a BOM accepted).
@@ -73,6 +77,7 @@ public enum LevelScore: String, Sendable, CaseIterable {
 
 /// What a model prefers among the levels.
 public struct LevelsResult: Sendable, Equatable {
+    /// The level names, in the file's order.
     public var levels: [String]
     /// Per level: the share of prompts whose response at that level scored highest.
     public var shares: [Double]
@@ -85,6 +90,7 @@ public struct LevelsResult: Sendable, Equatable {
     /// Mean prompt tokens per query (with a prefix, what the prompting costs).
     public var meanPromptTokens: Double
 
+    /// A result from its measurements.
     public init(
         levels: [String], shares: [Double], meanMargins: [Double], winners: [Int], scores: [[Double]],
         meanPromptTokens: Double

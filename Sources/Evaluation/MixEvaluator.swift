@@ -11,10 +11,14 @@ import Tensors
 
 /// One domain of a sweep or a search: its vector and its levels file.
 public struct SearchDomain: Sendable {
+    /// The domain's name, as flags and reports spell it.
     public var name: String
+    /// The domain's alignment vector.
     public var vector: AlignmentVector
+    /// The domain's prompts with one response per level.
     public var levels: LevelsFile
 
+    /// A domain from its parts.
     public init(name: String, vector: AlignmentVector, levels: LevelsFile) {
         self.name = name
         self.vector = vector
@@ -26,11 +30,17 @@ public struct SearchDomain: Sendable {
 /// per point and domain within a run, so a search never evaluates the same mix twice. The base is
 /// loaded once (`MixSession`): each mix recomputes only the tensors its vectors change.
 public final class MixEvaluator: @unchecked Sendable {
+    /// The base model's directory.
     public let base: String
+    /// The domains, in the order λ vectors list them.
     public let domains: [SearchDomain]
+    /// Worker threads for merging and inference.
     public let threads: Int
+    /// Mix vectors whose recorded base differs from `base`.
     public let force: Bool
+    /// How a response is scored: mean or summed log-probability.
     public let score: LevelScore
+    /// Text put before each prompt (a system turn, an instruction).
     public let prefix: String
     /// How each mix is applied: to the weights (default) or to the logits of models run in lockstep.
     public let mix: MixMode
@@ -40,6 +50,7 @@ public final class MixEvaluator: @unchecked Sendable {
     public private(set) var mixesLoaded = 0
     private var session: MixSession?
 
+    /// An evaluator of `domains` around `base`; nothing is loaded until the first evaluation.
     public init(
         base: String, domains: [SearchDomain], threads: Int, force: Bool = false, score: LevelScore = .mean,
         prefix: String = "", mix: MixMode = .weights

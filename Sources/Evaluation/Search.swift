@@ -13,10 +13,12 @@ public typealias Profile = [String]
 
 /// One evaluated mix: λ per domain and the level shares of every domain there.
 public struct SearchPoint: Sendable, Equatable {
+    /// λ per domain, in domain order.
     public var lambdas: [Double]
     /// Per domain, the shares of its levels (in its levels file's order).
     public var shares: [[Double]]
 
+    /// A point from its λs and the shares measured there.
     public init(lambdas: [Double], shares: [[Double]]) {
         self.lambdas = lambdas
         self.shares = shares
@@ -37,12 +39,15 @@ public struct SearchPoint: Sendable, Equatable {
 
 /// What a search found for one profile.
 public struct ProfileResult: Sendable, Equatable {
+    /// The target level per domain.
     public var profile: Profile
     /// The best mix reaching the profile (largest margin; ties: smallest Σ|λ|), if any.
     public var best: SearchPoint?
+    /// `best`'s margin (the smallest lead of a target level over the other levels); −∞ when none reaches it.
     public var margin: Double
     /// Other mixes that reach it, best first (at most three).
     public var runnersUp: [SearchPoint]
+    /// Whether some mix reaches the profile.
     public var reached: Bool { best != nil }
 }
 

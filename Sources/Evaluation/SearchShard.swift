@@ -12,12 +12,18 @@ import Tensors
 /// evaluated, with the fingerprints of every input and the grid, so that `--collect` refuses to
 /// combine shards of different runs and gives exactly what the unsharded run gives.
 public struct SearchShard: Sendable, Equatable {
+    /// What identifies the run's inputs (see `inputs(_:)`).
     public var inputs: JSONValue
+    /// The grid of λ values every domain takes.
     public var values: [Double]
+    /// Which shard this is, from 0.
     public var shard: Int
+    /// How many shards the grid was cut into.
     public var count: Int
+    /// The points this shard evaluated, in grid order.
     public var points: [SearchPoint]
 
+    /// A shard from its parts.
     public init(inputs: JSONValue, values: [Double], shard: Int, count: Int, points: [SearchPoint]) {
         self.inputs = inputs
         self.values = values
@@ -49,6 +55,7 @@ public struct SearchShard: Sendable, Equatable {
             ] + mix)
     }
 
+    /// The shard as the JSON file `av search --shard` writes.
     public var json: JSONValue {
         .object([
             ("format", .string("av-search-shard")), ("inputs", inputs), ("values", .array(values.map { .double($0) })),

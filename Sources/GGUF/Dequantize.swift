@@ -3,6 +3,8 @@ import Tensors
 /// ggml's block formats to f32, exactly as ggml (and gguf-py) compute them, operation for
 /// operation, so the results are bit-identical.
 public enum Dequantize {
+    /// Whether av can dequantize `type`: F32, F16, BF16, F64, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K
+    /// and Q6_K.
     public static func supports(_ type: GGMLType) -> Bool {
         switch type {
         case .f32, .f16, .bf16, .f64, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q4_K, .q5_K, .q6_K: true

@@ -9,13 +9,16 @@ import Tensors
 
 /// Why a GGUF file was refused: the file, the rule, and the values found.
 public struct GGUFError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The file refused.
     public var file: String
+    /// The rule it breaks and the values found.
     public var message: String
     /// The byte offset where the problem was found, when there is one.
     public var offset: Int?
     /// The file could not be opened at all (missing, unreadable): an I/O problem, not a malformed file.
     public var isMissingFile = false
 
+    /// An error for `file`; `offset` where the problem lies, `isMissingFile` for an I/O failure.
     public init(file: String, message: String, offset: Int? = nil, isMissingFile: Bool = false) {
         self.file = file
         self.message = message
@@ -23,6 +26,7 @@ public struct GGUFError: Error, Equatable, Sendable, CustomStringConvertible {
         self.isMissingFile = isMissingFile
     }
 
+    /// `FILE: message (at byte N)`, the form the CLI prints.
     public var description: String { "\(file): \(message)\(offset.map { " (at byte \($0))" } ?? "")" }
 }
 
@@ -32,6 +36,7 @@ public indirect enum GGUFValue: Equatable, Sendable {
     case float32(Float), bool(Bool), string(String), array([GGUFValue])
     case uint64(UInt64), int64(Int64), float64(Double)
 
+    /// The value as an Int when it is any integer type that fits, else nil.
     public var intValue: Int? {
         switch self {
         case .uint8(let v): Int(v)
@@ -45,6 +50,7 @@ public indirect enum GGUFValue: Equatable, Sendable {
         default: nil
         }
     }
+    /// The value as a Double when it is a float or an integer, else nil.
     public var doubleValue: Double? {
         switch self {
         case .float32(let v): Double(v)
@@ -52,8 +58,11 @@ public indirect enum GGUFValue: Equatable, Sendable {
         default: intValue.map(Double.init)
         }
     }
+    /// The string, when the value is one.
     public var stringValue: String? { if case .string(let s) = self { s } else { nil } }
+    /// The bool, when the value is one.
     public var boolValue: Bool? { if case .bool(let b) = self { b } else { nil } }
+    /// The elements, when the value is an array.
     public var arrayValue: [GGUFValue]? { if case .array(let a) = self { a } else { nil } }
 }
 
@@ -87,17 +96,23 @@ public enum GGMLType: UInt32, Sendable, CaseIterable {
         }
     }
 
+    /// The type's name as ggml prints it (`F32`, `Q4_K`).
     public var name: String { "\(self)".uppercased() }
 }
 
 /// One tensor's entry: `dims` in ggml order (ne[0] fastest), so the Hugging Face shape is reversed.
 public struct GGUFTensorInfo: Equatable, Sendable {
+    /// The tensor's name in the GGUF file (llama.cpp's names, `blk.N.…`).
     public var name: String
+    /// The dimensions in ggml order: `dims[0]` varies fastest.
     public var dims: [Int]
+    /// How the tensor's elements are stored.
     public var type: GGMLType
     /// Offset in the data section.
     public var offset: Int
+    /// Elements in the tensor.
     public var elementCount: Int
+    /// Bytes of the tensor's data.
     public var byteCount: Int
     /// The shape as Hugging Face writes it (dims reversed).
     public var shape: [Int] { dims.reversed() }
@@ -105,15 +120,23 @@ public struct GGUFTensorInfo: Equatable, Sendable {
 
 /// A GGUF file (versions 2 and 3), memory-mapped, its header fully validated.
 public final class GGUFFile: @unchecked Sendable {
+    /// The file's path as given.
     public let path: String
+    /// The GGUF version (2 or 3).
     public let version: Int
+    /// Every metadata key → value, as the file stores them.
     public let metadata: [String: GGUFValue]
+    /// The tensors in file order, each checked to lie inside the data section.
     public let tensors: [GGUFTensorInfo]
+    /// The data section's alignment (`general.alignment`, 32 by default).
     public let alignment: Int
+    /// The file offset where the data section starts.
     public let dataStart: Int
     let mapping: MappedFile
     private let byName: [String: Int]
 
+    /// Opens, maps and validates `path`.
+    /// - Throws: `GGUFError` naming the file, the rule and the byte offset of the first problem.
     public init(path: String) throws(GGUFError) {
         self.path = path
         do {
@@ -228,6 +251,7 @@ public final class GGUFFile: @unchecked Sendable {
         byName = Dictionary(uniqueKeysWithValues: infos.enumerated().map { ($1.name, $0) })
     }
 
+    /// The entry of tensor `name`, or nil.
     public func info(_ name: String) -> GGUFTensorInfo? { byName[name].map { tensors[$0] } }
 
     /// The raw bytes of a tensor, from the mapping.

@@ -18,6 +18,7 @@ public enum ChatTemplate: Equatable, Sendable {
     /// Mistral: `[INST] … [/INST]`.
     case mistral
 
+    /// The template called `name` (`chatml`, `llama3`, `mistral`; any case), or nil.
     public init?(name: String) {
         switch name.lowercased() {
         case "chatml": self = .chatML(defaultSystem: nil)

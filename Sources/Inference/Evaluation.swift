@@ -14,12 +14,16 @@ import Tensors
 
 /// One preference pair: a prompt and two completions, the preferred first.
 public struct PreferencePair: Sendable {
+    /// The text the completions follow.
     public var prompt: String
+    /// The preferred completion.
     public var chosen: String
+    /// The dispreferred completion.
     public var rejected: String
     /// Where the pair came from ("pairs.jsonl line 3"), for error messages.
     public var origin: String
 
+    /// A pair from its texts; `origin` names it in errors.
     public init(prompt: String, chosen: String, rejected: String, origin: String = "pair") {
         self.prompt = prompt
         self.chosen = chosen
@@ -62,6 +66,7 @@ public struct PreferencePair: Sendable {
 
 /// Preference accuracy: how often the model gives the chosen completion more log-probability.
 public struct PairsResult: Sendable {
+    /// Pairs evaluated.
     public var pairs: Int
     /// Share of pairs with log p(chosen) > log p(rejected).
     public var accuracy: Double
@@ -70,9 +75,12 @@ public struct PairsResult: Sendable {
     /// With a reference model: share with a positive DPO implicit reward margin
     /// (log π(c) − log π_ref(c)) − (log π(r) − log π_ref(r)), and its mean.
     public var rewardAccuracy: Double?
+    /// The mean of that margin, with a reference model.
     public var meanRewardMargin: Double?
+    /// Per pair, in input order: log p(chosen) − log p(rejected).
     public var margins: [Double]
 
+    /// A result from its measurements.
     public init(
         pairs: Int, accuracy: Double, meanMargin: Double, rewardAccuracy: Double?, meanRewardMargin: Double?,
         margins: [Double]
@@ -88,14 +96,21 @@ public struct PairsResult: Sendable {
 
 /// Next-token KL divergence of a model from a reference, over prompts.
 public struct KLResult: Sendable {
+    /// Prompts evaluated.
     public var prompts: Int
+    /// The mean over prompts of KL(reference ‖ model) of the next-token distribution.
     public var mean: Double
+    /// The largest per-prompt KL.
     public var max: Double
 }
 
+/// Perplexity of a text: mean negative log-likelihood per scored token, and its exponential.
 public struct PerplexityResult: Sendable {
+    /// Tokens scored (every token after the first).
     public var tokens: Int
+    /// The mean negative log-likelihood per scored token, in nats.
     public var meanNLL: Double
+    /// e^meanNLL.
     public var perplexity: Double { exp(meanNLL) }
 }
 
@@ -113,6 +128,9 @@ extension LanguageModel {
         return ids
     }
 
+    /// Preference accuracy and margins over `pairs`; with `reference`, also the DPO implicit reward
+    /// margins against it. Each pair's prompt is computed once and shared by its two completions.
+    /// - Throws: `InferenceError.input` for a pair with an empty context.
     public func evaluate(pairs: [PreferencePair], reference: LanguageModel? = nil) throws(InferenceError) -> PairsResult
     {
         var wins = 0

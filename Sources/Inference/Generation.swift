@@ -16,8 +16,11 @@ public enum MixMode: String, Sendable, CaseIterable {
 
 /// A model with its tokenizer: what `av generate` and `av eval` run.
 public final class LanguageModel: @unchecked Sendable {
+    /// The weights, ready to run.
     public let model: LlamaModel
+    /// The model's `tokenizer.json`.
     public let tokenizer: Tokenizer
+    /// The chat template the model directory names, when av knows it.
     public let chatTemplate: ChatTemplate?
 
     /// Loads the model directory's weights, `tokenizer.json` and chat template; with `mixing`

@@ -18,6 +18,7 @@ public enum InferenceError: Error, Equatable, Sendable, CustomStringConvertible 
     /// A computed result is NaN or infinite (the weights or the mix are broken).
     case nonFinite(what: String)
 
+    /// One line naming the file and the problem, the form the CLI prints.
     public var description: String {
         switch self {
         case .file(let e): e.description

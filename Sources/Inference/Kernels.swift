@@ -3,9 +3,13 @@ import Tensors
 /// A weight matrix as stored: `rows × cols` elements of `dtype` (F32, BF16 or F16), row-major,
 /// usually straight from a memory-mapped checkpoint. Any alignment.
 public struct Weight: @unchecked Sendable {
+    /// The stored element type.
     public var dtype: DType
+    /// Output features (rows).
     public var rows: Int
+    /// Input features (columns).
     public var cols: Int
+    /// The first element of row 0.
     public var data: UnsafeRawPointer
 
     @inline(__always) func row(_ r: Int) -> UnsafeRawPointer { data + r * cols * dtype.byteSize! }

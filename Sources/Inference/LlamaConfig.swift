@@ -15,34 +15,54 @@ import Tensors
 /// The configuration of a Llama-family decoder (Llama 2/3, SmolLM, TinyLlama, Mistral, Qwen2), read
 /// from `config.json`, validated whole, defaults resolved (as candle's `LlamaConfig::into_config`).
 public struct LlamaConfig: Equatable, Sendable {
+    /// The architecture variant, from `model_type`: it decides the defaults and the options read.
     public enum Family: String, Sendable { case llama, mistral, qwen2 }
 
     /// `rope_scaling` of type `llama3`.
     public struct Llama3Scaling: Equatable, Sendable {
+        /// `factor`: how much the context is stretched.
         public var factor: Double
+        /// `low_freq_factor`: wavelengths above original context / this are scaled by `factor`.
         public var lowFreqFactor: Double
+        /// `high_freq_factor`: wavelengths below original context / this are left alone.
         public var highFreqFactor: Double
+        /// `original_max_position_embeddings`: the context the model was trained at.
         public var originalMaxPositionEmbeddings: Int
     }
 
+    /// The architecture variant.
     public var family: Family
+    /// `hidden_size`: the width of the residual stream.
     public var hiddenSize: Int
+    /// `intermediate_size`: the width of the MLP's hidden layer.
     public var intermediateSize: Int
+    /// `num_hidden_layers`.
     public var layers: Int
+    /// `num_attention_heads`: query heads.
     public var heads: Int
+    /// `num_key_value_heads`: key/value heads (fewer than `heads` for grouped-query attention).
     public var kvHeads: Int
+    /// `head_dim`, or hidden size / heads when absent.
     public var headDim: Int
+    /// `vocab_size`: rows of the embedding and the LM head.
     public var vocabSize: Int
+    /// `rms_norm_eps`.
     public var rmsNormEps: Float
+    /// `rope_theta`: the base of the rotary frequencies.
     public var ropeTheta: Double
+    /// `rope_scaling` of type `llama3`, when present (other types are refused).
     public var ropeScaling: Llama3Scaling?
+    /// `tie_word_embeddings`: the LM head is the embedding matrix.
     public var tieWordEmbeddings: Bool
+    /// `max_position_embeddings`: the longest context the model supports.
     public var maxPositionEmbeddings: Int
     /// q/k/v projections with biases (Qwen2; Llama's `attention_bias`).
     public var qkvBias: Bool
     /// Attention to at most this many previous positions (Mistral's `sliding_window`), nil = all.
     public var slidingWindow: Int?
+    /// `bos_token_id`, when the config gives one.
     public var bosTokenID: Int?
+    /// `eos_token_id` (one or several): generation stops at any of them.
     public var eosTokenIDs: [Int]
 
     /// Reads `config.json` in `directory`.
@@ -62,6 +82,8 @@ public struct LlamaConfig: Equatable, Sendable {
         return try LlamaConfig(json: root, file: path)
     }
 
+    /// Reads and validates a parsed `config.json` (`file` names it in errors).
+    /// - Throws: `InferenceError.config` naming the key and the rule it breaks.
     public init(json c: JSONValue, file: String) throws(InferenceError) {
         // Sizes beyond 2^31 are no model's; bounding them keeps every product of sizes in range.
         func int(_ key: String) throws(InferenceError) -> Int {

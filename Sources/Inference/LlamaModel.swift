@@ -37,7 +37,9 @@ struct Block {
 /// (or, for a mix, from the buffers the mix was computed into); matrix work accumulates in f32 on
 /// all cores. Every tensor of the checkpoint must be used and every expected one found.
 public final class LlamaModel: @unchecked Sendable {
+    /// The validated `config.json`.
     public let config: LlamaConfig
+    /// The model directory (or file) the weights came from.
     public let path: String
     let embed: Weight
     let blocks: [Block]
@@ -45,6 +47,7 @@ public final class LlamaModel: @unchecked Sendable {
     let lmHead: Weight
     /// What keeps the weight memory alive: the checkpoint's mappings, mixed buffers.
     private let owners: [AnyObject]
+    /// Worker threads for the matrix products and attention (results do not depend on it).
     public var threads = Parallel.defaultThreads
     /// The matrix kernels' instruction set: the best this CPU has, or `AV_KERNELS` (tests compare levels).
     public var kernels = KernelLevel.current
@@ -133,6 +136,8 @@ public final class LlamaModel: @unchecked Sendable {
     /// and the logits returned are h_base + Σ λ·(h_model − h_base). Empty: this model alone.
     public var logitMix: [(model: LlamaModel, lambda: Double)] = []
 
+    /// An empty cache for up to `capacity` positions (the model's context by default), with one for
+    /// each model of `logitMix`.
     public func makeCache(capacity: Int? = nil) -> KVCache {
         let cache = KVCache(
             layers: config.layers, kvDim: config.kvHeads * config.headDim,
@@ -288,6 +293,7 @@ public final class LlamaModel: @unchecked Sendable {
 
 /// Keys and values of every layer for the positions seen so far.
 public final class KVCache: @unchecked Sendable {
+    /// The most positions the cache holds.
     public let capacity: Int
     public internal(set) var count = 0
 

@@ -7,8 +7,11 @@ import Tensors
 /// after that computes only the tensors its vectors change. For `--mix logits`, each domain's
 /// aligned model (base + 1·AV) is computed once and shared by every point.
 public final class MixSession: @unchecked Sendable {
+    /// The base model's directory.
     public let directory: String
+    /// The base's tokenizer, shared by every mix.
     public let tokenizer: Tokenizer
+    /// The base's chat template, when av knows it.
     public let chatTemplate: ChatTemplate?
     let config: LlamaConfig
     let checkpoint: Checkpoint

@@ -22,14 +22,17 @@ public struct SamplingOptions: Sendable {
     /// Seed of the random draws: the same seed gives the same text.
     public var seed: UInt64 = 0
 
+    /// Greedy decoding: temperature 0, no top-k or top-p, seed 0.
     public init() {}
 }
 
 /// Picks tokens from logits: greedy, or temperature with top-k and top-p, from a seeded generator.
 public struct Sampler {
+    /// The settings every pick uses.
     public let options: SamplingOptions
     private var state: UInt64
 
+    /// A sampler whose draws depend only on `options.seed`.
     public init(_ options: SamplingOptions) {
         self.options = options
         state = options.seed &+ 0x9E37_79B9_7F4A_7C15
@@ -45,6 +48,7 @@ public struct Sampler {
         return Double(z >> 11) / Double(1 << 53)
     }
 
+    /// The index of the largest logit (the first one on ties): greedy decoding.
     public static func argmax(_ logits: [Float]) -> Int {
         precondition(!logits.isEmpty, "argmax of no logits")
         var best = 0

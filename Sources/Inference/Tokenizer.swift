@@ -15,6 +15,7 @@ import Tensors
 /// canonical equivalence, so U+037E is not ';' and 'e' + U+0301 is not 'é' unless the tokenizer's
 /// own normalizer makes them so.
 public final class Tokenizer: @unchecked Sendable {
+    /// The `tokenizer.json` read.
     public let path: String
     /// Token text by id.
     public let tokens: [Int: String]
@@ -32,6 +33,7 @@ public final class Tokenizer: @unchecked Sendable {
     let decoder: [DecoderStep]
     var cache: [[UInt8]: [Int]] = [:]
     let lock = Lock()
+    /// Ids of the special added tokens (dropped by `decode(_:skipSpecial:)` when asked).
     public let specialIDs: Set<Int>
     /// Tokens the post-processor adds before the text with `addSpecialTokens` (BOS for Llama).
     public let prefixIDs: [Int]

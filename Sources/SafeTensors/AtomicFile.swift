@@ -26,17 +26,23 @@ extension ByteSink {
 /// committing) removes the temporary. A crash leaves at most a `.NAME.tmp-*` file, never a partial
 /// destination. Small writes go through a reused buffer so many of them cost few system calls.
 public final class AtomicFile: ByteSink {
+    /// The path the file is renamed to by `commit`.
     public let destination: String
+    /// Where the bytes go until then (`.NAME.tmp-PID-RANDOM` beside the destination).
     public let temporaryPath: String
     private var fd: Int32
     private var buffer: UnsafeMutableRawBufferPointer
     private var buffered = 0
+    /// Bytes appended so far, buffered ones included.
     public private(set) var bytesWritten = 0
     private var done = false
 
     /// Pieces at least this large skip the buffer.
     static let directBytes = 256 << 10
 
+    /// Creates the temporary file beside `destination`; writes of under `bufferSize` bytes are gathered.
+    /// - Throws: `.refusedOutput` for a destination that exists and is not a regular file; `.io` when its
+    ///   directory is missing or the temporary cannot be created.
     public init(destination: String, bufferSize: Int = 4 << 20) throws(SafeTensorsError) {
         self.destination = destination
         let kind = FileKind(of: destination)

@@ -2,15 +2,21 @@ import Tensors
 
 /// One tensor's entry in a safetensors header.
 public struct TensorInfo: Equatable, Sendable {
+    /// The tensor's name.
     public var name: String
+    /// The dtype its bytes are stored in.
     public var dtype: DType
+    /// The shape, outermost first.
     public var shape: [Int]
     /// Byte range relative to the start of the data buffer.
     public var dataRange: Range<Int>
 
+    /// Elements in the tensor (0 for a shape that overflows, which the parser refuses).
     public var elementCount: Int { Shape.elementCount(shape) ?? 0 }
+    /// Bytes of the tensor's data.
     public var byteCount: Int { dataRange.count }
 
+    /// An entry from its parts.
     public init(name: String, dtype: DType, shape: [Int], dataRange: Range<Int>) {
         self.name = name
         self.dtype = dtype

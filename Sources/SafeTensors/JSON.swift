@@ -14,6 +14,7 @@ public indirect enum JSONValue: Equatable, Sendable {
     /// Members in document order; duplicates are kept so that the caller can refuse them.
     case object([(key: String, value: JSONValue)])
 
+    /// Structural equality: numbers compare by their text, objects by their members in order.
     public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
         switch (lhs, rhs) {
         case (.null, .null): true
@@ -41,7 +42,9 @@ public indirect enum JSONValue: Equatable, Sendable {
 
 /// Where and why JSON text is malformed.
 public struct JSONSyntaxError: Error, Equatable, Sendable {
+    /// The byte offset where parsing stopped.
     public var offset: Int
+    /// What was expected or found there.
     public var message: String
 }
 
@@ -53,6 +56,8 @@ public struct JSONParser {
     private var depth = 0
     private static let maxDepth = 128
 
+    /// Parses one JSON value from UTF-8 `bytes` (RFC 8259; nesting at most 128 deep).
+    /// - Throws: `JSONSyntaxError` with the byte offset of the first error, trailing text included.
     public static func parse(_ bytes: UnsafeRawBufferPointer) throws(JSONSyntaxError) -> JSONValue {
         var parser = JSONParser(bytes: bytes)
         parser.skipWhitespace()
@@ -62,6 +67,7 @@ public struct JSONParser {
         return value
     }
 
+    /// Parses one JSON value from `text`, as `parse(_:)` does its UTF-8 bytes.
     public static func parse(_ text: String) throws(JSONSyntaxError) -> JSONValue {
         var copy = text
         do {
@@ -301,6 +307,7 @@ public enum JSONWriter {
         out.append(0x22)
     }
 
+    /// `text` as a JSON string literal: quotes, backslashes and control characters escaped, the rest as it is.
     public static func quoted(_ text: String) -> String {
         var out = [UInt8]()
         quoted(text, into: &out)
@@ -320,8 +327,11 @@ extension JSONValue {
         return members.last(where: { $0.key == key })?.value
     }
 
+    /// The string, when the value is one.
     public var stringValue: String? { if case .string(let s) = self { s } else { nil } }
+    /// The number as a Double, when the value is one.
     public var doubleValue: Double? { if case .number(let t, _) = self { Double(t) } else { nil } }
+    /// The elements, when the value is an array.
     public var arrayValue: [JSONValue]? { if case .array(let a) = self { a } else { nil } }
 
     /// The value as JSON text: compact, or indented by two spaces per level.

@@ -13,11 +13,15 @@ func errnoText(_ code: Int32 = errno) -> String { String(cString: strerror(code)
 /// and the kernel may drop clean pages under pressure, so mapping a checkpoint larger than RAM is
 /// fine. The mapping is private and read-only: nothing done through it can change the file.
 public final class MappedFile: @unchecked Sendable {
+    /// The file's path as given.
     public let path: String
+    /// The file's size in bytes when it was mapped.
     public let size: Int
     /// The first byte of the mapping; a valid, empty buffer for an empty file.
     public let bytes: UnsafeRawBufferPointer
 
+    /// Opens and maps `path` whole, read-only.
+    /// - Throws: `.io` naming the operation that failed (open, stat, mmap).
     public init(path: String) throws(SafeTensorsError) {
         self.path = path
         let fd = open(path, O_RDONLY | O_CLOEXEC)

@@ -18,8 +18,11 @@ import Tensors
 /// Tensors are given in state-dict order, which decides the shards; bytes are then written shard by
 /// shard in each shard's file order (`nextTensor`), in chunks, as with `SafeTensorsWriter`.
 public final class ModelDirectoryWriter: ByteSink {
+    /// The destination directory (without a trailing slash).
     public let path: String
+    /// The weight files' names, in shard order.
     public let shardNames: [String]
+    /// Each shard's layout: its tensors, offsets and header.
     public let layouts: [SafeTensorsLayout]
     private let temporary: String
     private var shard = 0

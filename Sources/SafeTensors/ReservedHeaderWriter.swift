@@ -8,6 +8,7 @@ import Tensors
 /// cut off again, and `finish` writes the real header into the reserved room, padded with spaces,
 /// which the format allows. One pass over the data, no copy; atomic like every output.
 public final class ReservedHeaderWriter: ByteSink {
+    /// The destination path.
     public let path: String
     /// The candidates in file order (dtype, widest first, then name: the layout order).
     public let order: [TensorSpec]
@@ -38,6 +39,7 @@ public final class ReservedHeaderWriter: ByteSink {
         current = (spec, file.bytesWritten, size, 0)
     }
 
+    /// Appends bytes of the current tensor; refuses bytes outside a tensor or past its end.
     public func write(_ chunk: UnsafeRawBufferPointer) throws(SafeTensorsError) {
         guard let c = current, c.written + chunk.count <= c.size else {
             file.abort()
@@ -86,5 +88,6 @@ public final class ReservedHeaderWriter: ByteSink {
         }
     }
 
+    /// Gives up: the temporary file is removed and the destination left as it was.
     public func abort() { file.abort() }
 }

@@ -5,14 +5,18 @@ import Tensors
 /// Each case carries the values a user needs to find the problem; `rule` names the rule broken,
 /// using the reference implementation's error name where it has one.
 public struct SafeTensorsError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The file refused, or being written.
     public var file: String
+    /// What is wrong, with the values found.
     public var problem: Problem
 
+    /// An error about `file`.
     public init(file: String, _ problem: Problem) {
         self.file = file
         self.problem = problem
     }
 
+    /// Each rule a file or a write can break, with what was found.
     public enum Problem: Equatable, Sendable {
         case headerTooSmall(fileSize: Int)
         case headerTooLarge(length: UInt64, limit: Int)
@@ -64,6 +68,7 @@ public struct SafeTensorsError: Error, Equatable, Sendable, CustomStringConverti
         }
     }
 
+    /// One line that says what is wrong, with the values found.
     public var message: String {
         switch problem {
         case let .headerTooSmall(size):
@@ -121,6 +126,7 @@ public struct SafeTensorsError: Error, Equatable, Sendable, CustomStringConverti
         }
     }
 
+    /// `FILE: message [Rule]`, the form the CLI prints.
     public var description: String { "\(file): \(message) [\(rule)]" }
 
     /// A file that could not be read or written at all (missing, no permission, full disk), as

@@ -4,11 +4,16 @@ import Tensors
 ///
 /// Opening reads only the header's pages; tensor bytes are read when a view is touched.
 public final class SafeTensorsFile: @unchecked Sendable {
+    /// The path as given.
     public let path: String
+    /// The validated header: tensors in file order and the `__metadata__` strings.
     public let header: SafeTensorsHeader
+    /// The file's read-only memory map.
     public let mapping: MappedFile
     private let byName: [String: Int]
 
+    /// Maps `path` and validates its header against every rule of the format.
+    /// - Throws: `SafeTensorsError` naming the file and the rule broken; nothing else is read.
     public init(path: String) throws(SafeTensorsError) {
         self.path = path
         mapping = try MappedFile(path: path)
@@ -18,10 +23,14 @@ public final class SafeTensorsFile: @unchecked Sendable {
         byName = index
     }
 
+    /// Every tensor, in the header's order.
     public var tensors: [TensorInfo] { header.tensors }
+    /// The `__metadata__` strings, nil when the header has none.
     public var metadata: [String: String]? { header.metadata }
+    /// The file's size in bytes.
     public var fileSize: Int { mapping.size }
 
+    /// The entry of tensor `name`, or nil.
     public func info(_ name: String) -> TensorInfo? { byName[name].map { header.tensors[$0] } }
 
     /// The tensor's bytes, straight from the mapping. Valid while this file is alive; any alignment.

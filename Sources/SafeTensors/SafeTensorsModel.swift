@@ -8,7 +8,9 @@ import Tensors
 
 /// Hugging Face's names for a model's weight files (huggingface_hub constants.py).
 public enum HFNames {
+    /// The file name of an unsharded model.
     public static let singleFile = "model.safetensors"
+    /// The file name of a sharded model's index.
     public static let indexFile = "model.safetensors.index.json"
 
     /// `model-00001-of-00003.safetensors`: 1-based, five digits.
@@ -26,6 +28,7 @@ public enum HFNames {
 public final class SafeTensorsModel: @unchecked Sendable {
     /// The path as given: a file or a directory.
     public let path: String
+    /// Whether `path` is a model directory.
     public let isDirectory: Bool
     /// The weight files, in shard order.
     public let files: [SafeTensorsFile]
@@ -178,9 +181,12 @@ public final class SafeTensorsModel: @unchecked Sendable {
         return map
     }
 
+    /// Every tensor name, in shard order then data order.
     public var tensorNames: [String] { entries.map(\.info.name) }
+    /// How many tensors the model holds.
     public var count: Int { entries.count }
 
+    /// The entry of tensor `name`, or nil.
     public func info(_ name: String) -> TensorInfo? { byName[name].map { entries[$0].info } }
 
     /// The file holding `name`.

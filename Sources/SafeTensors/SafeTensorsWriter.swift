@@ -2,10 +2,14 @@ import Tensors
 
 /// A tensor to be written: its name, dtype and shape; the bytes come later.
 public struct TensorSpec: Equatable, Sendable {
+    /// The tensor's name in the file.
     public var name: String
+    /// The dtype its bytes are stored in.
     public var dtype: DType
+    /// The shape, outermost first.
     public var shape: [Int]
 
+    /// A spec from its parts.
     public init(name: String, dtype: DType, shape: [Int]) {
         self.name = name
         self.dtype = dtype
@@ -27,7 +31,9 @@ public struct SafeTensorsLayout: Sendable {
     public let tensors: [TensorInfo]
     /// The 8-byte length followed by the padded JSON header.
     public let headerBytes: [UInt8]
+    /// Bytes of the data buffer after the header.
     public var dataSize: Int { tensors.last?.dataRange.upperBound ?? 0 }
+    /// Bytes of the whole file: header and data.
     public var fileSize: Int { headerBytes.count + dataSize }
 
     /// Lays out `specs` with optional `metadata` (its keys written in sorted order), in Python's
@@ -101,12 +107,16 @@ public struct SafeTensorsLayout: Sendable {
 /// every byte came, syncs and renames the file into place. Any error, or releasing the writer
 /// unfinished, removes the temporary and leaves the destination untouched.
 public final class SafeTensorsWriter: ByteSink {
+    /// Where each tensor goes, and the header bytes, decided before the first byte is written.
     public let layout: SafeTensorsLayout
+    /// The destination path (written under a temporary name until `finish`).
     public let path: String
     private let file: AtomicFile
     private var tensorIndex = 0
     private var writtenInTensor = 0
 
+    /// Creates the temporary file beside `path` and writes the header of `layout`.
+    /// - Throws: `.refusedOutput` for a destination that is not a regular file, `.io` when the file cannot be created.
     public init(path: String, layout: SafeTensorsLayout) throws(SafeTensorsError) {
         self.path = path
         self.layout = layout
@@ -115,6 +125,7 @@ public final class SafeTensorsWriter: ByteSink {
         skipEmptyTensors()
     }
 
+    /// Lays out `tensors` (Python's order) with `metadata`, then opens the file as `init(path:layout:)` does.
     public convenience init(path: String, tensors: [TensorSpec], metadata: [String: String]? = nil) throws(SafeTensorsError) {
         try self.init(path: path, layout: SafeTensorsLayout(tensors, metadata: metadata, file: path))
     }

@@ -18,13 +18,18 @@ public struct MinifloatFormat: Sendable {
         case exponentOnly
     }
 
+    /// Bits of the exponent field.
     public let exponentBits: Int
+    /// Bits of the mantissa field.
     public let mantissaBits: Int
+    /// The exponent bias.
     public let bias: Int
+    /// How the format spells infinities, NaN and zero.
     public let specials: Specials
     /// Finite non-negative values with their codes, in increasing order: the encoder's search table.
     private var positiveTable: [(value: Double, code: Int)] = []
 
+    /// A format from its fields; builds the encoder's table of every finite value.
     public init(exponentBits: Int, mantissaBits: Int, bias: Int, specials: Specials) {
         self.exponentBits = exponentBits
         self.mantissaBits = mantissaBits
@@ -39,16 +44,26 @@ public struct MinifloatFormat: Sendable {
         positiveTable = entries.sorted { $0.value < $1.value }
     }
 
+    /// Bits in one code (sign, exponent, mantissa).
     public var totalBits: Int { (specials == .exponentOnly ? 0 : 1) + exponentBits + mantissaBits }
+    /// How many codes the format has.
     public var codeCount: Int { 1 << totalBits }
 
+    /// `F8_E5M2`: IEEE-like, with ±Inf and NaN.
     public static let e5m2 = MinifloatFormat(exponentBits: 5, mantissaBits: 2, bias: 15, specials: .ieee)
+    /// `F8_E4M3` (e4m3fn): no infinity, the all-ones code is NaN.
     public static let e4m3fn = MinifloatFormat(exponentBits: 4, mantissaBits: 3, bias: 7, specials: .finiteNaNAllOnes)
+    /// `F8_E4M3FNUZ`: no infinity, no negative zero, bias 8.
     public static let e4m3fnuz = MinifloatFormat(exponentBits: 4, mantissaBits: 3, bias: 8, specials: .unsignedZero)
+    /// `F8_E5M2FNUZ`: no infinity, no negative zero, bias 16.
     public static let e5m2fnuz = MinifloatFormat(exponentBits: 5, mantissaBits: 2, bias: 16, specials: .unsignedZero)
+    /// `F8_E8M0`: an unsigned power of two (microscaling scales).
     public static let e8m0 = MinifloatFormat(exponentBits: 8, mantissaBits: 0, bias: 127, specials: .exponentOnly)
+    /// `F4` (e2m1): finite values only.
     public static let e2m1 = MinifloatFormat(exponentBits: 2, mantissaBits: 1, bias: 1, specials: .finiteOnly)
+    /// `F6_E2M3`: finite values only.
     public static let e2m3 = MinifloatFormat(exponentBits: 2, mantissaBits: 3, bias: 1, specials: .finiteOnly)
+    /// `F6_E3M2`: finite values only.
     public static let e3m2 = MinifloatFormat(exponentBits: 3, mantissaBits: 2, bias: 3, specials: .finiteOnly)
 
     /// The format of a small float dtype, nil for the others.

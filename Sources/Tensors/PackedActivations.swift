@@ -15,7 +15,9 @@ import CKernels
 /// of it), so a product with a bf16 weight loses what an f32 product would, nearly; or, with
 /// `hiOnly`, rounded to bf16 alone.
 public final class PackedActivations: @unchecked Sendable {
+    /// Tokens packed (rows of the input).
     public let tokens: Int
+    /// Features per token (columns of the input).
     public let cols: Int
     /// bf16 weights: the products use the hi parts alone (activations rounded to bf16).
     public let hiOnly: Bool

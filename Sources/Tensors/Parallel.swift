@@ -121,6 +121,8 @@ extension Parallel {
 
 /// A value passed across threads where the caller guarantees the access pattern is safe.
 public struct UncheckedSendable<T>: @unchecked Sendable {
+    /// The value shared.
     public var value: T
+    /// Wraps `value`.
     public init(_ value: T) { self.value = value }
 }

@@ -17,15 +17,19 @@ import Tensors
 public struct CompressedTensor: Sendable {
     /// The tensor's model name and shape.
     public var name: String
+    /// The tensor's shape.
     public var shape: [Int]
     /// How the output stores it (1-D tensors of a 1-bit AV stay dense).
     public var encoding: DeltaEncoding
     /// Bytes in the input (with its exact remainders) and in the output.
     public var inputBytes: Int
+    /// Bytes the output stores for it.
     public var storedBytes: Int
     /// ‖Δ‖², the share of it kept, and ‖Δ − Δ̂‖²/‖Δ‖² (see ``RetainedEnergy``).
     public var energy: Double
+    /// The share of ‖Δ‖² kept, from 0 to 1.
     public var kept: Double
+    /// ‖Δ − Δ̂‖²/‖Δ‖².
     public var squaredError: Double
 
     /// ‖Δ − Δ̂‖/‖Δ‖, the reconstruction error.
@@ -36,11 +40,13 @@ public struct CompressedTensor: Sendable {
 public struct CompressReport: Sendable {
     /// The AV written, and its metadata.
     public var output: String
+    /// The header written into it.
     public var header: AVHeader
     /// Every delta tensor, in the input's order.
     public var tensors: [CompressedTensor]
     /// The input file's size and the output's, in bytes.
     public var inputBytes: Int
+    /// The output's size in bytes.
     public var bytesWritten: Int
     /// Wall time of the whole run.
     public var seconds: Double

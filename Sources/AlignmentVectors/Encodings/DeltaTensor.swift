@@ -31,6 +31,7 @@ public struct DeltaTensor: Sendable {
 
     /// The model's tensor name and shape (what the delta applies to).
     public var name: String
+    /// The model tensor's shape.
     public var shape: [Int]
     /// The file's tensors that hold it.
     public var storage: Storage
