@@ -13,13 +13,18 @@ public enum Parallel {
         if let text = ProcessInfo.processInfo.environment["AV_THREADS"], let n = Int(text), n > 0 {
             return min(n, maximumThreads)
         }
-        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+        return activeCores
     }
+
+    /// The cores this process may use, read once. `ProcessInfo.activeProcessorCount` reads the
+    /// cgroup's CPU quota and cpuset files on every call (opens, reads and parses two files), which
+    /// cost a forward pass 10–15% of its time when every matrix product asked it through `clamped`.
+    static let activeCores = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
     /// The most threads worth running: four per core, and at least 8 (so results can be checked to
     /// be independent of thread count on small machines). Engines keep scratch memory per thread, so
     /// an unbounded count would be an unbounded allocation.
-    public static var maximumThreads: Int { max(8, 4 * ProcessInfo.processInfo.activeProcessorCount) }
+    public static var maximumThreads: Int { max(8, 4 * activeCores) }
 
     /// `threads` within 1…`maximumThreads`.
     public static func clamped(_ threads: Int) -> Int { min(max(1, threads), maximumThreads) }
