@@ -88,8 +88,14 @@ public struct Sampler {
     }
 }
 
-/// log Σ exp(logits), shifted by the maximum for stability.
-private func logSumExp(_ logits: ArraySlice<Float>) -> Double {
+/// log Σ exp(logits), shifted by the maximum for stability: the vector kernel of `level` (AVX-512),
+/// else in f64 with libm. Both are within ~1e-6 of the exact value; each is the same on every run.
+func logSumExp(_ logits: ArraySlice<Float>, level: KernelLevel = .current) -> Double {
+    if !logits.isEmpty,
+        let fast = logits.withUnsafeBufferPointer({ level.logSumExp($0.baseAddress!, count: $0.count) })
+    {
+        return fast
+    }
     let m = Double(logits.max() ?? 0)
     return m + log(logits.reduce(0.0) { $0 + exp(Double($1) - m) })
 }

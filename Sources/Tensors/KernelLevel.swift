@@ -61,6 +61,14 @@ public enum KernelLevel: Int, Sendable, CaseIterable, Comparable {
         av_swiglu(Int32(rawValue), gate, up, count) != 0
     }
 
+    /// log Σ e^x over `count` ≥ 1 values: the largest, m, plus log Σ e^(x − m), each term from a vector
+    /// e^x within 3 ulp and summed in f64 in a fixed order (within ~1e-6 of the exact value). Nil below
+    /// AVX-512, where callers compute it in f64 with libm.
+    public func logSumExp(_ x: UnsafePointer<Float>, count: Int) -> Double? {
+        var out = 0.0
+        return av_log_sum_exp(Int32(rawValue), x, count, &out) != 0 ? out : nil
+    }
+
     /// A run of cached positions for `attend`: its first key and value row, and how many rows.
     public typealias AttentionRun = (keys: UnsafePointer<Float>, values: UnsafePointer<Float>, count: Int)
 

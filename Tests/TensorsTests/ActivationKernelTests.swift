@@ -38,3 +38,45 @@ struct ActivationKernelTests {
         #expect(!KernelLevel.portable.swiGLU(gate: &out, up: [1], count: 1))
     }
 }
+
+/// The log-sum-exp of a row of logits at AVX-512 against the definition in f64.
+@Suite("Log-sum-exp kernel")
+struct LogSumExpKernelTests {
+    /// log Σ e^x in f64 with libm, shifted by the maximum.
+    static func reference(_ x: [Float]) -> Double {
+        let m = Double(x.max()!)
+        return m + Foundation.log(x.reduce(0.0) { $0 + Foundation.exp(Double($1) - m) })
+    }
+
+    @Test(
+        "within 1e-6 of the f64 value for vocabulary-sized rows, tails and single values; the same on every call",
+        .enabled(if: KernelLevel.detected >= .avx512))
+    func accuracy() throws {
+        var state: UInt64 = 11
+        func next() -> Float {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Float(Int64(bitPattern: state) >> 40) / Float(1 << 23)  // in [-1, 1)
+        }
+        for (count, spread) in [(1, 10), (7, 10), (16, 30), (17, 30), (1000, 5), (49_152, 20), (50_001, 60)] {
+            let x = (0..<count).map { _ in next() * Float(spread) + 3 }
+            let fast = try #require(
+                x.withUnsafeBufferPointer { KernelLevel.avx512.logSumExp($0.baseAddress!, count: count) })
+            let exact = Self.reference(x)
+            #expect(abs(fast - exact) <= 1e-6 * max(1, abs(exact)), "\(count) values: \(fast), not \(exact)")
+            let again = x.withUnsafeBufferPointer { KernelLevel.avx512.logSumExp($0.baseAddress!, count: count) }
+            #expect(again == fast)
+        }
+        // One value far above the rest: the sum is 1 plus terms that underflow to 0.
+        let peaked: [Float] = [0, -200, 50, -1e30, 49.5]
+        let p = try #require(peaked.withUnsafeBufferPointer { KernelLevel.avx512.logSumExp($0.baseAddress!, count: 5) })
+        #expect(abs(p - Self.reference(peaked)) <= 1e-6 * 50)
+        #expect(!KernelLevel.portable.canLogSumExp, "portable computes it in Swift")
+    }
+}
+
+extension KernelLevel {
+    /// Whether this level has the vector log-sum-exp.
+    fileprivate var canLogSumExp: Bool {
+        [Float(1)].withUnsafeBufferPointer { logSumExp($0.baseAddress!, count: 1) } != nil
+    }
+}

@@ -45,6 +45,11 @@ void av_pool_run(void (*fn)(void *context, int part, int parts), void *context, 
 /// (vexp.h). Returns 0, doing nothing, below AV_KERNELS_AVX512.
 int av_swiglu(int level, float *gate, const float *up, size_t n);
 
+/// log Σ e^x[i] over n ≥ 1 values: m + log Σ e^(x[i] − m) with m the largest, each term from the vector
+/// e^x (within 3 ulp) and summed in f64, in a fixed order. Into *out; returns 0, doing nothing, below
+/// AV_KERNELS_AVX512.
+int av_log_sum_exp(int level, const float *x, size_t n, double *out);
+
 /// Counts of one merge block (see av_merge_store).
 typedef struct {
     uint64_t changed;     ///< elements whose f64 sum differs (bitwise) from the widened base
