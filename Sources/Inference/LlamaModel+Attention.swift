@@ -120,8 +120,9 @@ extension LlamaModel {
             let row = r.lowerBound * kvDim + kvh * d
             return (UnsafePointer(keys + row), UnsafePointer(values + row), r.count)
         }
-        // One decode step's attention is a few thousand multiply-adds a head: not worth a dispatch.
-        let workers = T * (start + T) < 2048 ? 1 : threads
+        // A job on the persistent pool costs about a microsecond, the nine heads of a small model over
+        // 32 positions a few: from there on, attention is split over the threads, a decode step's too.
+        let workers = T * (start + T) < 32 ? 1 : threads
         Parallel.forEachPooled(blocks.count * c.heads, threads: workers) { worker, job in
             let b = job / c.heads
             let block = blocks[b]

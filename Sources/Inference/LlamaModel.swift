@@ -229,9 +229,11 @@ public final class LlamaModel: @unchecked Sendable {
         let qDim = c.heads * c.headDim
         let kvDim = c.kvHeads * c.headDim
         let I = c.intermediateSize
+        // A decode step's attention goes to the pool too, once the context makes it worth a job.
+        let attentionThreads = max(threads, vectorThreads)
         let ws = Workspace(
-            T: T, hidden: H, qDim: qDim, kvDim: kvDim, intermediate: I, maxCols: max(H, I, qDim), threads: threads,
-            context: cache.capacity)
+            T: T, hidden: H, qDim: qDim, kvDim: kvDim, intermediate: I, maxCols: max(H, I, qDim),
+            threads: attentionThreads, context: cache.capacity)
         let x = ws.x
         for (t, id) in tokens.enumerated() {
             Convert.toFloat(embed.dtype, from: embed.row(id), count: H, into: x + t * H)
@@ -268,7 +270,8 @@ public final class LlamaModel: @unchecked Sendable {
                 }
             }
             cache.append(layer: l, keys: ws.k, values: ws.v, count: T, at: start)
-            attention(layer: l, T: T, start: start, segments: segments, cache: cache, ws: ws, threads: threads)
+            attention(
+                layer: l, T: T, start: start, segments: segments, cache: cache, ws: ws, threads: attentionThreads)
             product(b.o, ws.attn, T, ws.h)
             for i in 0..<(T * H) { x[i] += ws.h[i] }
             Kernels.rmsNorm(x, b.postNorm, eps: c.rmsNormEps, T: T, n: H, into: ws.h, threads: threads)
