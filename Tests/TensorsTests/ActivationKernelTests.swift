@@ -9,11 +9,8 @@ struct ActivationKernelTests {
     @Test("within 3 ulp of silu(g) · u in f64 where e^-g is a float", .enabled(if: KernelLevel.detected >= .avx512))
     func accuracy() throws {
         var gate: [Float] = [0, -0, 1, -1, 1e-40, -1e-40, 20, -20, 87, -87, 88.7, -88.7, 89, -89, 103, -103, 200, -200]
-        var state: UInt64 = 3
-        for _ in 0..<5000 {
-            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            gate.append(Float(Int64(bitPattern: state) >> 40) / Float(1 << 23) * 60)  // in [-60, 60)
-        }
+        var random = TestRandom(seed: 3)
+        for _ in 0..<5000 { gate.append(random.float(60)) }
         let up = gate.indices.map { Float($0 % 7) - 3.5 }
         var out = gate
         #expect(KernelLevel.avx512.swiGLU(gate: &out, up: up, count: out.count))
@@ -52,13 +49,9 @@ struct LogSumExpKernelTests {
         "within 1e-6 of the f64 value for vocabulary-sized rows, tails and single values; the same on every call",
         .enabled(if: KernelLevel.detected >= .avx512))
     func accuracy() throws {
-        var state: UInt64 = 11
-        func next() -> Float {
-            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            return Float(Int64(bitPattern: state) >> 40) / Float(1 << 23)  // in [-1, 1)
-        }
+        var random = TestRandom(seed: 11)
         for (count, spread) in [(1, 10), (7, 10), (16, 30), (17, 30), (1000, 5), (49_152, 20), (50_001, 60)] {
-            let x = (0..<count).map { _ in next() * Float(spread) + 3 }
+            let x = (0..<count).map { _ in random.float(Float(spread)) + 3 }
             let fast = try #require(
                 x.withUnsafeBufferPointer { KernelLevel.avx512.logSumExp($0.baseAddress!, count: count) })
             let exact = Self.reference(x)

@@ -11,11 +11,8 @@ struct AttentionKernelTests {
         "softmax-weighted values within 1e-5 of f64, for every AVX-512 level",
         .enabled(if: KernelLevel.detected >= .avx512))
     func matchesDefinition() {
-        var state: UInt64 = 99
-        func next() -> Float {
-            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            return Float(Int64(bitPattern: state) >> 40) / Float(1 << 22)
-        }
+        var random = TestRandom(seed: 99)
+        func next() -> Float { random.float(2) }
         for (d, n, stride) in [(64, 1, 192), (64, 37, 64), (24, 5, 40), (7, 130, 9)] {
             let q = (0..<d).map { _ in next() }
             let keys = (0..<(n * stride)).map { _ in next() }
@@ -64,11 +61,8 @@ struct AttentionKernelTests {
         "a block of queries gives each the bytes the one-query kernel gives it",
         .enabled(if: KernelLevel.detected >= .avx512))
     func blockEqualsSingle() throws {
-        var state: UInt64 = 5
-        func next() -> Float {
-            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            return Float(Int64(bitPattern: state) >> 40) / Float(1 << 22)
-        }
+        var random = TestRandom(seed: 5)
+        func next() -> Float { random.float(2) }
         for (d, n, stride, counts) in [
             (64, 13, 192, [1, 2, 3, 4, 5, 6, 7, 8]), (24, 0, 40, [9, 3, 17]), (7, 5, 9, [1]),
         ] {

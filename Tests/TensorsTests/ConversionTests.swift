@@ -164,12 +164,12 @@ struct SixteenBitTests {
 struct BufferKernelTests {
     /// Values that exercise rounding: random bit patterns plus NaN, Inf, zeros and subnormals.
     static func samples(_ count: Int, seed: UInt64) -> [Float] {
-        var state = seed
+        var random = TestRandom(seed: seed)
         var out: [Float] = []
         let specials: [Float] = [.nan, -.nan, .infinity, -.infinity, 0, -0.0, .leastNonzeroMagnitude, .greatestFiniteMagnitude, 1, -1]
         for i in 0..<count {
-            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            out.append(i % 7 == 3 ? specials[i % specials.count] : Float(bitPattern: UInt32(truncatingIfNeeded: state >> 32)))
+            let bits = random.bits()
+            out.append(i % 7 == 3 ? specials[i % specials.count] : Float(bitPattern: UInt32(truncatingIfNeeded: bits >> 32)))
         }
         return out
     }

@@ -13,10 +13,10 @@ struct MergeKernelTests {
             0, -0, 1, -1, .leastNonzeroMagnitude, -.leastNormalMagnitude, .greatestFiniteMagnitude,
             -.greatestFiniteMagnitude, .infinity, -.infinity, .nan, 3.0e38, 1.00390625, 1.01171875, 65504, 1e-30,
         ]
-        var state = seed
+        var random = TestRandom(seed: seed)
         return (0..<n).map { i in
             if i % 7 == Int(seed % 7) { return special[(i / 7 + Int(seed)) % special.count] }
-            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            let state = random.bits()
             let mantissa = Float(Int64(bitPattern: state >> 11) % 2_000_000) / 1_000_000
             return mantissa * Float(sign: .plus, exponent: Int(state >> 58) - 30, significand: 1)
         }

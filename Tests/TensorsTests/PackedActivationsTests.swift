@@ -8,14 +8,6 @@ import Testing
 @Suite("Panel kernels")
 struct PackedActivationsTests {
     /// A deterministic generator of values in [-1, 1).
-    struct Values {
-        var state: UInt64
-        mutating func next() -> Float {
-            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            return Float(Int64(bitPattern: state) >> 40) / Float(1 << 23)
-        }
-    }
-
     static let shapes = [(7, 45, 5), (13, 64, 17), (25, 576, 33), (12, 33, 48), (9, 1003, 8), (30, 10, 2)]
 
     /// `W x` on the panel kernel at `level`: weights given as f32 values (bf16 when `bf16`).
@@ -64,10 +56,10 @@ struct PackedActivationsTests {
 
     @Test("f32 weights: within 1e-6 of the f64 result", .enabled(if: KernelLevel.detected >= .avx512))
     func f32Accuracy() throws {
-        var g = Values(state: 7)
+        var g = TestRandom(seed: 7)
         for (rows, cols, tokens) in Self.shapes {
-            let w = (0..<(rows * cols)).map { _ in g.next() }
-            let x = (0..<(tokens * cols)).map { _ in g.next() }
+            let w = (0..<(rows * cols)).map { _ in g.float() }
+            let x = (0..<(tokens * cols)).map { _ in g.float() }
             let y = try #require(
                 product(w, bf16: false, rows: rows, cols: cols, x: x, tokens: tokens, level: .avx512, hiOnly: false))
             let error = worstError(y, w, rows: rows, cols: cols, x: x, tokens: tokens)
@@ -79,11 +71,11 @@ struct PackedActivationsTests {
         "bf16 weights: split activations within 2e-5 of the f64 result; bf16-rounded ones within 1e-2, and worse",
         .enabled(if: KernelLevel.detected >= .avx512bf16))
     func bf16Accuracy() throws {
-        var g = Values(state: 12345)
+        var g = TestRandom(seed: 12345)
         for (rows, cols, tokens) in Self.shapes {
             // Weights are bf16 values; activations are full f32.
-            let w = (0..<(rows * cols)).map { _ in Float(bitPattern: g.next().bitPattern & 0xFFFF_0000) }
-            let x = (0..<(tokens * cols)).map { _ in g.next() }
+            let w = (0..<(rows * cols)).map { _ in Float(bitPattern: g.float().bitPattern & 0xFFFF_0000) }
+            let x = (0..<(tokens * cols)).map { _ in g.float() }
             var errors: [Double] = []
             for hiOnly in [false, true] {
                 let y = try #require(
@@ -101,10 +93,10 @@ struct PackedActivationsTests {
         "a result is the same bytes whatever its rows, the other tokens or the threads",
         .enabled(if: KernelLevel.detected >= .avx512))
     func independence() throws {
-        var g = Values(state: 99)
+        var g = TestRandom(seed: 99)
         let (rows, cols, tokens) = (29, 77, 37)
-        let w = (0..<(rows * cols)).map { _ in Float(bitPattern: g.next().bitPattern & 0xFFFF_0000) }
-        let x = (0..<(tokens * cols)).map { _ in g.next() }
+        let w = (0..<(rows * cols)).map { _ in Float(bitPattern: g.float().bitPattern & 0xFFFF_0000) }
+        let x = (0..<(tokens * cols)).map { _ in g.float() }
         let layouts =
             KernelLevel.detected >= .avx512bf16 ? [(false, false), (true, false), (true, true)] : [(false, false)]
         for (bf16, hiOnly) in layouts {
