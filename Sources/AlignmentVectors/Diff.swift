@@ -248,7 +248,49 @@ public func diff(
                 name: plan.name, dtype: plan.base.dtype, shape: plan.base.shape, elements: plan.base.elementCount)
             doneBytes += 2 * b.count
         }
-        for spec in writer.order {
+        func record(
+            _ plan: DiffPlan,
+            _ r: (
+                diff: TensorDiff, baseDigest: UInt64, alignedDigest: UInt64, avDigest: UInt64,
+                residuals: [(Int, Double)]
+            )
+        ) {
+            results[plan.name] = r.diff
+            if r.diff.stored { header.digests[plan.name] = XXHash64.hex(r.avDigest) }
+            if r.diff.stored && !r.residuals.isEmpty { pending.append((plan.name, r.residuals)) }
+            baseDigests[plan.name] = r.baseDigest
+            alignedDigests[plan.name] = r.alignedDigest
+        }
+        let order = writer.order
+        var next = 0
+        while next < order.count {
+            // Consecutive tensors of one chunk each are diffed together, one a thread.
+            var group: [DiffPlan] = []
+            while next + group.count < order.count, group.count < engine.singlesCapacity,
+                let p = byName[order[next + group.count].name], DiffEngine.isSingle(p)
+            {
+                group.append(p)
+            }
+            if group.count > 1 {
+                let singles = engine.runSingles(
+                    group, views: group.map { (base.view($0.name)!, aligned.view($0.name)!) })
+                for (k, r) in singles.enumerated() {
+                    do {
+                        try writer.begin(order[next + k])
+                        try writer.write(r.deltas)
+                        try writer.end(keep: r.diff.stored)
+                    } catch {
+                        throw .file(error)
+                    }
+                    record(group[k], (r.diff, r.baseDigest, r.alignedDigest, r.avDigest, r.residuals))
+                    doneBytes += 2 * group[k].base.byteCount
+                    progress?(doneBytes, totalBytes)
+                }
+                next += group.count
+                continue
+            }
+            let spec = order[next]
+            next += 1
             let plan = byName[spec.name]!
             do {
                 try writer.begin(spec)
@@ -265,11 +307,7 @@ public func diff(
             } catch {
                 throw .file(error)
             }
-            results[plan.name] = r.diff
-            if r.diff.stored { header.digests[plan.name] = XXHash64.hex(r.avDigest) }
-            if r.diff.stored && !r.residuals.isEmpty { pending.append((plan.name, r.residuals)) }
-            baseDigests[plan.name] = r.baseDigest
-            alignedDigests[plan.name] = r.alignedDigest
+            record(plan, r)
         }
         // Exact remainders go last, after every dense delta.
         for (name, list) in pending {

@@ -12,7 +12,8 @@ import Tensors
     import Darwin
 #endif
 
-/// Runs diff's per-tensor work: chunks in parallel batches, output written in order.
+/// Runs diff's per-tensor work: a tensor's chunks in parallel batches, output written in order; or,
+/// for tensors of one chunk (most of a small model's), several tensors at once, one a worker.
 final class DiffEngine {
     let threads: Int
     let scratch: [Scratch]
@@ -122,8 +123,17 @@ final class DiffEngine {
             alignedDigests[c] = XXHash64.hash(UnsafeRawBufferPointer(start: ap + aLo, count: aHi - aLo))
         }
 
+        return (
+            Self.summarize(plan, stats), ContentFingerprint.tensorDigest(baseDigests),
+            ContentFingerprint.tensorDigest(alignedDigests), AVDigest.combine(avRuns), residuals.flatMap { $0 }
+        )
+    }
+
+    /// The tensor's measurements from its chunks' counts, reduced in chunk order.
+    static func summarize(_ plan: DiffPlan, _ stats: [ChunkStats]) -> TensorDiff {
         var d = TensorDiff(
-            name: plan.name, dtype: bt, shape: plan.base.shape, elements: elements, droppedRows: plan.droppedRows)
+            name: plan.name, dtype: plan.base.dtype, shape: plan.base.shape, elements: plan.base.elementCount,
+            droppedRows: plan.droppedRows)
         var sumD = 0.0
         var sumB = 0.0
         for s in stats {
@@ -139,10 +149,68 @@ final class DiffEngine {
         }
         d.deltaNorm = sumD.squareRoot()
         d.baseNorm = sumB.squareRoot()
-        return (
-            d, ContentFingerprint.tensorDigest(baseDigests), ContentFingerprint.tensorDigest(alignedDigests),
-            AVDigest.combine(avRuns),
-            residuals.flatMap { $0 }
-        )
+        return d
+    }
+
+    /// A tensor of one chunk (most of a small model's): computed beside other such tensors, one a
+    /// worker, by `runSingles`, instead of alone on one thread.
+    static func isSingle(_ plan: DiffPlan) -> Bool {
+        plan.float && plan.droppedRows == 0 && plan.base.elementCount > 0
+            && plan.base.byteCount <= ContentFingerprint.chunkBytes
+    }
+
+    /// How many single-chunk tensors `runSingles` takes at once: the output buffer's chunks.
+    var singlesCapacity: Int { 2 * threads }
+
+    /// What `runSingles` gives for one tensor: what `run` returns, and its deltas (in the engine's
+    /// output buffer, valid until the next call).
+    typealias Single = (
+        diff: TensorDiff, baseDigest: UInt64, alignedDigest: UInt64, avDigest: UInt64, residuals: [(Int, Double)],
+        deltas: UnsafeRawBufferPointer
+    )
+
+    /// Diffs single-chunk tensors (`isSingle`, at most `singlesCapacity`) in parallel, one a worker,
+    /// each exactly as `run` diffs it, and releases their input pages; the caller writes the deltas.
+    func runSingles(
+        _ plans: [DiffPlan],
+        views: [(
+            base: (bytes: UnsafeRawBufferPointer, file: SafeTensorsFile),
+            aligned: (bytes: UnsafeRawBufferPointer, file: SafeTensorsFile)
+        )]
+    ) -> [Single] {
+        precondition(plans.count <= singlesCapacity && plans.allSatisfy(Self.isSingle))
+        var results = [Single?](repeating: nil, count: plans.count)
+        results.withUnsafeMutableBufferPointer { out in
+            Parallel.forEachBalanced(plans.count, threads: threads) { w, i in
+                let plan = plans[i]
+                let (base, aligned) = views[i]
+                let n = plan.base.elementCount
+                let ssize = plan.storage.byteSize!
+                let deltas = output + i * chunkOutBytes
+                var residuals: [(Int, Double)] = []
+                let stats = Self.chunk(
+                    base: base.bytes.baseAddress!, aligned: aligned.bytes.baseAddress!, count: n,
+                    dtype: plan.base.dtype, storage: plan.storage, out: deltas, scratch: scratch[w], first: 0,
+                    residuals: &residuals)
+                var avRuns = [UInt64](repeating: 0, count: AVDigest.runs(n))
+                avRuns.withUnsafeMutableBufferPointer {
+                    AVDigest.hashRuns(deltas, first: 0, count: n, elementSize: ssize, into: $0)
+                }
+                out[i] = (
+                    Self.summarize(plan, [stats]), ContentFingerprint.tensorDigest([XXHash64.hash(base.bytes)]),
+                    ContentFingerprint.tensorDigest([XXHash64.hash(aligned.bytes)]), AVDigest.combine(avRuns),
+                    residuals, UnsafeRawBufferPointer(start: deltas, count: n * ssize)
+                )
+            }
+        }
+        // Released from this thread once the workers are done: released while another worker faults
+        // pages of the same files in, the unmapping and its TLB flushes cost more than the diff.
+        for (plan, view) in zip(plans, views) {
+            for (bytes, file) in [view.base, view.aligned] {
+                let start = file.fileOffset(of: file.info(plan.name)!)
+                file.mapping.release(start..<(start + bytes.count))
+            }
+        }
+        return results.map { $0! }
     }
 }
