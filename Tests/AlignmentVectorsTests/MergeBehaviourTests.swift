@@ -65,6 +65,39 @@ struct MergeBehaviourTests {
         #expect(outputs[0] == outputs[1])
     }
 
+    /// One-chunk tensors diffed several at a time: an unchanged one left out, exact remainders kept,
+    /// a multi-chunk tensor between the groups; λ = 1 rebuilds the aligned model.
+    @Test("one-chunk tensors diffed in groups: the same AV bytes with 1, 2 and 5 threads; λ=1 exact")
+    func oneChunkGroups() throws {
+        let dir = TemporaryDirectory()
+        // f32, so some deltas need exact remainders; "m" is two chunks, between two groups.
+        var base: [(String, [Int], [Float])] = []
+        var aligned: [(String, [Int], [Float])] = []
+        for (k, name) in ["a0", "a1", "a2", "a3", "a4", "m", "z0", "z1", "z2"].enumerated() {
+            let n = name == "m" ? 1_100_000 : [300, 70_000, 4096, 1_000_000, 17, 50_000, 9, 260_000, 3][k]
+            let b = values(n, seed: 10 + k, scale: 3)
+            base.append((name, [n], b))
+            // "a2" does not change; the others by amounts whose f32 differences are often inexact.
+            aligned.append((name, [n], name == "a2" ? b : zip(b, values(n, seed: 50 + k, scale: 2)).map { $0 * 1.3 + $1 }))
+        }
+        try writeModel(dir.file("base.safetensors"), base, dtype: .f32)
+        try writeModel(dir.file("aligned.safetensors"), aligned, dtype: .f32)
+        var outputs: [[UInt8]] = []
+        for threads in [1, 2, 5] {
+            try FileManager.default.createDirectory(atPath: dir.file("\(threads)"), withIntermediateDirectories: true)
+            let av = dir.file("\(threads)/d.av")
+            let report = try makeAV(dir.file("base.safetensors"), dir.file("aligned.safetensors"), av, threads: threads)
+            #expect(report.changedTensors == 8 && report.mismatches == 0 && report.residuals > 0)
+            let vector = try AlignmentVector(path: av)
+            #expect(!vector.deltas.map(\.name).contains("a2"))
+            let one = dir.file("\(threads)/one.safetensors")
+            _ = try mix(dir.file("base.safetensors"), [(av, 1)], one, threads: threads)
+            #expect(try tensorBytes(one) == tensorBytes(dir.file("aligned.safetensors")))
+            outputs.append(readFile(av))
+        }
+        #expect(outputs[0] == outputs[1] && outputs[1] == outputs[2])
+    }
+
     @Test("a model directory merges into a directory: shards, index, config and tokenizer copied")
     func directories() throws {
         let dir = TemporaryDirectory()
