@@ -78,7 +78,8 @@ struct MergeBehaviourTests {
             let b = values(n, seed: 10 + k, scale: 3)
             base.append((name, [n], b))
             // "a2" does not change; the others by amounts whose f32 differences are often inexact.
-            aligned.append((name, [n], name == "a2" ? b : zip(b, values(n, seed: 50 + k, scale: 2)).map { $0 * 1.3 + $1 }))
+            let changed = zip(b, values(n, seed: 50 + k, scale: 2)).map { $0 * 1.3 + $1 }
+            aligned.append((name, [n], name == "a2" ? b : changed))
         }
         try writeModel(dir.file("base.safetensors"), base, dtype: .f32)
         try writeModel(dir.file("aligned.safetensors"), aligned, dtype: .f32)
