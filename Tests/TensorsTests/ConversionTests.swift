@@ -169,7 +169,8 @@ struct BufferKernelTests {
         let specials: [Float] = [.nan, -.nan, .infinity, -.infinity, 0, -0.0, .leastNonzeroMagnitude, .greatestFiniteMagnitude, 1, -1]
         for i in 0..<count {
             let bits = random.bits()
-            out.append(i % 7 == 3 ? specials[i % specials.count] : Float(bitPattern: UInt32(truncatingIfNeeded: bits >> 32)))
+            let value = Float(bitPattern: UInt32(truncatingIfNeeded: bits >> 32))
+            out.append(i % 7 == 3 ? specials[i % specials.count] : value)
         }
         return out
     }
