@@ -1,7 +1,7 @@
-// Attention over runs of cached positions, for the AVX-512 levels, of one query or of a block of
-// queries that read each key and value once: scores four keys at a time (one folded reduction for
-// the four), softmax on 16 scores at a time (vexp.h's e^x), then the weighted sum of the values in
-// registers.
+// Attention over runs of cached positions, for the AVX-512 levels, of a block of queries that read
+// each key and value once (one query is a block of one): scores four keys at a time (one folded
+// reduction for the four), softmax on 16 scores at a time (vexp.h's e^x), then the weighted sum of
+// the values in registers.
 #include "ckernels.h"
 
 #include <math.h>
@@ -14,45 +14,11 @@
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
 
-// scores[p] = scale · q · keys[p] for p < n; returns `best` raised, lane-wise, by them (NaN never wins).
-AVX512 static __m128 score_run(const float *q, const float *keys, size_t n, size_t stride, size_t d, float scale,
-                               float *scores, __m128 best) {
-    const size_t full = d / 16 * 16;
-    const __mmask16 tail = (__mmask16)((1u << (d - full)) - 1);
-    for (size_t p = 0; p < n; p += 4) {
-        const size_t m = n - p < 4 ? n - p : 4;
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-        const float *k[4];
-        for (size_t a = 0; a < 4; a++) k[a] = keys + (p + (a < m ? a : 0)) * stride;
-        for (size_t i = 0; i <= full; i += 16) {
-            const __mmask16 mask = i < full ? (__mmask16)0xFFFF : tail;
-            if (!mask) break;
-            const __m512 qv = _mm512_maskz_loadu_ps(mask, q + i);
-            for (size_t a = 0; a < 4; a++) acc[a] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, k[a] + i), qv, acc[a]);
-        }
-        const __m128 s = _mm_mul_ps(av_reduce4(acc[0], acc[1], acc[2], acc[3]), _mm_set1_ps(scale));
-        const __mmask8 kept = (__mmask8)((1u << m) - 1);
-        _mm_mask_storeu_ps(scores + p, kept, s);
-        best = _mm_mask_max_ps(best, kept, s, best);
-    }
-    return best;
-}
-
 // The largest lane of lane-wise maxima.
 AVX512 static float largest(__m128 v) {
     v = _mm_max_ps(v, _mm_movehl_ps(v, v));
     v = _mm_max_ps(v, _mm_movehdup_ps(v));
     return _mm_cvtss_f32(v);
-}
-
-// out[i..i+16) (masked) += Σ_p weights[p] · values[p][i..] over a run.
-AVX512 static __m512 sum_run(__m512 o, const float *weights, const float *values, size_t n, size_t stride, size_t i,
-                             __mmask16 mask) {
-    for (size_t p = 0; p < n; p++) {
-        const __m512 v = _mm512_maskz_loadu_ps(mask, values + p * stride + i);
-        o = _mm512_fmadd_ps(_mm512_set1_ps(weights[p]), v, o);
-    }
-    return o;
 }
 
 // Softmax in place over scores[0 ..< all], whose largest is best: e^(s − best) on 16 scores at a
@@ -72,31 +38,15 @@ AVX512 static void softmax(float *scores, size_t all, float best) {
     }
 }
 
-AVX512 static void attend512(const float *q, const float *keys, const float *values, size_t n, const float *keys2,
-                             const float *values2, size_t n2, size_t stride, size_t d, float scale, float *scores,
-                             float *out) {
-    __m128 best = score_run(q, keys, n, stride, d, scale, scores, _mm_set1_ps(-INFINITY));
-    best = score_run(q, keys2, n2, stride, d, scale, scores + n, best);
-    softmax(scores, n + n2, largest(best));
-    const size_t full = d / 16 * 16;
-    const __mmask16 tail = (__mmask16)((1u << (d - full)) - 1);
-    for (size_t i = 0; i <= full; i += 16) {
-        const __mmask16 mask = i < full ? (__mmask16)0xFFFF : tail;
-        if (!mask) break;
-        __m512 o = sum_run(_mm512_setzero_ps(), scores, values, n, stride, i, mask);
-        o = sum_run(o, scores + n, values2, n2, stride, i, mask);
-        _mm512_mask_storeu_ps(out + i, mask, o);
-    }
-}
-
 // Queries that share both runs' starts (consecutive tokens of one segment, one head): the keys and
 // values of a step are read from memory once for all of them, then from L1. Each query's scores,
-// softmax and sums are the operations attend512 does for it alone, in the same order.
+// softmax and sums are the same operations in the same order whatever the other queries: one query
+// (av_attend) is a block of one.
 AVX512 static void attend_block512(size_t nq, const float *const *q, float *const *out, const float *keys,
                                    const float *values, size_t n, const float *keys2, const float *values2,
                                    const size_t *n2, size_t stride, size_t d, float scale, float *scores,
                                    size_t width) {
-    __m128 best[AV_ATTEND_BLOCK];  // lane-wise largest scores (NaN scores never win, as in attend512)
+    __m128 best[AV_ATTEND_BLOCK];  // lane-wise largest scores (NaN scores never win)
     for (size_t i = 0; i < nq; i++) best[i] = _mm_set1_ps(-INFINITY);
     const size_t full = d / 16 * 16;
     const __mmask16 tail = (__mmask16)((1u << (d - full)) - 1);
@@ -163,7 +113,7 @@ int av_attend_block(int level, size_t nq, const float *const *q, float *const *o
 int av_attend(int level, const float *q, const float *keys, const float *values, size_t n, const float *keys2,
               const float *values2, size_t n2, size_t stride, size_t d, float scale, float *scores, float *out) {
     if (level < AV_KERNELS_AVX512 || n + n2 == 0) return 0;
-    attend512(q, keys, values, n, keys2, values2, n2, stride, d, scale, scores, out);
+    attend_block512(1, &q, &out, keys, values, n, keys2, values2, &n2, stride, d, scale, scores, n + n2);
     return 1;
 }
 
