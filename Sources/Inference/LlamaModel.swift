@@ -348,7 +348,8 @@ final class Workspace {
         gate = make(T * intermediate)
         up = make(T * intermediate)
         rows = (0..<max(threads, 1)).map { _ in make(maxCols) }
-        scores = (0..<max(threads, 1)).map { _ in make(KernelLevel.attendBlock * context) }
+        // A worker's scores: a row of the context for each query of an attention block.
+        scores = (0..<max(threads, 1)).map { _ in make(min(T, KernelLevel.attendBlock) * context) }
         all = [x, h, q, k, v, attn, gate, up] + rows + scores
     }
 
