@@ -88,11 +88,11 @@ public struct Sampler {
     }
 }
 
-/// log Σ exp(logits), shifted by the maximum for stability: the vector kernel of `level` (AVX-512),
-/// else in f64 with libm. Both are within ~1e-6 of the exact value; each is the same on every run.
-func logSumExp(_ logits: ArraySlice<Float>, level: KernelLevel = .current) -> Double {
+/// log Σ exp(logits), shifted by the maximum for stability: the AVX-512 kernel where the level in use
+/// has it, else in f64 with libm. Both are within ~1e-6 of the exact value; each is the same on every run.
+private func logSumExp(_ logits: ArraySlice<Float>) -> Double {
     if !logits.isEmpty,
-        let fast = logits.withUnsafeBufferPointer({ level.logSumExp($0.baseAddress!, count: $0.count) })
+        let fast = logits.withUnsafeBufferPointer({ KernelLevel.current.logSumExp($0.baseAddress!, count: $0.count) })
     {
         return fast
     }
