@@ -7,8 +7,11 @@ import Testing
 /// the promise that a result does not depend on its row range, the other tokens or the threads.
 @Suite("Panel kernels")
 struct PackedActivationsTests {
-    /// A deterministic generator of values in [-1, 1).
-    static let shapes = [(7, 45, 5), (13, 64, 17), (25, 576, 33), (12, 33, 48), (9, 1003, 8), (30, 10, 2)]
+    /// (rows, cols, tokens) with every kind of tail. The last two are wide (1,101 columns, odd) and long (270 tokens, 17 panels): a kernel that
+    /// splits the columns or the tokens into blocks must join them back exactly.
+    static let shapes = [
+        (7, 45, 5), (13, 64, 17), (25, 576, 33), (12, 33, 48), (9, 1003, 8), (30, 10, 2), (14, 1101, 40), (5, 600, 270),
+    ]
 
     /// `W x` on the panel kernel at `level`: weights given as f32 values (bf16 when `bf16`).
     func product(
@@ -94,7 +97,9 @@ struct PackedActivationsTests {
         .enabled(if: KernelLevel.detected >= .avx512))
     func independence() throws {
         var g = TestRandom(seed: 99)
-        let (rows, cols, tokens) = (29, 77, 37)
+        // 613 columns (odd, 307 bf16 pairs) and 270 tokens (17 panels); tokens 254..<259 alone straddle
+        // the border of panels 15 and 16.
+        let (rows, cols, tokens) = (29, 613, 270)
         let w = (0..<(rows * cols)).map { _ in Float(bitPattern: g.float().bitPattern & 0xFFFF_0000) }
         let x = (0..<(tokens * cols)).map { _ in g.float() }
         let layouts =
@@ -106,22 +111,43 @@ struct PackedActivationsTests {
             let threaded = product(
                 w, bf16: bf16, rows: rows, cols: cols, x: x, tokens: tokens, level: level, hiOnly: hiOnly, threads: 3)
             #expect(threaded == all, "bf16 \(bf16), hi only \(hiOnly): threads change bytes")
-            // Rows 5..<20 alone, and tokens 20..<23 alone (packing and products on three threads above).
+            // Rows 5..<20 alone, and tokens 254..<259 alone (packing and products on three threads above).
             let someRows = Array(w[(5 * cols)..<(20 * cols)])
             let part = try #require(
                 product(someRows, bf16: bf16, rows: 15, cols: cols, x: x, tokens: tokens, level: level, hiOnly: hiOnly))
-            let someTokens = Array(x[(20 * cols)..<(23 * cols)])
+            let someTokens = Array(x[(254 * cols)..<(259 * cols)])
             let few = try #require(
-                product(w, bf16: bf16, rows: rows, cols: cols, x: someTokens, tokens: 3, level: level, hiOnly: hiOnly))
+                product(w, bf16: bf16, rows: rows, cols: cols, x: someTokens, tokens: 5, level: level, hiOnly: hiOnly))
             for t in 0..<tokens {
                 for r in 5..<20 { #expect(part[t * 15 + r - 5] == all[t * rows + r], "row \(r), token \(t)") }
             }
-            for t in 0..<3 {
+            for t in 0..<5 {
                 for r in 0..<rows {
-                    #expect(few[t * rows + r] == all[(20 + t) * rows + r], "row \(r), token \(20 + t)")
+                    #expect(few[t * rows + r] == all[(254 + t) * rows + r], "row \(r), token \(254 + t)")
                 }
             }
         }
+    }
+
+    @Test(
+        "f32: each result is one fused multiply-add per column in order, on wide rows and many panels",
+        .enabled(if: KernelLevel.detected >= .avx512))
+    func f32SumInOrder() throws {
+        var g = TestRandom(seed: 5)
+        let (rows, cols, tokens) = (13, 1100, 277)
+        let w = (0..<(rows * cols)).map { _ in g.float() }
+        let x = (0..<(tokens * cols)).map { _ in g.float() }
+        let y = try #require(
+            product(w, bf16: false, rows: rows, cols: cols, x: x, tokens: tokens, level: .avx512, hiOnly: false))
+        var mismatches = 0
+        for t in 0..<tokens {
+            for r in 0..<rows {
+                var sum: Float = 0
+                for i in 0..<cols { sum = sum.addingProduct(w[r * cols + i], x[t * cols + i]) }
+                if sum.bitPattern != y[t * rows + r].bitPattern { mismatches += 1 }
+            }
+        }
+        #expect(mismatches == 0, "\(mismatches) of \(rows * tokens) results differ from the sum in order")
     }
 
     @Test("levels without the kernel pack nothing")
