@@ -98,9 +98,9 @@ int av_panel_pack(int level, int layout, const float *x, size_t tokens, size_t c
 int av_panel_matmul(int level, int layout, const void *w, size_t rows, size_t cols, const void *xp, size_t tokens,
                     float *y, size_t y_stride);
 
-/// av_panel_matmul with the rows split into `threads` fixed slices of whole groups of the kernel's 12
-/// rows, run on the persistent pool (av_pool_run; the caller runs the first). The same bytes on any
-/// thread count.
+/// av_panel_matmul with the rows in chunks of whole groups of the kernel's 12 rows, which `threads`
+/// parts on the persistent pool (av_pool_run; the caller runs one) take in turn as each finishes one.
+/// The same bytes on any thread count.
 int av_panel_matmul_pool(int level, int layout, const void *w, size_t rows, size_t cols, const void *xp,
                          size_t tokens, float *y, size_t y_stride, int threads);
 
