@@ -61,6 +61,16 @@ public final class MappedFile: @unchecked Sendable {
         #endif
     }
 
+    /// Asks for the file's pages in 2 MiB folios, mapped by one page-table entry each (Linux
+    /// `MADV_HUGEPAGE` on a file mapping, where transparent huge pages are `madvise` or `always`):
+    /// pages read after this come in 2 MiB pieces, and reading a whole model at every step costs 512×
+    /// fewer TLB misses than in 4 KiB pages. Pages already cached keep their size. Harmless elsewhere.
+    public func adviseHugePages() {
+        #if os(Linux)
+            advise(0..<size, 14)  // MADV_HUGEPAGE, <linux/mman.h>
+        #endif
+    }
+
     /// Drops the pages of `range` from this process: they are clean file pages, so this only lowers
     /// resident memory; reading them again faults them back in from the page cache or disk.
     public func release(_ range: Range<Int>) { advise(range, MADV_DONTNEED) }
