@@ -46,7 +46,8 @@ for tool in llama av; do
       llama_bench -p 64 -n 0 -r 1 --no-warmup > /dev/null
       echo "$tool $state $((($(date +%s%N) - start) / 1000000)) (ms, the whole run)"
     else
-      "$bench" prefill "$model" 64 1 2 | sed -E "s/.*load ([0-9.]+) ms, first pass ([0-9.]+) ms.*/$tool $state \1 \2 (ms)/"
+      "$bench" prefill "$model" 64 1 2 |
+        sed -E "s/.*load ([0-9.]+) ms, first pass ([0-9.]+) ms.*/$tool $state \1 \2 (ms)/"
     fi
   done
 done
@@ -89,5 +90,6 @@ for name, ours, theirs in (("7B bf16, prefill pp64, exact (default)", rates("exa
                            ("7B bf16, decode tg16", rates("exact", decode), tg),
                            ("1.9B f32, prefill pp64", rates("f32", prefill), pp32),
                            ("1.9B f32, decode tg16", rates("f32", decode), tg32)):
-    print("| %s | %s | %s | %.2f |" % (name, span(theirs), span(ours), statistics.median(ours) / statistics.median(theirs)))
+    ratio = statistics.median(ours) / statistics.median(theirs)
+    print("| %s | %s | %s | %.2f |" % (name, span(theirs), span(ours), ratio))
 PY
