@@ -112,7 +112,8 @@ public struct DiffReport: Sendable {
     /// Elements that rebuild as a zero of the other sign (summed over tensors).
     public var signedZeros: Int { tensors.reduce(0) { $0 + $1.signedZeros } }
 
-    /// Relative change per block: `…layers.N` for transformer blocks, the tensor's module otherwise.
+    /// Relative change per block: `…layers.N` for transformer blocks, the tensor's module otherwise; in
+    /// natural order (layer 2 before layer 10).
     public var blocks: [(name: String, relativeChange: Double, tensors: Int)] {
         var order: [String] = []
         var sums: [String: (d: Double, b: Double, n: Int)] = [:]
@@ -122,10 +123,22 @@ public struct DiffReport: Sendable {
             let s = sums[key] ?? (0, 0, 0)
             sums[key] = (s.d + t.deltaNorm * t.deltaNorm, s.b + t.baseNorm * t.baseNorm, s.n + 1)
         }
-        return order.map { k in
+        return order.sorted(by: Self.naturalOrder).map { k in
             let s = sums[k]!
             return (k, s.b > 0 ? (s.d / s.b).squareRoot() : (s.d > 0 ? .infinity : 0), s.n)
         }
+    }
+
+    /// Names compared part by part between dots, numbers as numbers: `model.layers.2` before
+    /// `model.layers.10` (a file's order, which is by bytes, puts 10 first).
+    static func naturalOrder(_ a: String, _ b: String) -> Bool {
+        let x = a.split(separator: ".", omittingEmptySubsequences: false)
+        let y = b.split(separator: ".", omittingEmptySubsequences: false)
+        for (p, q) in zip(x, y) where p != q {
+            if let m = Int(p), let n = Int(q) { return m < n }
+            return p < q
+        }
+        return x.count < y.count
     }
 
     /// `model.layers.3.mlp.up_proj.weight` → `model.layers.3`; `lm_head.weight` → `lm_head`.
