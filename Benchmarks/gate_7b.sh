@@ -39,8 +39,9 @@ if [ -n "${MEMORY_MAX:-}" ]; then
   echo "in a memory cgroup of $MEMORY_MAX ($cg), page cache dropped"
 fi
 
-# The prompt rate of this model in passes of 512 tokens (the size of the checks' scoring passes).
-"$bench" prefill "$model" 512 2 2
+# The prompt rate of this model in passes of 512 tokens (the size of the checks' scoring passes);
+# PREFILL=0 skips it.
+[ "${PREFILL:-1}" = 0 ] || "$bench" prefill "$model" 512 2 2
 
 # The gate, its anonymous memory sampled every 0.2 s.
 report=$(mktemp)
