@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The knob on a real pretrained model, measured with av (Benchmarks/README.md, "The knob on
-# SmolLM2-135M-Instruct"): the three domain vectors of smollm2_dpo.py's models, then per domain the
+# The knob on a real pretrained model, measured with av (README.md, "The knob on a real pretrained
+# model"): the three domain vectors of smollm2_dpo.py's models, then per domain the
 # knob (sweep −1 … 4: the vectors are small and stay fluent far past λ = 1), specificity (one
 # vector at λ = 1, every domain's shares), fluency (perplexity of the held-out text at λ = 1.5 and 4),
 # the prompting baseline, the transfer to a second fine-tuning stage,
