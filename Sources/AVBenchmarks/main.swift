@@ -94,7 +94,8 @@ do {
             print("usage: av-bench gate-model OUT_DIR TOKENIZER_MODEL_DIR [LAYERS=32]")
             exit(2)
         }
-        try writeGateModel(out: args[1], tokenizerFrom: args[2], layers: args.dropFirst(3).first.flatMap { Int($0) } ?? 32)
+        let layers = args.dropFirst(3).first.flatMap { Int($0) } ?? 32
+        try writeGateModel(out: args[1], tokenizerFrom: args[2], layers: layers)
     case "7b":
         try benchEngine(
             name: "llama7b-9layers-bf16", shapes: llama7b, dtype: .bf16, maxShardSize: 2_000_000_000, workDir: workDir, repeats: 2, numpyScript: numpyScript,

@@ -7,7 +7,9 @@ import Testing
 struct DiffReportTests {
     @Test("blocks are named by layer and listed in natural order, layer 2 before layer 10")
     func blockOrder() {
-        let names = ["lm_head", "model.layers.10", "model.layers.2", "model.embed_tokens", "model.layers.1", "model.norm"]
+        let names = [
+            "lm_head", "model.layers.10", "model.layers.2", "model.embed_tokens", "model.layers.1", "model.norm",
+        ]
         #expect(
             names.sorted(by: DiffReport.naturalOrder) == [
                 "lm_head", "model.embed_tokens", "model.layers.1", "model.layers.2", "model.layers.10", "model.norm",

@@ -7,10 +7,12 @@ import Testing
 /// the promise that a result does not depend on its row range, the other tokens or the threads.
 @Suite("Panel kernels")
 struct PackedActivationsTests {
-    /// (rows, cols, tokens) with every kind of tail. The last two are wide (1,101 columns, odd) and long (270 tokens, 17 panels): a kernel that
-    /// splits the columns or the tokens into blocks must join them back exactly.
+    /// (rows, cols, tokens) with every kind of tail. The last two are wide (1,101 columns, odd) and
+    /// long (270 tokens, 17 panels): a kernel that splits the columns or the tokens into blocks must
+    /// join them back exactly.
     static let shapes = [
-        (7, 45, 5), (13, 64, 17), (25, 576, 33), (12, 33, 48), (9, 1003, 8), (30, 10, 2), (14, 1101, 40), (5, 600, 270),
+        (7, 45, 5), (13, 64, 17), (25, 576, 33), (12, 33, 48), (9, 1003, 8), (30, 10, 2), (14, 1101, 40),
+        (5, 600, 270),
     ]
 
     /// `W x` on the panel kernel at `level`: weights given as f32 values (bf16 when `bf16`).
@@ -117,7 +119,8 @@ struct PackedActivationsTests {
                 product(someRows, bf16: bf16, rows: 15, cols: cols, x: x, tokens: tokens, level: level, hiOnly: hiOnly))
             let someTokens = Array(x[(254 * cols)..<(259 * cols)])
             let few = try #require(
-                product(w, bf16: bf16, rows: rows, cols: cols, x: someTokens, tokens: 5, level: level, hiOnly: hiOnly))
+                product(
+                    w, bf16: bf16, rows: rows, cols: cols, x: someTokens, tokens: 5, level: level, hiOnly: hiOnly))
             for t in 0..<tokens {
                 for r in 5..<20 { #expect(part[t * 15 + r - 5] == all[t * rows + r], "row \(r), token \(t)") }
             }
