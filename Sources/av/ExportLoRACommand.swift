@@ -1,4 +1,5 @@
 import AlignmentVectors
+import Evaluation
 import Inference
 import SafeTensors
 import Tensors

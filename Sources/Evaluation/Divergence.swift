@@ -1,0 +1,74 @@
+import Inference
+import SafeTensors
+import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Next-token KL divergence of a model from a reference, over prompts.
+public struct KLResult: Sendable {
+    /// Prompts evaluated.
+    public var prompts: Int
+    /// The mean over prompts of KL(reference ‖ model) of the next-token distribution.
+    public var mean: Double
+    /// The largest per-prompt KL.
+    public var max: Double
+}
+
+/// Perplexity of a text: mean negative log-likelihood per scored token, and its exponential.
+public struct PerplexityResult: Sendable {
+    /// Tokens scored (every token after the first).
+    public var tokens: Int
+    /// The mean negative log-likelihood per scored token, in nats.
+    public var meanNLL: Double
+    /// e^meanNLL.
+    public var perplexity: Double { exp(meanNLL) }
+}
+
+extension LanguageModel {
+    /// Perplexity of `text` (after the tokenizer's BOS, when it adds one): every token scored once,
+    /// each with as much context as fits. A forward pass sees at most `window` tokens (default: the
+    /// model's context), so a text that fits is one pass; a longer one is scored in rolling windows
+    /// (lm-eval-harness's rolling log-likelihood): each later window scores the next `stride` tokens
+    /// (default `window / 2`) from the `window` tokens that end just before its last one, so every
+    /// token has between `window − stride + 1` and `window` tokens of context.
+    public func perplexity(text: String, window: Int? = nil, stride: Int? = nil) throws(InferenceError)
+        -> PerplexityResult
+    {
+        let prefix = tokenizer.prefixIDs
+        let tokens = prefix + tokenizer.encode(text)
+        let r = try model.rollingNLL(
+            tokens, firstTarget: max(1, prefix.count), window: window ?? model.config.maxPositionEmbeddings,
+            stride: stride)
+        guard r.tokens > 0 else { throw .input(file: "text", message: "too short: no token to predict") }
+        return PerplexityResult(tokens: r.tokens, meanNLL: r.nll / Double(r.tokens))
+    }
+
+    /// KL(reference ‖ self) of the next-token distributions after each prompt.
+    public func klDivergence(from reference: LanguageModel, prompts: [String]) throws(InferenceError) -> KLResult {
+        guard !prompts.isEmpty else { throw .input(file: "prompts", message: "no prompts: KL needs at least one") }
+        var values: [Double] = []
+        for (i, prompt) in prompts.enumerated() {
+            let ids = try context(prompt, origin: "prompt \(i + 1)")
+            let p = try reference.nextTokenLogProbabilities(ids)
+            let q = try nextTokenLogProbabilities(ids)
+            guard p.count == q.count else {
+                throw .input(file: prompt, message: "the models' vocabularies differ (\(p.count) and \(q.count))")
+            }
+            var kl = 0.0
+            for i in 0..<p.count where p[i] > -80 { kl += exp(p[i]) * (p[i] - q[i]) }
+            guard kl.isFinite else { throw .nonFinite(what: "the KL divergence after prompt \(i + 1)") }
+            values.append(max(0, kl))
+        }
+        return KLResult(
+            prompts: values.count, mean: values.reduce(0, +) / Double(max(values.count, 1)), max: values.max() ?? 0)
+    }
+}

@@ -1,0 +1,77 @@
+import SafeTensors
+import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+extension LanguageModel {
+    /// Context for a prompt: the tokenizer's prefix (BOS) and the prompt's ids. Refuses an empty
+    /// context (an empty prompt and no BOS token): the first token would have nothing to follow.
+    public func context(_ prompt: String, origin: String) throws(InferenceError) -> [Int] {
+        var ids = tokenizer.encode(prompt, addSpecialTokens: true)
+        if ids.isEmpty, let bos = model.config.bosTokenID { ids = [bos] }
+        guard !ids.isEmpty else {
+            throw .input(
+                file: origin,
+                message: "the prompt is empty and the tokenizer adds no BOS token: the response has nothing to follow")
+        }
+        return ids
+    }
+}
+
+extension LlamaModel {
+    /// Σ −log p(tokens[t] | context) for t from `firstTarget` on, in rolling windows of at most `window`
+    /// tokens advancing by `stride` (see `perplexity(text:window:stride:)` in Evaluation). Context
+    /// that is not scored runs without the output layer; scored positions run in blocks of 256, so
+    /// memory stays at one block of logits.
+    public func rollingNLL(_ tokens: [Int], firstTarget: Int, window: Int, stride: Int? = nil)
+        throws(InferenceError) -> (nll: Double, tokens: Int)
+    {
+        let window = min(window, config.maxPositionEmbeddings)
+        guard window >= 2 else {
+            throw .input(file: "window", message: "\(window) tokens: a window needs at least 2")
+        }
+        let stride = stride ?? max(1, window / 2)
+        guard stride >= 1, stride <= window else {
+            throw .input(file: "stride", message: "\(stride): the stride is 1 to the window (\(window))")
+        }
+        let V = config.vocabSize
+        var total = 0.0
+        var count = 0
+        // Scores targets first..<end from the input tokens[start..<end − 1].
+        func score(start: Int, first: Int, end: Int) throws(InferenceError) {
+            let cache = makeCache(capacity: end - 1 - start)
+            var position = start
+            if first - 1 > start {
+                _ = try forward(Array(tokens[start..<(first - 1)]), cache: cache)
+                position = first - 1
+            }
+            while position < end - 1 {
+                let blockEnd = min(end - 1, position + 256)
+                let logits = try forward(Array(tokens[position..<blockEnd]), cache: cache, allLogits: true)
+                for (k, p) in (position..<blockEnd).enumerated() {
+                    total -= logSoftmaxEntry(tokens[p + 1], of: logits[(k * V)..<((k + 1) * V)])
+                    count += 1
+                }
+                position = blockEnd
+            }
+        }
+        var end = min(tokens.count, window + 1)
+        if end > firstTarget { try score(start: 0, first: firstTarget, end: end) }
+        while end < tokens.count {
+            let next = min(tokens.count, end + stride)
+            try score(start: max(0, next - 1 - window), first: max(end, firstTarget), end: next)
+            end = next
+        }
+        guard total.isFinite else { throw .nonFinite(what: "the perplexity") }
+        return (total, count)
+    }
+}
