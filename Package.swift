@@ -55,7 +55,8 @@ let package = Package(
             resources: [.copy("Fixtures")]),
         .testTarget(
             name: "EvaluationTests",
-            dependencies: ["Evaluation", "Inference", "AlignmentVectors", "SafeTensors", "AVTestSupport"]),
+            dependencies: ["Evaluation", "Inference", "AlignmentVectors", "SafeTensors", "AVTestSupport"],
+            resources: [.copy("Fixtures")]),
         .testTarget(name: "CLITests", dependencies: ["av", "SafeTensors", "Tensors", "AVTestSupport"]),
     ]
 )
