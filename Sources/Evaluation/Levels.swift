@@ -106,6 +106,30 @@ public struct LevelsResult: Sendable, Equatable {
     /// The share of `level`, or 0 for a level the file does not have.
     public func share(of level: String) -> Double { levels.firstIndex(of: level).map { shares[$0] } ?? 0 }
 
+    /// Per level: how many prompts it won.
+    public var counts: [Int] {
+        var counts = [Int](repeating: 0, count: levels.count)
+        for w in winners { counts[w] += 1 }
+        return counts
+    }
+
+    /// The Wilson interval of the share of the level at `index`
+    /// (``Statistics/wilson(successes:trials:confidence:)``).
+    public func shareInterval(at index: Int, confidence: Double = Statistics.defaultConfidence) -> Interval {
+        Statistics.wilson(successes: counts[index], trials: winners.count, confidence: confidence)
+    }
+
+    /// Per prompt, the score of the level at `index` minus the best other level's: the values
+    /// ``meanMargins`` averages.
+    public func margins(at index: Int) -> [Double] {
+        scores.map { row in row[index] - (row.indices.filter { $0 != index }.map { row[$0] }.max() ?? row[index]) }
+    }
+
+    /// A seeded bootstrap interval of the mean margin of the level at `index`.
+    public func meanMarginInterval(at index: Int, confidence: Double = Statistics.defaultConfidence) -> Interval {
+        Statistics.bootstrapMean(margins(at: index), confidence: confidence)
+    }
+
     /// The level with the largest share (ties: the one listed first).
     public var leading: String {
         var best = 0

@@ -81,6 +81,19 @@ public struct PairsResult: Sendable {
     /// Per pair, in input order: log p(chosen) − log p(rejected).
     public var margins: [Double]
 
+    /// Pairs whose chosen completion scored higher.
+    public var wins: Int { margins.filter { $0 > 0 }.count }
+
+    /// The Wilson interval of ``accuracy``.
+    public func accuracyInterval(confidence: Double = Statistics.defaultConfidence) -> Interval {
+        Statistics.wilson(successes: wins, trials: max(pairs, 1), confidence: confidence)
+    }
+
+    /// A seeded bootstrap interval of ``meanMargin`` over the pairs.
+    public func meanMarginInterval(confidence: Double = Statistics.defaultConfidence) -> Interval {
+        Statistics.bootstrapMean(margins.isEmpty ? [0] : margins, confidence: confidence)
+    }
+
     /// A result from its measurements.
     public init(
         pairs: Int, accuracy: Double, meanMargin: Double, rewardAccuracy: Double?, meanRewardMargin: Double?,

@@ -1,3 +1,5 @@
+import Tensors
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -15,6 +17,16 @@ public struct Interval: Sendable, Equatable {
     public init(lower: Double, upper: Double) {
         self.lower = lower
         self.upper = upper
+    }
+}
+
+extension Interval {
+    /// A share and this interval of it, in percent: "81.2% [68.1–89.8]" (`decimals` for the
+    /// share, one fewer, at least none, for the bounds).
+    public func percent(of value: Double, decimals: Int = 1) -> String {
+        let bounds = "%.\(max(0, decimals - 1))f"
+        return String(cFormat: "%.\(decimals)f%%", 100 * value) + " [" + String(cFormat: bounds, 100 * lower) + "–"
+            + String(cFormat: bounds, 100 * upper) + "]"
     }
 }
 

@@ -41,6 +41,8 @@ enum CheckCommand {
               {"type": "tokenizer", "sample": "text"}                           the tokenizer round-trips the text
               {"type": "levels", "file": "l.jsonl", "level": "expert", "min_share": 0.8}   share of answers at a level
                 (or "largest": true: the level has the largest share; "score": "sum" to score by summed log-probability)
+            "confidence": 0.95 on pairs and levels passes only when that interval's lower bound (Wilson score) clears
+            the threshold, and says by how much it missed; shares are printed with their 95% intervals.
             Each may have a "name". On GitHub Actions (GITHUB_ACTIONS set) failures are also printed as ::error lines.
             """)
 
@@ -65,7 +67,7 @@ enum CheckCommand {
             p.hasPrefix("/") ? p : dir.appendingPathComponent(p).standardizedFileURL.path
         }
         // Everything a check needs is validated before any merging, and report paths too.
-        try validate(checks, recipe: recipePath, place: place)
+        let typed = try ReleaseCheck.parse(checks, recipe: recipePath, place: place)
         for key in ["--report", "--junit"] {
             if let path = args.value(key) { try ReportFile.check(path, inputs: [recipePath]) }
         }
@@ -113,20 +115,18 @@ enum CheckCommand {
             loadError = describe(error).0
         }
 
+        let subject = ReleaseCheck.Subject(
+            path: model, model: loaded, loadError: loadError, base: recipe.base, threads: threadCount,
+            load: { try LanguageModel(directory: try GGUFPaths.resolve($0)) })
         var results: [Result] = []
-        for (i, check) in checks.enumerated() {
-            let type = check["type"]?.stringValue ?? "?"
-            let name =
-                check["name"]?.stringValue
-                ?? (checks.filter { $0["type"]?.stringValue == type }.count > 1 ? "\(type) \(i + 1)" : type)
+        for check in typed {
             let t = DispatchTime.now().uptimeNanoseconds
-            var r = Result(name: name, type: type, threshold: "", measured: "", passed: false, seconds: 0)
+            var r = Result(
+                name: check.name, type: check.type, threshold: check.threshold, measured: "", passed: false, seconds: 0)
             do {
-                try evaluate(
-                    check, type: type, into: &r, model: model, lm: loaded, loadError: loadError, place: place,
-                    recipe: recipe, threads: threadCount)
+                let outcome = try check.run(on: subject)
+                (r.measured, r.passed, r.detail) = (outcome.measured, outcome.passed, outcome.detail)
             } catch {
-                r.passed = false
                 r.measured = "error"
                 r.detail = describe(error).0
             }
@@ -199,104 +199,6 @@ enum CheckCommand {
             try ReportFile.write(xml, to: junit, inputs: [recipePath])
         }
         return failed.isEmpty ? .success : .checkFailed
-    }
-
-    static func evaluate(
-        _ check: JSONValue, type: String, into r: inout Result, model: String, lm: LanguageModel?, loadError: String?,
-        place: (String) -> String, recipe: MixRecipe, threads: Int
-    ) throws {
-        func need(_ key: String) throws -> String {
-            guard let v = check[key]?.stringValue else {
-                throw CLIError(message: "check \"\(r.name)\" needs \"\(key)\"", code: .badInput)
-            }
-            return v
-        }
-        func number(_ key: String) throws -> Double {
-            guard let v = check[key]?.doubleValue else {
-                throw CLIError(message: "check \"\(r.name)\" needs a number \"\(key)\"", code: .badInput)
-            }
-            return v
-        }
-        func loadedModel() throws -> LanguageModel {
-            guard let lm else {
-                throw CLIError(message: "the model does not load: \(loadError ?? "?")", code: .badInput)
-            }
-            return lm
-        }
-        switch type {
-        case "pairs":
-            let minimum = try number("min_accuracy")
-            r.threshold = String(cFormat: "≥ %.1f%%", 100 * minimum)
-            let result = try loadedModel().evaluate(pairs: PreferencePair.load(place(try need("file"))))
-            r.measured = String(cFormat: "%.1f%%", 100 * result.accuracy)
-            r.passed = result.accuracy >= minimum
-        case "perplexity":
-            let maximum = try number("max")
-            r.threshold = "≤ \(trimmed(maximum))"
-            let result = try loadedModel().perplexity(text: try TextInput.read(place(try need("file"))))
-            r.measured = String(cFormat: "%.3f", result.perplexity)
-            r.passed = result.perplexity <= maximum
-        case "kl":
-            let maximum = try number("max")
-            r.threshold = "≤ \(trimmed(maximum))"
-            let to = check["to"]?.stringValue.map(place) ?? recipe.base
-            guard let to else {
-                throw CLIError(
-                    message: "check \"\(r.name)\": no \"to\" model and no base in the recipe", code: .badInput)
-            }
-            let prompts = try TextInput.lines(place(try need("prompts"))).map(\.text)
-            let reference = try LanguageModel(directory: to)
-            reference.model.threads = threads
-            let result = try loadedModel().klDivergence(from: reference, prompts: prompts)
-            r.measured = String(cFormat: "%.5f (max %.5f)", result.mean, result.max)
-            r.passed = result.mean <= maximum
-        case "finite":
-            r.threshold = "0 non-finite"
-            let store = try SafeTensorsModel(path: model)
-            var bad = 0
-            var firstBad: String?
-            for e in store.entries where Convert.supports(e.info.dtype) {
-                let n = try store.file(holding: e.info.name)!.floats(named: e.info.name).filter { !$0.isFinite }.count
-                if n > 0 && firstBad == nil { firstBad = e.info.name }
-                bad += n
-            }
-            r.measured = "\(bad)"
-            r.passed = bad == 0
-            if let firstBad { r.detail = "first in tensor \(JSONWriter.quoted(firstBad))" }
-        case "loads":
-            r.threshold = "loads"
-            r.measured = lm == nil ? "no" : "yes"
-            r.passed = lm != nil
-            r.detail = loadError
-        case "tokenizer":
-            let pangram = "The quick brown fox jumps over the lazy dog. 0123456789 — naïve café 🙂"
-            let sample = check["sample"]?.stringValue ?? pangram
-            r.threshold = "round-trips"
-            let tokenizer = try loadedModel().tokenizer
-            let back = tokenizer.decode(tokenizer.encode(sample))
-            r.measured = back == sample ? "yes" : "no"
-            r.passed = back == sample
-            if back != sample { r.detail = "decoded \(JSONWriter.quoted(back))" }
-        case "levels":
-            let level = try need("level")
-            let file = try LevelsFile.load(place(try need("file")))
-            let score = check["score"]?.stringValue.flatMap(LevelScore.init(rawValue:)) ?? .mean
-            let result = try loadedModel().evaluate(levels: file, score: score)
-            let share = result.share(of: level)
-            let largest = check["largest"] == .bool(true)
-            let minimum = check["min_share"]?.doubleValue
-            let atLeast = minimum.map { "\(level) ≥ " + String(cFormat: "%.0f%%", 100 * $0) }
-            r.threshold = [atLeast, largest ? "\(level) largest" : nil].compactMap { $0 }.joined(separator: ", ")
-            r.measured = zip(result.levels, result.shares).map { "\($0) \(String(cFormat: "%.0f%%", 100 * $1))" }
-                .joined(
-                    separator: ", ")
-            let others = zip(result.levels, result.shares).filter { $0.0 != level }.map(\.1).max() ?? 0
-            r.passed = (minimum.map { share >= $0 } ?? true) && (!largest || share > others)
-        default:
-            throw CLIError(
-                message: "unknown check type \"\(type)\" (pairs, perplexity, kl, finite, loads, tokenizer, levels)",
-                code: .badInput)
-        }
     }
 
     /// Escapes a GitHub Actions workflow-command message: `%`, CR and LF.

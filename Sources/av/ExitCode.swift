@@ -1,4 +1,5 @@
 import AlignmentVectors
+import Evaluation
 import GGUF
 import Inference
 import SafeTensors
@@ -46,6 +47,7 @@ func describe(_ error: any Error) -> (String, ExitCode) {
         default: (e.description, .badInput)
         }
     case let e as UsageError: (e.message, .usage)
+    case let e as ReleaseCheckError: (e.description, e.isMissingFile ? .io : .badInput)
     case let e as GGUFError: (e.description, e.isMissingFile ? .io : .badInput)
     case let e as InferenceError:
         switch e {

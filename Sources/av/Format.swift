@@ -1,3 +1,5 @@
+import Evaluation
+import SafeTensors
 import Tensors
 
 // Glibc's stdout and stderr are mutable globals to Swift 6; they are only read here.
@@ -44,6 +46,20 @@ enum Format {
         }
         return u == 0 ? "\(n) B" : String(cFormat: "%.1f ", v) + units[u]
     }
+
+    /// A share with its interval, in percent: "81.2% [68–90]".
+    static func share(_ value: Double, _ interval: Interval, decimals: Int = 1) -> String {
+        interval.percent(of: value, decimals: decimals)
+    }
+
+    /// A signed mean with its interval: "+0.1234 [+0.0521, +0.1950]".
+    static func mean(_ value: Double, _ interval: Interval, format: String = "%+.4f") -> String {
+        String(cFormat: format, value) + " [" + String(cFormat: format, interval.lower) + ", "
+            + String(cFormat: format, interval.upper) + "]"
+    }
+
+    /// An interval as JSON: `[lower, upper]`.
+    static func json(_ interval: Interval) -> JSONValue { .array([.double(interval.lower), .double(interval.upper)]) }
 
     /// Rows padded into columns; columns listed in `rightAligned` are aligned right.
     static func table(_ header: [String], _ rows: [[String]], rightAligned: Set<Int> = []) -> String {

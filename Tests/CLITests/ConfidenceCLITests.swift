@@ -1,0 +1,101 @@
+import AVTestSupport
+import Foundation
+import Testing
+
+@testable import SafeTensors
+
+/// A levels file of `count` prompts and a pairs file of the same texts, in `dir`.
+private func confidenceInputs(_ dir: TemporaryDirectory, count: Int) throws -> (levels: String, pairs: String) {
+    let topics = ["The court", "Interest", "The doctor", "A storm", "The market", "Her lawyer", "The nurse", "Rain"]
+    let answers = [(" declined to rule", " met today", " ruled for the plaintiff"), (" is not my topic", " rose", " rose by half a point")]
+    var levels: [String] = []
+    var pairs: [String] = []
+    for i in 0..<count {
+        let prompt = topics[i % topics.count] + (i >= topics.count ? " \(i)" : "")
+        let (a, g, e) = answers[i % answers.count]
+        levels.append(#"{"prompt": "\#(prompt)", "responses": {"avoid": "\#(a)", "generic": "\#(g)", "expert": "\#(e)"}}"#)
+        pairs.append(#"{"prompt": "\#(prompt)", "chosen": "\#(e)", "rejected": "\#(a)"}"#)
+    }
+    try Data(levels.joined(separator: "\n").utf8).write(to: URL(fileURLWithPath: dir.file("l.jsonl")))
+    try Data(pairs.joined(separator: "\n").utf8).write(to: URL(fileURLWithPath: dir.file("p.jsonl")))
+    return (dir.file("l.jsonl"), dir.file("p.jsonl"))
+}
+
+private func writeRecipe(_ dir: TemporaryDirectory, _ checks: String) throws -> String {
+    let path = dir.file("recipe.json")
+    try Data(#"{"checks": [\#(checks)]}"#.utf8).write(to: URL(fileURLWithPath: path))
+    return path
+}
+
+@Suite("Shares with their intervals, and checks that ask for confidence")
+struct ConfidenceCLITests {
+    @Test("eval prints Wilson intervals; a check with confidence passes exactly when the lower bound clears it")
+    func confidenceChecks() throws {
+        let dir = TemporaryDirectory()
+        let (levels, pairs) = try confidenceInputs(dir, count: 16)
+        let model = inferenceFixture("chat")
+        let eval = try runAV(["eval", "--model", model, "--levels", levels, "--pairs", pairs, "--json"])
+        #expect(eval.status == 0, "\(eval.stderr)")
+        let json = try JSONParser.parse(eval.stdout)
+        let leading = try #require(json["levels"]?["leading"]?.stringValue)
+        let share = try #require(json["levels"]?["shares"]?[leading]?.doubleValue)
+        let bounds = (json["levels"]?["shareIntervals"]?[leading]?.arrayValue ?? []).compactMap { $0.doubleValue }
+        try #require(bounds.count == 2)
+        #expect(bounds[0] < share && share <= bounds[1], "\(bounds) around \(share)")
+        let accuracy = try #require(json["pairs"]?["accuracy"]?.doubleValue)
+        let accuracyBounds = (json["pairs"]?["accuracyInterval"]?.arrayValue ?? []).compactMap { $0.doubleValue }
+        try #require(accuracyBounds.count == 2)
+        #expect(accuracyBounds[0] <= accuracy && accuracy <= accuracyBounds[1])
+        let text = try runAV(["eval", "--model", model, "--levels", levels])
+        #expect(text.stdout.contains("\(leading) ") && text.stdout.contains("–"), "\(text.stdout)")
+
+        // Just under the share: passes on the point estimate, fails on the interval, saying by how much.
+        let threshold = share - 0.01
+        for (confidence, status) in [("", Int32(0)), (#", "confidence": 0.95"#, Int32(1))] {
+            let recipe = try writeRecipe(
+                dir,
+                #"{"type": "levels", "file": "l.jsonl", "level": "\#(leading)", "min_share": \#(threshold)\#(confidence)}"#
+            )
+            let r = try runAV(["check", "--model", model, "--recipe", recipe, "--report", dir.file("r.json")])
+            #expect(r.status == status, "\(confidence): \(r.stdout) \(r.stderr)")
+            let saved = try Data(contentsOf: URL(fileURLWithPath: dir.file("r.json")))
+            let report = try JSONParser.parse(String(decoding: saved, as: UTF8.self))
+            let check = try #require(report["checks"]?.arrayValue?.first)
+            #expect(check["measured"]?.stringValue?.contains("[") == true)
+            if status == 1 {
+                #expect(check["threshold"]?.stringValue?.hasSuffix("at 95% confidence") == true)
+                #expect(check["detail"]?.stringValue?.contains("points under") == true, "\(check)")
+            }
+        }
+        // At the lower bound itself (rounded down): passes with confidence; just above it: fails.
+        for (minimum, status) in [(bounds[0] - 1e-6, Int32(0)), (bounds[0] + 1e-6, Int32(1))] {
+            let recipe = try writeRecipe(
+                dir,
+                #"{"type": "levels", "file": "l.jsonl", "level": "\#(leading)", "min_share": \#(minimum), "confidence": 0.95}"#
+            )
+            #expect(try runAV(["check", "--model", model, "--recipe", recipe]).status == status, "\(minimum)")
+        }
+        for (minimum, status) in [(accuracyBounds[0] - 1e-6, Int32(0)), (accuracyBounds[0] + 1e-6, Int32(1))] {
+            let recipe = try writeRecipe(
+                dir, #"{"type": "pairs", "file": "p.jsonl", "min_accuracy": \#(minimum), "confidence": 0.95}"#)
+            #expect(try runAV(["check", "--model", model, "--recipe", recipe]).status == status, "\(minimum)")
+        }
+    }
+
+    @Test("a confidence outside (0, 1), or without min_share, is refused before anything runs, naming check and key")
+    func badConfidence() throws {
+        let dir = TemporaryDirectory()
+        _ = try confidenceInputs(dir, count: 4)
+        let cases = [
+            (#"{"type": "levels", "file": "l.jsonl", "level": "expert", "min_share": 0.5, "confidence": 95}"#, "\"confidence\""),
+            (#"{"type": "pairs", "file": "p.jsonl", "min_accuracy": 0.5, "confidence": 0}"#, "\"confidence\""),
+            (#"{"type": "levels", "file": "l.jsonl", "level": "expert", "largest": true, "confidence": 0.9}"#, "min_share"),
+            (#"{"type": "perplexity", "file": "l.jsonl", "max": 3, "confidence": 0.9}"#, "unknown key \"confidence\""),
+        ]
+        for (check, message) in cases {
+            let recipe = try writeRecipe(dir, check)
+            let r = try runAV(["check", "--model", inferenceFixture("chat"), "--recipe", recipe])
+            #expect(r.status == 3 && r.stderr.contains("check 1") && r.stderr.contains(message), "\(r.stderr)")
+        }
+    }
+}
