@@ -31,6 +31,8 @@ public struct PerplexityResult: Sendable {
     public var meanNLL: Double
     /// e^meanNLL.
     public var perplexity: Double { exp(meanNLL) }
+    /// Per scored token, in order: its negative log-likelihood (for paired comparisons).
+    public var tokenNLL: [Double] = []
 }
 
 extension LanguageModel {
@@ -45,11 +47,14 @@ extension LanguageModel {
     {
         let prefix = tokenizer.prefixIDs
         let tokens = prefix + tokenizer.encode(text)
-        let r = try model.rollingNLL(
+        let values = try model.rollingTokenNLL(
             tokens, firstTarget: max(1, prefix.count), window: window ?? model.config.maxPositionEmbeddings,
             stride: stride)
-        guard r.tokens > 0 else { throw .input(file: "text", message: "too short: no token to predict") }
-        return PerplexityResult(tokens: r.tokens, meanNLL: r.nll / Double(r.tokens))
+        guard !values.isEmpty else { throw .input(file: "text", message: "too short: no token to predict") }
+        var total = 0.0
+        for v in values { total += v }
+        guard total.isFinite else { throw .nonFinite(what: "the perplexity") }
+        return PerplexityResult(tokens: values.count, meanNLL: total / Double(values.count), tokenNLL: values)
     }
 
     /// KL(reference ‖ self) of the next-token distributions after each prompt.

@@ -23,7 +23,7 @@ public struct ReleaseCheck: Sendable, Equatable {
     /// What the check measures and the threshold it applies; paths are resolved against the recipe.
     public enum Kind: Sendable, Equatable {
         /// Preference accuracy at least `minAccuracy`; with `confidence`, the interval's lower bound.
-        case pairs(file: String, minAccuracy: Double, confidence: Double?)
+        case pairs(file: String, minAccuracy: Double?, confidence: Double?)
         /// Perplexity of a text at most `max`.
         case perplexity(file: String, max: Double)
         /// Mean next-token KL from the `to` model (the recipe's base when nil) at most `max`.
@@ -39,10 +39,21 @@ public struct ReleaseCheck: Sendable, Equatable {
         case levels(file: String, level: String, minShare: Double?, largest: Bool, score: LevelScore, confidence: Double?)
     }
 
+    /// A model the measured proportion must not be significantly below (`"not_worse_than"`), for
+    /// `pairs` (accuracy) and `levels` (the level's share): McNemar's exact test on the same items.
+    public struct Baseline: Sendable, Equatable {
+        /// The model's path, or nil for the recipe's base (`"not_worse_than": "base"`).
+        public var model: String?
+        /// The check fails when the model is worse with a two-sided p below this (`"alpha"`, default 0.05).
+        public var alpha: Double
+    }
+
     /// The check's name in reports: its `"name"`, or its type (numbered when the type repeats).
     public var name: String
     /// What it measures.
     public var kind: Kind
+    /// The model it must not be worse than, if any.
+    public var baseline: Baseline?
 
     /// The type as recipes spell it ("pairs", "levels", …).
     public var type: String {
@@ -59,13 +70,13 @@ public struct ReleaseCheck: Sendable, Equatable {
 
     /// The keys each type takes (besides "type" and "name"): required, then optional.
     static let keys: [String: (required: [String], optional: [String])] = [
-        "pairs": (["file", "min_accuracy"], ["confidence"]),
+        "pairs": (["file"], ["min_accuracy", "confidence", "not_worse_than", "alpha"]),
         "perplexity": (["file", "max"], []),
         "kl": (["prompts", "max"], ["to"]),
         "finite": ([], []),
         "loads": ([], []),
         "tokenizer": ([], ["sample"]),
-        "levels": (["file", "level"], ["min_share", "largest", "score", "confidence"]),
+        "levels": (["file", "level"], ["min_share", "largest", "score", "confidence", "not_worse_than", "alpha"]),
     ]
 
     /// Reads a recipe's `"checks"` list. Refuses, naming the recipe, the check and the key, an
@@ -128,11 +139,31 @@ public struct ReleaseCheck: Sendable, Equatable {
                 throw fail("\(label) (\(type)): \"max\" must not be negative")
             }
             let name = try text("name")
+            var baseline: Baseline?
+            if let model = try text("not_worse_than") {
+                let path = model == "base" ? nil : place(model)
+                if let path, FileKind(of: path, followingLinks: true) == .missing {
+                    throw fail("\(label) (\(type)): \"not_worse_than\": the model \(path) does not exist", missing: true)
+                }
+                let alpha = try number("alpha") ?? 0.05
+                guard alpha > 0 && alpha < 1 else {
+                    throw fail("\(label) (\(type)): \"alpha\" is a p-value threshold between 0 and 1, not \(trimmed(alpha))")
+                }
+                baseline = Baseline(model: path, alpha: alpha)
+            } else if check["alpha"] != nil {
+                throw fail("\(label) (\(type)): \"alpha\" applies to \"not_worse_than\", which is missing")
+            }
             let kind: Kind
             switch type {
             case "pairs":
-                kind = .pairs(
-                    file: try dataFile("file")!, minAccuracy: try share("min_accuracy")!, confidence: confidence)
+                let minimum = try share("min_accuracy")
+                guard minimum != nil || baseline != nil else {
+                    throw fail("\(label) (pairs): needs \"min_accuracy\" (a share from 0 to 1) or \"not_worse_than\"")
+                }
+                if confidence != nil && minimum == nil {
+                    throw fail("\(label) (pairs): \"confidence\" applies to \"min_accuracy\", which is missing")
+                }
+                kind = .pairs(file: try dataFile("file")!, minAccuracy: minimum, confidence: confidence)
             case "perplexity":
                 kind = .perplexity(file: try dataFile("file")!, max: try number("max")!)
             case "kl":
@@ -153,8 +184,10 @@ public struct ReleaseCheck: Sendable, Equatable {
                 kind = .tokenizer(sample: sample)
             default:
                 let minShare = try share("min_share")
-                guard minShare != nil || check["largest"] != nil else {
-                    throw fail("\(label) (levels): needs \"min_share\" (a share from 0 to 1) or \"largest\": true")
+                guard minShare != nil || check["largest"] != nil || baseline != nil else {
+                    throw fail(
+                        "\(label) (levels): needs \"min_share\" (a share from 0 to 1), \"largest\": true or"
+                            + " \"not_worse_than\"")
                 }
                 var largest = false
                 if let v = check["largest"] {
@@ -184,7 +217,8 @@ public struct ReleaseCheck: Sendable, Equatable {
                     confidence: confidence)
             }
             let repeated = checks.filter { $0["type"]?.stringValue == type }.count > 1
-            parsed.append(ReleaseCheck(name: name ?? (repeated ? "\(type) \(i + 1)" : type), kind: kind))
+            parsed.append(
+                ReleaseCheck(name: name ?? (repeated ? "\(type) \(i + 1)" : type), kind: kind, baseline: baseline))
         }
         return parsed
     }

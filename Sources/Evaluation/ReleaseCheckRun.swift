@@ -54,7 +54,8 @@ extension ReleaseCheck {
     public var threshold: String {
         switch kind {
         case let .pairs(_, minimum, confidence):
-            String(cFormat: "≥ %.1f%%", 100 * minimum) + Self.atConfidence(confidence)
+            [minimum.map { String(cFormat: "≥ %.1f%%", 100 * $0) + Self.atConfidence(confidence) }, notWorse]
+                .compactMap { $0 }.joined(separator: ", ")
         case let .perplexity(_, maximum), let .kl(_, maximum, _): "≤ \(trimmed(maximum))"
         case .finite: "0 non-finite"
         case .loads: "loads"
@@ -62,7 +63,35 @@ extension ReleaseCheck {
         case let .levels(_, level, minimum, largest, _, confidence):
             [minimum.map { "\(level) ≥ " + String(cFormat: "%.0f%%", 100 * $0) }, largest ? "\(level) largest" : nil]
                 .compactMap { $0 }.joined(separator: ", ") + Self.atConfidence(confidence)
+                + (notWorse.map { (minimum != nil || largest ? ", " : "") + $0 } ?? "")
         }
+    }
+
+    /// "not worse than base (p < 0.05)", with a baseline.
+    var notWorse: String? {
+        baseline.map { "not worse than \($0.model ?? "base") (p < \(trimmed($0.alpha)))" }
+    }
+
+    /// Compares the model's per-item successes with the baseline's; a failure when the model is
+    /// lower with p below alpha.
+    func against(
+        _ baseline: Baseline, on subject: Subject, metric: String, this: [Bool],
+        other: (LanguageModel) throws -> [Bool]
+    ) throws -> (passed: Bool, note: String) {
+        guard let path = baseline.model ?? subject.base else {
+            throw ReleaseCheckError(
+                description: "check \"\(name)\": \"not_worse_than\": \"base\" but the recipe has no base",
+                isMissingFile: false)
+        }
+        let model = try subject.load(path)
+        model.model.threads = subject.threads
+        let c = Comparison.proportion(metric, this: this, other: try other(model))
+        let worse = c.difference < 0 && c.pValue < baseline.alpha
+        let note =
+            "\(metric) " + String(cFormat: "%.1f%% against %.1f%%", 100 * c.value, 100 * c.other)
+            + " for \(baseline.model ?? "base"): " + String(cFormat: "%+.1f points", 100 * c.difference)
+            + String(cFormat: ", McNemar exact p = %.3g", c.pValue) + (worse ? " < \(trimmed(baseline.alpha))" : "")
+        return (!worse, note)
     }
 
     /// Runs the check on `subject`.
@@ -77,14 +106,22 @@ extension ReleaseCheck {
         }
         switch kind {
         case let .pairs(file, minimum, confidence):
-            let r = try model().evaluate(pairs: PreferencePair.load(file))
+            let pairs = try PreferencePair.load(file)
+            let r = try model().evaluate(pairs: pairs)
             let interval = r.accuracyInterval(confidence: confidence ?? Statistics.defaultConfidence)
+            let bound = confidence == nil ? r.accuracy : interval.lower
             var outcome = Outcome(
                 threshold: threshold,
-                measured: interval.percent(of: r.accuracy, decimals: 1), passed: r.accuracy >= minimum)
-            if let confidence {
-                outcome.passed = interval.lower >= minimum
-                if !outcome.passed { outcome.detail = Self.shortfall(interval.lower, minimum, confidence) }
+                measured: interval.percent(of: r.accuracy, decimals: 1), passed: minimum.map { bound >= $0 } ?? true)
+            if let confidence, let minimum, bound < minimum {
+                outcome.detail = Self.shortfall(bound, minimum, confidence)
+            }
+            if let baseline {
+                let (passed, note) = try against(
+                    baseline, on: subject, metric: "accuracy", this: r.margins.map { $0 > 0 },
+                    other: { try $0.evaluate(pairs: pairs).margins.map { $0 > 0 } })
+                outcome.passed = outcome.passed && passed
+                outcome.detail = [outcome.detail, note].compactMap { $0 }.joined(separator: "; ")
             }
             return outcome
         case let .perplexity(file, maximum):
@@ -127,7 +164,8 @@ extension ReleaseCheck {
                 threshold: threshold, measured: back == sample ? "yes" : "no", passed: back == sample,
                 detail: back == sample ? nil : "decoded \(JSONWriter.quoted(back))")
         case let .levels(file, level, minimum, largest, score, confidence):
-            let r = try model().evaluate(levels: try LevelsFile.load(file), score: score)
+            let levels = try LevelsFile.load(file)
+            let r = try model().evaluate(levels: levels, score: score)
             let index = r.levels.firstIndex(of: level)!
             let atConfidence = confidence ?? Statistics.defaultConfidence
             let interval = r.shareInterval(at: index, confidence: atConfidence)
@@ -144,6 +182,13 @@ extension ReleaseCheck {
             outcome.passed = (minimum.map { bound >= $0 } ?? true) && (!largest || share > others)
             if let confidence, let minimum, bound < minimum {
                 outcome.detail = Self.shortfall(bound, minimum, confidence)
+            }
+            if let baseline {
+                let (passed, note) = try against(
+                    baseline, on: subject, metric: "\(level) share", this: r.winners.map { $0 == index },
+                    other: { try $0.evaluate(levels: levels, score: score).winners.map { $0 == index } })
+                outcome.passed = outcome.passed && passed
+                outcome.detail = [outcome.detail, note].compactMap { $0 }.joined(separator: "; ")
             }
             return outcome
         }

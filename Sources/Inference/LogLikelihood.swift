@@ -35,6 +35,19 @@ extension LlamaModel {
     public func rollingNLL(_ tokens: [Int], firstTarget: Int, window: Int, stride: Int? = nil)
         throws(InferenceError) -> (nll: Double, tokens: Int)
     {
+        let values = try rollingTokenNLL(tokens, firstTarget: firstTarget, window: window, stride: stride)
+        var total = 0.0
+        for v in values { total += v }
+        guard total.isFinite else { throw .nonFinite(what: "the perplexity") }
+        return (total, values.count)
+    }
+
+    /// −log p(tokens[t] | context) for each t from `firstTarget` on, in order, computed as
+    /// ``rollingNLL(_:firstTarget:window:stride:)`` computes their sum: for paired comparisons of two
+    /// models on the same text.
+    public func rollingTokenNLL(_ tokens: [Int], firstTarget: Int, window: Int, stride: Int? = nil)
+        throws(InferenceError) -> [Double]
+    {
         let window = min(window, config.maxPositionEmbeddings)
         guard window >= 2 else {
             throw .input(file: "window", message: "\(window) tokens: a window needs at least 2")
@@ -44,8 +57,7 @@ extension LlamaModel {
             throw .input(file: "stride", message: "\(stride): the stride is 1 to the window (\(window))")
         }
         let V = config.vocabSize
-        var total = 0.0
-        var count = 0
+        var values: [Double] = []
         // Scores targets first..<end from the input tokens[start..<end − 1].
         func score(start: Int, first: Int, end: Int) throws(InferenceError) {
             let cache = makeCache(capacity: end - 1 - start)
@@ -58,8 +70,7 @@ extension LlamaModel {
                 let blockEnd = min(end - 1, position + 256)
                 let logits = try forward(Array(tokens[position..<blockEnd]), cache: cache, allLogits: true)
                 for (k, p) in (position..<blockEnd).enumerated() {
-                    total -= logSoftmaxEntry(tokens[p + 1], of: logits[(k * V)..<((k + 1) * V)])
-                    count += 1
+                    values.append(-logSoftmaxEntry(tokens[p + 1], of: logits[(k * V)..<((k + 1) * V)]))
                 }
                 position = blockEnd
             }
@@ -71,7 +82,6 @@ extension LlamaModel {
             try score(start: max(0, next - 1 - window), first: max(end, firstTarget), end: next)
             end = next
         }
-        guard total.isFinite else { throw .nonFinite(what: "the perplexity") }
-        return (total, count)
+        return values
     }
 }

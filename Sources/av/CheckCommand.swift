@@ -43,6 +43,8 @@ enum CheckCommand {
                 (or "largest": true: the level has the largest share; "score": "sum" to score by summed log-probability)
             "confidence": 0.95 on pairs and levels passes only when that interval's lower bound (Wilson score) clears
             the threshold, and says by how much it missed; shares are printed with their 95% intervals.
+            "not_worse_than": "DIR" (or "base") on pairs and levels fails when the model's accuracy or share is below
+            DIR's on the same items with McNemar's exact p < "alpha" (default 0.05); min_accuracy is then optional.
             Each may have a "name". On GitHub Actions (GITHUB_ACTIONS set) failures are also printed as ::error lines.
             """)
 

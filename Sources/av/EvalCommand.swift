@@ -45,6 +45,9 @@ enum EvalCommand {
                 names: ["--kl-to"], valueName: "MODEL",
                 help: "KL(MODEL ‖ this) of next-token distributions, with --prompts"),
             OptionSpec(names: ["--prompts"], valueName: "FILE", help: "one prompt a line, for --kl-to"),
+            OptionSpec(
+                names: ["--compare"], valueName: "MODEL",
+                help: "also measure MODEL on the same inputs and test the differences (paired)"),
             OptionSpec(names: ["--json"], help: "print the results as JSON"),
             OptionSpec(names: ["--help", "-h"], help: "show this help"),
         ],
@@ -54,7 +57,9 @@ enum EvalCommand {
             per response token, or --score sum; ties go to the level listed first); printed are the share of each
             level, its mean margin over the best other level, and with --json every prompt's winner and scores.
             Brackets are 95% intervals: Wilson score intervals for shares and accuracy, a seeded bootstrap over
-            prompts for mean margins (48 prompts measure a share of 50% to about ±14 points).
+            prompts for mean margins (48 prompts measure a share of 50% to about ±14 points). --compare MODEL
+            measures MODEL on the same inputs and tests each difference: McNemar's exact test for accuracy and
+            shares (which items each model got right), a seeded paired bootstrap for margins and perplexity.
             """,
         dynamicOptionsHelp: "with --base: the coefficient of domain DOMAIN (DIR/DOMAIN.av)")
 
@@ -65,6 +70,9 @@ enum EvalCommand {
                     "nothing to measure: give --text FILE, --pairs FILE.jsonl, --levels FILE.jsonl or --kl-to MODEL"
                     + " --prompts FILE"
             )
+        }
+        if args.has("--compare") && !(args.has("--text") || args.has("--pairs") || args.has("--levels")) {
+            throw UsageError(message: "--compare goes with --text, --pairs or --levels (the measurements it compares)")
         }
         let levelsFile = try args.value("--levels").map { try LevelsFile.load($0) }
         let score = try levelScore(args)
@@ -89,8 +97,13 @@ enum EvalCommand {
             ("model", .string(args.value("--model") ?? args.value("--base") ?? ""))
         ]
         var lines: [String] = []
+        var (textResult, textInput): (PerplexityResult?, (String, Int?, Int?)?) = (nil, nil)
+        var (pairsResult, pairsInput): (PairsResult?, [PreferencePair]?) = (nil, nil)
+        var (levelsResult, levelsInput): (LevelsResult?, (LevelsFile, LevelScore, String)?) = (nil, nil)
         if let file = args.value("--text") {
-            let r = try lm.perplexity(text: try TextInput.read(file), window: window, stride: stride)
+            let body = try TextInput.read(file)
+            let r = try lm.perplexity(text: body, window: window, stride: stride)
+            (textResult, textInput) = (r, (body, window, stride))
             lines.append(
                 String(
                     cFormat: "perplexity  %.4f over %ld tokens (mean NLL %.4f nats)", r.perplexity, r.tokens, r.meanNLL)
@@ -108,6 +121,7 @@ enum EvalCommand {
             let pairs = try PreferencePair.load(file)
             let reference = try args.value("--ref").map { try LanguageModel(directory: try GGUFPaths.resolve($0)) }
             let r = try lm.evaluate(pairs: pairs, reference: reference)
+            (pairsResult, pairsInput) = (r, pairs)
             lines.append(
                 "pairs       accuracy \(Format.share(r.accuracy, r.accuracyInterval())) (\(r.wins) of \(r.pairs)),"
                     + " mean margin \(Format.mean(r.meanMargin, r.meanMarginInterval())) nats")
@@ -128,6 +142,7 @@ enum EvalCommand {
         }
         if let file = levelsFile {
             let r = try lm.evaluate(levels: file, score: score, prefix: prefix)
+            (levelsResult, levelsInput) = (r, (file, score, prefix))
             let base = prefix.isEmpty ? nil : try lm.evaluate(levels: file, score: score)
             let shares = r.levels.indices.map { "\(r.levels[$0]) \(Format.share(r.shares[$0], r.shareInterval(at: $0)))" }
                 .joined(separator: ", ")
@@ -189,6 +204,15 @@ enum EvalCommand {
                         ("max", .double(r.max)),
                     ])
                 ))
+        }
+        if let name = args.value("--compare") {
+            let other = try LanguageModel(directory: try GGUFPaths.resolve(name))
+            other.model.threads = lm.model.threads
+            let comparisons = try compare(
+                other, text: textResult, textInput: textInput, pairs: pairsResult, pairsInput: pairsInput,
+                levels: levelsResult, levelsInput: levelsInput)
+            lines += render(comparisons, with: name)
+            results.append(("compare", json(comparisons, with: name)))
         }
         print(args.has("--json") ? JSONValue.object(results).rendered(pretty: true) : lines.joined(separator: "\n"))
         if !args.has("--quiet") && !args.has("--json") {

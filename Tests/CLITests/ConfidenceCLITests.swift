@@ -99,3 +99,65 @@ struct ConfidenceCLITests {
         }
     }
 }
+
+@Suite("eval --compare: paired tests of two models on the same inputs")
+struct CompareCLITests {
+    @Test("against itself every difference is 0 with p = 1; against another model the values are each model's own")
+    func compare() throws {
+        let dir = TemporaryDirectory()
+        let (levels, pairs) = try confidenceInputs(dir, count: 12)
+        let model = inferenceFixture("chat")
+        let other = try makeAlignedChat(dir)
+        func metrics(_ a: String, _ b: String) throws -> [JSONValue] {
+            let r = try runAV(["eval", "--model", a, "--levels", levels, "--pairs", pairs, "--compare", b, "--json"])
+            #expect(r.status == 0, "\(r.stderr)")
+            return try JSONParser.parse(r.stdout)["compare"]?["metrics"]?.arrayValue ?? []
+        }
+        let same = try metrics(model, model)
+        #expect(same.count == 2 + 2 * 3)
+        for m in same {
+            #expect(m["difference"]?.doubleValue == 0 && m["p"]?.doubleValue == 1, "\(m)")
+        }
+        let own = try JSONParser.parse(try runAV(["eval", "--model", other, "--levels", levels, "--json"]).stdout)
+        let mixed = try metrics(model, other)
+        let expert = try #require(mixed.first { $0["metric"]?.stringValue == "levels expert share" })
+        #expect(expert["other"]?.doubleValue == own["levels"]?["shares"]?["expert"]?.doubleValue)
+        let onlyThis = expert["onlyThis"]?.doubleValue ?? -1
+        let onlyOther = expert["onlyOther"]?.doubleValue ?? -1
+        #expect(abs((onlyThis - onlyOther) / 12 - (expert["difference"]?.doubleValue ?? 9)) < 1e-12)
+        let text = try runAV(["eval", "--model", model, "--levels", levels, "--compare", other])
+        #expect(text.stdout.contains("McNemar exact") && text.stdout.contains("paired bootstrap"), "\(text.stdout)")
+        let lonely = try runAV(["eval", "--model", model, "--kl-to", other, "--prompts", levels, "--compare", other])
+        #expect(lonely.status == 2 && lonely.stderr.contains("--compare goes with"))
+    }
+}
+
+@Suite("Checks that a model is not worse than another")
+struct NotWorseCLITests {
+    @Test("not_worse_than fails a model significantly below the other (McNemar), passes it against itself")
+    func notWorse() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Checkpoints").path
+        let dir = TemporaryDirectory()
+        let levels = root + "/eval/medical_levels.jsonl"
+        let recipe = try writeRecipe(
+            dir,
+            #"{"type": "levels", "file": "\#(levels)", "level": "expert", "not_worse_than": "\#(root)/medical-aligned"}"#
+                + #", {"type": "levels", "file": "\#(levels)", "level": "expert", "not_worse_than": "base", "alpha": 0.01}"#)
+        var text = try String(contentsOfFile: recipe, encoding: .utf8)
+        text = text.replacingOccurrences(of: "{\"checks\"", with: "{\"base\": \"\(root)/base\", \"checks\"")
+        try text.write(toFile: recipe, atomically: true, encoding: .utf8)
+        let r = try runAV(["check", "--model", root + "/base", "--recipe", recipe, "--report", dir.file("r.json")])
+        #expect(r.status == 1, "\(r.stdout) \(r.stderr)")
+        let report = try JSONParser.parse(try String(contentsOfFile: dir.file("r.json"), encoding: .utf8))
+        let checks = report["checks"]?.arrayValue ?? []
+        try #require(checks.count == 2)
+        #expect(checks[0]["passed"] == .bool(false) && checks[1]["passed"] == .bool(true))
+        #expect(checks[0]["detail"]?.stringValue?.contains("McNemar exact p = ") == true, "\(checks[0])")
+        #expect(checks[1]["detail"]?.stringValue?.contains("+0.0 points, McNemar exact p = 1") == true, "\(checks[1])")
+        #expect(checks[1]["threshold"]?.stringValue == "not worse than base (p < 0.01)")
+        let bad = try writeRecipe(dir, #"{"type": "pairs", "file": "\#(levels)", "min_accuracy": 0.5, "alpha": 0.1}"#)
+        let refused = try runAV(["check", "--model", root + "/base", "--recipe", bad])
+        #expect(refused.status == 3 && refused.stderr.contains("\"alpha\" applies to \"not_worse_than\""))
+    }
+}
