@@ -24,6 +24,15 @@ public struct SearchPoint: Sendable, Equatable {
         self.shares = shares
     }
 
+    /// The Wilson interval of domain `domain`'s share of the level at `level`, over its `prompts`
+    /// prompts (the share is a count of prompts, so the count is exact).
+    public func shareInterval(
+        domain: Int, level: Int, prompts: Int, confidence: Double = Statistics.defaultConfidence
+    ) -> Interval {
+        let wins = Int((shares[domain][level] * Double(prompts)).rounded())
+        return Statistics.wilson(successes: min(max(wins, 0), prompts), trials: prompts, confidence: confidence)
+    }
+
     /// How far the profile is reached: over domains, the smallest lead of the target level's share
     /// over the best other level's (positive when every domain's target leads).
     public func margin(_ profile: Profile, levels: [[String]]) -> Double {

@@ -208,10 +208,5 @@ enum CheckCommand {
         s.replacingAll("%", with: "%25").replacingAll("\r", with: "%0D").replacingAll("\n", with: "%0A")
     }
 
-    static func xmlEscape(_ s: String) -> String {
-        s.replacingAll("&", with: "&amp;").replacingAll("<", with: "&lt;").replacingAll(
-            ">", with: "&gt;"
-        )
-        .replacingAll("\"", with: "&quot;")
-    }
+    static func xmlEscape(_ s: String) -> String { XML.escape(s) }
 }

@@ -75,6 +75,30 @@ enum Format {
     }
 }
 
+/// XML text and attribute values (SVG plots, JUnit reports).
+enum XML {
+    /// `s` escaped for XML text and attributes: markup characters as entities, and the control
+    /// characters XML 1.0 forbids (all below U+0020 but tab, LF and CR) as U+FFFD, so a level,
+    /// check or domain name never becomes markup or makes the file invalid.
+    static func escape(_ s: String) -> String {
+        var out = ""
+        for c in s.unicodeScalars {
+            switch c {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&apos;"
+            // Characters XML 1.0 does not allow at all: controls but tab, LF and CR; U+FFFE and U+FFFF.
+            case _ where (c.value < 0x20 && ![0x09, 0x0A, 0x0D].contains(c.value)) || c.value >= 0xFFFE && c.value <= 0xFFFF:
+                out += "\u{FFFD}"
+            default: out.unicodeScalars.append(c)
+            }
+        }
+        return out
+    }
+}
+
 /// The C standard streams, which `print` also writes through.
 enum StandardStreams {
     nonisolated(unsafe) static let output: UnsafeMutablePointer<FILE> = stdout

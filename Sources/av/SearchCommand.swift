@@ -211,107 +211,6 @@ enum SearchCommand {
         }
         return (String(item[..<eq]), String(item[item.index(after: eq)...]))
     }
-
-    static func text(
-        _ results: [ProfileResult], domains: [SearchDomain], strategy: SearchStrategy, points: Int, seconds: Double,
-        mixes: Int
-    ) -> String {
-        let reached = results.filter(\.reached).count
-        var lines = [
-            "av search: \(reached) of \(results.count) profile\(results.count == 1 ? "" : "s") reached "
-                + "(\(strategy.rawValue), \(points) mixes checked whole, \(mixes) loaded,"
-                + " \(String(cFormat: "%.1f", seconds)) s)"
-        ]
-        let profile = "profile (" + domains.map(\.name).joined(separator: "/") + ")"
-        let header = [profile, "reached"] + domains.map { "λ \($0.name)" } + ["margin"]
-        let rows = results.map { r -> [String] in
-            [r.profile.joined(separator: "/"), r.reached ? "yes" : "no"]
-                + (r.best.map { $0.lambdas.map { String(cFormat: "%+.2f", $0) } } ?? domains.map { _ in "" })
-                + [r.best == nil ? "" : String(cFormat: "%.2f", r.margin)]
-        }
-        lines.append(indent(Format.table(header, rows, rightAligned: Set(2..<header.count))))
-        if results.count == 1, let best = results[0].best {
-            lines.append("")
-            lines.append("shares at the best mix:")
-            for (d, domain) in domains.enumerated() {
-                let cells = zip(domain.levels.levels, best.shares[d]).map {
-                    "\($0) \(String(cFormat: "%.0f%%", 100 * $1))"
-                }.joined(separator: ", ")
-                lines.append("  \(domain.name): \(cells)   (target \(results[0].profile[d]))")
-            }
-            for r in results[0].runnersUp {
-                lines.append(
-                    "  runner-up: "
-                        + zip(domains, r.lambdas).map { "\($0.name) \(String(cFormat: "%+.2f", $1))" }.joined(
-                            separator: ", "))
-            }
-        }
-        return lines.joined(separator: "\n")
-    }
-
-    static func json(_ results: [ProfileResult], domains: [SearchDomain], strategy: SearchStrategy, points: Int)
-        -> JSONValue
-    {
-        func point(_ p: SearchPoint) -> JSONValue {
-            .object([
-                ("lambdas", .object(zip(domains, p.lambdas).map { ($0.name, .double($1)) })),
-                (
-                    "shares",
-                    .object(
-                        zip(domains, p.shares).map { d, s in
-                            (d.name, .object(zip(d.levels.levels, s).map { ($0, .double($1)) }))
-                        })
-                ),
-            ])
-        }
-        return .object([
-            ("strategy", .string(strategy.rawValue)), ("domains", .array(domains.map { .string($0.name) })),
-            ("mixesChecked", .int(points)),
-            ("reached", .int(results.filter(\.reached).count)), ("profiles", .int(results.count)),
-            (
-                "results",
-                .array(
-                    results.map { r in
-                        .object([
-                            ("target", .object(zip(domains, r.profile).map { ($0.name, .string($1)) })),
-                            ("reached", .bool(r.reached)),
-                            ("margin", .double(r.margin)), ("best", r.best.map(point) ?? .null),
-                            ("runnersUp", .array(r.runnersUp.map(point))),
-                        ])
-                    })
-            ),
-        ])
-    }
-
-    /// A recipe with the found mix and a levels check per domain, paths relative to the recipe.
-    static func recipe(
-        base: String, vectors: String, domains: [SearchDomain], point: SearchPoint, profile: Profile, at path: String
-    ) -> String {
-        let dir = OutputGuard.canonical(
-            Path.parent(path).isEmpty ? "." : Path.parent(path))
-        func rel(_ p: String) -> String { relativePath(OutputGuard.canonical(p), from: dir) }
-        let value = JSONValue.object([
-            (
-                "description",
-                .string(
-                    "found by av search: " + zip(domains, profile).map { "\($0.name) \($1)" }.joined(separator: ", "))
-            ),
-            ("base", .string(rel(base))), ("vectors_dir", .string(rel(vectors))),
-            ("mix", .object(zip(domains, point.lambdas).map { ($0.name, .double($1)) })),
-            (
-                "checks",
-                .array(
-                    zip(domains, profile).map { d, level in
-                        .object([
-                            ("name", .string("\(d.name) answers \(level)")), ("type", .string("levels")),
-                            ("file", .string(rel(d.levels.path))),
-                            ("level", .string(level)), ("largest", .bool(true)),
-                        ])
-                    })
-            ),
-        ])
-        return value.rendered(pretty: true) + "\n"
-    }
 }
 
 /// `path` relative to the directory `dir` (both absolute).
@@ -335,10 +234,15 @@ func rangeValues(_ text: String, option: String) throws -> [Double] {
         throw UsageError(
             message: "\(option) takes FROM:TO:STEPS with finite FROM and TO and 2 ≤ STEPS ≤ 10000, not '\(text)'")
     }
-    return (0..<steps).map { k in
+    let values = (0..<steps).map { k in
         let v = from + (to - from) * Double(k) / Double(steps - 1)
         return (v * 1e9).rounded() / 1e9  // 0.25 stays 0.25, not 0.25000000000000006
     }
+    // FROM == TO, or steps finer than the rounding, would give one point several times.
+    guard Set(values).count == values.count else {
+        throw UsageError(message: "\(option) \(text): the range gives the same λ more than once (FROM equal to TO?)")
+    }
+    return values
 }
 
 /// `--score mean|sum`.

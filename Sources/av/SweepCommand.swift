@@ -154,7 +154,11 @@ enum SweepCommand {
                     rows.map { r in
                         var o: [(key: String, value: JSONValue)] = zip(axes, r.lambdas).map { ($0.domain, .double($1)) }
                         if let p = r.pairs {
-                            o += [("accuracy", .double(p.accuracy)), ("meanMargin", .double(p.meanMargin))]
+                            o += [
+                                ("accuracy", .double(p.accuracy)), ("accuracyInterval", Format.json(p.accuracyInterval())),
+                                ("meanMargin", .double(p.meanMargin)),
+                                ("meanMarginInterval", Format.json(p.meanMarginInterval())),
+                            ]
                         }
                         if !levels.isEmpty {
                             o.append(
@@ -163,6 +167,21 @@ enum SweepCommand {
                                     .object(
                                         zip(levels, r.levels).map { l, res in
                                             (l.domain, .object(zip(res.levels, res.shares).map { ($0, .double($1)) }))
+                                        })
+                                ))
+                            o.append(
+                                (
+                                    "levelIntervals",
+                                    .object(
+                                        zip(levels, r.levels).map { l, res in
+                                            let n = l.file.items.count
+                                            return (
+                                                l.domain,
+                                                .object(
+                                                    res.levels.indices.map {
+                                                        (res.levels[$0], Format.json(interval(res.shares[$0], n)))
+                                                    })
+                                            )
                                         })
                                 ))
                         }
@@ -176,10 +195,14 @@ enum SweepCommand {
             let table = rows.map { r in
                 var cells = r.lambdas.map { String(cFormat: "%+.3f", $0) }
                 if let p = r.pairs {
-                    cells += [String(cFormat: "%.1f%%", 100 * p.accuracy), String(cFormat: "%+.4f", p.meanMargin)]
+                    cells += [
+                        Format.share(p.accuracy, p.accuracyInterval()), Format.mean(p.meanMargin, p.meanMarginInterval()),
+                    ]
                 }
-                for res in r.levels {
-                    cells.append(res.shares.map { String(cFormat: "%3.0f%%", 100 * $0) }.joined(separator: " / "))
+                for (l, res) in zip(levels, r.levels) {
+                    cells.append(
+                        res.shares.map { Format.share($0, interval($0, l.file.items.count), decimals: 0) }.joined(
+                            separator: " / "))
                 }
                 return cells
             }
@@ -190,24 +213,35 @@ enum SweepCommand {
                 "av sweep: \(what.joined(separator: ", ")) on \(given)"
                     + (prefix.isEmpty ? "" : " (with a prompt prefix)"))
             print(Format.table(header, table, rightAligned: Set(0..<header.count)))
+            print("[…]: 95% intervals (Wilson for shares and accuracy, a seeded bootstrap over pairs for margins)")
         }
         if let plot = args.value("--plot") {
             let svg: String
-            if let first = levels.first {
+            if !levels.isEmpty {
                 let index = levels.firstIndex { $0.domain == axes[0].domain } ?? 0
                 svg = SVGPlot.levels(
-                    domain: axes[0].domain, levelsDomain: levels[index].domain, levels: first.file.levels,
-                    rows: rows.map { ($0.lambdas[0], $0.levels[index].shares) })
+                    domain: axes[0].domain, levelsDomain: levels[index].domain, levels: levels[index].file.levels,
+                    prompts: levels[index].file.items.count, rows: rows.map { ($0.lambdas[0], $0.levels[index].shares) })
             } else {
                 svg = SVGPlot.render(
                     axes: axes.map { ($0.domain, $0.values) },
-                    rows: rows.map { ($0.lambdas, $0.pairs!.accuracy, $0.pairs!.meanMargin) })
+                    rows: rows.map {
+                        SVGPlot.PairsRow(
+                            lambdas: $0.lambdas, accuracy: $0.pairs!.accuracy, margin: $0.pairs!.meanMargin,
+                            accuracyInterval: $0.pairs!.accuracyInterval(),
+                            marginInterval: $0.pairs!.meanMarginInterval())
+                    })
             }
             try ReportFile.write(svg, to: plot, inputs: inputs)
             if !args.has("--json") { print("plot: \(plot)") }
         }
         return .success
     }
+}
+
+/// The Wilson interval of a share of `prompts` prompts (a share is a count of prompts).
+func interval(_ share: Double, _ prompts: Int) -> Interval {
+    Statistics.wilson(successes: min(max(Int((share * Double(prompts)).rounded()), 0), prompts), trials: prompts)
 }
 
 /// The prompt prefix of `--prefix TEXT` or `--system TEXT` (a ChatML system turn), or "".

@@ -1,3 +1,4 @@
+import Evaluation
 import Tensors
 
 #if canImport(FoundationEssentials)
@@ -7,11 +8,19 @@ import Tensors
 #endif
 
 /// A two-panel line chart (accuracy, mean margin) against λ of the first domain, one line per
-/// value of the second domain.
+/// value of the second domain, each with its 95% band. Every name is escaped for XML.
 enum SVGPlot {
-    static func render(axes: [(String, [Double])], rows: [(lambdas: [Double], accuracy: Double, margin: Double)])
-        -> String
-    {
+    /// One point of the pairs plot: λs, accuracy and mean margin with their intervals.
+    struct PairsRow {
+        var lambdas: [Double]
+        var accuracy: Double
+        var margin: Double
+        var accuracyInterval: Interval
+        var marginInterval: Interval
+    }
+
+    static func render(axes: [(String, [Double])], rows: [PairsRow]) -> String {
+        let axes = axes.map { (XML.escape($0.0), $0.1) }
         let width = 720.0
         let panel = 260.0
         let left = 70.0
@@ -19,7 +28,7 @@ enum SVGPlot {
         let xs = axes[0].1
         let (xMin, xMax) = (xs.min()!, xs.max()!)
         func x(_ v: Double) -> Double { left + (v - xMin) / max(xMax - xMin, 1e-12) * plotWidth }
-        let series: [[(lambdas: [Double], accuracy: Double, margin: Double)]] =
+        let series: [[PairsRow]] =
             axes.count == 2 ? axes[1].1.map { v in rows.filter { $0.lambdas[1] == v } } : [rows]
         let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
         var out =
@@ -28,7 +37,9 @@ enum SVGPlot {
         out += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         for (p, metric) in ["preference accuracy", "mean margin (nats)"].enumerated() {
             let top = 30.0 + Double(p) * (panel + 30)
-            let values = rows.map { p == 0 ? $0.accuracy : $0.margin }
+            let values = rows.flatMap {
+                p == 0 ? [$0.accuracy] : [$0.margin, $0.marginInterval.lower, $0.marginInterval.upper]
+            }
             var (lo, hi) = p == 0 ? (0.0, 1.0) : (values.min()!, values.max()!)
             if hi - lo < 1e-9 { (lo, hi) = (lo - 1, hi + 1) }
             func y(_ v: Double) -> Double { top + panel - 20 - (v - lo) / (hi - lo) * (panel - 40) }
@@ -49,6 +60,10 @@ enum SVGPlot {
                 let points = s.map { "\(x($0.lambdas[0])),\(y(p == 0 ? $0.accuracy : $0.margin))" }.joined(
                     separator: " ")
                 let color = colors[k % colors.count]
+                let band = s.map { p == 0 ? $0.accuracyInterval : $0.marginInterval }
+                out += polygon(
+                    upper: zip(s, band).map { (x($0.lambdas[0]), y($1.upper)) },
+                    lower: zip(s, band).map { (x($0.lambdas[0]), y($1.lower)) }, fill: color, opacity: 0.15)
                 out += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(points)\"/>\n"
                 for r in s {
                     out +=
@@ -64,13 +79,24 @@ enum SVGPlot {
         }
         return out + "</svg>\n"
     }
+
+    /// A filled band between two lines given left to right.
+    static func polygon(upper: [(Double, Double)], lower: [(Double, Double)], fill: String, opacity: Double)
+        -> String
+    {
+        let points = (upper + lower.reversed()).map { "\($0.0),\($0.1)" }.joined(separator: " ")
+        return "<polygon fill=\"\(fill)\" fill-opacity=\"\(opacity)\" stroke=\"none\" points=\"\(points)\"/>\n"
+    }
 }
 
 extension SVGPlot {
     /// The paper's figure: the share of answers at each level, stacked, against λ of one domain.
+    /// Each boundary between levels is a share of `prompts` prompts (those won by the levels
+    /// below it), drawn with its 95% Wilson band.
     static func levels(
-        domain: String, levelsDomain: String, levels: [String], rows: [(lambda: Double, shares: [Double])]
+        domain: String, levelsDomain: String, levels: [String], prompts: Int, rows: [(lambda: Double, shares: [Double])]
     ) -> String {
+        let (domain, levelsDomain, levels) = (XML.escape(domain), XML.escape(levelsDomain), levels.map(XML.escape))
         let (width, height, left, top) = (720.0, 380.0, 70.0, 40.0)
         let plotWidth = width - left - 150
         let plotHeight = height - top - 50
@@ -100,6 +126,18 @@ extension SVGPlot {
             out += "<text x=\"\(left + plotWidth + 38)\" y=\"\(top + 20 * Double(k) + 11)\">\(level)</text>\n"
             lower = upper
         }
+        // Bands over the areas, at every inner boundary.
+        var cumulative = [Double](repeating: 0, count: rows.count)
+        for k in 0..<(levels.count - 1) {
+            cumulative = zip(cumulative, rows).map { $0 + $1.shares[k] }
+            let bands = cumulative.map { interval(min($0, 1), prompts) }
+            out += polygon(
+                upper: zip(rows, bands).map { (x($0.lambda), y($1.upper)) },
+                lower: zip(rows, bands).map { (x($0.lambda), y($1.lower)) }, fill: "white", opacity: 0.45)
+        }
+        out +=
+            "<text x=\"\(left + plotWidth + 20)\" y=\"\(top + 20 * Double(levels.count) + 11)\" fill=\"#555\">"
+            + "light bands: 95%</text>\n"
         out += "<line x1=\"\(left)\" y1=\"\(y(0))\" x2=\"\(left + plotWidth)\" y2=\"\(y(0))\" stroke=\"#333\"/>\n"
         out += "<line x1=\"\(left)\" y1=\"\(y(0))\" x2=\"\(left)\" y2=\"\(y(1))\" stroke=\"#333\"/>\n"
         for v in [0.0, 0.5, 1.0] {

@@ -53,8 +53,13 @@ enum SweepShards {
                             ("lambdas", .array(r.lambdas.map { .double($0) })),
                             (
                                 "pairs",
-                                r.pairs.map { .array([.int($0.pairs), .double($0.accuracy), .double($0.meanMargin)]) }
-                                    ?? .null
+                                r.pairs.map {
+                                    .object([
+                                        ("pairs", .int($0.pairs)), ("accuracy", .double($0.accuracy)),
+                                        ("meanMargin", .double($0.meanMargin)),
+                                        ("margins", .array($0.margins.map { .double($0) })),
+                                    ])
+                                } ?? .null
                             ),
                             (
                                 "levels",
@@ -72,6 +77,38 @@ enum SweepShards {
         ])
     }
 
+    /// One row of a shard, every field checked: a malformed row is refused, never read as zeros.
+    static func row(_ r: JSONValue, in path: String, number: Int) throws -> SweepCommand.Row {
+        func fail(_ what: String) -> CLIError {
+            CLIError(message: "\(path): row \(number): \(what)", code: .badInput)
+        }
+        func numbers(_ v: JSONValue?) -> [Double]? {
+            guard let items = v?.arrayValue else { return nil }
+            let values = items.compactMap(\.doubleValue)
+            return values.count == items.count && values.allSatisfy(\.isFinite) ? values : nil
+        }
+        guard let lambdas = numbers(r["lambdas"]), !lambdas.isEmpty else { throw fail("\"lambdas\" must be numbers") }
+        var pairs: PairsResult?
+        if let p = r["pairs"], p != .null {
+            guard let n = p["pairs"]?.doubleValue, n >= 1, n == n.rounded(), let accuracy = p["accuracy"]?.doubleValue,
+                (0...1).contains(accuracy), let mean = p["meanMargin"]?.doubleValue, mean.isFinite,
+                let margins = numbers(p["margins"]), margins.count == Int(n)
+            else { throw fail("\"pairs\" must hold pairs, accuracy, meanMargin and one margin per pair") }
+            pairs = PairsResult(
+                pairs: Int(n), accuracy: accuracy, meanMargin: mean, rewardAccuracy: nil, meanRewardMargin: nil,
+                margins: margins)
+        }
+        guard let levelValues = r["levels"]?.arrayValue else { throw fail("\"levels\" must be a list") }
+        let levels = try levelValues.map { l in
+            guard let names = l["levels"]?.arrayValue?.compactMap(\.stringValue), names.count >= 2,
+                let shares = numbers(l["shares"]), shares.count == names.count, shares.allSatisfy({ (0...1).contains($0) })
+            else { throw fail("each \"levels\" entry must name its levels and give a share from 0 to 1 for each") }
+            return LevelsResult(
+                levels: names, shares: shares, meanMargins: [], winners: [], scores: [], meanPromptTokens: 0)
+        }
+        return SweepCommand.Row(lambdas: lambdas, pairs: pairs, levels: levels)
+    }
+
     /// The rows of every shard in `dir`, in grid order; refuses mismatched or missing shards.
     static func collect(_ dir: String, inputs: JSONValue, grid: [[Double]]) throws -> [SweepCommand.Row] {
         let files = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".json") }
@@ -83,10 +120,12 @@ enum SweepShards {
         for name in files {
             let path = Path.join(dir, name)
             let v = try JSONParser.parse(try TextInput.read(path))
+            // Counts are checked as numbers before they become Ints (1e19 would trap the conversion).
             guard v["format"]?.stringValue == "av-sweep-shard", let shard = v["shard"]?.doubleValue,
-                let n = v["count"]?.doubleValue
+                let n = v["count"]?.doubleValue, n >= 1, n <= Double(max(grid.count, 1)), n == n.rounded(),
+                shard >= 0, shard < n, shard == shard.rounded()
             else {
-                throw CLIError(message: "\(path): not a sweep shard written by av sweep --shard", code: .badInput)
+                throw CLIError(message: "\(path): not a sweep shard written by av sweep --shard (format, shard and count)", code: .badInput)
             }
             guard v["inputs"] == inputs else {
                 throw CLIError(
@@ -98,22 +137,11 @@ enum SweepShards {
             }
             count = Int(n)
             seen.append(Int(shard))
-            for r in v["rows"]?.arrayValue ?? [] {
-                let lambdas = r["lambdas"]?.arrayValue?.compactMap(\.doubleValue) ?? []
-                var pairs: PairsResult?
-                if let p = r["pairs"]?.arrayValue, p.count == 3 {
-                    pairs = PairsResult(
-                        pairs: Int(p[0].doubleValue ?? 0), accuracy: p[1].doubleValue ?? 0,
-                        meanMargin: p[2].doubleValue ?? 0, rewardAccuracy: nil,
-                        meanRewardMargin: nil, margins: [])
-                }
-                let levels = (r["levels"]?.arrayValue ?? []).map { l in
-                    LevelsResult(
-                        levels: l["levels"]?.arrayValue?.compactMap(\.stringValue) ?? [],
-                        shares: l["shares"]?.arrayValue?.compactMap(\.doubleValue) ?? [],
-                        meanMargins: [], winners: [], scores: [], meanPromptTokens: 0)
-                }
-                rows.append(SweepCommand.Row(lambdas: lambdas, pairs: pairs, levels: levels))
+            guard let rowValues = v["rows"]?.arrayValue else {
+                throw CLIError(message: "\(path): no \"rows\" list", code: .badInput)
+            }
+            for (k, r) in rowValues.enumerated() {
+                rows.append(try row(r, in: path, number: k + 1))
             }
         }
         let total = count ?? 0
@@ -124,7 +152,14 @@ enum SweepShards {
                     ? "\(dir): a shard is given twice"
                     : "\(dir): shards \(missing.joined(separator: ", ")) are missing", code: .badInput)
         }
-        let index = Dictionary(uniqueKeysWithValues: grid.enumerated().map { ($1, $0) })
-        return rows.sorted { (index[$0.lambdas] ?? 0) < (index[$1.lambdas] ?? 0) }
+        // The rows must be the grid's points, each once: shards of a cut-short run are refused.
+        let index = Dictionary(grid.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        let found = rows.compactMap { index[$0.lambdas] }
+        guard found.count == rows.count, Set(found).count == rows.count, rows.count == index.count else {
+            throw CLIError(
+                message: "\(dir): the shards hold \(rows.count) points, not the grid's \(index.count) points each once",
+                code: .badInput)
+        }
+        return rows.sorted { index[$0.lambdas]! < index[$1.lambdas]! }
     }
 }

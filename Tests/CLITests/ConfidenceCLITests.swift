@@ -161,3 +161,31 @@ struct NotWorseCLITests {
         #expect(refused.status == 3 && refused.stderr.contains("\"alpha\" applies to \"not_worse_than\""))
     }
 }
+
+@Suite("Names from inputs in XML reports")
+struct XMLReportCLITests {
+    @Test("level names in a sweep plot and check names in JUnit are escaped; control characters never reach XML")
+    func escaped() throws {
+        let dir = TemporaryDirectory()
+        let chat = inferenceFixture("chat")
+        #expect(try runAV(["diff", chat, try makeAlignedChat(dir), "-o", dir.file("style.av"), "-q"]).status == 0)
+        let line = #"{"prompt": "The court", "responses": {"<script>alert(1)</script>": " no", "a&b\u0001": " yes"}}"#
+        try Data(line.utf8).write(to: URL(fileURLWithPath: dir.file("l.jsonl")))
+        let sweep = try runAV([
+            "sweep", "--base", chat, "--vectors", dir.path, "--style", "0:1:2", "--levels", dir.file("l.jsonl"),
+            "--plot", dir.file("p.svg"), "-q",
+        ])
+        #expect(sweep.status == 0, "\(sweep.stderr)")
+        let svg = try String(contentsOfFile: dir.file("p.svg"), encoding: .utf8)
+        #expect(!svg.contains("<script>") && svg.contains("&lt;script&gt;") && svg.contains("a&amp;b"))
+        #expect(!svg.unicodeScalars.contains { $0.value == 1 })
+        let recipe = dir.file("recipe.json")
+        try Data(#"{"checks": [{"type": "loads", "name": "x\u0002<y>"}, {"type": "finite", "name": "\"q\""}]}"#.utf8)
+            .write(to: URL(fileURLWithPath: recipe))
+        let check = try runAV(["check", "--model", chat, "--recipe", recipe, "--junit", dir.file("j.xml")])
+        #expect(check.status == 0, "\(check.stdout) \(check.stderr)")
+        let junit = try String(contentsOfFile: dir.file("j.xml"), encoding: .utf8)
+        #expect(junit.contains("name=\"x\u{FFFD}&lt;y&gt;\"") && junit.contains("name=\"&quot;q&quot;\""), "\(junit)")
+        #expect(!junit.unicodeScalars.contains { $0.value == 2 })
+    }
+}

@@ -173,9 +173,46 @@ struct LevelsSearchCLITests {
         }
         #expect(try runAV(common + ["--collect", dir.file("parts")]).stdout == whole.stdout)
         #expect(try runAV(common + ["--collect", dir.file("parts"), "--json"]).stdout == wholeJSON.stdout)
+        // Intervals come through the shards: the margins are carried, not just their mean.
+        let rows = try JSONParser.parse(wholeJSON.stdout).arrayValue ?? []
+        #expect(rows.count == 6 && rows.allSatisfy { $0["accuracyInterval"]?.arrayValue?.count == 2 })
+        #expect(rows.allSatisfy { $0["levelIntervals"]?["style"]?["expert"]?.arrayValue?.count == 2 })
+        #expect(whole.stdout.contains("[") && whole.stdout.contains("95% intervals"))
+
+        // Malformed shards are refused, naming the file and row, never read as zeros.
+        let good = try String(contentsOfFile: dir.file("parts/p1.json"), encoding: .utf8)
+        let edits: [(String, String, String)] = [
+            ("\"accuracy\": ", "\"accuracy\": \"x\", \"was\": ", "row 1: \"pairs\""),
+            ("\"count\": 2", "\"count\": 1e19", "not a sweep shard"),
+            ("\"shares\": [", "\"shares\": [7, ", "row 1: each \"levels\""),
+        ]
+        for (from, to, message) in edits {
+            guard let range = good.range(of: from) else {
+                Issue.record("the shard has no \(from)")
+                continue
+            }
+            try good.replacingCharacters(in: range, with: to).write(
+                toFile: dir.file("parts/p1.json"), atomically: true, encoding: .utf8)
+            let bad = try runAV(common + ["--collect", dir.file("parts")])
+            #expect(bad.status == 3 && bad.stderr.contains(message), "\(to): \(bad.stderr)")
+        }
+        // Shards whose rows are not the grid's points (a row dropped) are refused.
+        let parsed = try JSONParser.parse(good)
+        guard case .object(let fields) = parsed else {
+            Issue.record("the shard is not a JSON object")
+            return
+        }
+        let cut = JSONValue.object(
+            fields.map { $0.key == "rows" ? ("rows", .array(Array(($0.value.arrayValue ?? []).dropFirst()))) : $0 })
+        try cut.rendered(pretty: true).write(toFile: dir.file("parts/p1.json"), atomically: true, encoding: .utf8)
+        let short = try runAV(common + ["--collect", dir.file("parts")])
+        #expect(short.status == 3 && short.stderr.contains("not the grid's 6 points"), "\(short.stderr)")
         try FileManager.default.removeItem(atPath: dir.file("parts/p1.json"))
         let missing = try runAV(common + ["--collect", dir.file("parts")])
         #expect(missing.status == 3 && missing.stderr.contains("shards 1/2 are missing"))
+        let same = try runAV(["sweep", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--style", "1:1:3",
+            "--pairs", dir.file("pairs.jsonl")])
+        #expect(same.status == 2 && same.stderr.contains("the same λ more than once"), "\(same.stderr)")
     }
 
     @Test("search --target writes a recipe that merge and check take as is; --transfer is recorded")
