@@ -79,7 +79,8 @@ enum DemoCommand {
         for lambda in grid {
             let r = try knob.results(at: [lambda], for: [0])[0]!
             rows.append(
-                [String(cFormat: "%+.2f", lambda)] + r.shares.map { String(cFormat: "%.0f%%", 100 * $0) } + [
+                [String(cFormat: "%+.2f", lambda)]
+                    + r.levels.indices.map { Format.share(r.shares[$0], r.shareInterval(at: $0), decimals: 0) } + [
                     bar(r.shares)
                 ])
         }
@@ -87,7 +88,8 @@ enum DemoCommand {
             indent(
                 indent(
                     Format.table(["λ medical"] + levels["medical"]!.levels + [""], rows, rightAligned: [0, 1, 2, 3]))))
-        print("   (\(elapsed(t2)); λ < 0 extrapolates away from the expert register, λ > 1 beyond the fine-tune)")
+        print("   (\(elapsed(t2)); λ < 0 extrapolates away from the expert register, λ > 1 beyond the fine-tune;")
+        print("   [lo–hi]: 95% Wilson intervals over \(levels["medical"]!.items.count) prompts)")
 
         let item = levels["medical"]!.items[0]
         let question =
@@ -138,8 +140,9 @@ enum DemoCommand {
             let r = try merged.evaluate(levels: levels[d]!)
             let ok = r.leading == level && r.share(of: level) > r.shares.filter { $0 != r.share(of: level) }.max() ?? 0
             passed = passed && ok
-            let cells = zip(r.levels, r.shares).map { "\($0) \(String(cFormat: "%.0f%%", 100 * $1))" }.joined(
-                separator: ", ")
+            let cells = r.levels.indices.map {
+                "\(r.levels[$0]) " + Format.share(r.shares[$0], r.shareInterval(at: $0), decimals: 0)
+            }.joined(separator: ", ")
             print("   check \(d) answers \(level): \(ok ? "pass" : "FAIL") (\(cells))")
         }
         print(

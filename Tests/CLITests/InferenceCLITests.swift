@@ -222,12 +222,13 @@ struct DemoCLITests {
         for step in ["1. av diff", "2. av sweep", "3. av generate", "4. av search", "done in"] {
             #expect(r.stdout.contains(step))
         }
-        // The knob table: λ, then the avoid / generic / expert shares.
+        // The knob table: λ, then the avoid / generic / expert shares, each with its interval.
         var knob: [Double: [Double]] = [:]
         for line in r.stdout.split(separator: "\n") {
             let cells = line.split(separator: " ").map(String.init)
-            guard cells.count >= 4, let lambda = Double(cells[0]), cells[1].hasSuffix("%") else { continue }
-            knob[lambda] = cells[1...3].compactMap { Double($0.dropLast()) }
+            guard cells.count >= 7, let lambda = Double(cells[0]), cells[1].hasSuffix("%") else { continue }
+            knob[lambda] = [1, 3, 5].compactMap { Double(cells[$0].dropLast()) }
+            #expect(cells[2].hasPrefix("[") && cells[2].hasSuffix("]"), "\(line)")
         }
         #expect(knob.count == 9)
         let grid = knob.keys.sorted()
