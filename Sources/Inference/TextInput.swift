@@ -59,14 +59,30 @@ public enum TextInput {
     }
 
     /// The file's lines with their 1-based numbers, CR before LF removed; blank lines left out.
+    ///
+    /// Lines are split on LF bytes, not Characters: Swift reads CR LF as one Character, so a
+    /// Character split would leave a CRLF file in one line.
     public static func lines(_ path: String) throws(InferenceError) -> [(number: Int, text: String)] {
-        let text = try read(path)
+        splitLines(try read(path))
+    }
+
+    /// `text` split as ``lines(_:)`` splits a file.
+    public static func splitLines(_ text: String) -> [(number: Int, text: String)] {
         var out: [(Int, String)] = []
-        for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            var s = Substring(line)
-            if s.hasSuffix("\r") { s = s.dropLast() }
-            if s.allSatisfy({ $0 == " " || $0 == "\t" }) { continue }
-            out.append((i + 1, String(s)))
+        let bytes = Array(text.utf8)
+        var start = 0
+        var number = 1
+        while start <= bytes.count {
+            let end = bytes[start...].firstIndex(of: 0x0A) ?? bytes.count
+            var stop = end
+            if stop > start && bytes[stop - 1] == 0x0D { stop -= 1 }
+            let line = bytes[start..<stop]
+            // Splitting at an ASCII byte keeps every line valid UTF-8.
+            if !line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) {
+                out.append((number, String(decoding: line, as: UTF8.self)))
+            }
+            start = end + 1
+            number += 1
         }
         return out
     }
