@@ -51,13 +51,8 @@ public enum GGUFConverter {
         guard arch == "llama" || arch == "qwen2" else {
             throw fail("architecture \(arch) is not supported (llama, qwen2)")
         }
-        func int(_ key: String) throws(GGUFError) -> Int {
-            guard let v = gguf.metadata["\(arch).\(key)"]?.intValue else {
-                throw fail("metadata \(arch).\(key) is missing")
-            }
-            return v
-        }
-        let heads = try int("attention.head_count")
+        try validate(gguf, arch: arch)
+        let heads = gguf.metadata["\(arch).attention.head_count"]!.intValue!
         let kvHeads = gguf.metadata["\(arch).attention.head_count_kv"]?.intValue ?? heads
         var specs: [TensorSpec] = []
         var sources: [String: GGUFTensorInfo] = [:]

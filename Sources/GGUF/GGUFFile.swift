@@ -279,6 +279,10 @@ struct Reader {
     let bytes: UnsafeRawBufferPointer
     let file: String
     var offset = 0
+    /// Elements of every metadata array read so far.
+    var arrayElements = 0
+    /// The most array elements a file may hold in all.
+    static let arrayElementLimit = 1 << 23
 
     func fail(_ message: String, at: Int? = nil) -> GGUFError {
         GGUFError(file: file, message: message, offset: at ?? offset)
@@ -340,6 +344,15 @@ struct Reader {
             guard depth == 0, elementType != 9 else { throw fail("nested arrays are not supported", at: at) }
             guard count <= UInt64(1 << 30), count <= UInt64(bytes.count - offset) else {
                 throw fail("array of \(count) elements runs past the end of the file", at: at)
+            }
+            // Memory is bounded by elements, not bytes: a value takes ~25 bytes of RAM for 1 in the
+            // file, and a sparse file is large and cheap. The largest real vocabularies need ~1.5M
+            // elements in all (tokens, scores, types and merges of 262k tokens).
+            arrayElements += Int(count)
+            guard arrayElements <= Self.arrayElementLimit else {
+                throw fail(
+                    "metadata arrays hold more than \(Self.arrayElementLimit) elements in all (this one \(count));"
+                        + " the largest vocabularies need about 1.5 million", at: at)
             }
             var items: [GGUFValue] = []
             items.reserveCapacity(Int(count))

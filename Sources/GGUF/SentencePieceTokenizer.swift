@@ -25,12 +25,14 @@ enum SentencePieceTokenizer {
             var rightLength: Int
             var order: Int
         }
+        // A cut is looked up only where both parts have the length of some token.
+        let lengths = Set(tokens.map(\.unicodeScalars.count))
         var all: [Merge] = []
         for (i, piece) in tokens.enumerated() where ids[piece] == i {
             let scalars = Array(piece.unicodeScalars)
             guard scalars.count > 1 else { continue }
             var local: [(Int, Int, String, String, Int)] = []
-            for cut in 1..<scalars.count {
+            for cut in 1..<scalars.count where lengths.contains(cut) && lengths.contains(scalars.count - cut) {
                 var left = ""
                 left.unicodeScalars.append(contentsOf: scalars[..<cut])
                 var right = ""
