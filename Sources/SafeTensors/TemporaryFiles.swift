@@ -14,7 +14,7 @@ import Tensors
 
 /// Every temporary file and directory av has made and not yet renamed into place or removed, so
 /// that SIGINT, SIGTERM or SIGHUP can remove them before the process dies (git's tempfile.c does the
-/// same). A `kill -9` cannot be caught: it may leave a hidden `.NAME.tmp-PID-RANDOM` beside the
+/// same), and `installCrashCleanup` on crash signals. A `kill -9` cannot be caught: it may leave a hidden `.NAME.tmp-PID-RANDOM` beside the
 /// destination (or `.NAME.old-PID-RANDOM` during a directory swap), which is safe to delete.
 public enum TemporaryFiles {
     private static let lock = Lock()
@@ -25,6 +25,7 @@ public enum TemporaryFiles {
     public static func register(_ path: String, directory: Bool) {
         lock.lock()
         paths[path] = directory
+        CrashCleanup.add(path, directory: directory)
         lock.unlock()
     }
 
@@ -35,6 +36,7 @@ public enum TemporaryFiles {
         defer { lock.unlock() }
         let value = try make()
         paths[path] = directory
+        CrashCleanup.add(path, directory: directory)
         return value
     }
 
@@ -42,6 +44,7 @@ public enum TemporaryFiles {
     public static func unregister(_ path: String) {
         lock.lock()
         paths[path] = nil
+        CrashCleanup.remove(path)
         lock.unlock()
     }
 
@@ -58,10 +61,20 @@ public enum TemporaryFiles {
         lock.lock()
         let all = paths
         paths = [:]
+        for path in all.keys { CrashCleanup.remove(path) }
         for (path, isDirectory) in all {
             if isDirectory { try? FileManager.default.removeItem(atPath: path) } else { unlink(path) }
         }
         if !forever { lock.unlock() }
+    }
+
+    /// Removes the registered temporaries when the process crashes (a Swift trap, an abort, a
+    /// segmentation fault), then lets the crash go on as before: see `CrashCleanup`.
+    public static func installCrashCleanup() {
+        lock.lock()
+        defer { lock.unlock() }
+        CrashCleanup.install()
+        for (path, directory) in paths { CrashCleanup.add(path, directory: directory) }
     }
 
     /// Blocks SIGINT, SIGTERM and SIGHUP in every thread and waits for them on one thread of its own,

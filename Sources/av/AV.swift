@@ -78,6 +78,7 @@ enum AV {
 
     static func main() {
         TemporaryFiles.installSignalCleanup()
+        TemporaryFiles.installCrashCleanup()
         var code = run(Array(CommandLine.arguments.dropFirst()))
         GGUFPaths.cleanUp()
         // Output that could not be written is a failed run, not a silent success.

@@ -25,7 +25,9 @@ enum GGUFPaths {
         let file = try GGUFFile(path: path)
         let dtype = try dtypeFromEnvironment()
         let bytes = GGUFConverter.convertedBytes(file, dtype: dtype)
-        let name = "av-gguf-\(UUID().uuidString)"
+        sweepStale()
+        // The PID in the name lets a later run tell a dead process's leftover from a live one's.
+        let name = "av-gguf-\(getpid())-\(UUID().uuidString)"
         let dir: String
         if let shm = memoryDirectory(fitting: bytes) {
             dir = Path.join(shm, name)
@@ -60,6 +62,21 @@ enum GGUFPaths {
             throw UsageError(message: "AV_GGUF_DTYPE must be f32, bf16 or f16, not '\(text)'")
         }
         return d
+    }
+
+    /// Removes `av-gguf-PID-…` conversions whose process is gone (it was killed with SIGKILL, or
+    /// crashed inside the allocator, where the crash cleanup cannot run), from /dev/shm and `$TMPDIR`.
+    static func sweepStale() {
+        for place in ["/dev/shm", temporaryDirectory()] {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: place)) ?? []
+            for name in names where name.hasPrefix("av-gguf-") {
+                let fields = name.dropFirst("av-gguf-".count).split(separator: "-", maxSplits: 1)
+                guard fields.count == 2, let pid = Int32(fields[0]), pid > 0, pid != getpid() else { continue }
+                // ESRCH: no such process. EPERM means it lives under another user: left alone.
+                guard kill(pid, 0) == -1, errno == ESRCH else { continue }
+                try? FileManager.default.removeItem(atPath: Path.join(place, name))
+            }
+        }
     }
 
     /// `$TMPDIR`, or /tmp.

@@ -49,3 +49,69 @@ struct GGUFInputCLITests {
         #expect(bad.status == 2 && bad.stderr.contains("AV_GGUF_DTYPE must be f32, bf16 or f16"))
     }
 }
+
+@Suite("A crash during a command that converted a .gguf")
+struct CrashCleanupCLITests {
+    @Test(
+        "SIGSEGV, SIGILL, SIGABRT and SIGBUS remove the conversion and the process dies of the signal",
+        arguments: [SIGSEGV, SIGILL, SIGABRT, SIGBUS])
+    func crash(signal: Int32) throws {
+        let dir = TemporaryDirectory()
+        let tmp = dir.file("tmp")
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        // A long text keeps eval busy for seconds after the conversion.
+        let text = dir.file("text.txt")
+        try Data(String(repeating: "The patient should take the tablets twice a day. ", count: 40_000).utf8).write(
+            to: URL(fileURLWithPath: text))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: avBinaryPath())
+        process.arguments = ["eval", "--model", ggufTestFixture("spm/llama2.gguf"), "--text", text, "--window", "64", "-q"]
+        var env = ProcessInfo.processInfo.environment
+        env["TMPDIR"] = tmp
+        env["AV_GGUF_NO_MEMORY"] = "1"
+        env["SWIFT_BACKTRACE"] = "enable=no"
+        process.environment = env
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var converted = false
+        for _ in 0..<3000 where process.isRunning {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? []
+            // The conversion is done when its directory holds the tokenizer (written last, by rename).
+            if let name = names.first(where: { $0.hasPrefix("av-gguf-\(process.processIdentifier)-") }),
+                FileManager.default.fileExists(atPath: tmp + "/" + name + "/tokenizer.json")
+            {
+                converted = true
+                break
+            }
+            usleep(10_000)
+        }
+        #expect(converted, "no conversion appeared in \(tmp)")
+        usleep(100_000)
+        kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .uncaughtSignal && process.terminationStatus == signal)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: tmp).isEmpty)
+    }
+
+    @Test("a dead process's conversion is swept by the next run; a live one's and other names are kept")
+    func staleSweep() throws {
+        let dir = TemporaryDirectory()
+        let tmp = dir.file("tmp")
+        let dead = Process()
+        dead.executableURL = URL(fileURLWithPath: "/bin/true")
+        try dead.run()
+        dead.waitUntilExit()
+        let kept = ["av-gguf-\(getpid())-live", "av-gguf-legacy", "other"]
+        for name in ["av-gguf-\(dead.processIdentifier)-stale"] + kept {
+            try FileManager.default.createDirectory(atPath: tmp + "/" + name, withIntermediateDirectories: true)
+        }
+        var env = ProcessInfo.processInfo.environment
+        env["TMPDIR"] = tmp
+        env["AV_GGUF_NO_MEMORY"] = "1"
+        let r = try runAV(
+            ["generate", "--model", ggufTestFixture("spm/llama2.gguf"), "--prompt", "Hi", "--max-tokens", "1", "-q"],
+            environment: env)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: tmp).sorted() == kept.sorted())
+    }
+}
