@@ -23,7 +23,8 @@ let package = Package(
         .target(name: "Inference", dependencies: ["Tensors", "SafeTensors", "AlignmentVectors"]),
         .target(name: "Evaluation", dependencies: ["Tensors", "SafeTensors", "AlignmentVectors", "Inference"]),
         .executableTarget(
-            name: "av", dependencies: ["Tensors", "SafeTensors", "GGUF", "AlignmentVectors", "Inference", "Evaluation"],
+            name: "av",
+            dependencies: ["Tensors", "SafeTensors", "GGUF", "AlignmentVectors", "Inference", "Evaluation"],
             plugins: ["BuildInfo"]),
         // Writes BuildInfo.swift (the git commit) into av's build before each build.
         .plugin(name: "BuildInfo", capability: .buildTool()),

@@ -42,7 +42,8 @@ public enum Comparison {
         let n = Double(this.count)
         return PairedComparison(
             metric: metric, value: Double(this.filter { $0 }.count) / n, other: Double(other.filter { $0 }.count) / n,
-            discordant: (onlyThis, onlyOther), pValue: Statistics.mcNemarExact(onlyFirst: onlyThis, onlySecond: onlyOther),
+            discordant: (onlyThis, onlyOther),
+            pValue: Statistics.mcNemarExact(onlyFirst: onlyThis, onlySecond: onlyOther),
             test: "McNemar exact")
     }
 

@@ -36,7 +36,8 @@ public struct ReleaseCheck: Sendable, Equatable {
         case tokenizer(sample: String?)
         /// The share of answers at `level` at least `minShare` (with `confidence`, the interval's
         /// lower bound), and/or the largest share.
-        case levels(file: String, level: String, minShare: Double?, largest: Bool, score: LevelScore, confidence: Double?)
+        case levels(
+            file: String, level: String, minShare: Double?, largest: Bool, score: LevelScore, confidence: Double?)
     }
 
     /// A model the measured proportion must not be significantly below (`"not_worse_than"`), for
@@ -99,8 +100,8 @@ public struct ReleaseCheck: Sendable, Equatable {
             }
             let known = Set(keys.required + keys.optional + ["type", "name"])
             if let extra = fields.first(where: { !known.contains($0.key) }) {
-                throw fail(
-                    "\(label) (\(type)): unknown key \"\(extra.key)\" (known: \(known.sorted().joined(separator: ", ")))")
+                let names = known.sorted().joined(separator: ", ")
+                throw fail("\(label) (\(type)): unknown key \"\(extra.key)\" (known: \(names))")
             }
             for key in keys.required where check[key] == nil { throw fail("\(label) (\(type)): needs \"\(key)\"") }
             func number(_ key: String) throws -> Double? {
@@ -143,11 +144,13 @@ public struct ReleaseCheck: Sendable, Equatable {
             if let model = try text("not_worse_than") {
                 let path = model == "base" ? nil : place(model)
                 if let path, FileKind(of: path, followingLinks: true) == .missing {
-                    throw fail("\(label) (\(type)): \"not_worse_than\": the model \(path) does not exist", missing: true)
+                    throw fail(
+                        "\(label) (\(type)): \"not_worse_than\": the model \(path) does not exist", missing: true)
                 }
                 let alpha = try number("alpha") ?? 0.05
                 guard alpha > 0 && alpha < 1 else {
-                    throw fail("\(label) (\(type)): \"alpha\" is a p-value threshold between 0 and 1, not \(trimmed(alpha))")
+                    throw fail(
+                        "\(label) (\(type)): \"alpha\" is a p-value threshold between 0 and 1, not \(trimmed(alpha))")
                 }
                 baseline = Baseline(model: path, alpha: alpha)
             } else if check["alpha"] != nil {
@@ -191,7 +194,9 @@ public struct ReleaseCheck: Sendable, Equatable {
                 }
                 var largest = false
                 if let v = check["largest"] {
-                    guard case .bool(let b) = v else { throw fail("\(label) (levels): \"largest\" must be true or false") }
+                    guard case .bool(let b) = v else {
+                        throw fail("\(label) (levels): \"largest\" must be true or false")
+                    }
                     largest = b
                 }
                 if confidence != nil && minShare == nil {

@@ -38,8 +38,9 @@ extension GGUFConverter {
         }
         // Rotary embeddings pair the halves of each head.
         guard headDim >= 2, headDim % 2 == 0 else {
-            throw fail("the head size is \(headDim) (\(arch).rope.dimension_count or embedding_length / head_count);"
-                + " rotary embeddings need an even size of at least 2")
+            throw fail(
+                "the head size is \(headDim) (\(arch).rope.dimension_count or embedding_length / head_count);"
+                    + " rotary embeddings need an even size of at least 2")
         }
         for t in g.tensors where t.name.hasSuffix("attn_q.weight") || t.name.hasSuffix("attn_k.weight") {
             let count = t.name.hasSuffix("attn_q.weight") ? heads : kvHeads
@@ -69,9 +70,11 @@ extension GGUFConverter {
             for (i, item) in items.enumerated() {
                 let ok =
                     key.hasSuffix("merges")
-                    ? item.stringValue != nil : key.hasSuffix("token_type") ? item.intValue != nil : item.doubleValue != nil
+                    ? item.stringValue != nil
+                    : key.hasSuffix("token_type") ? item.intValue != nil : item.doubleValue != nil
                 guard ok else {
-                    let want = key.hasSuffix("merges") ? "a string" : key.hasSuffix("token_type") ? "an integer" : "a number"
+                    let want =
+                        key.hasSuffix("merges") ? "a string" : key.hasSuffix("token_type") ? "an integer" : "a number"
                     throw fail("metadata \(key)[\(i)] is \(describe(item)), not \(want)")
                 }
             }

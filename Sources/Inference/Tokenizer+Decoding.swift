@@ -56,18 +56,20 @@ extension Tokenizer {
             case .fuse:
                 parts = [parts.joined()]
             case .strip(let content, let start, let stop):
-                parts = parts.enumerated().map { i, p in
+                // Every piece, as Hugging Face's Strip decoder does: at most `start` (`stop`) copies
+                // of `content`, and only while there are any, so a count of 10^9 costs what the text holds.
+                let c = content.unicodeScalars
+                parts = parts.map { p in
                     var s = Substring(p)
-                    let c = content.unicodeScalars
-                    if i == 0 {
-                        for _ in 0..<start where s.unicodeScalars.starts(with: c) {
-                            s = Substring(s.unicodeScalars.dropFirst(c.count))
-                        }
+                    var removed = 0
+                    while removed < start, s.unicodeScalars.starts(with: c) {
+                        s = Substring(s.unicodeScalars.dropFirst(c.count))
+                        removed += 1
                     }
-                    if i == parts.count - 1 {
-                        for _ in 0..<stop where s.unicodeScalars.reversed().starts(with: c.reversed()) {
-                            s = Substring(s.unicodeScalars.dropLast(c.count))
-                        }
+                    removed = 0
+                    while removed < stop, s.unicodeScalars.reversed().starts(with: c.reversed()) {
+                        s = Substring(s.unicodeScalars.dropLast(c.count))
+                        removed += 1
                     }
                     return String(s)
                 }

@@ -125,14 +125,23 @@ public final class Tokenizer: @unchecked Sendable {
         }
         var ranks: [MergePair: Int] = [:]
         for (i, m) in (model["merges"]?.arrayValue ?? []).enumerated() {
+            let pair: MergePair
             if let s = m.stringValue, let space = s.utf8.firstIndex(of: 0x20) {
-                ranks[MergePair(a: Array(s.utf8[..<space]), b: Array(s.utf8[s.utf8.index(after: space)...]))] = i
-            } else if let pair = m.arrayValue, pair.count == 2, let a = pair[0].stringValue, let b = pair[1].stringValue
-            {
-                ranks[MergePair(a: Array(a.utf8), b: Array(b.utf8))] = i
+                pair = MergePair(a: Array(s.utf8[..<space]), b: Array(s.utf8[s.utf8.index(after: space)...]))
+            } else if let p = m.arrayValue, p.count == 2, let a = p[0].stringValue, let b = p[1].stringValue {
+                pair = MergePair(a: Array(a.utf8), b: Array(b.utf8))
             } else {
                 throw fail("merge \(i) is neither \"a b\" nor [a, b]")
             }
+            // As Hugging Face refuses it: a merge whose parts or result are not tokens would drop text.
+            for part in [pair.a, pair.b, pair.a + pair.b] where ids[part] == nil {
+                throw fail(
+                    "merge \(i) (\(JSONWriter.quoted(String(decoding: pair.a, as: UTF8.self))),"
+                        + " \(JSONWriter.quoted(String(decoding: pair.b, as: UTF8.self)))) uses or makes"
+                        + " \(JSONWriter.quoted(String(decoding: part, as: UTF8.self))), which is not in the vocabulary"
+                )
+            }
+            ranks[pair] = i
         }
         var added: [(String, Int, Bool)] = []
         for t in root["added_tokens"]?.arrayValue ?? [] {
@@ -222,6 +231,9 @@ public final class Tokenizer: @unchecked Sendable {
                     throw fail("Split behavior \(behavior) is not supported (Isolated, Removed)")
                 }
                 let source = p["pattern"]?["String"] != nil ? Tokenizer.escapedPattern(pat) : pat
+                if let why = catastrophicRepetition(in: source) {
+                    throw fail("the Split pattern \(JSONWriter.quoted(source)) is refused: \(why)")
+                }
                 out.append(.split(try compile(source, fail), removing: behavior == "Removed"))
             case "ByteLevel":
                 out.append(
@@ -251,10 +263,17 @@ public final class Tokenizer: @unchecked Sendable {
             case "ByteFallback": out.append(.byteFallback)
             case "Fuse": out.append(.fuse)
             case "Strip":
-                out.append(
-                    .strip(
-                        d["content"]?.stringValue ?? " ", start: Int(d["start"]?.doubleValue ?? 0),
-                        stop: Int(d["stop"]?.doubleValue ?? 0)))
+                // Counts are checked as numbers before they become Ints (1e300 would trap).
+                func count(_ key: String) throws(InferenceError) -> Int {
+                    guard let value = d[key] else { return 0 }
+                    guard let v = value.doubleValue, v >= 0, v <= 1e9, v == v.rounded() else {
+                        throw fail("Strip decoder: \"\(key)\" must be a whole number from 0 to 10^9")
+                    }
+                    return Int(v)
+                }
+                let content = d["content"]?.stringValue ?? " "
+                guard !content.isEmpty else { throw fail("Strip decoder: \"content\" is empty") }
+                out.append(.strip(content, start: try count("start"), stop: try count("stop")))
             case "Metaspace":
                 out.append(
                     .metaspace(

@@ -81,8 +81,8 @@ enum DemoCommand {
             rows.append(
                 [String(cFormat: "%+.2f", lambda)]
                     + r.levels.indices.map { Format.share(r.shares[$0], r.shareInterval(at: $0), decimals: 0) } + [
-                    bar(r.shares)
-                ])
+                        bar(r.shares)
+                    ])
         }
         print(
             indent(

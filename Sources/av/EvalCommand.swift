@@ -144,8 +144,10 @@ enum EvalCommand {
             let r = try lm.evaluate(levels: file, score: score, prefix: prefix)
             (levelsResult, levelsInput) = (r, (file, score, prefix))
             let base = prefix.isEmpty ? nil : try lm.evaluate(levels: file, score: score)
-            let shares = r.levels.indices.map { "\(r.levels[$0]) \(Format.share(r.shares[$0], r.shareInterval(at: $0)))" }
-                .joined(separator: ", ")
+            let shares = r.levels.indices.map {
+                "\(r.levels[$0]) \(Format.share(r.shares[$0], r.shareInterval(at: $0)))"
+            }
+            .joined(separator: ", ")
             lines.append("levels      \(shares) over \(file.items.count) prompts; leading: \(r.leading)")
             lines.append(
                 "            mean margin over the best other level: "
@@ -164,7 +166,10 @@ enum EvalCommand {
             var obj: [(key: String, value: JSONValue)] = [
                 ("file", .string(file.path)), ("prompts", .int(file.items.count)), ("score", .string(score.rawValue)),
                 ("shares", .object(zip(r.levels, r.shares).map { ($0, .double($1)) })),
-                ("shareIntervals", .object(r.levels.indices.map { (r.levels[$0], Format.json(r.shareInterval(at: $0))) })),
+                (
+                    "shareIntervals",
+                    .object(r.levels.indices.map { (r.levels[$0], Format.json(r.shareInterval(at: $0))) })
+                ),
                 ("meanMargins", .object(zip(r.levels, r.meanMargins).map { ($0, .double($1)) })),
                 ("leading", .string(r.leading)),
                 ("meanPromptTokens", .double(r.meanPromptTokens)),

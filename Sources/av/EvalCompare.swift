@@ -40,7 +40,8 @@ extension EvalCommand {
             ]
         }
         let table = Format.table(
-            ["metric", "this", name, "difference", "only this / only it", "p", "test"], rows, rightAligned: [1, 2, 3, 5])
+            ["metric", "this", name, "difference", "only this / only it", "p", "test"], rows,
+            rightAligned: [1, 2, 3, 5])
         return ["compare     paired on the same inputs, two-sided p-values:"]
             + table.split(separator: "\n").map { "            " + $0 }
     }

@@ -90,7 +90,8 @@ enum XML {
             case "\"": out += "&quot;"
             case "'": out += "&apos;"
             // Characters XML 1.0 does not allow at all: controls but tab, LF and CR; U+FFFE and U+FFFF.
-            case _ where (c.value < 0x20 && ![0x09, 0x0A, 0x0D].contains(c.value)) || c.value >= 0xFFFE && c.value <= 0xFFFF:
+            case _
+            where (c.value < 0x20 && ![0x09, 0x0A, 0x0D].contains(c.value)) || c.value >= 0xFFFE && c.value <= 0xFFFF:
                 out += "\u{FFFD}"
             default: out.unicodeScalars.append(c)
             }

@@ -27,7 +27,10 @@ extension SearchCommand {
         let rows = results.map { r -> [String] in
             [r.profile.joined(separator: "/"), r.reached ? "yes" : "no"]
                 + (r.best.map { $0.lambdas.map { String(cFormat: "%+.2f", $0) } } ?? domains.map { _ in "" })
-                + [r.best == nil ? "" : marginText(r.margin, domains: domains), r.best.map { targets($0, r, domains) } ?? ""]
+                + [
+                    r.best == nil ? "" : marginText(r.margin, domains: domains),
+                    r.best.map { targets($0, r, domains) } ?? "",
+                ]
         }
         lines.append(indent(Format.table(header, rows, rightAligned: Set(2..<header.count))))
         if results.count == 1, let best = results[0].best {
@@ -37,7 +40,8 @@ extension SearchCommand {
                 let n = domain.levels.items.count
                 let cells = domain.levels.levels.indices.map {
                     "\(domain.levels.levels[$0]) "
-                        + best.shareInterval(domain: d, level: $0, prompts: n).percent(of: best.shares[d][$0], decimals: 0)
+                        + best.shareInterval(domain: d, level: $0, prompts: n).percent(
+                            of: best.shares[d][$0], decimals: 0)
                 }.joined(separator: ", ")
                 lines.append("  \(domain.name): \(cells)   (target \(results[0].profile[d]))")
             }

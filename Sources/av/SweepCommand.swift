@@ -155,7 +155,8 @@ enum SweepCommand {
                         var o: [(key: String, value: JSONValue)] = zip(axes, r.lambdas).map { ($0.domain, .double($1)) }
                         if let p = r.pairs {
                             o += [
-                                ("accuracy", .double(p.accuracy)), ("accuracyInterval", Format.json(p.accuracyInterval())),
+                                ("accuracy", .double(p.accuracy)),
+                                ("accuracyInterval", Format.json(p.accuracyInterval())),
                                 ("meanMargin", .double(p.meanMargin)),
                                 ("meanMarginInterval", Format.json(p.meanMarginInterval())),
                             ]
@@ -196,7 +197,8 @@ enum SweepCommand {
                 var cells = r.lambdas.map { String(cFormat: "%+.3f", $0) }
                 if let p = r.pairs {
                     cells += [
-                        Format.share(p.accuracy, p.accuracyInterval()), Format.mean(p.meanMargin, p.meanMarginInterval()),
+                        Format.share(p.accuracy, p.accuracyInterval()),
+                        Format.mean(p.meanMargin, p.meanMarginInterval()),
                     ]
                 }
                 for (l, res) in zip(levels, r.levels) {
@@ -221,7 +223,8 @@ enum SweepCommand {
                 let index = levels.firstIndex { $0.domain == axes[0].domain } ?? 0
                 svg = SVGPlot.levels(
                     domain: axes[0].domain, levelsDomain: levels[index].domain, levels: levels[index].file.levels,
-                    prompts: levels[index].file.items.count, rows: rows.map { ($0.lambdas[0], $0.levels[index].shares) })
+                    prompts: levels[index].file.items.count, rows: rows.map { ($0.lambdas[0], $0.levels[index].shares) }
+                )
             } else {
                 svg = SVGPlot.render(
                     axes: axes.map { ($0.domain, $0.values) },

@@ -101,7 +101,8 @@ enum SweepShards {
         guard let levelValues = r["levels"]?.arrayValue else { throw fail("\"levels\" must be a list") }
         let levels = try levelValues.map { l in
             guard let names = l["levels"]?.arrayValue?.compactMap(\.stringValue), names.count >= 2,
-                let shares = numbers(l["shares"]), shares.count == names.count, shares.allSatisfy({ (0...1).contains($0) })
+                let shares = numbers(l["shares"]), shares.count == names.count,
+                shares.allSatisfy({ (0...1).contains($0) })
             else { throw fail("each \"levels\" entry must name its levels and give a share from 0 to 1 for each") }
             return LevelsResult(
                 levels: names, shares: shares, meanMargins: [], winners: [], scores: [], meanPromptTokens: 0)
@@ -125,7 +126,9 @@ enum SweepShards {
                 let n = v["count"]?.doubleValue, n >= 1, n <= Double(max(grid.count, 1)), n == n.rounded(),
                 shard >= 0, shard < n, shard == shard.rounded()
             else {
-                throw CLIError(message: "\(path): not a sweep shard written by av sweep --shard (format, shard and count)", code: .badInput)
+                throw CLIError(
+                    message: "\(path): not a sweep shard written by av sweep --shard (format, shard and count)",
+                    code: .badInput)
             }
             guard v["inputs"] == inputs else {
                 throw CLIError(

@@ -7,13 +7,17 @@ import Testing
 /// A levels file of `count` prompts and a pairs file of the same texts, in `dir`.
 private func confidenceInputs(_ dir: TemporaryDirectory, count: Int) throws -> (levels: String, pairs: String) {
     let topics = ["The court", "Interest", "The doctor", "A storm", "The market", "Her lawyer", "The nurse", "Rain"]
-    let answers = [(" declined to rule", " met today", " ruled for the plaintiff"), (" is not my topic", " rose", " rose by half a point")]
+    let answers = [
+        (" declined to rule", " met today", " ruled for the plaintiff"),
+        (" is not my topic", " rose", " rose by half a point"),
+    ]
     var levels: [String] = []
     var pairs: [String] = []
     for i in 0..<count {
         let prompt = topics[i % topics.count] + (i >= topics.count ? " \(i)" : "")
         let (a, g, e) = answers[i % answers.count]
-        levels.append(#"{"prompt": "\#(prompt)", "responses": {"avoid": "\#(a)", "generic": "\#(g)", "expert": "\#(e)"}}"#)
+        levels.append(
+            #"{"prompt": "\#(prompt)", "responses": {"avoid": "\#(a)", "generic": "\#(g)", "expert": "\#(e)"}}"#)
         pairs.append(#"{"prompt": "\#(prompt)", "chosen": "\#(e)", "rejected": "\#(a)"}"#)
     }
     try Data(levels.joined(separator: "\n").utf8).write(to: URL(fileURLWithPath: dir.file("l.jsonl")))
@@ -87,9 +91,15 @@ struct ConfidenceCLITests {
         let dir = TemporaryDirectory()
         _ = try confidenceInputs(dir, count: 4)
         let cases = [
-            (#"{"type": "levels", "file": "l.jsonl", "level": "expert", "min_share": 0.5, "confidence": 95}"#, "\"confidence\""),
+            (
+                #"{"type": "levels", "file": "l.jsonl", "level": "expert", "min_share": 0.5, "confidence": 95}"#,
+                "\"confidence\""
+            ),
             (#"{"type": "pairs", "file": "p.jsonl", "min_accuracy": 0.5, "confidence": 0}"#, "\"confidence\""),
-            (#"{"type": "levels", "file": "l.jsonl", "level": "expert", "largest": true, "confidence": 0.9}"#, "min_share"),
+            (
+                #"{"type": "levels", "file": "l.jsonl", "level": "expert", "largest": true, "confidence": 0.9}"#,
+                "min_share"
+            ),
             (#"{"type": "perplexity", "file": "l.jsonl", "max": 3, "confidence": 0.9}"#, "unknown key \"confidence\""),
         ]
         for (check, message) in cases {
@@ -143,7 +153,8 @@ struct NotWorseCLITests {
         let recipe = try writeRecipe(
             dir,
             #"{"type": "levels", "file": "\#(levels)", "level": "expert", "not_worse_than": "\#(root)/medical-aligned"}"#
-                + #", {"type": "levels", "file": "\#(levels)", "level": "expert", "not_worse_than": "base", "alpha": 0.01}"#)
+                + #", {"type": "levels", "file": "\#(levels)", "level": "expert", "not_worse_than": "base", "alpha": 0.01}"#
+        )
         var text = try String(contentsOfFile: recipe, encoding: .utf8)
         text = text.replacingOccurrences(of: "{\"checks\"", with: "{\"base\": \"\(root)/base\", \"checks\"")
         try text.write(toFile: recipe, atomically: true, encoding: .utf8)

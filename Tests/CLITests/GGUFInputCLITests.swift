@@ -65,7 +65,9 @@ struct CrashCleanupCLITests {
             to: URL(fileURLWithPath: text))
         let process = Process()
         process.executableURL = URL(fileURLWithPath: avBinaryPath())
-        process.arguments = ["eval", "--model", ggufTestFixture("spm/llama2.gguf"), "--text", text, "--window", "64", "-q"]
+        process.arguments = [
+            "eval", "--model", ggufTestFixture("spm/llama2.gguf"), "--text", text, "--window", "64", "-q",
+        ]
         var env = ProcessInfo.processInfo.environment
         env["TMPDIR"] = tmp
         env["AV_GGUF_NO_MEMORY"] = "1"

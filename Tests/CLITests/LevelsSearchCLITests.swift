@@ -210,8 +210,10 @@ struct LevelsSearchCLITests {
         try FileManager.default.removeItem(atPath: dir.file("parts/p1.json"))
         let missing = try runAV(common + ["--collect", dir.file("parts")])
         #expect(missing.status == 3 && missing.stderr.contains("shards 1/2 are missing"))
-        let same = try runAV(["sweep", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--style", "1:1:3",
-            "--pairs", dir.file("pairs.jsonl")])
+        let same = try runAV([
+            "sweep", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--style", "1:1:3",
+            "--pairs", dir.file("pairs.jsonl"),
+        ])
         #expect(same.status == 2 && same.stderr.contains("the same λ more than once"), "\(same.stderr)")
     }
 

@@ -25,7 +25,9 @@ struct LineEndingTests {
             #"{"prompt": "p2", "responses": {"avoid": "b", "expert": "f"}}"#,
             #"{"prompt": "p3", "responses": {"avoid": "c", "expert": "g"}}"#,
         ]
-        let pairs = [#"{"prompt": "p", "chosen": "c", "rejected": "r"}"#, #"{"prompt": "q", "chosen": "d", "rejected": "s"}"#]
+        let pairs = [
+            #"{"prompt": "p", "chosen": "c", "rejected": "r"}"#, #"{"prompt": "q", "chosen": "d", "rejected": "s"}"#,
+        ]
         for ending in ["\n", "\r\n"] {
             try Data(levels.joined(separator: ending).utf8).write(to: URL(fileURLWithPath: dir.file("l.jsonl")))
             try Data(pairs.joined(separator: ending).utf8).write(to: URL(fileURLWithPath: dir.file("p.jsonl")))

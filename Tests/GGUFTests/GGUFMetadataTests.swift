@@ -51,7 +51,10 @@ struct GGUFMetadataTests {
             (with([.int32("llama.attention.head_count", 0)]), "llama.attention.head_count must be"),
             (with([.int32("llama.attention.head_count", -4)]), "llama.attention.head_count must be"),
             (with([.int32("llama.attention.head_count_kv", 3)]), "not a multiple of head_count_kv"),
-            (with([.int32("llama.attention.head_count", 32), .int32("llama.attention.head_count_kv", 32)]), "head size is 1"),
+            (
+                with([.int32("llama.attention.head_count", 32), .int32("llama.attention.head_count_kv", 32)]),
+                "head size is 1"
+            ),
             (with([.string("llama.attention.head_count", "4")]), "llama.attention.head_count must be"),
             (with([.int32("llama.attention.sliding_window", 0)]), "llama.attention.sliding_window must be"),
             (with([.ints("tokenizer.ggml.tokens", [1, 2, 3])]), "tokenizer.ggml.tokens[0] is 1, not a string"),
