@@ -29,10 +29,15 @@ public struct LoRAAdapter: Sendable {
     public let alpha: Double
     /// `use_rslora`: scale by α/√r instead of α/r.
     public let useRSLoRA: Bool
-    /// `fan_in_fan_out`: the base stores the layer transposed (GPT-2's Conv1D), so ΔW is transposed.
+    /// `fan_in_fan_out` as the config says it. PEFT follows the module instead (true for GPT-2's
+    /// Conv1D, false for `nn.Linear`, whatever the config says), and so does av where the base's
+    /// `config.json` tells which it is: see `targets(in:)`.
     public let fanInFanOut: Bool
     /// `use_dora`: the adapter also carries a magnitude vector per module.
     public let useDoRA: Bool
+    /// `init_lora_weights` left at its default (true, or "gaussian"): the B matrices started at zero,
+    /// which is what a DoRA magnitude missing from the file was initialized with (PEFT's rule).
+    public let zeroInitializedB: Bool
     /// `lora_bias`: the B matrices carry a bias, trained with the pair.
     public let loraBias: Bool
     /// `rank_pattern` and `alpha_pattern`, in the config's order.
@@ -95,6 +100,10 @@ public struct LoRAAdapter: Sendable {
         useRSLoRA = flag("use_rslora")
         fanInFanOut = flag("fan_in_fan_out")
         useDoRA = flag("use_dora")
+        switch config["init_lora_weights"] {
+        case nil, .null?, .bool(true)?, .string("gaussian")?: zeroInitializedB = true
+        default: zeroInitializedB = false
+        }
         loraBias = flag("lora_bias")
         func pattern(_ key: String) throws(AVError) -> [(key: String, value: Double)] {
             guard let v = config[key], v != .null else { return [] }
@@ -107,8 +116,9 @@ public struct LoRAAdapter: Sendable {
             return out
         }
         let ranks = try pattern("rank_pattern")
-        for (k, r) in ranks where r != r.rounded() || r < 1 {
-            throw fail("rank_pattern.\(k) must be a positive integer, not \(r)")
+        // Checked as numbers before they become Ints: 1e19 would trap the conversion.
+        for (k, r) in ranks where r != r.rounded() || r < 1 || r >= 1e9 {
+            throw fail("rank_pattern.\(k) must be a positive integer below 10^9, not \(r)")
         }
         rankPattern = ranks.map { ($0.key, Int($0.value)) }
         alphaPattern = try pattern("alpha_pattern")

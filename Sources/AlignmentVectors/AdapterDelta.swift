@@ -1,6 +1,12 @@
 import SafeTensors
 import Tensors
 
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+
 /// One base tensor an adapter changes, checked against the base.
 struct AdapterTarget {
     enum Kind {
@@ -19,6 +25,8 @@ struct AdapterTarget {
     var replacement: String?
     /// DoRA's magnitude vector, one value per output row.
     var magnitude: String?
+    /// DoRA without a magnitude in the file: the norms of the base's output rows, as PEFT initializes it.
+    var magnitudeFromBase = false
     /// Whether rows of the stored tensor are the output features (false with `fan_in_fan_out`).
     var rowsAreOutputs = true
 }
@@ -79,7 +87,8 @@ extension LoRAAdapter {
                     "module \(q(m.name)) has rank \(sa[0]) in its tensors but \(rank) by the config (r, rank_pattern)"
                 )
             }
-            let transposed = m.embedding || fanInFanOut
+            // PEFT decides by the module's class, not the config: Conv1D is transposed, nn.Linear is not.
+            let transposed = m.embedding || (Self.isConv1D(m.name, base: base) ?? fanInFanOut)
             let expected = transposed ? [sa[1], sb[0]] : [sb[0], sa[1]]
             guard w.shape == expected else {
                 throw fail(
@@ -102,9 +111,15 @@ extension LoRAAdapter {
                 transposed
                 ? .weight(p: a, pTransposed: false, q: bName, qTransposed: true, rank: rank, scale: scale)
                 : .weight(p: bName, pTransposed: true, q: a, qTransposed: false, rank: rank, scale: scale)
+            let fromBase = useDoRA && m.magnitude == nil && !m.embedding
+            if fromBase && !zeroInitializedB {
+                throw fail(
+                    "module \(q(m.name)): DoRA without a magnitude vector, and init_lora_weights is not the default:"
+                        + " PEFT would initialize the magnitude from a random B")
+            }
             out[weight] = AdapterTarget(
                 tensor: weight, shape: w.shape, kind: kind, replacement: out[weight]?.replacement,
-                magnitude: m.magnitude, rowsAreOutputs: !transposed)
+                magnitude: m.magnitude, magnitudeFromBase: fromBase, rowsAreOutputs: !transposed)
             if let biasB = m.loraBBias {
                 let bias = m.name + ".bias"
                 guard loraBias else {
@@ -158,7 +173,7 @@ extension LoRAAdapter {
         let count = t.shape.reduce(1, *)
         let info = base.info(t.tensor)!
         let w =
-            t.replacement != nil || t.magnitude != nil
+            t.replacement != nil || t.magnitude != nil || t.magnitudeFromBase
             ? ElementOps.widen(info.dtype, base.view(t.tensor)!.bytes, count: count) : []
         let w0 = t.replacement.map { doubles($0, from: file) } ?? w
         var merged = [Double](repeating: 0, count: count)  // (W0 + ΔW) − W before DoRA
@@ -180,9 +195,9 @@ extension LoRAAdapter {
             let right = qT ? LowRank.transpose(q, rows: cols, cols: rank) : q
             merged = LowRank.multiply(left, rows: rows, inner: rank, by: right, cols: cols, threads: threads)
             for i in merged.indices { merged[i] *= scale }
-            if let magnitude = t.magnitude {
+            if t.magnitude != nil || t.magnitudeFromBase {
                 // DoRA: scale each output's weights to its magnitude.
-                let m = doubles(magnitude, from: file)
+                let m = t.magnitude.map { doubles($0, from: file) } ?? Self.rowNorms(w0, t)
                 var full = merged
                 for i in 0..<count { full[i] += w0[i] }
                 let outputs = t.rowsAreOutputs ? rows : cols
@@ -204,5 +219,29 @@ extension LoRAAdapter {
             }
             return merged.map(Float.init)
         }
+    }
+
+    /// The norm of each output's weights in `w` (rows, or columns when stored transposed).
+    static func rowNorms(_ w: [Double], _ t: AdapterTarget) -> [Double] {
+        let (rows, cols) = (t.shape[0], t.shape[1])
+        var norms = [Double](repeating: 0, count: t.rowsAreOutputs ? rows : cols)
+        for i in 0..<rows {
+            for j in 0..<cols { norms[t.rowsAreOutputs ? i : j] += w[i * cols + j] * w[i * cols + j] }
+        }
+        return norms.map { $0.squareRoot() }
+    }
+
+    /// Whether the base module `name` is a Conv1D (stored transposed), by the base's `config.json`:
+    /// GPT-2's and OpenAI GPT's attention and MLP projections. Nil when the base has no config.
+    static func isConv1D(_ name: String, base: Checkpoint) -> Bool? {
+        guard base.isDirectory,
+            let data = FileManager.default.contents(atPath: Path.join(base.path, "config.json")),
+            let config = try? JSONParser.parse(String(decoding: data, as: UTF8.self)),
+            let type = config["model_type"]?.stringValue
+        else { return nil }
+        let conv1DModels: Set = ["gpt2", "openai-gpt", "decision_transformer"]
+        let conv1DModules: Set = ["c_attn", "c_proj", "c_fc", "q_attn"]
+        let last = name.split(separator: ".").last.map(String.init) ?? name
+        return conv1DModels.contains(type) && conv1DModules.contains(last)
     }
 }

@@ -77,6 +77,30 @@ struct AdapterTests {
     }
 
     @Test(
+        "PEFT's semantics: fan_in_fan_out on nn.Linear is ignored, DoRA without magnitudes takes them from the base",
+        arguments: ["linear_fan_in_fan_out", "dora_no_magnitude"])
+    func peftSemantics(name: String) throws {
+        let dir = TemporaryDirectory()
+        let (_, merged) = try diffAndMerge(name, base: "base", in: dir)
+        let got = try floats(merged)
+        let reference = try floats(fixture("adapters/\(name)") + "/merged-f64.safetensors")
+        let base = try floats(fixture("adapters/\(name)") + "/base")
+        var changed = 0
+        for (tensor, ref) in reference {
+            let g = try #require(got[tensor], "\(tensor)")
+            let b = try #require(base[tensor])
+            var worst = 0.0
+            for i in ref.indices {
+                let bound = Double(Float(ref[i]).ulp) / 2 + Double(Float(ref[i] - b[i]).ulp) / 2
+                worst = max(worst, abs(g[i] - ref[i]) / bound)
+                if ref[i] != b[i] { changed += 1 }
+            }
+            #expect(worst <= 1, "\(name) \(tensor): off by \(worst) of the rounding bound")
+        }
+        #expect(changed > 1000)
+    }
+
+    @Test(
         "for a bf16 base, the merge is PEFT's f64 value rounded to bf16 (one rounding)",
         arguments: ["lora", "patterns"])
     func bf16Base(name: String) throws {

@@ -130,6 +130,56 @@ def chat():
     print("chat", tok.decode(gen[0][ids.shape[1]:]))
 
 
+
+
+def semantics():
+    """Two cases where PEFT's behaviour is not what the config says (`python make_adapters.py semantics`;
+    the other fixtures are left as they are):
+    - linear_fan_in_fan_out: fan_in_fan_out=True on Llama's nn.Linear modules, which PEFT resets to
+      False with a warning (square modules, so a transposed ΔW would fit and go unnoticed);
+    - dora_no_magnitude: a DoRA adapter saved without its lora_magnitude_vector tensors, which PEFT
+      loads with the magnitude it initializes from the base (the row norms of W, B being zero then).
+    """
+    specs = {
+        "linear_fan_in_fan_out": dict(r=4, lora_alpha=8, fan_in_fan_out=True, target_modules=["q_proj", "o_proj"]),
+        "dora_no_magnitude": dict(r=4, lora_alpha=8, use_dora=True, target_modules=["q_proj", "o_proj", "down_proj"]),
+    }
+    for i, (case, kwargs) in enumerate(specs.items()):
+        out = os.path.join(HERE, case)
+        shutil.rmtree(out, ignore_errors=True)
+        torch.manual_seed(500 + i)
+        base = llama().float().eval()
+        base.save_pretrained(os.path.join(out, "base"), safe_serialization=True)
+        model = get_peft_model(base, LoraConfig(**kwargs))
+        perturb(model, 600 + i)
+        save_adapter(model, os.path.join(out, "adapter"))
+        if case == "dora_no_magnitude":
+            from safetensors.torch import load_file
+            path = os.path.join(out, "adapter", "adapter_model.safetensors")
+            tensors = {k: v for k, v in load_file(path).items() if "magnitude" not in k}
+            save_file(tensors, path)
+        else:
+            # The config keeps what the user wrote; PEFT resets it only on the live model.
+            path = os.path.join(out, "adapter", "adapter_config.json")
+            config = json.load(open(path))
+            config["fan_in_fan_out"] = True
+            with open(path, "w") as f:
+                json.dump(config, f, indent=2, sort_keys=True)
+                f.write("\n")
+        reloaded = PeftModel.from_pretrained(
+            LlamaForCausalLM.from_pretrained(os.path.join(out, "base"), torch_dtype=torch.float64),
+            os.path.join(out, "adapter"))
+        merged = reloaded.merge_and_unload()
+        state = {k: v.contiguous() for k, v in merged.state_dict().items()}
+        save_file(state, os.path.join(out, "merged-f64.safetensors"))
+        print(case, "tensors", len(state))
+
+
 if __name__ == "__main__":
-    main()
-    chat()
+    import sys
+    if sys.argv[1:] == ["semantics"]:
+        semantics()
+    else:
+        main()
+        chat()
+        semantics()
