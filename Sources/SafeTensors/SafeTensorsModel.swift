@@ -72,6 +72,16 @@ public final class SafeTensorsModel: @unchecked Sendable {
             if FileManager.default.fileExists(atPath: indexPath) {
                 let map = try Self.readIndex(indexPath)
                 let shardNames = Set(map.values).sorted()
+                // transformers loads model.safetensors when both are there; av would load the
+                // shards: one of them is stale, and which model gets checked must not depend on the tool.
+                if shardNames != [HFNames.singleFile], FileManager.default.fileExists(atPath: dir + HFNames.singleFile) {
+                    throw SafeTensorsError(
+                        file: indexPath,
+                        .index(
+                            message:
+                                "\(HFNames.singleFile) is here too: transformers would load it and av the shards"
+                                + " this index lists; remove the one that is stale"))
+                }
                 for shard in shardNames {
                     guard !shard.hasPrefix("/"), !shard.split(separator: "/").contains("..") else {
                         throw SafeTensorsError(

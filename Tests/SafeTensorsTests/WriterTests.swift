@@ -186,6 +186,17 @@ struct ShardTests {
         expectError("{\"metadata\": {}}", ["weight_map"])
         writeBytes(Array(original.utf8), to: indexPath)
         #expect(try SafeTensorsModel(path: dir).count == 6)
+        // A model.safetensors beside the index: transformers loads it, av would load the shards. Refused.
+        let single = dir + "/model.safetensors"
+        try SafeTensorsWriter.write(
+            path: single, tensors: [(TensorSpec(name: "w", dtype: .f32, shape: [1]), [0, 0, 0, 0])])
+        do {
+            _ = try SafeTensorsModel(path: dir)
+            Issue.record("opened a directory with both model.safetensors and an index of shards")
+        } catch {
+            #expect(error.description.contains("transformers would load it and av the shards"), "\(error)")
+        }
+        try FileManager.default.removeItem(atPath: single)
         // Several weight files and no index: ambiguous.
         try FileManager.default.removeItem(atPath: indexPath)
         do {
