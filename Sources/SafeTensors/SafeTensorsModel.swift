@@ -74,7 +74,8 @@ public final class SafeTensorsModel: @unchecked Sendable {
                 let shardNames = Set(map.values).sorted()
                 // transformers loads model.safetensors when both are there; av would load the
                 // shards: one of them is stale, and which model gets checked must not depend on the tool.
-                if shardNames != [HFNames.singleFile], FileManager.default.fileExists(atPath: dir + HFNames.singleFile) {
+                if shardNames != [HFNames.singleFile], FileManager.default.fileExists(atPath: dir + HFNames.singleFile)
+                {
                     throw SafeTensorsError(
                         file: indexPath,
                         .index(

@@ -107,6 +107,19 @@ enum CheckCommand {
             modelPath = output
         }
         let model = modelPath!
+        // A model given with --model must be the recipe's mix, by what av merge recorded in it.
+        var provenance = "merged here"
+        if args.has("--model") {
+            switch try MixProvenance.of(model, against: recipe) {
+            case .differs(let why):
+                throw CLIError(message: "\(why) (the model is not the recipe's mix)", code: .badInput)
+            case .unrecorded:
+                provenance = "unrecorded"
+                printError("av check: note: \(model) records no av merge; that it is the recipe's mix is not verified")
+            case .matches: provenance = "matches the recipe"
+            case .noMix: provenance = "no mix in the recipe"
+            }
+        }
         let threadCount = try threads(args)
         var loaded: LanguageModel?
         var loadError: String?
@@ -159,7 +172,8 @@ enum CheckCommand {
         let total = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         if let report = args.value("--report") {
             let json = JSONValue.object([
-                ("recipe", .string(recipePath)), ("model", .string(model)), ("passed", .bool(failed.isEmpty)),
+                ("recipe", .string(recipePath)), ("model", .string(model)), ("provenance", .string(provenance)),
+                ("passed", .bool(failed.isEmpty)),
                 ("mergeSeconds", .double(mergeSeconds)), ("seconds", .double(total)),
                 (
                     "checks",

@@ -45,7 +45,10 @@ struct WriterTests {
         #expect(try n([TensorSpec(name: "attn0", dtype: .f32, shape: [1, 1, 2, 3])]) == 72)
         #expect(try n([TensorSpec(name: "attn.0", dtype: .f4, shape: [1, 2])]) == 64)
         #expect(try n([TensorSpec(name: "test", dtype: .i32, shape: [2, 2])]) == 64)
-        let two = try SafeTensorsLayout([TensorSpec(name: "test2", dtype: .f16, shape: [2, 2]), TensorSpec(name: "test1", dtype: .i32, shape: [2, 2])])
+        let two = try SafeTensorsLayout([
+            TensorSpec(name: "test2", dtype: .f16, shape: [2, 2]),
+            TensorSpec(name: "test1", dtype: .i32, shape: [2, 2]),
+        ])
         #expect(two.headerBytes.count - 8 == 128)
         #expect(two.tensors.map(\.name) == ["test1", "test2"] && two.tensors[1].dataRange == 16..<24)
         #expect(try n([TensorSpec(name: "test1", dtype: .i32, shape: [2, 2])], ["framework": "pt"]) == 96)
@@ -55,7 +58,9 @@ struct WriterTests {
     func streamsChunks() throws {
         let dir = TemporaryDirectory()
         let path = dir.file("stream.safetensors")
-        let specs = [TensorSpec(name: "big", dtype: .f32, shape: [1000, 3]), TensorSpec(name: "small", dtype: .bf16, shape: [7])]
+        let specs = [
+            TensorSpec(name: "big", dtype: .f32, shape: [1000, 3]), TensorSpec(name: "small", dtype: .bf16, shape: [7]),
+        ]
         let writer = try SafeTensorsWriter(path: path, tensors: specs)
         #expect(!FileManager.default.fileExists(atPath: path))  // nothing at the destination until finish
         var expected: [String: [UInt8]] = [:]
@@ -100,8 +105,12 @@ struct WriterTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["out.safetensors"])
         // Bad specs are refused before anything is created.
         #expect(throws: SafeTensorsError.self) { try SafeTensorsLayout([spec, spec]) }
-        #expect(throws: SafeTensorsError.self) { try SafeTensorsLayout([TensorSpec(name: "f4", dtype: .f4, shape: [3])]) }
-        #expect(throws: SafeTensorsError.self) { try SafeTensorsLayout([], metadata: ["big": String(repeating: "x", count: 100_000_001)]) }
+        #expect(throws: SafeTensorsError.self) {
+            try SafeTensorsLayout([TensorSpec(name: "f4", dtype: .f4, shape: [3])])
+        }
+        #expect(throws: SafeTensorsError.self) {
+            try SafeTensorsLayout([], metadata: ["big": String(repeating: "x", count: 100_000_001)])
+        }
         // A directory that does not exist is an I/O error naming the path.
         do {
             try SafeTensorsWriter.write(path: dir.file("no/such/dir.safetensors"), tensors: [])
@@ -124,7 +133,9 @@ struct ShardTests {
     }
 
     static func writeModel(_ dir: String, maxShardSize: Int, count: Int = 6) throws -> [String: [UInt8]] {
-        let specs = (0..<count).map { TensorSpec(name: "model.layers.\($0).weight", dtype: .bf16, shape: [10, $0 + 1]) }
+        let specs = (0..<count).map {
+            TensorSpec(name: "model.layers.\($0).weight", dtype: .bf16, shape: [10, $0 + 1])
+        }
         let writer = try ModelDirectoryWriter(path: dir, tensors: specs, maxShardSize: maxShardSize)
         var data: [String: [UInt8]] = [:]
         while let t = writer.nextTensor {
@@ -176,11 +187,17 @@ struct ShardTests {
                 for w in words { #expect(error.description.contains(w), "\(error)") }
             }
         }
-        expectError(original.replacingOccurrences(of: "model-00001-of", with: "model-00009-of"), ["model-00009-of", "does not exist"])
-        expectError(original.replacingOccurrences(of: "\"model.layers.0.weight\"", with: "\"ghost\""), ["model.layers.0.weight", "does not list"])
-        let firstShard = try #require(try FileManager.default.contentsOfDirectory(atPath: dir).first { $0.hasPrefix("model-00001-of-") })
         expectError(
-            original.replacingOccurrences(of: "\"weight_map\": {", with: "\"weight_map\": {\n    \"extra.weight\": \"\(firstShard)\","),
+            original.replacingOccurrences(of: "model-00001-of", with: "model-00009-of"),
+            ["model-00009-of", "does not exist"])
+        expectError(
+            original.replacingOccurrences(of: "\"model.layers.0.weight\"", with: "\"ghost\""),
+            ["model.layers.0.weight", "does not list"])
+        let firstShard = try #require(
+            try FileManager.default.contentsOfDirectory(atPath: dir).first { $0.hasPrefix("model-00001-of-") })
+        expectError(
+            original.replacingOccurrences(
+                of: "\"weight_map\": {", with: "\"weight_map\": {\n    \"extra.weight\": \"\(firstShard)\","),
             ["extra.weight", "does not hold it"])
         expectError("{", ["not valid JSON"])
         expectError("{\"metadata\": {}}", ["weight_map"])
@@ -219,7 +236,10 @@ struct FuzzTests {
         let seeds: [[UInt8]] = [
             rawSafetensors(referenceHeader, data: z16),
             try SafeTensorsLayout(
-                [TensorSpec(name: "a.weight", dtype: .bf16, shape: [2, 3]), TensorSpec(name: "b", dtype: .f32, shape: [])], metadata: ["format": "pt"]
+                [
+                    TensorSpec(name: "a.weight", dtype: .bf16, shape: [2, 3]),
+                    TensorSpec(name: "b", dtype: .f32, shape: []),
+                ], metadata: ["format": "pt"]
             ).headerBytes + [UInt8](repeating: 1, count: 16),
             readBytes(fixturePath("unicode_names.safetensors")),
         ]
@@ -235,7 +255,8 @@ struct FuzzTests {
                 case 0 where at < bytes.count: bytes[at] = UInt8(truncatingIfNeeded: rng.next())
                 case 1: bytes.insert(Array("{}[],:\"0123456789-e.".utf8)[Int(rng.next() % 20)], at: at)
                 case 2 where at < bytes.count: bytes.remove(at: at)
-                case 3 where at < bytes.count && bytes[at] >= 0x30 && bytes[at] <= 0x39: bytes[at] = 0x30 + UInt8(rng.next() % 10)
+                case 3 where at < bytes.count && bytes[at] >= 0x30 && bytes[at] <= 0x39:
+                    bytes[at] = 0x30 + UInt8(rng.next() % 10)
                 case 4: bytes = Array(bytes.prefix(at))
                 case 5 where bytes.count >= 8: bytes[Int(rng.next() % 8)] = UInt8(truncatingIfNeeded: rng.next())
                 default: break
@@ -246,7 +267,9 @@ struct FuzzTests {
                 opened += 1
                 var end = 0
                 for t in file.tensors {
-                    #expect(t.dataRange.lowerBound == end && t.byteCount == Shape.byteCount(elements: t.elementCount, dtype: t.dtype))
+                    #expect(
+                        t.dataRange.lowerBound == end
+                            && t.byteCount == Shape.byteCount(elements: t.elementCount, dtype: t.dtype))
                     end = t.dataRange.upperBound
                 }
                 #expect(file.header.dataStart + end == bytes.count)

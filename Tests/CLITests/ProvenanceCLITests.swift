@@ -1,0 +1,39 @@
+import AVTestSupport
+import Foundation
+import Testing
+
+@testable import SafeTensors
+
+@Suite("av check --model: the model must be the recipe's mix")
+struct ProvenanceCLITests {
+    @Test("a model merged at another λ, with another domain or method is refused; the same mix passes")
+    func provenance() throws {
+        let dir = TemporaryDirectory()
+        let chat = inferenceFixture("chat")
+        #expect(try runAV(["diff", chat, try makeAlignedChat(dir), "-o", dir.file("style.av"), "-q"]).status == 0)
+        let merged = dir.file("merged")
+        #expect(
+            try runAV(["merge", "--base", chat, "--vectors", dir.path, "--style", "0.5", "-o", merged, "-q"]).status
+                == 0)
+        func check(_ mix: String, method: String = "", model: String? = nil) throws -> ProcessResult {
+            let recipe = dir.file("recipe.json")
+            let text =
+                #"{"base": "\#(chat)", "vectors_dir": "\#(dir.path)", "mix": {\#(mix)}\#(method), "checks": [{"type": "loads"}]}"#
+            try Data(text.utf8).write(to: URL(fileURLWithPath: recipe))
+            return try runAV(["check", "--model", model ?? merged, "--recipe", recipe, "--report", dir.file("r.json")])
+        }
+        let same = try check(#""style": 0.5"#)
+        #expect(same.status == 0, "\(same.stdout) \(same.stderr)")
+        let report = try JSONParser.parse(try String(contentsOfFile: dir.file("r.json"), encoding: .utf8))
+        #expect(report["provenance"]?.stringValue == "matches the recipe")
+        let other = try check(#""style": 0.8"#)
+        #expect(other.status == 3 && other.stderr.contains("was merged with style 0.5; the recipe asks for style 0.8"))
+        let extra = try check(#""style": 0.5, "tone": 1"#)
+        #expect(extra.status == 3 && extra.stderr.contains("the recipe asks for"), "\(extra.stderr)")
+        let method = try check(#""style": 0.5"#, method: #", "method": "ties""#)
+        #expect(method.status == 3 && method.stderr.contains("was merged with method"), "\(method.stderr)")
+        // A model av did not merge: checked, with a note that its mix is not verified.
+        let foreign = try check(#""style": 0.5"#, model: chat)
+        #expect(foreign.status == 0 && foreign.stderr.contains("records no av merge"), "\(foreign.stderr)")
+    }
+}
