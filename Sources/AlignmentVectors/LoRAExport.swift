@@ -15,6 +15,8 @@ public struct LoRAExportOptions: Sendable {
     /// The base the AV was made from: needed to save tensors whole (`modules_to_save` holds weights,
     /// not deltas).
     public var base: Checkpoint?
+    /// Use a `base` whose structure or content differs from the one the AV records.
+    public var force = false
     /// Worker threads.
     public var threads = Parallel.defaultThreads
     /// Seed of the randomized SVD.
@@ -69,6 +71,17 @@ public func exportLoRA(vector: AlignmentVector, output: String, options: LoRAExp
     if let r = options.rank, r < 1 { throw .usage("--rank must be at least 1") }
     guard options.energy > 0, options.energy <= 1 else { throw .usage("--energy must be in (0, 1]") }
     guard options.maxRank >= 1 else { throw .usage("--max-rank must be at least 1") }
+    // Saved tensors are base + Δ: the base must be the one the vector was made from.
+    if let base = options.base, !options.force {
+        let term = MergeTerm(vector: vector, coefficient: 1)
+        let structure = try checkCompatible(base: base, terms: [term], force: false)
+        let content = XXHash64.hex(base.contentFingerprint(threads: options.threads))
+        if content != vector.header.base.content {
+            throw .baseMismatch(
+                av: vector.path, recorded: vector.header.base.fingerprint, given: "\(structure):\(content)",
+                basePath: base.path)
+        }
+    }
     var exported: [ExportedTensor] = []
     var tensors: [(spec: TensorSpec, bytes: [UInt8])] = []
     var rankPattern: [(String, JSONValue)] = []

@@ -89,6 +89,11 @@ enum DiffCommand {
                         base: base, adapter: adapter, output: path, options: options, progress: bar.update)
                 } else {
                     let aligned = try Checkpoint(path: try GGUFPaths.resolve(args.positionals[1]))
+                    if let why = base.tokenizerDifference(from: aligned) {
+                        printError(
+                            "av diff: note: \(why): token ids may stand for other text in the two models; the vector"
+                                + " assumes the base's tokenizer")
+                    }
                     report = try diff(
                         base: base, aligned: aligned, output: path, options: options, progress: bar.update)
                 }

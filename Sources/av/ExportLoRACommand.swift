@@ -20,6 +20,7 @@ enum ExportLoRACommand {
                 names: ["--base"], valueName: "PATH",
                 help: "the AV's base: embeddings and 1-D tensors are saved whole (modules_to_save)"),
             OptionSpec(names: ["--skip"], help: "leave embeddings and 1-D tensors out instead"),
+            OptionSpec(names: ["--force"], help: "use a --base other than the one the vector records"),
             OptionSpec(
                 names: ["--prompts"], valueName: "FILE",
                 help: "with --base: KL of the exact mix (base + AV) to the mix with the adapter, over these prompts"),
@@ -65,6 +66,7 @@ enum ExportLoRACommand {
             options.seed = seed
         }
         options.skip = args.has("--skip")
+        options.force = args.has("--force")
         options.threads = try threads(args)
         let basePath = try args.value("--base").map { try GGUFPaths.resolve($0) }
         if let basePath { options.base = try Checkpoint(path: basePath) }
@@ -81,7 +83,8 @@ enum ExportLoRACommand {
         var kl: KLResult?
         if let prompts, let basePath {
             let exact = try LanguageModel(
-                directory: basePath, mixing: [MergeTerm(vector: vector, coefficient: 1)], threads: options.threads)
+                directory: basePath, mixing: [MergeTerm(vector: vector, coefficient: 1)], force: options.force,
+                threads: options.threads)
             let approximate = try LanguageModel(
                 directory: basePath, adapter: try LoRAAdapter(path: output), threads: options.threads)
             exact.model.threads = options.threads

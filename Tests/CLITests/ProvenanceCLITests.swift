@@ -37,3 +37,50 @@ struct ProvenanceCLITests {
         #expect(foreign.status == 0 && foreign.stderr.contains("records no av merge"), "\(foreign.stderr)")
     }
 }
+
+@Suite("av export-lora --base: the vector's own base")
+struct ExportBaseCLITests {
+    @Test("a --base with other content is refused before anything is written; --force takes it")
+    func otherBase() throws {
+        let dir = TemporaryDirectory()
+        let chat = inferenceFixture("chat")
+        let aligned = try makeAlignedChat(dir)
+        #expect(try runAV(["diff", chat, aligned, "-o", dir.file("style.av"), "-q"]).status == 0)
+        try Data("Hello there\nThe court\n".utf8).write(to: URL(fileURLWithPath: dir.file("prompts.txt")))
+        let args = ["export-lora", dir.file("style.av"), "--rank", "2", "--prompts", dir.file("prompts.txt")]
+        let refused = try runAV(args + ["--base", aligned, "-o", dir.file("a")])
+        #expect(refused.status == 3 && refused.stderr.contains("--force"), "\(refused.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("a")))
+        let forced = try runAV(args + ["--base", aligned, "-o", dir.file("b"), "--force"])
+        #expect(forced.status == 0, "\(forced.stderr)")
+        #expect(try runAV(args + ["--base", chat, "-o", dir.file("c")]).status == 0)
+    }
+}
+
+@Suite("av diff of models with different tokenizers")
+struct DiffTokenizerCLITests {
+    @Test("another vocabulary or other added tokens are noted on stderr; padding settings are not")
+    func tokenizers() throws {
+        let dir = TemporaryDirectory()
+        let chat = inferenceFixture("chat")
+        let aligned = try makeAlignedChat(dir)
+        let path = aligned + "/tokenizer.json"
+        let original = try String(contentsOfFile: path, encoding: .utf8)
+        func diff() throws -> String {
+            let r = try runAV(["diff", chat, aligned, "-o", dir.file("v-\(UUID().uuidString).av"), "-q"])
+            #expect(r.status == 0, "\(r.stderr)")
+            return r.stderr
+        }
+        #expect(!(try diff()).contains("tokenizer"))
+        guard case .object(var root) = try JSONParser.parse(original) else { throw CLIFixtureError() }
+        root = root.map { $0.key == "padding" ? ("padding", .object([("strategy", .string("BatchLongest"))])) : $0 }
+        try JSONValue.object(root).rendered().write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(!(try diff()).contains("tokenizer"))
+        let renamed = original.replacingOccurrences(of: "\"<|im_start|>\": 1,", with: "\"<|im_begin|>\": 1,")
+        try #require(renamed != original)
+        try renamed.write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try diff().contains("has another vocabulary or merges than"))
+    }
+}
+
+private struct CLIFixtureError: Error {}
