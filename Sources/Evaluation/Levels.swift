@@ -58,6 +58,12 @@ public struct LevelsFile: Sendable {
                 guard let r = v["responses"]?[level]?.stringValue, !r.isEmpty else {
                     throw fail("the \"\(level)\" response must be a non-empty string")
                 }
+                // The same text at two levels always ties: the prompt could only count for the first.
+                if let same = responses.firstIndex(of: r) {
+                    throw fail(
+                        "the \"\(order[same])\" and \"\(level)\" responses are the same text; a prompt can only"
+                            + " measure a preference between different answers")
+                }
                 responses.append(r)
             }
             items.append(LevelsItem(prompt: prompt, responses: responses, origin: "\(path) line \(number)"))
@@ -128,6 +134,15 @@ public struct LevelsResult: Sendable, Equatable {
     /// A seeded bootstrap interval of the mean margin of the level at `index`.
     public func meanMarginInterval(at index: Int, confidence: Double = Statistics.defaultConfidence) -> Interval {
         Statistics.bootstrapMean(margins(at: index), confidence: confidence)
+    }
+
+    /// Prompts whose best score is shared by another level (exactly equal): their winner is the
+    /// level listed first, by rule rather than by the model.
+    public var ties: Int {
+        scores.filter { row in
+            guard let best = row.max() else { return false }
+            return row.filter { $0 == best }.count > 1
+        }.count
     }
 
     /// The level with the largest share (ties: the one listed first).

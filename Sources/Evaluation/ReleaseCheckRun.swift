@@ -183,6 +183,14 @@ extension ReleaseCheck {
             if let confidence, let minimum, bound < minimum {
                 outcome.detail = Self.shortfall(bound, minimum, confidence)
             }
+            // Ties are counted for the level listed first by rule: a share made of them proves nothing.
+            if r.ties == r.winners.count {
+                outcome.passed = false
+                outcome.detail = "every prompt ties between levels: the file cannot tell the levels apart"
+            } else if r.ties > 0 {
+                let note = "\(r.ties) of \(r.winners.count) prompts tie (counted for the level listed first)"
+                outcome.detail = [outcome.detail, note].compactMap { $0 }.joined(separator: "; ")
+            }
             if let baseline {
                 let (passed, note) = try against(
                     baseline, on: subject, metric: "\(level) share", this: r.winners.map { $0 == index },

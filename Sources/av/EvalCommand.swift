@@ -149,6 +149,11 @@ enum EvalCommand {
             }
             .joined(separator: ", ")
             lines.append("levels      \(shares) over \(file.items.count) prompts; leading: \(r.leading)")
+            if r.ties > 0 {
+                lines.append(
+                    "            note: \(r.ties) of \(file.items.count) prompts tie between levels (counted for the level"
+                        + " listed first)")
+            }
             lines.append(
                 "            mean margin over the best other level: "
                     + zip(r.levels, r.meanMargins).map { "\($0) \(String(cFormat: "%+.3f", $1))" }.joined(
@@ -171,7 +176,7 @@ enum EvalCommand {
                     .object(r.levels.indices.map { (r.levels[$0], Format.json(r.shareInterval(at: $0))) })
                 ),
                 ("meanMargins", .object(zip(r.levels, r.meanMargins).map { ($0, .double($1)) })),
-                ("leading", .string(r.leading)),
+                ("leading", .string(r.leading)), ("ties", .int(r.ties)),
                 ("meanPromptTokens", .double(r.meanPromptTokens)),
                 (
                     "perPrompt",

@@ -12,6 +12,14 @@ struct LevelsTests {
         return dir.file(name)
     }
 
+    @Test("ties are prompts whose best score another level shares exactly")
+    func ties() {
+        let r = LevelsResult(
+            levels: ["a", "b", "c"], shares: [], meanMargins: [], winners: [0, 0, 1, 2],
+            scores: [[1, 1, 0], [2, 1, 2], [0, 3, 1], [-1, -1, 0]], meanPromptTokens: 0)
+        #expect(r.ties == 2)
+    }
+
     @Test("a levels file keeps the first line's level order; malformed lines are named")
     func parse() throws {
         let dir = TemporaryDirectory()
@@ -31,6 +39,7 @@ struct LevelsTests {
                     + #"{"prompt": "p2", "responses": {"a": "x", "c": "y"}}"#, "line 2: levels"
             ),
             ("", "no prompts"),
+            (#"{"prompt": "p", "responses": {"a": "same", "b": "other", "c": "same"}}"#, "are the same text"),
         ]
         for (text, message) in cases {
             let path = try write(dir, "bad.jsonl", text)
