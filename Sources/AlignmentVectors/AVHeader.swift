@@ -87,12 +87,17 @@ public struct AVHeader: Equatable, Sendable {
     public var dtype: DType
     /// The format version the file was written with.
     public var version = AVHeader.formatVersion
+    /// The hex XXH64 of a metadata string's UTF-8 bytes.
+    static func digest(of text: String) -> String {
+        Array(text.utf8).withUnsafeBytes { XXHash64.hex(XXHash64.hash($0)) }
+    }
+
     /// The tool that wrote the file.
     public var tool = AVHeader.toolVersion
     /// Tensors whose rows beyond the base's were dropped (`--resized-rows drop`): name → aligned rows.
     public var droppedRows: [String: Int] = [:]
-    /// `av.digests`: every tensor the file holds → its ``AVDigest`` (hex). Empty in AVs made before
-    /// av recorded them; those are read without the check.
+    /// `av.digests`: every tensor the file holds → its ``AVDigest`` (hex). Required: a file without
+    /// them is refused.
     public var digests: [String: String] = [:]
 
     /// `av.adapter`: the PEFT adapter the vector was made from (path, config digest, r, alpha,
@@ -124,8 +129,10 @@ public struct AVHeader: Equatable, Sendable {
         if let adapter { m["av.adapter"] = adapter.rendered() }
         if let encodingParameters { m["av.encoding_params"] = encodingParameters.rendered() }
         if !shapes.isEmpty {
-            m["av.shapes"] = JSONValue.object(shapes.keys.sorted().map { ($0, .array(shapes[$0]!.map { .int($0) })) })
+            let text = JSONValue.object(shapes.keys.sorted().map { ($0, .array(shapes[$0]!.map { .int($0) })) })
                 .rendered()
+            m["av.shapes"] = text
+            m["av.shapes_digest"] = Self.digest(of: text)
         }
         if !retained.isEmpty {
             m["av.retained"] = JSONValue.object(
@@ -190,6 +197,13 @@ public struct AVHeader: Equatable, Sendable {
             encodingParameters = json
         }
         if let text = m["av.shapes"] {
+            // The shapes size what decoding allocates: the tensor digests do not cover them, this one does.
+            guard m["av.shapes_digest"] == Self.digest(of: text) else {
+                throw .notAnAV(
+                    file: file,
+                    reason: "metadata \"av.shapes\" does not match \"av.shapes_digest\" (the file is damaged or edited)"
+                )
+            }
             guard case .object(let pairs)? = try? JSONParser.parse(text) else {
                 throw .notAnAV(file: file, reason: "metadata \"av.shapes\" is malformed")
             }
@@ -292,13 +306,16 @@ public final class AlignmentVector: @unchecked Sendable {
                 )
             }
         }
-        if !header.digests.isEmpty {
-            for t in file.tensors where header.digests[t.name] == nil {
-                throw .corrupt(av: path, tensor: t.name, reason: "it has no digest in \"av.digests\"")
-            }
-            for name in header.digests.keys where file.info(name) == nil {
-                throw .corrupt(av: path, tensor: name, reason: "\"av.digests\" lists it, but the file does not hold it")
-            }
+        // Every AV av writes has digests: a file without them is damaged or edited, not old.
+        if header.digests.isEmpty, !file.tensors.isEmpty {
+            throw .notAnAV(
+                file: path, reason: "metadata \"av.digests\" is missing, so its tensors cannot be checked")
+        }
+        for t in file.tensors where header.digests[t.name] == nil {
+            throw .corrupt(av: path, tensor: t.name, reason: "it has no digest in \"av.digests\"")
+        }
+        for name in header.digests.keys where file.info(name) == nil {
+            throw .corrupt(av: path, tensor: name, reason: "\"av.digests\" lists it, but the file does not hold it")
         }
     }
 

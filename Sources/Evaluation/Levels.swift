@@ -172,6 +172,7 @@ extension LanguageModel {
         for item in file.items {
             let ctx = try context(prefix + item.prompt, origin: item.origin)
             promptTokens += ctx.count
+            for response in item.responses { try checkFits(response, origin: item.origin) }
             let encoded = item.responses.map { tokenizer.encode($0) }
             guard encoded.allSatisfy({ !$0.isEmpty }) else {
                 throw .input(file: item.origin, message: "a response encodes to no tokens")

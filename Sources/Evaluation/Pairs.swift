@@ -121,6 +121,8 @@ extension LanguageModel {
         // Prompts run packed, once each, then every chosen and rejected answer packed after them.
         var items: [(context: [Int], continuations: [[Int]])] = []
         for p in pairs {
+            try checkFits(p.chosen, origin: p.origin)
+            try checkFits(p.rejected, origin: p.origin)
             items.append(
                 (try context(p.prompt, origin: p.origin), [tokenizer.encode(p.chosen), tokenizer.encode(p.rejected)]))
         }

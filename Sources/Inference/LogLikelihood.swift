@@ -13,9 +13,24 @@ import Tensors
 #endif
 
 extension LanguageModel {
+    /// Refuses, before it is tokenized, a text too long to fit the context in any encoding: more
+    /// bytes than the context's positions times the longest token's bytes (with a margin of 4 for
+    /// normalizers that lengthen text). Tokenizing a 40 MB line takes gigabytes; this takes nothing.
+    public func checkFits(_ text: String, origin: String) throws(InferenceError) {
+        let limit = model.config.maxPositionEmbeddings * tokenizer.longestTokenBytes * 4
+        guard text.utf8.count <= limit else {
+            throw .input(
+                file: origin,
+                message:
+                    "\(text.utf8.count) bytes cannot fit the model's context of \(model.config.maxPositionEmbeddings)"
+                    + " tokens (at most \(limit) bytes with its longest token)")
+        }
+    }
+
     /// Context for a prompt: the tokenizer's prefix (BOS) and the prompt's ids. Refuses an empty
     /// context (an empty prompt and no BOS token): the first token would have nothing to follow.
     public func context(_ prompt: String, origin: String) throws(InferenceError) -> [Int] {
+        try checkFits(prompt, origin: origin)
         var ids = tokenizer.encode(prompt, addSpecialTokens: true)
         if ids.isEmpty, let bos = model.config.bosTokenID { ids = [bos] }
         guard !ids.isEmpty else {

@@ -20,6 +20,9 @@ public final class Tokenizer: @unchecked Sendable {
     /// Token text by id.
     public let tokens: [Int: String]
     let ids: [[UInt8]: Int]  // token bytes → id
+    /// The most UTF-8 bytes one token stands for (at least 1): a text of more than this many bytes
+    /// per position cannot fit the context, whatever it encodes to.
+    public let longestTokenBytes: Int
     let ranks: [MergePair: Int]
     let byteFallback: Bool
     let fuseUnknown: Bool
@@ -156,6 +159,7 @@ public final class Tokenizer: @unchecked Sendable {
         self.added = added.sorted { $0.0.utf8.count > $1.0.utf8.count }
         specialIDs = Set(added.filter(\.2).map(\.1))
         self.ids = ids
+        longestTokenBytes = max(1, ids.keys.map(\.count).max() ?? 1)
         self.tokens = tokens
         self.ranks = ranks
         byteTokens = (0..<256).map { ids[Array(String(cFormat: "<0x%02X>", $0).utf8)] }

@@ -42,7 +42,9 @@ public struct SafeTensorsHeader: Equatable, Sendable {
     /// Parses and validates the header of a file whose first bytes are `prefix` and whose size is
     /// `fileSize`, applying every check of the reference reader, in its order, and a few more
     /// (unknown dtypes, duplicate names and fields, data past the end) with their own errors.
-    public static func parse(prefix: UnsafeRawBufferPointer, fileSize: Int, file: String) throws(SafeTensorsError) -> SafeTensorsHeader {
+    public static func parse(prefix: UnsafeRawBufferPointer, fileSize: Int, file: String) throws(SafeTensorsError)
+        -> SafeTensorsHeader
+    {
         func fail(_ p: SafeTensorsError.Problem) -> SafeTensorsError { SafeTensorsError(file: file, p) }
         guard fileSize >= 8, prefix.count >= 8 else { throw fail(.headerTooSmall(fileSize: fileSize)) }
         let n = prefix.loadUnaligned(fromByteOffset: 0, as: UInt64.self).littleEndian
@@ -55,7 +57,8 @@ public struct SafeTensorsHeader: Equatable, Sendable {
         guard String(validating: json, as: UTF8.self) != nil else { throw fail(.headerNotUTF8) }
         let root: JSONValue
         do {
-            root = try JSONParser.parse(json)
+            // Arrays in a header are shapes and offset pairs: 4096 elements bounds a crafted one.
+            root = try JSONParser.parse(json, maxArrayLength: 4096)
         } catch {
             throw fail(.invalidJSON(error))
         }
@@ -86,7 +89,8 @@ public struct SafeTensorsHeader: Equatable, Sendable {
         var runningEnd: UInt64 = 0
         for entry in raw {
             guard entry.begin == runningEnd, entry.end >= entry.begin else {
-                throw fail(.invalidOffset(tensor: entry.name, begin: entry.begin, end: entry.end, expectedBegin: runningEnd))
+                throw fail(
+                    .invalidOffset(tensor: entry.name, begin: entry.begin, end: entry.end, expectedBegin: runningEnd))
             }
             var count = 1
             for dim in entry.shape {
@@ -97,15 +101,22 @@ public struct SafeTensorsHeader: Equatable, Sendable {
             }
             let (bits, o) = count.multipliedReportingOverflow(by: entry.dtype.bits)
             guard !o else { throw fail(.shapeOverflow(tensor: entry.name, shape: entry.shape)) }
-            guard bits % 8 == 0 else { throw fail(.misalignedSlice(tensor: entry.name, dtype: entry.dtype, elements: count)) }
+            guard bits % 8 == 0 else {
+                throw fail(.misalignedSlice(tensor: entry.name, dtype: entry.dtype, elements: count))
+            }
             let shape = entry.shape.map { Int($0) }
             guard entry.end - entry.begin == UInt64(bits / 8) else {
-                throw fail(.sizeMismatch(tensor: entry.name, dtype: entry.dtype, shape: shape, expected: bits / 8, found: entry.end - entry.begin))
+                throw fail(
+                    .sizeMismatch(
+                        tensor: entry.name, dtype: entry.dtype, shape: shape, expected: bits / 8,
+                        found: entry.end - entry.begin))
             }
             guard entry.end <= UInt64(dataSize) else {
                 throw fail(.dataPastEnd(tensor: entry.name, end: entry.end, dataSize: dataSize))
             }
-            tensors.append(TensorInfo(name: entry.name, dtype: entry.dtype, shape: shape, dataRange: Int(entry.begin)..<Int(entry.end)))
+            tensors.append(
+                TensorInfo(
+                    name: entry.name, dtype: entry.dtype, shape: shape, dataRange: Int(entry.begin)..<Int(entry.end)))
             runningEnd = entry.end
         }
         guard runningEnd == UInt64(dataSize) else {
@@ -130,7 +141,9 @@ public struct SafeTensorsHeader: Equatable, Sendable {
             }
             return out
         default:
-            throw SafeTensorsError(file: file, .invalidSchema(tensor: "__metadata__", message: "expected an object of strings, found \(value.kind)"))
+            throw SafeTensorsError(
+                file: file,
+                .invalidSchema(tensor: "__metadata__", message: "expected an object of strings, found \(value.kind)"))
         }
     }
 
@@ -145,7 +158,9 @@ public struct SafeTensorsHeader: Equatable, Sendable {
         var shape: [UInt64]?
         var offsets: [UInt64]?
         func unsignedArray(_ v: JSONValue, _ field: String) throws(SafeTensorsError) -> [UInt64] {
-            guard case .array(let items) = v else { throw schema("\(field) must be an array of non-negative integers, found \(v.kind)") }
+            guard case .array(let items) = v else {
+                throw schema("\(field) must be an array of non-negative integers, found \(v.kind)")
+            }
             var out: [UInt64] = []
             for item in items {
                 guard case .number(_, let u?) = item else {

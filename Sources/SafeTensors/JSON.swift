@@ -22,7 +22,8 @@ public indirect enum JSONValue: Equatable, Sendable {
         case let (.number(a, _), .number(b, _)): a == b
         case let (.string(a), .string(b)): a == b
         case let (.array(a), .array(b)): a == b
-        case let (.object(a), .object(b)): a.count == b.count && zip(a, b).allSatisfy { $0.key == $1.key && $0.value == $1.value }
+        case let (.object(a), .object(b)):
+            a.count == b.count && zip(a, b).allSatisfy { $0.key == $1.key && $0.value == $1.value }
         default: false
         }
     }
@@ -54,12 +55,18 @@ public struct JSONParser {
     private let bytes: UnsafeRawBufferPointer
     private var i = 0
     private var depth = 0
+    private var maxArrayLength = Int.max
     private static let maxDepth = 128
 
-    /// Parses one JSON value from UTF-8 `bytes` (RFC 8259; nesting at most 128 deep).
+    /// Parses one JSON value from UTF-8 `bytes` (RFC 8259; nesting at most 128 deep), with arrays of
+    /// at most `maxArrayLength` elements: a parsed value takes tens of bytes of memory for each byte
+    /// of text, so a reader of a format whose arrays are short bounds them.
     /// - Throws: `JSONSyntaxError` with the byte offset of the first error, trailing text included.
-    public static func parse(_ bytes: UnsafeRawBufferPointer) throws(JSONSyntaxError) -> JSONValue {
+    public static func parse(_ bytes: UnsafeRawBufferPointer, maxArrayLength: Int = .max) throws(JSONSyntaxError)
+        -> JSONValue
+    {
         var parser = JSONParser(bytes: bytes)
+        parser.maxArrayLength = maxArrayLength
         parser.skipWhitespace()
         let value = try parser.parseValue()
         parser.skipWhitespace()
@@ -158,6 +165,9 @@ public struct JSONParser {
         }
         while true {
             skipWhitespace()
+            guard elements.count < maxArrayLength else {
+                throw error("an array of more than \(maxArrayLength) elements")
+            }
             elements.append(try parseValue())
             skipWhitespace()
             guard i < bytes.count else { throw error("unexpected end of input") }
@@ -240,7 +250,8 @@ public struct JSONParser {
                 case UInt8(ascii: "u"):
                     var scalar = try hex4()
                     if scalar >= 0xD800 && scalar < 0xDC00 {
-                        guard i + 1 < bytes.count, bytes[i] == UInt8(ascii: "\\"), bytes[i + 1] == UInt8(ascii: "u") else {
+                        guard i + 1 < bytes.count, bytes[i] == UInt8(ascii: "\\"), bytes[i + 1] == UInt8(ascii: "u")
+                        else {
                             throw error("lone leading surrogate in hex escape")
                         }
                         i += 2
@@ -355,7 +366,9 @@ extension JSONValue {
         case .array(let items):
             out.append(UInt8(ascii: "["))
             // Arrays of scalars stay on one line: shapes and offsets read better that way.
-            let flat = items.allSatisfy { if case .array = $0 { false } else if case .object = $0 { false } else { true } }
+            let flat = items.allSatisfy {
+                if case .array = $0 { false } else if case .object = $0 { false } else { true }
+            }
             for (i, item) in items.enumerated() {
                 if i > 0 { out.append(UInt8(ascii: ",")); if flat && pretty { out.append(0x20) } }
                 if !flat { newline(level + 1) }

@@ -129,6 +129,7 @@ enum SearchCommand {
             }
             profiles = [names.map { targets[$0]! }]
         }
+        try checkSize(values: values.count, domains: domains.count, strategy: strategy)
         let evaluator = MixEvaluator(
             base: try GGUFPaths.resolve(base), domains: domains, threads: try threads(args), force: args.has("--force"),
             score: score,
@@ -203,6 +204,28 @@ enum SearchCommand {
             if let r = args.value("--write-recipe") { print("recipe: \(r)") }
         }
         return results.allSatisfy(\.reached) ? .success : .checkFailed
+    }
+
+    /// The most mixes a search may enumerate: each one is a model evaluation (about a second on
+    /// Checkpoints), and the points are held in memory.
+    static let maximumPoints = 100_000
+
+    /// Refuses, before anything is built, a grid of more than `maximumPoints` mixes (values ^ domains),
+    /// or a coordinate search whose combinations of three candidates per domain (3 ^ domains) would be.
+    static func checkSize(values: Int, domains: Int, strategy: SearchStrategy) throws {
+        let base = strategy == .grid ? values : 3
+        var points = 1
+        for _ in 0..<domains {
+            let (p, overflow) = points.multipliedReportingOverflow(by: base)
+            points = overflow ? Int.max : p
+        }
+        guard points <= maximumPoints else {
+            throw UsageError(
+                message:
+                    "\(domains) domains with \(base) \(strategy == .grid ? "values each" : "candidates each") make"
+                    + " \(points == Int.max ? "more than 10^18" : Format.grouped(points)) mixes; av searches at most"
+                    + " \(Format.grouped(maximumPoints)) (fewer --range steps, or fewer domains)")
+        }
     }
 
     static func split(_ item: String, _ option: String, _ form: String) throws -> (String, String) {

@@ -104,6 +104,12 @@ enum SweepCommand {
             try ReportFile.check(plot, inputs: inputs)
         }
         let threadCount = try threads(args)
+        guard axes.map(\.values.count).reduce(1, *) <= SearchCommand.maximumPoints else {
+            throw UsageError(
+                message:
+                    "the sweep has \(Format.grouped(axes.map(\.values.count).reduce(1, *))) points; av sweeps at most"
+                    + " \(Format.grouped(SearchCommand.maximumPoints)) (fewer STEPS)")
+        }
         var grid: [[Double]] = axes[0].values.map { [$0] }
         if axes.count == 2 { grid = grid.flatMap { a in axes[1].values.map { a + [$0] } } }
         let mix = try mixMode(args)

@@ -209,6 +209,7 @@ struct EncodingTests {
                 )
             })
         metadata["av.digests"] = digests.rendered()
+        if let shapes = metadata["av.shapes"] { metadata["av.shapes_digest"] = AVHeader.digest(of: shapes) }
         try SafeTensorsWriter.write(path: out, tensors: tensors, metadata: metadata)
     }
 
@@ -294,5 +295,47 @@ struct EncodingTests {
         #expect(throws: AVError.self) {
             _ = try mix(dir.file("base.safetensors"), [(dir.file("flip.av"), 1)], dir.file("never.safetensors"))
         }
+    }
+
+    @Test("metadata that sizes allocations is covered: av.digests required, av.shapes digested and bounded by memory")
+    func sizedMetadata() throws {
+        let dir = TemporaryDirectory()
+        let av = try fixtureAV(dir)
+        _ = try encode(av, dir.file("s.av")) {
+            $0.encoding = .sparse
+            $0.density = 0.5
+        }
+        func refused(_ path: String, _ words: String) {
+            do {
+                _ = try AlignmentVector(path: path)
+                Issue.record("\(path): accepted")
+            } catch {
+                #expect(error.description.contains(words), "\(error)")
+            }
+        }
+        // No digests at all: refused, as one missing digest is.
+        let file = try SafeTensorsFile(path: av)
+        var metadata = file.metadata!
+        metadata["av.digests"] = nil
+        let tensors = file.tensors.map {
+            (TensorSpec(name: $0.name, dtype: $0.dtype, shape: $0.shape), [UInt8](file.bytes(of: $0)))
+        }
+        try SafeTensorsWriter.write(path: dir.file("nodigests.av"), tensors: tensors, metadata: metadata)
+        refused(dir.file("nodigests.av"), "\"av.digests\" is missing")
+        // av.shapes edited, its digest not: refused.
+        let sparse = try SafeTensorsFile(path: dir.file("s.av"))
+        var edited = sparse.metadata!
+        edited["av.shapes"] = edited["av.shapes"]!.replacingOccurrences(of: "[40,60]", with: "[4000,60]")
+        try #require(edited["av.shapes"] != sparse.metadata!["av.shapes"])
+        let parts = sparse.tensors.map {
+            (TensorSpec(name: $0.name, dtype: $0.dtype, shape: $0.shape), [UInt8](sparse.bytes(of: $0)))
+        }
+        try SafeTensorsWriter.write(path: dir.file("edited.av"), tensors: parts, metadata: edited)
+        refused(dir.file("edited.av"), "does not match \"av.shapes_digest\"")
+        // A declared shape of terabytes, digests recomputed: refused before any allocation.
+        try tamper(dir.file("s.av"), dir.file("huge.av")) { _, m in
+            m["av.shapes"] = m["av.shapes"]!.replacingOccurrences(of: "[40,60]", with: "[1000000000,60000]")
+        }
+        refused(dir.file("huge.av"), "more than this machine's memory holds as f32")
     }
 }

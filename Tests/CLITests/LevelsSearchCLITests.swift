@@ -217,6 +217,23 @@ struct LevelsSearchCLITests {
         #expect(same.status == 2 && same.stderr.contains("the same λ more than once"), "\(same.stderr)")
     }
 
+    @Test("grids past 100,000 mixes are refused before anything is built or loaded")
+    func gridSize() throws {
+        let dir = TemporaryDirectory()
+        try searchInputs(dir)
+        let sweep = try runAV([
+            "sweep", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--style", "-1:1:10000", "--tone",
+            "-1:1:10000", "--levels", "style=" + dir.file("style.jsonl"),
+        ])
+        #expect(sweep.status == 2 && sweep.stderr.contains("100,000,000 points"), "\(sweep.stderr)")
+        let search = try runAV([
+            "search", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--levels",
+            "style=" + dir.file("style.jsonl"), "--levels", "tone=" + dir.file("tone.jsonl"), "--all-profiles",
+            "--strategy", "grid", "--range", "-2:2:1000",
+        ])
+        #expect(search.status == 2 && search.stderr.contains("1,000,000 mixes"), "\(search.stderr)")
+    }
+
     @Test("search --target writes a recipe that merge and check take as is; --transfer is recorded")
     func recipeAndTransfer() throws {
         let dir = TemporaryDirectory()

@@ -18,7 +18,8 @@ struct ProvenanceCLITests {
         func check(_ mix: String, method: String = "", model: String? = nil) throws -> ProcessResult {
             let recipe = dir.file("recipe.json")
             let text =
-                #"{"base": "\#(chat)", "vectors_dir": "\#(dir.path)", "mix": {\#(mix)}\#(method), "checks": [{"type": "loads"}]}"#
+                #"{"base": "\#(chat)", "vectors_dir": "\#(dir.path)", "mix": {\#(mix)}\#(method), "#
+                + #""checks": [{"type": "loads"}]}"#
             try Data(text.utf8).write(to: URL(fileURLWithPath: recipe))
             return try runAV(["check", "--model", model ?? merged, "--recipe", recipe, "--report", dir.file("r.json")])
         }
@@ -84,3 +85,19 @@ struct DiffTokenizerCLITests {
 }
 
 private struct CLIFixtureError: Error {}
+
+@Suite("Inputs too long for the context")
+struct LongInputCLITests {
+    @Test("a 4 MB levels response is refused before it is tokenized, naming the file and line")
+    func longLine() throws {
+        let dir = TemporaryDirectory()
+        let long = String(repeating: "word ", count: 800_000)
+        let line = #"{"prompt": "p", "responses": {"a": "short", "b": "\#(long)"}}"#
+        try Data(line.utf8).write(to: URL(fileURLWithPath: dir.file("l.jsonl")))
+        let started = Date()
+        let r = try runAV(["eval", "--model", inferenceFixture("chat"), "--levels", dir.file("l.jsonl")])
+        #expect(
+            r.status == 3 && r.stderr.contains("l.jsonl line 1") && r.stderr.contains("cannot fit the model's context"))
+        #expect(Date().timeIntervalSince(started) < 20, "took \(Date().timeIntervalSince(started)) s")
+    }
+}

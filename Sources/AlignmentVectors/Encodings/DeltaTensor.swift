@@ -129,6 +129,14 @@ extension AlignmentVector {
                 throw corrupt(name, "it is stored both dense and encoded")
             }
             let n = Shape.elementCount(shape) ?? 0
+            // Decoding makes the dense tensor: a declared shape past the memory in force is refused here,
+            // before anything is allocated for it.
+            guard UInt64(n) <= MemoryLimit.bytes / 4 else {
+                throw corrupt(
+                    name,
+                    "\"av.shapes\" declares \(Shape.describe(shape)), \(n) elements: more than this machine's"
+                        + " memory holds as f32")
+            }
             if t.name.hasPrefix(EncodedParts.sparsePrefix) {
                 guard ["index", "value"].contains(role), let index = file.info(EncodedParts.sparseIndex(name)),
                     let value = file.info(EncodedParts.sparseValue(name))
