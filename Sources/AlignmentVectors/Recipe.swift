@@ -112,7 +112,16 @@ public struct MixRecipe: Sendable {
                 r.dtype = d
             case "max_shard_size":
                 let text: String
-                if let n = value.doubleValue { text = String(Int(n)) } else { text = try string() }
+                // A number is checked before it becomes an Int: 1e19 or 1e300 would trap the conversion.
+                if let n = value.doubleValue {
+                    guard n >= 1, n < 9e18, n == n.rounded() else {
+                        throw .recipe(
+                            file: path, message: "\"max_shard_size\": \(n) is not a whole number of bytes from 1 to 9e18")
+                    }
+                    text = String(Int(n))
+                } else {
+                    text = try string()
+                }
                 guard let n = parseSize(text) else {
                     throw .recipe(file: path, message: "\"max_shard_size\": \(text) is not a size like 5GB")
                 }
@@ -189,7 +198,8 @@ public func parseSize(_ text: String) -> Int? {
         ("GB", 1e9), ("TB", 1e12), ("B", 1),
     ]
     for (suffix, scale) in units where t.hasSuffix(suffix) {
-        guard let v = Double(t.dropLast(suffix.count).trimmingWhitespace(newlines: false)), v > 0, v * scale < 9e18
+        guard let v = Double(t.dropLast(suffix.count).trimmingWhitespace(newlines: false)), v > 0, v * scale < 9e18,
+            v * scale >= 1
         else { return nil }
         return Int(v * scale)
     }

@@ -80,8 +80,10 @@ public struct SearchShard: Sendable, Equatable {
         guard let v = try? JSONParser.parse(text), v["format"]?.stringValue == "av-search-shard",
             let inputs = v["inputs"],
             let values = v["values"]?.arrayValue?.compactMap(\.doubleValue), let shard = v["shard"]?.doubleValue,
-            let count = v["count"]?.doubleValue, let points = v["points"]?.arrayValue
-        else { throw fail("not a search shard written by av search --shard") }
+            let count = v["count"]?.doubleValue, let points = v["points"]?.arrayValue,
+            // Checked as numbers before they become Ints: 1e19 would trap the conversion.
+            count >= 1, count <= 1e6, count == count.rounded(), shard >= 0, shard < count, shard == shard.rounded()
+        else { throw fail("not a search shard written by av search --shard (format, shard and count)") }
         var out: [SearchPoint] = []
         for p in points {
             guard let l = p["lambdas"]?.arrayValue?.compactMap(\.doubleValue),
@@ -122,10 +124,13 @@ public struct SearchShard: Sendable, Equatable {
         }
         let points = shards.flatMap(\.shard.points)
         let order = MixSearch.gridPoints(first.shard.values, domains: points.first?.lambdas.count ?? 0)
-        let index = Dictionary(uniqueKeysWithValues: order.enumerated().map { ($1, $0) })
-        return (
-            first.shard.inputs, first.shard.values,
-            points.sorted { (index[$0.lambdas] ?? 0) < (index[$1.lambdas] ?? 0) }
-        )
+        let index = Dictionary(order.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        // The points must be the grid's, each once: shards of a cut-short or edited run are refused.
+        let found = points.compactMap { index[$0.lambdas] }
+        guard found.count == points.count, Set(found).count == points.count, points.count == index.count else {
+            throw .input(
+                file: "collect", message: "the shards hold \(points.count) points, not the grid's \(index.count) each once")
+        }
+        return (first.shard.inputs, first.shard.values, points.sorted { index[$0.lambdas]! < index[$1.lambdas]! })
     }
 }

@@ -92,8 +92,14 @@ public struct LlamaConfig: Equatable, Sendable {
             }
             return Int(v)
         }
-        func optionalInt(_ key: String) -> Int? {
-            guard let v = c[key]?.doubleValue, v == v.rounded(), v.magnitude < 2_147_483_648 else { return nil }
+        // Absent or null: nil. Present: a whole number in range, or the config is refused — a value of
+        // the wrong type or sign must not read as "absent" (a string "2" for num_key_value_heads).
+        func optionalInt(_ key: String, minimum: Int = 1) throws(InferenceError) -> Int? {
+            guard let value = c[key], value != .null else { return nil }
+            guard let v = value.doubleValue, v == v.rounded(), v >= Double(minimum), v < 2_147_483_648 else {
+                throw .config(
+                    file: file, message: "\"\(key)\" must be a whole number from \(minimum) to 2^31, not \(value.rendered())")
+            }
             return Int(v)
         }
         func positive(_ key: String, _ value: Double) throws(InferenceError) -> Double {
@@ -114,8 +120,8 @@ public struct LlamaConfig: Equatable, Sendable {
         intermediateSize = try int("intermediate_size")
         layers = try int("num_hidden_layers")
         heads = try int("num_attention_heads")
-        kvHeads = optionalInt("num_key_value_heads") ?? heads
-        headDim = optionalInt("head_dim") ?? hiddenSize / heads
+        kvHeads = try optionalInt("num_key_value_heads") ?? heads
+        headDim = try optionalInt("head_dim") ?? hiddenSize / heads
         vocabSize = try int("vocab_size")
         guard kvHeads > 0, headDim > 0 else {
             throw .config(file: file, message: "num_key_value_heads and head_dim must be positive whole numbers")
@@ -133,13 +139,13 @@ public struct LlamaConfig: Equatable, Sendable {
         let ropeParameters = c["rope_parameters"].flatMap { $0 == .null ? nil : $0 }
         ropeTheta = try positive(
             "rope_theta", ropeParameters?["rope_theta"]?.doubleValue ?? c["rope_theta"]?.doubleValue ?? 10_000)
-        maxPositionEmbeddings = optionalInt("max_position_embeddings") ?? 2048
+        maxPositionEmbeddings = try optionalInt("max_position_embeddings") ?? 2048
         tieWordEmbeddings = { if case .bool(let b)? = c["tie_word_embeddings"] { return b } else { return false } }()
         let biasFlag: Bool = { if case .bool(let b)? = c["attention_bias"] { return b } else { return false } }()
         qkvBias = family == .qwen2 || biasFlag
-        if family == .mistral, let w = optionalInt("sliding_window") {
+        if family == .mistral, let w = try optionalInt("sliding_window") {
             slidingWindow = w
-        } else if family == .qwen2, case .bool(true)? = c["use_sliding_window"], let w = optionalInt("sliding_window") {
+        } else if family == .qwen2, case .bool(true)? = c["use_sliding_window"], let w = try optionalInt("sliding_window") {
             slidingWindow = w
         } else {
             slidingWindow = nil
@@ -178,12 +184,12 @@ public struct LlamaConfig: Equatable, Sendable {
         } else {
             ropeScaling = nil
         }
-        bosTokenID = optionalInt("bos_token_id")
+        bosTokenID = try optionalInt("bos_token_id", minimum: 0)
         if let list = c["eos_token_id"]?.arrayValue {
             eosTokenIDs = list.compactMap { v in v.doubleValue.flatMap { $0.magnitude < 2_147_483_648 ? Int($0) : nil }
             }
         } else {
-            eosTokenIDs = optionalInt("eos_token_id").map { [$0] } ?? []
+            eosTokenIDs = try optionalInt("eos_token_id", minimum: 0).map { [$0] } ?? []
         }
     }
 

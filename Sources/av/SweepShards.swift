@@ -90,7 +90,7 @@ enum SweepShards {
         guard let lambdas = numbers(r["lambdas"]), !lambdas.isEmpty else { throw fail("\"lambdas\" must be numbers") }
         var pairs: PairsResult?
         if let p = r["pairs"], p != .null {
-            guard let n = p["pairs"]?.doubleValue, n >= 1, n == n.rounded(), let accuracy = p["accuracy"]?.doubleValue,
+            guard let n = p["pairs"]?.doubleValue, n >= 1, n <= 1e9, n == n.rounded(), let accuracy = p["accuracy"]?.doubleValue,
                 (0...1).contains(accuracy), let mean = p["meanMargin"]?.doubleValue, mean.isFinite,
                 let margins = numbers(p["margins"]), margins.count == Int(n)
             else { throw fail("\"pairs\" must hold pairs, accuracy, meanMargin and one margin per pair") }
