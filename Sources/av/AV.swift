@@ -135,7 +135,7 @@ enum AV {
                 command: command.spec.name)
         } catch {
             let (message, code) = describe(error)
-            printError("av \(command.spec.name): error: \(message)")
+            printError("av \(command.spec.name): error: \(GGUFPaths.originals(in: message))")
             return code
         }
     }

@@ -17,6 +17,18 @@ import Tensors
 /// saying where and how large. Registered as temporaries: removed at exit and on signals.
 enum GGUFPaths {
     nonisolated(unsafe) static var temporary: [String] = []
+    /// Each conversion's directory → the `.gguf` it came from, for error messages.
+    nonisolated(unsafe) static var sources: [String: String] = [:]
+
+    /// `message` with each conversion's temporary directory replaced by the `.gguf` it was made
+    /// from: the temporary is gone by the time the user reads the error.
+    static func originals(in message: String) -> String {
+        var out = message
+        for (dir, gguf) in sources.sorted(by: { $0.key.count > $1.key.count }) {
+            out = out.replacingAll(dir, with: "\(gguf) (converted)")
+        }
+        return out
+    }
     /// Where the last conversion went: "memory" or "disk", for tests and reports.
     nonisolated(unsafe) static var lastPlace = ""
 
@@ -43,6 +55,7 @@ enum GGUFPaths {
                     + " (not in memory: \(why); removed when av exits)")
         }
         TemporaryFiles.register(dir, directory: true)
+        sources[dir] = path
         try GGUFConverter.convert(file, to: dir, dtype: dtype)
         temporary.append(dir)
         return dir

@@ -117,3 +117,27 @@ struct CrashCleanupCLITests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: tmp).sorted() == kept.sorted())
     }
 }
+
+@Suite("Errors about a converted .gguf")
+struct GGUFErrorCLITests {
+    @Test("an error in the converted model names the .gguf, not its deleted temporary; -o \"\" is a usage error")
+    func namesTheGGUF() throws {
+        let dir = TemporaryDirectory()
+        func le<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+        func str(_ s: String) -> [UInt8] { le(UInt64(s.utf8.count)) + Array(s.utf8) }
+        let ints: [(String, Int32)] = [
+            ("llama.attention.head_count", 4), ("llama.embedding_length", 32), ("llama.block_count", 1),
+        ]
+        var bytes: [UInt8] = Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(0)) + le(UInt64(1 + ints.count))
+        bytes += str("general.architecture") + le(UInt32(8)) + str("llama")
+        for (k, v) in ints { bytes += str(k) + le(UInt32(5)) + le(UInt32(bitPattern: v)) }
+        let gguf = dir.file("empty.gguf")
+        try Data(bytes).write(to: URL(fileURLWithPath: gguf))
+        // It converts (metadata only) but holds no weights: the load fails.
+        let r = try runAV(["generate", "--model", gguf, "--prompt", "Hi", "--max-tokens", "1"])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("\(gguf) (converted)") && !r.stderr.contains("av-gguf-"), "\(r.stderr)")
+        let empty = try runAV(["convert", gguf, "-o", ""])
+        #expect(empty.status == 2 && empty.stderr.contains("not an empty string"))
+    }
+}
