@@ -54,6 +54,7 @@ struct AdapterCLITests {
 
     @Test("--adapter refuses what is not an adapter and goes only with --model")
     func refusals() throws {
+        let dir = TemporaryDirectory()
         let chat = inferenceFixture("chat")
         let notAdapter = try runAV(["generate", "--model", chat, "--adapter", chat, "--prompt", "Hi"])
         #expect(notAdapter.status == 2)
@@ -63,10 +64,12 @@ struct AdapterCLITests {
             "Hi",
         ])
         #expect(mixed.status == 2)
-        let wrongBase = try runAV(["diff", chat, adapterFixture("fan_in_fan_out/adapter"), "-o", "/tmp/never.av"])
+        let wrongBase = try runAV([
+            "diff", chat, adapterFixture("fan_in_fan_out/adapter"), "-o", dir.file("never.av"),
+        ])
         #expect(wrongBase.status == 3)
         #expect(wrongBase.stderr.contains("adapter_model.safetensors") && wrongBase.stderr.contains("does not have"))
-        #expect(!FileManager.default.fileExists(atPath: "/tmp/never.av"))
+        #expect(!FileManager.default.fileExists(atPath: dir.file("never.av")))
     }
 }
 

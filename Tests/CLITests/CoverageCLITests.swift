@@ -18,7 +18,11 @@ struct CoverageCLITests {
         #expect(nucleus.stdout == greedy.stdout)
         let a = try runAV(base + ["--temperature", "1.5", "--top-p", "0.9", "--seed", "3"])
         let b = try runAV(base + ["--temperature", "1.5", "--top-p", "0.9", "--seed", "3"])
+        #expect(a.status == 0 && b.status == 0 && !a.stdout.isEmpty)
         #expect(a.stdout == b.stdout)
+        // A wide nucleus at a high temperature samples: some seed leaves the greedy text.
+        let sampled = try (1...8).map { try runAV(base + ["--temperature", "1.5", "--top-p", "0.9", "--seed", "\($0)"]) }
+        #expect(sampled.contains { $0.status == 0 && $0.stdout != greedy.stdout })
         let bad = try runAV(base + ["--top-p", "1.5"])
         #expect(bad.status == 2)
     }
