@@ -165,8 +165,9 @@ enum EvalCommand {
                         cFormat: "            prompt prefix: %.1f extra prompt tokens per query",
                         r.meanPromptTokens - base.meanPromptTokens)
                         + " (without it: "
-                        + zip(base.levels, base.shares).map { "\($0) \(String(cFormat: "%.1f%%", 100 * $1))" }.joined(
-                            separator: ", ") + ")")
+                        + base.levels.indices.map {
+                            "\(base.levels[$0]) " + Format.share(base.shares[$0], base.shareInterval(at: $0))
+                        }.joined(separator: ", ") + ")")
             }
             var obj: [(key: String, value: JSONValue)] = [
                 ("file", .string(file.path)), ("prompts", .int(file.items.count)), ("score", .string(score.rawValue)),

@@ -209,8 +209,11 @@ enum SweepCommand {
                 }
                 for (l, res) in zip(levels, r.levels) {
                     cells.append(
-                        res.shares.map { Format.share($0, interval($0, l.file.items.count), decimals: 0) }.joined(
-                            separator: " / "))
+                        res.shares.map {
+                            // Padded to the widest, "100% [93–100]", so the columns line up.
+                            let cell = Format.share($0, interval($0, l.file.items.count), decimals: 0)
+                            return String(repeating: " ", count: max(0, 13 - cell.count)) + cell
+                        }.joined(separator: " / "))
                 }
                 return cells
             }
