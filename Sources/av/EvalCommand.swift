@@ -131,12 +131,15 @@ enum EvalCommand {
                 ("meanMarginInterval", Format.json(r.meanMarginInterval())),
             ]
             if let ra = r.rewardAccuracy, let rm = r.meanRewardMargin {
+                let wins = Int((ra * Double(r.pairs)).rounded())
+                let interval = Statistics.wilson(successes: wins, trials: r.pairs)
                 lines.append(
-                    String(
-                        cFormat: "reward      DPO implicit-reward accuracy %.1f%%, mean reward margin %+.4f", 100 * ra,
-                        rm)
-                        + " (reference \(args.value("--ref")!))")
-                obj += [("rewardAccuracy", .double(ra)), ("meanRewardMargin", .double(rm))]
+                    "reward      DPO implicit-reward accuracy \(Format.share(ra, interval)),"
+                        + String(cFormat: " mean reward margin %+.4f", rm) + " (reference \(args.value("--ref")!))")
+                obj += [
+                    ("rewardAccuracy", .double(ra)), ("rewardAccuracyInterval", Format.json(interval)),
+                    ("meanRewardMargin", .double(rm)),
+                ]
             }
             results.append(("pairs", .object(obj)))
         }
