@@ -1,4 +1,4 @@
-"""The knob on a real pretrained model (README.md, "The knob on a real pretrained model"):
+"""The knob on a real pretrained model (docs/knob.md, "The knob on a real pretrained model"):
 SmolLM2-135M-Instruct aligned by DPO once per domain on the preference pairs Checkpoints/train.py builds
 (expert over generic over avoid in its own domain, with the anchor that keeps the other domains'
 level scores where the reference has them), and a second fine-tuning stage of it (unrelated chat) for

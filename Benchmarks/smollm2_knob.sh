@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The knob on a real pretrained model, measured with av (README.md, "The knob on a real pretrained
+# The knob on a real pretrained model, measured with av (docs/knob.md, "The knob on a real pretrained
 # model"): the three domain vectors of smollm2_dpo.py's models, then per domain the
 # knob (sweep −1 … 4: the vectors are small and stay fluent far past λ = 1), specificity (one
 # vector at λ = 1, every domain's shares), fluency (perplexity of the held-out text at λ = 1.5 and 4),
