@@ -29,7 +29,7 @@ public enum MixProvenance: Sendable, Equatable {
             let vectors = record["vectors"]?.arrayValue
         else { return .unrecorded }
         func describe(_ terms: [(String, Double)]) -> String {
-            terms.map { "\($0.0) \(trimmedNumber($0.1))" }.joined(separator: ", ")
+            terms.map { "\($0.0) \(String(trimming: $0.1))" }.joined(separator: ", ")
         }
         let recorded = vectors.map {
             ($0["domain"]?.stringValue ?? "?", $0["coefficient"]?.doubleValue ?? .nan, $0["path"]?.stringValue ?? "")
@@ -64,7 +64,3 @@ public enum MixProvenance: Sendable, Equatable {
     }
 }
 
-/// 0.5 → "0.5", 1.0 → "1".
-func trimmedNumber(_ x: Double) -> String {
-    x == x.rounded() && x.magnitude < 1e15 ? String(Int(x)) : "\(x)"
-}

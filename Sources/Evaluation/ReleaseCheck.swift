@@ -114,7 +114,7 @@ public struct ReleaseCheck: Sendable, Equatable {
             func share(_ key: String) throws -> Double? {
                 guard let v = try number(key) else { return nil }
                 guard (0...1).contains(v) else {
-                    throw fail("\(label) (\(type)): \"\(key)\" is a share from 0 to 1, not \(trimmed(v)) (80% is 0.8)")
+                    throw fail("\(label) (\(type)): \"\(key)\" is a share from 0 to 1, not \(String(trimming: v)) (80% is 0.8)")
                 }
                 return v
             }
@@ -133,7 +133,7 @@ public struct ReleaseCheck: Sendable, Equatable {
             let confidence = try number("confidence")
             if let confidence, !(confidence > 0 && confidence < 1) {
                 throw fail(
-                    "\(label) (\(type)): \"confidence\" is a probability between 0 and 1, not \(trimmed(confidence))"
+                    "\(label) (\(type)): \"confidence\" is a probability between 0 and 1, not \(String(trimming: confidence))"
                         + " (95% is 0.95)")
             }
             if let maximum = try number("max"), maximum < 0 {
@@ -150,7 +150,7 @@ public struct ReleaseCheck: Sendable, Equatable {
                 let alpha = try number("alpha") ?? 0.05
                 guard alpha > 0 && alpha < 1 else {
                     throw fail(
-                        "\(label) (\(type)): \"alpha\" is a p-value threshold between 0 and 1, not \(trimmed(alpha))")
+                        "\(label) (\(type)): \"alpha\" is a p-value threshold between 0 and 1, not \(String(trimming: alpha))")
                 }
                 baseline = Baseline(model: path, alpha: alpha)
             } else if check["alpha"] != nil {
@@ -229,7 +229,3 @@ public struct ReleaseCheck: Sendable, Equatable {
     }
 }
 
-/// `x` without trailing zeros: 0.8 → "0.8", 2 → "2".
-func trimmed(_ x: Double) -> String {
-    x == x.rounded() && abs(x) < 1e15 ? String(Int(x)) : "\(x)"
-}

@@ -56,7 +56,7 @@ extension ReleaseCheck {
         case let .pairs(_, minimum, confidence):
             [minimum.map { String(cFormat: "≥ %.1f%%", 100 * $0) + Self.atConfidence(confidence) }, notWorse]
                 .compactMap { $0 }.joined(separator: ", ")
-        case let .perplexity(_, maximum), let .kl(_, maximum, _): "≤ \(trimmed(maximum))"
+        case let .perplexity(_, maximum), let .kl(_, maximum, _): "≤ \(String(trimming: maximum))"
         case .finite: "0 non-finite"
         case .loads: "loads"
         case .tokenizer: "round-trips"
@@ -69,7 +69,7 @@ extension ReleaseCheck {
 
     /// "not worse than base (p < 0.05)", with a baseline.
     var notWorse: String? {
-        baseline.map { "not worse than \($0.model ?? "base") (p < \(trimmed($0.alpha)))" }
+        baseline.map { "not worse than \($0.model ?? "base") (p < \(String(trimming: $0.alpha)))" }
     }
 
     /// Compares the model's per-item successes with the baseline's; a failure when the model is
@@ -90,7 +90,7 @@ extension ReleaseCheck {
         let note =
             "\(metric) " + String(cFormat: "%.1f%% against %.1f%%", 100 * c.value, 100 * c.other)
             + " for \(baseline.model ?? "base"): " + String(cFormat: "%+.1f points", 100 * c.difference)
-            + String(cFormat: ", McNemar exact p = %.3g", c.pValue) + (worse ? " < \(trimmed(baseline.alpha))" : "")
+            + String(cFormat: ", McNemar exact p = %.3g", c.pValue) + (worse ? " < \(String(trimming: baseline.alpha))" : "")
         return (!worse, note)
     }
 

@@ -29,8 +29,7 @@ public struct SearchPoint: Sendable, Equatable {
     public func shareInterval(
         domain: Int, level: Int, prompts: Int, confidence: Double = Statistics.defaultConfidence
     ) -> Interval {
-        let wins = Int((shares[domain][level] * Double(prompts)).rounded())
-        return Statistics.wilson(successes: min(max(wins, 0), prompts), trials: prompts, confidence: confidence)
+        Statistics.wilson(share: shares[domain][level], trials: prompts, confidence: confidence)
     }
 
     /// How far the profile is reached: over domains, the smallest lead of the target level's share

@@ -92,6 +92,13 @@ public enum Statistics {
         return Interval(lower: max(0, center - half), upper: min(1, center + half))
     }
 
+    /// The Wilson interval of a share measured as a count of `trials` (a share of prompts or of
+    /// pairs): the count is the share times `trials`, rounded.
+    public static func wilson(share: Double, trials: Int, confidence: Double = defaultConfidence) -> Interval {
+        let count = min(max(Int((share * Double(trials)).rounded()), 0), trials)
+        return wilson(successes: count, trials: trials, confidence: confidence)
+    }
+
     /// P(X ≤ k) for X ~ Binomial(n, 1/2), summed in log space.
     static func binomialHalfCDF(_ k: Int, _ n: Int) -> Double {
         guard k >= 0 else { return 0 }

@@ -19,3 +19,10 @@ extension String {
         self = String(decoding: buffer.prefix(Int(count)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
+
+extension String {
+    /// A number as a user wrote it in a recipe or on the command line: 0.5 → "0.5", 2.0 → "2".
+    public init(trimming x: Double) {
+        self = x == x.rounded() && x.magnitude < 1e15 ? String(Int(x)) : "\(x)"
+    }
+}

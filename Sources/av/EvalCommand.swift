@@ -131,8 +131,7 @@ enum EvalCommand {
                 ("meanMarginInterval", Format.json(r.meanMarginInterval())),
             ]
             if let ra = r.rewardAccuracy, let rm = r.meanRewardMargin {
-                let wins = Int((ra * Double(r.pairs)).rounded())
-                let interval = Statistics.wilson(successes: wins, trials: r.pairs)
+                let interval = Statistics.wilson(share: ra, trials: r.pairs)
                 lines.append(
                     "reward      DPO implicit-reward accuracy \(Format.share(ra, interval)),"
                         + String(cFormat: " mean reward margin %+.4f", rm) + " (reference \(args.value("--ref")!))")

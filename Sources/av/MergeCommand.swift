@@ -260,7 +260,7 @@ enum MergeCommand {
         "base"
             + r.terms.map { t in
                 let c = t.coefficient
-                return (c < 0 ? " - " : " + ") + "\(trimmed(c.magnitude))·\(t.domain)"
+                return (c < 0 ? " - " : " + ") + "\(String(trimming: c.magnitude))·\(t.domain)"
             }.joined()
     }
 
@@ -277,7 +277,7 @@ enum MergeCommand {
             ),
             (
                 "vectors",
-                r.terms.map { "\($0.path) (\($0.domain), λ = \(trimmed($0.coefficient)))" }.joined(separator: ", ")
+                r.terms.map { "\($0.path) (\($0.domain), λ = \(String(trimming: $0.coefficient)))" }.joined(separator: ", ")
             ),
             ("tensors", "\(r.tensors.count) written, \(r.touchedTensors) changed by the mix"),
         ]
@@ -345,7 +345,3 @@ enum MergeCommand {
     }
 }
 
-/// 0.5 → "0.5", 1.0 → "1".
-func trimmed(_ x: Double) -> String {
-    x == x.rounded() && x.magnitude < 1e15 ? String(Int(x)) : "\(x)"
-}

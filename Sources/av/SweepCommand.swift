@@ -253,7 +253,7 @@ enum SweepCommand {
 
 /// The Wilson interval of a share of `prompts` prompts (a share is a count of prompts).
 func interval(_ share: Double, _ prompts: Int) -> Interval {
-    Statistics.wilson(successes: min(max(Int((share * Double(prompts)).rounded()), 0), prompts), trials: prompts)
+    Statistics.wilson(share: share, trials: prompts)
 }
 
 /// The prompt prefix of `--prefix TEXT` or `--system TEXT` (a ChatML system turn), or "".
