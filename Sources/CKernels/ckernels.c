@@ -7,7 +7,11 @@
 
 int av_kernels_detect(void) {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
+    // Every feature a variant is compiled for (target attributes across the kernel files): F, BW,
+    // VL and DQ with FMA for the AVX-512 level, and BF16 besides for its bf16 products. A CPU with
+    // F and BW but not VL or DQ runs the AVX2 kernels rather than an illegal instruction.
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
+        && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma")) {
         return __builtin_cpu_supports("avx512bf16") ? AV_KERNELS_AVX512_BF16 : AV_KERNELS_AVX512;
     }
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return AV_KERNELS_AVX2;
