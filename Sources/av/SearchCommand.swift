@@ -40,6 +40,8 @@ enum SearchCommand {
                 help: "response score: mean log-probability per token (default) or sum"),
             OptionSpec(names: ["--prefix"], valueName: "TEXT", help: "text put before every prompt"),
             OptionSpec(
+                names: ["--system"], valueName: "TEXT", help: "a ChatML system turn put before every prompt"),
+            OptionSpec(
                 names: ["--write-recipe"], valueName: "FILE.json",
                 help: "write the found mix as a recipe for av merge and av check"),
             OptionSpec(
@@ -133,7 +135,7 @@ enum SearchCommand {
         let evaluator = MixEvaluator(
             base: try GGUFPaths.resolve(base), domains: domains, threads: try threads(args), force: args.has("--force"),
             score: score,
-            prefix: args.value("--prefix") ?? "", mix: try mixMode(args))
+            prefix: try promptPrefix(args), mix: try mixMode(args))
         let started = DispatchTime.now().uptimeNanoseconds
 
         if let text = args.value("--shard") {

@@ -217,6 +217,22 @@ struct LevelsSearchCLITests {
         #expect(same.status == 2 && same.stderr.contains("the same λ more than once"), "\(same.stderr)")
     }
 
+    @Test("search --system is the ChatML system turn --prefix spells out, as in eval and sweep")
+    func searchSystem() throws {
+        let dir = TemporaryDirectory()
+        try searchInputs(dir)
+        let common = [
+            "search", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--levels",
+            "style=" + dir.file("style.jsonl"), "--target", "style=expert", "--range", "-1:1:3", "--json",
+        ]
+        let system = try runAV(common + ["--system", "Answer as an expert."])
+        let prefix = try runAV(common + ["--prefix", "<|im_start|>system\nAnswer as an expert.<|im_end|>\n"])
+        let none = try runAV(common)
+        #expect(system.status == prefix.status && system.stdout == prefix.stdout && !system.stdout.isEmpty)
+        #expect(none.stdout != system.stdout || none.status != system.status)
+        #expect(try runAV(common + ["--system", "a", "--prefix", "b"]).status == 2)
+    }
+
     @Test("grids past 100,000 mixes are refused before anything is built or loaded")
     func gridSize() throws {
         let dir = TemporaryDirectory()
