@@ -25,9 +25,14 @@ enum Targets {
         return dir
     }()
 
+    /// Writes the input in place (no temporary and rename: a rename stalled by a busy file system
+    /// once counted as a one-second "timeout" of the parser).
     static func write(_ data: [UInt8], _ name: String) -> String {
         let path = scratch + "/" + name
-        FileManager.default.createFile(atPath: path, contents: Data(data))
+        if let f = fopen(path, "wb") {
+            _ = data.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, f) }
+            fclose(f)
+        }
         return path
     }
 
