@@ -11,17 +11,21 @@ import Tensors
 enum ConvertCommand {
     static let spec = CommandSpec(
         name: "convert",
-        summary: "turn a GGUF model into a Hugging Face model directory",
+        summary: "turn a GGUF model into a Hugging Face model directory, or a model directory into GGUF",
         positionals: [
             (
-                "MODEL.gguf",
-                "a llama or qwen2 GGUF file (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)"
+                "MODEL",
+                "a llama or qwen2 GGUF file (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K),"
+                    + " or a Hugging Face model directory (Llama, Mistral, SmolLM, Qwen2) with -o OUT.gguf"
             )
         ],
         options: [
-            OptionSpec(names: ["-o", "--output"], valueName: "DIR", help: "the model directory to write (required)"),
             OptionSpec(
-                names: ["--dtype"], valueName: "DTYPE", help: "weights as f32 (default), bf16 or f16; norms stay f32"),
+                names: ["-o", "--output"], valueName: "OUT",
+                help: "the model directory to write, or a .gguf file for a directory (required)"),
+            OptionSpec(
+                names: ["--dtype"], valueName: "DTYPE",
+                help: "weights as f32 (default), bf16 or f16; to GGUF also q8_0 or q4_0; norms stay f32"),
             OptionSpec(names: ["--help", "-h"], help: "show this help"),
         ],
         discussion: """
@@ -30,14 +34,19 @@ enum ConvertCommand {
             weights are dequantized exactly as ggml does. Tokenizers: byte-level BPE (gpt2) and SentencePiece
             (llama: Llama 2, Mistral), rebuilt as a tokenizer.json that encodes as the model's own.
 
+            A model directory written to a .gguf gets llama.cpp's names, Q/K layout, hyper-parameters, tokenizer
+            (byte-level BPE) and chat template, as llama.cpp's convert_hf_to_gguf.py writes them; q8_0 and q4_0
+            quantize exactly as ggml's reference quantizers (llama-quantize) do.
+
             A .gguf given to any other command (generate, eval, merge, diff, ...) is converted on the fly to bf16
             (AV_GGUF_DTYPE=f32 or f16 to choose), into memory (/dev/shm) when it fits, else into $TMPDIR with a
             note on stderr saying where and how large; it is removed when av exits, also on SIGINT/SIGTERM.
             """)
 
     static func run(_ args: ParsedArguments) throws -> ExitCode {
-        guard args.positionals.count == 1 else { throw UsageError(message: "expected one MODEL.gguf") }
-        guard let out = args.value("-o") else { throw UsageError(message: "missing -o DIR") }
+        guard args.positionals.count == 1 else { throw UsageError(message: "expected one MODEL") }
+        guard let out = args.value("-o") else { throw UsageError(message: "missing -o OUT") }
+        if Path.isDirectory(args.positionals[0]) == true { return try toGGUF(args, output: out) }
         var dtype = DType.f32
         if let text = args.value("--dtype") {
             guard let d = DType(userSpelling: text), [.f32, .bf16, .f16].contains(d) else {
@@ -61,6 +70,26 @@ enum ConvertCommand {
             "  wrote     \(names.joined(separator: ", ")) in"
                 + " \(String(cFormat: "%.2f", Date().timeIntervalSince(start))) s"
         )
+        return .success
+    }
+
+    /// `av convert DIR -o OUT.gguf`.
+    static func toGGUF(_ args: ParsedArguments, output: String) throws -> ExitCode {
+        guard output.hasSuffix(".gguf") else {
+            throw UsageError(message: "a model directory converts to a .gguf file: -o must end in .gguf")
+        }
+        let spelling = args.value("--dtype") ?? "f32"
+        guard let type = GGUFExport.outputTypes[spelling.lowercased()] else {
+            throw UsageError(message: "--dtype must be f32, f16, bf16, q8_0 or q4_0, not '\(spelling)'")
+        }
+        let start = Date()
+        let summary = try GGUFExport.write(directory: args.positionals[0], to: output, type: type)
+        let types = summary.typeCounts.map { "\($0.value) \($0.key.name)" }.sorted().joined(separator: ", ")
+        print("av convert: \(args.positionals[0]) → \(output)")
+        print("  model     \(summary.architecture), \(summary.typeCounts.values.reduce(0, +)) tensors (\(types))")
+        print(
+            "  wrote     \(Format.bytes(summary.bytes)) in"
+                + " \(String(cFormat: "%.2f", Date().timeIntervalSince(start))) s")
         return .success
     }
 }

