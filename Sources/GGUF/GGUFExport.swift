@@ -67,9 +67,13 @@ public enum GGUFExport {
     ///   not write, a tensor llama.cpp has no name for, a non-finite value in a quantized tensor, an output
     ///   that is an input.
     @discardableResult
-    public static func write(directory: String, to path: String, type: GGMLType, threads: Int = 1) throws(GGUFError)
-        -> Summary
-    {
+    /// - Parameters:
+    ///   - protecting: inputs besides `directory` that the output must not be.
+    ///   - carrying: keys of the safetensors `__metadata__` copied into the GGUF as string values
+    ///     (provenance such as `av.merge`).
+    public static func write(
+        directory: String, to path: String, type: GGMLType, protecting: [String] = [], carrying: [String] = []
+    ) throws(GGUFError) -> Summary {
         precondition(Quantize.supports(type), "av does not write \(type.name)")
         let configPath = Path.join(directory, "config.json")
         let config = try GGUFTokenizerMetadata.readJSON(configPath)
@@ -79,6 +83,7 @@ public enum GGUFExport {
             throw GGUFError(file: directory, message: "\(error)")
         }
         var metadata = hp.metadata(name: Path.lastComponent(directory), fileType: fileType(type))
+        for key in carrying { if let v = model.metadata?[key] { metadata.append((key, .string(v))) } }
         metadata += try GGUFTokenizerMetadata.entries(
             directory: directory, config: config, vocabSize: hp.vocabSize, architecture: hp.architecture)
         // The converter's order: the directory's tensors sorted by name.
@@ -104,7 +109,8 @@ public enum GGUFExport {
             specs.append(GGUFTensorSpec(name: gguf, dims: info.shape.reversed(), type: t))
             sources.append(name)
         }
-        let writer = try GGUFWriter(path: path, metadata: metadata, tensors: specs, protecting: [directory])
+        let writer = try GGUFWriter(
+            path: path, metadata: metadata, tensors: specs, protecting: [directory] + protecting)
         var counts: [GGMLType: Int] = [:]
         do {
             for (spec, name) in zip(specs, sources) {

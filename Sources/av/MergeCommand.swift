@@ -1,4 +1,5 @@
 import AlignmentVectors
+import GGUF
 import SafeTensors
 import Tensors
 
@@ -131,6 +132,8 @@ enum MergeCommand {
         var terms: [MergeTerm]
         var output: String
         var options: MergeOptions
+        /// For a `.gguf` output: the type its matrices are written as.
+        var ggufType: GGMLType? = nil
     }
 
     /// Resolves recipe and flags (flags win) into a plan; shared with the commands that evaluate mixes.
@@ -190,7 +193,11 @@ enum MergeCommand {
         let output = args.value("-o") ?? recipe.output
         if needOutput && output == nil { throw UsageError(message: "missing -o PATH") }
         var options = MergeOptions()
-        if let text = args.value("--dtype") {
+        var ggufType: GGMLType?
+        if let output, output.hasSuffix(".gguf") {
+            let spelling = args.value("--dtype") ?? recipe.dtype?.rawValue
+            (ggufType, options.dtype) = try MergeToGGUF.types(spelling)
+        } else if let text = args.value("--dtype") {
             guard let d = DType(userSpelling: text), [.f32, .bf16, .f16, .f64].contains(d) else {
                 throw UsageError(message: "--dtype must be f32, bf16, f16 or f64, not '\(text)'")
             }
@@ -224,7 +231,7 @@ enum MergeCommand {
         options.provenance["recipe"] = resolvedRecipe.json
         return Plan(
             base: try Checkpoint(path: try GGUFPaths.resolve(basePath)), terms: terms, output: output ?? "",
-            options: options)
+            options: options, ggufType: ggufType)
     }
 
     /// The AV of `domain`: `DIR/DOMAIN.av`, or an error listing the domains that are there.
@@ -246,12 +253,18 @@ enum MergeCommand {
         }
         let p = try plan(args)
         let bar = ProgressBar(label: "merge", quiet: args.has("--quiet") || args.has("--json"))
-        let report = try merge(base: p.base, terms: p.terms, output: p.output, options: p.options, progress: bar.update)
+        var report: MergeReport
+        var retention: GGUFRetention?
+        if let type = p.ggufType {
+            (report, retention) = try MergeToGGUF.run(p, type: type, progress: bar.update)
+        } else {
+            report = try merge(base: p.base, terms: p.terms, output: p.output, options: p.options, progress: bar.update)
+        }
         bar.finish()
         if args.has("--json") {
-            print(json(report, dtype: p.options.dtype).rendered(pretty: true))
+            print(json(report, dtype: p.options.dtype, gguf: p.ggufType, retention: retention).rendered(pretty: true))
         } else {
-            print(text(report, dtype: p.options.dtype))
+            print(text(report, dtype: p.options.dtype, gguf: p.ggufType, retention: retention))
         }
         return .success
     }
@@ -264,7 +277,9 @@ enum MergeCommand {
             }.joined()
     }
 
-    static func text(_ r: MergeReport, dtype: DType?) -> String {
+    static func text(_ r: MergeReport, dtype: DType?, gguf: GGMLType? = nil, retention: GGUFRetention? = nil)
+        -> String
+    {
         var lines = ["av merge: \(formula(r)) → \(r.output)"]
         let changed = r.changed
         let share = changed > 0 ? 100 * Double(r.roundedAway) / Double(changed) : 0
@@ -277,7 +292,8 @@ enum MergeCommand {
             ),
             (
                 "vectors",
-                r.terms.map { "\($0.path) (\($0.domain), λ = \(String(trimming: $0.coefficient)))" }.joined(separator: ", ")
+                r.terms.map { "\($0.path) (\($0.domain), λ = \(String(trimming: $0.coefficient)))" }.joined(
+                    separator: ", ")
             ),
             ("tensors", "\(r.tensors.count) written, \(r.touchedTensors) changed by the mix"),
         ]
@@ -296,6 +312,18 @@ enum MergeCommand {
         let listed = names.count > 1 || names.first != URL(fileURLWithPath: r.output).lastPathComponent
         let files = listed ? " (" + names.joined(separator: ", ") + ")" : ""
         let timing = String(cFormat: "%.2f", r.seconds) + " s (read \(Format.bytes(Int(rate)))/s)"
+        if let gguf {
+            rows.append(("gguf", "matrices as \(gguf.name), merged in \(outName) first"))
+        }
+        if let retention {
+            rows.append(
+                (
+                    "kept",
+                    String(cFormat: "%.1f%%", 100 * retention.kept) + " of the mix's change survived"
+                        + " \(gguf?.name ?? "") (rounding error "
+                        + String(cFormat: "%.2f", retention.errorRatio) + "× the change's energy)"
+                ))
+        }
         rows.append(("wrote", "\(r.output)\(files): \(Format.bytes(r.bytesWritten)) in " + timing))
         for (k, v) in rows { lines.append("  " + k.padded(to: 9) + v) }
         if changed == 0, r.terms.contains(where: { $0.coefficient != 0 }) {
@@ -313,7 +341,9 @@ enum MergeCommand {
         return lines.joined(separator: "\n")
     }
 
-    static func json(_ r: MergeReport, dtype: DType?) -> JSONValue {
+    static func json(_ r: MergeReport, dtype: DType?, gguf: GGMLType? = nil, retention: GGUFRetention? = nil)
+        -> JSONValue
+    {
         .object([
             ("output", .string(r.output)), ("files", .array(r.outputFiles.map { .string($0) })), ("base", r.base.json),
             ("baseVerified", .bool(r.baseVerified)),
@@ -327,8 +357,15 @@ enum MergeCommand {
                         ])
                     })
             ),
-            ("dtype", .string(dtype?.rawValue ?? "base")), ("changedValues", .int(r.changed)),
+            ("dtype", .string(gguf.map { "gguf:" + $0.name } ?? dtype?.rawValue ?? "base")),
+            ("changedValues", .int(r.changed)),
             ("roundedAway", .int(r.roundedAway)),
+            (
+                "gguf",
+                retention.map {
+                    .object([("kept", .double($0.kept)), ("errorRatio", .double($0.errorRatio))])
+                } ?? .null
+            ),
             ("seconds", .double(r.seconds)), ("bytesRead", .int(r.bytesRead)), ("bytesWritten", .int(r.bytesWritten)),
             (
                 "tensors",
@@ -344,4 +381,3 @@ enum MergeCommand {
         ])
     }
 }
-

@@ -1,0 +1,74 @@
+import AVTestSupport
+import Foundation
+import Testing
+
+/// `av merge -o X.gguf` and `av convert DIR -o X.gguf`: the GGUF holds the mix a directory merge holds,
+/// carries its provenance, reports what a quantized type kept, and refuses what it cannot write.
+@Suite("GGUF outputs")
+struct GGUFOutputCLITests {
+    static let checkpoints = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Checkpoints").path
+
+    static func vector(in dir: TemporaryDirectory) throws -> String {
+        let out = dir.file("medical.av")
+        let r = try runAV([
+            "diff", checkpoints + "/base", checkpoints + "/medical-aligned", "-o", out, "-q",
+        ])
+        #expect(r.status == 0, "\(r.stderr)")
+        return out
+    }
+
+    @Test("a merged GGUF generates what the same merge as a directory generates, and records its recipe")
+    func mergedGGUF() throws {
+        let dir = TemporaryDirectory()
+        let av = try Self.vector(in: dir)
+        let base = Self.checkpoints + "/base"
+        let gguf = try runAV(["merge", "--base", base, "--vector", "\(av)=0.5", "-o", dir.file("mixed.gguf")])
+        #expect(gguf.status == 0, "\(gguf.stderr)")
+        #expect(gguf.stdout.contains("matrices as BF16"), "\(gguf.stdout)")
+        let plain = try runAV(["merge", "--base", base, "--vector", "\(av)=0.5", "-o", dir.file("mixed")])
+        #expect(plain.status == 0, "\(plain.stderr)")
+        // Only the outputs remain: the staging directory is gone.
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: dir.url.path).sorted()
+                == ["medical.av", "mixed", "mixed.gguf"])
+        let prompt = "<|im_start|>user\nWhat should I do about a headache?<|im_end|>\n<|im_start|>assistant\n"
+        let args = ["--prompt", prompt, "--max-tokens", "16", "--temperature", "0", "-q"]
+        let fromGGUF = try runAV(["generate", "--model", dir.file("mixed.gguf")] + args)
+        let fromDirectory = try runAV(["generate", "--model", dir.file("mixed")] + args)
+        #expect(fromGGUF.status == 0 && fromDirectory.status == 0, "\(fromGGUF.stderr)")
+        #expect(!fromGGUF.stdout.isEmpty && fromGGUF.stdout == fromDirectory.stdout)
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: dir.file("mixed.gguf")))
+        #expect(bytes.range(of: Data("av.merge".utf8)) != nil && bytes.range(of: Data("\"coefficient\"".utf8)) != nil)
+    }
+
+    @Test("a quantized GGUF reports the share of the change it kept; bad types and file bases are refused")
+    func quantizedAndRefused() throws {
+        let dir = TemporaryDirectory()
+        let av = try Self.vector(in: dir)
+        let base = Self.checkpoints + "/base"
+        let q8 = try runAV([
+            "merge", "--base", base, "--vector", "\(av)=1", "-o", dir.file("q8.gguf"), "--dtype", "q8_0", "--json",
+        ])
+        #expect(q8.status == 0, "\(q8.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(q8.stdout.utf8)) as? [String: Any]
+        let kept = (report?["gguf"] as? [String: Any])?["kept"] as? Double
+        #expect(kept.map { $0 > 0.9 && $0 < 1.1 } == true, "\(q8.stdout)")
+        #expect(report?["dtype"] as? String == "gguf:Q8_0")
+
+        let badType = try runAV([
+            "merge", "--base", base, "--vector", "\(av)=1", "-o", dir.file("x.gguf"), "--dtype", "q5_k",
+        ])
+        #expect(badType.status == 2 && badType.stderr.contains("q8_0"), "\(badType.stderr)")
+        let fileBase = try runAV([
+            "merge", "--base", base + "/model.safetensors", "--vector", "\(av)=1", "-o", dir.file("x.gguf"),
+        ])
+        #expect(fileBase.status != 0 && fileBase.stderr.contains("model directory"), "\(fileBase.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("x.gguf")))
+
+        let converted = try runAV(["convert", base, "-o", dir.file("base.gguf"), "--dtype", "q4_0"])
+        #expect(converted.status == 0 && converted.stdout.contains("Q4_0"), "\(converted.stderr)")
+        let notGGUF = try runAV(["convert", base, "-o", dir.file("base-copy")])
+        #expect(notGGUF.status == 2 && notGGUF.stderr.contains(".gguf"), "\(notGGUF.stderr)")
+    }
+}
