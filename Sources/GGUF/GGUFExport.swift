@@ -156,12 +156,7 @@ public enum GGUFExport {
             values.withUnsafeMutableBufferPointer { v in
                 for r in 0..<n {
                     var src = row + r
-                    if heads > 0 {
-                        // GGUF row 2i + j is Hugging Face row j·(half) + i within each head.
-                        let h = src / headRows
-                        let within = src % headRows
-                        src = h * headRows + (within % 2) * (headRows / 2) + within / 2
-                    }
+                    if heads > 0 { src = hfRow(src, headRows: headRows) }
                     Convert.toFloat(
                         info.dtype, from: bytes.baseAddress! + src * rowLength * size, count: rowLength,
                         into: v.baseAddress! + r * rowLength)
@@ -188,5 +183,23 @@ public enum GGUFExport {
             try result.get()
             row += n
         }
+    }
+
+    /// The Hugging Face row that llama.cpp's Q/K permutation puts at GGUF row `r`: within each head of
+    /// `headRows` rows, GGUF row 2i + j is Hugging Face row j·headRows/2 + i.
+    static func hfRow(_ r: Int, headRows: Int) -> Int {
+        let within = r % headRows
+        return r - within + (within % 2) * (headRows / 2) + within / 2
+    }
+
+    /// `rows × cols` values with their rows in llama.cpp's Q/K order for `heads` heads.
+    static func permuteRows(_ w: [Float], rows: Int, cols: Int, heads: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: w.count)
+        let headRows = rows / heads
+        for r in 0..<rows {
+            let src = hfRow(r, headRows: headRows)
+            for c in 0..<cols { out[r * cols + c] = w[src * cols + c] }
+        }
+        return out
     }
 }

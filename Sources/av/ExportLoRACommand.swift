@@ -1,8 +1,18 @@
 import AlignmentVectors
 import Evaluation
+import GGUF
 import Inference
 import SafeTensors
 import Tensors
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 enum ExportLoRACommand {
     static let spec = CommandSpec(
@@ -10,7 +20,9 @@ enum ExportLoRACommand {
         summary: "write an alignment vector as a PEFT LoRA adapter (truncated SVD per matrix)",
         positionals: [("NAME.av", "the alignment vector to export")],
         options: [
-            OptionSpec(names: ["-o", "--output"], valueName: "DIR", help: "the adapter directory to write (required)"),
+            OptionSpec(
+                names: ["-o", "--output"], valueName: "OUT",
+                help: "the adapter directory to write, or a llama.cpp adapter OUT.gguf (needs --base) (required)"),
             OptionSpec(names: ["--rank"], valueName: "R", help: "the same rank R for every matrix"),
             OptionSpec(
                 names: ["--energy"], valueName: "E",
@@ -34,6 +46,12 @@ enum ExportLoRACommand {
             iteration in f64, seeded: the same adapter for the same input on any thread count), with r = lora_alpha
             per module in rank_pattern/alpha_pattern, so PEFT's scale is 1. PEFT loads the adapter, and av reads it
             back as an aligned model (av diff BASE DIR gives the low-rank AV).
+
+            With -o NAME.gguf the same adapter is written for llama.cpp (as convert_lora_to_gguf.py writes it:
+            lora_a/lora_b per module, Q/K rows in llama.cpp's order); embeddings and 1-D tensors cannot be part of
+            a llama.cpp adapter and are skipped. Serve one base with one adapter per domain and choose each
+            domain's λ per request: llama-server -m base.gguf --lora medical.gguf --lora legal.gguf
+            --lora-init-without-apply, then POST /completion with "lora": [{"id": 0, "scale": 0.5}, ...].
             """)
 
     static func run(_ args: ParsedArguments) throws -> ExitCode {
@@ -79,17 +97,43 @@ enum ExportLoRACommand {
             return lines
         }
         let vector = try AlignmentVector(path: args.positionals[0])
-        let r = try exportLoRA(vector: vector, output: output, options: options)
+        // A .gguf adapter: the PEFT adapter in a staging directory beside it, then written for llama.cpp.
+        var target = output
+        if output.hasSuffix(".gguf") {
+            guard basePath != nil else {
+                throw UsageError(
+                    message: "a .gguf adapter needs --base: its config.json gives llama.cpp's architecture and heads")
+            }
+            options.skip = true
+            try OutputGuard.checkFile(output, inputs: [vector.path, basePath!])
+            target = Path.join(
+                Path.parent(output).isEmpty ? "." : Path.parent(output),
+                ".\(Path.lastComponent(output)).peft-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+            TemporaryFiles.register(target, directory: true)
+        }
+        defer {
+            if target != output {
+                try? FileManager.default.removeItem(atPath: target)
+                TemporaryFiles.unregister(target)
+            }
+        }
+        var r = try exportLoRA(vector: vector, output: target, options: options)
         var kl: KLResult?
         if let prompts, let basePath {
             let exact = try LanguageModel(
                 directory: basePath, mixing: [MergeTerm(vector: vector, coefficient: 1)], force: options.force,
                 threads: options.threads)
             let approximate = try LanguageModel(
-                directory: basePath, adapter: try LoRAAdapter(path: output), threads: options.threads)
+                directory: basePath, adapter: try LoRAAdapter(path: target), threads: options.threads)
             exact.model.threads = options.threads
             approximate.model.threads = options.threads
             kl = try approximate.klDivergence(from: exact, prompts: prompts)
+        }
+        var gguf: GGUFAdapterExport.Summary?
+        if target != output, let basePath {
+            gguf = try GGUFAdapterExport.write(adapter: target, baseDirectory: basePath, to: output)
+            r.output = output
+            r.adapterBytes = gguf?.bytes ?? r.adapterBytes
         }
         if args.has("--json") {
             var object = json(r)
@@ -116,6 +160,12 @@ enum ExportLoRACommand {
             print("  saved     \(saved.count) whole (modules_to_save): \(listing(saved))")
         }
         if !skipped.isEmpty { print("  skipped   \(skipped.count): \(listing(skipped))") }
+        if let gguf {
+            print(
+                "  gguf      llama.cpp LoRA adapter of \(gguf.modules) modules, adapter.lora.alpha "
+                    + "\(String(trimming: gguf.alpha))\(gguf.alpha == 0 ? " (scales folded into lora_b)" : ""):"
+                    + " llama-cli --lora-scaled \(output):λ applies λ·AV")
+        }
         let share = r.vectorBytes > 0 ? 100 * Double(r.adapterBytes) / Double(r.vectorBytes) : 0
         print(
             "  size      \(Format.bytes(r.adapterBytes)) against the AV's \(Format.bytes(r.vectorBytes)) ("

@@ -71,4 +71,25 @@ struct GGUFOutputCLITests {
         let notGGUF = try runAV(["convert", base, "-o", dir.file("base-copy")])
         #expect(notGGUF.status == 2 && notGGUF.stderr.contains(".gguf"), "\(notGGUF.stderr)")
     }
+
+    @Test("export-lora -o X.gguf: needs --base, skips what llama.cpp cannot carry, folds mixed ranks' scales")
+    func adapterGGUF() throws {
+        let dir = TemporaryDirectory()
+        let av = try Self.vector(in: dir)
+        let base = Self.checkpoints + "/base"
+        let noBase = try runAV(["export-lora", av, "-o", dir.file("medical.gguf")])
+        #expect(noBase.status == 2 && noBase.stderr.contains("--base"), "\(noBase.stderr)")
+        let uniform = try runAV(["export-lora", av, "--base", base, "--rank", "4", "-o", dir.file("medical.gguf")])
+        #expect(uniform.status == 0, "\(uniform.stderr)")
+        #expect(
+            uniform.stdout.contains("adapter.lora.alpha 4:") && uniform.stdout.contains("skipped"), "\(uniform.stdout)")
+        let mixed = try runAV(["export-lora", av, "--base", base, "--energy", "0.5", "-o", dir.file("mixed.gguf")])
+        #expect(mixed.status == 0, "\(mixed.stderr)")
+        #expect(mixed.stdout.contains("adapter.lora.alpha 0 (scales folded into lora_b)"), "\(mixed.stdout)")
+        let magic = try Data(contentsOf: URL(fileURLWithPath: dir.file("mixed.gguf"))).prefix(4)
+        #expect(magic == Data("GGUF".utf8))
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: dir.url.path).sorted()
+                == ["medical.av", "medical.gguf", "mixed.gguf"])
+    }
 }

@@ -46,8 +46,57 @@ struct GGUFExportTests {
         let dir = try TemporaryDirectory()
         let out = dir.file("base.gguf")
         try GGUFExport.write(directory: Self.base, to: out, type: GGUFExport.outputTypes[type]!)
-        let file = try GGUFFile(path: out)
-        let data = try Data(contentsOf: URL(fileURLWithPath: ggufFixture("export/reference_\(type).json")))
+        try Self.compare(out, reference: "export/reference_\(type).json")
+    }
+
+    @Test("a PEFT adapter written for llama.cpp equals convert_lora_to_gguf.py's file")
+    func adapterMatchesLlamaCpp() throws {
+        let dir = try TemporaryDirectory()
+        let out = dir.file("lora.gguf")
+        let summary = try GGUFAdapterExport.write(
+            adapter: ggufFixture("export/lora"), baseDirectory: Self.base, to: out)
+        #expect(summary.modules == 28 && summary.alpha == 8)
+        try Self.compare(out, reference: "export/reference_lora.json")
+    }
+
+    @Test("modules whose scales one alpha cannot give get them folded into lora_b, with alpha 0")
+    func foldedScales() throws {
+        let dir = try TemporaryDirectory()
+        let lora = dir.file("lora")
+        try FileManager.default.createDirectory(atPath: lora, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(
+            atPath: ggufFixture("export/lora/adapter_model.safetensors"), toPath: lora + "/adapter_model.safetensors")
+        var config = try String(contentsOfFile: ggufFixture("export/lora/adapter_config.json"), encoding: .utf8)
+        // layer 0's q_proj at alpha 4 (scale 1), every other module at 8 / 4 = 2.
+        config = config.replacingOccurrences(
+            of: "\"alpha_pattern\": {}",
+            with: "\"alpha_pattern\": {\"model\\\\.layers\\\\.0\\\\.self_attn\\\\.q_proj\": 4}")
+        #expect(config.contains("q_proj\": 4"))
+        try config.write(toFile: lora + "/adapter_config.json", atomically: true, encoding: .utf8)
+        let uniform = try GGUFFile(
+            path: {
+                let p = dir.file("uniform.gguf")
+                try GGUFAdapterExport.write(adapter: ggufFixture("export/lora"), baseDirectory: Self.base, to: p)
+                return p
+            }())
+        let out = dir.file("folded.gguf")
+        let summary = try GGUFAdapterExport.write(adapter: lora, baseDirectory: Self.base, to: out)
+        #expect(summary.alpha == 0)
+        let folded = try GGUFFile(path: out)
+        #expect(folded.metadata["adapter.lora.alpha"] == .float32(0))
+        for t in folded.tensors {
+            let a = try folded.floats(t)
+            let b = try uniform.floats(uniform.info(t.name)!)
+            let factor: Float = t.name.hasSuffix(".lora_b") ? (t.name == "blk.0.attn_q.weight.lora_b" ? 1 : 2) : 1
+            #expect(a == b.map { $0 * factor }, "\(t.name)")
+        }
+    }
+
+    /// The GGUF at `path` against a reference of make_export_reference.py: keys (but general.* provenance),
+    /// their value types and values, tensor names in order, types, dimensions and bytes.
+    static func compare(_ path: String, reference name: String) throws {
+        let file = try GGUFFile(path: path)
+        let data = try Data(contentsOf: URL(fileURLWithPath: ggufFixture(name)))
         let reference = try JSONSerialization.jsonObject(with: data) as! [String: Any]
         let keys = reference["keys"] as! [[String: Any]]
         let kept: Set<String> = [

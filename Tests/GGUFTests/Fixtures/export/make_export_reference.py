@@ -91,3 +91,39 @@ with tempfile.TemporaryDirectory() as tmp:
             k["value"] = 2
     with open(os.path.join(HERE, "reference_q4_0.json"), "w") as f:
         json.dump(ref, f, ensure_ascii=False, indent=0)
+
+
+# A PEFT LoRA adapter on Checkpoints/base (rank 4, alpha 8, every linear module, random factors) and
+# what llama.cpp's convert_lora_to_gguf.py writes for it: `av export-lora -o X.gguf` writes its adapters
+# through the same path, so its output must equal the converter's key for key and byte for byte.
+import torch  # noqa: E402
+from peft import LoraConfig, get_peft_model  # noqa: E402
+from transformers import AutoModelForCausalLM  # noqa: E402
+
+torch.manual_seed(7)
+model = AutoModelForCausalLM.from_pretrained(MODEL, torch_dtype=torch.float32)
+config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                        "up_proj", "down_proj"])
+peft_model = get_peft_model(model, config)
+with torch.no_grad():
+    for name, p in peft_model.named_parameters():
+        if "lora_" in name:
+            p.copy_(torch.randn_like(p) * 0.05)
+adapter_dir = os.path.join(HERE, "lora")
+peft_model.save_pretrained(adapter_dir)
+os.remove(os.path.join(adapter_dir, "README.md"))
+with open(os.path.join(adapter_dir, "adapter_config.json")) as f:
+    adapter_config = json.load(f)
+adapter_config["base_model_name_or_path"] = None  # the machine's path; convert_lora_to_gguf gets --base
+with open(os.path.join(adapter_dir, "adapter_config.json"), "w") as f:
+    json.dump(adapter_config, f, indent=2, sort_keys=True)
+with tempfile.TemporaryDirectory() as tmp:
+    out = os.path.join(tmp, "lora.gguf")
+    argv = sys.argv
+    sys.argv = ["convert_lora_to_gguf.py", adapter_dir, "--base", MODEL, "--outfile", out]
+    try:
+        runpy.run_path(os.path.join(LLAMA_CPP, "convert_lora_to_gguf.py"), run_name="__main__")
+    finally:
+        sys.argv = argv
+    with open(os.path.join(HERE, "reference_lora.json"), "w") as f:
+        json.dump(record(out), f, ensure_ascii=False, indent=0)
