@@ -303,8 +303,10 @@ enum MergeCommand {
         rows += [
             (
                 "values",
-                "\(Format.grouped(changed)) changed; \(Format.grouped(r.roundedAway))"
-                    + " (\(String(cFormat: "%.2f", share))%) rounded back to the base's value in \(outName)"
+                gguf != nil && outName.uppercased() == "F32"
+                    ? "\(Format.grouped(changed)) changed"
+                    : "\(Format.grouped(changed)) changed; \(Format.grouped(r.roundedAway))"
+                        + " (\(String(cFormat: "%.2f", share))%) rounded back to the base's value in \(outName)"
             )
         ]
         let rate = r.seconds > 0 ? Double(r.bytesRead) / r.seconds : 0
