@@ -5,8 +5,9 @@ import Tensors
 /// `tokenizer_config.json`, `config.json` and `chat_template.jinja`, as llama.cpp's
 /// `convert_hf_to_gguf.py` (`_set_vocab_gpt2`, `get_vocab_base`) and gguf-py's `SpecialVocab` derive it.
 ///
-/// Byte-level BPE tokenizers (`gpt2`) only: SentencePiece-derived ones (Llama 2, Mistral) are refused
-/// with a message. The pre-tokenizer's llama.cpp name is read from the structure of `pre_tokenizer`
+/// Byte-level BPE tokenizers become `gpt2` vocabularies; SentencePiece-derived ones (a BPE with byte
+/// fallback: Llama 2, Mistral) `llama` vocabularies (see `sentencePieceEntries`).
+/// The pre-tokenizer's llama.cpp name is read from the structure of `pre_tokenizer`
 /// (llama.cpp recognizes it by hashing a tokenization of a test text): `gpt-2` for a plain ByteLevel,
 /// `smollm` for Digits + ByteLevel, `llama-bpe` and `qwen2` for their split patterns.
 enum GGUFTokenizerMetadata {
@@ -27,14 +28,10 @@ enum GGUFTokenizerMetadata {
         let tokenizerConfig = try readJSONIfPresent(Path.join(directory, "tokenizer_config.json"))
         func fail(_ m: String) -> GGUFError { GGUFError(file: path, message: m) }
         guard let model = tokenizer["model"], model["type"]?.stringValue == "BPE" else {
-            throw fail("model.type must be BPE: av writes byte-level BPE tokenizers (gpt2) to GGUF")
+            throw fail("model.type must be BPE: av writes BPE tokenizers (byte-level or with byte fallback) to GGUF")
         }
-        if model["byte_fallback"] == .bool(true) {
-            throw fail(
-                "a SentencePiece-derived tokenizer (byte_fallback) is not written to GGUF yet; convert with"
-                    + " llama.cpp's convert_hf_to_gguf.py")
-        }
-        let pre = try preName(tokenizer["pre_tokenizer"], file: path)
+        let sentencePiece = model["byte_fallback"] == .bool(true)
+        let pre = sentencePiece ? "default" : try preName(tokenizer["pre_tokenizer"], file: path)
         // The vocabulary: the model's and the added tokens', by id.
         var byID: [Int: String] = [:]
         guard case .object(let vocab)? = model["vocab"] else { throw fail("model.vocab must be an object") }
@@ -59,6 +56,12 @@ enum GGUFTokenizerMetadata {
         var tokens: [GGUFValue] = []
         var types: [GGUFValue] = []
         tokens.reserveCapacity(size)
+        if sentencePiece {
+            return try sentencePieceEntries(
+                byID: byID, added: added, size: size, model: model, tokenizer: tokenizer,
+                tokenizerConfig: tokenizerConfig, config: config, addedContent: addedContent, directory: directory,
+                file: path)
+        }
         for i in 0..<size {
             guard let token = byID[i] else {
                 tokens.append(.string("[PAD\(i)]"))
@@ -101,11 +104,25 @@ enum GGUFTokenizerMetadata {
             ("tokenizer.ggml.tokens", .array(tokens)), ("tokenizer.ggml.token_type", .array(types)),
         ]
         if !merges.isEmpty { out.append(("tokenizer.ggml.merges", .array(merges))) }
+        out += try specialEntries(
+            tokenizer: tokenizer, tokenizerConfig: tokenizerConfig, config: config, added: addedContent,
+            directory: directory, file: path)
+        return out
+    }
+
+    /// Special token ids, add-token flags and the chat template, as `SpecialVocab.add_to_gguf` writes them.
+    static func specialEntries(
+        tokenizer: JSONValue, tokenizerConfig: JSONValue?, config: JSONValue, added: [(content: String, id: Int)],
+        directory: String, file: String
+    ) throws(GGUFError) -> [(key: String, value: GGUFValue)] {
+        var out: [(key: String, value: GGUFValue)] = []
         let special = specialTokens(
-            tokenizer: tokenizer, tokenizerConfig: tokenizerConfig, config: config, added: addedContent)
+            tokenizer: tokenizer, tokenizerConfig: tokenizerConfig, config: config, added: added)
         for (typ, id) in special.ids {
             guard let key = idKeys[typ] else { continue }
-            guard id >= 0, id < 1 << 32 else { throw fail("special token \(typ) has the invalid id \(id)") }
+            guard id >= 0, id < 1 << 32 else {
+                throw GGUFError(file: file, message: "special token \(typ) has the invalid id \(id)")
+            }
             out.append(("tokenizer.ggml.\(key)", .uint32(UInt32(id))))
         }
         for (typ, flag) in special.add where ["bos", "eos", "sep"].contains(typ) {
@@ -188,9 +205,25 @@ enum GGUFTokenizerMetadata {
                         if tokenizerConfig == nil || tokenOf["bos"] == nil { tokenOf["bos"] = first }
                         setAdd("bos", first == tokenOf["bos"] || first == tokenOf["cls"], overwrite: true)
                     }
-                    if let last = single.last?["SpecialToken"]?["id"]?.stringValue {
+                    let first = single.first?["SpecialToken"]?["id"]?.stringValue
+                    let last = single.last?["SpecialToken"]?["id"]?.stringValue
+                    if let last {
                         if tokenizerConfig == nil || tokenOf["eos"] == nil { tokenOf["eos"] = last }
                         setAdd("eos", last == tokenOf["eos"], overwrite: true)
+                    }
+                    // The pair template, A [sep] B between the leading and trailing special tokens.
+                    var pair = p["pair"]?.arrayValue ?? []
+                    if let first, pair.first?["SpecialToken"]?["id"]?.stringValue == first { pair.removeFirst() }
+                    if let last, pair.last?["SpecialToken"]?["id"]?.stringValue == last { pair.removeLast() }
+                    if pair.count > 2, pair.first?["Sequence"]?["id"]?.stringValue == "A",
+                        pair.last?["Sequence"]?["id"]?.stringValue == "B"
+                    {
+                        let middle = pair.dropFirst().dropLast().compactMap { $0["SpecialToken"]?["id"]?.stringValue }
+                        let separators = [tokenOf["sep"], tokenOf["eos"]].compactMap { $0 }
+                        let addSep =
+                            (middle.count == 2 && separators.contains(middle[1]))
+                            || (middle.first.map(separators.contains) == true && last == nil)
+                        setAdd("sep", addSep, overwrite: true)
                     }
                 default: continue
                 }

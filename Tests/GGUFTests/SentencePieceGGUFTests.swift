@@ -35,6 +35,36 @@ struct SentencePieceGGUFTests {
         return out
     }
 
+    @Test(
+        "written back to GGUF: llama.cpp's tokens, types and keys; scores that rebuild the same tokenizer",
+        arguments: ["llama2", "mistral"])
+    func roundTrip(name: String) throws {
+        let dir = TemporaryDirectory()
+        let model = try converted(name, dir)
+        let out = dir.file("\(name).gguf")
+        try GGUFExport.write(directory: model, to: out, type: .f32)
+        let original = try GGUFFile(path: ggufFixture("spm/\(name).gguf"))
+        let written = try GGUFFile(path: out)
+        // The pair template's add_sep_token is not in the rebuilt tokenizer.json; general.* is provenance.
+        let keys = Set(
+            original.metadata.keys.filter { !$0.hasPrefix("general.") && $0 != "tokenizer.ggml.add_sep_token" })
+        #expect(Set(written.metadata.keys.filter { !$0.hasPrefix("general.") }) == keys)
+        for key in keys where key != "tokenizer.ggml.scores" {
+            #expect(written.metadata[key] == original.metadata[key], "\(key)")
+        }
+        for t in original.tensors {
+            #expect(written.bytes(of: written.info(t.name)!).elementsEqual(original.bytes(of: t)))
+        }
+        // The scores differ (merge ranks, not the model's), but order the merges the same way.
+        let again = dir.file("\(name)-again")
+        try GGUFConverter.convert(written, to: again)
+        let a = try Tokenizer(path: model)
+        let b = try Tokenizer(path: again)
+        for c in try reference(name).cases {
+            #expect(b.encode(c.text) == a.encode(c.text), "\(c.text.debugDescription)")
+        }
+    }
+
     @Test("the tokenizer rebuilt from the GGUF gives transformers' ids", arguments: ["llama2", "mistral"])
     func tokenizer(name: String) throws {
         let dir = TemporaryDirectory()
