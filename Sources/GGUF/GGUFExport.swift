@@ -89,6 +89,11 @@ public enum GGUFExport {
         // The converter's order: the directory's tensors sorted by name.
         var specs: [GGUFTensorSpec] = []
         var sources: [String] = []
+        // Llama 3.1's RoPE scaling travels as a tensor, first, as the converter writes it.
+        if let factors = hp.ropeFactors {
+            specs.append(GGUFTensorSpec(name: "rope_freqs.weight", dims: [factors.count], type: .f32))
+            sources.append("")
+        }
         for name in model.tensorNames.sorted() {
             if name.hasSuffix("rotary_emb.inv_freq") { continue }
             let info = model.info(name)!
@@ -114,6 +119,11 @@ public enum GGUFExport {
         var counts: [GGMLType: Int] = [:]
         do {
             for (spec, name) in zip(specs, sources) {
+                if name.isEmpty, let factors = hp.ropeFactors {
+                    try writer.write(factors.withUnsafeBytes { Array($0) })
+                    counts[spec.type, default: 0] += 1
+                    continue
+                }
                 try stream(model: model, name: name, spec: spec, hp: hp, into: writer)
                 counts[spec.type, default: 0] += 1
             }

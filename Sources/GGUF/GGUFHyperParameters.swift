@@ -1,5 +1,9 @@
 import SafeTensors
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 extension GGUFExport {
     /// The hyper-parameters of a Hugging Face `config.json` that llama.cpp's metadata carries, checked.
     struct HyperParameters {
@@ -15,6 +19,8 @@ extension GGUFExport {
         var rmsEps: Double
         var vocabSize: Int
         var ropeScaling: (type: String, factor: Double)?
+        /// Llama 3.1's RoPE scaling: the per-frequency factors llama.cpp reads from `rope_freqs.weight`.
+        var ropeFactors: [Float]?
 
         /// Reads `config`; `file` names it in errors.
         init(_ config: JSONValue, file: String) throws(GGUFError) {
@@ -66,8 +72,21 @@ extension GGUFExport {
                     throw fail("linear RoPE scaling needs a positive \"factor\"")
                 }
                 ropeScaling = ("linear", f)
+            case "llama3":
+                ropeScaling = nil
+                func number(_ key: String, _ fallback: Double) throws(GGUFError) -> Double {
+                    guard let v = rope?[key], v != .null else { return fallback }
+                    guard let d = v.doubleValue, d.isFinite, d > 0 else {
+                        throw fail("llama3 RoPE scaling: \"\(key)\" must be a positive number")
+                    }
+                    return d
+                }
+                ropeFactors = Self.llama3Factors(
+                    theta: theta, dim: dim, factor: try number("factor", 8), low: try number("low_freq_factor", 1),
+                    high: try number("high_freq_factor", 4),
+                    context: try number("original_max_position_embeddings", 8192))
             default:
-                throw fail("RoPE scaling \"\(kind)\" is not written to GGUF yet (default, linear)")
+                throw fail("RoPE scaling \"\(kind)\" is not written to GGUF yet (default, linear, llama3)")
             }
         }
 
@@ -100,6 +119,24 @@ extension GGUFExport {
             }
             m.append(("general.quantization_version", .uint32(2)))
             return m
+        }
+
+        /// Llama 3.1's per-frequency RoPE factors, in f32 operation for operation as llama.cpp's converter
+        /// computes them: 1 for wavelengths under `context / high`, `factor` over `context / low`, and
+        /// between them `1 / ((1 − s) / factor + s)` with `s = (context / wavelength − low) / (high − low)`.
+        static func llama3Factors(theta: Double, dim: Int, factor: Double, low: Double, high: Double, context: Double)
+            -> [Float]
+        {
+            let lowWavelength = context / low
+            let highWavelength = context / high
+            return stride(from: 0, to: dim, by: 2).map { i in
+                let freq = 1 / Float(pow(theta, Double(Float(i) / Float(dim))))
+                let wavelength = Float(2 * Double.pi) / freq
+                if Double(wavelength) < highWavelength { return 1 }
+                if Double(wavelength) > lowWavelength { return Float(factor) }
+                let smooth = (Float(context) / wavelength - Float(low)) / (Float(high) - Float(low))
+                return 1 / ((1 - smooth) / Float(factor) + smooth)
+            }
         }
     }
 }

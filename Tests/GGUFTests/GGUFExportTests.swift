@@ -49,6 +49,22 @@ struct GGUFExportTests {
         try Self.compare(out, reference: "export/reference_\(type).json")
     }
 
+    @Test("Llama 3.1's RoPE scaling becomes the converter's rope_freqs.weight")
+    func llama3Rope() throws {
+        let dir = try TemporaryDirectory()
+        let model = dir.file("llama3")
+        try FileManager.default.copyItem(atPath: Self.base, toPath: model)
+        let rope = try String(contentsOfFile: ggufFixture("export/llama3_rope_parameters.json"), encoding: .utf8)
+        var config = try String(contentsOfFile: model + "/config.json", encoding: .utf8)
+        let start = config.range(of: "\"rope_parameters\": {")!
+        let end = config[start.upperBound...].range(of: "}")!
+        config.replaceSubrange(start.lowerBound..<end.upperBound, with: "\"rope_parameters\": " + rope)
+        try config.write(toFile: model + "/config.json", atomically: true, encoding: .utf8)
+        let out = dir.file("llama3.gguf")
+        try GGUFExport.write(directory: model, to: out, type: .f32)
+        try Self.compare(out, reference: "export/reference_llama3.json")
+    }
+
     @Test("a PEFT adapter written for llama.cpp equals convert_lora_to_gguf.py's file")
     func adapterMatchesLlamaCpp() throws {
         let dir = try TemporaryDirectory()

@@ -115,6 +115,7 @@ os.remove(os.path.join(adapter_dir, "README.md"))
 with open(os.path.join(adapter_dir, "adapter_config.json")) as f:
     adapter_config = json.load(f)
 adapter_config["base_model_name_or_path"] = None  # the machine's path; convert_lora_to_gguf gets --base
+adapter_config["target_modules"] = sorted(adapter_config["target_modules"])  # a set: its order varies
 with open(os.path.join(adapter_dir, "adapter_config.json"), "w") as f:
     json.dump(adapter_config, f, indent=2, sort_keys=True)
 with tempfile.TemporaryDirectory() as tmp:
@@ -126,4 +127,30 @@ with tempfile.TemporaryDirectory() as tmp:
     finally:
         sys.argv = argv
     with open(os.path.join(HERE, "reference_lora.json"), "w") as f:
+        json.dump(record(out), f, ensure_ascii=False, indent=0)
+
+
+# Llama 3.1's RoPE scaling ("llama3"): Checkpoints/base with that scaling in its config. The converter
+# writes the scaling as the tensor rope_freqs.weight; av must write the same factors.
+import shutil  # noqa: E402
+
+with tempfile.TemporaryDirectory() as tmp:
+    model3 = os.path.join(tmp, "llama3")
+    shutil.copytree(MODEL, model3)
+    with open(os.path.join(model3, "config.json")) as f:
+        cfg = json.load(f)
+    cfg["rope_parameters"] = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                              "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+    with open(os.path.join(model3, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    with open(os.path.join(HERE, "llama3_rope_parameters.json"), "w") as f:
+        json.dump(cfg["rope_parameters"], f, indent=2)
+    out = os.path.join(tmp, "llama3.gguf")
+    argv = sys.argv
+    sys.argv = ["convert_hf_to_gguf.py", model3, "--outfile", out, "--outtype", "f32"]
+    try:
+        runpy.run_path(os.path.join(LLAMA_CPP, "convert_hf_to_gguf.py"), run_name="__main__")
+    finally:
+        sys.argv = argv
+    with open(os.path.join(HERE, "reference_llama3.json"), "w") as f:
         json.dump(record(out), f, ensure_ascii=False, indent=0)
