@@ -27,9 +27,10 @@ public enum GGUFAdapterExport {
     /// - Throws: `GGUFError` naming the file and tensor: a tensor that is not a LoRA factor of a module
     ///   llama.cpp names (embeddings, saved modules, DoRA magnitudes), factors whose shapes disagree.
     @discardableResult
-    public static func write(adapter: String, baseDirectory: String, to path: String, type: GGMLType = .f32)
-        throws(GGUFError) -> Summary
-    {
+    /// `name` is `general.name` (default: the adapter directory's name).
+    public static func write(
+        adapter: String, baseDirectory: String, to path: String, type: GGMLType = .f32, name: String? = nil
+    ) throws(GGUFError) -> Summary {
         let configPath = Path.join(baseDirectory, "config.json")
         let hp = try GGUFExport.HyperParameters(GGUFTokenizerMetadata.readJSON(configPath), file: configPath)
         let adapterConfigPath = Path.join(adapter, "adapter_config.json")
@@ -90,7 +91,7 @@ public enum GGUFAdapterExport {
         }
         let metadata: [(key: String, value: GGUFValue)] = [
             ("general.architecture", .string(hp.architecture)), ("general.type", .string("adapter")),
-            ("adapter.type", .string("lora")), ("general.name", .string(Path.lastComponent(adapter))),
+            ("adapter.type", .string("lora")), ("general.name", .string(name ?? Path.lastComponent(adapter))),
             ("adapter.lora.alpha", .float32(Float(uniform ? alpha : 0))), ("general.quantization_version", .uint32(2)),
         ]
         let writer = try GGUFWriter(

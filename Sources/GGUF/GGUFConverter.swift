@@ -45,7 +45,14 @@ public enum GGUFConverter {
     }
 
     /// Writes the converted model to `directory` with weights in `dtype` (f32, bf16 or f16).
-    public static func convert(_ gguf: GGUFFile, to directory: String, dtype: DType = .f32) throws(GGUFError) {
+    ///
+    /// Norms and other 1-D tensors stay f32, as transformers keeps them, unless `vectors` names another
+    /// dtype: then each one that converts to it exactly (every value round-trips) is written in it. That
+    /// recovers a model converted to GGUF from `vectors` weights bit for bit (llama.cpp's converter widens
+    /// 1-D tensors to F32), so that alignment vectors made from the original recognize it.
+    public static func convert(_ gguf: GGUFFile, to directory: String, dtype: DType = .f32, vectors: DType? = nil)
+        throws(GGUFError)
+    {
         func fail(_ m: String) -> GGUFError { GGUFError(file: gguf.path, message: m) }
         let arch = gguf.metadata["general.architecture"]?.stringValue ?? "?"
         guard arch == "llama" || arch == "qwen2" else {
@@ -61,8 +68,16 @@ public enum GGUFConverter {
             guard Dequantize.supports(t.type) else {
                 throw fail("tensor \(JSONWriter.quoted(t.name)): \(t.type.name) cannot be dequantized yet")
             }
-            // Norms and biases stay f32, as transformers keeps them when it dequantizes a GGUF.
-            specs.append(TensorSpec(name: name, dtype: t.dims.count == 1 ? .f32 : dtype, shape: t.shape))
+            // Norms and biases stay f32, as transformers keeps them when it dequantizes a GGUF (or `vectors`).
+            var d = dtype
+            if t.dims.count == 1 {
+                d = .f32
+                if let vectors, vectors != .f32, Dequantize.supports(t.type) {
+                    let values = try gguf.floats(t)
+                    if values.allSatisfy({ Self.roundTrips($0, vectors) }) { d = vectors }
+                }
+            }
+            specs.append(TensorSpec(name: name, dtype: d, shape: t.shape))
             sources[name] = t
         }
         let tied = gguf.info("output.weight") == nil
@@ -106,6 +121,15 @@ public enum GGUFConverter {
         } catch {
             writer.abort()
             throw fail("\(error)")
+        }
+    }
+
+    /// Whether `v` is exactly representable in `dtype` (bf16 or f16).
+    static func roundTrips(_ v: Float, _ dtype: DType) -> Bool {
+        switch dtype {
+        case .bf16: FloatBits.bf16ToFloat(FloatBits.floatToBF16(v)).bitPattern == v.bitPattern
+        case .f16: FloatBits.f16ToFloat(FloatBits.floatToF16(v)).bitPattern == v.bitPattern
+        default: true
         }
     }
 

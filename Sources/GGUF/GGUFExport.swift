@@ -71,8 +71,10 @@ public enum GGUFExport {
     ///   - protecting: inputs besides `directory` that the output must not be.
     ///   - carrying: keys of the safetensors `__metadata__` copied into the GGUF as string values
     ///     (provenance such as `av.merge`).
+    ///   - name: `general.name` (default: the directory's name).
     public static func write(
-        directory: String, to path: String, type: GGMLType, protecting: [String] = [], carrying: [String] = []
+        directory: String, to path: String, type: GGMLType, protecting: [String] = [], carrying: [String] = [],
+        name: String? = nil
     ) throws(GGUFError) -> Summary {
         precondition(Quantize.supports(type), "av does not write \(type.name)")
         let configPath = Path.join(directory, "config.json")
@@ -82,7 +84,7 @@ public enum GGUFExport {
         do { model = try SafeTensorsModel(path: directory) } catch {
             throw GGUFError(file: directory, message: "\(error)")
         }
-        var metadata = hp.metadata(name: Path.lastComponent(directory), fileType: fileType(type))
+        var metadata = hp.metadata(name: name ?? Path.lastComponent(directory), fileType: fileType(type))
         for key in carrying { if let v = model.metadata?[key] { metadata.append((key, .string(v))) } }
         metadata += try GGUFTokenizerMetadata.entries(
             directory: directory, config: config, vocabSize: hp.vocabSize, architecture: hp.architecture)

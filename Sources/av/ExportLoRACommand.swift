@@ -131,7 +131,9 @@ enum ExportLoRACommand {
         }
         var gguf: GGUFAdapterExport.Summary?
         if target != output, let basePath {
-            gguf = try GGUFAdapterExport.write(adapter: target, baseDirectory: basePath, to: output)
+            gguf = try GGUFAdapterExport.write(
+                adapter: target, baseDirectory: basePath, to: output,
+                name: String(Path.lastComponent(output).dropLast(".gguf".count)))
             r.output = output
             r.adapterBytes = gguf?.bytes ?? r.adapterBytes
         }

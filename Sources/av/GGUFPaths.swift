@@ -25,17 +25,32 @@ enum GGUFPaths {
     static func originals(in message: String) -> String {
         var out = message
         for (dir, gguf) in sources.sorted(by: { $0.key.count > $1.key.count }) {
+            // A quantized GGUF is never the vectors' base bit for bit: say what to do instead.
+            if let types = quantized[dir], out.contains(dir), out.contains("was made from a different base") {
+                out +=
+                    "; \(gguf) holds quantized weights (\(types)), whose rounding is not the base's: merge with"
+                    + " --force (the rounding stays in the output), or keep the vector in float as a llama.cpp"
+                    + " adapter on it (av export-lora NAME.av --base ORIGINAL -o NAME.gguf)"
+            }
             out = out.replacingAll(dir, with: "\(gguf) (converted)")
         }
         return out
     }
+    /// Each conversion's directory → the quantized types of its `.gguf` (none: not listed).
+    nonisolated(unsafe) static var quantized: [String: String] = [:]
     /// Where the last conversion went: "memory" or "disk", for tests and reports.
     nonisolated(unsafe) static var lastPlace = ""
 
-    static func resolve(_ path: String) throws -> String {
+    /// The model directory for `path`: itself, or for a `.gguf` its conversion. `like`, the dtype the
+    /// vectors to be mixed into it record for their base, is used for the weights (unless
+    /// `AV_GGUF_DTYPE` says otherwise) and for 1-D tensors that hold it exactly, so a GGUF made from
+    /// the vectors' base without loss is recognized as that base.
+    static func resolve(_ path: String, like: String? = nil) throws -> String {
         guard path.hasSuffix(".gguf") else { return path }
         let file = try GGUFFile(path: path)
-        let dtype = try dtypeFromEnvironment()
+        let recorded = like.flatMap { DType(userSpelling: $0) }.flatMap { [.f32, .bf16, .f16].contains($0) ? $0 : nil }
+        let explicit = ProcessInfo.processInfo.environment["AV_GGUF_DTYPE"].map { !$0.isEmpty } ?? false
+        let dtype = explicit ? try dtypeFromEnvironment() : recorded ?? .bf16
         let bytes = GGUFConverter.convertedBytes(file, dtype: dtype)
         sweepStale()
         // The PID in the name lets a later run tell a dead process's leftover from a live one's.
@@ -56,7 +71,9 @@ enum GGUFPaths {
         }
         TemporaryFiles.register(dir, directory: true)
         sources[dir] = path
-        try GGUFConverter.convert(file, to: dir, dtype: dtype)
+        let types = Set(file.tensors.map(\.type)).subtracting([.f32, .f16, .bf16, .f64]).map(\.name).sorted()
+        if !types.isEmpty { quantized[dir] = types.joined(separator: ", ") }
+        try GGUFConverter.convert(file, to: dir, dtype: dtype, vectors: recorded)
         temporary.append(dir)
         return dir
     }

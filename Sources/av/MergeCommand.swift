@@ -230,7 +230,8 @@ enum MergeCommand {
         resolvedRecipe.method = options.method
         options.provenance["recipe"] = resolvedRecipe.json
         return Plan(
-            base: try Checkpoint(path: try GGUFPaths.resolve(basePath)), terms: terms, output: output ?? "",
+            base: try Checkpoint(path: try GGUFPaths.resolve(basePath, like: terms.first?.vector.header.base.dtype)),
+            terms: terms, output: output ?? "",
             options: options, ggufType: ggufType)
     }
 
@@ -264,7 +265,7 @@ enum MergeCommand {
         if args.has("--json") {
             print(json(report, dtype: p.options.dtype, gguf: p.ggufType, retention: retention).rendered(pretty: true))
         } else {
-            print(text(report, dtype: p.options.dtype, gguf: p.ggufType, retention: retention))
+            print(GGUFPaths.originals(in: text(report, dtype: p.options.dtype, gguf: p.ggufType, retention: retention)))
         }
         return .success
     }

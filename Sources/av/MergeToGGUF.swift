@@ -57,7 +57,8 @@ enum MergeToGGUF {
         var report = try merge(base: p.base, terms: p.terms, output: staging, options: options, progress: progress)
         let start = Date()
         let summary = try GGUFExport.write(
-            directory: staging, to: p.output, type: type, protecting: inputs, carrying: ["av.merge"])
+            directory: staging, to: p.output, type: type, protecting: inputs, carrying: ["av.merge"],
+            name: String(Path.lastComponent(p.output).dropLast(".gguf".count)))
         report.output = p.output
         report.outputFiles = [p.output]
         report.bytesWritten = summary.bytes

@@ -92,4 +92,36 @@ struct GGUFOutputCLITests {
             try FileManager.default.contentsOfDirectory(atPath: dir.url.path).sorted()
                 == ["medical.av", "medical.gguf", "mixed.gguf"])
     }
+
+    @Test(
+        "a GGUF of the vectors' base is their base: lossless ones merge as it does, quantized ones are refused with a way out"
+    )
+    func ggufBase() throws {
+        let dir = TemporaryDirectory()
+        let av = try Self.vector(in: dir)
+        let base = Self.checkpoints + "/base"
+        for t in ["bf16", "f32", "q8_0"] {
+            let c = try runAV(["convert", base, "-o", dir.file("base.\(t).gguf"), "--dtype", t])
+            #expect(c.status == 0, "\(c.stderr)")
+        }
+        let reference = try runAV(["merge", "--base", base, "--vector", "\(av)=0.5", "-o", dir.file("ref.gguf")])
+        #expect(reference.status == 0, "\(reference.stderr)")
+        for t in ["bf16", "f32"] {
+            let m = try runAV([
+                "merge", "--base", dir.file("base.\(t).gguf"), "--vector", "\(av)=0.5", "-o", dir.file("m.\(t).gguf"),
+            ])
+            #expect(m.status == 0, "\(m.stderr)")
+            #expect(m.stdout.contains("matches the vectors") && m.stdout.contains("base.\(t).gguf (converted)"))
+            // The same weights: the files' tensor data (their last 1.5 MB; the metadata before it records
+            // the base's path) are equal.
+            let ours = try Data(contentsOf: URL(fileURLWithPath: dir.file("m.\(t).gguf")))
+            let theirs = try Data(contentsOf: URL(fileURLWithPath: dir.file("ref.gguf")))
+            #expect(ours.count > 1_500_000 && ours.suffix(1_500_000) == theirs.suffix(1_500_000))
+        }
+        let q8 = try runAV([
+            "merge", "--base", dir.file("base.q8_0.gguf"), "--vector", "\(av)=0.5", "-o", dir.file("q.gguf"),
+        ])
+        #expect(q8.status != 0 && q8.stderr.contains("quantized weights (Q8_0)") && q8.stderr.contains("export-lora"))
+        #expect(!FileManager.default.fileExists(atPath: dir.file("q.gguf")))
+    }
 }
