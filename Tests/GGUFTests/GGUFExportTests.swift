@@ -49,6 +49,15 @@ struct GGUFExportTests {
         try Self.compare(out, reference: "export/reference_\(type).json")
     }
 
+    @Test("a Qwen2 model: the qwen2 architecture's keys, its biases, no Q/K permutation")
+    func qwen2() throws {
+        let dir = try TemporaryDirectory()
+        let out = dir.file("qwen2.gguf")
+        let summary = try GGUFExport.write(directory: ggufFixture("export/qwen2"), to: out, type: .f32)
+        #expect(summary.architecture == "qwen2")
+        try Self.compare(out, reference: "export/reference_qwen2.json")
+    }
+
     @Test("Llama 3.1's RoPE scaling becomes the converter's rope_freqs.weight")
     func llama3Rope() throws {
         let dir = try TemporaryDirectory()

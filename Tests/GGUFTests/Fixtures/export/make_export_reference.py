@@ -154,3 +154,32 @@ with tempfile.TemporaryDirectory() as tmp:
         sys.argv = argv
     with open(os.path.join(HERE, "reference_llama3.json"), "w") as f:
         json.dump(record(out), f, ensure_ascii=False, indent=0)
+
+
+# A tiny Qwen2 (random weights, seeded; q/k/v biases; Checkpoints' tokenizer) in qwen2/, and what the
+# converter writes for it in F32: the qwen2 architecture's keys, its biases, no Q/K permutation.
+from transformers import Qwen2Config, Qwen2ForCausalLM  # noqa: E402
+
+torch.manual_seed(11)
+qwen_dir = os.path.join(HERE, "qwen2")
+qwen = Qwen2ForCausalLM(Qwen2Config(vocab_size=1024, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                                    tie_word_embeddings=True, rope_theta=1000000.0))
+with torch.no_grad():
+    for p in qwen.parameters():
+        p.copy_(torch.randn_like(p) * 0.05)
+qwen.to(torch.bfloat16).save_pretrained(qwen_dir)
+for name in ["tokenizer.json", "tokenizer_config.json"]:
+    shutil.copy(os.path.join(MODEL, name), os.path.join(qwen_dir, name))
+if os.path.exists(os.path.join(qwen_dir, "generation_config.json")):
+    os.remove(os.path.join(qwen_dir, "generation_config.json"))
+with tempfile.TemporaryDirectory() as tmp:
+    out = os.path.join(tmp, "qwen2.gguf")
+    argv = sys.argv
+    sys.argv = ["convert_hf_to_gguf.py", qwen_dir, "--outfile", out, "--outtype", "f32"]
+    try:
+        runpy.run_path(os.path.join(LLAMA_CPP, "convert_hf_to_gguf.py"), run_name="__main__")
+    finally:
+        sys.argv = argv
+    with open(os.path.join(HERE, "reference_qwen2.json"), "w") as f:
+        json.dump(record(out), f, ensure_ascii=False, indent=0)
