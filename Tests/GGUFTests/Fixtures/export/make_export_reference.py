@@ -63,13 +63,18 @@ def record(path, override=None):
     return {"keys": keys, "tensors": tensors}
 
 
-def convert(outtype, out):
+def run_script(script, *args):
+    """Runs one of llama.cpp's converter scripts in this process (so the pre-tokenizer patch holds)."""
     argv = sys.argv
-    sys.argv = ["convert_hf_to_gguf.py", MODEL, "--outfile", out, "--outtype", outtype]
+    sys.argv = [script, *args]
     try:
-        runpy.run_path(os.path.join(LLAMA_CPP, "convert_hf_to_gguf.py"), run_name="__main__")
+        runpy.run_path(os.path.join(LLAMA_CPP, script), run_name="__main__")
     finally:
         sys.argv = argv
+
+
+def convert(outtype, out, model=MODEL):
+    run_script("convert_hf_to_gguf.py", model, "--outfile", out, "--outtype", outtype)
 
 
 with tempfile.TemporaryDirectory() as tmp:
@@ -120,12 +125,7 @@ with open(os.path.join(adapter_dir, "adapter_config.json"), "w") as f:
     json.dump(adapter_config, f, indent=2, sort_keys=True)
 with tempfile.TemporaryDirectory() as tmp:
     out = os.path.join(tmp, "lora.gguf")
-    argv = sys.argv
-    sys.argv = ["convert_lora_to_gguf.py", adapter_dir, "--base", MODEL, "--outfile", out]
-    try:
-        runpy.run_path(os.path.join(LLAMA_CPP, "convert_lora_to_gguf.py"), run_name="__main__")
-    finally:
-        sys.argv = argv
+    run_script("convert_lora_to_gguf.py", adapter_dir, "--base", MODEL, "--outfile", out)
     with open(os.path.join(HERE, "reference_lora.json"), "w") as f:
         json.dump(record(out), f, ensure_ascii=False, indent=0)
 
@@ -146,12 +146,7 @@ with tempfile.TemporaryDirectory() as tmp:
     with open(os.path.join(HERE, "llama3_rope_parameters.json"), "w") as f:
         json.dump(cfg["rope_parameters"], f, indent=2)
     out = os.path.join(tmp, "llama3.gguf")
-    argv = sys.argv
-    sys.argv = ["convert_hf_to_gguf.py", model3, "--outfile", out, "--outtype", "f32"]
-    try:
-        runpy.run_path(os.path.join(LLAMA_CPP, "convert_hf_to_gguf.py"), run_name="__main__")
-    finally:
-        sys.argv = argv
+    convert("f32", out, model3)
     with open(os.path.join(HERE, "reference_llama3.json"), "w") as f:
         json.dump(record(out), f, ensure_ascii=False, indent=0)
 
@@ -175,11 +170,6 @@ if os.path.exists(os.path.join(qwen_dir, "generation_config.json")):
     os.remove(os.path.join(qwen_dir, "generation_config.json"))
 with tempfile.TemporaryDirectory() as tmp:
     out = os.path.join(tmp, "qwen2.gguf")
-    argv = sys.argv
-    sys.argv = ["convert_hf_to_gguf.py", qwen_dir, "--outfile", out, "--outtype", "f32"]
-    try:
-        runpy.run_path(os.path.join(LLAMA_CPP, "convert_hf_to_gguf.py"), run_name="__main__")
-    finally:
-        sys.argv = argv
+    convert("f32", out, qwen_dir)
     with open(os.path.join(HERE, "reference_qwen2.json"), "w") as f:
         json.dump(record(out), f, ensure_ascii=False, indent=0)
