@@ -17,7 +17,7 @@ enum MergeCommand {
         options: [
             OptionSpec(
                 names: ["-o", "--output"], valueName: "PATH",
-                help: "output: a file for a file base, a directory for a directory base"),
+                help: "output: a file for a file base, a directory for a directory base, OUT.gguf for llama.cpp"),
             OptionSpec(
                 names: ["--base"], valueName: "PATH",
                 help: "the base model (default: the base the vectors record, if it exists)"),
@@ -32,7 +32,7 @@ enum MergeCommand {
                 help: "base, vectors, coefficients, output and dtype from a file; flags override it"),
             OptionSpec(
                 names: ["--dtype"], valueName: "DTYPE",
-                help: "output dtype: f32, bf16, f16 or f64 (default: the base's)"),
+                help: "output dtype: f32, bf16, f16 or f64 (default: the base's); to .gguf also q8_0, q4_0"),
             OptionSpec(
                 names: ["--max-shard-size"], valueName: "SIZE",
                 help: "largest output shard, e.g. 5GB (directories; default: like the base)"),
