@@ -52,6 +52,7 @@ enum AV {
         (SearchCommand.spec, SearchCommand.run),
         (ExportLoRACommand.spec, ExportLoRACommand.run),
         (CompressCommand.spec, CompressCommand.run),
+        (AnalyzeCommand.spec, AnalyzeCommand.run),
     ]
 
     static var help: String {
