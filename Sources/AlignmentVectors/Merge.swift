@@ -14,11 +14,32 @@ public struct MergeTerm: Sendable {
     public var vector: AlignmentVector
     /// λ: 0 leaves the base, 1 adds the vector as it is, other values interpolate or extrapolate.
     public var coefficient: Double
+    /// λ per layer and module, when the coefficient is not the same for every tensor.
+    public var rule: CoefficientRule?
+    /// The layers of the model the term is mixed into (for a rule's gradient); set by merge and mix.
+    public var layerCount = 0
 
-    /// A term from a vector and its coefficient.
-    public init(vector: AlignmentVector, coefficient: Double) {
+    /// A term from a vector, its coefficient and, optionally, how the coefficient varies by tensor.
+    public init(vector: AlignmentVector, coefficient: Double, rule: CoefficientRule? = nil) {
         self.vector = vector
         self.coefficient = coefficient
+        self.rule = rule.flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// λ for `tensor`: the coefficient, or what the rule gives it.
+    public func coefficient(for tensor: String) -> Double {
+        rule?.coefficient(coefficient, tensor: tensor, layerCount: layerCount) ?? coefficient
+    }
+
+    /// The terms with `layerCount` set to the layers of `base` (the largest `layers.N` plus one).
+    public static func counting(_ terms: [MergeTerm], layersOf base: Checkpoint) -> [MergeTerm] {
+        guard terms.contains(where: { $0.rule != nil }) else { return terms }
+        let count = (base.tensors.compactMap { VectorAnalysis.layer(of: $0.name) }.max() ?? -1) + 1
+        return terms.map {
+            var t = $0
+            t.layerCount = count
+            return t
+        }
     }
 }
 
@@ -124,6 +145,7 @@ public func merge(
     progress: ((Int, Int) -> Void)? = nil
 ) throws(AVError) -> MergeReport {
     let start = DispatchTime.now().uptimeNanoseconds
+    let terms = MergeTerm.counting(terms, layersOf: base)
     let inputs = base.inputFiles + [base.path] + terms.map(\.vector.path) + options.protectedPaths
     if base.isDirectory, options.dtype == .f64 {
         throw .usage(
@@ -159,6 +181,7 @@ public func merge(
                     .object([
                         ("path", .string(t.vector.path)), ("domain", .string(t.vector.domain)),
                         ("coefficient", .double(t.coefficient)),
+                        ("rule", t.rule.map { $0.json(value: nil) } ?? .null),
                         ("aligned", .string(t.vector.header.aligned.fingerprint)),
                     ])
                 })

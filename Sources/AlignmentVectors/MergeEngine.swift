@@ -35,19 +35,20 @@ final class MergeEngine {
     /// The terms that change `tensor`: vectors that hold it, with a coefficient other than 0.
     static func terms(_ terms: [MergeTerm], for tensor: String) throws(AVError) -> [Term] {
         var active: [Term] = []
-        for t in terms where t.coefficient != 0 {
-            guard let delta = t.vector.delta(tensor) else { continue }
+        for t in terms {
+            let coefficient = t.coefficient(for: tensor)
+            guard coefficient != 0, let delta = t.vector.delta(tensor) else { continue }
             guard case .dense(let v) = delta.storage else {
                 active.append(
                     Term(
-                        bytes: UnsafeRawBufferPointer(start: nil, count: 0), dtype: .f32, scale: t.coefficient,
+                        bytes: UnsafeRawBufferPointer(start: nil, count: 0), dtype: .f32, scale: coefficient,
                         decoder: try DeltaDecoder(vector: t.vector, tensor: delta)))
                 continue
             }
             active.append(
                 Term(
                     vector: t.vector, bytes: t.vector.file.bytes(of: v), file: t.vector.file, dtype: v.dtype,
-                    scale: t.coefficient, residuals: try t.vector.residuals(of: tensor)))
+                    scale: coefficient, residuals: try t.vector.residuals(of: tensor)))
         }
         return active
     }
@@ -57,7 +58,7 @@ final class MergeEngine {
     /// the tensor counts as a zero delta, as a model without a change does in mergekit).
     static func terms(_ terms: [MergeTerm], for tensor: TensorInfo, method: MergeMethod) throws(AVError) -> [Term] {
         guard !method.isLinear else { return try self.terms(terms, for: tensor.name) }
-        let used = terms.filter { $0.coefficient != 0 }
+        let used = terms.filter { $0.coefficient(for: tensor.name) != 0 }
         // No vector changes the tensor: nothing to combine (and nothing read).
         guard used.contains(where: { $0.vector.delta(tensor.name) != nil }) else { return [] }
         var deltas: [[Double]] = []
@@ -67,7 +68,8 @@ final class MergeEngine {
                     ?? [Double](repeating: 0, count: tensor.elementCount))
         }
         let combined = method.combine(
-            tensor: tensor.name, deltas: deltas, weights: used.map(\.coefficient), domains: used.map(\.vector.domain))
+            tensor: tensor.name, deltas: deltas, weights: used.map { $0.coefficient(for: tensor.name) },
+            domains: used.map(\.vector.domain))
         let buffer = TensorBuffer(count: combined.count * 8)
         combined.withUnsafeBytes { buffer.pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         return [

@@ -34,6 +34,7 @@ public func mixTensors(
     checked: Bool = false
 ) throws(AVError) -> [String: TensorBuffer] {
     try method.validate()
+    let terms = MergeTerm.counting(terms, layersOf: base)
     let structure = try checkCompatible(base: base, terms: terms, force: force)
     if !force, !checked, let expected = terms.first?.vector.header.base.content {
         // The same content check as merge's, over the whole base (merge gets it from its one pass).

@@ -36,6 +36,8 @@ public struct MixRecipe: Sendable {
     public var vectorsDirectory: String?
     /// `mix`: domain → λ, in the order written.
     public var mix: [(domain: String, coefficient: Double)] = []
+    /// λ per layer and module of the domains that have one (`"mix": {"medical": {"value": 0.5, …}}`).
+    public var rules: [String: CoefficientRule] = [:]
     /// `vectors`: AV files with their λ, in the order written.
     public var vectors: [(path: String, coefficient: Double)] = []
     /// `output`: where the merged model goes.
@@ -116,7 +118,8 @@ public struct MixRecipe: Sendable {
                 if let n = value.doubleValue {
                     guard n >= 1, n < 9e18, n == n.rounded() else {
                         throw .recipe(
-                            file: path, message: "\"max_shard_size\": \(n) is not a whole number of bytes from 1 to 9e18")
+                            file: path,
+                            message: "\"max_shard_size\": \(n) is not a whole number of bytes from 1 to 9e18")
                     }
                     text = String(Int(n))
                 } else {
@@ -140,8 +143,16 @@ public struct MixRecipe: Sendable {
                         throw .recipe(
                             file: path, message: "\"mix\": domain \"\(domain)\" appears twice; give each domain once")
                     }
+                    if case .object = v {
+                        let (c, rule) = try CoefficientRule.parse(v, domain: domain, file: path)
+                        r.mix.append((domain, c))
+                        r.rules[domain] = rule
+                        continue
+                    }
                     guard let c = v.doubleValue, c.isFinite else {
-                        throw .recipe(file: path, message: "\"mix\": the coefficient of \"\(domain)\" must be a number")
+                        throw .recipe(
+                            file: path,
+                            message: "\"mix\": the coefficient of \"\(domain)\" must be a number or an object")
                     }
                     r.mix.append((domain, c))
                 }
@@ -176,7 +187,12 @@ public struct MixRecipe: Sendable {
         if let file { m.append(("file", .string(file))) }
         if let base { m.append(("base", .string(base))) }
         if let vectorsDirectory { m.append(("vectors_dir", .string(vectorsDirectory))) }
-        m.append(("mix", .object(mix.map { ($0.domain, .double($0.coefficient)) })))
+        m.append(
+            (
+                "mix",
+                .object(
+                    mix.map { ($0.domain, rules[$0.domain]?.json(value: $0.coefficient) ?? .double($0.coefficient)) })
+            ))
         m.append(
             (
                 "vectors",

@@ -34,6 +34,17 @@ public enum MixProvenance: Sendable, Equatable {
         let recorded = vectors.map {
             ($0["domain"]?.stringValue ?? "?", $0["coefficient"]?.doubleValue ?? .nan, $0["path"]?.stringValue ?? "")
         }
+        // λ per layer and module must be the recipe's too (a model merged without it, or with another).
+        for v in vectors {
+            let domain = v["domain"]?.stringValue ?? "?"
+            let rule = v["rule"].flatMap { $0 == .null ? nil : $0.rendered() }
+            let asked = recipe.rules[domain].map { $0.json(value: nil).rendered() }
+            if recipe.mix.contains(where: { $0.domain == domain }), rule != asked {
+                return .differs(
+                    "\(path) was merged with \(domain)'s λ by layer and module \(rule ?? "none"); the recipe asks for"
+                        + " \(asked ?? "none")")
+            }
+        }
         // Domains by name for `mix`; files by name for `vectors` (their path may differ between machines).
         var wanted = recipe.mix.map { ($0.domain, $0.coefficient, "") }
         wanted += recipe.vectors.map { ("", $0.coefficient, Path.lastComponent($0.path)) }

@@ -54,6 +54,9 @@ public final class MixSession: @unchecked Sendable {
             guard method.isLinear else {
                 throw .vectors(.usage("--mix logits mixes models, not TIES/DARE deltas: use --method linear"))
             }
+            guard terms.allSatisfy({ $0.rule == nil }) else {
+                throw .vectors(.usage("--mix logits mixes whole models: λ per layer or module needs --mix weights"))
+            }
             model = try LlamaModel(config: config, path: directory, tensors: WeightSource(checkpoint: checkpoint))
             for t in terms {
                 let source = try alignedWeights(t.vector)
@@ -68,7 +71,7 @@ public final class MixSession: @unchecked Sendable {
     /// base + Σ λ·AV, hashing only vectors no earlier mix has checked.
     private func weights(_ terms: [MergeTerm], method: MergeMethod) throws(InferenceError) -> WeightSource {
         // A vector at λ = 0 is not read, so not checked either.
-        let ids = terms.filter { $0.coefficient != 0 }.map { ObjectIdentifier($0.vector) }
+        let ids = terms.filter { $0.coefficient != 0 || $0.rule != nil }.map { ObjectIdentifier($0.vector) }
         lock.lock()
         let known = ids.allSatisfy(checked.contains)
         lock.unlock()

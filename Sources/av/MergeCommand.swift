@@ -142,8 +142,12 @@ enum MergeCommand {
         if let file = args.value("--recipe") { recipe = try MixRecipe.load(file) }
         let vectorsDir = args.value("--vectors") ?? recipe.vectorsDirectory ?? "."
         var mix = recipe.mix
+        var rules = recipe.rules
         var flagged: Set<String> = []
-        for (name, text) in args.dynamic {
+        for (name, text) in args.dynamic where name.contains(".") {
+            try rule(name, text, into: &rules)
+        }
+        for (name, text) in args.dynamic where !name.contains(".") {
             guard let c = Double(text), c.isFinite else {
                 throw UsageError(message: "--\(name) needs a finite number (its coefficient), not '\(text)'")
             }
@@ -161,12 +165,21 @@ enum MergeCommand {
             }
             files.append((String(item[..<eq]), c))
         }
+        // A domain with only a gradient (no plain coefficient) is mixed by its gradient alone.
+        for (domain, rule) in rules where rule.gradient != nil && !mix.contains(where: { $0.domain == domain }) {
+            mix.append((domain, 0))
+        }
+        if let missing = rules.keys.sorted().first(where: { d in !mix.contains { $0.domain == d } }) {
+            throw UsageError(
+                message: "--\(missing).* sets λ per layer or module of a domain not mixed: add --\(missing) COEF")
+        }
         guard !mix.isEmpty || !files.isEmpty else {
             throw UsageError(message: "no vectors to mix: give --DOMAIN COEF, --vector PATH=COEF or --recipe FILE")
         }
         var terms: [MergeTerm] = []
         for (domain, c) in mix {
-            terms.append(MergeTerm(vector: try vector(domain: domain, in: vectorsDir), coefficient: c))
+            terms.append(
+                MergeTerm(vector: try vector(domain: domain, in: vectorsDir), coefficient: c, rule: rules[domain]))
         }
         for (path, c) in files { terms.append(MergeTerm(vector: try AlignmentVector(path: path), coefficient: c)) }
         // One coefficient per domain: the same domain twice (by name or by file) is ambiguous.
@@ -223,6 +236,7 @@ enum MergeCommand {
         resolvedRecipe.base = basePath
         resolvedRecipe.vectorsDirectory = vectorsDir
         resolvedRecipe.mix = mix
+        resolvedRecipe.rules = rules
         resolvedRecipe.vectors = files
         resolvedRecipe.output = output
         resolvedRecipe.dtype = options.dtype
@@ -233,6 +247,36 @@ enum MergeCommand {
             base: try Checkpoint(path: try GGUFPaths.resolve(basePath, like: terms.first?.vector.header.base.dtype)),
             terms: terms, output: output ?? "",
             options: options, ggufType: ggufType)
+    }
+
+    /// `--DOMAIN.layers 0-9=0.2,20-29=1`, `--DOMAIN.modules mlp=0`, `--DOMAIN.gradient 0,0.5,1` and
+    /// `--DOMAIN.outside 0`: the domain's λ per layer and module (flags override the recipe's, field by field).
+    static func rule(_ name: String, _ text: String, into rules: inout [String: CoefficientRule]) throws {
+        guard let dot = name.lastIndex(of: ".") else { return }
+        let domain = String(name[..<dot])
+        let field = String(name[name.index(after: dot)...])
+        var rule = rules[domain] ?? CoefficientRule()
+        func bad(_ form: String) -> UsageError { UsageError(message: "--\(name) takes \(form), not '\(text)'") }
+        switch field {
+        case "layers":
+            guard let v = CoefficientRule.layers(text) else { throw bad("ranges of layers, e.g. 0-9=0.2,20-29=1") }
+            rule.layers = v
+        case "modules":
+            guard let v = CoefficientRule.modules(text) else { throw bad("name parts, e.g. mlp=0,self_attn=0.5") }
+            rule.modules = v
+        case "gradient":
+            guard let v = CoefficientRule.gradient(text) else {
+                throw bad("numbers spread over the layers, e.g. 0,0.5,1")
+            }
+            rule.gradient = v
+        case "outside":
+            guard let v = Double(text), v.isFinite else { throw bad("the λ of tensors outside the layers, a number") }
+            rule.outside = v
+        default:
+            throw UsageError(
+                message: "unknown option '--\(name)' (a domain takes .layers, .modules, .gradient, .outside)")
+        }
+        rules[domain] = rule
     }
 
     /// The AV of `domain`: `DIR/DOMAIN.av`, or an error listing the domains that are there.
@@ -266,6 +310,11 @@ enum MergeCommand {
             print(json(report, dtype: p.options.dtype, gguf: p.ggufType, retention: retention).rendered(pretty: true))
         } else {
             print(GGUFPaths.originals(in: text(report, dtype: p.options.dtype, gguf: p.ggufType, retention: retention)))
+            for t in p.terms {
+                if let rule = t.rule {
+                    print("  λ rule   \(t.vector.domain): \(rule.json(value: t.coefficient).rendered())")
+                }
+            }
         }
         return .success
     }
