@@ -117,4 +117,31 @@ struct LayerRuleCLITests {
         #expect(badRecipe.status != 0 && badRecipe.stderr.contains("\"layer\""), "\(badRecipe.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir.file("x")))
     }
+
+    @Test("a gradient and a filter give each tensor mergekit's λ (mergekit-yaml, task arithmetic)")
+    func matchesMergekit() throws {
+        let dir = TemporaryDirectory()
+        let av = try AnalyzeCLITests.vectors(in: dir).0
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/mergekit_gradient/reference.json")
+        let reference = try JSONSerialization.jsonObject(with: Data(contentsOf: fixture)) as! [String: Any]
+        let expected = reference["lambdas"] as! [String: Double]
+        let r = try runAV([
+            "merge", "--base", Self.checkpoints + "/base", "--vectors", Path.parent(av), "--medical.modules",
+            "mlp=0.25",
+            "--medical.gradient", "0,0.5,1.5", "--dtype", "f32", "-o", dir.file("out"),
+        ])
+        #expect(r.status == 0, "\(r.stderr)")
+        let base = try AnalyzeCLITests.values(Self.checkpoints + "/base")
+        let aligned = try AnalyzeCLITests.values(Self.checkpoints + "/medical-aligned")
+        let out = try AnalyzeCLITests.values(dir.file("out"))
+        #expect(Set(expected.keys) == Set(base.keys))
+        for (tensor, w) in base {
+            let delta = zip(aligned[tensor]!, w).map { $0 - $1 }
+            let energy = delta.reduce(0) { $0 + $1 * $1 }
+            let moved = zip(out[tensor]!, w).map { $0 - $1 }
+            let lambda = energy > 0 ? zip(moved, delta).reduce(0) { $0 + $1.0 * $1.1 } / energy : 0
+            #expect(abs(lambda - expected[tensor]!) <= 1e-6, "\(tensor): av \(lambda), mergekit \(expected[tensor]!)")
+        }
+    }
 }
