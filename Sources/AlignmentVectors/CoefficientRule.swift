@@ -65,7 +65,7 @@ public struct CoefficientRule: Sendable, Equatable {
     }
 
     /// `"N"` or `"A-B"` (A ≤ B, both ≥ 0).
-    static func range(_ text: String) -> ClosedRange<Int>? {
+    public static func range(_ text: String) -> ClosedRange<Int>? {
         let ends = text.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
         guard let a = Int(ends[0]), a >= 0 else { return nil }
         guard ends.count == 2 else { return a...a }

@@ -76,12 +76,31 @@ enum SweepCommand {
         }
         let dir = args.value("--vectors") ?? "."
         var axes: [(domain: String, values: [Double], vector: AlignmentVector)] = []
+        // `--DOMAIN.layers A-B=FROM:TO:STEPS` sweeps one layer group's λ (the domain's other tensors at 0),
+        // as the axis DOMAIN[A-B].
+        var groups: [String: ClosedRange<Int>] = [:]
         for (name, text) in args.dynamic {
-            guard !axes.contains(where: { $0.domain == name }) else {
-                throw UsageError(message: "domain '\(name)' is given twice; give each domain once")
+            var domain = name
+            var label = name
+            var values = text
+            if name.hasSuffix(".layers") {
+                domain = String(name.dropLast(".layers".count))
+                let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, let range = CoefficientRule.range(parts[0]) else {
+                    throw UsageError(
+                        message: "--\(name) takes LAYERS=FROM:TO:STEPS, e.g. 0-14=-1:1.5:11, not '\(text)'")
+                }
+                label = "\(domain)[\(parts[0])]"
+                groups[label] = range
+                values = parts[1]
+            } else if name.contains(".") {
+                throw UsageError(message: "unknown option '--\(name)' (a sweep takes --DOMAIN or --DOMAIN.layers)")
+            }
+            guard !axes.contains(where: { $0.domain == label }) else {
+                throw UsageError(message: "'\(label)' is given twice; give each domain once")
             }
             axes.append(
-                (name, try rangeValues(text, option: "--" + name), try MergeCommand.vector(domain: name, in: dir)))
+                (label, try rangeValues(values, option: "--" + name), try MergeCommand.vector(domain: domain, in: dir)))
         }
         // Levels files: DOMAIN=FILE, or a bare FILE for the first swept domain.
         var levels: [(domain: String, file: LevelsFile)] = []
@@ -137,7 +156,14 @@ enum SweepCommand {
         let session =
             grid.isEmpty ? nil : try MixSession(directory: base, force: args.has("--force"), threads: threadCount)
         for (i, lambdas) in grid.enumerated() where shard.map({ i % $0.count == $0.index }) ?? true {
-            let terms = zip(axes, lambdas).map { MergeTerm(vector: $0.vector, coefficient: $1) }
+            let terms = zip(axes, lambdas).map { axis, lambda in
+                guard let group = groups[axis.domain] else {
+                    return MergeTerm(vector: axis.vector, coefficient: lambda)
+                }
+                var rule = CoefficientRule()
+                rule.layers = [(group, lambda)]
+                return MergeTerm(vector: axis.vector, coefficient: 0, rule: rule)
+            }
             let lm = try session!.model(mixing: terms, mix: mix)
             lm.model.threads = threadCount
             let p = try pairs.map { try lm.evaluate(pairs: $0) }

@@ -144,4 +144,28 @@ struct LayerRuleCLITests {
             #expect(abs(lambda - expected[tensor]!) <= 1e-6, "\(tensor): av \(lambda), mergekit \(expected[tensor]!)")
         }
     }
+
+    @Test("sweep --DOMAIN.layers A-B=FROM:TO:STEPS moves that group alone, as eval with the same rule measures it")
+    func sweepLayerGroup() throws {
+        let dir = TemporaryDirectory()
+        let av = try AnalyzeCLITests.vectors(in: dir).0
+        let levels = Self.checkpoints + "/eval/medical_levels.jsonl"
+        let common = [
+            "--base", Self.checkpoints + "/base", "--vectors", Path.parent(av), "--levels", levels, "-q", "--json",
+        ]
+        let sweep = try runAV(["sweep", "--medical.layers", "0-1=0:1:2"] + common)
+        #expect(sweep.status == 0, "\(sweep.stderr)")
+        let points = try JSONSerialization.jsonObject(with: Data(sweep.stdout.utf8)) as! [[String: Any]]
+        #expect(points.map { $0["medical[0-1]"] as? Double } == [0, 1])
+        let swept = (points[1]["levels"] as! [String: Any])["medical[0-1]"] as! [String: Double]
+        let eval = try runAV(["eval", "--medical", "0", "--medical.layers", "0-1=1"] + common)
+        #expect(eval.status == 0, "\(eval.stderr)")
+        let measured = try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as! [String: Any]
+        #expect((measured["levels"] as! [String: Any])["shares"] as? [String: Double] == swept)
+        let whole = try runAV(["eval", "--medical", "1"] + common)
+        let all = try JSONSerialization.jsonObject(with: Data(whole.stdout.utf8)) as! [String: Any]
+        #expect((all["levels"] as! [String: Any])["shares"] as? [String: Double] != swept)
+        let bad = try runAV(["sweep", "--medical.layers", "0-1"] + common)
+        #expect(bad.status == 2 && bad.stderr.contains("LAYERS=FROM:TO:STEPS"), "\(bad.stderr)")
+    }
 }
