@@ -75,10 +75,13 @@ enum MergeCommand {
     static func methodOptions(seed: String) -> [OptionSpec] {
         [
             OptionSpec(
-                names: ["--method"], valueName: "NAME", help: "linear (default), ties, dare-linear or dare-ties"),
+                names: ["--method"], valueName: "NAME",
+                help: "linear (default), ties, dare-linear, dare-ties, breadcrumbs or breadcrumbs-ties"),
             OptionSpec(names: ["--density"], valueName: "D", help: "ties/dare: share of each vector's entries kept"),
             OptionSpec(names: [seed], valueName: "S", help: "dare: the seed of the drop (default 0)"),
             OptionSpec(names: ["--consensus"], valueName: "sum|count", help: "ties: how signs are elected (sum)"),
+            OptionSpec(
+                names: ["--gamma"], valueName: "G", help: "breadcrumbs: share of the largest entries dropped (0.01)"),
             OptionSpec(names: ["--normalize"], help: "divide by the agreeing Σλ (default for ties)"),
             OptionSpec(names: ["--no-normalize"], help: "do not divide (default for dare)"),
             OptionSpec(names: ["--rescale"], help: "rescale kept entries to the L1 norm (default for dare)"),
@@ -91,9 +94,11 @@ enum MergeCommand {
         var m = recipe ?? .linear
         if let text = args.value("--method") {
             guard let kind = MergeMethod.Kind(spelling: text) else {
-                throw UsageError(message: "--method must be linear, ties, dare-linear or dare-ties, not '\(text)'")
+                throw UsageError(
+                    message: "--method must be linear, ties, dare-linear, dare-ties, breadcrumbs or breadcrumbs-ties,"
+                        + " not '\(text)'")
             }
-            m = MergeMethod(kind: kind, density: m.density, seed: m.seed, consensus: m.consensus)
+            m = MergeMethod(kind: kind, density: m.density, seed: m.seed, consensus: m.consensus, gamma: m.gamma)
         }
         if let text = args.value("--density") {
             guard let d = Double(text), d > 0, d <= 1 else {
@@ -113,6 +118,13 @@ enum MergeCommand {
             }
             m.consensus = c
         }
+        if let text = args.value("--gamma") {
+            guard let g = Double(text), g >= 0, g < 1 else {
+                throw UsageError(message: "--gamma is a share in [0, 1), not '\(text)'")
+            }
+            guard m.prunesOutliers else { throw UsageError(message: "--gamma applies to --method breadcrumbs") }
+            m.gamma = g
+        }
         for (flag, on) in [("--normalize", true), ("--no-normalize", false)] where args.has(flag) { m.normalize = on }
         for (flag, on) in [("--rescale", true), ("--no-rescale", false)] where args.has(flag) { m.rescale = on }
         if m.isLinear,
@@ -121,7 +133,7 @@ enum MergeCommand {
             ]
             .first(where: args.has)
         {
-            throw UsageError(message: "\(flag) applies to --method ties, dare-linear or dare-ties")
+            throw UsageError(message: "\(flag) applies to --method ties, dare-linear, dare-ties or breadcrumbs")
         }
         return m
     }

@@ -32,14 +32,18 @@ struct MergeMethodTests {
     /// mergekit computes in f32 (Δ = tuned − base, λ·Δ, the masked sum, the division, base + …), av in
     /// f64 rounded once: they agree within the result's ulp plus a few ulps of the largest λ·Δ.
     @Test(
-        "TIES equals mergekit's within f32 rounding of its own steps",
-        arguments: [("ties", 0.5, nil), ("ties-raw", 0.3, false)] as [(String, Double, Bool?)])
-    func tiesMatchesMergekit(name: String, density: Double, normalize: Bool?) throws {
+        "TIES and Model Breadcrumbs equal mergekit's within f32 rounding of its own steps",
+        arguments: [
+            ("ties", 0.5, nil, 0), ("ties-raw", 0.3, false, 0), ("breadcrumbs", 0.6, nil, 0.05),
+            ("breadcrumbs-ties", 0.5, nil, 0.1),
+        ] as [(String, Double, Bool?, Double)])
+    func tiesMatchesMergekit(name: String, density: Double, normalize: Bool?, gamma: Double) throws {
         let dir = TemporaryDirectory()
         let avs = try vectors(dir)
         let weights = [0.7, 1.0, 0.4]
         var options = MergeOptions()
-        options.method = MergeMethod(kind: .ties, density: density, normalize: normalize)
+        let kind = MergeMethod.Kind(spelling: name.hasPrefix("ties") ? "ties" : name)!
+        options.method = MergeMethod(kind: kind, density: density, normalize: normalize, gamma: gamma)
         let out = dir.file("av.safetensors")
         let report = try merge(
             base: Checkpoint(path: fixture("methods/base/model.safetensors")),

@@ -110,7 +110,9 @@ struct EncodingMethodCLITests {
         #expect(readBytes(dir.file("r.safetensors")) != readBytes(dir.file("s.safetensors")))
 
         for (args, message) in [
-            (["--method", "slerp"], "--method must be linear, ties, dare-linear or dare-ties"),
+            (["--method", "slerp"], "--method must be linear, ties, dare-linear, dare-ties, breadcrumbs or breadcrumbs-ties"),
+            (["--method", "ties", "--gamma", "0.1"], "--gamma applies to --method breadcrumbs"),
+            (["--method", "breadcrumbs", "--gamma", "1"], "--gamma is a share in [0, 1)"),
             (["--density", "0.5"], "--density applies to --method ties"),
             (["--method", "ties", "--density", "1.5"], "--density is a share in (0, 1]"),
             (["--method", "ties", "--consensus", "most"], "--consensus must be sum or count"),

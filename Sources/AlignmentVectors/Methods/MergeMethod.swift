@@ -14,6 +14,10 @@ public struct MergeMethod: Sendable, Equatable {
         case dareLinear = "dare-linear"
         /// DARE's drop, then TIES's sign election.
         case dareTies = "dare-ties"
+        /// Model Breadcrumbs: each delta without its largest γ·n entries and its smallest, ⌊D·n⌋ kept.
+        case breadcrumbs
+        /// Breadcrumbs' masks, then TIES's sign election.
+        case breadcrumbsTies = "breadcrumbs-ties"
 
         /// Reads `ties`, `dare-linear`, `dare_linear` (mergekit's spelling), …
         public init?(spelling: String) {
@@ -41,6 +45,8 @@ public struct MergeMethod: Sendable, Equatable {
     public var normalize: Bool
     /// Scale each sparsified delta so its L1 norm is the dense delta's.
     public var rescale: Bool
+    /// Breadcrumbs: the share of each delta's largest-magnitude entries dropped as outliers (0.01).
+    public var gamma: Double
 
     /// The plain sum, base + Σ λ·Δ.
     public static let linear = MergeMethod(kind: .linear)
@@ -49,12 +55,13 @@ public struct MergeMethod: Sendable, Equatable {
     /// does not normalize; `density` defaults to 1 as in mergekit (set it: 0.2–0.5 is usual).
     public init(
         kind: Kind, density: Double = 1, seed: UInt64 = 0, consensus: Consensus = .sum, normalize: Bool? = nil,
-        rescale: Bool? = nil
+        rescale: Bool? = nil, gamma: Double = 0.01
     ) {
         self.kind = kind
         self.density = density
         self.seed = seed
         self.consensus = consensus
+        self.gamma = gamma
         self.normalize = normalize ?? (kind == .ties)
         self.rescale = rescale ?? (kind == .dareLinear || kind == .dareTies)
     }
@@ -67,10 +74,14 @@ public struct MergeMethod: Sendable, Equatable {
         case .linear: (false, false)
         case .ties: (false, density < 1)
         case .dareLinear, .dareTies: (true, density < 1)
+        case .breadcrumbs, .breadcrumbsTies: (false, density < 1)
         }
     }
 
-    var electsSign: Bool { kind == .ties || kind == .dareTies }
+    var electsSign: Bool { kind == .ties || kind == .dareTies || kind == .breadcrumbsTies }
+
+    /// Breadcrumbs drops the largest entries as well as the smallest.
+    public var prunesOutliers: Bool { kind == .breadcrumbs || kind == .breadcrumbsTies }
 
     /// What merge records in its provenance.
     public var json: JSONValue {
@@ -79,6 +90,7 @@ public struct MergeMethod: Sendable, Equatable {
         members += [("density", .double(density)), ("normalize", .bool(normalize)), ("rescale", .bool(rescale))]
         if electsSign { members.append(("consensus", .string(consensus.rawValue))) }
         if sparsification.random { members.append(("seed", .int(Int(truncatingIfNeeded: seed)))) }
+        if prunesOutliers { members.append(("gamma", .double(gamma))) }
         return .object(members)
     }
 
@@ -87,7 +99,8 @@ public struct MergeMethod: Sendable, Equatable {
         guard density > 0, density <= 1, density.isFinite else {
             throw .usage("--density must be in (0, 1], not \(density)")
         }
-        if isLinear && density != 1 { throw .usage("--density applies to ties, dare-linear and dare-ties") }
+        if isLinear && density != 1 { throw .usage("--density applies to ties, dare and breadcrumbs methods") }
+        guard gamma >= 0, gamma < 1, gamma.isFinite else { throw .usage("--gamma must be in [0, 1), not \(gamma)") }
     }
 }
 
@@ -105,7 +118,7 @@ extension MergeMethod {
                 d =
                     sparsification.random
                     ? drop(d, key: Self.streamKey(seed: seed, domain: domains[i], tensor: tensor))
-                    : trim(d)
+                    : prunesOutliers ? outliers(d) : trim(d)
             }
             weighted.append(d.map { $0 * weights[i] })
         }
@@ -145,6 +158,22 @@ extension MergeMethod {
         let magnitudes = delta.map { Double(Float($0).magnitude) }
         var out = [Double](repeating: 0, count: delta.count)
         for i in DeltaEncoder.topIndices(magnitudes, k: k) { out[i] = delta[i] }
+        return rescaled(out, like: delta)
+    }
+
+    /// Breadcrumbs' mask (mergekit's `magnitude_outliers`): the entries ranked by |Δ| (in f32, ties to the
+    /// lower index) from the smallest; the ⌊D·n⌋ after the smallest max(0, n − ⌊D·n⌋ − ⌊γ·n⌋) are kept,
+    /// so the largest ⌊γ·n⌋ are dropped unless keeping the density needs them.
+    func outliers(_ delta: [Double]) -> [Double] {
+        let n = delta.count
+        let target = Int(density * Double(n))
+        let bottom = max(0, n - target - Int(gamma * Double(n)))
+        let magnitudes = delta.map { Float($0).magnitude }
+        let order = delta.indices.sorted {
+            magnitudes[$0] != magnitudes[$1] ? magnitudes[$0] < magnitudes[$1] : $0 < $1
+        }
+        var out = [Double](repeating: 0, count: n)
+        for i in order[bottom..<min(n, bottom + target)] { out[i] = delta[i] }
         return rescaled(out, like: delta)
     }
 
@@ -197,6 +226,7 @@ extension MergeMethod {
         var density = 1.0
         var seed: UInt64 = 0
         var consensus = Consensus.sum
+        var gamma = 0.01
         for (key, v) in members {
             switch key {
             case "name": break
@@ -213,15 +243,19 @@ extension MergeMethod {
                     throw fail("\"consensus\" must be sum or count")
                 }
                 consensus = c
+            case "gamma":
+                guard let g = v.doubleValue else { throw fail("\"gamma\" must be a number") }
+                gamma = g
             case "normalize", "rescale":
                 guard case .bool(let b) = v else { throw fail("\"\(key)\" must be true or false") }
                 if key == "normalize" { normalize = b } else { rescale = b }
             default:
-                throw fail("unknown key \"\(key)\" (known: name, density, seed, consensus, normalize, rescale)")
+                throw fail("unknown key \"\(key)\" (known: name, density, seed, consensus, normalize, rescale, gamma)")
             }
         }
         self.init(
-            kind: kind, density: density, seed: seed, consensus: consensus, normalize: normalize, rescale: rescale)
+            kind: kind, density: density, seed: seed, consensus: consensus, normalize: normalize, rescale: rescale,
+            gamma: gamma)
         do {
             try validate()
         } catch {
@@ -234,7 +268,7 @@ extension MergeMethod {
         .object([
             ("name", .string(kind.rawValue)), ("density", .double(density)),
             ("seed", .int(Int(truncatingIfNeeded: seed))), ("consensus", .string(consensus.rawValue)),
-            ("normalize", .bool(normalize)), ("rescale", .bool(rescale)),
+            ("normalize", .bool(normalize)), ("rescale", .bool(rescale)), ("gamma", .double(gamma)),
         ])
     }
 }

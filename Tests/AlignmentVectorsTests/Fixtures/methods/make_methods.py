@@ -1,5 +1,5 @@
 """Makes the merge-method fixtures: a tiny f32 Llama base, three fine-tunes of it with conflicting
-signs, and mergekit's TIES merges of them (mergekit-yaml, mergekit 0.1.5, dtype float32).
+signs, and mergekit's TIES and Model Breadcrumbs merges of them (mergekit-yaml, mergekit 0.1.5, dtype float32).
 
 Run from this folder with torch, transformers, safetensors and mergekit installed (a venv outside
 the repository); the tests read only the files it writes.
@@ -41,16 +41,19 @@ for i, scale in enumerate([0.02, 0.03, 0.015]):
 MERGES = {
     "ties": {"density": 0.5, "normalize": None},
     "ties-raw": {"density": 0.3, "normalize": False},
+    "breadcrumbs": {"method": "breadcrumbs", "density": 0.6, "gamma": 0.05, "normalize": None},
+    "breadcrumbs-ties": {"method": "breadcrumbs_ties", "density": 0.5, "gamma": 0.1, "normalize": None},
 }
 weights = [0.7, 1.0, 0.4]
 for name, p in MERGES.items():
     params = {"normalize": p["normalize"]} if p["normalize"] is not None else {}
     models = [
-        {"model": os.path.join(HERE, f"tuned{i}"), "parameters": {"weight": w, "density": p["density"]}}
+        {"model": os.path.join(HERE, f"tuned{i}"),
+         "parameters": {"weight": w, "density": p["density"], **({"gamma": p["gamma"]} if "gamma" in p else {})}}
         for i, w in enumerate(weights)
     ]
     cfg = {
-        "merge_method": "ties", "base_model": os.path.join(HERE, "base"), "models": models,
+        "merge_method": p.get("method", "ties"), "base_model": os.path.join(HERE, "base"), "models": models,
         "parameters": params, "dtype": "float32",
     }
     work = os.path.join(HERE, f"_{name}")
