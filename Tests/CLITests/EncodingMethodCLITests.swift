@@ -110,8 +110,12 @@ struct EncodingMethodCLITests {
         #expect(readBytes(dir.file("r.safetensors")) != readBytes(dir.file("s.safetensors")))
 
         for (args, message) in [
-            (["--method", "slerp"], "--method must be linear, ties, dare-linear, dare-ties, breadcrumbs or breadcrumbs-ties"),
+            (
+                ["--method", "slerp"],
+                "--method must be linear, ties, dare-linear, dare-ties, breadcrumbs, breadcrumbs-ties or model-stock"
+            ),
             (["--method", "ties", "--gamma", "0.1"], "--gamma applies to --method breadcrumbs"),
+            (["--method", "model-stock"], "model-stock needs at least two vectors"),
             (["--method", "breadcrumbs", "--gamma", "1"], "--gamma is a share in [0, 1)"),
             (["--density", "0.5"], "--density applies to --method ties"),
             (["--method", "ties", "--density", "1.5"], "--density is a share in (0, 1]"),

@@ -18,6 +18,9 @@ public struct MergeMethod: Sendable, Equatable {
         case breadcrumbs
         /// Breadcrumbs' masks, then TIES's sign election.
         case breadcrumbsTies = "breadcrumbs-ties"
+        /// Model Stock: the mean of the (λ-weighted) deltas, scaled per tensor by t = k·cos / (1 + (k − 1)·cos)
+        /// from their mean pairwise cosine; at least two vectors.
+        case modelStock = "model-stock"
 
         /// Reads `ties`, `dare-linear`, `dare_linear` (mergekit's spelling), …
         public init?(spelling: String) {
@@ -75,6 +78,7 @@ public struct MergeMethod: Sendable, Equatable {
         case .ties: (false, density < 1)
         case .dareLinear, .dareTies: (true, density < 1)
         case .breadcrumbs, .breadcrumbsTies: (false, density < 1)
+        case .modelStock: (false, false)
         }
     }
 
@@ -99,7 +103,9 @@ public struct MergeMethod: Sendable, Equatable {
         guard density > 0, density <= 1, density.isFinite else {
             throw .usage("--density must be in (0, 1], not \(density)")
         }
-        if isLinear && density != 1 { throw .usage("--density applies to ties, dare and breadcrumbs methods") }
+        if (isLinear || kind == .modelStock) && density != 1 {
+            throw .usage("--density applies to ties, dare and breadcrumbs methods")
+        }
         guard gamma >= 0, gamma < 1, gamma.isFinite else { throw .usage("--gamma must be in [0, 1), not \(gamma)") }
     }
 }
@@ -110,6 +116,7 @@ extension MergeMethod {
     /// in f64, in a fixed order: the same bytes on every run and thread count.
     public func combine(tensor: String, deltas: [[Double]], weights: [Double], domains: [String]) -> [Double] {
         precondition(deltas.count == weights.count && deltas.count == domains.count)
+        if kind == .modelStock { return modelStock(zip(deltas, weights).map { d, w in d.map { $0 * w } }) }
         let n = deltas.first?.count ?? 0
         var weighted: [[Double]] = []
         for (i, delta) in deltas.enumerated() {
@@ -150,6 +157,36 @@ extension MergeMethod {
     }
 
     static func sign(_ x: Double) -> Double { x > 0 ? 1 : (x < 0 ? -1 : 0) }
+
+    /// Model Stock over the whole tensor (mergekit's `model_stock` without `filter_wise`): cos is the
+    /// mean over pairs of Σ a·b / max(‖a‖·‖b‖, 1e-6), each clamped to [−1, 1]; t = k·cos / (1 + (k − 1)·cos),
+    /// 0 where the denominator is below 1e-6 in magnitude; the result is t times the deltas' mean.
+    func modelStock(_ offsets: [[Double]]) -> [Double] {
+        let k = offsets.count
+        let n = offsets.first?.count ?? 0
+        guard k > 1 else { return offsets.first ?? [] }
+        let norms = offsets.map { $0.reduce(0) { $0 + $1 * $1 }.squareRoot() }
+        var sum = 0.0
+        var pairs = 0
+        for a in 0..<k {
+            for b in (a + 1)..<k {
+                var dot = 0.0
+                for e in 0..<n { dot += offsets[a][e] * offsets[b][e] }
+                sum += min(1, max(-1, dot / max(norms[a] * norms[b], 1e-6)))
+                pairs += 1
+            }
+        }
+        let cos = sum / Double(pairs)
+        let denominator = 1 + Double(k - 1) * cos
+        let t = abs(denominator) < 1e-6 ? 0 : Double(k) * cos / denominator
+        var out = [Double](repeating: 0, count: n)
+        for e in 0..<n {
+            var mean = 0.0
+            for o in offsets { mean += o[e] }
+            out[e] = t * mean / Double(k)
+        }
+        return out
+    }
 
     /// TIES's trim: the top max(1, ⌊D·n⌋) entries by |Δ| (compared in f32, as mergekit does; ties
     /// to the lower index), optionally rescaled to the dense L1 norm.

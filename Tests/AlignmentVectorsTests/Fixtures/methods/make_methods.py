@@ -43,13 +43,15 @@ MERGES = {
     "ties-raw": {"density": 0.3, "normalize": False},
     "breadcrumbs": {"method": "breadcrumbs", "density": 0.6, "gamma": 0.05, "normalize": None},
     "breadcrumbs-ties": {"method": "breadcrumbs_ties", "density": 0.5, "gamma": 0.1, "normalize": None},
+    "model-stock": {"method": "model_stock"},
 }
 weights = [0.7, 1.0, 0.4]
 for name, p in MERGES.items():
-    params = {"normalize": p["normalize"]} if p["normalize"] is not None else {}
+    params = {"normalize": p["normalize"]} if p.get("normalize") is not None else {}
     models = [
         {"model": os.path.join(HERE, f"tuned{i}"),
          "parameters": {"weight": w, "density": p["density"], **({"gamma": p["gamma"]} if "gamma" in p else {})}}
+        if "density" in p else {"model": os.path.join(HERE, f"tuned{i}")}  # model_stock takes no weights
         for i, w in enumerate(weights)
     ]
     cfg = {
