@@ -76,7 +76,7 @@ enum MergeCommand {
         [
             OptionSpec(
                 names: ["--method"], valueName: "NAME",
-                help: "linear (default), ties, dare-linear, dare-ties, breadcrumbs, breadcrumbs-ties or model-stock"),
+                help: "linear (default), ties, dare-linear, dare-ties, breadcrumbs[-ties], model-stock or sce"),
             OptionSpec(names: ["--density"], valueName: "D", help: "ties/dare: share of each vector's entries kept"),
             OptionSpec(names: [seed], valueName: "S", help: "dare: the seed of the drop (default 0)"),
             OptionSpec(names: ["--consensus"], valueName: "sum|count", help: "ties: how signs are elected (sum)"),
@@ -95,8 +95,8 @@ enum MergeCommand {
         if let text = args.value("--method") {
             guard let kind = MergeMethod.Kind(spelling: text) else {
                 throw UsageError(
-                    message: "--method must be linear, ties, dare-linear, dare-ties, breadcrumbs, breadcrumbs-ties or"
-                        + " model-stock,"
+                    message: "--method must be linear, ties, dare-linear, dare-ties, breadcrumbs, breadcrumbs-ties,"
+                        + " model-stock or sce,"
                         + " not '\(text)'")
             }
             m = MergeMethod(kind: kind, density: m.density, seed: m.seed, consensus: m.consensus, gamma: m.gamma)

@@ -32,16 +32,16 @@ struct MergeMethodTests {
     /// mergekit computes in f32 (Δ = tuned − base, λ·Δ, the masked sum, the division, base + …), av in
     /// f64 rounded once: they agree within the result's ulp plus a few ulps of the largest λ·Δ.
     @Test(
-        "TIES, Model Breadcrumbs and Model Stock equal mergekit's within f32 rounding of its own steps",
+        "TIES, Model Breadcrumbs, Model Stock and SCE equal mergekit's within f32 rounding of its own steps",
         arguments: [
             ("ties", 0.5, nil, 0), ("ties-raw", 0.3, false, 0), ("breadcrumbs", 0.6, nil, 0.05),
-            ("breadcrumbs-ties", 0.5, nil, 0.1), ("model-stock", 1, nil, 0),
+            ("breadcrumbs-ties", 0.5, nil, 0.1), ("model-stock", 1, nil, 0), ("sce", 0.5, nil, 0),
         ] as [(String, Double, Bool?, Double)])
     func tiesMatchesMergekit(name: String, density: Double, normalize: Bool?, gamma: Double) throws {
         let dir = TemporaryDirectory()
         let avs = try vectors(dir)
-        // Model Stock takes no weights in mergekit: λ = 1 each.
-        let weights = name == "model-stock" ? [1.0, 1.0, 1.0] : [0.7, 1.0, 0.4]
+        // Model Stock and SCE take no weights in mergekit: λ = 1 each.
+        let weights = name == "model-stock" || name == "sce" ? [1.0, 1.0, 1.0] : [0.7, 1.0, 0.4]
         var options = MergeOptions()
         let kind = MergeMethod.Kind(spelling: name.hasPrefix("ties") ? "ties" : name)!
         options.method = MergeMethod(kind: kind, density: density, normalize: normalize, gamma: gamma)

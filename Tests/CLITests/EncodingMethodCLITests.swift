@@ -112,7 +112,7 @@ struct EncodingMethodCLITests {
         for (args, message) in [
             (
                 ["--method", "slerp"],
-                "--method must be linear, ties, dare-linear, dare-ties, breadcrumbs, breadcrumbs-ties or model-stock"
+                "--method must be linear, ties, dare-linear, dare-ties, breadcrumbs, breadcrumbs-ties, model-stock or sce"
             ),
             (["--method", "ties", "--gamma", "0.1"], "--gamma applies to --method breadcrumbs"),
             (["--method", "model-stock"], "model-stock needs at least two vectors"),

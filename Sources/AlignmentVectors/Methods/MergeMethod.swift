@@ -21,6 +21,9 @@ public struct MergeMethod: Sendable, Equatable {
         /// Model Stock: the mean of the (λ-weighted) deltas, scaled per tensor by t = k·cos / (1 + (k − 1)·cos)
         /// from their mean pairwise cosine; at least two vectors.
         case modelStock = "model-stock"
+        /// SCE: the elements of highest variance across the deltas selected (`density`), signs elected, each
+        /// delta weighted by its mean square.
+        case sce
 
         /// Reads `ties`, `dare-linear`, `dare_linear` (mergekit's spelling), …
         public init?(spelling: String) {
@@ -78,7 +81,7 @@ public struct MergeMethod: Sendable, Equatable {
         case .ties: (false, density < 1)
         case .dareLinear, .dareTies: (true, density < 1)
         case .breadcrumbs, .breadcrumbsTies: (false, density < 1)
-        case .modelStock: (false, false)
+        case .modelStock, .sce: (false, false)
         }
     }
 
@@ -104,7 +107,7 @@ public struct MergeMethod: Sendable, Equatable {
             throw .usage("--density must be in (0, 1], not \(density)")
         }
         if (isLinear || kind == .modelStock) && density != 1 {
-            throw .usage("--density applies to ties, dare and breadcrumbs methods")
+            throw .usage("--density applies to ties, dare, breadcrumbs and sce methods")
         }
         guard gamma >= 0, gamma < 1, gamma.isFinite else { throw .usage("--gamma must be in [0, 1), not \(gamma)") }
     }
@@ -117,6 +120,7 @@ extension MergeMethod {
     public func combine(tensor: String, deltas: [[Double]], weights: [Double], domains: [String]) -> [Double] {
         precondition(deltas.count == weights.count && deltas.count == domains.count)
         if kind == .modelStock { return modelStock(zip(deltas, weights).map { d, w in d.map { $0 * w } }) }
+        if kind == .sce { return sce(zip(deltas, weights).map { d, w in d.map { $0 * w } }) }
         let n = deltas.first?.count ?? 0
         var weighted: [[Double]] = []
         for (i, delta) in deltas.enumerated() {
@@ -157,6 +161,48 @@ extension MergeMethod {
     }
 
     static func sign(_ x: Double) -> Double { x > 0 ? 1 : (x < 0 ? -1 : 0) }
+
+    /// SCE (mergekit's `sce` with `select_topk` = density): keep the ⌊D·m⌋ elements of largest variance
+    /// across the deltas (population variance; m counts the elements whose variance is not zero; ties to the
+    /// lower index), elect each element's sign from the sum, weigh delta i by w_i = mean(Δ_i²) / Σ_j mean(Δ_j²)
+    /// (1/k each when that sum is below 1e-6), and take Σ w_i·Δ_i over the agreeing deltas divided by
+    /// max(Σ w_i over them, 1e-6).
+    func sce(_ offsets: [[Double]]) -> [Double] {
+        let k = offsets.count
+        let n = offsets.first?.count ?? 0
+        var tvs = offsets
+        if density < 1 {
+            var variance = [Double](repeating: 0, count: n)
+            for e in 0..<n {
+                var mean = 0.0
+                for o in offsets { mean += o[e] }
+                mean /= Double(k)
+                var v = 0.0
+                for o in offsets { v += (o[e] - mean) * (o[e] - mean) }
+                variance[e] = v / Double(k)
+            }
+            let keep = Int(Double(variance.filter { $0 != 0 }.count) * density)
+            let chosen = Set(DeltaEncoder.topIndices(variance.map { Double(Float($0)) }, k: keep))
+            for i in tvs.indices { for e in 0..<n where !chosen.contains(e) { tvs[i][e] = 0 } }
+        }
+        var weights = tvs.map { $0.reduce(0) { $0 + $1 * $1 } / Double(max(n, 1)) }
+        let total = weights.reduce(0, +)
+        weights = abs(total) < 1e-6 ? Array(repeating: 1 / Double(k), count: k) : weights.map { $0 / total }
+        var out = [Double](repeating: 0, count: n)
+        for e in 0..<n {
+            var vote = 0.0
+            for t in tvs { vote += t[e] }
+            let majority: Double = vote >= 0 ? 1 : -1
+            var sum = 0.0
+            var weight = 0.0
+            for (i, t) in tvs.enumerated() where Self.sign(t[e]) == majority {
+                sum += t[e] * weights[i]
+                weight += weights[i]
+            }
+            out[e] = sum / max(weight, 1e-6)
+        }
+        return out
+    }
 
     /// Model Stock over the whole tensor (mergekit's `model_stock` without `filter_wise`): cos is the
     /// mean over pairs of Σ a·b / max(‖a‖·‖b‖, 1e-6), each clamped to [−1, 1]; t = k·cos / (1 + (k − 1)·cos),

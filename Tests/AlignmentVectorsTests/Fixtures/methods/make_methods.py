@@ -44,14 +44,16 @@ MERGES = {
     "breadcrumbs": {"method": "breadcrumbs", "density": 0.6, "gamma": 0.05, "normalize": None},
     "breadcrumbs-ties": {"method": "breadcrumbs_ties", "density": 0.5, "gamma": 0.1, "normalize": None},
     "model-stock": {"method": "model_stock"},
+    "sce": {"method": "sce", "params": {"select_topk": 0.5}},
 }
 weights = [0.7, 1.0, 0.4]
 for name, p in MERGES.items():
     params = {"normalize": p["normalize"]} if p.get("normalize") is not None else {}
+    params.update(p.get("params", {}))
     models = [
         {"model": os.path.join(HERE, f"tuned{i}"),
          "parameters": {"weight": w, "density": p["density"], **({"gamma": p["gamma"]} if "gamma" in p else {})}}
-        if "density" in p else {"model": os.path.join(HERE, f"tuned{i}")}  # model_stock takes no weights
+        if "density" in p else {"model": os.path.join(HERE, f"tuned{i}")}  # model_stock and sce take no weights
         for i, w in enumerate(weights)
     ]
     cfg = {
