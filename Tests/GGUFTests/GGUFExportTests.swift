@@ -117,6 +117,40 @@ struct GGUFExportTests {
         }
     }
 
+    @Test("Python's gguf (gguf-py, llama.cpp's reader) reads every kind of file av writes")
+    func ggufPyReads() throws {
+        let required = ProcessInfo.processInfo.environment["AV_REQUIRE_PYTHON"] != nil
+        guard let python = pythonCommand(modules: ["gguf", "numpy"]) else {
+            #expect(!required, "CI requires Python with gguf")
+            return
+        }
+        let dir = try TemporaryDirectory()
+        var files: [(String, Int)] = []
+        for type in ["f32", "f16", "bf16", "q8_0", "q4_0"] {
+            let out = dir.file("\(type).gguf")
+            try GGUFExport.write(directory: Self.base, to: out, type: GGUFExport.outputTypes[type]!)
+            files.append((out, try GGUFFile(path: out).tensors.count))
+        }
+        let lora = dir.file("lora.gguf")
+        try GGUFAdapterExport.write(adapter: ggufFixture("export/lora"), baseDirectory: Self.base, to: lora)
+        files.append((lora, 56))
+        let spm = dir.file("spm")
+        try GGUFConverter.convert(try GGUFFile(path: ggufFixture("spm/llama2.gguf")), to: spm)
+        try GGUFExport.write(directory: spm, to: dir.file("spm.gguf"), type: .f32)
+        files.append((dir.file("spm.gguf"), 21))
+        let code = """
+            import sys, gguf
+            for path in sys.argv[1:]:
+                r = gguf.GGUFReader(path)
+                for t in r.tensors:
+                    assert t.data.nbytes == t.n_bytes, t.name
+                print(len(r.tensors), r.fields["general.architecture"].contents())
+            """
+        let r = try runPython(python, code: code, arguments: files.map(\.0))
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.split(separator: "\n").map(String.init) == files.map { "\($0.1) llama" })
+    }
+
     /// The GGUF at `path` against a reference of make_export_reference.py: keys (but general.* provenance),
     /// their value types and values, tensor names in order, types, dimensions and bytes.
     static func compare(_ path: String, reference name: String) throws {
