@@ -59,6 +59,9 @@ final class MergeEngine {
     static func terms(_ terms: [MergeTerm], for tensor: TensorInfo, method: MergeMethod) throws(AVError) -> [Term] {
         guard !method.isLinear else { return try self.terms(terms, for: tensor.name) }
         let used = terms.filter { $0.coefficient(for: tensor.name) != 0 }
+        if method.kind == .nuslerp && used.count != 2 {
+            throw .usage("nuslerp interpolates exactly two vectors with non-zero λ")
+        }
         if method.kind == .modelStock && used.count < 2 {
             throw .usage("model-stock needs at least two vectors with non-zero λ (it weighs their angle)")
         }

@@ -8,7 +8,9 @@ extension MergeCommand {
         [
             OptionSpec(
                 names: ["--method"], valueName: "NAME",
-                help: "linear (default), ties, dare-linear, dare-ties, breadcrumbs[-ties], model-stock or sce"),
+                help:
+                    "linear, ties, dare-linear, dare-ties, breadcrumbs[-ties], model-stock, sce, nuslerp, magnitude-prune"
+            ),
             OptionSpec(names: ["--density"], valueName: "D", help: "ties/dare: share of each vector's entries kept"),
             OptionSpec(names: [seed], valueName: "S", help: "dare: the seed of the drop (default 0)"),
             OptionSpec(names: ["--consensus"], valueName: "sum|count", help: "ties: how signs are elected (sum)"),
@@ -28,7 +30,7 @@ extension MergeCommand {
             guard let kind = MergeMethod.Kind(spelling: text) else {
                 throw UsageError(
                     message: "--method must be linear, ties, dare-linear, dare-ties, breadcrumbs, breadcrumbs-ties,"
-                        + " model-stock or sce,"
+                        + " model-stock, sce, nuslerp or magnitude-prune,"
                         + " not '\(text)'")
             }
             m = MergeMethod(kind: kind, density: m.density, seed: m.seed, consensus: m.consensus, gamma: m.gamma)

@@ -32,16 +32,19 @@ struct MergeMethodTests {
     /// mergekit computes in f32 (Δ = tuned − base, λ·Δ, the masked sum, the division, base + …), av in
     /// f64 rounded once: they agree within the result's ulp plus a few ulps of the largest λ·Δ.
     @Test(
-        "TIES, Model Breadcrumbs, Model Stock and SCE equal mergekit's within f32 rounding of its own steps",
+        "TIES, Breadcrumbs, Model Stock, SCE, NuSLERP (mergekit) and magnitude_prune (PEFT) within f32 rounding",
         arguments: [
             ("ties", 0.5, nil, 0), ("ties-raw", 0.3, false, 0), ("breadcrumbs", 0.6, nil, 0.05),
             ("breadcrumbs-ties", 0.5, nil, 0.1), ("model-stock", 1, nil, 0), ("sce", 0.5, nil, 0),
+            ("nuslerp", 1, nil, 0), ("magnitude-prune", 0.4, nil, 0),
         ] as [(String, Double, Bool?, Double)])
     func tiesMatchesMergekit(name: String, density: Double, normalize: Bool?, gamma: Double) throws {
         let dir = TemporaryDirectory()
         let avs = try vectors(dir)
         // Model Stock and SCE take no weights in mergekit: λ = 1 each.
-        let weights = name == "model-stock" || name == "sce" ? [1.0, 1.0, 1.0] : [0.7, 1.0, 0.4]
+        var weights = name == "model-stock" || name == "sce" ? [1.0, 1.0, 1.0] : [0.7, 1.0, 0.4]
+        // NuSLERP interpolates two vectors.
+        if name == "nuslerp" { weights[2] = 0 }
         var options = MergeOptions()
         let kind = MergeMethod.Kind(spelling: name.hasPrefix("ties") ? "ties" : name)!
         options.method = MergeMethod(kind: kind, density: density, normalize: normalize, gamma: gamma)
@@ -52,7 +55,10 @@ struct MergeMethodTests {
             output: out, options: options)
         #expect(report.touchedTensors > 0)
         let ours = try floats(out)
-        let theirs = try floats(fixture("methods/mergekit-\(name).safetensors"))
+        let theirs = try floats(
+            fixture(
+                name == "magnitude-prune"
+                    ? "methods/peft-magnitude-prune.safetensors" : "methods/mergekit-\(name).safetensors"))
         let base = try floats(fixture("methods/base/model.safetensors"))
         let tuned = try (0..<3).map { try floats(fixture("methods/tuned\($0)/model.safetensors")) }
         var changed = 0
@@ -60,7 +66,9 @@ struct MergeMethodTests {
         for (tensor, expected) in theirs {
             let got = try #require(ours[tensor], "\(tensor) missing")
             for i in expected.indices {
-                let largest = (0..<3).map { abs(Float(weights[$0]) * (tuned[$0][tensor]![i] - base[tensor]![i])) }
+                // NuSLERP's result is as large as the deltas themselves (its λ only set t).
+                let scale = (0..<3).map { name == "nuslerp" ? (weights[$0] == 0 ? 0 : 1) : Float(weights[$0]) }
+                let largest = (0..<3).map { abs(scale[$0] * (tuned[$0][tensor]![i] - base[tensor]![i])) }
                     .max()!
                 // Model Stock: mergekit forms t·mean(w) + (1 − t)·w₀ in f32: roundings of products as
                 // large as the weights (|t| and |1 − t| up to ~1.5), beside the result's own.
@@ -90,9 +98,11 @@ struct MergeMethodTests {
             }
         }
         #expect(Double(equal) > 0.99 * Double(count))
-        // The trim really ran: about 1 − (1 − D)³ of the elements moved, not all of them (Model Stock: all).
+        // The trim really ran: about 1 − (1 − D)³ of the elements moved, not all of them (Model Stock and
+        // NuSLERP: all).
         let total = theirs.values.reduce(0) { $0 + $1.count }
-        #expect(changed > total / 4 && (name == "model-stock" ? changed == total : changed < total))
+        let dense = name == "model-stock" || name == "nuslerp"
+        #expect(changed > total / 4 && (dense ? changed == total : changed < total))
     }
 
     @Test("sign election: sum follows the weighted sum, count the majority; normalize divides by agreeing λ")

@@ -112,10 +112,11 @@ struct EncodingMethodCLITests {
         for (args, message) in [
             (
                 ["--method", "slerp"],
-                "--method must be linear, ties, dare-linear, dare-ties, breadcrumbs, breadcrumbs-ties, model-stock or sce"
+                "--method must be linear, ties, dare-linear, dare-ties, breadcrumbs, breadcrumbs-ties, model-stock, sce"
             ),
             (["--method", "ties", "--gamma", "0.1"], "--gamma applies to --method breadcrumbs"),
             (["--method", "model-stock"], "model-stock needs at least two vectors"),
+            (["--method", "nuslerp"], "nuslerp interpolates exactly two vectors"),
             (["--method", "breadcrumbs", "--gamma", "1"], "--gamma is a share in [0, 1)"),
             (["--density", "0.5"], "--density applies to --method ties"),
             (["--method", "ties", "--density", "1.5"], "--density is a share in (0, 1]"),

@@ -1,6 +1,10 @@
 import SafeTensors
 import Tensors
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// How several deltas of one tensor combine, as mergekit defines its task-arithmetic methods
 /// (`merge_methods/generalized_task_arithmetic.py`, `sparsify.py`, mergekit 0.1.5).
 public struct MergeMethod: Sendable, Equatable {
@@ -24,6 +28,10 @@ public struct MergeMethod: Sendable, Equatable {
         /// SCE: the elements of highest variance across the deltas selected (`density`), signs elected, each
         /// delta weighted by its mean square.
         case sce
+        /// NuSLERP with a base: the two deltas interpolated spherically at t = λ₂ / (λ₁ + λ₂).
+        case nuslerp
+        /// PEFT's `magnitude_prune`: each delta trimmed to its top ⌊D·n⌋ entries by |Δ|, then Σ λ·Δ.
+        case magnitudePrune = "magnitude-prune"
 
         /// Reads `ties`, `dare-linear`, `dare_linear` (mergekit's spelling), …
         public init?(spelling: String) {
@@ -81,7 +89,8 @@ public struct MergeMethod: Sendable, Equatable {
         case .ties: (false, density < 1)
         case .dareLinear, .dareTies: (true, density < 1)
         case .breadcrumbs, .breadcrumbsTies: (false, density < 1)
-        case .modelStock, .sce: (false, false)
+        case .modelStock, .sce, .nuslerp: (false, false)
+        case .magnitudePrune: (false, density < 1)
         }
     }
 
@@ -121,6 +130,7 @@ extension MergeMethod {
         precondition(deltas.count == weights.count && deltas.count == domains.count)
         if kind == .modelStock { return modelStock(zip(deltas, weights).map { d, w in d.map { $0 * w } }) }
         if kind == .sce { return sce(zip(deltas, weights).map { d, w in d.map { $0 * w } }) }
+        if kind == .nuslerp, deltas.count == 2 { return nuslerp(deltas[0], deltas[1], weights: weights) }
         let n = deltas.first?.count ?? 0
         var weighted: [[Double]] = []
         for (i, delta) in deltas.enumerated() {
@@ -204,6 +214,23 @@ extension MergeMethod {
         return out
     }
 
+    /// NuSLERP over the whole tensor (mergekit's `nuslerp` with a base and `nuslerp_flatten`): t = λ₂ / (λ₁ + λ₂)
+    /// (0.5 when the sum is below 1e-6), θ the angle between the deltas; (sin((1 − t)θ)·Δ₁ + sin(tθ)·Δ₂) / sin θ,
+    /// or (1 − t)·Δ₁ + t·Δ₂ when they are colinear (1 − cos²θ ≤ 1e-16).
+    func nuslerp(_ a: [Double], _ b: [Double], weights: [Double]) -> [Double] {
+        let total = weights[0] + weights[1]
+        let t = abs(total) < 1e-6 ? 0.5 : weights[1] / total
+        let na = max(a.reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-7)
+        let nb = max(b.reduce(0) { $0 + $1 * $1 }.squareRoot(), 1e-7)
+        var dot = 0.0
+        for e in a.indices { dot += (a[e] / na) * (b[e] / nb) }
+        let cos = min(1, max(-1, dot))
+        if 1 - cos * cos <= 1e-16 { return zip(a, b).map { (1 - t) * $0 + t * $1 } }
+        let theta = acos(cos)
+        let (sa, sb, s) = (sin((1 - t) * theta), sin(t * theta), sin(theta))
+        return zip(a, b).map { (sa * $0 + sb * $1) / s }
+    }
+
     /// Model Stock over the whole tensor (mergekit's `model_stock` without `filter_wise`): cos is the
     /// mean over pairs of Σ a·b / max(‖a‖·‖b‖, 1e-6), each clamped to [−1, 1]; t = k·cos / (1 + (k − 1)·cos),
     /// 0 where the denominator is below 1e-6 in magnitude; the result is t times the deltas' mean.
@@ -237,7 +264,9 @@ extension MergeMethod {
     /// TIES's trim: the top max(1, ⌊D·n⌋) entries by |Δ| (compared in f32, as mergekit does; ties
     /// to the lower index), optionally rescaled to the dense L1 norm.
     func trim(_ delta: [Double]) -> [Double] {
-        let k = max(1, Int(density * Double(delta.count)))
+        // PEFT's magnitude_prune keeps ⌊D·n⌋, which may be none.
+        let k =
+            kind == .magnitudePrune ? Int(density * Double(delta.count)) : max(1, Int(density * Double(delta.count)))
         let magnitudes = delta.map { Double(Float($0).magnitude) }
         var out = [Double](repeating: 0, count: delta.count)
         for i in DeltaEncoder.topIndices(magnitudes, k: k) { out[i] = delta[i] }

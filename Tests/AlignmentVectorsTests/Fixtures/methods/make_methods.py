@@ -45,6 +45,7 @@ MERGES = {
     "breadcrumbs-ties": {"method": "breadcrumbs_ties", "density": 0.5, "gamma": 0.1, "normalize": None},
     "model-stock": {"method": "model_stock"},
     "sce": {"method": "sce", "params": {"select_topk": 0.5}},
+    "nuslerp": {"method": "nuslerp", "models": [0, 1], "weighted": True},
 }
 weights = [0.7, 1.0, 0.4]
 for name, p in MERGES.items():
@@ -53,8 +54,10 @@ for name, p in MERGES.items():
     models = [
         {"model": os.path.join(HERE, f"tuned{i}"),
          "parameters": {"weight": w, "density": p["density"], **({"gamma": p["gamma"]} if "gamma" in p else {})}}
-        if "density" in p else {"model": os.path.join(HERE, f"tuned{i}")}  # model_stock and sce take no weights
-        for i, w in enumerate(weights)
+        if "density" in p
+        else {"model": os.path.join(HERE, f"tuned{i}"), "parameters": {"weight": w}} if p.get("weighted")
+        else {"model": os.path.join(HERE, f"tuned{i}")}  # model_stock and sce take no weights
+        for i, w in enumerate(weights) if i in p.get("models", range(len(weights)))
     ]
     cfg = {
         "merge_method": p.get("method", "ties"), "base_model": os.path.join(HERE, "base"), "models": models,
@@ -72,6 +75,13 @@ for name, p in MERGES.items():
     save_file(merged, os.path.join(HERE, f"mergekit-{name}.safetensors"), metadata={"format": "pt"})
     shutil.rmtree(work)
     os.remove(work + ".yml")
+# PEFT's magnitude_prune (peft.utils.merge_utils), the same weights, density 0.4, in f32.
+from peft.utils.merge_utils import magnitude_prune  # noqa: E402
+
+base_t = load_file(os.path.join(HERE, "base", "model.safetensors"))
+tuned_t = [load_file(os.path.join(HERE, f"tuned{i}", "model.safetensors")) for i in range(3)]
+pruned = {k: v + magnitude_prune([t[k] - v for t in tuned_t], torch.tensor(weights), 0.4) for k, v in base_t.items()}
+save_file(pruned, os.path.join(HERE, "peft-magnitude-prune.safetensors"), metadata={"format": "pt"})
 with open(os.path.join(HERE, "merges.json"), "w") as f:
     json.dump({"weights": weights, "merges": MERGES}, f, indent=1)
 print("wrote", sorted(os.listdir(HERE)))
