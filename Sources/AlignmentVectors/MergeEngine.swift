@@ -75,7 +75,8 @@ final class MergeEngine {
         }
         let combined = method.combine(
             tensor: tensor.name, deltas: deltas, weights: used.map { $0.coefficient(for: tensor.name) },
-            domains: used.map(\.vector.domain))
+            domains: used.map(\.vector.domain),
+            columns: tensor.shape.count >= 2 ? tensor.shape.last : nil)
         let buffer = TensorBuffer(count: combined.count * 8)
         combined.withUnsafeBytes { buffer.pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         return [

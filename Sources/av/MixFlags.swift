@@ -9,13 +9,15 @@ extension MergeCommand {
             OptionSpec(
                 names: ["--method"], valueName: "NAME",
                 help:
-                    "linear, ties, dare-linear, dare-ties, breadcrumbs[-ties], model-stock, sce, nuslerp, magnitude-prune"
+                    "linear, ties, dare-*, breadcrumbs[-ties], della[-linear], model-stock, sce, nuslerp, magnitude-prune"
             ),
             OptionSpec(names: ["--density"], valueName: "D", help: "ties/dare: share of each vector's entries kept"),
             OptionSpec(names: [seed], valueName: "S", help: "dare: the seed of the drop (default 0)"),
             OptionSpec(names: ["--consensus"], valueName: "sum|count", help: "ties: how signs are elected (sum)"),
             OptionSpec(
                 names: ["--gamma"], valueName: "G", help: "breadcrumbs: share of the largest entries dropped (0.01)"),
+            OptionSpec(
+                names: ["--epsilon"], valueName: "E", help: "della: spread of the keep probability by rank (0.15)"),
             OptionSpec(names: ["--normalize"], help: "divide by the agreeing Σλ (default for ties)"),
             OptionSpec(names: ["--no-normalize"], help: "do not divide (default for dare)"),
             OptionSpec(names: ["--rescale"], help: "rescale kept entries to the L1 norm (default for dare)"),
@@ -30,10 +32,12 @@ extension MergeCommand {
             guard let kind = MergeMethod.Kind(spelling: text) else {
                 throw UsageError(
                     message: "--method must be linear, ties, dare-linear, dare-ties, breadcrumbs, breadcrumbs-ties,"
-                        + " model-stock, sce, nuslerp or magnitude-prune,"
+                        + " della, della-linear, model-stock, sce, nuslerp or magnitude-prune,"
                         + " not '\(text)'")
             }
-            m = MergeMethod(kind: kind, density: m.density, seed: m.seed, consensus: m.consensus, gamma: m.gamma)
+            m = MergeMethod(
+                kind: kind, density: m.density, seed: m.seed, consensus: m.consensus, gamma: m.gamma, epsilon: m.epsilon
+            )
         }
         if let text = args.value("--density") {
             guard let d = Double(text), d > 0, d <= 1 else {
@@ -59,6 +63,15 @@ extension MergeCommand {
             }
             guard m.prunesOutliers else { throw UsageError(message: "--gamma applies to --method breadcrumbs") }
             m.gamma = g
+        }
+        if let text = args.value("--epsilon") {
+            guard let e = Double(text), e > 0, e < 1 else {
+                throw UsageError(message: "--epsilon is a share in (0, 1), not '\(text)'")
+            }
+            guard m.kind == .della || m.kind == .dellaLinear else {
+                throw UsageError(message: "--epsilon applies to --method della or della-linear")
+            }
+            m.epsilon = e
         }
         for (flag, on) in [("--normalize", true), ("--no-normalize", false)] where args.has(flag) { m.normalize = on }
         for (flag, on) in [("--rescale", true), ("--no-rescale", false)] where args.has(flag) { m.rescale = on }

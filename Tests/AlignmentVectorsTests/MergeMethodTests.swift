@@ -196,4 +196,30 @@ struct MergeMethodTests {
         #expect(MergeMethod.Kind(spelling: "dare_ties") == .dareTies)
         #expect(MergeMethod.Kind(spelling: "slerp") == nil)
     }
+
+    @Test("DELLA keeps entries with a probability rising from D − ε to D + ε with their magnitude rank, per row")
+    func dellaRanks() {
+        let columns = 10_000
+        // Two rows: magnitudes rise with the column in the first and fall in the second.
+        let delta = (0..<(2 * columns)).map { i in Double(i < columns ? i + 1 : 2 * columns - i) * (i % 3 == 0 ? -1 : 1)
+        }
+        let method = MergeMethod(kind: .dellaLinear, density: 0.5, seed: 7, rescale: false, epsilon: 0.2)
+        let out = method.combine(tensor: "t", deltas: [delta], weights: [1], domains: ["d"], columns: columns)
+        func kept(_ range: Range<Int>) -> Double { Double(range.filter { out[$0] != 0 }.count) / Double(range.count) }
+        // Expected shares: 0.3 + 0.4·u averaged over the decile: 0.32 at the bottom, 0.68 at the top.
+        #expect(abs(kept(0..<1000) - 0.32) < 0.05 && abs(kept(9000..<10_000) - 0.68) < 0.05)
+        #expect(abs(kept(columns..<(columns + 1000)) - 0.68) < 0.05)
+        #expect(abs(kept((2 * columns - 1000)..<(2 * columns)) - 0.32) < 0.05)
+        #expect(abs(kept(0..<(2 * columns)) - 0.5) < 0.02)
+        // Kept entries are the delta's own; the same seed repeats, another seed draws anew.
+        #expect(zip(out, delta).allSatisfy { $0 == 0 || $0 == $1 })
+        #expect(method.combine(tensor: "t", deltas: [delta], weights: [1], domains: ["d"], columns: columns) == out)
+        var other = method
+        other.seed = 8
+        #expect(other.combine(tensor: "t", deltas: [delta], weights: [1], domains: ["d"], columns: columns) != out)
+        // della (with sign election and normalization) and its defaults: rescale and normalize on.
+        let della = MergeMethod(kind: .della, density: 0.5)
+        #expect(della.rescale && della.normalize && della.epsilon == 0.15)
+        #expect(throws: AVError.self) { try MergeMethod(kind: .della, density: 0.1, epsilon: 0.2).validate() }
+    }
 }

@@ -112,11 +112,13 @@ struct EncodingMethodCLITests {
         for (args, message) in [
             (
                 ["--method", "slerp"],
-                "--method must be linear, ties, dare-linear, dare-ties, breadcrumbs, breadcrumbs-ties, model-stock, sce"
+                "--method must be linear, ties, dare-linear, dare-ties, breadcrumbs, breadcrumbs-ties, della, della-linear"
             ),
             (["--method", "ties", "--gamma", "0.1"], "--gamma applies to --method breadcrumbs"),
             (["--method", "model-stock"], "model-stock needs at least two vectors"),
             (["--method", "nuslerp"], "nuslerp interpolates exactly two vectors"),
+            (["--method", "ties", "--epsilon", "0.1"], "--epsilon applies to --method della"),
+            (["--method", "della", "--density", "0.1", "--epsilon", "0.2"], "density ± epsilon"),
             (["--method", "breadcrumbs", "--gamma", "1"], "--gamma is a share in [0, 1)"),
             (["--density", "0.5"], "--density applies to --method ties"),
             (["--method", "ties", "--density", "1.5"], "--density is a share in (0, 1]"),

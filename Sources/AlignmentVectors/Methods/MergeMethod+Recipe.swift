@@ -21,6 +21,7 @@ extension MergeMethod {
         var seed: UInt64 = 0
         var consensus = Consensus.sum
         var gamma = 0.01
+        var epsilon = 0.15
         for (key, v) in members {
             switch key {
             case "name": break
@@ -40,16 +41,21 @@ extension MergeMethod {
             case "gamma":
                 guard let g = v.doubleValue else { throw fail("\"gamma\" must be a number") }
                 gamma = g
+            case "epsilon":
+                guard let e = v.doubleValue else { throw fail("\"epsilon\" must be a number") }
+                epsilon = e
             case "normalize", "rescale":
                 guard case .bool(let b) = v else { throw fail("\"\(key)\" must be true or false") }
                 if key == "normalize" { normalize = b } else { rescale = b }
             default:
-                throw fail("unknown key \"\(key)\" (known: name, density, seed, consensus, normalize, rescale, gamma)")
+                throw fail(
+                    "unknown key \"\(key)\" (known: name, density, seed, consensus, normalize, rescale, gamma, epsilon)"
+                )
             }
         }
         self.init(
             kind: kind, density: density, seed: seed, consensus: consensus, normalize: normalize, rescale: rescale,
-            gamma: gamma)
+            gamma: gamma, epsilon: epsilon)
         do {
             try validate()
         } catch {
@@ -63,6 +69,7 @@ extension MergeMethod {
             ("name", .string(kind.rawValue)), ("density", .double(density)),
             ("seed", .int(Int(truncatingIfNeeded: seed))), ("consensus", .string(consensus.rawValue)),
             ("normalize", .bool(normalize)), ("rescale", .bool(rescale)), ("gamma", .double(gamma)),
+            ("epsilon", .double(epsilon)),
         ])
     }
 }

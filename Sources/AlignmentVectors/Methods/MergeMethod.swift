@@ -32,6 +32,11 @@ public struct MergeMethod: Sendable, Equatable {
         case nuslerp
         /// PEFT's `magnitude_prune`: each delta trimmed to its top ⌊D·n⌋ entries by |Δ|, then Σ λ·Δ.
         case magnitudePrune = "magnitude-prune"
+        /// DELLA: DARE's drop with a keep probability that grows with an entry's magnitude rank in its row
+        /// (from D − ε to D + ε), the kept ones rescaled; then TIES's sign election.
+        case della
+        /// DELLA's drop, then a plain sum.
+        case dellaLinear = "della-linear"
 
         /// Reads `ties`, `dare-linear`, `dare_linear` (mergekit's spelling), …
         public init?(spelling: String) {
@@ -61,6 +66,8 @@ public struct MergeMethod: Sendable, Equatable {
     public var rescale: Bool
     /// Breadcrumbs: the share of each delta's largest-magnitude entries dropped as outliers (0.01).
     public var gamma: Double
+    /// DELLA: how far the keep probability spreads around the density by magnitude rank (0.15).
+    public var epsilon: Double
 
     /// The plain sum, base + Σ λ·Δ.
     public static let linear = MergeMethod(kind: .linear)
@@ -69,15 +76,16 @@ public struct MergeMethod: Sendable, Equatable {
     /// does not normalize; `density` defaults to 1 as in mergekit (set it: 0.2–0.5 is usual).
     public init(
         kind: Kind, density: Double = 1, seed: UInt64 = 0, consensus: Consensus = .sum, normalize: Bool? = nil,
-        rescale: Bool? = nil, gamma: Double = 0.01
+        rescale: Bool? = nil, gamma: Double = 0.01, epsilon: Double = 0.15
     ) {
+        self.epsilon = epsilon
         self.kind = kind
         self.density = density
         self.seed = seed
         self.consensus = consensus
         self.gamma = gamma
-        self.normalize = normalize ?? (kind == .ties)
-        self.rescale = rescale ?? (kind == .dareLinear || kind == .dareTies)
+        self.normalize = normalize ?? (kind == .ties || kind == .della)
+        self.rescale = rescale ?? [.dareLinear, .dareTies, .della, .dellaLinear].contains(kind)
     }
 
     /// Whether the method is the plain sum (it streams; the others hold one tensor per term).
@@ -91,10 +99,11 @@ public struct MergeMethod: Sendable, Equatable {
         case .breadcrumbs, .breadcrumbsTies: (false, density < 1)
         case .modelStock, .sce, .nuslerp: (false, false)
         case .magnitudePrune: (false, density < 1)
+        case .della, .dellaLinear: (true, density < 1)
         }
     }
 
-    var electsSign: Bool { kind == .ties || kind == .dareTies || kind == .breadcrumbsTies }
+    var electsSign: Bool { [.ties, .dareTies, .breadcrumbsTies, .della].contains(kind) }
 
     /// Breadcrumbs drops the largest entries as well as the smallest.
     public var prunesOutliers: Bool { kind == .breadcrumbs || kind == .breadcrumbsTies }
@@ -107,6 +116,7 @@ public struct MergeMethod: Sendable, Equatable {
         if electsSign { members.append(("consensus", .string(consensus.rawValue))) }
         if sparsification.random { members.append(("seed", .int(Int(truncatingIfNeeded: seed)))) }
         if prunesOutliers { members.append(("gamma", .double(gamma))) }
+        if kind == .della || kind == .dellaLinear { members.append(("epsilon", .double(epsilon))) }
         return .object(members)
     }
 
@@ -119,6 +129,9 @@ public struct MergeMethod: Sendable, Equatable {
             throw .usage("--density applies to ties, dare, breadcrumbs and sce methods")
         }
         guard gamma >= 0, gamma < 1, gamma.isFinite else { throw .usage("--gamma must be in [0, 1), not \(gamma)") }
+        if kind == .della || kind == .dellaLinear, density < 1, !(density - epsilon > 0 && density + epsilon < 1) {
+            throw .usage("--epsilon must keep density ± epsilon within (0, 1): density \(density), epsilon \(epsilon)")
+        }
     }
 }
 
@@ -126,7 +139,9 @@ extension MergeMethod {
     /// The combined delta of one tensor: `deltas[i]` is term i's exact delta, `weights[i]` its λ,
     /// `domains[i]` its domain (DARE's random stream is keyed by domain and tensor). Per element,
     /// in f64, in a fixed order: the same bytes on every run and thread count.
-    public func combine(tensor: String, deltas: [[Double]], weights: [Double], domains: [String]) -> [Double] {
+    public func combine(
+        tensor: String, deltas: [[Double]], weights: [Double], domains: [String], columns: Int? = nil
+    ) -> [Double] {
         precondition(deltas.count == weights.count && deltas.count == domains.count)
         if kind == .modelStock { return modelStock(zip(deltas, weights).map { d, w in d.map { $0 * w } }) }
         if kind == .sce { return sce(zip(deltas, weights).map { d, w in d.map { $0 * w } }) }
@@ -138,7 +153,7 @@ extension MergeMethod {
             if sparsification.active {
                 d =
                     sparsification.random
-                    ? drop(d, key: Self.streamKey(seed: seed, domain: domains[i], tensor: tensor))
+                    ? drop(d, key: Self.streamKey(seed: seed, domain: domains[i], tensor: tensor), columns: columns)
                     : prunesOutliers ? outliers(d) : trim(d)
             }
             weighted.append(d.map { $0 * weights[i] })
@@ -290,9 +305,26 @@ extension MergeMethod {
     }
 
     /// DARE's drop: entry i kept when the i-th value of the tensor's random stream is below D.
-    func drop(_ delta: [Double], key: UInt64) -> [Double] {
+    func drop(_ delta: [Double], key: UInt64, columns: Int? = nil) -> [Double] {
         var out = [Double](repeating: 0, count: delta.count)
-        for i in delta.indices where Self.uniform(key: key, index: i) < density { out[i] = delta[i] }
+        guard kind == .della || kind == .dellaLinear else {
+            for i in delta.indices where Self.uniform(key: key, index: i) < density { out[i] = delta[i] }
+            return rescaled(out, like: delta)
+        }
+        // DELLA (mergekit's della_magprune): per row, the entries ranked by |Δ| in f32 from the smallest
+        // (ties to the lower index), rank r of c kept with probability D − ε + 2ε·(r − 1)/(c − 1).
+        let c = max(1, min(columns ?? delta.count, delta.count))
+        for row in stride(from: 0, to: delta.count, by: c) {
+            let end = min(delta.count, row + c)
+            let order = (row..<end).sorted {
+                let (a, b) = (Float(delta[$0]).magnitude, Float(delta[$1]).magnitude)
+                return a != b ? a < b : $0 < $1
+            }
+            for (rank, i) in order.enumerated() {
+                let spread = end - row > 1 ? Double(rank) / Double(end - row - 1) : 0
+                if Self.uniform(key: key, index: i) < density - epsilon + spread * 2 * epsilon { out[i] = delta[i] }
+            }
+        }
         return rescaled(out, like: delta)
     }
 
