@@ -157,7 +157,7 @@ public func analyzeVectors(
             }
             t.baseEnergy = sumOfSquares(ElementOps.widen(info.dtype, view.bytes, count: info.elementCount))
         }
-        let tops = values.map { $0.map { topEntries($0, k: t.topK) } }
+        let tops = values.map { $0.map { Set(DeltaEncoder.topIndices($0, k: t.topK)) } }
         for (p, (i, j)) in pairs.enumerated() {
             guard let a = values[i], let b = values[j] else { continue }
             var dot = 0.0
@@ -194,45 +194,3 @@ public func analyzeVectors(
 }
 
 func sumOfSquares(_ x: [Double]) -> Double { x.reduce(0) { $0 + $1 * $1 } }
-
-/// The indices of the `k` entries of largest magnitude (ties to the lower index), by selection.
-func topEntries(_ x: [Double], k: Int) -> Set<Int> {
-    guard k < x.count else { return Set(x.indices) }
-    var mags = x.map(abs)
-    let threshold = kthLargest(&mags, k)
-    var picked = Set<Int>()
-    picked.reserveCapacity(k)
-    for (i, v) in x.enumerated() where abs(v) > threshold { picked.insert(i) }
-    for (i, v) in x.enumerated() where picked.count < k && abs(v) == threshold { picked.insert(i) }
-    return picked
-}
-
-/// The k-th largest value of `a` (1-based), reordering `a` (quickselect, deterministic pivots).
-func kthLargest(_ a: inout [Double], _ k: Int) -> Double {
-    var lo = 0
-    var hi = a.count - 1
-    let target = k - 1
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2
-        let pivot = [a[lo], a[mid], a[hi]].sorted()[1]
-        var i = lo
-        var j = hi
-        while i <= j {
-            while a[i] > pivot { i += 1 }
-            while a[j] < pivot { j -= 1 }
-            if i <= j {
-                a.swapAt(i, j)
-                i += 1
-                j -= 1
-            }
-        }
-        if target <= j {
-            hi = j
-        } else if target >= i {
-            lo = i
-        } else {
-            return a[target]
-        }
-    }
-    return a[lo]
-}
