@@ -92,6 +92,12 @@ public final class Checkpoint: @unchecked Sendable {
         return ContentFingerprint.combine(Dictionary(uniqueKeysWithValues: zip(infos.map(\.name), digests)))
     }
 
+    /// The values of `info`'s tensor in f64 (empty when the checkpoint has no such tensor).
+    func values(_ info: TensorInfo) -> [Double] {
+        guard let v = view(info.name) else { return [] }
+        return ElementOps.widen(info.dtype, v.bytes, count: info.elementCount)
+    }
+
     /// For a directory: the files to copy beside merged weights (config, tokenizer, generation config,
     /// chat template, …): every regular, non-hidden file that is not a weight file or the index.
     public var auxiliaryFiles: [String] {

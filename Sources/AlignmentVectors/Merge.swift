@@ -240,7 +240,10 @@ public func merge(
             MergeEngine.Job(info: base.info($0.name)!, outDType: $0.dtype, view: base.view($0.name)!)
         }
         try engine.run(
-            jobs, terms: { job throws(AVError) in try MergeEngine.terms(terms, for: job.info, method: options.method) },
+            jobs,
+            terms: { job throws(AVError) in
+                try MergeEngine.terms(terms, for: job.info, method: options.method, base: { base.values(job.info) })
+            },
             into: writer,
             progress: { bytes in
                 done += bytes

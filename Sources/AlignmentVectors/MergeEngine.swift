@@ -56,9 +56,15 @@ final class MergeEngine {
     /// The terms of `tensor` under `method`: as they are for linear; for TIES and DARE one term,
     /// the combined delta in f64 (every term's delta read whole, digests checked; a vector without
     /// the tensor counts as a zero delta, as a model without a change does in mergekit).
-    static func terms(_ terms: [MergeTerm], for tensor: TensorInfo, method: MergeMethod) throws(AVError) -> [Term] {
+    /// `base` gives the base tensor's values to the methods that need them (SLERP).
+    static func terms(
+        _ terms: [MergeTerm], for tensor: TensorInfo, method: MergeMethod, base: (() -> [Double])? = nil
+    ) throws(AVError) -> [Term] {
         guard !method.isLinear else { return try self.terms(terms, for: tensor.name) }
         let used = terms.filter { $0.coefficient(for: tensor.name) != 0 }
+        if method.kind == .slerp && used.count != 1 {
+            throw .usage("slerp interpolates between the base and one vector (λ is mergekit's t)")
+        }
         if method.kind == .nuslerp && used.count != 2 {
             throw .usage("nuslerp interpolates exactly two vectors with non-zero λ")
         }
@@ -76,7 +82,7 @@ final class MergeEngine {
         let combined = method.combine(
             tensor: tensor.name, deltas: deltas, weights: used.map { $0.coefficient(for: tensor.name) },
             domains: used.map(\.vector.domain),
-            columns: tensor.shape.count >= 2 ? tensor.shape.last : nil)
+            columns: tensor.shape.count >= 2 ? tensor.shape.last : nil, base: method.kind == .slerp ? base?() : nil)
         let buffer = TensorBuffer(count: combined.count * 8)
         combined.withUnsafeBytes { buffer.pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         return [

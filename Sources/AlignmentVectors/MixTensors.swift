@@ -48,7 +48,7 @@ public func mixTensors(
     let engine = MergeEngine(threads: threads, base: base, dtype: nil)
     var out: [String: TensorBuffer] = [:]
     for info in base.tensors {
-        let active = try MergeEngine.terms(terms, for: info, method: method)
+        let active = try MergeEngine.terms(terms, for: info, method: method, base: { base.values(info) })
         guard !active.isEmpty, let view = base.view(info.name) else { continue }
         let buffer = TensorBuffer(count: info.byteCount)
         let size = info.dtype.byteSize!

@@ -9,7 +9,7 @@ extension MergeCommand {
             OptionSpec(
                 names: ["--method"], valueName: "NAME",
                 help:
-                    "linear, ties, dare-*, breadcrumbs[-ties], della[-linear], model-stock, sce, nuslerp, magnitude-prune"
+                    "linear, ties, dare-*, breadcrumbs[-ties], della[-linear], model-stock, sce, [nu]slerp, magnitude-prune"
             ),
             OptionSpec(names: ["--density"], valueName: "D", help: "ties/dare: share of each vector's entries kept"),
             OptionSpec(names: [seed], valueName: "S", help: "dare: the seed of the drop (default 0)"),
@@ -32,7 +32,7 @@ extension MergeCommand {
             guard let kind = MergeMethod.Kind(spelling: text) else {
                 throw UsageError(
                     message: "--method must be linear, ties, dare-linear, dare-ties, breadcrumbs, breadcrumbs-ties,"
-                        + " della, della-linear, model-stock, sce, nuslerp or magnitude-prune,"
+                        + " della, della-linear, model-stock, sce, slerp, nuslerp or magnitude-prune,"
                         + " not '\(text)'")
             }
             m = MergeMethod(

@@ -32,11 +32,11 @@ struct MergeMethodTests {
     /// mergekit computes in f32 (Δ = tuned − base, λ·Δ, the masked sum, the division, base + …), av in
     /// f64 rounded once: they agree within the result's ulp plus a few ulps of the largest λ·Δ.
     @Test(
-        "TIES, Breadcrumbs, Model Stock, SCE, NuSLERP (mergekit) and magnitude_prune (PEFT) within f32 rounding",
+        "TIES, Breadcrumbs, Model Stock, SCE, [Nu]SLERP (mergekit) and magnitude_prune (PEFT) within f32 rounding",
         arguments: [
             ("ties", 0.5, nil, 0), ("ties-raw", 0.3, false, 0), ("breadcrumbs", 0.6, nil, 0.05),
             ("breadcrumbs-ties", 0.5, nil, 0.1), ("model-stock", 1, nil, 0), ("sce", 0.5, nil, 0),
-            ("nuslerp", 1, nil, 0), ("magnitude-prune", 0.4, nil, 0),
+            ("nuslerp", 1, nil, 0), ("magnitude-prune", 0.4, nil, 0), ("slerp", 1, nil, 0),
         ] as [(String, Double, Bool?, Double)])
     func tiesMatchesMergekit(name: String, density: Double, normalize: Bool?, gamma: Double) throws {
         let dir = TemporaryDirectory()
@@ -45,6 +45,8 @@ struct MergeMethodTests {
         var weights = name == "model-stock" || name == "sce" ? [1.0, 1.0, 1.0] : [0.7, 1.0, 0.4]
         // NuSLERP interpolates two vectors.
         if name == "nuslerp" { weights[2] = 0 }
+        // SLERP goes from the base to one fine-tune, at t = 0.6.
+        if name == "slerp" { weights = [0.6, 0, 0] }
         var options = MergeOptions()
         let kind = MergeMethod.Kind(spelling: name.hasPrefix("ties") ? "ties" : name)!
         options.method = MergeMethod(kind: kind, density: density, normalize: normalize, gamma: gamma)
@@ -67,12 +69,14 @@ struct MergeMethodTests {
             let got = try #require(ours[tensor], "\(tensor) missing")
             for i in expected.indices {
                 // NuSLERP's result is as large as the deltas themselves (its λ only set t).
-                let scale = (0..<3).map { name == "nuslerp" ? (weights[$0] == 0 ? 0 : 1) : Float(weights[$0]) }
+                let scale = (0..<3).map {
+                    name == "nuslerp" || name == "slerp" ? (weights[$0] == 0 ? 0 : 1) : Float(weights[$0])
+                }
                 let largest = (0..<3).map { abs(scale[$0] * (tuned[$0][tensor]![i] - base[tensor]![i])) }
                     .max()!
                 // Model Stock: mergekit forms t·mean(w) + (1 − t)·w₀ in f32: roundings of products as
                 // large as the weights (|t| and |1 − t| up to ~1.5), beside the result's own.
-                let bound = (name == "model-stock" ? 4 : 1) * expected[i].ulp + 4 * largest.ulp
+                let bound = (name == "model-stock" || name == "slerp" ? 4 : 1) * expected[i].ulp + 4 * largest.ulp
                 worst = max(worst, abs(got[i] - expected[i]) / bound)
                 #expect(abs(got[i] - expected[i]) <= bound, "\(tensor)[\(i)]: av \(got[i]), mergekit \(expected[i])")
                 if expected[i] != base[tensor]![i] { changed += 1 }
@@ -101,7 +105,7 @@ struct MergeMethodTests {
         // The trim really ran: about 1 − (1 − D)³ of the elements moved, not all of them (Model Stock and
         // NuSLERP: all).
         let total = theirs.values.reduce(0) { $0 + $1.count }
-        let dense = name == "model-stock" || name == "nuslerp"
+        let dense = ["model-stock", "nuslerp", "slerp"].contains(name)
         #expect(changed > total / 4 && (dense ? changed == total : changed < total))
     }
 
@@ -194,7 +198,7 @@ struct MergeMethodTests {
         }
         #expect(!FileManager.default.fileExists(atPath: dir.file("x.safetensors")))
         #expect(MergeMethod.Kind(spelling: "dare_ties") == .dareTies)
-        #expect(MergeMethod.Kind(spelling: "slerp") == nil)
+        #expect(MergeMethod.Kind(spelling: "karcher") == nil)
     }
 
     @Test("DELLA keeps entries with a probability rising from D − ε to D + ε with their magnitude rank, per row")

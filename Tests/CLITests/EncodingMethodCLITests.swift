@@ -110,13 +110,11 @@ struct EncodingMethodCLITests {
         #expect(readBytes(dir.file("r.safetensors")) != readBytes(dir.file("s.safetensors")))
 
         for (args, message) in [
-            (
-                ["--method", "slerp"],
-                "--method must be linear, ties, dare-linear, dare-ties, breadcrumbs, breadcrumbs-ties, della, della-linear"
-            ),
+            (["--method", "karcher"], "--method must be linear, ties, dare-linear, dare-ties, breadcrumbs, breadcrumbs-ties"),
             (["--method", "ties", "--gamma", "0.1"], "--gamma applies to --method breadcrumbs"),
             (["--method", "model-stock"], "model-stock needs at least two vectors"),
             (["--method", "nuslerp"], "nuslerp interpolates exactly two vectors"),
+            (["--method", "slerp", "--legal", "1"], "slerp interpolates between the base and one vector"),
             (["--method", "ties", "--epsilon", "0.1"], "--epsilon applies to --method della"),
             (["--method", "della", "--density", "0.1", "--epsilon", "0.2"], "density ± epsilon"),
             (["--method", "breadcrumbs", "--gamma", "1"], "--gamma is a share in [0, 1)"),

@@ -37,6 +37,8 @@ public struct MergeMethod: Sendable, Equatable {
         case della
         /// DELLA's drop, then a plain sum.
         case dellaLinear = "della-linear"
+        /// SLERP between the base and base + Δ at t = λ (mergekit's `slerp` with the base as first model).
+        case slerp
 
         /// Reads `ties`, `dare-linear`, `dare_linear` (mergekit's spelling), …
         public init?(spelling: String) {
@@ -97,7 +99,7 @@ public struct MergeMethod: Sendable, Equatable {
         case .ties: (false, density < 1)
         case .dareLinear, .dareTies: (true, density < 1)
         case .breadcrumbs, .breadcrumbsTies: (false, density < 1)
-        case .modelStock, .sce, .nuslerp: (false, false)
+        case .modelStock, .sce, .nuslerp, .slerp: (false, false)
         case .magnitudePrune: (false, density < 1)
         case .della, .dellaLinear: (true, density < 1)
         }
@@ -140,12 +142,16 @@ extension MergeMethod {
     /// `domains[i]` its domain (DARE's random stream is keyed by domain and tensor). Per element,
     /// in f64, in a fixed order: the same bytes on every run and thread count.
     public func combine(
-        tensor: String, deltas: [[Double]], weights: [Double], domains: [String], columns: Int? = nil
+        tensor: String, deltas: [[Double]], weights: [Double], domains: [String], columns: Int? = nil,
+        base: [Double]? = nil
     ) -> [Double] {
         precondition(deltas.count == weights.count && deltas.count == domains.count)
         if kind == .modelStock { return modelStock(zip(deltas, weights).map { d, w in d.map { $0 * w } }) }
         if kind == .sce { return sce(zip(deltas, weights).map { d, w in d.map { $0 * w } }) }
         if kind == .nuslerp, deltas.count == 2 { return nuslerp(deltas[0], deltas[1], weights: weights) }
+        if kind == .slerp, deltas.count == 1, let base, base.count == deltas[0].count {
+            return slerp(base: base, delta: deltas[0], t: weights[0])
+        }
         let n = deltas.first?.count ?? 0
         var weighted: [[Double]] = []
         for (i, delta) in deltas.enumerated() {
@@ -244,6 +250,26 @@ extension MergeMethod {
         let theta = acos(cos)
         let (sa, sb, s) = (sin((1 - t) * theta), sin(t * theta), sin(theta))
         return zip(a, b).map { (sa * $0 + sb * $1) / s }
+    }
+
+    /// SLERP from the base W to W + Δ over the whole tensor (mergekit's `slerp`): with u = W/‖W‖ and
+    /// v = (W + Δ)/‖W + Δ‖ (norms ≤ 1e-8 taken as 1), cos θ = u·v; when |cos θ| > 0.9995 the two are
+    /// interpolated linearly (then the result is W + tΔ), else by sin((1 − t)θ)/sin θ and sin(tθ)/sin θ.
+    /// Returns the result minus W.
+    func slerp(base w: [Double], delta: [Double], t: Double) -> [Double] {
+        let aligned = zip(w, delta).map { $0 + $1 }
+        func norm(_ x: [Double]) -> Double {
+            let n = x.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            return n > 1e-8 ? n : 1
+        }
+        let (na, nb) = (norm(w), norm(aligned))
+        var dot = 0.0
+        for e in w.indices { dot += (w[e] / na) * (aligned[e] / nb) }
+        let cos = min(1, max(-1, dot))
+        guard abs(cos) <= 0.9995 else { return delta.map { t * $0 } }
+        let theta = acos(cos)
+        let (ca, cb) = (sin((1 - t) * theta) / sin(theta), sin(t * theta) / sin(theta))
+        return w.indices.map { ca * w[$0] + cb * aligned[$0] - w[$0] }
     }
 
     /// Model Stock over the whole tensor (mergekit's `model_stock` without `filter_wise`): cos is the

@@ -46,6 +46,7 @@ MERGES = {
     "model-stock": {"method": "model_stock"},
     "sce": {"method": "sce", "params": {"select_topk": 0.5}},
     "nuslerp": {"method": "nuslerp", "models": [0, 1], "weighted": True},
+    "slerp": {"method": "slerp", "models": [0], "params": {"t": 0.6}},
 }
 weights = [0.7, 1.0, 0.4]
 for name, p in MERGES.items():
