@@ -226,4 +226,26 @@ struct MergeMethodTests {
         #expect(della.rescale && della.normalize && della.epsilon == 0.15)
         #expect(throws: AVError.self) { try MergeMethod(kind: .della, density: 0.1, epsilon: 0.2).validate() }
     }
+
+    @Test("DELLA through merge: the same bytes on 1 and 3 threads, epsilon in the provenance")
+    func dellaThreads() throws {
+        let dir = TemporaryDirectory()
+        let avs = try vectors(dir)
+        var outputs: [[UInt8]] = []
+        for threads in [1, 3] {
+            var options = MergeOptions()
+            options.threads = threads
+            options.method = MergeMethod(kind: .della, density: 0.5, seed: 3, epsilon: 0.1)
+            let out = dir.file("della\(threads).safetensors")
+            _ = try merge(
+                base: Checkpoint(path: fixture("methods/base/model.safetensors")),
+                terms: zip(avs, [0.7, 1.0, 0.4]).map {
+                    MergeTerm(vector: try AlignmentVector(path: $0), coefficient: $1)
+                }, output: out, options: options)
+            outputs.append(readFile(out))
+            let provenance = try SafeTensorsFile(path: out).metadata?["av.merge"] ?? ""
+            #expect(provenance.contains(#""method":"della""#) && provenance.contains(#""epsilon":0.1"#))
+        }
+        #expect(outputs[0] == outputs[1])
+    }
 }
