@@ -116,13 +116,19 @@ extension VectorAnalysis {
 /// - Parameters:
 ///   - density: the share of each tensor's entries counted as a vector's largest, for the overlap.
 ///   - spectrum: also the energy in each matrix's top 1, 8 and 32 singular directions (slower).
-/// - Throws: `AVError` for a tensor whose shape differs between the vectors or from the base's, or a
-///   damaged vector (digests).
+/// - Throws: `AVError` for vectors made from models of different structure (unless `force`), a tensor whose
+///   shape differs between the vectors or from the base's, or a damaged vector (digests).
 public func analyzeVectors(
     _ vectors: [AlignmentVector], base: Checkpoint? = nil, density: Double = 0.05, spectrum: Bool = false,
-    threads: Int = Parallel.defaultThreads
+    force: Bool = false, threads: Int = Parallel.defaultThreads
 ) throws(AVError) -> VectorAnalysis {
     guard !vectors.isEmpty else { throw .usage("analyze needs at least one vector") }
+    // Vectors of different models do not share coordinates: comparing them would print noise.
+    if !force, let other = vectors.first(where: { $0.header.base.structure != vectors[0].header.base.structure }) {
+        throw .differentBases(
+            first: vectors[0].path, firstBase: vectors[0].header.base.fingerprint, second: other.path,
+            secondBase: other.header.base.fingerprint)
+    }
     guard density > 0, density <= 1 else { throw .usage("--density must be in (0, 1]") }
     var pairs: [(Int, Int)] = []
     for i in vectors.indices { for j in vectors.indices where j > i { pairs.append((i, j)) } }

@@ -22,6 +22,7 @@ enum AnalyzeCommand {
                 names: ["--spectrum"], help: "also the energy in each matrix's top 1, 8 and 32 singular directions"),
             OptionSpec(names: ["--plot"], valueName: "OUT.svg", help: "heatmaps: energy by layer, cosine by layer"),
             OptionSpec(names: ["--threads"], valueName: "N", help: "threads for --spectrum (default: all cores)"),
+            OptionSpec(names: ["--force"], help: "compare vectors made from models of different structure anyway"),
             OptionSpec(names: ["--json"], help: "print every tensor's measurements as JSON"),
             OptionSpec(names: ["--help", "-h"], help: "show this help"),
         ],
@@ -49,7 +50,8 @@ enum AnalyzeCommand {
             try Checkpoint(path: try GGUFPaths.resolve($0, like: vectors[0].header.base.dtype))
         }
         let analysis = try analyzeVectors(
-            vectors, base: base, density: density, spectrum: args.has("--spectrum"), threads: try threads(args))
+            vectors, base: base, density: density, spectrum: args.has("--spectrum"), force: args.has("--force"),
+            threads: try threads(args))
         if let plot = args.value("--plot") {
             try ReportFile.write(AnalyzePlot.render(analysis), to: plot, inputs: args.positionals)
         }

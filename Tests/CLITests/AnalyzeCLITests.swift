@@ -96,6 +96,17 @@ struct AnalyzeCLITests {
         let svg = try String(contentsOfFile: dir.file("a.svg"), encoding: .utf8)
         #expect(svg.hasPrefix("<svg") && svg.contains("medical·medical") && svg.contains("+1.00"))
         #expect(try runAV(["analyze"]).status == 2)
+        // A vector of another model: refused (its coordinates are not these), unless --force.
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("AlignmentVectorsTests/Fixtures").path
+        let other = dir.file("other.av")
+        let d = try runAV([
+            "diff", fixtures + "/base_F32.safetensors", fixtures + "/medical_F32.safetensors", "-o", other, "-q",
+        ])
+        #expect(d.status == 0, "\(d.stderr)")
+        let mixed = try runAV(["analyze", medical, other])
+        #expect(mixed.status != 0 && mixed.stderr.contains("different bases"), "\(mixed.stderr)")
+        #expect(try runAV(["analyze", medical, other, "--force"]).status == 0)
         #expect(try runAV(["analyze", medical, "--density", "0"]).status == 2)
         let overInput = try runAV(["analyze", medical, "--plot", medical])
         #expect(overInput.status != 0)
