@@ -147,25 +147,33 @@ struct MergeMethodTests {
         #expect(method.combine(tensor: "w", deltas: [delta], weights: [1], domains: ["e"]) != dropped)
 
         // Through merge: the same bytes with 1 and 3 threads; recorded in the provenance.
+        let (outputs, provenance) = try mergedOnThreads(MergeMethod(kind: .dareTies, density: 0.4, seed: 7))
+        #expect(provenance.contains(#""method":{"method":"dare-ties","density":0.4"#))
+        #expect(provenance.contains(#""seed":7"#))
+        #expect(outputs[0] == outputs[1])
+    }
+
+    /// The fixture's three vectors merged by `method` on 1 and on 3 threads: both outputs' bytes, and the
+    /// provenance of the last.
+    func mergedOnThreads(_ method: MergeMethod) throws -> ([[UInt8]], String) {
         let dir = TemporaryDirectory()
         let avs = try vectors(dir)
         var outputs: [[UInt8]] = []
+        var provenance = ""
         for threads in [1, 3] {
             var options = MergeOptions()
             options.threads = threads
-            options.method = MergeMethod(kind: .dareTies, density: 0.4, seed: 7)
-            let out = dir.file("dare\(threads).safetensors")
+            options.method = method
+            let out = dir.file("merged\(threads).safetensors")
             _ = try merge(
                 base: Checkpoint(path: fixture("methods/base/model.safetensors")),
                 terms: zip(avs, [0.7, 1.0, 0.4]).map {
                     MergeTerm(vector: try AlignmentVector(path: $0), coefficient: $1)
                 }, output: out, options: options)
             outputs.append(readFile(out))
-            let provenance = try SafeTensorsFile(path: out).metadata?["av.merge"] ?? ""
-            #expect(provenance.contains(#""method":{"method":"dare-ties","density":0.4"#))
-            #expect(provenance.contains(#""seed":7"#))
+            provenance = try SafeTensorsFile(path: out).metadata?["av.merge"] ?? ""
         }
-        #expect(outputs[0] == outputs[1])
+        return (outputs, provenance)
     }
 
     @Test("in-memory mixes use the method too, and bad settings are refused")
@@ -229,23 +237,8 @@ struct MergeMethodTests {
 
     @Test("DELLA through merge: the same bytes on 1 and 3 threads, epsilon in the provenance")
     func dellaThreads() throws {
-        let dir = TemporaryDirectory()
-        let avs = try vectors(dir)
-        var outputs: [[UInt8]] = []
-        for threads in [1, 3] {
-            var options = MergeOptions()
-            options.threads = threads
-            options.method = MergeMethod(kind: .della, density: 0.5, seed: 3, epsilon: 0.1)
-            let out = dir.file("della\(threads).safetensors")
-            _ = try merge(
-                base: Checkpoint(path: fixture("methods/base/model.safetensors")),
-                terms: zip(avs, [0.7, 1.0, 0.4]).map {
-                    MergeTerm(vector: try AlignmentVector(path: $0), coefficient: $1)
-                }, output: out, options: options)
-            outputs.append(readFile(out))
-            let provenance = try SafeTensorsFile(path: out).metadata?["av.merge"] ?? ""
-            #expect(provenance.contains(#""method":"della""#) && provenance.contains(#""epsilon":0.1"#))
-        }
+        let (outputs, provenance) = try mergedOnThreads(MergeMethod(kind: .della, density: 0.5, seed: 3, epsilon: 0.1))
+        #expect(provenance.contains(#""method":"della""#) && provenance.contains(#""epsilon":0.1"#))
         #expect(outputs[0] == outputs[1])
     }
 }
