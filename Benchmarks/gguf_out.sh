@@ -31,7 +31,8 @@ if [ -n "$lcpp" ]; then "$AV" export-lora medical.av --base "$base" --energy 0.9
 measure() { # name, then the model flags
   local name=$1; shift
   local kl levels
-  kl=$(AV_GGUF_DTYPE=f32 "$AV" eval "$@" --kl-to exact --prompts "$eval_dir/prompts.txt" -q | grep -o "mean [0-9.e-]*" | head -1)
+  kl=$(AV_GGUF_DTYPE=f32 "$AV" eval "$@" --kl-to exact --prompts "$eval_dir/prompts.txt" -q \
+    | grep -o "mean [0-9.e-]*" | head -1)
   levels=$(AV_GGUF_DTYPE=f32 "$AV" eval "$@" --levels "$eval_dir/medical_levels.jsonl" -q | grep "^levels" \
     | sed 's/^levels *//; s/ over .*//')
   printf '%-34s KL(exact ‖ it) %-16s %s\n' "$name" "$kl" "$levels"
@@ -51,10 +52,13 @@ if [ -n "$lcpp" ]; then
     PYTHONPATH="$lcpp/gguf-py" "$PYTHON" - "exact.$t.gguf" "lcpp.$t.gguf" <<'PY'
 import sys, gguf
 a, b = gguf.GGUFReader(sys.argv[1]), gguf.GGUFReader(sys.argv[2])
-keys = lambda r: {k: (f.types, f.contents()) for k, f in r.fields.items() if not k.startswith(("general.name", "general.size_label", "GGUF.kv_count"))}
+provenance = ("general.name", "general.size_label", "GGUF.kv_count")
+keys = lambda r: {k: (f.types, f.contents()) for k, f in r.fields.items() if not k.startswith(provenance)}
 same_keys = keys(a) == keys(b)
-same = [x.name == y.name and x.tensor_type == y.tensor_type and x.data.tobytes() == y.data.tobytes() for x, y in zip(a.tensors, b.tensors)]
-print(f"{sys.argv[1]}: keys equal {same_keys}, {sum(same)} of {len(b.tensors)} tensors byte-equal to llama.cpp's converter")
+same = [x.name == y.name and x.tensor_type == y.tensor_type and x.data.tobytes() == y.data.tobytes()
+        for x, y in zip(a.tensors, b.tensors)]
+print(f"{sys.argv[1]}: keys equal {same_keys}, {sum(same)} of {len(b.tensors)} tensors byte-equal"
+      " to llama.cpp's converter")
 PY
   done
 fi

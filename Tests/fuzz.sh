@@ -43,7 +43,10 @@ for f in $(find Tests/InferenceTests/Fixtures Checkpoints -name tokenizer_config
   cp "$f" "$seeds/template/$i.json"; i=$((i + 1))
 done
 i=0
-for f in $(find Tests/InferenceTests/Fixtures Checkpoints -name config.json); do cp "$f" "$seeds/config/$i.json"; i=$((i + 1)); done
+for f in $(find Tests/InferenceTests/Fixtures Checkpoints -name config.json); do
+  cp "$f" "$seeds/config/$i.json"
+  i=$((i + 1))
+done
 i=0
 for f in $(find Tests/AlignmentVectorsTests/Fixtures/adapters -name adapter_config.json); do
   cp "$f" "$seeds/adapter/$i.json"; i=$((i + 1))
@@ -59,7 +62,8 @@ av=$work/av
 swift build -c release --product av --scratch-path "$work/av-build" 2>&1 | tail -1
 "$work/av-build/release/av" diff Tests/AlignmentVectorsTests/Fixtures/base_F32.safetensors \
   Tests/AlignmentVectorsTests/Fixtures/medical_F32.safetensors -o "$seeds/av/dense.av" -q > /dev/null
-"$work/av-build/release/av" compress "$seeds/av/dense.av" -o "$seeds/av/sparse.av" --encoding sparse --density 0.3 -q > /dev/null
+"$work/av-build/release/av" compress "$seeds/av/dense.av" -o "$seeds/av/sparse.av" \
+  --encoding sparse --density 0.3 -q > /dev/null
 "$work/av-build/release/av" compress "$seeds/av/dense.av" -o "$seeds/av/onebit.av" --encoding 1bit -q > /dev/null
 
 summary=()

@@ -17,7 +17,8 @@ swift test --skip "EndToEndTests|DemoCLITests"
 # The binary users install (static, stripped) through the adversarial, signal and crash suites too.
 swift build -c release --product av --static-swift-stdlib -Xlinker -s --scratch-path .build-static
 AV_BINARY="$PWD/.build-static/release/av" swift test --skip-build \
-  --filter 'AdversarialCLITests|CrashCleanupCLITests|GGUFErrorCLITests|LongInputCLITests|XMLReportCLITests|ProvenanceCLITests'
+  --filter 'AdversarialCLITests|CrashCleanupCLITests|GGUFErrorCLITests|LongInputCLITests|XMLReportCLITests|'\
+'ProvenanceCLITests'
 # The numeric suites again in the build users run, with the slow ones that debug skips.
 # Anchored: an unanchored "TensorsTests" also matches SafeTensorsTests, which would run twice.
 numeric='^(TensorsTests|AlignmentVectorsTests|InferenceTests|EvaluationTests|EndToEndTests)\.|DemoCLITests'

@@ -114,7 +114,9 @@ public struct ReleaseCheck: Sendable, Equatable {
             func share(_ key: String) throws -> Double? {
                 guard let v = try number(key) else { return nil }
                 guard (0...1).contains(v) else {
-                    throw fail("\(label) (\(type)): \"\(key)\" is a share from 0 to 1, not \(String(trimming: v)) (80% is 0.8)")
+                    throw fail(
+                        "\(label) (\(type)): \"\(key)\" is a share from 0 to 1, not \(String(trimming: v))"
+                            + " (80% is 0.8)")
                 }
                 return v
             }
@@ -133,8 +135,8 @@ public struct ReleaseCheck: Sendable, Equatable {
             let confidence = try number("confidence")
             if let confidence, !(confidence > 0 && confidence < 1) {
                 throw fail(
-                    "\(label) (\(type)): \"confidence\" is a probability between 0 and 1, not \(String(trimming: confidence))"
-                        + " (95% is 0.95)")
+                    "\(label) (\(type)): \"confidence\" is a probability between 0 and 1, not"
+                        + " \(String(trimming: confidence)) (95% is 0.95)")
             }
             if let maximum = try number("max"), maximum < 0 {
                 throw fail("\(label) (\(type)): \"max\" must not be negative")
@@ -150,7 +152,8 @@ public struct ReleaseCheck: Sendable, Equatable {
                 let alpha = try number("alpha") ?? 0.05
                 guard alpha > 0 && alpha < 1 else {
                     throw fail(
-                        "\(label) (\(type)): \"alpha\" is a p-value threshold between 0 and 1, not \(String(trimming: alpha))")
+                        "\(label) (\(type)): \"alpha\" is a p-value threshold between 0 and 1, not"
+                            + " \(String(trimming: alpha))")
                 }
                 baseline = Baseline(model: path, alpha: alpha)
             } else if check["alpha"] != nil {

@@ -90,7 +90,8 @@ extension ReleaseCheck {
         let note =
             "\(metric) " + String(cFormat: "%.1f%% against %.1f%%", 100 * c.value, 100 * c.other)
             + " for \(baseline.model ?? "base"): " + String(cFormat: "%+.1f points", 100 * c.difference)
-            + String(cFormat: ", McNemar exact p = %.3g", c.pValue) + (worse ? " < \(String(trimming: baseline.alpha))" : "")
+            + String(cFormat: ", McNemar exact p = %.3g", c.pValue)
+            + (worse ? " < \(String(trimming: baseline.alpha))" : "")
         return (!worse, note)
     }
 

@@ -8,9 +8,8 @@ extension MergeCommand {
         [
             OptionSpec(
                 names: ["--method"], valueName: "NAME",
-                help:
-                    "linear, ties, dare-*, breadcrumbs[-ties], della[-linear], model-stock, sce, [nu]slerp, magnitude-prune"
-            ),
+                help: "linear, ties, dare-*, breadcrumbs[-ties], della[-linear], model-stock, sce, [nu]slerp,"
+                    + " magnitude-prune"),
             OptionSpec(names: ["--density"], valueName: "D", help: "ties/dare: share of each vector's entries kept"),
             OptionSpec(names: [seed], valueName: "S", help: "dare: the seed of the drop (default 0)"),
             OptionSpec(names: ["--consensus"], valueName: "sum|count", help: "ties: how signs are elected (sum)"),

@@ -110,7 +110,10 @@ struct EncodingMethodCLITests {
         #expect(readBytes(dir.file("r.safetensors")) != readBytes(dir.file("s.safetensors")))
 
         for (args, message) in [
-            (["--method", "karcher"], "--method must be linear, ties, dare-linear, dare-ties, breadcrumbs, breadcrumbs-ties"),
+            (
+                ["--method", "karcher"],
+                "--method must be linear, ties, dare-linear, dare-ties, breadcrumbs, breadcrumbs-ties"
+            ),
             (["--method", "ties", "--gamma", "0.1"], "--gamma applies to --method breadcrumbs"),
             (["--method", "model-stock"], "model-stock needs at least two vectors"),
             (["--method", "nuslerp"], "nuslerp interpolates exactly two vectors"),

@@ -94,7 +94,7 @@ struct GGUFOutputCLITests {
     }
 
     @Test(
-        "a GGUF of the vectors' base is their base: lossless ones merge as it does, quantized ones are refused with a way out"
+        "a GGUF of the vectors' base is their base; lossless ones merge as it does, quantized ones are refused"
     )
     func ggufBase() throws {
         let dir = TemporaryDirectory()

@@ -91,14 +91,16 @@ enum Targets {
             try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             if !FileManager.default.fileExists(atPath: dir + "/adapter_model.safetensors") {
                 try? FileManager.default.copyItem(
-                    atPath: fixture("Tests/AlignmentVectorsTests/Fixtures/adapters/lora/adapter/adapter_model.safetensors"),
+                    atPath: fixture(
+                        "Tests/AlignmentVectorsTests/Fixtures/adapters/lora/adapter/adapter_model.safetensors"),
                     toPath: dir + "/adapter_model.safetensors")
             }
             _ = write(data, "adapter/adapter_config.json")
             if let a = try? LoRAAdapter(path: dir),
                 let base = try? Checkpoint(path: fixture("Tests/AlignmentVectorsTests/Fixtures/adapters/lora/base"))
             {
-                _ = try? diff(base: base, adapter: a, output: scratch + "/adapter.av", options: DiffOptions(domain: "x"))
+                _ = try? diff(
+                    base: base, adapter: a, output: scratch + "/adapter.av", options: DiffOptions(domain: "x"))
             }
         case "recipe":
             let path = write(data, "recipe.json")
