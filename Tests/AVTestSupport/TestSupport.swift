@@ -17,6 +17,10 @@ public final class TemporaryDirectory: @unchecked Sendable {
     deinit { try? FileManager.default.removeItem(at: url) }
 }
 
+/// The repository's `Checkpoints/` directory (the small model family every suite may use).
+public let checkpointsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Checkpoints").path
+
 /// FNV-1a 64, the hash the reference fixtures use.
 public func fnv1a64<S: Sequence>(_ bytes: S) -> UInt64 where S.Element == UInt8 {
     var h: UInt64 = 0xCBF2_9CE4_8422_2325

@@ -8,8 +8,7 @@ import Testing
 /// `av analyze`: its numbers against the same sums computed here from the models themselves.
 @Suite("av analyze")
 struct AnalyzeCLITests {
-    static let checkpoints = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("Checkpoints").path
+    static let checkpoints = checkpointsDirectory
 
     /// Every tensor of a model as f64.
     static func values(_ dir: String) throws -> [String: [Double]] {

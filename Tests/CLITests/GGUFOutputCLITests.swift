@@ -6,8 +6,7 @@ import Testing
 /// carries its provenance, reports what a quantized type kept, and refuses what it cannot write.
 @Suite("GGUF outputs")
 struct GGUFOutputCLITests {
-    static let checkpoints = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("Checkpoints").path
+    static let checkpoints = checkpointsDirectory
 
     static func vector(in dir: TemporaryDirectory) throws -> String {
         let out = dir.file("medical.av")

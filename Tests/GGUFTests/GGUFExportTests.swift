@@ -11,8 +11,7 @@ import Testing
 /// the same tensors with the same names, types, dimensions and bytes.
 @Suite("Model directories written as GGUF")
 struct GGUFExportTests {
-    static let base = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("Checkpoints/base").path
+    static let base = checkpointsDirectory + "/base"
 
     /// GGUF's value type names (gguf-py's, lowercased) of `v`: the type, then an array's element type.
     static func typeNames(_ v: GGUFValue) -> [String] {

@@ -9,8 +9,7 @@ import Testing
 /// damaged vector the first time a mix uses it.
 @Suite("Mixes from one loaded base")
 struct MixSessionTests {
-    static let checkpoints = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("Checkpoints").path
+    static let checkpoints = checkpointsDirectory
 
     /// The domain's vector against the Checkpoints base, written into `dir`.
     static func vector(_ domain: String, in dir: TemporaryDirectory) throws -> String {
