@@ -66,7 +66,7 @@ public struct PreferencePair: Sendable {
 }
 
 /// Preference accuracy: how often the model gives the chosen completion more log-probability.
-public struct PairsResult: Sendable {
+public struct PairsResult: Sendable, Equatable {
     /// Pairs evaluated.
     public var pairs: Int
     /// Share of pairs with log p(chosen) > log p(rejected).

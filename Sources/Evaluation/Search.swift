@@ -97,28 +97,20 @@ public enum MixSearch {
 
     /// Every point of the grid, in a fixed order (the first domain varies slowest).
     public static func gridPoints(_ values: [Double], domains: Int) -> [[Double]] {
-        (0..<domains).reduce([[]]) { partial, _ in partial.flatMap { p in values.map { p + [$0] } } }
+        MixGrid.points(Array(repeating: values, count: domains))
+    }
+
+    /// A search point from a grid point: the shares of every domain's levels.
+    public static func point(_ p: GridPoint) -> SearchPoint {
+        SearchPoint(lambdas: p.lambdas, shares: p.levels.map(\.shares))
     }
 
     /// Evaluates the points of shard `shard` of `of` (every `of`-th point of the grid, from `shard`).
     public static func evaluateGrid(_ evaluator: MixEvaluator, values: [Double], shard: Int = 0, of count: Int = 1)
-        throws(InferenceError)
-        -> [SearchPoint]
+        throws(InferenceError) -> [SearchPoint]
     {
-        let all = Array(evaluator.domains.indices)
-        var out: [SearchPoint] = []
-        let mine = gridPoints(values, domains: evaluator.domains.count).enumerated().filter {
-            $0.offset % count == shard
-        }.map(\.element)
-        // In batches, so that memory holds a bounded number of mixes at once.
-        for start in stride(from: 0, to: mine.count, by: 16) {
-            try evaluator.prefetch(mine[start..<min(mine.count, start + 16)].map { (lambdas: $0, which: all) })
-        }
-        for lambdas in mine {
-            let r = try evaluator.results(at: lambdas, for: all)
-            out.append(SearchPoint(lambdas: lambdas, shares: all.map { r[$0]!.shares }))
-        }
-        return out
+        let mine = MixGrid.shard(gridPoints(values, domains: evaluator.axes.count), shard, of: count)
+        return try MixGrid.evaluate(evaluator, points: mine).map(point)
     }
 
     /// The coordinate search: per domain a sweep of `values` alone, then for each profile the
@@ -126,8 +118,8 @@ public enum MixSearch {
     public static func coordinate(
         _ evaluator: MixEvaluator, values: [Double], profiles: [Profile], candidates: Int = 3, tries: Int = 4
     ) throws(InferenceError) -> [SearchPoint] {
-        let domains = evaluator.domains
-        let levels = domains.map(\.levels.levels)
+        let domains = evaluator.axes
+        let levels = evaluator.levels.map(\.levels)
         let all = Array(domains.indices)
         // Stage 1: each domain's shares along its own λ (all evaluated side by side first).
         try evaluator.prefetch(

@@ -42,6 +42,9 @@ public final class MixSession: @unchecked Sendable {
         chatTemplate = ChatTemplate.detect(directory: directory)
     }
 
+    /// Bytes of the base's weights: what one mixed model may hold at most.
+    public var weightBytes: Int { checkpoint.tensors.reduce(0) { $0 + $1.byteCount } }
+
     /// The base with `terms` mixed in, as `LanguageModel(directory:mixing:method:mix:)` loads it,
     /// bit for bit; safe to call from several threads (the models it returns are independent).
     public func model(mixing terms: [MergeTerm], method: MergeMethod = .linear, mix: MixMode = .weights)

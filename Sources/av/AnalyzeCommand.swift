@@ -51,7 +51,7 @@ enum AnalyzeCommand {
         }
         let analysis = try analyzeVectors(
             vectors, base: base, density: density, spectrum: args.has("--spectrum"), force: args.has("--force"),
-            threads: try threads(args))
+            threads: try args.threads())
         if let plot = args.value("--plot") {
             try ReportFile.write(AnalyzePlot.render(analysis), to: plot, inputs: args.positionals)
         }

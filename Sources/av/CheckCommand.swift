@@ -120,7 +120,7 @@ enum CheckCommand {
             case .noMix: provenance = "no mix in the recipe"
             }
         }
-        let threadCount = try threads(args)
+        let threadCount = try args.threads()
         var loaded: LanguageModel?
         var loadError: String?
         do {

@@ -34,7 +34,7 @@ enum DemoCommand {
                 message: "\(base): no model here (run av demo from the repository root, or pass --checkpoints DIR)",
                 code: .io)
         }
-        let threadCount = try threads(args)
+        let threadCount = try args.threads()
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("av-demo-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }

@@ -68,7 +68,7 @@ enum DiffCommand {
             }
             options.resizedRows = p
         }
-        options.threads = try threads(args)
+        options.threads = try args.threads()
         let top =
             try args.value("--top").map { text -> Int in
                 guard let n = Int(text), n >= 0 else { throw UsageError(message: "--top must be a whole number") }
@@ -303,17 +303,4 @@ func stem(_ path: String) -> String {
 
 func indent(_ text: String) -> String {
     text.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }.joined(separator: "\n")
-}
-
-/// `--threads N`, or every core; more than `Parallel.maximumThreads` is capped, with a note.
-func threads(_ args: ParsedArguments) throws -> Int {
-    guard let text = args.value("--threads") else { return Parallel.defaultThreads }
-    guard let n = Int(text), n > 0 else {
-        throw UsageError(message: "--threads must be a positive whole number, not '\(text)'")
-    }
-    if n > Parallel.maximumThreads {
-        printError("note: --threads \(n) is more than this machine can use; using \(Parallel.maximumThreads)")
-        return Parallel.maximumThreads
-    }
-    return n
 }

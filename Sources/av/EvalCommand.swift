@@ -75,8 +75,8 @@ enum EvalCommand {
             throw UsageError(message: "--compare goes with --text, --pairs or --levels (the measurements it compares)")
         }
         let levelsFile = try args.value("--levels").map { try LevelsFile.load($0) }
-        let score = try levelScore(args)
-        let prefix = try promptPrefix(args)
+        let score = try args.levelScore()
+        let prefix = try args.promptPrefix()
         if args.has("--kl-to") != args.has("--prompts") {
             throw UsageError(message: "--kl-to and --prompts go together")
         }

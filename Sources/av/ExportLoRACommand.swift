@@ -85,7 +85,7 @@ enum ExportLoRACommand {
         }
         options.skip = args.has("--skip")
         options.force = args.has("--force")
-        options.threads = try threads(args)
+        options.threads = try args.threads()
         let basePath = try args.value("--base").map { try GGUFPaths.resolve($0) }
         if let basePath { options.base = try Checkpoint(path: basePath) }
         let prompts = try args.value("--prompts").map { file throws -> [String] in

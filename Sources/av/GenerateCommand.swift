@@ -29,27 +29,15 @@ let modelOptions: [OptionSpec] =
             names: ["--vector"], valueName: "PATH=COEF", help: "an AV file with its coefficient (repeatable)",
             repeatable: true),
         OptionSpec(names: ["--recipe"], valueName: "FILE.json", help: "the mix from a recipe (as av merge)"),
-        OptionSpec(names: ["--force"], help: "mix vectors made from another base anyway"),
+        SharedOptions.forceMix,
         OptionSpec(names: ["--transfer"], help: "apply the vectors to another base on purpose (as --force)"),
-        OptionSpec(names: ["--threads"], valueName: "N", help: "threads to use (default: all cores)"),
-        OptionSpec(
-            names: ["--mix"], valueName: "weights|logits",
-            help: "mix the weights (default) or run base and aligned models in lockstep and mix their logits"),
+        SharedOptions.threads, SharedOptions.mix,
     ] + MergeCommand.methodOptions(seed: "--drop-seed")
-
-/// `--mix weights|logits` (weights when not given).
-func mixMode(_ args: ParsedArguments) throws -> MixMode {
-    guard let text = args.value("--mix") else { return .weights }
-    guard let m = MixMode(rawValue: text) else {
-        throw UsageError(message: "--mix must be weights or logits, not '\(text)'")
-    }
-    return m
-}
 
 /// The model the arguments name: `--model PATH`, or a mix of `--base` and vectors.
 func loadLanguageModel(_ args: ParsedArguments) throws -> LanguageModel {
     let mixing = !args.dynamic.isEmpty || !args.all("--vector").isEmpty || args.has("--recipe")
-    let mode = try mixMode(args)
+    let mode = try args.mixMode()
     if args.has("--mix") && !mixing {
         throw UsageError(message: "--mix goes with vectors to mix (--DOMAIN COEF, --vector)")
     }
@@ -75,9 +63,9 @@ func loadLanguageModel(_ args: ParsedArguments) throws -> LanguageModel {
             }
             return try LoRAAdapter(path: dir)
         }
-        model = try LanguageModel(directory: try GGUFPaths.resolve(path), adapter: adapter, threads: try threads(args))
+        model = try LanguageModel(directory: try GGUFPaths.resolve(path), adapter: adapter, threads: try args.threads())
     }
-    model.model.threads = try threads(args)
+    model.model.threads = try args.threads()
     return model
 }
 

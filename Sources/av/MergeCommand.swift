@@ -174,7 +174,7 @@ enum MergeCommand {
         options.force = args.has("--force") || recipe.force
         options.transfer = args.has("--transfer")
         options.allowNonFinite = args.has("--allow-nonfinite") || recipe.allowNonFinite
-        options.threads = try threads(args)
+        options.threads = try args.threads()
         options.method = try method(args, recipe: recipe.method, seedFlag: seedFlag)
         options.protectedPaths = [recipe.file, args.value("--vectors") ?? recipe.vectorsDirectory].compactMap { $0 }
         var resolvedRecipe = recipe

@@ -185,6 +185,8 @@ struct LevelsSearchCLITests {
             ("\"accuracy\": ", "\"accuracy\": \"x\", \"was\": ", "row 1: \"pairs\""),
             ("\"count\": 2", "\"count\": 1e19", "not a sweep shard"),
             ("\"shares\": [", "\"shares\": [7, ", "row 1: each \"levels\""),
+            // Well formed, but without the pairs this run measures: refused, not printed as a crash.
+            ("\"pairs\": {", "\"pairs\": null, \"was\": {", "row 1: does not hold this run's measurements"),
         ]
         for (from, to, message) in edits {
             guard let range = good.range(of: from) else {
@@ -210,6 +212,13 @@ struct LevelsSearchCLITests {
         try FileManager.default.removeItem(atPath: dir.file("parts/p1.json"))
         let missing = try runAV(common + ["--collect", dir.file("parts")])
         #expect(missing.status == 3 && missing.stderr.contains("shards 1/2 are missing"))
+        // Sweep and search write one format, and a shard names the command that wrote it.
+        let search = try runAV([
+            "search", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--levels",
+            "style=" + dir.file("style.jsonl"), "--all-profiles", "--strategy", "grid", "--range", "-1:1:3",
+            "--collect", dir.file("parts"),
+        ])
+        #expect(search.status == 3 && search.stderr.contains("not a search shard"), "\(search.stderr)")
         let same = try runAV([
             "sweep", "--base", inferenceFixture("chat"), "--vectors", dir.path, "--style", "1:1:3",
             "--pairs", dir.file("pairs.jsonl"),

@@ -57,12 +57,19 @@ struct CraftedNumberTests {
         let dir = TemporaryDirectory()
         for (shard, count) in [("0", "1e19"), ("1e300", "2"), ("-1", "2"), ("2", "2"), ("0.5", "2")] {
             let text =
-                #"{"format": "av-search-shard", "inputs": {}, "values": [0], "shard": \#(shard), "count": \#(count), "#
-                + #""points": []}"#
+                #"{"format": "av-grid-shard", "command": "search", "inputs": {}, "grid": [[0]], "shard": \#(shard), "#
+                + #""count": \#(count), "rows": []}"#
             try Data(text.utf8).write(to: URL(fileURLWithPath: dir.file("s.json")))
             #expect("\(shard)/\(count)") {
-                _ = try SearchShard.load(dir.file("s.json"))
+                _ = try GridShard.load(dir.file("s.json"), command: "search")
             } throws: { "\($0)".contains("not a search shard") }
         }
+        // The same file with sound numbers loads: the refusals above are the numbers', not the format's.
+        let sound =
+            #"{"format": "av-grid-shard", "command": "search", "inputs": {}, "grid": [[0]], "shard": 1, "count": 2, "#
+            + #""rows": []}"#
+        try Data(sound.utf8).write(to: URL(fileURLWithPath: dir.file("s.json")))
+        let loaded = try GridShard.load(dir.file("s.json"), command: "search")
+        #expect(loaded.shard == 1 && loaded.count == 2)
     }
 }

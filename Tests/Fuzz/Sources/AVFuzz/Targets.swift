@@ -107,7 +107,7 @@ enum Targets {
             if let r = try? MixRecipe.load(path), let checks = r.checks?.arrayValue {
                 _ = try? ReleaseCheck.parse(checks, recipe: path, place: { scratch + "/" + $0 })
             }
-            _ = try? SearchShard.load(path)
+            _ = try? GridShard.load(path, command: "search")
         case "jsonl":
             let path = write(data, "lines.jsonl")
             _ = try? LevelsFile.load(path)
