@@ -88,7 +88,7 @@ enum CheckCommand {
         if modelPath == nil {
             var mergeArgs = args
             mergeArgs.values["--quiet"] = nil
-            let plan = try MergeCommand.plan(mergeArgs, needOutput: false)
+            let plan = try MergeArguments.parse(mergeArgs, needOutput: false)
             let output =
                 plan.output.isEmpty
                 ? FileManager.default.temporaryDirectory.appendingPathComponent("av-check-\(UUID().uuidString)").path

@@ -49,7 +49,7 @@ func loadLanguageModel(_ args: ParsedArguments) throws -> LanguageModel {
         guard !args.has("--model") else {
             throw UsageError(message: "give --model PATH, or --base PATH with vectors, not both")
         }
-        let plan = try MergeCommand.plan(args, needOutput: false, seedFlag: "--drop-seed")
+        let plan = try MergeArguments.parse(args, needOutput: false, seedFlag: "--drop-seed")
         model = try LanguageModel(
             directory: plan.base.path, mixing: plan.terms, method: plan.options.method, mix: mode,
             force: plan.options.force || plan.options.transfer, threads: plan.options.threads)

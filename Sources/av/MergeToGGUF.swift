@@ -34,7 +34,7 @@ enum MergeToGGUF {
 
     /// Merges and writes the GGUF; for a quantized type also measures how much of the change survived
     /// the quantizer (``GGUFRetention``).
-    static func run(_ p: MergeCommand.Plan, type: GGMLType, progress: @escaping (Int, Int) -> Void) throws
+    static func run(_ p: MergeArguments, type: GGMLType, progress: @escaping (Int, Int) -> Void) throws
         -> (MergeReport, GGUFRetention?)
     {
         guard p.base.isDirectory else {

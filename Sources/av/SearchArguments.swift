@@ -1,3 +1,4 @@
+import AlignmentVectors
 import Evaluation
 import Inference
 
@@ -50,7 +51,7 @@ struct SearchArguments {
         for (name, file) in named {
             domains.append(
                 SearchDomain(
-                    name: name, vector: try MergeCommand.vector(domain: name, in: vectors),
+                    name: name, vector: try AlignmentVector.named(name, in: vectors),
                     levels: try LevelsFile.load(file)))
         }
         let profiles = try self.profiles(args, domains)

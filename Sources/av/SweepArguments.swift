@@ -99,7 +99,7 @@ struct SweepArguments {
                 throw UsageError(message: "'\(label)' is given twice; give each domain once")
             }
             let lambdas = try rangeValues(values, option: "--" + name)
-            let vector = try MergeCommand.vector(domain: domain, in: vectors)
+            let vector = try AlignmentVector.named(domain, in: vectors)
             axes.append((MixAxis(name: label, vector: vector, layers: layers), lambdas))
         }
         return axes
