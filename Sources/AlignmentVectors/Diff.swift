@@ -112,6 +112,13 @@ public struct DiffReport: Sendable {
     /// Elements that rebuild as a zero of the other sign (summed over tensors).
     public var signedZeros: Int { tensors.reduce(0) { $0 + $1.signedZeros } }
 
+    /// ‖Δ‖/‖W‖ over the whole model (0 when the base is all zeros: there is nothing to compare with).
+    public var relativeChange: Double {
+        let d = tensors.reduce(0) { $0 + $1.deltaNorm * $1.deltaNorm }
+        let b = tensors.reduce(0) { $0 + $1.baseNorm * $1.baseNorm }
+        return b > 0 ? (d / b).squareRoot() : 0
+    }
+
     /// Relative change per block: `…layers.N` for transformer blocks, the tensor's module otherwise; in
     /// natural order (layer 2 before layer 10).
     public var blocks: [(name: String, relativeChange: Double, tensors: Int)] {

@@ -78,6 +78,19 @@ public struct VectorAnalysis: Sendable {
         public func overlapRate(_ p: Int) -> Double { topK > 0 ? Double(overlap[p]) / Double(topK) : 0 }
     }
 
+    /// Vector `v`'s energy in its matrices' top 1, 8 and 32 singular directions, as shares of the
+    /// energy of the matrices with a spectrum (‖Δ‖²-weighted); zeros when none has one.
+    public func spectrumShares(_ v: Int) -> [Double] {
+        var kept = [0.0, 0.0, 0.0]
+        var total = 0.0
+        for t in tensors {
+            guard let s = t.spectrum?[v] else { continue }
+            for k in 0..<3 { kept[k] += s[k] * t.energy[v] }
+            total += t.energy[v]
+        }
+        return kept.map { total > 0 ? $0 / total : 0 }
+    }
+
     /// Totals over the tensors `include` accepts (all by default).
     public func totals(where include: (Tensor) -> Bool = { _ in true }) -> Totals {
         var t = Totals(

@@ -120,14 +120,7 @@ enum AnalyzeCommand {
         }
         if a.tensors.contains(where: { $0.spectrum != nil }) {
             lines.append("\nenergy in the top 1 / 8 / 32 singular directions, over all matrices (‖Δ‖²-weighted):")
-            rows = a.domains.indices.map { v in
-                var kept = [0.0, 0.0, 0.0]
-                var total = 0.0
-                for t in a.tensors {
-                    if let s = t.spectrum?[v] { for k in 0..<3 { kept[k] += s[k] * t.energy[v] }; total += t.energy[v] }
-                }
-                return [a.domains[v]] + kept.map { pct(total > 0 ? $0 / total : 0) }
-            }
+            rows = a.domains.indices.map { v in [a.domains[v]] + a.spectrumShares(v).map(pct) }
             lines.append(
                 indented(Format.table(["vector", "top 1", "top 8", "top 32"], rows, rightAligned: [1, 2, 3])))
         }

@@ -57,11 +57,9 @@ enum DemoCommand {
             let r = try diff(
                 base: baseCheckpoint, aligned: Checkpoint(path: "\(root)/\(d)-aligned"), output: "\(work)/\(d).av",
                 options: options)
-            var sums = (0.0, 0.0)
-            for x in r.tensors { sums = (sums.0 + x.deltaNorm * x.deltaNorm, sums.1 + x.baseNorm * x.baseNorm) }
             print(
                 "   \(d).av: \(r.changedTensors) of \(r.tensors.count) tensors changed, ‖Δ‖/‖W‖ = "
-                    + String(cFormat: "%.3f", (sums.0 / max(sums.1, 1e-30)).squareRoot())
+                    + String(cFormat: "%.3f", r.relativeChange)
                     + ", exact at λ=1: \(r.mismatches == 0 ? "yes" : "no") (\(elapsed(t)))")
         }
         let vectors = Dictionary(

@@ -3,26 +3,8 @@ import Inference
 import SafeTensors
 import Tensors
 
-// `av eval --compare MODEL`: the same measurements on a second model, and paired tests of the differences.
+// `av eval --compare MODEL`: the paired tests of the differences, as a table and as JSON.
 extension EvalCommand {
-    /// The comparisons of `lm` with `other` on the inputs eval measured, in the order eval prints them.
-    static func compare(
-        _ other: LanguageModel, text: PerplexityResult?, textInput: (String, Int?, Int?)?, pairs: PairsResult?,
-        pairsInput: [PreferencePair]?, levels: LevelsResult?, levelsInput: (LevelsFile, LevelScore, String)?
-    ) throws -> [PairedComparison] {
-        var out: [PairedComparison] = []
-        if let text, let (body, window, stride) = textInput {
-            out.append(Comparison.perplexity(text, try other.perplexity(text: body, window: window, stride: stride)))
-        }
-        if let pairs, let pairsInput {
-            out += Comparison.pairs(pairs, try other.evaluate(pairs: pairsInput))
-        }
-        if let levels, let (file, score, prefix) = levelsInput {
-            out += Comparison.levels(levels, try other.evaluate(levels: file, score: score, prefix: prefix))
-        }
-        return out
-    }
-
     /// The comparisons as a table under a "compare" line.
     static func render(_ comparisons: [PairedComparison], with name: String) -> [String] {
         func value(_ c: PairedComparison, _ v: Double) -> String {

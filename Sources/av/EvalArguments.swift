@@ -1,0 +1,77 @@
+import Evaluation
+import Inference
+
+/// `av eval`'s words, read and checked: what to measure, from which files, and how to print it.
+/// The models are loaded by `measurements()`, after every word has been checked.
+struct EvalArguments {
+    /// The model as named (`--model`, or the base of a mix).
+    var model: String
+    var textFile: String?
+    var window: Int?
+    var stride: Int?
+    var pairsFile: String?
+    var reference: String?
+    var levels: LevelsFile?
+    var score: LevelScore
+    var prefix: String
+    var klTo: String?
+    var promptsFile: String?
+    var compare: String?
+    var json: Bool
+    var quiet: Bool
+
+    /// Reads and checks every word; the levels file is read (its errors come before any model loads).
+    static func parse(_ args: ParsedArguments) throws -> EvalArguments {
+        guard args.has("--text") || args.has("--pairs") || args.has("--kl-to") || args.has("--levels") else {
+            throw UsageError(
+                message: "nothing to measure: give --text FILE, --pairs FILE.jsonl, --levels FILE.jsonl or --kl-to"
+                    + " MODEL --prompts FILE")
+        }
+        if args.has("--compare") && !(args.has("--text") || args.has("--pairs") || args.has("--levels")) {
+            throw UsageError(message: "--compare goes with --text, --pairs or --levels (the measurements it compares)")
+        }
+        let levels = try args.value("--levels").map { try LevelsFile.load($0) }
+        let score = try args.levelScore()
+        let prefix = try args.promptPrefix()
+        if args.has("--kl-to") != args.has("--prompts") {
+            throw UsageError(message: "--kl-to and --prompts go together")
+        }
+        func count(_ key: String) throws -> Int? {
+            try args.value(key).map { text in
+                guard let n = Int(text), n >= 1 else { throw UsageError(message: "\(key) needs a whole number ≥ 1") }
+                return n
+            }
+        }
+        let window = try count("--window")
+        let stride = try count("--stride")
+        if (window != nil || stride != nil) && !args.has("--text") {
+            throw UsageError(message: "--window and --stride go with --text")
+        }
+        return EvalArguments(
+            model: args.value("--model") ?? args.value("--base") ?? "", textFile: args.value("--text"),
+            window: window, stride: stride, pairsFile: args.value("--pairs"), reference: args.value("--ref"),
+            levels: levels, score: score, prefix: prefix, klTo: args.value("--kl-to"),
+            promptsFile: args.value("--prompts"), compare: args.value("--compare"), json: args.has("--json"),
+            quiet: args.has("--quiet"))
+    }
+
+    /// The measurements these words ask for, with their inputs read and their models loaded.
+    func measurements() throws -> Measurements {
+        var m = Measurements()
+        if let file = textFile { m.text = (try TextInput.read(file), window, stride) }
+        if let file = pairsFile {
+            m.pairs = try PreferencePair.load(file)
+            m.reference = try reference.map { try LanguageModel(directory: try GGUFPaths.resolve($0)) }
+        }
+        if let levels { m.levels = (levels, score, prefix) }
+        if let other = klTo, let file = promptsFile {
+            let prompts = try TextInput.lines(file).map(\.text)
+            guard !prompts.isEmpty else {
+                throw InferenceError.input(file: file, message: "no prompts: the file holds no lines")
+            }
+            m.kl = (try LanguageModel(directory: try GGUFPaths.resolve(other)), prompts)
+        }
+        m.compare = try compare.map { try LanguageModel(directory: try GGUFPaths.resolve($0)) }
+        return m
+    }
+}
