@@ -1,3 +1,4 @@
+import Dispatch
 import Inference
 import SafeTensors
 import Tensors
@@ -212,5 +213,46 @@ extension ReleaseCheck {
     static func shortfall(_ lower: Double, _ minimum: Double, _ confidence: Double) -> String {
         "the \(String(cFormat: "%g", 100 * confidence))% interval's lower bound "
             + String(cFormat: "%.1f%% is %.1f points under %.1f%%", 100 * lower, 100 * (minimum - lower), 100 * minimum)
+    }
+}
+
+/// One check's result in a gate's report: the check, what was measured, and how long it took.
+public struct ReleaseCheckResult: Sendable {
+    /// The check's name (its `name`, or its type and file).
+    public var name: String
+    /// The check's type: `pairs`, `levels`, `kl`, ….
+    public var type: String
+    /// The threshold, in words.
+    public var threshold: String
+    /// What was measured, or `error`.
+    public var measured: String
+    /// Whether the check passed (a check that could not run did not).
+    public var passed: Bool
+    /// Wall-clock seconds the check took.
+    public var seconds: Double
+    /// More about a failure, or the error that stopped the check.
+    public var detail: String?
+}
+
+extension ReleaseCheck {
+    /// Runs every check on `subject`, in order; a check that throws fails with `describe(error)`
+    /// as its detail, and the others still run.
+    public static func runAll(
+        _ checks: [ReleaseCheck], on subject: Subject, describe: (any Error) -> String
+    ) -> [ReleaseCheckResult] {
+        checks.map { check in
+            let t = DispatchTime.now().uptimeNanoseconds
+            var r = ReleaseCheckResult(
+                name: check.name, type: check.type, threshold: check.threshold, measured: "", passed: false, seconds: 0)
+            do {
+                let outcome = try check.run(on: subject)
+                (r.measured, r.passed, r.detail) = (outcome.measured, outcome.passed, outcome.detail)
+            } catch {
+                r.measured = "error"
+                r.detail = describe(error)
+            }
+            r.seconds = Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9
+            return r
+        }
     }
 }

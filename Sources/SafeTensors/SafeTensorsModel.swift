@@ -215,3 +215,18 @@ public final class SafeTensorsModel: @unchecked Sendable {
     /// Sum of the tensors' data bytes (the index's `total_size`).
     public var totalDataSize: Int { entries.reduce(0) { $0 + $1.info.byteCount } }
 }
+
+extension SafeTensorsModel {
+    /// Elements over every tensor of every file.
+    public var parameterCount: Int { entries.reduce(0) { $0 + $1.info.elementCount } }
+
+    /// Per dtype present, its tensors and their elements.
+    public var countsByDType: [DType: (tensors: Int, params: Int)] {
+        var out: [DType: (tensors: Int, params: Int)] = [:]
+        for e in entries {
+            out[e.info.dtype, default: (0, 0)].tensors += 1
+            out[e.info.dtype, default: (0, 0)].params += e.info.elementCount
+        }
+        return out
+    }
+}

@@ -99,7 +99,8 @@ struct ParsedArguments {
                     // An empty path or number is a slip (an unset shell variable): refused before any work,
                     // not found after it. Texts may be empty.
                     guard !value.isEmpty || ["--prompt", "--prefix", "--system"].contains(option.key) else {
-                        throw UsageError(message: "option '\(name)' needs a value (\(option.valueName!)), not an empty string")
+                        throw UsageError(
+                            message: "option '\(name)' needs a value (\(option.valueName!)), not an empty string")
                     }
                     if !option.repeatable && out.values[option.key] != nil {
                         throw UsageError(message: "option '\(name)' given twice")

@@ -48,16 +48,6 @@ enum CheckCommand {
             Each may have a "name". On GitHub Actions (GITHUB_ACTIONS set) failures are also printed as ::error lines.
             """)
 
-    struct Result {
-        var name: String
-        var type: String
-        var threshold: String
-        var measured: String
-        var passed: Bool
-        var seconds: Double
-        var detail: String?
-    }
-
     static func run(_ args: ParsedArguments) throws -> ExitCode {
         guard let recipePath = args.value("--recipe") else { throw UsageError(message: "missing --recipe FILE.json") }
         let recipe = try MixRecipe.load(recipePath)
@@ -133,88 +123,17 @@ enum CheckCommand {
         let subject = ReleaseCheck.Subject(
             path: model, model: loaded, loadError: loadError, base: recipe.base, threads: threadCount,
             load: { try LanguageModel(directory: try GGUFPaths.resolve($0)) })
-        var results: [Result] = []
-        for check in typed {
-            let t = DispatchTime.now().uptimeNanoseconds
-            var r = Result(
-                name: check.name, type: check.type, threshold: check.threshold, measured: "", passed: false, seconds: 0)
-            do {
-                let outcome = try check.run(on: subject)
-                (r.measured, r.passed, r.detail) = (outcome.measured, outcome.passed, outcome.detail)
-            } catch {
-                r.measured = "error"
-                r.detail = describe(error).0
-            }
-            r.seconds = Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9
-            results.append(r)
+        let results = ReleaseCheck.runAll(typed, on: subject) { describe($0).0 }
+        let report = CheckReport(
+            recipe: recipePath, model: model, provenance: provenance, mergeSeconds: mergeSeconds,
+            seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9, results: results)
+        print(report.text)
+        if ProcessInfo.processInfo.environment["GITHUB_ACTIONS"] != nil { report.annotations.forEach { print($0) } }
+        if let path = args.value("--report") {
+            try ReportFile.write(report.json.rendered(pretty: true) + "\n", to: path, inputs: [recipePath])
         }
-
-        let failed = results.filter { !$0.passed }
-        print(
-            "av check: \(recipePath) on \(model)"
-                + (mergeSeconds > 0 ? String(cFormat: " (merged in %.2f s)", mergeSeconds) : ""))
-        let rows = results.map {
-            [$0.passed ? "pass" : "FAIL", $0.name, $0.threshold, $0.measured, String(cFormat: "%.2f s", $0.seconds)]
-        }
-        print(indent(Format.table(["result", "check", "threshold", "measured", "time"], rows, rightAligned: [4])))
-        for r in results where r.detail != nil { print("  \(r.name): \(r.detail!)") }
-        print(
-            failed.isEmpty
-                ? (results.count == 1 ? "the check passed" : "all \(results.count) checks passed")
-                : "\(failed.count) of \(results.count) checks failed")
-        if ProcessInfo.processInfo.environment["GITHUB_ACTIONS"] != nil {
-            for r in failed {
-                let message =
-                    "\(r.name): measured \(r.measured), threshold \(r.threshold)\(r.detail.map { " (\($0))" } ?? "")"
-                print("::error title=av check::\(annotationEscape(message))")
-            }
-        }
-        let total = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-        if let report = args.value("--report") {
-            let json = JSONValue.object([
-                ("recipe", .string(recipePath)), ("model", .string(model)), ("provenance", .string(provenance)),
-                ("passed", .bool(failed.isEmpty)),
-                ("mergeSeconds", .double(mergeSeconds)), ("seconds", .double(total)),
-                (
-                    "checks",
-                    .array(
-                        results.map { r in
-                            .object([
-                                ("name", .string(r.name)), ("type", .string(r.type)),
-                                ("threshold", .string(r.threshold)),
-                                ("measured", .string(r.measured)), ("passed", .bool(r.passed)),
-                                ("seconds", .double(r.seconds)),
-                                ("detail", r.detail.map { .string($0) } ?? .null),
-                            ])
-                        })
-                ),
-            ])
-            try ReportFile.write(json.rendered(pretty: true) + "\n", to: report, inputs: [recipePath])
-        }
-        if let junit = args.value("--junit") {
-            var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-            xml +=
-                "<testsuites name=\"av check\" tests=\"\(results.count)\" failures=\"\(failed.count)\""
-                + " time=\"\(String(cFormat: "%.3f", total))\">\n"
-            xml +=
-                "  <testsuite name=\"\(xmlEscape(recipePath))\" tests=\"\(results.count)\""
-                + " failures=\"\(failed.count)\" time=\"\(String(cFormat: "%.3f", total))\">\n"
-            for r in results {
-                xml +=
-                    "    <testcase classname=\"av.check.\(xmlEscape(r.type))\" name=\"\(xmlEscape(r.name))\""
-                    + " time=\"\(String(cFormat: "%.3f", r.seconds))\">"
-                if r.passed {
-                    xml += "</testcase>\n"
-                } else {
-                    let message =
-                        "measured \(r.measured), threshold \(r.threshold)" + (r.detail.map { ": \($0)" } ?? "")
-                    xml += "\n      <failure message=\"\(xmlEscape(message))\"/>\n    </testcase>\n"
-                }
-            }
-            xml += "  </testsuite>\n</testsuites>\n"
-            try ReportFile.write(xml, to: junit, inputs: [recipePath])
-        }
-        return failed.isEmpty ? .success : .checkFailed
+        if let path = args.value("--junit") { try ReportFile.write(report.junit, to: path, inputs: [recipePath]) }
+        return report.passed ? .success : .checkFailed
     }
 
     /// Escapes a GitHub Actions workflow-command message: `%`, CR and LF.

@@ -34,8 +34,8 @@ enum EvalReport {
                 "levels      \(shares.joined(separator: ", ")) over \(file.items.count) prompts; leading: \(l.leading)")
             if l.ties > 0 {
                 lines.append(
-                    "            note: \(l.ties) of \(file.items.count) prompts tie between levels (counted for the level"
-                        + " listed first)")
+                    "            note: \(l.ties) of \(file.items.count) prompts tie between levels"
+                        + " (counted for the level listed first)")
             }
             lines.append(
                 "            mean margin over the best other level: "

@@ -138,79 +138,10 @@ enum ExportLoRACommand {
             r.adapterBytes = gguf?.bytes ?? r.adapterBytes
         }
         if args.has("--json") {
-            var object = json(r)
-            if case .object(var pairs) = object, let kl {
-                pairs.append(
-                    (
-                        "kl",
-                        .object([("mean", .double(kl.mean)), ("max", .double(kl.max)), ("prompts", .int(kl.prompts))])
-                    ))
-                object = .object(pairs)
-            }
-            print(object.rendered(pretty: true))
-            return .success
+            print(json(r, kl: kl).rendered(pretty: true))
+        } else {
+            print(text(r, input: args.positionals[0], gguf: gguf, kl: kl))
         }
-        print("av export-lora: \(args.positionals[0]) → \(output)")
-        let lora = r.tensors.filter { $0.kind == .lora }
-        let ranks = lora.map(\.rank)
-        print(
-            "  lora      \(lora.count) matrices, rank \(ranks.min() ?? 0)–\(ranks.max() ?? 0), keeping "
-                + String(cFormat: "%.1f%%", 100 * r.retainedEnergy) + " of ‖Δ‖²")
-        let saved = r.tensors.filter { $0.kind == .saved }.map(\.name)
-        let skipped = r.tensors.filter { $0.kind == .skipped }.map(\.name)
-        if !saved.isEmpty {
-            print("  saved     \(saved.count) whole (modules_to_save): \(listing(saved))")
-        }
-        if !skipped.isEmpty { print("  skipped   \(skipped.count): \(listing(skipped))") }
-        if let gguf {
-            print(
-                "  gguf      llama.cpp LoRA adapter of \(gguf.modules) modules, adapter.lora.alpha "
-                    + "\(String(trimming: gguf.alpha))\(gguf.alpha == 0 ? " (scales folded into lora_b)" : ""):"
-                    + " llama-cli --lora-scaled \(output):λ applies λ·AV")
-        }
-        let share = r.vectorBytes > 0 ? 100 * Double(r.adapterBytes) / Double(r.vectorBytes) : 0
-        print(
-            "  size      \(Format.bytes(r.adapterBytes)) against the AV's \(Format.bytes(r.vectorBytes)) ("
-                + String(cFormat: "%.1f%%", share) + "), in " + String(cFormat: "%.2f", r.seconds) + " s")
-        if let kl {
-            print(
-                "  kl        "
-                    + String(cFormat: "mean %.6f, max %.6f nats over %ld prompts", kl.mean, kl.max, kl.prompts)
-                    + " (KL(base + AV ‖ base + adapter))")
-        }
-        var rows: [[String]] = []
-        for t in lora.sorted(by: { $0.retainedEnergy < $1.retainedEnergy }).prefix(8) {
-            rows.append([
-                t.name, Shape.describe(t.shape), "\(t.rank)", String(cFormat: "%.1f%%", 100 * t.retainedEnergy),
-            ])
-        }
-        print("\nleast kept:")
-        let table = Format.table(["tensor", "shape", "rank", "energy kept"], rows, rightAligned: [2, 3])
-        print(table.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
         return .success
-    }
-
-    /// Names for a report line: all of a few, else the first three and how many more (`--json` lists all).
-    static func listing(_ names: [String]) -> String {
-        names.count <= 4
-            ? names.joined(separator: ", ")
-            : names.prefix(3).joined(separator: ", ") + " and \(names.count - 3) more (--json lists them)"
-    }
-
-    static func json(_ r: LoRAExportReport) -> JSONValue {
-        .object([
-            ("output", .string(r.output)), ("adapterBytes", .int(r.adapterBytes)), ("vectorBytes", .int(r.vectorBytes)),
-            ("retainedEnergy", .double(r.retainedEnergy)), ("seconds", .double(r.seconds)),
-            (
-                "tensors",
-                .array(
-                    r.tensors.map {
-                        .object([
-                            ("name", .string($0.name)), ("kind", .string($0.kind.rawValue)), ("rank", .int($0.rank)),
-                            ("retainedEnergy", .double($0.retainedEnergy)),
-                        ])
-                    })
-            ),
-        ])
     }
 }

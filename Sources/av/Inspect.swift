@@ -35,13 +35,8 @@ enum InspectCommand {
         let model = try SafeTensorsModel(path: path)
         let shown = model.entries.filter { e in filter.map { (try? $0.firstMatch(in: e.info.name)) != nil } ?? true }
 
-        var params = 0
-        var dtypes: [DType: (tensors: Int, params: Int)] = [:]
-        for e in model.entries {
-            params += e.info.elementCount
-            dtypes[e.info.dtype, default: (0, 0)].tensors += 1
-            dtypes[e.info.dtype, default: (0, 0)].params += e.info.elementCount
-        }
+        let params = model.parameterCount
+        let dtypes = model.countsByDType
         let fileBytes = model.files.reduce(0) { $0 + $1.fileSize }
         let metadata = model.metadata ?? [:]
         let isAV = metadata["format"] == "av"
@@ -171,36 +166,5 @@ enum InspectCommand {
         if filter != nil { lines.append("(\(shown.count) of \(model.count) tensors match)") }
         print(lines.joined(separator: "\n"))
         return .success
-    }
-
-    /// For an encoded AV: parameters, size against the dense f32 vector, and the share of ‖Δ‖² kept.
-    static func encodingSummary(_ vector: AlignmentVector) -> [(String, String)] {
-        let h = vector.header
-        guard h.encoding != .dense || !h.retained.isEmpty else { return [] }
-        let stored = vector.deltas.reduce(0) { $0 + $1.storedBytes }
-        let dense = vector.deltas.reduce(0) { $0 + 4 * $1.elementCount }
-        let encoded = vector.deltas.filter { $0.encoding != .dense }.count
-        var rows: [(String, String)] = []
-        if let p = h.encodingParameters { rows.append(("", "parameters \(p.rendered())")) }
-        rows.append(
-            (
-                "",
-                "\(encoded) of \(vector.deltas.count) tensors encoded; \(Format.bytes(stored)) of deltas,"
-                    + " \(String(cFormat: "%.1f", dense > 0 ? 100 * Double(stored) / Double(dense) : 0))% of dense f32"
-                    + " (\(Format.bytes(dense)))"
-            ))
-        if let (kept, error) = h.retainedTotal {
-            rows.append(
-                (
-                    "",
-                    "keeps " + String(cFormat: "%.2f", 100 * kept) + "% of ‖Δ‖², ‖Δ − Δ̂‖/‖Δ‖ = "
-                        + String(cFormat: "%.3f", error) + " (av.retained)"
-                ))
-        }
-        return rows
-    }
-
-    private static func splitName(_ path: String) -> String {
-        path.split(separator: "/").last.map(String.init) ?? path
     }
 }
