@@ -3,6 +3,7 @@
 // the log-sum-exp of a row of logits, which every scored token of an evaluation needs over the
 // whole vocabulary (libm's f64 exp was 5% of a pairs evaluation, on one thread).
 #include "ckernels.h"
+#include "fill.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -23,11 +24,6 @@ AVX512 static void swiglu512(float *gate, const float *up, size_t n) {
     }
 }
 
-int av_swiglu(int level, float *gate, const float *up, size_t n) {
-    if (level < AV_KERNELS_AVX512) return 0;
-    swiglu512(gate, up, n);
-    return 1;
-}
 
 AVX512 static double log_sum_exp512(const float *x, size_t n) {
     __m512 top = _mm512_set1_ps(-INFINITY);
@@ -56,23 +52,15 @@ AVX512 static double log_sum_exp512(const float *x, size_t n) {
     return (double)most + log(sum);
 }
 
-int av_log_sum_exp(int level, const float *x, size_t n, double *out) {
-    if (level < AV_KERNELS_AVX512 || n == 0) return 0;
-    *out = log_sum_exp512(x, n);
-    return 1;
-}
-
-
-#else
-
-int av_swiglu(int level, float *gate, const float *up, size_t n) {
-    (void)level, (void)gate, (void)up, (void)n;
-    return 0;
-}
-
-int av_log_sum_exp(int level, const float *x, size_t n, double *out) {
-    (void)level, (void)x, (void)n, (void)out;
-    return 0;
-}
-
 #endif
+
+void av_fill_activations(av_kernels *table) {
+#if defined(__x86_64__)
+    if (table->level >= AV_KERNELS_AVX512) {
+        table->swiglu = swiglu512;
+        table->log_sum_exp = log_sum_exp512;
+    }
+#else
+    (void)table;
+#endif
+}

@@ -3,6 +3,7 @@
 // reduction for the four), softmax on 16 scores at a time (vexp.h's e^x), then the weighted sum of
 // the values in registers.
 #include "ckernels.h"
+#include "fill.h"
 
 #include <math.h>
 
@@ -100,38 +101,33 @@ AVX512 static void attend_block512(size_t nq, const float *const *q, float *cons
     }
 }
 
-int av_attend_block(int level, size_t nq, const float *const *q, float *const *out, const float *keys,
-                    const float *values, size_t n, const float *keys2, const float *values2, const size_t *n2,
-                    size_t stride, size_t d, float scale, float *scores, size_t width) {
-    if (level < AV_KERNELS_AVX512 || nq == 0 || nq > AV_ATTEND_BLOCK) return 0;
+static int attend_block_checked(size_t nq, const float *const *q, float *const *out, const float *keys,
+                                const float *values, size_t n, const float *keys2, const float *values2,
+                                const size_t *n2, size_t stride, size_t d, float scale, float *scores, size_t width) {
+    if (nq == 0 || nq > AV_ATTEND_BLOCK) return 0;
     for (size_t i = 0; i < nq; i++)
         if (n + n2[i] == 0 || n + n2[i] > width) return 0;
     attend_block512(nq, q, out, keys, values, n, keys2, values2, n2, stride, d, scale, scores, width);
     return 1;
 }
 
-int av_attend(int level, const float *q, const float *keys, const float *values, size_t n, const float *keys2,
-              const float *values2, size_t n2, size_t stride, size_t d, float scale, float *scores, float *out) {
-    if (level < AV_KERNELS_AVX512 || n + n2 == 0) return 0;
+static int attend_one(const float *q, const float *keys, const float *values, size_t n, const float *keys2,
+                      const float *values2, size_t n2, size_t stride, size_t d, float scale, float *scores,
+                      float *out) {
+    if (n + n2 == 0) return 0;
     attend_block512(1, &q, &out, keys, values, n, keys2, values2, &n2, stride, d, scale, scores, n + n2);
     return 1;
 }
 
-#else
-
-int av_attend_block(int level, size_t nq, const float *const *q, float *const *out, const float *keys,
-                    const float *values, size_t n, const float *keys2, const float *values2, const size_t *n2,
-                    size_t stride, size_t d, float scale, float *scores, size_t width) {
-    (void)level, (void)nq, (void)q, (void)out, (void)keys, (void)values, (void)n, (void)keys2, (void)values2;
-    (void)n2, (void)stride, (void)d, (void)scale, (void)scores, (void)width;
-    return 0;
-}
-
-int av_attend(int level, const float *q, const float *keys, const float *values, size_t n, const float *keys2,
-              const float *values2, size_t n2, size_t stride, size_t d, float scale, float *scores, float *out) {
-    (void)level, (void)q, (void)keys, (void)values, (void)n, (void)keys2, (void)values2, (void)n2, (void)stride;
-    (void)d, (void)scale, (void)scores, (void)out;
-    return 0;
-}
-
 #endif
+
+void av_fill_attention(av_kernels *table) {
+#if defined(__x86_64__)
+    if (table->level >= AV_KERNELS_AVX512) {
+        table->attend_block = attend_block_checked;
+        table->attend = attend_one;
+    }
+#else
+    (void)table;
+#endif
+}

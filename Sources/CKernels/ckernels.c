@@ -1,5 +1,9 @@
 #include "ckernels.h"
 
+#include <string.h>
+
+#include "fill.h"
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 
@@ -179,40 +183,57 @@ TILE256(matmul_bf16_avx2, load8_bf16, scalar_bf16, uint16_t, 2)
 GEMV256(gemv_f32_avx2, load8_f32, scalar_f32, float, 4)
 GEMV256(gemv_bf16_avx2, load8_bf16, scalar_bf16, uint16_t, 2)
 
-int av_matmul_f32(int level, const float *w, size_t rows, size_t cols, const float *x, size_t tokens, float *y,
-                  size_t y_stride) {
-    if (level >= AV_KERNELS_AVX512 && tokens == 1) gemv_f32_avx512(w, rows, cols, x, y);
-    else if (level >= AV_KERNELS_AVX512) matmul_f32_avx512(w, rows, cols, x, tokens, y, y_stride);
-    else if (level == AV_KERNELS_AVX2 && tokens == 1) gemv_f32_avx2(w, rows, cols, x, y);
-    else if (level == AV_KERNELS_AVX2) matmul_f32_avx2(w, rows, cols, x, tokens, y, y_stride);
-    else return 0;
-    return 1;
+// One entry per level and dtype: a vector streams its rows alone (decode), more tokens go in tiles.
+static void matmul_f32_512(const float *w, size_t rows, size_t cols, const float *x, size_t tokens, float *y,
+                           size_t ys) {
+    if (tokens == 1) gemv_f32_avx512(w, rows, cols, x, y);
+    else matmul_f32_avx512(w, rows, cols, x, tokens, y, ys);
 }
 
-int av_matmul_bf16(int level, const uint16_t *w, size_t rows, size_t cols, const float *x, size_t tokens, float *y,
-                   size_t y_stride) {
-    if (level >= AV_KERNELS_AVX512 && tokens == 1) gemv_bf16_avx512(w, rows, cols, x, y);
-    else if (level >= AV_KERNELS_AVX512) matmul_bf16_avx512(w, rows, cols, x, tokens, y, y_stride);
-    else if (level == AV_KERNELS_AVX2 && tokens == 1) gemv_bf16_avx2(w, rows, cols, x, y);
-    else if (level == AV_KERNELS_AVX2) matmul_bf16_avx2(w, rows, cols, x, tokens, y, y_stride);
-    else return 0;
-    return 1;
+static void matmul_bf16_512(const uint16_t *w, size_t rows, size_t cols, const float *x, size_t tokens, float *y,
+                            size_t ys) {
+    if (tokens == 1) gemv_bf16_avx512(w, rows, cols, x, y);
+    else matmul_bf16_avx512(w, rows, cols, x, tokens, y, ys);
+}
+
+static void matmul_f32_256(const float *w, size_t rows, size_t cols, const float *x, size_t tokens, float *y,
+                           size_t ys) {
+    if (tokens == 1) gemv_f32_avx2(w, rows, cols, x, y);
+    else matmul_f32_avx2(w, rows, cols, x, tokens, y, ys);
+}
+
+static void matmul_bf16_256(const uint16_t *w, size_t rows, size_t cols, const float *x, size_t tokens, float *y,
+                            size_t ys) {
+    if (tokens == 1) gemv_bf16_avx2(w, rows, cols, x, y);
+    else matmul_bf16_avx2(w, rows, cols, x, tokens, y, ys);
 }
 
 #else
 
 int av_kernels_detect(void) { return AV_KERNELS_PORTABLE; }
 
-int av_matmul_f32(int level, const float *w, size_t rows, size_t cols, const float *x, size_t tokens, float *y,
-                  size_t y_stride) {
-    (void)level, (void)w, (void)rows, (void)cols, (void)x, (void)tokens, (void)y, (void)y_stride;
-    return 0;
-}
-
-int av_matmul_bf16(int level, const uint16_t *w, size_t rows, size_t cols, const float *x, size_t tokens, float *y,
-                   size_t y_stride) {
-    (void)level, (void)w, (void)rows, (void)cols, (void)x, (void)tokens, (void)y, (void)y_stride;
-    return 0;
-}
-
 #endif
+
+void av_fill_matmul(av_kernels *table) {
+#if defined(__x86_64__)
+    if (table->level >= AV_KERNELS_AVX512) {
+        table->matmul_f32 = matmul_f32_512;
+        table->matmul_bf16 = matmul_bf16_512;
+    } else if (table->level == AV_KERNELS_AVX2) {
+        table->matmul_f32 = matmul_f32_256;
+        table->matmul_bf16 = matmul_bf16_256;
+    }
+#else
+    (void)table;
+#endif
+}
+
+void av_kernels_fill(int level, av_kernels *table) {
+    memset(table, 0, sizeof *table);
+    table->level = level;
+    av_fill_matmul(table);
+    av_fill_activations(table);
+    av_fill_merge(table);
+    av_fill_panels(table);
+    av_fill_attention(table);
+}

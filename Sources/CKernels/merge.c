@@ -3,6 +3,7 @@
 // The arithmetic is the portable Swift path's, operation for operation: products and sums rounded
 // in f64 separately (no fused multiply-add), so every level writes the same bytes.
 #include "ckernels.h"
+#include "fill.h"
 
 #include <string.h>
 
@@ -124,46 +125,30 @@ AVX2_MERGE static void accumulate_avx2(const float *base, size_t n, const void *
     accumulate_body(base, n, deltas, bf16, scales, terms, acc);
 }
 
-AVX512_MERGE static void store_avx512(const double *acc, const float *base, size_t n, void *out, int out_bf16,
-                                      int base_bf16, av_merge_counts *counts) {
+AVX512_MERGE static void store_counted_avx512(const double *acc, const float *base, size_t n, void *out,
+                                              int out_bf16, int base_bf16, av_merge_counts *counts) {
+    memset(counts, 0, sizeof *counts);
     store_body(acc, base, n, out, out_bf16, base_bf16, counts);
 }
 
-AVX2_MERGE static void store_avx2(const double *acc, const float *base, size_t n, void *out, int out_bf16,
-                                  int base_bf16, av_merge_counts *counts) {
+AVX2_MERGE static void store_counted_avx2(const double *acc, const float *base, size_t n, void *out, int out_bf16,
+                                          int base_bf16, av_merge_counts *counts) {
+    memset(counts, 0, sizeof *counts);
     store_body(acc, base, n, out, out_bf16, base_bf16, counts);
-}
-
-int av_merge_accumulate(int level, const float *base, size_t n, const void *const *deltas, const int *delta_bf16,
-                        const double *scales, size_t terms, double *acc) {
-    if (level >= AV_KERNELS_AVX512) accumulate_avx512(base, n, deltas, delta_bf16, scales, terms, acc);
-    else if (level == AV_KERNELS_AVX2) accumulate_avx2(base, n, deltas, delta_bf16, scales, terms, acc);
-    else return 0;
-    return 1;
-}
-
-int av_merge_store(int level, const double *acc, const float *base, size_t n, void *out, int out_bf16,
-                   int base_bf16, av_merge_counts *counts) {
-    memset(counts, 0, sizeof *counts);
-    if (level >= AV_KERNELS_AVX512) store_avx512(acc, base, n, out, out_bf16, base_bf16, counts);
-    else if (level == AV_KERNELS_AVX2) store_avx2(acc, base, n, out, out_bf16, base_bf16, counts);
-    else return 0;
-    return 1;
-}
-
-#else
-
-int av_merge_accumulate(int level, const float *base, size_t n, const void *const *deltas, const int *delta_bf16,
-                        const double *scales, size_t terms, double *acc) {
-    (void)level, (void)base, (void)n, (void)deltas, (void)delta_bf16, (void)scales, (void)terms, (void)acc;
-    return 0;
-}
-
-int av_merge_store(int level, const double *acc, const float *base, size_t n, void *out, int out_bf16,
-                   int base_bf16, av_merge_counts *counts) {
-    (void)level, (void)acc, (void)base, (void)n, (void)out, (void)out_bf16, (void)base_bf16;
-    memset(counts, 0, sizeof *counts);
-    return 0;
 }
 
 #endif
+
+void av_fill_merge(av_kernels *table) {
+#if defined(__x86_64__)
+    if (table->level >= AV_KERNELS_AVX512) {
+        table->merge_accumulate = accumulate_avx512;
+        table->merge_store = store_counted_avx512;
+    } else if (table->level == AV_KERNELS_AVX2) {
+        table->merge_accumulate = accumulate_avx2;
+        table->merge_store = store_counted_avx2;
+    }
+#else
+    (void)table;
+#endif
+}

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "ckernels.h"
+#include "fill.h"
 
 enum { PANEL = 16, ROWS = 12 };
 
@@ -170,8 +171,10 @@ TILE_BF16(tile_hi_1, 1, 0)
 // Rows in groups of 12 (a short last group repeats its last row, stored once), tokens in pairs of
 // panels (a lone last panel has its own tile): the weights of a group are read once per 32 tokens.
 #define PANEL_MATMUL(NAME, TARGET, WTYPE, XTYPE, PANEL_ELEMENTS, TILE2, TILE1)                                      \
-    TARGET static void NAME(const WTYPE *w, size_t rows, size_t cols, const XTYPE *xp, size_t tokens, float *y,     \
+    TARGET static void NAME(const void *wv, size_t rows, size_t cols, const void *xpv, size_t tokens, float *y,     \
                             size_t ys) {                                                                             \
+        const WTYPE *w = wv;                                                                                         \
+        const XTYPE *xp = xpv;                                                                                       \
         const size_t np = panels(tokens), per = PANEL_ELEMENTS;                                                      \
         for (size_t r0 = 0; r0 < rows; r0 += ROWS) {                                                                 \
             const size_t nr = rows - r0 < ROWS ? rows - r0 : ROWS;                                                   \
@@ -191,12 +194,6 @@ TILE_BF16(tile_hi_1, 1, 0)
 PANEL_MATMUL(matmul_f32, AVX512, float, float, cols * PANEL, tile_f32_2, tile_f32_1)
 PANEL_MATMUL(matmul_split, AVX512BF16, uint16_t, uint16_t, (cols + 1) / 2 * 64, tile_split_2, tile_split_1)
 PANEL_MATMUL(matmul_hi, AVX512BF16, uint16_t, uint16_t, (cols + 1) / 2 * 32, tile_hi_2, tile_hi_1)
-
-static int supported(int level, int layout) {
-    return layout == AV_PANEL_F32 ? level >= AV_KERNELS_AVX512
-                                  : (layout == AV_PANEL_BF16_SPLIT || layout == AV_PANEL_BF16_HI) &&
-                                        level >= AV_KERNELS_AVX512_BF16;
-}
 
 typedef struct {
     int layout;
@@ -218,23 +215,41 @@ static void pack_part(void *context, int part, int parts) {
     else pack_bf16(x, count, j->cols, (uint16_t *)out, j->layout == AV_PANEL_BF16_SPLIT);
 }
 
-int av_panel_pack(int level, int layout, const float *x, size_t tokens, size_t cols, void *out, int threads) {
-    if (!supported(level, layout)) return 0;
+static void pack(int layout, const float *x, size_t tokens, size_t cols, void *out, int threads) {
     pack_job job = {layout, x, tokens, cols, out};
     if (threads > 1 && panels(tokens) > 1) av_pool_run(pack_part, &job, threads);
     else pack_part(&job, 0, 1);
-    return 1;
 }
 
-int av_panel_matmul(int level, int layout, const void *w, size_t rows, size_t cols, const void *xp, size_t tokens,
-                    float *y, size_t y_stride) {
-    if (!supported(level, layout)) return 0;
-    switch (layout) {
-    case AV_PANEL_F32: matmul_f32(w, rows, cols, xp, tokens, y, y_stride); break;
-    case AV_PANEL_BF16_SPLIT: matmul_split(w, rows, cols, xp, tokens, y, y_stride); break;
-    default: matmul_hi(w, rows, cols, xp, tokens, y, y_stride); break;
+static void pack_f32_layout(const float *x, size_t tokens, size_t cols, void *out, int threads) {
+    pack(AV_PANEL_F32, x, tokens, cols, out, threads);
+}
+
+static void pack_split_layout(const float *x, size_t tokens, size_t cols, void *out, int threads) {
+    pack(AV_PANEL_BF16_SPLIT, x, tokens, cols, out, threads);
+}
+
+static void pack_hi_layout(const float *x, size_t tokens, size_t cols, void *out, int threads) {
+    pack(AV_PANEL_BF16_HI, x, tokens, cols, out, threads);
+}
+
+#endif
+
+void av_fill_panels(av_kernels *table) {
+#if defined(__x86_64__)
+    if (table->level >= AV_KERNELS_AVX512) {
+        table->panel_pack[AV_PANEL_F32] = pack_f32_layout;
+        table->panel_matmul[AV_PANEL_F32] = matmul_f32;
     }
-    return 1;
+    if (table->level >= AV_KERNELS_AVX512_BF16) {
+        table->panel_pack[AV_PANEL_BF16_SPLIT] = pack_split_layout;
+        table->panel_matmul[AV_PANEL_BF16_SPLIT] = matmul_split;
+        table->panel_pack[AV_PANEL_BF16_HI] = pack_hi_layout;
+        table->panel_matmul[AV_PANEL_BF16_HI] = matmul_hi;
+    }
+#else
+    (void)table;
+#endif
 }
 
 // A prompt's product on the pool: the parts take chunks of whole row groups in turn from a shared
@@ -243,7 +258,8 @@ int av_panel_matmul(int level, int layout, const void *w, size_t rows, size_t co
 enum { CHUNK_GROUPS = 4 };
 
 typedef struct {
-    int level, layout;
+    void (*kernel)(const void *w, size_t rows, size_t cols, const void *xp, size_t tokens, float *y, size_t ys);
+    size_t size;
     const void *w;
     size_t rows, cols;
     const void *xp;
@@ -256,42 +272,21 @@ typedef struct {
 static void product_part(void *context, int part, int parts) {
     (void)part, (void)parts;
     product_job *j = context;
-    const size_t size = j->layout == AV_PANEL_F32 ? 4 : 2, chunk = CHUNK_GROUPS * ROWS;
+    const size_t chunk = CHUNK_GROUPS * ROWS;
     for (;;) {
         const size_t lo = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed) * chunk;
         if (lo >= j->rows) return;
         const size_t hi = j->rows - lo < chunk ? j->rows : lo + chunk;
-        av_panel_matmul(j->level, j->layout, (const char *)j->w + lo * j->cols * size, hi - lo, j->cols, j->xp,
-                        j->tokens, j->y + lo, j->y_stride);
+        j->kernel((const char *)j->w + lo * j->cols * j->size, hi - lo, j->cols, j->xp, j->tokens, j->y + lo,
+                  j->y_stride);
     }
 }
 
-int av_panel_matmul_pool(int level, int layout, const void *w, size_t rows, size_t cols, const void *xp,
-                         size_t tokens, float *y, size_t y_stride, int threads) {
-    if (!supported(level, layout)) return 0;
-    product_job job = {level, layout, w, rows, cols, xp, tokens, y, y_stride, 0};
+int av_panel_matmul_pool(const av_kernels *table, int layout, const void *w, size_t rows, size_t cols,
+                         const void *xp, size_t tokens, float *y, size_t y_stride, int threads) {
+    if (layout < AV_PANEL_F32 || layout > AV_PANEL_BF16_HI || !table->panel_matmul[layout]) return 0;
+    product_job job = {
+        table->panel_matmul[layout], layout == AV_PANEL_F32 ? 4 : 2, w, rows, cols, xp, tokens, y, y_stride, 0};
     av_pool_run(product_part, &job, threads);
     return 1;
 }
-
-#else
-
-int av_panel_pack(int level, int layout, const float *x, size_t tokens, size_t cols, void *out, int threads) {
-    (void)level, (void)layout, (void)x, (void)tokens, (void)cols, (void)out, (void)threads;
-    return 0;
-}
-
-int av_panel_matmul(int level, int layout, const void *w, size_t rows, size_t cols, const void *xp, size_t tokens,
-                    float *y, size_t y_stride) {
-    (void)level, (void)layout, (void)w, (void)rows, (void)cols, (void)xp, (void)tokens, (void)y, (void)y_stride;
-    return 0;
-}
-
-int av_panel_matmul_pool(int level, int layout, const void *w, size_t rows, size_t cols, const void *xp,
-                         size_t tokens, float *y, size_t y_stride, int threads) {
-    (void)level, (void)layout, (void)w, (void)rows, (void)cols, (void)xp, (void)tokens, (void)y, (void)y_stride;
-    (void)threads;
-    return 0;
-}
-
-#endif

@@ -108,7 +108,8 @@ void av_pool_run(void (*fn)(void *context, int part, int parts), void *context, 
 
 // A decode step's matrix-vector product, its rows split evenly over the parts.
 typedef struct {
-    int level, bf16;
+    const av_kernels *table;
+    int bf16;
     const void *w;
     size_t rows, cols;
     const float *x;
@@ -122,14 +123,14 @@ static void vector_part(void *context, int part, int parts) {
     if (lo >= hi) return;
     const size_t size = j->bf16 ? 2 : 4;
     const void *w = (const char *)j->w + lo * j->cols * size;
-    if (j->bf16) av_matmul_bf16(j->level, (const uint16_t *)w, hi - lo, j->cols, j->x, 1, j->y + lo, 1);
-    else av_matmul_f32(j->level, (const float *)w, hi - lo, j->cols, j->x, 1, j->y + lo, 1);
+    if (j->bf16) j->table->matmul_bf16((const uint16_t *)w, hi - lo, j->cols, j->x, 1, j->y + lo, 1);
+    else j->table->matmul_f32((const float *)w, hi - lo, j->cols, j->x, 1, j->y + lo, 1);
 }
 
-int av_matmul_vector_pool(int level, int bf16, const void *w, size_t rows, size_t cols, const float *x, float *y,
-                          int threads) {
-    if (level == AV_KERNELS_PORTABLE) return 0;
-    vector_job job = {level, bf16, w, rows, cols, x, y};
+int av_matmul_vector_pool(const av_kernels *table, int bf16, const void *w, size_t rows, size_t cols,
+                          const float *x, float *y, int threads) {
+    if (!(bf16 ? (void *)table->matmul_bf16 : (void *)table->matmul_f32)) return 0;
+    vector_job job = {table, bf16, w, rows, cols, x, y};
     av_pool_run(vector_part, &job, threads);
     return 1;
 }

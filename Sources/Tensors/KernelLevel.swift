@@ -38,6 +38,17 @@ public enum KernelLevel: Int, Sendable, CaseIterable, Comparable {
         return Swift.min(wanted, detected)
     }()
 
+    /// This level's kernels: a table of C function pointers filled once per level, an entry nil
+    /// where the level has no kernel for it (the caller runs its Swift code instead).
+    public var kernels: UnsafePointer<av_kernels> { Self.tables[rawValue] }
+
+    /// One table per level, filled on first use and kept for the process.
+    nonisolated(unsafe) private static let tables: [UnsafePointer<av_kernels>] = allCases.map { level in
+        let table = UnsafeMutablePointer<av_kernels>.allocate(capacity: 1)
+        av_kernels_fill(Int32(level.rawValue), table)
+        return UnsafePointer(table)
+    }
+
     /// The levels this CPU can run, for tests that compare them.
     public static var supported: [KernelLevel] { allCases.filter { $0 <= detected } }
 
@@ -51,22 +62,24 @@ public enum KernelLevel: Int, Sendable, CaseIterable, Comparable {
         _ w: UnsafeRawPointer, dtype: DType, rows: Int, cols: Int, x: UnsafePointer<Float>,
         y: UnsafeMutablePointer<Float>, threads: Int
     ) -> Bool {
-        guard self != .portable, dtype == .f32 || dtype == .bf16 else { return false }
-        return av_matmul_vector_pool(Int32(rawValue), dtype == .bf16 ? 1 : 0, w, rows, cols, x, y, Int32(threads)) != 0
+        guard dtype == .f32 || dtype == .bf16 else { return false }
+        return av_matmul_vector_pool(kernels, dtype == .bf16 ? 1 : 0, w, rows, cols, x, y, Int32(threads)) != 0
     }
 
     /// `gate[i] = silu(gate[i]) · up[i]` for `count` values, silu(g) = g / (1 + e^-g) with a vector
     /// e^x within 2 ulp of libm's. Returns false, doing nothing, below AVX-512.
     public func swiGLU(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int) -> Bool {
-        av_swiglu(Int32(rawValue), gate, up, count) != 0
+        guard let swiglu = kernels.pointee.swiglu else { return false }
+        swiglu(gate, up, count)
+        return true
     }
 
     /// log Σ e^x over `count` ≥ 1 values: the largest, m, plus log Σ e^(x − m), each term from a vector
     /// e^x within 3 ulp and summed in f64 in a fixed order (within ~1e-6 of the exact value). Nil below
     /// AVX-512, where callers compute it in f64 with libm.
     public func logSumExp(_ x: UnsafePointer<Float>, count: Int) -> Double? {
-        var out = 0.0
-        return av_log_sum_exp(Int32(rawValue), x, count, &out) != 0 ? out : nil
+        guard count > 0, let logSumExp = kernels.pointee.log_sum_exp else { return nil }
+        return logSumExp(x, count)
     }
 
     /// A run of cached positions for `attend`: its first key and value row, and how many rows.
@@ -80,9 +93,10 @@ public enum KernelLevel: Int, Sendable, CaseIterable, Comparable {
         q: UnsafePointer<Float>, before: AttentionRun, own: AttentionRun, stride: Int, headDim: Int, scale: Float,
         scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>
     ) -> Bool {
-        av_attend(
-            Int32(rawValue), q, before.keys, before.values, before.count, own.keys, own.values, own.count, stride,
-            headDim, scale, scores, out) != 0
+        guard let attend = kernels.pointee.attend else { return false }
+        return attend(
+            q, before.keys, before.values, before.count, own.keys, own.values, own.count, stride, headDim, scale,
+            scores, out) != 0
     }
 
     /// The most queries `attend(block:…)` takes at once.
@@ -97,11 +111,12 @@ public enum KernelLevel: Int, Sendable, CaseIterable, Comparable {
         own: (keys: UnsafePointer<Float>, values: UnsafePointer<Float>), counts: [Int], stride: Int, headDim: Int,
         scale: Float, scores: UnsafeMutablePointer<Float>, width: Int
     ) -> Bool {
+        guard let attendBlock = kernels.pointee.attend_block else { return false }
         let q = queries.map { Optional($0) }
         let out = outputs.map { Optional($0) }
-        return av_attend_block(
-            Int32(rawValue), queries.count, q, out, before.keys, before.values, before.count, own.keys, own.values,
-            counts, stride, headDim, scale, scores, width) != 0
+        return attendBlock(
+            queries.count, q, out, before.keys, before.values, before.count, own.keys, own.values, counts, stride,
+            headDim, scale, scores, width) != 0
     }
 
     /// `y[t · yStride + r] = W[r] · x[t]` for `rows` rows of `W` (f32 or bf16, row-major, `cols` wide)
@@ -111,16 +126,16 @@ public enum KernelLevel: Int, Sendable, CaseIterable, Comparable {
         _ w: UnsafeRawPointer, dtype: DType, rows: Int, cols: Int, x: UnsafePointer<Float>, tokens: Int,
         y: UnsafeMutablePointer<Float>, yStride: Int
     ) -> Bool {
-        guard self != .portable else { return false }
         switch dtype {
         case .f32:
-            return av_matmul_f32(
-                Int32(rawValue), w.assumingMemoryBound(to: Float.self), rows, cols, x, tokens, y, yStride) != 0
+            guard let matmul = kernels.pointee.matmul_f32 else { return false }
+            matmul(w.assumingMemoryBound(to: Float.self), rows, cols, x, tokens, y, yStride)
         case .bf16:
-            return av_matmul_bf16(
-                Int32(rawValue), w.assumingMemoryBound(to: UInt16.self), rows, cols, x, tokens, y, yStride) != 0
+            guard let matmul = kernels.pointee.matmul_bf16 else { return false }
+            matmul(w.assumingMemoryBound(to: UInt16.self), rows, cols, x, tokens, y, yStride)
         default:
             return false
         }
+        return true
     }
 }

@@ -2,8 +2,8 @@ import CKernels
 
 /// The merge engine's inner loops at this kernel level: `base + Σ λ·Δ` in f64 and its rounding to
 /// the output dtype, with the same arithmetic as the portable Swift path, so every level writes the
-/// same bytes. Each function returns nil, doing nothing, at the portable level: the caller then
-/// runs its Swift loop.
+/// same bytes. Each function returns nil (or false), doing nothing, where the level's kernel table has
+/// no such kernel (the portable level): the caller then runs its Swift loop.
 extension KernelLevel {
     /// Counts of one stored block.
     public struct MergeCounts: Sendable {
@@ -23,11 +23,12 @@ extension KernelLevel {
         base: UnsafePointer<Float>, count: Int, deltas: [(pointer: UnsafeRawPointer, bf16: Bool, scale: Double)],
         into acc: UnsafeMutablePointer<Double>
     ) -> Bool {
-        guard self != .portable else { return false }
+        guard let accumulate = kernels.pointee.merge_accumulate else { return false }
         let pointers: [UnsafeRawPointer?] = deltas.map(\.pointer)
         let kinds = deltas.map { Int32($0.bf16 ? 1 : 0) }
         let scales = deltas.map(\.scale)
-        return av_merge_accumulate(Int32(rawValue), base, count, pointers, kinds, scales, deltas.count, acc) != 0
+        accumulate(base, count, pointers, kinds, scales, deltas.count, acc)
+        return true
     }
 
     /// `out[i] = acc[i]` rounded once to f32, or to bf16 (`outBF16`) through a round-to-odd f32,
@@ -37,10 +38,9 @@ extension KernelLevel {
         _ acc: UnsafePointer<Double>, base: UnsafePointer<Float>, count: Int, out: UnsafeMutableRawPointer,
         outBF16: Bool, baseBF16: Bool
     ) -> MergeCounts? {
-        guard self != .portable else { return nil }
+        guard let store = kernels.pointee.merge_store else { return nil }
         var c = av_merge_counts()
-        guard av_merge_store(Int32(rawValue), acc, base, count, out, outBF16 ? 1 : 0, baseBF16 ? 1 : 0, &c) != 0
-        else { return nil }
+        store(acc, base, count, out, outBF16 ? 1 : 0, baseBF16 ? 1 : 0, &c)
         return MergeCounts(done: c.done, changed: Int(c.changed), nonFinite: Int(c.non_finite), same: Int(c.same))
     }
 }

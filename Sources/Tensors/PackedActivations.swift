@@ -39,24 +39,28 @@ public final class PackedActivations: @unchecked Sendable {
         hiOnly: Bool = hiOnlyDefault, threads: Int = 1
     ) {
         switch dtype {
-        case .f32 where level >= .avx512: layout = Int32(AV_PANEL_F32.rawValue)
-        case .bf16 where level >= .avx512bf16:
-            layout = Int32((hiOnly ? AV_PANEL_BF16_HI : AV_PANEL_BF16_SPLIT).rawValue)
+        case .f32: layout = Int32(AV_PANEL_F32.rawValue)
+        case .bf16: layout = Int32((hiOnly ? AV_PANEL_BF16_HI : AV_PANEL_BF16_SPLIT).rawValue)
         default: return nil
         }
+        // The level's table has a packer for the layouts it multiplies (f32 from AVX-512, bf16 from
+        // its bf16 dot product).
+        guard let pack = Self.entry(level.kernels.pointee.panel_pack, Int(layout)) else { return nil }
         guard tokens > 0, cols > 0 else { return nil }
         self.tokens = tokens
         self.cols = cols
         self.hiOnly = dtype == .bf16 && hiOnly
         weights = dtype
         values = .allocate(byteCount: av_panel_bytes(layout, tokens, cols), alignment: 64)
-        // A failed init still runs deinit, which frees `values`.
-        guard
-            av_panel_pack(Int32(level.rawValue), layout, x, tokens, cols, values, Int32(Parallel.clamped(threads))) != 0
-        else { return nil }
+        pack(x, tokens, cols, values, Int32(Parallel.clamped(threads)))
     }
 
     deinit { values.deallocate() }
+
+    /// Entry `index` of a C array of three entries (Swift imports it as a tuple).
+    private static func entry<T>(_ entries: (T?, T?, T?), _ index: Int) -> T? {
+        [entries.0, entries.1, entries.2][index]
+    }
 }
 
 extension KernelLevel {
@@ -69,7 +73,6 @@ extension KernelLevel {
         threads: Int = 1
     ) -> Bool {
         av_panel_matmul_pool(
-            Int32(rawValue), x.layout, w, rows, x.cols, x.values, x.tokens, y, yStride, Int32(Parallel.clamped(threads))
-        ) != 0
+            kernels, x.layout, w, rows, x.cols, x.values, x.tokens, y, yStride, Int32(Parallel.clamped(threads))) != 0
     }
 }
