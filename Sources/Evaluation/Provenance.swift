@@ -25,8 +25,15 @@ public enum MixProvenance: Sendable, Equatable {
     public static func of(_ path: String, against recipe: MixRecipe) throws -> MixProvenance {
         guard !recipe.mix.isEmpty || !recipe.vectors.isEmpty else { return .noMix }
         let model = try SafeTensorsModel(path: path)
-        guard let text = model.files.first?.metadata?["av.merge"], let record = try? JSONParser.parse(text),
-            let vectors = record["vectors"]?.arrayValue
+        return of(record: model.files.first?.metadata?["av.merge"], path: path, against: recipe)
+    }
+
+    /// Compares an `av.merge` record (the JSON text `av merge` writes; nil when the model has none)
+    /// of the model at `path` (named in messages) with `recipe`'s mix: for models whose record is
+    /// read another way, as a GGUF's metadata.
+    public static func of(record text: String?, path: String, against recipe: MixRecipe) -> MixProvenance {
+        guard !recipe.mix.isEmpty || !recipe.vectors.isEmpty else { return .noMix }
+        guard let text, let record = try? JSONParser.parse(text), let vectors = record["vectors"]?.arrayValue
         else { return .unrecorded }
         func describe(_ terms: [(String, Double)]) -> String {
             terms.map { "\($0.0) \(String(trimming: $0.1))" }.joined(separator: ", ")

@@ -26,3 +26,19 @@ extension String {
         self = x == x.rounded() && x.magnitude < 1e15 ? String(Int(x)) : "\(x)"
     }
 }
+
+/// Byte counts for people.
+public enum ByteCount {
+    /// "812 B", "3.5 MiB", "12.6 GiB": binary units, one decimal. (Not an initializer of String:
+    /// `String.init` passed as a function would pick it for every Int.)
+    public static func describe(_ n: Int) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(n)
+        var u = 0
+        while v >= 1024 && u < units.count - 1 {
+            v /= 1024
+            u += 1
+        }
+        return u == 0 ? "\(n) B" : String(cFormat: "%.1f ", v) + units[u]
+    }
+}

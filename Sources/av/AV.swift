@@ -1,3 +1,4 @@
+import GGUF
 import SafeTensors
 import Tensors
 
@@ -81,7 +82,7 @@ enum AV {
         TemporaryFiles.installSignalCleanup()
         TemporaryFiles.installCrashCleanup()
         var code = run(Array(CommandLine.arguments.dropFirst()))
-        GGUFPaths.cleanUp()
+        GGUFInput.cleanUp()
         // Output that could not be written is a failed run, not a silent success.
         if !StandardStreams.flushOutput(), code == .success || code == .checkFailed {
             printError("av: error: cannot write to standard output: \(String(cString: strerror(errno)))")
@@ -136,7 +137,7 @@ enum AV {
                 command: command.spec.name)
         } catch {
             let (message, code) = describe(error)
-            printError("av \(command.spec.name): error: \(GGUFPaths.originals(in: message))")
+            printError("av \(command.spec.name): error: \(GGUFInput.originals(in: message))")
             return code
         }
     }

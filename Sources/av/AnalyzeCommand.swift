@@ -1,3 +1,4 @@
+import GGUF
 import AlignmentVectors
 import SafeTensors
 import Tensors
@@ -47,7 +48,7 @@ enum AnalyzeCommand {
         }
         let vectors = try args.positionals.map { try AlignmentVector(path: $0) }
         let base = try args.value("--base").map {
-            try Checkpoint(path: try GGUFPaths.resolve($0, like: vectors[0].header.base.dtype))
+            try Checkpoint(path: try GGUFInput.resolve($0, like: vectors[0].header.base.dtype))
         }
         let analysis = try analyzeVectors(
             vectors, base: base, density: density, spectrum: args.has("--spectrum"), force: args.has("--force"),
@@ -58,7 +59,7 @@ enum AnalyzeCommand {
         if args.has("--json") {
             print(json(analysis).rendered(pretty: true))
         } else {
-            print(GGUFPaths.originals(in: text(analysis, plot: args.value("--plot"))))
+            print(GGUFInput.originals(in: text(analysis, plot: args.value("--plot"))))
         }
         return .success
     }

@@ -1,3 +1,4 @@
+import GGUF
 import AlignmentVectors
 import Dispatch
 import Evaluation
@@ -97,10 +98,16 @@ enum CheckCommand {
             modelPath = output
         }
         let model = modelPath!
-        // A model given with --model must be the recipe's mix, by what av merge recorded in it.
+        // A model given with --model must be the recipe's mix, by what av merge recorded in it (in a
+        // .gguf, its metadata key av.merge).
         var provenance = "merged here"
         if args.has("--model") {
-            switch try MixProvenance.of(model, against: recipe) {
+            let recorded =
+                model.hasSuffix(".gguf")
+                ? MixProvenance.of(
+                    record: try GGUFFile(path: model).metadata["av.merge"]?.stringValue, path: model, against: recipe)
+                : try MixProvenance.of(model, against: recipe)
+            switch recorded {
             case .differs(let why):
                 throw CLIError(message: "\(why) (the model is not the recipe's mix)", code: .badInput)
             case .unrecorded:
@@ -111,18 +118,20 @@ enum CheckCommand {
             }
         }
         let threadCount = try args.threads()
+        // A .gguf is checked through its conversion; reports name the file given.
+        let directory = try GGUFInput.resolve(model)
         var loaded: LanguageModel?
         var loadError: String?
         do {
-            loaded = try LanguageModel(directory: model)
+            loaded = try LanguageModel(directory: directory)
             loaded?.model.threads = threadCount
         } catch {
             loadError = describe(error).0
         }
 
         let subject = ReleaseCheck.Subject(
-            path: model, model: loaded, loadError: loadError, base: recipe.base, threads: threadCount,
-            load: { try LanguageModel(directory: try GGUFPaths.resolve($0)) })
+            path: directory, model: loaded, loadError: loadError, base: recipe.base, threads: threadCount,
+            load: { try LanguageModel(directory: try GGUFInput.resolve($0)) })
         let results = ReleaseCheck.runAll(typed, on: subject) { describe($0).0 }
         let report = CheckReport(
             recipe: recipePath, model: model, provenance: provenance, mergeSeconds: mergeSeconds,

@@ -1,3 +1,4 @@
+import GGUF
 import AlignmentVectors
 import SafeTensors
 import Tensors
@@ -75,7 +76,7 @@ enum DiffCommand {
                 return n
             } ?? 10
 
-        let base = try Checkpoint(path: try GGUFPaths.resolve(args.positionals[0]))
+        let base = try Checkpoint(path: try GGUFInput.resolve(args.positionals[0]))
         let bar = ProgressBar(label: "diff", quiet: args.has("--quiet") || args.has("--json"))
         var report: DiffReport?
         func makeDense(_ path: String) throws(AVError) {
@@ -88,7 +89,7 @@ enum DiffCommand {
                     report = try diff(
                         base: base, adapter: adapter, output: path, options: options, progress: bar.update)
                 } else {
-                    let aligned = try Checkpoint(path: try GGUFPaths.resolve(args.positionals[1]))
+                    let aligned = try Checkpoint(path: try GGUFInput.resolve(args.positionals[1]))
                     if let why = base.tokenizerDifference(from: aligned) {
                         printError(
                             "av diff: note: \(why): token ids may stand for other text in the two models; the vector"

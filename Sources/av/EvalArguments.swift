@@ -1,3 +1,4 @@
+import GGUF
 import Evaluation
 import Inference
 
@@ -61,7 +62,7 @@ struct EvalArguments {
         if let file = textFile { m.text = (try TextInput.read(file), window, stride) }
         if let file = pairsFile {
             m.pairs = try PreferencePair.load(file)
-            m.reference = try reference.map { try LanguageModel(directory: try GGUFPaths.resolve($0)) }
+            m.reference = try reference.map { try LanguageModel(directory: try GGUFInput.resolve($0)) }
         }
         if let levels { m.levels = (levels, score, prefix) }
         if let other = klTo, let file = promptsFile {
@@ -69,9 +70,9 @@ struct EvalArguments {
             guard !prompts.isEmpty else {
                 throw InferenceError.input(file: file, message: "no prompts: the file holds no lines")
             }
-            m.kl = (try LanguageModel(directory: try GGUFPaths.resolve(other)), prompts)
+            m.kl = (try LanguageModel(directory: try GGUFInput.resolve(other)), prompts)
         }
-        m.compare = try compare.map { try LanguageModel(directory: try GGUFPaths.resolve($0)) }
+        m.compare = try compare.map { try LanguageModel(directory: try GGUFInput.resolve($0)) }
         return m
     }
 }

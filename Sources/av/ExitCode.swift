@@ -49,6 +49,7 @@ func describe(_ error: any Error) -> (String, ExitCode) {
     case let e as UsageError: (e.message, .usage)
     case let e as ReleaseCheckError: (e.description, e.isMissingFile ? .io : .badInput)
     case let e as GGUFError: (e.description, e.isMissingFile ? .io : .badInput)
+    case let e as GGUFInput.SettingError: (e.description, .usage)
     case let e as InferenceError:
         switch e {
         case .file(let f): (f.description, f.exitCode)

@@ -86,7 +86,7 @@ enum ExportLoRACommand {
         options.skip = args.has("--skip")
         options.force = args.has("--force")
         options.threads = try args.threads()
-        let basePath = try args.value("--base").map { try GGUFPaths.resolve($0) }
+        let basePath = try args.value("--base").map { try GGUFInput.resolve($0) }
         if let basePath { options.base = try Checkpoint(path: basePath) }
         let prompts = try args.value("--prompts").map { file throws -> [String] in
             guard basePath != nil else { throw UsageError(message: "--prompts needs --base (the model to mix into)") }

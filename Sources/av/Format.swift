@@ -36,16 +36,7 @@ enum Format {
     }
 
     /// Bytes in binary units: "86.7 MiB".
-    static func bytes(_ n: Int) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var v = Double(n)
-        var u = 0
-        while v >= 1024 && u < units.count - 1 {
-            v /= 1024
-            u += 1
-        }
-        return u == 0 ? "\(n) B" : String(cFormat: "%.1f ", v) + units[u]
-    }
+    static func bytes(_ n: Int) -> String { ByteCount.describe(n) }
 
     /// A share with its interval, in percent: "81.2% [68–90]".
     static func share(_ value: Double, _ interval: Interval, decimals: Int = 1) -> String {

@@ -1,3 +1,4 @@
+import GGUF
 import AlignmentVectors
 import Dispatch
 import Inference
@@ -63,7 +64,7 @@ func loadLanguageModel(_ args: ParsedArguments) throws -> LanguageModel {
             }
             return try LoRAAdapter(path: dir)
         }
-        model = try LanguageModel(directory: try GGUFPaths.resolve(path), adapter: adapter, threads: try args.threads())
+        model = try LanguageModel(directory: try GGUFInput.resolve(path), adapter: adapter, threads: try args.threads())
     }
     model.model.threads = try args.threads()
     return model

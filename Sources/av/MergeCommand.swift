@@ -89,7 +89,7 @@ enum MergeCommand {
         if args.has("--json") {
             print(json(report, dtype: p.options.dtype, gguf: p.ggufType, retention: retention).rendered(pretty: true))
         } else {
-            print(GGUFPaths.originals(in: text(report, dtype: p.options.dtype, gguf: p.ggufType, retention: retention)))
+            print(GGUFInput.originals(in: text(report, dtype: p.options.dtype, gguf: p.ggufType, retention: retention)))
             for t in p.terms {
                 if let rule = t.rule {
                     print("  λ rule   \(t.vector.domain): \(rule.json(value: t.coefficient).rendered())")

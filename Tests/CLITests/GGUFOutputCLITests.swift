@@ -2,6 +2,8 @@ import AVTestSupport
 import Foundation
 import Testing
 
+@testable import SafeTensors
+
 /// `av merge -o X.gguf` and `av convert DIR -o X.gguf`: the GGUF holds the mix a directory merge holds,
 /// carries its provenance, reports what a quantized type kept, and refuses what it cannot write.
 @Suite("GGUF outputs")
@@ -39,6 +41,30 @@ struct GGUFOutputCLITests {
         #expect(!fromGGUF.stdout.isEmpty && fromGGUF.stdout == fromDirectory.stdout)
         let bytes = try Data(contentsOf: URL(fileURLWithPath: dir.file("mixed.gguf")))
         #expect(bytes.range(of: Data("av.merge".utf8)) != nil && bytes.range(of: Data("\"coefficient\"".utf8)) != nil)
+    }
+
+    @Test("check --model X.gguf checks the GGUF itself: its recorded mix against the recipe, then every check")
+    func checkGGUF() throws {
+        let dir = TemporaryDirectory()
+        _ = try Self.vector(in: dir)
+        let base = Self.checkpoints + "/base"
+        let merged = try runAV(["merge", "--base", base, "--vectors", dir.path, "--medical", "0.5", "-o", dir.file("m.gguf")])
+        #expect(merged.status == 0, "\(merged.stderr)")
+        func recipe(_ lambda: String) throws -> String {
+            let text =
+                #"{"base": "\#(base)", "vectors_dir": "\#(dir.path)", "mix": {"medical": \#(lambda)}, "#
+                + #""checks": [{"type": "loads"}, {"type": "finite"}]}"#
+            try Data(text.utf8).write(to: URL(fileURLWithPath: dir.file("r\(lambda).json")))
+            return dir.file("r\(lambda).json")
+        }
+        let same = try runAV(["check", "--recipe", try recipe("0.5"), "--model", dir.file("m.gguf"), "--report",
+            dir.file("report.json"), "-q"])
+        #expect(same.status == 0 && same.stdout.contains("all 2 checks passed"), "\(same.stdout)\(same.stderr)")
+        let report = try JSONParser.parse(try String(contentsOfFile: dir.file("report.json"), encoding: .utf8))
+        #expect(report["provenance"]?.stringValue == "matches the recipe")
+        #expect(report["model"]?.stringValue == dir.file("m.gguf"))
+        let other = try runAV(["check", "--recipe", try recipe("0.7"), "--model", dir.file("m.gguf"), "-q"])
+        #expect(other.status == 3 && other.stderr.contains("not the recipe's mix"), "\(other.stderr)")
     }
 
     @Test("a quantized GGUF reports the share of the change it kept; bad types and file bases are refused")
