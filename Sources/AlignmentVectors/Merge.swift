@@ -123,6 +123,13 @@ protocol TensorStream: ByteSink {
     /// Every tensor with bytes, in the order they must be written.
     var writeOrder: [TensorInfo] { get }
     func abort()
+    /// Where `tensor`'s output bytes live in memory, when they are computed in place rather than
+    /// written (an in-memory mix); nil for a stream that writes.
+    func destination(of tensor: String) -> UnsafeMutableRawPointer?
+}
+
+extension TensorStream {
+    func destination(of tensor: String) -> UnsafeMutableRawPointer? { nil }
 }
 
 extension SafeTensorsWriter: TensorStream {

@@ -161,7 +161,9 @@ final class MergeEngine {
         let inputBudget = threads * ContentFingerprint.chunkBytes
         var jobIndex = 0
         var chunk = 0
-        var current: TensorWork? = try jobs.first.map { j throws(AVError) in TensorWork(j, terms: try makeTerms(j)) }
+        var current: TensorWork? = try jobs.first.map { j throws(AVError) in
+            TensorWork(j, terms: try makeTerms(j), destination: writer.destination(of: j.info.name))
+        }
         var batchIndex = 0
         while current != nil {
             let slot = batchIndex % 2
@@ -173,7 +175,7 @@ final class MergeEngine {
             var used = (output: 0, input: 0)
             while let w = current {
                 let n = w.count(chunk)
-                let outBytes = w.copy ? 0 : (n * w.outSize + 63) / 64 * 64
+                let outBytes = w.copy || w.destination != nil ? 0 : (n * w.outSize + 63) / 64 * 64
                 if !units.isEmpty && (used.output + outBytes > slotBytes || used.input + n * w.size > inputBudget) {
                     break
                 }
@@ -186,11 +188,16 @@ final class MergeEngine {
                     jobIndex += 1
                     chunk = 0
                     current =
-                        jobIndex < jobs.count ? TensorWork(jobs[jobIndex], terms: try makeTerms(jobs[jobIndex])) : nil
+                        jobIndex < jobs.count
+                        ? TensorWork(
+                            jobs[jobIndex], terms: try makeTerms(jobs[jobIndex]),
+                            destination: writer.destination(of: jobs[jobIndex].info.name)) : nil
                 }
             }
             Parallel.forEachBalanced(units.count, threads: threads) { w, j in
-                compute(units[j], into: slotBase + units[j].offset, scratch: scratch[w])
+                let u = units[j]
+                let out = u.work.destination.map { $0 + u.chunk * u.work.perChunk * u.work.outSize }
+                compute(u, into: out ?? slotBase + u.offset, scratch: scratch[w])
             }
             submitWrites(units, slotBase: slotBase, slot: slot, pipeline: pipeline, into: writer)
             progress(units.reduce(0) { $0 + $1.work.inputBytes($1.chunk) })
@@ -272,10 +279,13 @@ final class MergeEngine {
             let w = u.work
             let lo = u.chunk * w.perChunk
             let n = w.count(u.chunk)
-            pieces.append(
-                w.copy
-                    ? UnsafeRawBufferPointer(start: w.base + lo * w.size, count: n * w.size)
-                    : UnsafeRawBufferPointer(start: slotBase + u.offset, count: n * w.outSize))
+            // A tensor computed in place (an in-memory mix) is not written.
+            if w.destination == nil {
+                pieces.append(
+                    w.copy
+                        ? UnsafeRawBufferPointer(start: w.base + lo * w.size, count: n * w.size)
+                        : UnsafeRawBufferPointer(start: slotBase + u.offset, count: n * w.outSize))
+            }
             let file = w.job.view.file
             let start = file.fileOffset(of: file.info(w.job.info.name)!)
             release(file, (start + lo * w.size)..<(start + (lo + n) * w.size))
@@ -314,9 +324,13 @@ private final class TensorWork {
     /// Each term's AV digest runs, hashed as the deltas stream by (term-major).
     let termRuns: UnsafeMutableBufferPointer<UInt64>
 
-    init(_ job: MergeEngine.Job, terms: [MergeEngine.Term]) {
+    /// Where the output is computed in place, for a stream that keeps it in memory.
+    let destination: UnsafeMutableRawPointer?
+
+    init(_ job: MergeEngine.Job, terms: [MergeEngine.Term], destination: UnsafeMutableRawPointer? = nil) {
         self.job = job
         self.terms = terms
+        self.destination = destination
         let placeholder = UnsafeRawPointer(bitPattern: 64)!
         pointers = terms.map { ($0.bytes.baseAddress ?? placeholder, $0.dtype, $0.scale) }
         residuals = terms.map(\.residuals)
@@ -327,7 +341,7 @@ private final class TensorWork {
         perChunk = ContentFingerprint.chunkBytes / size
         chunks = max(1, (job.view.bytes.count + ContentFingerprint.chunkBytes - 1) / ContentFingerprint.chunkBytes)
         runCount = AVDigest.runs(elements)
-        copy = terms.isEmpty && job.outDType == job.info.dtype
+        copy = terms.isEmpty && job.outDType == job.info.dtype && destination == nil
         digests = .allocate(capacity: chunks)
         digests.initialize(repeating: 0)
         stats = .allocate(capacity: chunks)

@@ -45,47 +45,39 @@ public func mixTensors(
                 given: "\(structure):\(content)", basePath: base.path)
         }
     }
-    let engine = MergeEngine(threads: threads, base: base, dtype: nil)
-    var out: [String: TensorBuffer] = [:]
-    for info in base.tensors {
-        let active = try MergeEngine.terms(terms, for: info, method: method, base: { base.values(info) })
-        guard !active.isEmpty, let view = base.view(info.name) else { continue }
-        let buffer = TensorBuffer(count: info.byteCount)
-        let size = info.dtype.byteSize!
-        let perChunk = ContentFingerprint.chunkBytes / size
-        let chunks = (info.elementCount + perChunk - 1) / perChunk
-        let bp = view.bytes.baseAddress!
-        let residuals = active.map(\.residuals)
-        let runCount = AVDigest.runs(info.elementCount)
-        var termRuns = [UInt64](repeating: 0, count: runCount * active.count)
-        termRuns.withUnsafeMutableBufferPointer { runs in
-            Parallel.forEach(chunks, threads: threads) { w, c in
-                let lo = c * perChunk
-                let n = min(info.elementCount, lo + perChunk) - lo
-                for (k, t) in active.enumerated() where t.vector != nil && !checked {
-                    let s = t.dtype.byteSize!
-                    AVDigest.hashRuns(
-                        t.bytes.baseAddress! + lo * s, first: lo, count: n, elementSize: s,
-                        into: UnsafeMutableBufferPointer(rebasing: runs[(k * runCount)..<((k + 1) * runCount)]))
-                }
-                _ = MergeEngine.chunk(
-                    base: bp + lo * size, dtype: info.dtype, count: n,
-                    terms: active.indices.map { k in
-                        (
-                            MergeEngine.pointer(
-                                active, k, base: active[k].bytes.baseAddress ?? bp, first: lo, count: n,
-                                scratch: engine.scratch[w]),
-                            active[k].dtype, active[k].scale
-                        )
-                    },
-                    outDType: info.dtype, out: buffer.pointer + lo * size, scratch: engine.scratch[w], first: lo,
-                    residuals: residuals)
-            }
-        }
-        for (k, t) in active.enumerated() where !checked {
-            try t.vector?.verify(info.name, runs: Array(termRuns[(k * runCount)..<((k + 1) * runCount)]))
-        }
-        out[info.name] = buffer
+    // The tensors some term changes, each computed by the merge engine into its own buffer.
+    let changed = base.tensors.filter { info in
+        info.byteCount > 0 && base.view(info.name) != nil
+            && terms.contains { $0.coefficient(for: info.name) != 0 && $0.vector.delta(info.name) != nil }
     }
-    return out
+    let stream = MemoryTensorStream(changed)
+    let engine = MergeEngine(threads: threads, base: base, dtype: nil)
+    try engine.run(
+        changed.map { MergeEngine.Job(info: $0, outDType: $0.dtype, view: base.view($0.name)!) },
+        terms: { job throws(AVError) in
+            var active = try MergeEngine.terms(terms, for: job.info, method: method, base: { base.values(job.info) })
+            // Vectors an earlier mix checked are not hashed again.
+            if checked { for k in active.indices { active[k].vector = nil } }
+            return active
+        }, into: stream, progress: { _ in }, finished: { _, _, _ in })
+    return stream.buffers
+}
+
+/// The merge engine's output kept in memory: each tensor computed in place into its own buffer.
+private final class MemoryTensorStream: TensorStream {
+    let writeOrder: [TensorInfo]
+    let buffers: [String: TensorBuffer]
+
+    init(_ tensors: [TensorInfo]) {
+        writeOrder = tensors
+        buffers = Dictionary(uniqueKeysWithValues: tensors.map { ($0.name, TensorBuffer(count: $0.byteCount)) })
+    }
+
+    func destination(of tensor: String) -> UnsafeMutableRawPointer? { buffers[tensor]?.pointer }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws(SafeTensorsError) {
+        preconditionFailure("an in-memory mix computes every tensor in place")
+    }
+
+    func abort() {}
 }
