@@ -281,54 +281,12 @@ public func diff(
             baseDigests[plan.name] = r.baseDigest
             alignedDigests[plan.name] = r.alignedDigest
         }
-        let order = writer.order
-        var next = 0
-        while next < order.count {
-            // Consecutive tensors of one chunk each are diffed together, one a thread.
-            var group: [DiffPlan] = []
-            while next + group.count < order.count, group.count < engine.singlesCapacity,
-                let p = byName[order[next + group.count].name], DiffEngine.isSingle(p)
-            {
-                group.append(p)
-            }
-            if group.count > 1 {
-                let singles = engine.runSingles(
-                    group, views: group.map { (base.view($0.name)!, aligned.view($0.name)!) })
-                for (k, r) in singles.enumerated() {
-                    do {
-                        try writer.begin(order[next + k])
-                        try writer.write(r.deltas)
-                        try writer.end(keep: r.diff.stored)
-                    } catch {
-                        throw .file(error)
-                    }
-                    record(group[k], (r.diff, r.baseDigest, r.alignedDigest, r.avDigest, r.residuals))
-                    doneBytes += 2 * group[k].base.byteCount
-                    progress?(doneBytes, totalBytes)
-                }
-                next += group.count
-                continue
-            }
-            let spec = order[next]
-            next += 1
-            let plan = byName[spec.name]!
-            do {
-                try writer.begin(spec)
-            } catch {
-                throw .file(error)
-            }
-            let r = try engine.run(plan, base: base.view(plan.name)!, aligned: aligned.view(plan.name)!, writer: writer)
-            { bytes in
+        try engine.run(
+            writer.order, plans: byName, views: { (base.view($0)!, aligned.view($0)!) }, writer: writer,
+            progress: { bytes in
                 doneBytes += bytes
                 progress?(doneBytes, totalBytes)
-            }
-            do {
-                try writer.end(keep: r.diff.stored)
-            } catch {
-                throw .file(error)
-            }
-            record(plan, r)
-        }
+            }, finished: record)
         // Exact remainders go last, after every dense delta.
         for (name, list) in pending {
             let indices = list.map { Int64($0.0).littleEndian }.withUnsafeBytes { Array($0) }

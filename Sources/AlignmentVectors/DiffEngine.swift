@@ -12,121 +12,54 @@ import Tensors
     import Darwin
 #endif
 
-/// Runs diff's per-tensor work: a tensor's chunks in parallel batches, output written in order; or,
-/// for tensors of one chunk (most of a small model's), several tensors at once, one a worker.
+/// A checkpoint's bytes of one tensor and the file they are mapped from.
+typealias TensorView = (bytes: UnsafeRawBufferPointer, file: SafeTensorsFile)
+
+/// Runs diff's per-tensor work on the batch scheduler merge uses: a large tensor's chunks in
+/// parallel batches, several small tensors' chunks side by side, the deltas written in order with
+/// each tensor's start and end, the input pages released once written.
 final class DiffEngine {
-    let threads: Int
-    let scratch: [Scratch]
-    let output: UnsafeMutableRawPointer
-    let chunkOutBytes: Int
+    let scheduler: BatchScheduler
 
     init(threads: Int, plans: [DiffPlan]) {
-        self.threads = Parallel.clamped(threads)
-        scratch = (0..<self.threads).map { _ in Scratch() }
         var most = 8
         for p in plans where p.float {
             let elements = ContentFingerprint.chunkBytes / p.base.dtype.byteSize!
             most = max(most, elements * p.storage.byteSize!)
         }
-        chunkOutBytes = most
-        // Two batches of output: one being written while the other is computed.
-        output = .allocate(byteCount: most * self.threads * 2, alignment: 64)
+        scheduler = BatchScheduler(threads: threads, chunkOutBytes: most)
     }
 
-    deinit { output.deallocate() }
-
-    func run(
-        _ plan: DiffPlan, base: (bytes: UnsafeRawBufferPointer, file: SafeTensorsFile),
-        aligned: (bytes: UnsafeRawBufferPointer, file: SafeTensorsFile), writer: ReservedHeaderWriter,
-        progress: (Int) -> Void
-    ) throws(AVError) -> (
+    /// What one tensor's diff gives: its measurements, the digests of both models' bytes and of
+    /// the deltas, and the exact remainders of values f32 deltas cannot rebuild.
+    typealias Result = (
         diff: TensorDiff, baseDigest: UInt64, alignedDigest: UInt64, avDigest: UInt64, residuals: [(Int, Double)]
-    ) {
-        let bt = plan.base.dtype
-        let size = bt.byteSize!
-        let storage = plan.storage
-        let ssize = storage.byteSize!
-        let elements = plan.base.elementCount
-        let perChunk = ContentFingerprint.chunkBytes / size
-        let chunks = max(1, (elements + perChunk - 1) / perChunk)
-        let alignedChunks = max(
-            1, (aligned.bytes.count + ContentFingerprint.chunkBytes - 1) / ContentFingerprint.chunkBytes)
-        var baseDigests = [UInt64](repeating: 0, count: chunks)
-        var alignedDigests = [UInt64](repeating: 0, count: alignedChunks)
-        var stats = [ChunkStats](repeating: ChunkStats(), count: chunks)
-        var residuals = [[(Int, Double)]](repeating: [], count: chunks)
-        var avRuns = [UInt64](repeating: 0, count: AVDigest.runs(elements))
-        let bp = base.bytes.baseAddress ?? UnsafeRawPointer(output)
-        let ap = aligned.bytes.baseAddress ?? UnsafeRawPointer(output)
-        let baseFileStart = base.file.fileOffset(of: base.file.info(plan.name)!)
-        let alignedFileStart = aligned.file.fileOffset(of: aligned.file.info(plan.name)!)
+    )
 
-        let pipeline = WritePipeline()
-        try forEachBatch(
-            chunks: chunks, threads: threads, output: output, slotBytes: threads * chunkOutBytes, pipeline: pipeline
-        ) {
-            (first, batch, slot, slotBase) throws(AVError) in
-            baseDigests.withUnsafeMutableBufferPointer { bd in
-                alignedDigests.withUnsafeMutableBufferPointer { ad in
-                    stats.withUnsafeMutableBufferPointer { st in
-                        residuals.withUnsafeMutableBufferPointer { rs in
-                            avRuns.withUnsafeMutableBufferPointer { ar in
-                                Parallel.forEach(batch, threads: threads) { w, j in
-                                    let c = first + j
-                                    let lo = c * perChunk
-                                    let n = min(elements, lo + perChunk) - lo
-                                    bd[c] = XXHash64.hash(
-                                        UnsafeRawBufferPointer(start: bp + lo * size, count: n * size))
-                                    let aLo = c * ContentFingerprint.chunkBytes
-                                    let aHi = min(aligned.bytes.count, aLo + ContentFingerprint.chunkBytes)
-                                    if c < ad.count {
-                                        ad[c] = XXHash64.hash(
-                                            UnsafeRawBufferPointer(start: ap + aLo, count: max(0, aHi - aLo)))
-                                    }
-                                    st[c] = Self.chunk(
-                                        base: bp + lo * size, aligned: ap + lo * size, count: n, dtype: bt,
-                                        storage: storage,
-                                        out: slotBase + j * chunkOutBytes, scratch: scratch[w], first: lo,
-                                        residuals: &rs[c])
-                                    // The AV's own checksum, from the deltas just computed.
-                                    AVDigest.hashRuns(
-                                        slotBase + j * chunkOutBytes, first: lo, count: n, elementSize: ssize, into: ar)
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            // Write the batch's deltas in order in the background, then let the kernel drop the input pages.
-            var pieces: [UnsafeRawBufferPointer] = []
-            var written = 0
-            for j in 0..<batch {
-                let c = first + j
-                let n = min(elements, c * perChunk + perChunk) - c * perChunk
-                pieces.append(UnsafeRawBufferPointer(start: slotBase + j * chunkOutBytes, count: n * ssize))
-                written += n * size
-            }
-            let lo = first * perChunk * size
-            let baseRange = (baseFileStart + lo)..<(baseFileStart + lo + written)
-            let alignedRange = (alignedFileStart + lo)..<(alignedFileStart + lo + written)
-            pipeline.submit(slot) { () throws(SafeTensorsError) in
-                for p in pieces { try writer.write(p) }
-                base.file.mapping.release(baseRange)
-                aligned.file.mapping.release(alignedRange)
-            }
-            progress(2 * written)
-        }
-        // Rows only the aligned model has (dropped) are still part of its fingerprint.
-        for c in chunks..<alignedChunks {
-            let aLo = c * ContentFingerprint.chunkBytes
-            let aHi = min(aligned.bytes.count, aLo + ContentFingerprint.chunkBytes)
-            alignedDigests[c] = XXHash64.hash(UnsafeRawBufferPointer(start: ap + aLo, count: aHi - aLo))
-        }
-
-        return (
-            Self.summarize(plan, stats), ContentFingerprint.tensorDigest(baseDigests),
-            ContentFingerprint.tensorDigest(alignedDigests), AVDigest.combine(avRuns), residuals.flatMap { $0 }
-        )
+    /// Diffs the float tensors `specs` (the writer's order) into `writer`: each begun, its deltas
+    /// written, then ended (kept when it changed). `finished` hears each tensor's result, in order,
+    /// once its chunks are computed; `progress` the input bytes read.
+    func run(
+        _ specs: [TensorSpec], plans: [String: DiffPlan], views: (String) -> (base: TensorView, aligned: TensorView),
+        writer: ReservedHeaderWriter, progress: (Int) -> Void, finished: (DiffPlan, Result) -> Void
+    ) throws(AVError) {
+        var index = 0
+        try scheduler.run(
+            next: { () throws(AVError) -> DiffWork? in
+                guard index < specs.count else { return nil }
+                let spec = specs[index]
+                index += 1
+                let (base, aligned) = views(spec.name)
+                return DiffWork(plans[spec.name]!, spec: spec, base: base, aligned: aligned)
+            },
+            write: { piece throws(SafeTensorsError) in try writer.write(piece) }, progress: progress,
+            begin: { w in { () throws(SafeTensorsError) in try writer.begin(w.spec) } },
+            finish: { w in
+                let r = w.finish()
+                finished(w.plan, r)
+                let keep = r.diff.stored
+                return { () throws(SafeTensorsError) in try writer.end(keep: keep) }
+            })
     }
 
     /// The tensor's measurements from its chunks' counts, reduced in chunk order.
@@ -152,65 +85,121 @@ final class DiffEngine {
         return d
     }
 
-    /// A tensor of one chunk (most of a small model's): computed beside other such tensors, one a
-    /// worker, by `runSingles`, instead of alone on one thread.
-    static func isSingle(_ plan: DiffPlan) -> Bool {
-        plan.float && plan.droppedRows == 0 && plan.base.elementCount > 0
-            && plan.base.byteCount <= ContentFingerprint.chunkBytes
+}
+
+/// One tensor being diffed: each chunk's digests of both models, counts, exact remainders and AV
+/// digest runs, filled by the workers (each chunk its own slots).
+final class DiffWork: ChunkWork {
+    let plan: DiffPlan
+    let spec: TensorSpec
+    let base: TensorView
+    let aligned: TensorView
+    let size: Int
+    let storageSize: Int
+    let elements: Int
+    let perChunk: Int
+    let chunks: Int
+    /// Chunks of the aligned tensor's bytes, more than the base's when rows were dropped.
+    let alignedChunks: Int
+    let baseDigests: UnsafeMutableBufferPointer<UInt64>
+    let alignedDigests: UnsafeMutableBufferPointer<UInt64>
+    let stats: UnsafeMutableBufferPointer<ChunkStats>
+    let residuals: UnsafeMutableBufferPointer<[(Int, Double)]>
+    /// The AV's digest runs of this tensor's deltas (`runCount` of the buffer).
+    let avRuns: UnsafeMutableBufferPointer<UInt64>
+    let runCount: Int
+
+    init(_ plan: DiffPlan, spec: TensorSpec, base: TensorView, aligned: TensorView) {
+        self.plan = plan
+        self.spec = spec
+        self.base = base
+        self.aligned = aligned
+        size = plan.base.dtype.byteSize!
+        storageSize = plan.storage.byteSize!
+        elements = plan.base.elementCount
+        perChunk = ContentFingerprint.chunkBytes / size
+        chunks = max(1, (elements + perChunk - 1) / perChunk)
+        alignedChunks = max(
+            1, (aligned.bytes.count + ContentFingerprint.chunkBytes - 1) / ContentFingerprint.chunkBytes)
+        baseDigests = .allocate(capacity: chunks)
+        baseDigests.initialize(repeating: 0)
+        alignedDigests = .allocate(capacity: alignedChunks)
+        alignedDigests.initialize(repeating: 0)
+        stats = .allocate(capacity: chunks)
+        stats.initialize(repeating: ChunkStats())
+        residuals = .allocate(capacity: chunks)
+        residuals.initialize(repeating: [])
+        runCount = AVDigest.runs(elements)
+        avRuns = .allocate(capacity: max(1, runCount))
+        avRuns.initialize(repeating: 0)
     }
 
-    /// How many single-chunk tensors `runSingles` takes at once: the output buffer's chunks.
-    var singlesCapacity: Int { 2 * threads }
+    deinit {
+        baseDigests.deallocate()
+        alignedDigests.deallocate()
+        stats.deallocate()
+        _ = residuals.deinitialize()
+        residuals.deallocate()
+        avRuns.deallocate()
+    }
 
-    /// What `runSingles` gives for one tensor: what `run` returns, and its deltas (in the engine's
-    /// output buffer, valid until the next call).
-    typealias Single = (
-        diff: TensorDiff, baseDigest: UInt64, alignedDigest: UInt64, avDigest: UInt64, residuals: [(Int, Double)],
-        deltas: UnsafeRawBufferPointer
-    )
+    /// Elements in chunk `c`.
+    func count(_ c: Int) -> Int { min(elements, (c + 1) * perChunk) - c * perChunk }
 
-    /// Diffs single-chunk tensors (`isSingle`, at most `singlesCapacity`) in parallel, one a worker,
-    /// each exactly as `run` diffs it, and releases their input pages; the caller writes the deltas.
-    func runSingles(
-        _ plans: [DiffPlan],
-        views: [(
-            base: (bytes: UnsafeRawBufferPointer, file: SafeTensorsFile),
-            aligned: (bytes: UnsafeRawBufferPointer, file: SafeTensorsFile)
-        )]
-    ) -> [Single] {
-        precondition(plans.count <= singlesCapacity && plans.allSatisfy(Self.isSingle))
-        var results = [Single?](repeating: nil, count: plans.count)
-        results.withUnsafeMutableBufferPointer { out in
-            Parallel.forEachBalanced(plans.count, threads: threads) { w, i in
-                let plan = plans[i]
-                let (base, aligned) = views[i]
-                let n = plan.base.elementCount
-                let ssize = plan.storage.byteSize!
-                let deltas = output + i * chunkOutBytes
-                var residuals: [(Int, Double)] = []
-                let stats = Self.chunk(
-                    base: base.bytes.baseAddress!, aligned: aligned.bytes.baseAddress!, count: n,
-                    dtype: plan.base.dtype, storage: plan.storage, out: deltas, scratch: scratch[w], first: 0,
-                    residuals: &residuals)
-                var avRuns = [UInt64](repeating: 0, count: AVDigest.runs(n))
-                avRuns.withUnsafeMutableBufferPointer {
-                    AVDigest.hashRuns(deltas, first: 0, count: n, elementSize: ssize, into: $0)
-                }
-                out[i] = (
-                    Self.summarize(plan, [stats]), ContentFingerprint.tensorDigest([XXHash64.hash(base.bytes)]),
-                    ContentFingerprint.tensorDigest([XXHash64.hash(aligned.bytes)]), AVDigest.combine(avRuns),
-                    residuals, UnsafeRawBufferPointer(start: deltas, count: n * ssize)
-                )
-            }
+    func slotBytes(_ c: Int) -> Int { count(c) * storageSize }
+
+    func baseBytes(_ c: Int) -> Int { count(c) * size }
+
+    func inputBytes(_ c: Int) -> Int { 2 * count(c) * size }
+
+    /// Hashes chunk `c` of both models, computes its deltas into `slot` with their counts and
+    /// remainders, and hashes the deltas into the AV's digest runs.
+    func compute(_ c: Int, slot: UnsafeMutableRawPointer, scratch: Scratch) {
+        let lo = c * perChunk
+        let n = count(c)
+        let bp = base.bytes.baseAddress ?? UnsafeRawPointer(slot)
+        let ap = aligned.bytes.baseAddress ?? UnsafeRawPointer(slot)
+        baseDigests[c] = XXHash64.hash(UnsafeRawBufferPointer(start: bp + lo * size, count: n * size))
+        let aLo = c * ContentFingerprint.chunkBytes
+        let aHi = min(aligned.bytes.count, aLo + ContentFingerprint.chunkBytes)
+        if c < alignedChunks {
+            alignedDigests[c] = XXHash64.hash(UnsafeRawBufferPointer(start: ap + aLo, count: max(0, aHi - aLo)))
         }
-        // Released from this thread once the workers are done: released while another worker faults
-        // pages of the same files in, the unmapping and its TLB flushes cost more than the diff.
-        for (plan, view) in zip(plans, views) {
-            for (bytes, file) in [view.base, view.aligned] {
-                let start = file.fileOffset(of: file.info(plan.name)!)
-                file.mapping.release(start..<(start + bytes.count))
-            }
+        stats[c] = DiffEngine.chunk(
+            base: bp + lo * size, aligned: ap + lo * size, count: n, dtype: plan.base.dtype, storage: plan.storage,
+            out: slot, scratch: scratch, first: lo, residuals: &residuals[c])
+        // The AV's own checksum, from the deltas just computed.
+        AVDigest.hashRuns(
+            slot, first: lo, count: n, elementSize: storageSize, into: UnsafeMutableBufferPointer(rebasing: avRuns[..<runCount]))
+    }
+
+    func piece(_ c: Int, slot: UnsafeMutableRawPointer) -> UnsafeRawBufferPointer? {
+        UnsafeRawBufferPointer(start: slot, count: count(c) * storageSize)
+    }
+
+    /// Both models' pages of chunk `c`.
+    func releases(_ c: Int) -> [(file: SafeTensorsFile, range: Range<Int>)] {
+        let lo = c * perChunk * size
+        let bytes = count(c) * size
+        return [base, aligned].map { view in
+            let start = view.file.fileOffset(of: view.file.info(plan.name)!)
+            return (view.file, (start + lo)..<(start + lo + bytes))
         }
-        return results.map { $0! }
+    }
+
+    /// The tensor's result once every chunk is computed: rows only the aligned model has (dropped)
+    /// are hashed into its fingerprint too.
+    func finish() -> DiffEngine.Result {
+        let ap = aligned.bytes.baseAddress
+        for c in chunks..<alignedChunks {
+            let aLo = c * ContentFingerprint.chunkBytes
+            let aHi = min(aligned.bytes.count, aLo + ContentFingerprint.chunkBytes)
+            alignedDigests[c] = XXHash64.hash(UnsafeRawBufferPointer(start: ap! + aLo, count: aHi - aLo))
+        }
+        return (
+            DiffEngine.summarize(plan, Array(stats)), ContentFingerprint.tensorDigest(Array(baseDigests)),
+            ContentFingerprint.tensorDigest(Array(alignedDigests)), AVDigest.combine(Array(avRuns[..<runCount])),
+            residuals.flatMap { $0 }
+        )
     }
 }

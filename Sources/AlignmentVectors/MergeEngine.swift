@@ -8,7 +8,8 @@ import Tensors
     import Foundation
 #endif
 
-/// Runs merge's per-tensor work: chunks in parallel batches, output written in order.
+/// Runs merge's per-tensor work on the batch scheduler: chunks in parallel batches, output written
+/// in order (or computed in place, for a mix kept in memory).
 final class MergeEngine {
     /// One vector's part in a tensor: its deltas (mapped, decoded per chunk, or computed in memory
     /// by a merge method), coefficient and exact remainders.
@@ -27,10 +28,9 @@ final class MergeEngine {
         var owner: AnyObject?
     }
 
-    let threads: Int
-    let scratch: [Scratch]
-    let output: UnsafeMutableRawPointer
-    let chunkOutBytes: Int
+    /// The batch scheduler and its workers' scratch.
+    let scheduler: BatchScheduler
+    var scratch: [Scratch] { scheduler.scratch }
 
     /// The terms that change `tensor`: vectors that hold it, with a coefficient other than 0.
     static func terms(_ terms: [MergeTerm], for tensor: String) throws(AVError) -> [Term] {
@@ -104,20 +104,14 @@ final class MergeEngine {
     }
 
     init(threads: Int, base: Checkpoint, dtype: DType?) {
-        self.threads = Parallel.clamped(threads)
-        scratch = (0..<self.threads).map { _ in Scratch() }
         var most = 8
         for t in base.tensors {
             let size = t.dtype.byteSize ?? 1
             let outSize = Convert.supports(t.dtype) ? (dtype ?? t.dtype).byteSize! : size
             most = max(most, ContentFingerprint.chunkBytes / size * outSize)
         }
-        chunkOutBytes = most
-        // Two batches of output: one being written while the other is computed.
-        output = .allocate(byteCount: most * self.threads * 2, alignment: 64)
+        scheduler = BatchScheduler(threads: threads, chunkOutBytes: most)
     }
-
-    deinit { output.deallocate() }
 
     /// One tensor of the output, in write order: the base's bytes of it and its output dtype.
     struct Job {
@@ -126,188 +120,39 @@ final class MergeEngine {
         let view: (bytes: UnsafeRawBufferPointer, file: SafeTensorsFile)
     }
 
-    /// Merges `jobs` (the writer's tensors, in its order) into `writer`: chunks of one tensor or of
-    /// several small ones computed in parallel batches, each batch written in the background while
-    /// the next is computed. `terms` gives a tensor's terms when its first chunk is scheduled;
-    /// `finished` gets each tensor's counts and content digest, in order, once its vectors' digests
-    /// have been checked. `progress` gets the input bytes each batch consumed.
+    /// Merges `jobs` (the writer's tensors, in its order) into `writer` on the batch scheduler.
+    /// `terms` gives a tensor's terms when its first chunk is scheduled; `finished` gets each
+    /// tensor's counts and content digest, in order, once its vectors' digests have been checked.
+    /// `progress` gets the input bytes each batch consumed.
     func run(
         _ jobs: [Job], terms makeTerms: (Job) throws(AVError) -> [Term], into writer: TensorStream,
         progress: (Int) -> Void, finished: (Job, TensorMerge, UInt64) throws(AVError) -> Void
     ) throws(AVError) {
-        let pipeline = WritePipeline()
-        do throws(AVError) {
-            try schedule(
-                jobs, terms: makeTerms, pipeline: pipeline, into: writer, progress: progress, finished: finished)
-            do { try pipeline.drain() } catch { throw .file(error) }
-        } catch {
-            try? pipeline.drain()
-            throw error
-        }
-    }
-
-    /// A chunk of a tensor and where its output goes in the batch's slot.
-    private struct Unit {
-        let work: TensorWork
-        let chunk: Int
-        let offset: Int
-    }
-
-    private func schedule(
-        _ jobs: [Job], terms makeTerms: (Job) throws(AVError) -> [Term], pipeline: WritePipeline,
-        into writer: TensorStream, progress: (Int) -> Void, finished: (Job, TensorMerge, UInt64) throws(AVError) -> Void
-    ) throws(AVError) {
-        let slotBytes = threads * chunkOutBytes
-        let inputBudget = threads * ContentFingerprint.chunkBytes
-        var jobIndex = 0
-        var chunk = 0
-        var current: TensorWork? = try jobs.first.map { j throws(AVError) in
-            TensorWork(j, terms: try makeTerms(j), destination: writer.destination(of: j.info.name))
-        }
-        var batchIndex = 0
-        while current != nil {
-            let slot = batchIndex % 2
-            batchIndex += 1
-            do { try pipeline.claim(slot) } catch { throw .file(error) }
-            let slotBase = output + slot * slotBytes
-            var units: [Unit] = []
-            var complete: [TensorWork] = []
-            var used = (output: 0, input: 0)
-            while let w = current {
-                let n = w.count(chunk)
-                let outBytes = w.copy || w.destination != nil ? 0 : (n * w.outSize + 63) / 64 * 64
-                if !units.isEmpty && (used.output + outBytes > slotBytes || used.input + n * w.size > inputBudget) {
-                    break
-                }
-                units.append(Unit(work: w, chunk: chunk, offset: used.output))
-                used.output += outBytes
-                used.input += n * w.size
-                chunk += 1
-                if chunk == w.chunks {
-                    complete.append(w)
-                    jobIndex += 1
-                    chunk = 0
-                    current =
-                        jobIndex < jobs.count
-                        ? TensorWork(
-                            jobs[jobIndex], terms: try makeTerms(jobs[jobIndex]),
-                            destination: writer.destination(of: jobs[jobIndex].info.name)) : nil
-                }
-            }
-            Parallel.forEachBalanced(units.count, threads: threads) { w, j in
-                let u = units[j]
-                let out = u.work.destination.map { $0 + u.chunk * u.work.perChunk * u.work.outSize }
-                compute(u, into: out ?? slotBase + u.offset, scratch: scratch[w])
-            }
-            submitWrites(units, slotBase: slotBase, slot: slot, pipeline: pipeline, into: writer)
-            progress(units.reduce(0) { $0 + $1.work.inputBytes($1.chunk) })
-            for w in complete {
+        var index = 0
+        try scheduler.run(
+            next: { () throws(AVError) -> TensorWork? in
+                guard index < jobs.count else { return nil }
+                let job = jobs[index]
+                index += 1
+                return TensorWork(job, terms: try makeTerms(job), destination: writer.destination(of: job.info.name))
+            },
+            write: { piece throws(SafeTensorsError) in try writer.write(piece) }, progress: progress,
+            begin: { _ in nil },
+            finish: { w throws(AVError) in
                 let (merge, digest) = try w.finish()
                 try finished(w.job, merge, digest)
-            }
-        }
-    }
-
-    /// Hashes one chunk's base bytes and dense deltas, and computes its output (unless the tensor is
-    /// copied as it is), block by block: each block is hashed and merged while it is in cache.
-    private func compute(_ u: Unit, into out: UnsafeMutableRawPointer, scratch local: Scratch) {
-        let w = u.work
-        let lo = u.chunk * w.perChunk
-        let n = w.count(u.chunk)
-        let size = w.size
-        let block = w.copy ? n : Scratch.block
-        var baseHash = XXHash64.Stream()
-        var runHashes = [XXHash64.Stream](repeating: XXHash64.Stream(), count: w.terms.count)
-        var stats = ChunkStats()
-        var off = 0
-        while off < n {
-            let m = min(block, n - off)
-            let first = lo + off
-            let bytes = UnsafeRawBufferPointer(start: w.base + first * size, count: m * size)
-            if off + m == n { w.digests[u.chunk] = baseHash.finish(bytes) } else { baseHash.update(bytes) }
-            // AV digest runs (2^19 elements) end on block boundaries: blocks divide them.
-            let runEnds = (first + m) % AVDigest.chunkElements == 0 || first + m == w.elements
-            for (k, t) in w.pointers.enumerated() where w.terms[k].vector != nil {
-                let s = t.dtype.byteSize!
-                let deltas = UnsafeRawBufferPointer(start: t.p + first * s, count: m * s)
-                if runEnds {
-                    w.termRuns[k * w.runCount + first / AVDigest.chunkElements] = runHashes[k].finish(deltas)
-                    runHashes[k] = XXHash64.Stream()
-                } else {
-                    runHashes[k].update(deltas)
-                }
-            }
-            if !w.copy {
-                let blockTerms = w.pointers.indices.map { k in
-                    let t = w.pointers[k]
-                    return (
-                        Self.pointer(w.terms, k, base: t.p, first: first, count: m, scratch: local), t.dtype, t.scale
-                    )
-                }
-                let st = Self.chunk(
-                    base: w.base + first * size, dtype: w.job.info.dtype, count: m, terms: blockTerms,
-                    outDType: w.job.outDType, out: out + off * w.outSize, scratch: local, first: first,
-                    residuals: w.residuals)
-                stats.changed += st.changed
-                stats.roundedAway += st.roundedAway
-                stats.nonFinite += st.nonFinite
-            }
-            off += m
-        }
-        w.stats[u.chunk] = stats
-    }
-
-    /// Queues the batch's writes (copied tensors straight from the base's mapping), then the release
-    /// of the input pages they were computed from, adjacent ranges of a file released together.
-    private func submitWrites(
-        _ units: [Unit], slotBase: UnsafeMutableRawPointer, slot: Int, pipeline: WritePipeline,
-        into writer: TensorStream
-    ) {
-        var pieces: [UnsafeRawBufferPointer] = []
-        var releases: [(file: SafeTensorsFile, range: Range<Int>)] = []
-        func release(_ file: SafeTensorsFile, _ range: Range<Int>) {
-            if let last = releases.last, last.file === file, range.lowerBound - last.range.upperBound < 4096,
-                range.lowerBound >= last.range.lowerBound
-            {
-                releases[releases.count - 1].range =
-                    last.range.lowerBound..<max(last.range.upperBound, range.upperBound)
-            } else {
-                releases.append((file, range))
-            }
-        }
-        for u in units {
-            let w = u.work
-            let lo = u.chunk * w.perChunk
-            let n = w.count(u.chunk)
-            // A tensor computed in place (an in-memory mix) is not written.
-            if w.destination == nil {
-                pieces.append(
-                    w.copy
-                        ? UnsafeRawBufferPointer(start: w.base + lo * w.size, count: n * w.size)
-                        : UnsafeRawBufferPointer(start: slotBase + u.offset, count: n * w.outSize))
-            }
-            let file = w.job.view.file
-            let start = file.fileOffset(of: file.info(w.job.info.name)!)
-            release(file, (start + lo * w.size)..<(start + (lo + n) * w.size))
-            for t in w.terms {
-                guard let file = t.file, let stored = file.info(w.job.info.name) else { continue }
-                let s = t.dtype.byteSize!
-                let start = file.fileOffset(of: stored)
-                release(file, (start + lo * s)..<(start + (lo + n) * s))
-            }
-        }
-        pipeline.submit(slot) { () throws(SafeTensorsError) in
-            for p in pieces { try writer.write(p) }
-            for r in releases { r.file.mapping.release(r.range) }
-        }
+                return nil
+            })
     }
 }
 
 /// One tensor being merged: its terms, and the digests and counts its chunks leave.
-private final class TensorWork {
+private final class TensorWork: ChunkWork {
     let job: MergeEngine.Job
     let terms: [MergeEngine.Term]
-    let pointers: [(p: UnsafeRawPointer, dtype: DType, scale: Double)]
+    /// Each term's deltas in place (a placeholder for decoded ones), their dtype and element size,
+    /// and its coefficient.
+    let pointers: [(p: UnsafeRawPointer, dtype: DType, size: Int, scale: Double)]
     let residuals: [(indices: [Int], values: [Double])?]
     let base: UnsafeRawPointer
     let size: Int
@@ -332,7 +177,7 @@ private final class TensorWork {
         self.terms = terms
         self.destination = destination
         let placeholder = UnsafeRawPointer(bitPattern: 64)!
-        pointers = terms.map { ($0.bytes.baseAddress ?? placeholder, $0.dtype, $0.scale) }
+        pointers = terms.map { ($0.bytes.baseAddress ?? placeholder, $0.dtype, $0.dtype.byteSize ?? 1, $0.scale) }
         residuals = terms.map(\.residuals)
         base = job.view.bytes.baseAddress ?? placeholder
         size = job.info.dtype.byteSize ?? 1
@@ -362,7 +207,82 @@ private final class TensorWork {
     /// Input bytes chunk `c` reads in place: the base's and the dense deltas'.
     func inputBytes(_ c: Int) -> Int {
         let n = count(c)
-        return n * size + terms.reduce(0) { $0 + ($1.decoder == nil ? n * $1.dtype.byteSize! : 0) }
+        return n * size + zip(terms, pointers).reduce(0) { $0 + ($1.0.decoder == nil ? n * $1.1.size : 0) }
+    }
+
+    func slotBytes(_ c: Int) -> Int { copy || destination != nil ? 0 : count(c) * outSize }
+
+    func baseBytes(_ c: Int) -> Int { count(c) * size }
+
+    /// Hashes one chunk's base bytes and dense deltas, and computes its output (unless the tensor is
+    /// copied as it is), block by block: each block is hashed and merged while it is in cache.
+    func compute(_ c: Int, slot: UnsafeMutableRawPointer, scratch local: Scratch) {
+        let out = destination.map { $0 + c * perChunk * outSize } ?? slot
+        let lo = c * perChunk
+        let n = count(c)
+        let block = copy ? n : Scratch.block
+        var baseHash = XXHash64.Stream()
+        var runHashes = [XXHash64.Stream](repeating: XXHash64.Stream(), count: terms.count)
+        var chunkStats = ChunkStats()
+        var off = 0
+        while off < n {
+            let m = min(block, n - off)
+            let first = lo + off
+            let bytes = UnsafeRawBufferPointer(start: base + first * size, count: m * size)
+            if off + m == n { digests[c] = baseHash.finish(bytes) } else { baseHash.update(bytes) }
+            // AV digest runs (2^19 elements) end on block boundaries: blocks divide them.
+            let runEnds = (first + m) % AVDigest.chunkElements == 0 || first + m == elements
+            for (k, t) in pointers.enumerated() where terms[k].vector != nil {
+                let deltas = UnsafeRawBufferPointer(start: t.p + first * t.size, count: m * t.size)
+                if runEnds {
+                    termRuns[k * runCount + first / AVDigest.chunkElements] = runHashes[k].finish(deltas)
+                    runHashes[k] = XXHash64.Stream()
+                } else {
+                    runHashes[k].update(deltas)
+                }
+            }
+            if !copy {
+                let blockTerms = pointers.indices.map { k in
+                    let t = pointers[k]
+                    return KernelTerm(
+                        pointer: MergeEngine.pointer(terms, k, base: t.p, first: first, count: m, scratch: local),
+                        dtype: t.dtype, scale: t.scale)
+                }
+                let st = MergeEngine.chunk(
+                    base: base + first * size, dtype: job.info.dtype, count: m, terms: blockTerms,
+                    outDType: job.outDType, out: out + off * outSize, scratch: local, first: first,
+                    residuals: residuals)
+                chunkStats.changed += st.changed
+                chunkStats.roundedAway += st.roundedAway
+                chunkStats.nonFinite += st.nonFinite
+            }
+            off += m
+        }
+        stats[c] = chunkStats
+    }
+
+    /// The base's bytes for a copied tensor, the slot's for a computed one, nothing in place.
+    func piece(_ c: Int, slot: UnsafeMutableRawPointer) -> UnsafeRawBufferPointer? {
+        guard destination == nil else { return nil }
+        let n = count(c)
+        return copy
+            ? UnsafeRawBufferPointer(start: base + c * perChunk * size, count: n * size)
+            : UnsafeRawBufferPointer(start: slot, count: n * outSize)
+    }
+
+    /// The base's and the mapped deltas' pages of chunk `c`.
+    func releases(_ c: Int) -> [(file: SafeTensorsFile, range: Range<Int>)] {
+        let lo = c * perChunk
+        let n = count(c)
+        let file = job.view.file
+        let start = file.fileOffset(of: file.info(job.info.name)!)
+        var out = [(file, (start + lo * size)..<(start + (lo + n) * size))]
+        for (k, t) in terms.enumerated() {
+            guard let file = t.file, let stored = file.info(job.info.name) else { continue }
+            let start = file.fileOffset(of: stored)
+            out.append((file, (start + lo * pointers[k].size)..<(start + (lo + n) * pointers[k].size)))
+        }
+        return out
     }
 
     /// Checks each vector's digests, then sums the counts: the tensor's merge record and content digest.

@@ -1,11 +1,27 @@
 import Tensors
 
+/// One term of a block as the kernels take it: where its deltas are, their dtype, and λ, the
+/// coefficient the recipe gave the vector for this tensor.
+struct KernelTerm {
+    /// The block's first delta.
+    var pointer: UnsafeRawPointer
+    /// The deltas' dtype (f32, bf16, or f64 for a method's combined delta).
+    var dtype: DType
+    /// λ.
+    var scale: Double
+
+    /// The same term `elements` further on.
+    func advanced(by elements: Int) -> KernelTerm {
+        KernelTerm(pointer: pointer + elements * (dtype.byteSize ?? 1), dtype: dtype, scale: scale)
+    }
+}
+
 extension MergeEngine {
     /// The common case: bf16, f16 or f32 base, f32 or bf16 deltas, bf16 or f32 output, in the C
     /// kernels of the current level (else loops that vectorize). The same arithmetic, in the same
     /// order, as the general path.
     static func fastBlock(
-        base b: UnsafeRawPointer, dtype: DType, count n: Int, terms: [(UnsafeRawPointer, DType, Double)],
+        base b: UnsafeRawPointer, dtype: DType, count n: Int, terms: [KernelTerm],
         outDType: DType,
         out o: UnsafeMutableRawPointer, scratch s: Scratch, first: Int,
         residuals: [(indices: [Int], values: [Double])?],
@@ -14,19 +30,19 @@ extension MergeEngine {
         let fb = floatView(dtype, b, count: n, scratch: s.f32)
         let acc = s.accA
         let level = KernelLevel.current
-        let deltas = terms.map { (pointer: $0.0, bf16: $0.1 == .bf16, scale: $0.2) }
+        let deltas = terms.map { (pointer: $0.pointer, bf16: $0.dtype == .bf16, scale: $0.scale) }
         if !level.mergeAccumulate(base: fb, count: n, deltas: deltas, into: acc) {
             for i in 0..<n { acc[i] = Double(fb[i]) }
-            for (p, dt, scale) in terms {
-                let d = floatView(dt, p, count: n, scratch: s.f32b)
-                for i in 0..<n { acc[i] += scale * Double(d[i]) }
+            for t in terms {
+                let d = floatView(t.dtype, t.pointer, count: n, scratch: s.f32b)
+                for i in 0..<n { acc[i] += t.scale * Double(d[i]) }
             }
         }
         for (k, r) in residuals.enumerated() {
             guard let r else { continue }
             var j = lowerBound(r.indices, first)
             while j < r.indices.count, r.indices[j] < first + n {
-                acc[r.indices[j] - first] += terms[k].2 * r.values[j]
+                acc[r.indices[j] - first] += terms[k].scale * r.values[j]
                 j += 1
             }
         }
@@ -115,7 +131,7 @@ extension MergeEngine {
     /// `out = narrow(base + Σ λ·Δ)` for `count` elements, counting changes, changes rounded away
     /// by the output dtype, and non-finite results.
     static func chunk(
-        base: UnsafeRawPointer, dtype: DType, count: Int, terms: [(UnsafeRawPointer, DType, Double)],
+        base: UnsafeRawPointer, dtype: DType, count: Int, terms: [KernelTerm],
         outDType: DType, out: UnsafeMutableRawPointer, scratch s: Scratch, first: Int,
         residuals: [(indices: [Int], values: [Double])?]
     ) -> ChunkStats {
@@ -124,7 +140,7 @@ extension MergeEngine {
         let outSize = outDType.byteSize!
         let fast =
             [.bf16, .f16, .f32].contains(dtype) && (outDType == .bf16 || outDType == .f32)
-            && terms.allSatisfy { $0.1 == .f32 || $0.1 == .bf16 }
+            && terms.allSatisfy { $0.dtype == .f32 || $0.dtype == .bf16 }
         var off = 0
         while off < count {
             let n = min(Scratch.block, count - off)
@@ -132,7 +148,7 @@ extension MergeEngine {
             let o = out + off * outSize
             if fast {
                 fastBlock(
-                    base: b, dtype: dtype, count: n, terms: terms.map { ($0.0 + off * $0.1.byteSize!, $0.1, $0.2) },
+                    base: b, dtype: dtype, count: n, terms: terms.map { $0.advanced(by: off) },
                     outDType: outDType,
                     out: o,
                     scratch: s, first: first + off, residuals: residuals, stats: &st)
@@ -142,7 +158,8 @@ extension MergeEngine {
             Accumulate.widen(dtype, b, count: n, into: s.accB, scratch: s.f32)
             s.accA.update(from: s.accB, count: n)
             for t in terms {
-                Accumulate.addScaled(t.1, t.0 + off * t.1.byteSize!, count: n, scale: t.2, into: s.accA, scratch: s.f32)
+                let d = t.advanced(by: off)
+                Accumulate.addScaled(d.dtype, d.pointer, count: n, scale: d.scale, into: s.accA, scratch: s.f32)
             }
             // Exact remainders come after all dense deltas, term by term, as diff checked them.
             for (k, r) in residuals.enumerated() {
@@ -150,7 +167,7 @@ extension MergeEngine {
                 let lo = first + off
                 var j = lowerBound(r.indices, lo)
                 while j < r.indices.count, r.indices[j] < lo + n {
-                    s.accA[r.indices[j] - lo] += terms[k].2 * r.values[j]
+                    s.accA[r.indices[j] - lo] += terms[k].scale * r.values[j]
                     j += 1
                 }
             }

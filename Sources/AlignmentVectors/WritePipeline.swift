@@ -26,7 +26,7 @@ final class WritePipeline: @unchecked Sendable {
     func submit(_ slot: Int, _ work: @escaping () throws(SafeTensorsError) -> Void) {
         let group = slots[slot]
         group.enter()
-        let box = UncheckedBox(work)
+        let box = UncheckedSendable(work)
         queue.async {
             defer { group.leave() }
             guard self.lock.withLock({ self.failure == nil }) else { return }
@@ -45,36 +45,3 @@ final class WritePipeline: @unchecked Sendable {
     }
 }
 
-struct UncheckedBox<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
-}
-
-/// Runs the chunks of one tensor in batches of `threads` chunks: each batch is computed into one
-/// of two output slots (`slotBytes` each, from `output`) while the previous one is written by
-/// `pipeline` in the background. `body(first, count, slot, slotBase)` computes chunks
-/// `first..<first + count` and submits their writes to slot `slot`. Waits for every write.
-func forEachBatch(
-    chunks: Int, threads: Int, output: UnsafeMutableRawPointer, slotBytes: Int, pipeline: WritePipeline,
-    _ body: (_ first: Int, _ count: Int, _ slot: Int, _ slotBase: UnsafeMutableRawPointer) throws(AVError) -> Void
-) throws(AVError) {
-    var first = 0
-    var index = 0
-    while first < chunks {
-        let count = min(threads, chunks - first)
-        let slot = index % 2
-        do {
-            try pipeline.claim(slot)
-        } catch {
-            throw .file(error)
-        }
-        try body(first, count, slot, output + slot * slotBytes)
-        first += count
-        index += 1
-    }
-    do {
-        try pipeline.drain()
-    } catch {
-        throw .file(error)
-    }
-}
