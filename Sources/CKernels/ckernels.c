@@ -184,29 +184,16 @@ GEMV256(gemv_f32_avx2, load8_f32, scalar_f32, float, 4)
 GEMV256(gemv_bf16_avx2, load8_bf16, scalar_bf16, uint16_t, 2)
 
 // One entry per level and dtype: a vector streams its rows alone (decode), more tokens go in tiles.
-static void matmul_f32_512(const float *w, size_t rows, size_t cols, const float *x, size_t tokens, float *y,
-                           size_t ys) {
-    if (tokens == 1) gemv_f32_avx512(w, rows, cols, x, y);
-    else matmul_f32_avx512(w, rows, cols, x, tokens, y, ys);
-}
+#define MATMUL_ENTRY(NAME, WTYPE, GEMV, TILE)                                                                       \
+    static void NAME(const WTYPE *w, size_t rows, size_t cols, const float *x, size_t tokens, float *y, size_t ys) { \
+        if (tokens == 1) GEMV(w, rows, cols, x, y);                                                                  \
+        else TILE(w, rows, cols, x, tokens, y, ys);                                                                  \
+    }
 
-static void matmul_bf16_512(const uint16_t *w, size_t rows, size_t cols, const float *x, size_t tokens, float *y,
-                            size_t ys) {
-    if (tokens == 1) gemv_bf16_avx512(w, rows, cols, x, y);
-    else matmul_bf16_avx512(w, rows, cols, x, tokens, y, ys);
-}
-
-static void matmul_f32_256(const float *w, size_t rows, size_t cols, const float *x, size_t tokens, float *y,
-                           size_t ys) {
-    if (tokens == 1) gemv_f32_avx2(w, rows, cols, x, y);
-    else matmul_f32_avx2(w, rows, cols, x, tokens, y, ys);
-}
-
-static void matmul_bf16_256(const uint16_t *w, size_t rows, size_t cols, const float *x, size_t tokens, float *y,
-                            size_t ys) {
-    if (tokens == 1) gemv_bf16_avx2(w, rows, cols, x, y);
-    else matmul_bf16_avx2(w, rows, cols, x, tokens, y, ys);
-}
+MATMUL_ENTRY(matmul_f32_512, float, gemv_f32_avx512, matmul_f32_avx512)
+MATMUL_ENTRY(matmul_bf16_512, uint16_t, gemv_bf16_avx512, matmul_bf16_avx512)
+MATMUL_ENTRY(matmul_f32_256, float, gemv_f32_avx2, matmul_f32_avx2)
+MATMUL_ENTRY(matmul_bf16_256, uint16_t, gemv_bf16_avx2, matmul_bf16_avx2)
 
 #else
 
