@@ -5,8 +5,8 @@ import Tensors
 /// in a batch's output slot, or in place elsewhere), written in order, their input pages released
 /// once written.
 protocol ChunkWork: AnyObject {
-    /// Chunks of the tensor (at least one).
-    var chunks: Int { get }
+    /// How the tensor divides into chunks.
+    var layout: ChunkLayout { get }
     /// Bytes chunk `c` computes into the batch's slot: 0 when it is written from elsewhere (a copy
     /// of the base) or not at all (computed in place).
     func slotBytes(_ c: Int) -> Int
@@ -21,6 +21,67 @@ protocol ChunkWork: AnyObject {
     func piece(_ c: Int, slot: UnsafeMutableRawPointer) -> UnsafeRawBufferPointer?
     /// The mapped input ranges chunk `c` read, released once the batch is written.
     func releases(_ c: Int) -> [(file: SafeTensorsFile, range: Range<Int>)]
+}
+
+extension ChunkWork {
+    /// Chunks of the tensor (at least one).
+    var chunks: Int { layout.chunks }
+    /// Bytes of one element of the tensor.
+    var size: Int { layout.elementSize }
+    /// Elements of the tensor.
+    var elements: Int { layout.elements }
+    /// Elements in a full chunk.
+    var perChunk: Int { layout.perChunk }
+    /// Elements in chunk `c`.
+    func count(_ c: Int) -> Int { layout.count(c) }
+}
+
+/// What each chunk of a tensor leaves behind, one slot per chunk (each written by the worker that
+/// computed the chunk): the XXH64 of its base bytes and its counts.
+final class ChunkRecords {
+    /// Per chunk, the XXH64 of the base's bytes (the tensor's content fingerprint is made of them).
+    let digests: UnsafeMutableBufferPointer<UInt64>
+    /// Per chunk, its counts.
+    let stats: UnsafeMutableBufferPointer<ChunkStats>
+
+    init(chunks: Int) {
+        digests = .allocate(capacity: chunks)
+        digests.initialize(repeating: 0)
+        stats = .allocate(capacity: chunks)
+        stats.initialize(repeating: ChunkStats())
+    }
+
+    deinit {
+        digests.deallocate()
+        stats.deallocate()
+    }
+
+    /// The tensor's content digest, from its chunks' digests in order.
+    var contentDigest: UInt64 { ContentFingerprint.tensorDigest(Array(digests)) }
+}
+
+/// How a tensor divides into the scheduler's chunks: a fingerprint's chunk of its bytes each, so
+/// hashing a chunk needs no second pass.
+struct ChunkLayout {
+    /// Elements of the tensor.
+    let elements: Int
+    /// Bytes of one element (1 for types of fewer bits, which are only ever copied).
+    let elementSize: Int
+    /// Elements in a full chunk.
+    let perChunk: Int
+    /// Chunks of the tensor (at least one).
+    let chunks: Int
+
+    /// The layout of `elements` elements of `dtype` held in `byteCount` bytes.
+    init(elements: Int, dtype: DType, byteCount: Int) {
+        self.elements = elements
+        elementSize = dtype.byteSize ?? 1
+        perChunk = ContentFingerprint.chunkBytes / elementSize
+        chunks = max(1, (byteCount + ContentFingerprint.chunkBytes - 1) / ContentFingerprint.chunkBytes)
+    }
+
+    /// Elements in chunk `c`.
+    func count(_ c: Int) -> Int { min(elements, (c + 1) * perChunk) - c * perChunk }
 }
 
 /// A write to run in order with the batches' pieces (a tensor's start or end in the output).

@@ -94,16 +94,14 @@ final class DiffWork: ChunkWork {
     let spec: TensorSpec
     let base: TensorView
     let aligned: TensorView
-    let size: Int
+    /// How the tensor divides into chunks.
+    let layout: ChunkLayout
     let storageSize: Int
-    let elements: Int
-    let perChunk: Int
-    let chunks: Int
     /// Chunks of the aligned tensor's bytes, more than the base's when rows were dropped.
     let alignedChunks: Int
-    let baseDigests: UnsafeMutableBufferPointer<UInt64>
+    /// The base's chunk digests and the chunks' counts.
+    let records: ChunkRecords
     let alignedDigests: UnsafeMutableBufferPointer<UInt64>
-    let stats: UnsafeMutableBufferPointer<ChunkStats>
     let residuals: UnsafeMutableBufferPointer<[(Int, Double)]>
     /// The AV's digest runs of this tensor's deltas (`runCount` of the buffer).
     let avRuns: UnsafeMutableBufferPointer<UInt64>
@@ -114,37 +112,26 @@ final class DiffWork: ChunkWork {
         self.spec = spec
         self.base = base
         self.aligned = aligned
-        size = plan.base.dtype.byteSize!
+        layout = ChunkLayout(elements: plan.base.elementCount, dtype: plan.base.dtype, byteCount: base.bytes.count)
         storageSize = plan.storage.byteSize!
-        elements = plan.base.elementCount
-        perChunk = ContentFingerprint.chunkBytes / size
-        chunks = max(1, (elements + perChunk - 1) / perChunk)
         alignedChunks = max(
             1, (aligned.bytes.count + ContentFingerprint.chunkBytes - 1) / ContentFingerprint.chunkBytes)
-        baseDigests = .allocate(capacity: chunks)
-        baseDigests.initialize(repeating: 0)
+        records = ChunkRecords(chunks: layout.chunks)
         alignedDigests = .allocate(capacity: alignedChunks)
         alignedDigests.initialize(repeating: 0)
-        stats = .allocate(capacity: chunks)
-        stats.initialize(repeating: ChunkStats())
-        residuals = .allocate(capacity: chunks)
+        residuals = .allocate(capacity: layout.chunks)
         residuals.initialize(repeating: [])
-        runCount = AVDigest.runs(elements)
+        runCount = AVDigest.runs(layout.elements)
         avRuns = .allocate(capacity: max(1, runCount))
         avRuns.initialize(repeating: 0)
     }
 
     deinit {
-        baseDigests.deallocate()
         alignedDigests.deallocate()
-        stats.deallocate()
         _ = residuals.deinitialize()
         residuals.deallocate()
         avRuns.deallocate()
     }
-
-    /// Elements in chunk `c`.
-    func count(_ c: Int) -> Int { min(elements, (c + 1) * perChunk) - c * perChunk }
 
     func slotBytes(_ c: Int) -> Int { count(c) * storageSize }
 
@@ -159,13 +146,13 @@ final class DiffWork: ChunkWork {
         let n = count(c)
         let bp = base.bytes.baseAddress ?? UnsafeRawPointer(slot)
         let ap = aligned.bytes.baseAddress ?? UnsafeRawPointer(slot)
-        baseDigests[c] = XXHash64.hash(UnsafeRawBufferPointer(start: bp + lo * size, count: n * size))
+        records.digests[c] = XXHash64.hash(UnsafeRawBufferPointer(start: bp + lo * size, count: n * size))
         let aLo = c * ContentFingerprint.chunkBytes
         let aHi = min(aligned.bytes.count, aLo + ContentFingerprint.chunkBytes)
         if c < alignedChunks {
             alignedDigests[c] = XXHash64.hash(UnsafeRawBufferPointer(start: ap + aLo, count: max(0, aHi - aLo)))
         }
-        stats[c] = DiffEngine.chunk(
+        records.stats[c] = DiffEngine.chunk(
             base: bp + lo * size, aligned: ap + lo * size, count: n, dtype: plan.base.dtype, storage: plan.storage,
             out: slot, scratch: scratch, first: lo, residuals: &residuals[c])
         // The AV's own checksum, from the deltas just computed.
@@ -197,7 +184,7 @@ final class DiffWork: ChunkWork {
             alignedDigests[c] = XXHash64.hash(UnsafeRawBufferPointer(start: ap! + aLo, count: aHi - aLo))
         }
         return (
-            DiffEngine.summarize(plan, Array(stats)), ContentFingerprint.tensorDigest(Array(baseDigests)),
+            DiffEngine.summarize(plan, Array(records.stats)), records.contentDigest,
             ContentFingerprint.tensorDigest(Array(alignedDigests)), AVDigest.combine(Array(avRuns[..<runCount])),
             residuals.flatMap { $0 }
         )

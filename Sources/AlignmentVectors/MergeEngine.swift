@@ -155,17 +155,13 @@ private final class TensorWork: ChunkWork {
     let pointers: [(p: UnsafeRawPointer, dtype: DType, size: Int, scale: Double)]
     let residuals: [(indices: [Int], values: [Double])?]
     let base: UnsafeRawPointer
-    let size: Int
+    /// How the tensor divides into chunks.
+    let layout: ChunkLayout
     let outSize: Int
-    let elements: Int
-    /// Elements per chunk: the fingerprint's chunk of the base, so hashing needs no second pass.
-    let perChunk: Int
-    let chunks: Int
     let runCount: Int
     /// No term and the same dtype: the base's bytes are written as they are.
     let copy: Bool
-    let digests: UnsafeMutableBufferPointer<UInt64>
-    let stats: UnsafeMutableBufferPointer<ChunkStats>
+    let records: ChunkRecords
     /// Each term's AV digest runs, hashed as the deltas stream by (term-major).
     let termRuns: UnsafeMutableBufferPointer<UInt64>
 
@@ -180,29 +176,18 @@ private final class TensorWork: ChunkWork {
         pointers = terms.map { ($0.bytes.baseAddress ?? placeholder, $0.dtype, $0.dtype.byteSize ?? 1, $0.scale) }
         residuals = terms.map(\.residuals)
         base = job.view.bytes.baseAddress ?? placeholder
-        size = job.info.dtype.byteSize ?? 1
+        layout = ChunkLayout(elements: job.info.elementCount, dtype: job.info.dtype, byteCount: job.view.bytes.count)
         outSize = job.outDType.byteSize ?? 1
-        elements = job.info.elementCount
-        perChunk = ContentFingerprint.chunkBytes / size
-        chunks = max(1, (job.view.bytes.count + ContentFingerprint.chunkBytes - 1) / ContentFingerprint.chunkBytes)
-        runCount = AVDigest.runs(elements)
+        runCount = AVDigest.runs(layout.elements)
         copy = terms.isEmpty && job.outDType == job.info.dtype && destination == nil
-        digests = .allocate(capacity: chunks)
-        digests.initialize(repeating: 0)
-        stats = .allocate(capacity: chunks)
-        stats.initialize(repeating: ChunkStats())
+        records = ChunkRecords(chunks: layout.chunks)
         termRuns = .allocate(capacity: max(1, runCount * terms.count))
         termRuns.initialize(repeating: 0)
     }
 
     deinit {
-        digests.deallocate()
-        stats.deallocate()
         termRuns.deallocate()
     }
-
-    /// Elements in chunk `c`.
-    func count(_ c: Int) -> Int { min(elements, (c + 1) * perChunk) - c * perChunk }
 
     /// Input bytes chunk `c` reads in place: the base's and the dense deltas'.
     func inputBytes(_ c: Int) -> Int {
@@ -229,7 +214,7 @@ private final class TensorWork: ChunkWork {
             let m = min(block, n - off)
             let first = lo + off
             let bytes = UnsafeRawBufferPointer(start: base + first * size, count: m * size)
-            if off + m == n { digests[c] = baseHash.finish(bytes) } else { baseHash.update(bytes) }
+            if off + m == n { records.digests[c] = baseHash.finish(bytes) } else { baseHash.update(bytes) }
             // AV digest runs (2^19 elements) end on block boundaries: blocks divide them.
             let runEnds = (first + m) % AVDigest.chunkElements == 0 || first + m == elements
             for (k, t) in pointers.enumerated() where terms[k].vector != nil {
@@ -258,7 +243,7 @@ private final class TensorWork: ChunkWork {
             }
             off += m
         }
-        stats[c] = chunkStats
+        records.stats[c] = chunkStats
     }
 
     /// The base's bytes for a copied tensor, the slot's for a computed one, nothing in place.
@@ -292,12 +277,12 @@ private final class TensorWork: ChunkWork {
                 job.info.name, runs: Array(termRuns[(k * runCount)..<((k + 1) * runCount)]))
         }
         var m = TensorMerge(name: job.info.name, dtype: job.outDType, elements: elements, terms: terms.count)
-        for s in stats {
+        for s in records.stats {
             m.changed += s.changed
             m.roundedAway += s.roundedAway
             m.nonFinite += s.nonFinite
         }
-        return (m, ContentFingerprint.tensorDigest(Array(digests)))
+        return (m, records.contentDigest)
     }
 }
 
