@@ -93,4 +93,33 @@ public enum ChatTemplate: Equatable, Sendable {
             return "<s>[INST] \(content) [/INST]"
         }
     }
+
+    /// A system turn alone, as this template renders it before the first user turn: what
+    /// `--system` puts before every levels prompt. Mistral's template has no system turn (it folds
+    /// the system prompt into the first user turn), so there it is the text and a blank line.
+    public func systemTurn(_ text: String) -> String {
+        switch self {
+        case .chatML: "<|im_start|>system\n\(text)<|im_end|>\n"
+        case .llama3: "<|start_header_id|>system<|end_header_id|>\n\n\(text.trimmingWhitespace())<|eot_id|>"
+        case .mistral: "\(text)\n\n"
+        }
+    }
+}
+
+/// Text put before every prompt a levels file or a pairs file scores: as given, or a system prompt
+/// rendered by the model's own chat template (ChatML for a model without one), so that `--system`
+/// means the same in every command.
+public enum PromptPrefix: Equatable, Sendable {
+    /// Text put before each prompt as it is (`--prefix`).
+    case text(String)
+    /// A system prompt (`--system`), rendered as the model's template renders a system turn.
+    case system(String)
+
+    /// The text for a model whose chat template is `template`.
+    public func text(for template: ChatTemplate?) -> String {
+        switch self {
+        case .text(let t): t
+        case .system(let t): (template ?? .chatML(defaultSystem: nil)).systemTurn(t)
+        }
+    }
 }

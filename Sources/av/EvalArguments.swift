@@ -14,7 +14,7 @@ struct EvalArguments {
     var reference: String?
     var levels: LevelsFile?
     var score: LevelScore
-    var prefix: String
+    var prefix: PromptPrefix?
     var klTo: String?
     var promptsFile: String?
     var compare: String?
@@ -56,15 +56,16 @@ struct EvalArguments {
             quiet: args.has("--quiet"))
     }
 
-    /// The measurements these words ask for, with their inputs read and their models loaded.
-    func measurements() throws -> Measurements {
+    /// The measurements these words ask for on `lm`, with their inputs read and their models
+    /// loaded; a `--system` prompt rendered by `lm`'s chat template.
+    func measurements(for lm: LanguageModel) throws -> Measurements {
         var m = Measurements()
         if let file = textFile { m.text = (try TextInput.read(file), window, stride) }
         if let file = pairsFile {
             m.pairs = try PreferencePair.load(file)
             m.reference = try reference.map { try LanguageModel(directory: try GGUFInput.resolve($0)) }
         }
-        if let levels { m.levels = (levels, score, prefix) }
+        if let levels { m.levels = (levels, score, prefix?.text(for: lm.chatTemplate) ?? "") }
         if let other = klTo, let file = promptsFile {
             let prompts = try TextInput.lines(file).map(\.text)
             guard !prompts.isEmpty else {

@@ -60,7 +60,7 @@ enum EvalCommand {
         let a = try EvalArguments.parse(args)
         let lm = try loadLanguageModel(args)
         let started = DispatchTime.now().uptimeNanoseconds
-        let results = try a.measurements().run(on: lm)
+        let results = try a.measurements(for: lm).run(on: lm)
         print(a.json ? EvalReport.json(a, results).rendered(pretty: true) : EvalReport.text(a, results))
         if !a.quiet && !a.json {
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9

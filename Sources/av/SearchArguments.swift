@@ -15,7 +15,7 @@ struct SearchArguments {
     var strategy: SearchStrategy
     var values: [Double]
     var score: LevelScore
-    var prefix: String
+    var prefix: PromptPrefix?
     var mix: MixMode
     var force: Bool
     var threads: Int
@@ -111,6 +111,7 @@ struct SearchArguments {
     /// The evaluator of this search's mixes.
     func evaluator() -> MixEvaluator {
         MixEvaluator(
-            base: base, domains: domains, threads: threads, force: force, score: score, prefix: prefix, mix: mix)
+            base: base, domains: domains, threads: threads, force: force, score: score,
+            prefix: prefix?.text(for: ChatTemplate.detect(directory: base)) ?? "", mix: mix)
     }
 }

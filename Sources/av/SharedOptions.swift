@@ -76,12 +76,12 @@ extension ParsedArguments {
         return s
     }
 
-    /// The prompt prefix of `--prefix TEXT` or `--system TEXT` (a ChatML system turn), or "".
-    func promptPrefix() throws -> String {
+    /// `--prefix TEXT` or `--system TEXT` (a system turn in the model's chat template), or nil.
+    func promptPrefix() throws -> PromptPrefix? {
         if has("--prefix") && has("--system") { throw UsageError(message: "give --prefix or --system, not both") }
-        if let text = value("--prefix") { return text }
-        if let text = value("--system") { return "<|im_start|>system\n\(text)<|im_end|>\n" }
-        return ""
+        if let text = value("--prefix") { return .text(text) }
+        if let text = value("--system") { return .system(text) }
+        return nil
     }
 
     /// `--shard I/N` as (I, N), checked 0 ≤ I < N; nil when not given.

@@ -17,7 +17,7 @@ struct SweepArguments {
     var pairsFile: String?
     var pairs: [PreferencePair]?
     var score: LevelScore
-    var prefix: String
+    var prefix: PromptPrefix?
     var mix: MixMode
     var force: Bool
     var threads: Int
@@ -110,6 +110,7 @@ struct SweepArguments {
     func evaluator() -> MixEvaluator {
         MixEvaluator(
             base: base, axes: axes.map(\.axis), levels: levels.map(\.file), pairs: pairs, threads: threads,
-            force: force, score: score, prefix: prefix, mix: mix)
+            force: force, score: score,
+            prefix: prefix?.text(for: ChatTemplate.detect(directory: base)) ?? "", mix: mix)
     }
 }

@@ -32,7 +32,7 @@ enum SweepReport {
         for l in a.levels { what.append("\(l.file.items.count) \(l.domain) prompts from \(l.file.path)") }
         return [
             "av sweep: \(what.joined(separator: ", ")) on \(a.given)"
-                + (a.prefix.isEmpty ? "" : " (with a prompt prefix)"),
+                + (a.prefix == nil ? "" : " (with a prompt prefix)"),
             Format.table(header, table, rightAligned: Set(0..<header.count)),
             "[…]: 95% intervals (Wilson for shares and accuracy, a seeded bootstrap over pairs for margins)",
         ].joined(separator: "\n")

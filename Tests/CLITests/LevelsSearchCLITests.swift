@@ -242,6 +242,34 @@ struct LevelsSearchCLITests {
         #expect(try runAV(common + ["--system", "a", "--prefix", "b"]).status == 2)
     }
 
+    @Test("--system is a system turn in the model's own chat template: Llama 3's for a Llama 3 model, in eval and sweep")
+    func systemFollowsTemplate() throws {
+        let dir = TemporaryDirectory()
+        try searchInputs(dir)
+        // The chat fixture with a Llama 3 template instead of its ChatML one.
+        let model = dir.file("llama3-chat")
+        try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
+        for name in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+            try FileManager.default.copyItem(
+                atPath: inferenceFixture("chat") + "/" + name, toPath: model + "/" + name)
+        }
+        let template = "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}"
+        try Data(template.utf8).write(to: URL(fileURLWithPath: model + "/chat_template.jinja"))
+        let system = "Answer as an expert."
+        let turn = "<|start_header_id|>system<|end_header_id|>\n\n\(system)<|eot_id|>"
+        let eval = ["eval", "--model", model, "--levels", dir.file("style.jsonl"), "--json"]
+        let bySystem = try runAV(eval + ["--system", system])
+        let byPrefix = try runAV(eval + ["--prefix", turn])
+        let chatML = try runAV(eval + ["--prefix", "<|im_start|>system\n\(system)<|im_end|>\n"])
+        #expect(bySystem.status == 0 && bySystem.stdout == byPrefix.stdout, "\(bySystem.stderr)")
+        #expect(bySystem.stdout != chatML.stdout)
+        let sweep = ["sweep", "--base", model, "--vectors", dir.path, "--style", "0:1:2", "--levels",
+            dir.file("style.jsonl"), "--json", "-q"]
+        let sweepSystem = try runAV(sweep + ["--system", system])
+        let sweepPrefix = try runAV(sweep + ["--prefix", turn])
+        #expect(sweepSystem.status == 0 && sweepSystem.stdout == sweepPrefix.stdout, "\(sweepSystem.stderr)")
+    }
+
     @Test("grids past 100,000 mixes are refused before anything is built or loaded")
     func gridSize() throws {
         let dir = TemporaryDirectory()
