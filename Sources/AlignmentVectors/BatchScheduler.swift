@@ -211,7 +211,8 @@ final class BatchScheduler {
     /// Adds `r` to `releases`, joined with the last range when it is of the same file and adjacent
     /// (within a page), so neighbouring chunks are released together.
     private static func merge(
-        _ r: (file: SafeTensorsFile, range: Range<Int>), into releases: inout [(file: SafeTensorsFile, range: Range<Int>)]
+        _ r: (file: SafeTensorsFile, range: Range<Int>),
+        into releases: inout [(file: SafeTensorsFile, range: Range<Int>)]
     ) {
         if let last = releases.last, last.file === r.file, r.range.lowerBound - last.range.upperBound < 4096,
             r.range.lowerBound >= last.range.lowerBound

@@ -157,7 +157,8 @@ final class DiffWork: ChunkWork {
             out: slot, scratch: scratch, first: lo, residuals: &residuals[c])
         // The AV's own checksum, from the deltas just computed.
         AVDigest.hashRuns(
-            slot, first: lo, count: n, elementSize: storageSize, into: UnsafeMutableBufferPointer(rebasing: avRuns[..<runCount]))
+            slot, first: lo, count: n, elementSize: storageSize,
+            into: UnsafeMutableBufferPointer(rebasing: avRuns[..<runCount]))
     }
 
     func piece(_ c: Int, slot: UnsafeMutableRawPointer) -> UnsafeRawBufferPointer? {

@@ -1,5 +1,5 @@
-import GGUF
 import AlignmentVectors
+import GGUF
 import SafeTensors
 import Tensors
 
@@ -37,30 +37,45 @@ enum AnalyzeCommand {
             by tensor in a fixed order: the numbers do not depend on the thread count.
             """)
 
-    static func run(_ args: ParsedArguments) throws -> ExitCode {
-        guard !args.positionals.isEmpty else { throw UsageError(message: "expected one or more NAME.av files") }
-        var density = 0.05
-        if let text = args.value("--density") {
-            guard let d = Double(text), d > 0, d <= 1 else {
-                throw UsageError(message: "--density is a share in (0, 1], not '\(text)'")
+    /// `av analyze`'s words: the vectors, the base, what to measure and where to put it.
+    struct Arguments {
+        var paths: [String]
+        var base: String?
+        var density: Double
+        var spectrum: Bool
+        var force: Bool
+        var threads: Int
+        var plot: String?
+        var json: Bool
+
+        /// Reads and checks every word.
+        static func parse(_ args: ParsedArguments) throws -> Arguments {
+            guard !args.positionals.isEmpty else { throw UsageError(message: "expected one or more NAME.av files") }
+            var density = 0.05
+            if let text = args.value("--density") {
+                guard let d = Double(text), d > 0, d <= 1 else {
+                    throw UsageError(message: "--density is a share in (0, 1], not '\(text)'")
+                }
+                density = d
             }
-            density = d
+            return Arguments(
+                paths: args.positionals, base: args.value("--base"), density: density, spectrum: args.has("--spectrum"),
+                force: args.has("--force"), threads: try args.threads(), plot: args.value("--plot"),
+                json: args.has("--json"))
         }
-        let vectors = try args.positionals.map { try AlignmentVector(path: $0) }
-        let base = try args.value("--base").map {
+    }
+
+    /// Parse → analyze the vectors (`analyzeVectors`) → print, and draw the plot.
+    static func run(_ args: ParsedArguments) throws -> ExitCode {
+        let a = try Arguments.parse(args)
+        let vectors = try a.paths.map { try AlignmentVector(path: $0) }
+        let base = try a.base.map {
             try Checkpoint(path: try GGUFInput.resolve($0, like: vectors[0].header.base.dtype))
         }
         let analysis = try analyzeVectors(
-            vectors, base: base, density: density, spectrum: args.has("--spectrum"), force: args.has("--force"),
-            threads: try args.threads())
-        if let plot = args.value("--plot") {
-            try ReportFile.write(AnalyzePlot.render(analysis), to: plot, inputs: args.positionals)
-        }
-        if args.has("--json") {
-            print(json(analysis).rendered(pretty: true))
-        } else {
-            print(GGUFInput.originals(in: text(analysis, plot: args.value("--plot"))))
-        }
+            vectors, base: base, density: a.density, spectrum: a.spectrum, force: a.force, threads: a.threads)
+        if let plot = a.plot { try ReportFile.write(AnalyzePlot.render(analysis), to: plot, inputs: a.paths) }
+        print(a.json ? json(analysis).rendered(pretty: true) : GGUFInput.originals(in: text(analysis, plot: a.plot)))
         return .success
     }
 

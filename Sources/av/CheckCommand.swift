@@ -1,7 +1,7 @@
-import GGUF
 import AlignmentVectors
 import Dispatch
 import Evaluation
+import GGUF
 import Inference
 import SafeTensors
 import Tensors
@@ -49,25 +49,53 @@ enum CheckCommand {
             Each may have a "name". On GitHub Actions (GITHUB_ACTIONS set) failures are also printed as ::error lines.
             """)
 
+    /// `av check`'s words: the recipe (read, its checks typed and validated), the model under test,
+    /// the reports and the threads.
+    struct Arguments {
+        var recipePath: String
+        var recipe: MixRecipe
+        var checks: [ReleaseCheck]
+        /// The model given with `--model`; nil: merged now from the recipe.
+        var model: String?
+        var report: String?
+        var junit: String?
+        var threads: Int
+        var quiet: Bool
+
+        /// Reads the recipe and validates every check and report path before anything is merged.
+        static func parse(_ args: ParsedArguments) throws -> Arguments {
+            guard let recipePath = args.value("--recipe") else {
+                throw UsageError(message: "missing --recipe FILE.json")
+            }
+            let recipe = try MixRecipe.load(recipePath)
+            guard let checks = recipe.checks?.arrayValue, !checks.isEmpty else {
+                throw CLIError(message: "\(recipePath): no \"checks\" list to run", code: .badInput)
+            }
+            let dir = URL(fileURLWithPath: recipePath).deletingLastPathComponent()
+            func place(_ p: String) -> String {
+                p.hasPrefix("/") ? p : dir.appendingPathComponent(p).standardizedFileURL.path
+            }
+            let typed = try ReleaseCheck.parse(checks, recipe: recipePath, place: place)
+            for key in ["--report", "--junit"] {
+                if let path = args.value(key) { try ReportFile.check(path, inputs: [recipePath]) }
+            }
+            return Arguments(
+                recipePath: recipePath, recipe: recipe, checks: typed, model: args.value("--model"),
+                report: args.value("--report"), junit: args.value("--junit"), threads: try args.threads(),
+                quiet: args.has("--quiet"))
+        }
+    }
+
+    /// Parse → merge the recipe's mix (unless `--model`) → run the checks → print and write the reports.
     static func run(_ args: ParsedArguments) throws -> ExitCode {
-        guard let recipePath = args.value("--recipe") else { throw UsageError(message: "missing --recipe FILE.json") }
-        let recipe = try MixRecipe.load(recipePath)
-        guard let checks = recipe.checks?.arrayValue, !checks.isEmpty else {
-            throw CLIError(message: "\(recipePath): no \"checks\" list to run", code: .badInput)
-        }
-        let dir = URL(fileURLWithPath: recipePath).deletingLastPathComponent()
-        func place(_ p: String) -> String {
-            p.hasPrefix("/") ? p : dir.appendingPathComponent(p).standardizedFileURL.path
-        }
-        // Everything a check needs is validated before any merging, and report paths too.
-        let typed = try ReleaseCheck.parse(checks, recipe: recipePath, place: place)
-        for key in ["--report", "--junit"] {
-            if let path = args.value(key) { try ReportFile.check(path, inputs: [recipePath]) }
-        }
+        let a = try Arguments.parse(args)
+        let recipePath = a.recipePath
+        let recipe = a.recipe
+        let typed = a.checks
         let started = DispatchTime.now().uptimeNanoseconds
 
         // The model under test: given, or merged now from the recipe.
-        var modelPath = args.value("--model")
+        var modelPath = a.model
         var temporaryModel: String?
         defer {
             if let temporaryModel {
@@ -89,7 +117,7 @@ enum CheckCommand {
                 TemporaryFiles.register(output, directory: true)
                 temporaryModel = output
             }
-            let bar = ProgressBar(label: "merge", quiet: args.has("--quiet"))
+            let bar = ProgressBar(label: "merge", quiet: a.quiet)
             let t = DispatchTime.now().uptimeNanoseconds
             _ = try merge(
                 base: plan.base, terms: plan.terms, output: output, options: plan.options, progress: bar.update)
@@ -101,7 +129,7 @@ enum CheckCommand {
         // A model given with --model must be the recipe's mix, by what av merge recorded in it (in a
         // .gguf, its metadata key av.merge).
         var provenance = "merged here"
-        if args.has("--model") {
+        if a.model != nil {
             let recorded =
                 model.hasSuffix(".gguf")
                 ? MixProvenance.of(
@@ -117,7 +145,7 @@ enum CheckCommand {
             case .noMix: provenance = "no mix in the recipe"
             }
         }
-        let threadCount = try args.threads()
+        let threadCount = a.threads
         // A .gguf is checked through its conversion; reports name the file given.
         let directory = try GGUFInput.resolve(model)
         var loaded: LanguageModel?
@@ -138,10 +166,10 @@ enum CheckCommand {
             seconds: Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9, results: results)
         print(report.text)
         if ProcessInfo.processInfo.environment["GITHUB_ACTIONS"] != nil { report.annotations.forEach { print($0) } }
-        if let path = args.value("--report") {
+        if let path = a.report {
             try ReportFile.write(report.json.rendered(pretty: true) + "\n", to: path, inputs: [recipePath])
         }
-        if let path = args.value("--junit") { try ReportFile.write(report.junit, to: path, inputs: [recipePath]) }
+        if let path = a.junit { try ReportFile.write(report.junit, to: path, inputs: [recipePath]) }
         return report.passed ? .success : .checkFailed
     }
 

@@ -80,18 +80,36 @@ enum CompressCommand {
         return options
     }
 
-    static func run(_ args: ParsedArguments) throws -> ExitCode {
-        guard args.positionals.count == 1 else { throw UsageError(message: "expected one IN.av") }
-        guard let output = args.value("-o") else { throw UsageError(message: "missing -o OUT.av") }
-        guard let options = try encoding(args, default: nil) else {
-            throw UsageError(message: "missing --encoding sparse|1bit|dense")
+    /// `av compress`'s words: the vector in, the file out, the encoding, and what to print.
+    struct Arguments {
+        var input: String
+        var output: String
+        var options: EncodingOptions
+        var top: Int
+        var json: Bool
+        var quiet: Bool
+
+        /// Reads and checks every word.
+        static func parse(_ args: ParsedArguments) throws -> Arguments {
+            guard args.positionals.count == 1 else { throw UsageError(message: "expected one IN.av") }
+            guard let output = args.value("-o") else { throw UsageError(message: "missing -o OUT.av") }
+            guard let options = try encoding(args, default: nil) else {
+                throw UsageError(message: "missing --encoding sparse|1bit|dense")
+            }
+            return Arguments(
+                input: args.positionals[0], output: output, options: options, top: try count(args, "--top") ?? 10,
+                json: args.has("--json"), quiet: args.has("--quiet"))
         }
-        let top = try count(args, "--top") ?? 10
-        let vector = try AlignmentVector(path: args.positionals[0])
-        let bar = ProgressBar(label: "compress", quiet: args.has("--quiet") || args.has("--json"))
-        let report = try compress(vector: vector, output: output, options: options, progress: bar.update)
+    }
+
+    /// Parse → encode the vector → print the report.
+    static func run(_ args: ParsedArguments) throws -> ExitCode {
+        let a = try Arguments.parse(args)
+        let vector = try AlignmentVector(path: a.input)
+        let bar = ProgressBar(label: "compress", quiet: a.quiet || a.json)
+        let report = try compress(vector: vector, output: a.output, options: a.options, progress: bar.update)
         bar.finish()
-        print(args.has("--json") ? json(report).rendered(pretty: true) : text(report, top: top))
+        print(a.json ? json(report).rendered(pretty: true) : text(report, top: a.top))
         return .success
     }
 

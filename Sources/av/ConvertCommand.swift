@@ -43,53 +43,72 @@ enum ConvertCommand {
             note on stderr saying where and how large; it is removed when av exits, also on SIGINT/SIGTERM.
             """)
 
-    static func run(_ args: ParsedArguments) throws -> ExitCode {
-        guard args.positionals.count == 1 else { throw UsageError(message: "expected one MODEL") }
-        guard let out = args.value("-o") else { throw UsageError(message: "missing -o OUT") }
-        if Path.isDirectory(args.positionals[0]) == true { return try toGGUF(args, output: out) }
-        var dtype = DType.f32
-        if let text = args.value("--dtype") {
-            guard let d = DType(userSpelling: text), [.f32, .bf16, .f16].contains(d) else {
-                throw UsageError(message: "--dtype must be f32, bf16 or f16, not '\(text)'")
-            }
-            dtype = d
+    /// `av convert`'s words: the input, the output, and which way with which type.
+    struct Arguments {
+        /// What the conversion writes.
+        enum Target {
+            /// A Hugging Face directory from a `.gguf`, its floats in this dtype.
+            case directory(DType)
+            /// A `.gguf` from a model directory, its matrices in this type.
+            case gguf(GGMLType)
         }
-        let start = Date()
-        let file = try GGUFFile(path: args.positionals[0])
-        try GGUFConverter.convert(file, to: out, dtype: dtype)
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []).sorted()
-        let quant = Dictionary(grouping: file.tensors, by: \.type).map { "\($0.value.count) \($0.key.name)" }.sorted()
-            .joined(separator: ", ")
-        print("av convert: \(args.positionals[0]) → \(out)")
-        print(
-            "  model     \(file.metadata["general.name"]?.stringValue ?? "?")"
-                + " (\(file.metadata["general.architecture"]?.stringValue ?? "?"), GGUF v\(file.version))"
-        )
-        print("  tensors   \(file.tensors.count) (\(quant)) → \(dtype.rawValue)")
-        print(
-            "  wrote     \(names.joined(separator: ", ")) in"
-                + " \(String(cFormat: "%.2f", Date().timeIntervalSince(start))) s"
-        )
-        return .success
+
+        var input: String
+        var output: String
+        var target: Target
+
+        /// Reads and checks every word: a directory converts to a `.gguf`, a `.gguf` to a directory.
+        static func parse(_ args: ParsedArguments) throws -> Arguments {
+            guard args.positionals.count == 1 else { throw UsageError(message: "expected one MODEL") }
+            guard let output = args.value("-o") else { throw UsageError(message: "missing -o OUT") }
+            let input = args.positionals[0]
+            if Path.isDirectory(input) == true {
+                guard output.hasSuffix(".gguf") else {
+                    throw UsageError(message: "a model directory converts to a .gguf file: -o must end in .gguf")
+                }
+                let spelling = args.value("--dtype") ?? "f32"
+                guard let type = GGUFExport.outputTypes[spelling.lowercased()] else {
+                    throw UsageError(message: "--dtype must be f32, f16, bf16, q8_0 or q4_0, not '\(spelling)'")
+                }
+                return Arguments(input: input, output: output, target: .gguf(type))
+            }
+            var dtype = DType.f32
+            if let text = args.value("--dtype") {
+                guard let d = DType(userSpelling: text), [.f32, .bf16, .f16].contains(d) else {
+                    throw UsageError(message: "--dtype must be f32, bf16 or f16, not '\(text)'")
+                }
+                dtype = d
+            }
+            return Arguments(input: input, output: output, target: .directory(dtype))
+        }
     }
 
-    /// `av convert DIR -o OUT.gguf`.
-    static func toGGUF(_ args: ParsedArguments, output: String) throws -> ExitCode {
-        guard output.hasSuffix(".gguf") else {
-            throw UsageError(message: "a model directory converts to a .gguf file: -o must end in .gguf")
-        }
-        let spelling = args.value("--dtype") ?? "f32"
-        guard let type = GGUFExport.outputTypes[spelling.lowercased()] else {
-            throw UsageError(message: "--dtype must be f32, f16, bf16, q8_0 or q4_0, not '\(spelling)'")
-        }
+    /// Parse → convert → print what was written.
+    static func run(_ args: ParsedArguments) throws -> ExitCode {
+        let a = try Arguments.parse(args)
         let start = Date()
-        let summary = try GGUFExport.write(directory: args.positionals[0], to: output, type: type)
-        let types = summary.typeCounts.map { "\($0.value) \($0.key.name)" }.sorted().joined(separator: ", ")
-        print("av convert: \(args.positionals[0]) → \(output)")
-        print("  model     \(summary.architecture), \(summary.typeCounts.values.reduce(0, +)) tensors (\(types))")
-        print(
-            "  wrote     \(Format.bytes(summary.bytes)) in"
-                + " \(String(cFormat: "%.2f", Date().timeIntervalSince(start))) s")
+        func seconds() -> String { String(cFormat: "%.2f", Date().timeIntervalSince(start)) }
+        var lines = ["av convert: \(a.input) → \(a.output)"]
+        switch a.target {
+        case .gguf(let type):
+            let summary = try GGUFExport.write(directory: a.input, to: a.output, type: type)
+            let types = summary.typeCounts.map { "\($0.value) \($0.key.name)" }.sorted().joined(separator: ", ")
+            lines.append(
+                "  model     \(summary.architecture), \(summary.typeCounts.values.reduce(0, +)) tensors (\(types))")
+            lines.append("  wrote     \(Format.bytes(summary.bytes)) in \(seconds()) s")
+        case .directory(let dtype):
+            let file = try GGUFFile(path: a.input)
+            try GGUFConverter.convert(file, to: a.output, dtype: dtype)
+            let names = ((try? FileManager.default.contentsOfDirectory(atPath: a.output)) ?? []).sorted()
+            let quant = Dictionary(grouping: file.tensors, by: \.type).map { "\($0.value.count) \($0.key.name)" }
+                .sorted().joined(separator: ", ")
+            let name = file.metadata["general.name"]?.stringValue ?? "?"
+            let architecture = file.metadata["general.architecture"]?.stringValue ?? "?"
+            lines.append("  model     \(name) (\(architecture), GGUF v\(file.version))")
+            lines.append("  tensors   \(file.tensors.count) (\(quant)) → \(dtype.rawValue)")
+            lines.append("  wrote     \(names.joined(separator: ", ")) in \(seconds()) s")
+        }
+        print(lines.joined(separator: "\n"))
         return .success
     }
 }

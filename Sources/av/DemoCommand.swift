@@ -19,22 +19,35 @@ enum DemoCommand {
         positionals: [],
         options: [
             OptionSpec(names: ["--checkpoints"], valueName: "DIR", help: "the model family (default: Checkpoints)"),
-            OptionSpec(names: ["--threads"], valueName: "N", help: "threads to use (default: all cores)"),
-            OptionSpec(names: ["--help", "-h"], help: "show this help"),
+            SharedOptions.threads, SharedOptions.help,
         ],
         discussion: "Writes only to a temporary directory, removed at the end.")
 
     static let domains = ["medical", "legal", "financial"]
 
+    /// `av demo`'s words: the model family and the threads.
+    struct Arguments {
+        var root: String
+        var threads: Int
+
+        /// Reads the words; nothing to check beyond the thread count.
+        static func parse(_ args: ParsedArguments) throws -> Arguments {
+            Arguments(root: args.value("--checkpoints") ?? "Checkpoints", threads: try args.threads())
+        }
+    }
+
+    /// The story, step by step: diff, the knob, generation at three λ, a search (a tour of the
+    /// library's calls, so it orchestrates them here).
     static func run(_ args: ParsedArguments) throws -> ExitCode {
-        let root = args.value("--checkpoints") ?? "Checkpoints"
+        let a = try Arguments.parse(args)
+        let root = a.root
         let base = root + "/base"
         guard FileManager.default.fileExists(atPath: base + "/config.json") else {
             throw CLIError(
                 message: "\(base): no model here (run av demo from the repository root, or pass --checkpoints DIR)",
                 code: .io)
         }
-        let threadCount = try args.threads()
+        let threadCount = a.threads
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("av-demo-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }

@@ -1,5 +1,5 @@
-import GGUF
 import AlignmentVectors
+import GGUF
 import SafeTensors
 import Tensors
 
@@ -48,48 +48,75 @@ enum DiffCommand {
             a hidden temporary beside the output first, then encoded; --dtype then sets the sparse values' dtype.
             """)
 
-    static func run(_ args: ParsedArguments) throws -> ExitCode {
-        guard args.positionals.count == 2 else {
-            throw UsageError(
-                message: args.positionals.count < 2
-                    ? "expected BASE and ALIGNED" : "expected two models, got \(args.positionals.count) arguments")
-        }
-        guard let output = args.value("-o") else { throw UsageError(message: "missing -o NAME.av") }
-        var options = DiffOptions(domain: args.value("--domain") ?? stem(output))
-        let encoding = try CompressCommand.encoding(args, default: nil).flatMap { $0.encoding == .dense ? nil : $0 }
-        if let text = args.value("--dtype"), encoding == nil {
-            guard let d = DType(userSpelling: text), [.f32, .bf16, .f16].contains(d) else {
-                throw UsageError(message: "--dtype must be f32, bf16 or f16, not '\(text)'")
-            }
-            options.storage = d
-        }
-        if let text = args.value("--resized-rows") {
-            guard let p = ResizedRows(rawValue: text) else {
-                throw UsageError(message: "--resized-rows must be refuse or drop, not '\(text)'")
-            }
-            options.resizedRows = p
-        }
-        options.threads = try args.threads()
-        let top =
-            try args.value("--top").map { text -> Int in
-                guard let n = Int(text), n >= 0 else { throw UsageError(message: "--top must be a whole number") }
-                return n
-            } ?? 10
+    /// `av diff`'s words: the two models, the output, how deltas are stored (or encoded), and what
+    /// to print.
+    struct Arguments {
+        var base: String
+        var aligned: String
+        var output: String
+        var options: DiffOptions
+        /// A lossy encoding to store the vector in (through the exact dense one), or nil.
+        var encoding: EncodingOptions?
+        var top: Int
+        var json: Bool
+        var quiet: Bool
 
-        let base = try Checkpoint(path: try GGUFInput.resolve(args.positionals[0]))
-        let bar = ProgressBar(label: "diff", quiet: args.has("--quiet") || args.has("--json"))
+        /// Reads and checks every word.
+        static func parse(_ args: ParsedArguments) throws -> Arguments {
+            guard args.positionals.count == 2 else {
+                throw UsageError(
+                    message: args.positionals.count < 2
+                        ? "expected BASE and ALIGNED" : "expected two models, got \(args.positionals.count) arguments")
+            }
+            guard let output = args.value("-o") else { throw UsageError(message: "missing -o NAME.av") }
+            var options = DiffOptions(domain: args.value("--domain") ?? stem(output))
+            let encoding = try CompressCommand.encoding(args, default: nil).flatMap { $0.encoding == .dense ? nil : $0 }
+            if let text = args.value("--dtype"), encoding == nil {
+                guard let d = DType(userSpelling: text), [.f32, .bf16, .f16].contains(d) else {
+                    throw UsageError(message: "--dtype must be f32, bf16 or f16, not '\(text)'")
+                }
+                options.storage = d
+            }
+            if let text = args.value("--resized-rows") {
+                guard let p = ResizedRows(rawValue: text) else {
+                    throw UsageError(message: "--resized-rows must be refuse or drop, not '\(text)'")
+                }
+                options.resizedRows = p
+            }
+            options.threads = try args.threads()
+            let top =
+                try args.value("--top").map { text -> Int in
+                    guard let n = Int(text), n >= 0 else { throw UsageError(message: "--top must be a whole number") }
+                    return n
+                } ?? 10
+            return Arguments(
+                base: args.positionals[0], aligned: args.positionals[1], output: output, options: options,
+                encoding: encoding, top: top, json: args.has("--json"), quiet: args.has("--quiet"))
+        }
+    }
+
+    /// Parse → diff (through the dense vector when encoding) → print the report.
+    static func run(_ args: ParsedArguments) throws -> ExitCode {
+        let a = try Arguments.parse(args)
+        let options = a.options
+        let encoding = a.encoding
+        let top = a.top
+        let output = a.output
+
+        let base = try Checkpoint(path: try GGUFInput.resolve(a.base))
+        let bar = ProgressBar(label: "diff", quiet: a.quiet || a.json)
         var report: DiffReport?
         func makeDense(_ path: String) throws(AVError) {
             do {
-                if isAdapterDirectory(args.positionals[1]) {
+                if isAdapterDirectory(a.aligned) {
                     guard options.resizedRows == .refuse else {
                         throw AVError.usage("--resized-rows applies to two models, not to an adapter")
                     }
-                    let adapter = try LoRAAdapter(path: args.positionals[1])
+                    let adapter = try LoRAAdapter(path: a.aligned)
                     report = try diff(
                         base: base, adapter: adapter, output: path, options: options, progress: bar.update)
                 } else {
-                    let aligned = try Checkpoint(path: try GGUFInput.resolve(args.positionals[1]))
+                    let aligned = try Checkpoint(path: try GGUFInput.resolve(a.aligned))
                     if let why = base.tokenizerDifference(from: aligned) {
                         printError(
                             "av diff: note: \(why): token ids may stand for other text in the two models; the vector"
@@ -107,7 +134,7 @@ enum DiffCommand {
         var encoded: CompressReport?
         if let encoding {
             encoded = try encodeThroughDense(
-                output: output, options: encoding, inputs: [base.path, args.positionals[1]] + options.protectedPaths,
+                output: output, options: encoding, inputs: [base.path, a.aligned] + options.protectedPaths,
                 makeDense: makeDense)
         } else {
             try makeDense(output)
@@ -119,7 +146,7 @@ enum DiffCommand {
             report.header = encoded.header
             report.bytesWritten = encoded.bytesWritten
         }
-        if args.has("--json") {
+        if a.json {
             var j = json(report)
             if let encoded, case .object(var members) = j {
                 members.append(("encoded", CompressCommand.json(encoded)))

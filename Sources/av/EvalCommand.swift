@@ -15,7 +15,7 @@ enum EvalCommand {
         name: "eval",
         summary: "measure a model or a mix: perplexity, preference accuracy, KL to another model",
         positionals: [],
-        options: modelOptions + [
+        options: ModelArguments.options + [
             OptionSpec(names: ["--text"], valueName: "FILE", help: "perplexity on a text file"),
             OptionSpec(
                 names: ["--window"], valueName: "N",
@@ -58,7 +58,7 @@ enum EvalCommand {
     /// Parse → measure (`Measurements.run`) → print the lines or the JSON, and the speed on stderr.
     static func run(_ args: ParsedArguments) throws -> ExitCode {
         let a = try EvalArguments.parse(args)
-        let lm = try loadLanguageModel(args)
+        let lm = try ModelArguments.parse(args).load()
         let started = DispatchTime.now().uptimeNanoseconds
         let results = try a.measurements(for: lm).run(on: lm)
         print(a.json ? EvalReport.json(a, results).rendered(pretty: true) : EvalReport.text(a, results))

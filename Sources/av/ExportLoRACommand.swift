@@ -54,49 +54,75 @@ enum ExportLoRACommand {
             --lora-init-without-apply, then POST /completion with "lora": [{"id": 0, "scale": 0.5}, ...].
             """)
 
+    /// `av export-lora`'s words: the vector, the output, the factorization's settings, the base
+    /// (opened; a `.gguf` converted) and the prompts to measure the adapter on.
+    struct Arguments {
+        var input: String
+        var output: String
+        var options: LoRAExportOptions
+        var basePath: String?
+        var prompts: [String]?
+        var json: Bool
+
+        /// Reads and checks every word; opens the base and reads the prompts.
+        static func parse(_ args: ParsedArguments) throws -> Arguments {
+            guard args.positionals.count == 1 else { throw UsageError(message: "expected one NAME.av") }
+            guard let output = args.value("-o") else { throw UsageError(message: "missing -o DIR") }
+            var options = LoRAExportOptions()
+            func number(_ key: String) throws -> Double? {
+                guard let text = args.value(key) else { return nil }
+                guard let v = Double(text), v.isFinite else {
+                    throw UsageError(message: "\(key) needs a number, not '\(text)'")
+                }
+                return v
+            }
+            if let r = try number("--rank") {
+                guard r >= 1, r == r.rounded(), !args.has("--energy") else {
+                    throw UsageError(message: "--rank is a whole number ≥ 1, and goes without --energy")
+                }
+                options.rank = Int(r)
+            }
+            if let e = try number("--energy") {
+                guard e > 0, e <= 1 else { throw UsageError(message: "--energy is a share in (0, 1]") }
+                options.energy = e
+            }
+            if let m = try number("--max-rank") {
+                guard m >= 1, m == m.rounded() else { throw UsageError(message: "--max-rank is a whole number ≥ 1") }
+                options.maxRank = Int(m)
+            }
+            if let s = args.value("--seed") {
+                guard let seed = UInt64(s) else { throw UsageError(message: "--seed needs a whole number, not '\(s)'") }
+                options.seed = seed
+            }
+            options.skip = args.has("--skip")
+            options.force = args.has("--force")
+            options.threads = try args.threads()
+            let basePath = try args.value("--base").map { try GGUFInput.resolve($0) }
+            if let basePath { options.base = try Checkpoint(path: basePath) }
+            let prompts = try args.value("--prompts").map { file throws -> [String] in
+                guard basePath != nil else {
+                    throw UsageError(message: "--prompts needs --base (the model to mix into)")
+                }
+                let lines = try TextInput.lines(file).map(\.text)
+                guard !lines.isEmpty else {
+                    throw InferenceError.input(file: file, message: "no prompts: the file holds no lines")
+                }
+                return lines
+            }
+            return Arguments(
+                input: args.positionals[0], output: output, options: options, basePath: basePath, prompts: prompts,
+                json: args.has("--json"))
+        }
+    }
+
+    /// Parse → factor the vector into an adapter (`exportLoRA`) → measure it → print.
     static func run(_ args: ParsedArguments) throws -> ExitCode {
-        guard args.positionals.count == 1 else { throw UsageError(message: "expected one NAME.av") }
-        guard let output = args.value("-o") else { throw UsageError(message: "missing -o DIR") }
-        var options = LoRAExportOptions()
-        func number(_ key: String) throws -> Double? {
-            guard let text = args.value(key) else { return nil }
-            guard let v = Double(text), v.isFinite else {
-                throw UsageError(message: "\(key) needs a number, not '\(text)'")
-            }
-            return v
-        }
-        if let r = try number("--rank") {
-            guard r >= 1, r == r.rounded(), !args.has("--energy") else {
-                throw UsageError(message: "--rank is a whole number ≥ 1, and goes without --energy")
-            }
-            options.rank = Int(r)
-        }
-        if let e = try number("--energy") {
-            guard e > 0, e <= 1 else { throw UsageError(message: "--energy is a share in (0, 1]") }
-            options.energy = e
-        }
-        if let m = try number("--max-rank") {
-            guard m >= 1, m == m.rounded() else { throw UsageError(message: "--max-rank is a whole number ≥ 1") }
-            options.maxRank = Int(m)
-        }
-        if let s = args.value("--seed") {
-            guard let seed = UInt64(s) else { throw UsageError(message: "--seed needs a whole number, not '\(s)'") }
-            options.seed = seed
-        }
-        options.skip = args.has("--skip")
-        options.force = args.has("--force")
-        options.threads = try args.threads()
-        let basePath = try args.value("--base").map { try GGUFInput.resolve($0) }
-        if let basePath { options.base = try Checkpoint(path: basePath) }
-        let prompts = try args.value("--prompts").map { file throws -> [String] in
-            guard basePath != nil else { throw UsageError(message: "--prompts needs --base (the model to mix into)") }
-            let lines = try TextInput.lines(file).map(\.text)
-            guard !lines.isEmpty else {
-                throw InferenceError.input(file: file, message: "no prompts: the file holds no lines")
-            }
-            return lines
-        }
-        let vector = try AlignmentVector(path: args.positionals[0])
+        let a = try Arguments.parse(args)
+        let output = a.output
+        var options = a.options
+        let basePath = a.basePath
+        let prompts = a.prompts
+        let vector = try AlignmentVector(path: a.input)
         // A .gguf adapter: the PEFT adapter in a staging directory beside it, then written for llama.cpp.
         var target = output
         if output.hasSuffix(".gguf") {
@@ -137,11 +163,7 @@ enum ExportLoRACommand {
             r.output = output
             r.adapterBytes = gguf?.bytes ?? r.adapterBytes
         }
-        if args.has("--json") {
-            print(json(r, kl: kl).rendered(pretty: true))
-        } else {
-            print(text(r, input: args.positionals[0], gguf: gguf, kl: kl))
-        }
+        print(a.json ? json(r, kl: kl).rendered(pretty: true) : text(r, input: a.input, gguf: gguf, kl: kl))
         return .success
     }
 }

@@ -20,18 +20,34 @@ enum InspectCommand {
         ],
         discussion: "Reads only headers (the files are memory-mapped), so it is instant on any size.")
 
-    static func run(_ args: ParsedArguments) throws -> ExitCode {
-        guard args.positionals.count == 1 else {
-            throw UsageError(
-                message: args.positionals.isEmpty ? "missing PATH" : "expected one PATH, got \(args.positionals.count)")
-        }
-        let path = args.positionals[0]
+    /// `av inspect`'s words: the file or directory, which tensors, and the form.
+    struct Arguments {
+        var path: String
         var filter: Regex<AnyRegexOutput>?
-        if let pattern = args.value("--tensors") {
-            do { filter = try Regex(pattern) } catch {
-                throw UsageError(message: "--tensors: invalid regular expression '\(pattern)'")
+        var json: Bool
+
+        /// Reads and checks every word (the `--tensors` expression compiles).
+        static func parse(_ args: ParsedArguments) throws -> Arguments {
+            guard args.positionals.count == 1 else {
+                throw UsageError(
+                    message: args.positionals.isEmpty
+                        ? "missing PATH" : "expected one PATH, got \(args.positionals.count)")
             }
+            var filter: Regex<AnyRegexOutput>?
+            if let pattern = args.value("--tensors") {
+                do { filter = try Regex(pattern) } catch {
+                    throw UsageError(message: "--tensors: invalid regular expression '\(pattern)'")
+                }
+            }
+            return Arguments(path: args.positionals[0], filter: filter, json: args.has("--json"))
         }
+    }
+
+    /// Parse → read the headers → print the summary and the tensor table.
+    static func run(_ args: ParsedArguments) throws -> ExitCode {
+        let a = try Arguments.parse(args)
+        let path = a.path
+        let filter = a.filter
         let model = try SafeTensorsModel(path: path)
         let shown = model.entries.filter { e in filter.map { (try? $0.firstMatch(in: e.info.name)) != nil } ?? true }
 
@@ -47,7 +63,7 @@ enum InspectCommand {
             : adapter != nil ? "PEFT adapter" : model.isDirectory ? "model directory" : "safetensors file"
         let multiFile = model.files.count > 1
 
-        if args.has("--json") {
+        if a.json {
             var top: [(key: String, value: JSONValue)] = [
                 ("path", .string(path)),
                 ("kind", .string(isAV ? "av" : model.isDirectory ? "directory" : "safetensors")),
