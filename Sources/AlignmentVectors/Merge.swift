@@ -64,6 +64,9 @@ public struct MergeOptions: Sendable {
     public var protectedPaths: [String] = []
     /// How the deltas combine: linear (the default), TIES or DARE.
     public var method = MergeMethod.linear
+    /// The kernel level the sums run at: the machine's (`KernelLevel.current`) unless a test asks
+    /// for another; every level writes the same bytes.
+    public var kernels = KernelLevel.current
 
     /// Defaults: base dtypes, shards like the base, every check on, all cores, linear.
     public init() {}
@@ -241,7 +244,7 @@ public func merge(
     var done = 0
     var results: [String: TensorMerge] = [:]
     var digests: [String: UInt64] = [:]
-    let engine = MergeEngine(threads: options.threads, base: base, dtype: options.dtype)
+    let engine = MergeEngine(threads: options.threads, base: base, dtype: options.dtype, kernels: options.kernels)
     do throws(AVError) {
         let jobs = writer.writeOrder.map {
             MergeEngine.Job(info: base.info($0.name)!, outDType: $0.dtype, view: base.view($0.name)!)

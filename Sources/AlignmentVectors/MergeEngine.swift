@@ -103,7 +103,11 @@ final class MergeEngine {
         return UnsafeRawPointer(out)
     }
 
-    init(threads: Int, base: Checkpoint, dtype: DType?) {
+    /// The kernel level of the sums.
+    let kernels: KernelLevel
+
+    init(threads: Int, base: Checkpoint, dtype: DType?, kernels: KernelLevel = .current) {
+        self.kernels = kernels
         var most = 8
         for t in base.tensors {
             let size = t.dtype.byteSize ?? 1
@@ -134,7 +138,9 @@ final class MergeEngine {
                 guard index < jobs.count else { return nil }
                 let job = jobs[index]
                 index += 1
-                return TensorWork(job, terms: try makeTerms(job), destination: writer.destination(of: job.info.name))
+                return TensorWork(
+                    job, terms: try makeTerms(job), destination: writer.destination(of: job.info.name),
+                    kernels: kernels)
             },
             write: { piece throws(SafeTensorsError) in try writer.write(piece) }, progress: progress,
             begin: { _ in nil },
@@ -168,7 +174,14 @@ private final class TensorWork: ChunkWork {
     /// Where the output is computed in place, for a stream that keeps it in memory.
     let destination: UnsafeMutableRawPointer?
 
-    init(_ job: MergeEngine.Job, terms: [MergeEngine.Term], destination: UnsafeMutableRawPointer? = nil) {
+    /// The kernel level of the sums.
+    let kernels: KernelLevel
+
+    init(
+        _ job: MergeEngine.Job, terms: [MergeEngine.Term], destination: UnsafeMutableRawPointer? = nil,
+        kernels: KernelLevel = .current
+    ) {
+        self.kernels = kernels
         self.job = job
         self.terms = terms
         self.destination = destination
@@ -234,7 +247,7 @@ private final class TensorWork: ChunkWork {
                         dtype: t.dtype, scale: t.scale)
                 }
                 let st = MergeEngine.chunk(
-                    base: base + first * size, dtype: job.info.dtype, count: m, terms: blockTerms,
+                    level: kernels, base: base + first * size, dtype: job.info.dtype, count: m, terms: blockTerms,
                     outDType: job.outDType, out: out + off * outSize, scratch: local, first: first,
                     residuals: residuals)
                 chunkStats.changed += st.changed

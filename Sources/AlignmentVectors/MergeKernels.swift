@@ -21,7 +21,7 @@ extension MergeEngine {
     /// kernels of the current level (else loops that vectorize). The same arithmetic, in the same
     /// order, as the general path.
     static func fastBlock(
-        base b: UnsafeRawPointer, dtype: DType, count n: Int, terms: [KernelTerm],
+        level: KernelLevel, base b: UnsafeRawPointer, dtype: DType, count n: Int, terms: [KernelTerm],
         outDType: DType,
         out o: UnsafeMutableRawPointer, scratch s: Scratch, first: Int,
         residuals: [(indices: [Int], values: [Double])?],
@@ -29,7 +29,6 @@ extension MergeEngine {
     ) {
         let fb = floatView(dtype, b, count: n, scratch: s.f32)
         let acc = s.accA
-        let level = KernelLevel.current
         let deltas = terms.map { (pointer: $0.pointer, bf16: $0.dtype == .bf16, scale: $0.scale) }
         if !level.mergeAccumulate(base: fb, count: n, deltas: deltas, into: acc) {
             for i in 0..<n { acc[i] = Double(fb[i]) }
@@ -131,7 +130,7 @@ extension MergeEngine {
     /// `out = narrow(base + Σ λ·Δ)` for `count` elements, counting changes, changes rounded away
     /// by the output dtype, and non-finite results.
     static func chunk(
-        base: UnsafeRawPointer, dtype: DType, count: Int, terms: [KernelTerm],
+        level: KernelLevel = .current, base: UnsafeRawPointer, dtype: DType, count: Int, terms: [KernelTerm],
         outDType: DType, out: UnsafeMutableRawPointer, scratch s: Scratch, first: Int,
         residuals: [(indices: [Int], values: [Double])?]
     ) -> ChunkStats {
@@ -148,7 +147,7 @@ extension MergeEngine {
             let o = out + off * outSize
             if fast {
                 fastBlock(
-                    base: b, dtype: dtype, count: n, terms: terms.map { $0.advanced(by: off) },
+                    level: level, base: b, dtype: dtype, count: n, terms: terms.map { $0.advanced(by: off) },
                     outDType: outDType,
                     out: o,
                     scratch: s, first: first + off, residuals: residuals, stats: &st)

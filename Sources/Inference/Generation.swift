@@ -123,7 +123,7 @@ public final class LanguageModel: @unchecked Sendable {
         for (k, target) in continuation.enumerated() {
             let position = context.count - 1 + k
             let row = logits[(position * V)..<((position + 1) * V)]
-            sum += logSoftmaxEntry(target, of: row)
+            sum += logSoftmaxEntry(target, of: row, level: model.kernels)
         }
         guard sum.isFinite else { throw .nonFinite(what: "a log-probability") }
         return (sum, continuation.count)
@@ -220,10 +220,11 @@ public final class LanguageModel: @unchecked Sendable {
                     sums[entry.item].append((sum: 0, tokens: 0))
                     continue
                 }
-                var sum = logSoftmaxEntry(first, of: last[(entry.item * V)..<((entry.item + 1) * V)])
+                var sum = logSoftmaxEntry(
+                    first, of: last[(entry.item * V)..<((entry.item + 1) * V)], level: model.kernels)
                 for k in 1..<max(1, ids.count) {
                     let row = offset + k - 1
-                    sum += logSoftmaxEntry(ids[k], of: logits[(row * V)..<((row + 1) * V)])
+                    sum += logSoftmaxEntry(ids[k], of: logits[(row * V)..<((row + 1) * V)], level: model.kernels)
                 }
                 offset += entry.inputs.count
                 guard sum.isFinite else { throw InferenceError.nonFinite(what: "a log-probability") }
@@ -236,6 +237,6 @@ public final class LanguageModel: @unchecked Sendable {
     /// The next-token distribution (log-probabilities) after `ids`.
     public func nextTokenLogProbabilities(_ ids: [Int]) throws(InferenceError) -> [Double] {
         let cache = model.makeCache(capacity: ids.count)
-        return logSoftmax(try model.forward(ids, cache: cache)[...])
+        return logSoftmax(try model.forward(ids, cache: cache)[...], level: model.kernels)
     }
 }

@@ -85,7 +85,7 @@ extension LlamaModel {
                 let blockEnd = min(end - 1, position + 256)
                 let logits = try forward(Array(tokens[position..<blockEnd]), cache: cache, allLogits: true)
                 for (k, p) in (position..<blockEnd).enumerated() {
-                    values.append(-logSoftmaxEntry(tokens[p + 1], of: logits[(k * V)..<((k + 1) * V)]))
+                    values.append(-logSoftmaxEntry(tokens[p + 1], of: logits[(k * V)..<((k + 1) * V)], level: kernels))
                 }
                 position = blockEnd
             }

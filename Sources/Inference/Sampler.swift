@@ -88,11 +88,12 @@ public struct Sampler {
     }
 }
 
-/// log Σ exp(logits), shifted by the maximum for stability: the AVX-512 kernel where the level in use
-/// has it, else in f64 with libm. Both are within ~1e-6 of the exact value; each is the same on every run.
-private func logSumExp(_ logits: ArraySlice<Float>) -> Double {
+/// log Σ exp(logits), shifted by the maximum for stability: the AVX-512 kernel where `level` (the
+/// model's) has it, else in f64 with libm. Both are within ~1e-6 of the exact value; each is the same
+/// on every run.
+private func logSumExp(_ logits: ArraySlice<Float>, level: KernelLevel) -> Double {
     if !logits.isEmpty,
-        let fast = logits.withUnsafeBufferPointer({ KernelLevel.current.logSumExp($0.baseAddress!, count: $0.count) })
+        let fast = logits.withUnsafeBufferPointer({ level.logSumExp($0.baseAddress!, count: $0.count) })
     {
         return fast
     }
@@ -100,13 +101,14 @@ private func logSumExp(_ logits: ArraySlice<Float>) -> Double {
     return m + log(logits.reduce(0.0) { $0 + exp(Double($1) - m) })
 }
 
-/// `logSoftmax(logits)[target]` without building the whole array (the same value, bit for bit).
-public func logSoftmaxEntry(_ target: Int, of logits: ArraySlice<Float>) -> Double {
-    Double(logits[logits.startIndex + target]) - logSumExp(logits)
+/// `logSoftmax(logits)[target]` without building the whole array (the same value, bit for bit), with
+/// the log-sum-exp of `level`'s kernels (the model's, so every level can be checked).
+public func logSoftmaxEntry(_ target: Int, of logits: ArraySlice<Float>, level: KernelLevel = .current) -> Double {
+    Double(logits[logits.startIndex + target]) - logSumExp(logits, level: level)
 }
 
-/// Numerically stable log-softmax.
-public func logSoftmax(_ logits: ArraySlice<Float>) -> [Double] {
-    let lse = logSumExp(logits)
+/// Numerically stable log-softmax, with the log-sum-exp of `level`'s kernels.
+public func logSoftmax(_ logits: ArraySlice<Float>, level: KernelLevel = .current) -> [Double] {
+    let lse = logSumExp(logits, level: level)
     return logits.map { Double($0) - lse }
 }

@@ -29,9 +29,10 @@ func makeAV(_ base: String, _ aligned: String, _ out: String, storage: DType = .
 
 func mix(
     _ base: String, _ terms: [(String, Double)], _ out: String, dtype: DType? = nil, threads: Int = 2,
-    force: Bool = false
+    force: Bool = false, kernels: KernelLevel = .current
 ) throws -> MergeReport {
     var options = MergeOptions()
+    options.kernels = kernels
     options.dtype = dtype
     options.threads = threads
     options.force = force

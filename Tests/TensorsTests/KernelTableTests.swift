@@ -1,4 +1,5 @@
 import CKernels
+import Foundation
 import Testing
 
 @testable import Tensors
@@ -43,5 +44,18 @@ struct KernelTableTests {
     func once() {
         for level in KernelLevel.allCases { #expect(level.kernels == level.kernels) }
         #expect(KernelLevel.avx2.kernels != KernelLevel.avx512.kernels)
+    }
+
+    /// CI sets `AV_REQUIRE_KERNELS` to the best level its CPU has (`.ci/run`): the tests of that level
+    /// must run, so a machine or build that lost it fails here instead of testing fewer levels.
+    @Test("the level CI requires is detected and its kernels are filled")
+    func required() {
+        guard let name = ProcessInfo.processInfo.environment["AV_REQUIRE_KERNELS"], !name.isEmpty else { return }
+        guard let level = KernelLevel.allCases.first(where: { $0.name == name }) else {
+            Issue.record("AV_REQUIRE_KERNELS=\(name) names no level")
+            return
+        }
+        #expect(KernelLevel.supported.contains(level), "\(name) is required but this CPU runs \(KernelLevel.detected.name)")
+        #expect(level == .portable || level.kernels.pointee.matmul_f32 != nil)
     }
 }
