@@ -26,6 +26,8 @@ typedef struct {
 } av_job;
 
 static long start_epoch[AV_POOL_MAX];
+// The calling thread's jobs: split over the pool's threads, or run alone because the pool was held.
+static _Thread_local unsigned long split_jobs, alone_jobs;
 static atomic_flag busy = ATOMIC_FLAG_INIT;
 
 static struct {
@@ -70,6 +72,7 @@ static void run(av_job job, int threads) {
     if (threads > AV_POOL_MAX) threads = AV_POOL_MAX;
     // One caller at a time uses the pool; another (a concurrent evaluation) runs on its own thread.
     if (threads < 2 || atomic_flag_test_and_set(&busy)) {
+        if (threads >= 2) alone_jobs++;
         job.parts = 1;
         run_part(&job, 0);
         return;
@@ -86,6 +89,8 @@ static void run(av_job job, int threads) {
     const int helpers = pool.started < threads - 1 ? pool.started : threads - 1;
     pthread_mutex_unlock(&pool.mutex);
     job.parts = helpers + 1;
+    if (job.parts > 1) split_jobs++;
+    else alone_jobs++;
     pool.job = job;
     atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
     // Only the workers this job needs are woken: a pool grown by a caller that wanted more threads
@@ -100,6 +105,12 @@ static void run(av_job job, int threads) {
     // Each woken worker answers once it has run its part (and read the job: it may then change).
     while (atomic_load_explicit(&pool.done, memory_order_acquire) < job.parts - 1) AV_PAUSE();
     atomic_flag_clear(&busy);
+}
+
+void av_pool_take_counts(unsigned long *split, unsigned long *alone) {
+    *split = split_jobs;
+    *alone = alone_jobs;
+    split_jobs = alone_jobs = 0;
 }
 
 void av_pool_run(void (*fn)(void *context, int part, int parts), void *context, int threads) {

@@ -26,6 +26,17 @@ extension Parallel {
     }
 }
 
+extension Parallel {
+    /// The calling thread's pool jobs since it last asked (then reset): those split over several
+    /// threads, and those that wanted several but ran alone because another caller held the pool.
+    public static func takePoolCounts() -> (split: Int, alone: Int) {
+        var split: UInt = 0
+        var alone: UInt = 0
+        av_pool_take_counts(&split, &alone)
+        return (Int(split), Int(alone))
+    }
+}
+
 /// What `forEachPooled` hands the pool's threads.
 private struct PoolTask {
     let count: Int

@@ -26,7 +26,10 @@ struct KernelLevelTests {
             var outputs: [[Float]] = []
             for threads in [1, 2] {
                 model.threads = threads
-                outputs.append(try model.forward(ref.ids, cache: model.makeCache(), allLogits: true))
+                outputs.append(
+                    try onThreads(threads, "\(name) \(level.name) prefill") {
+                        try model.forward(ref.ids, cache: model.makeCache(), allLogits: true)
+                    })
             }
             #expect(outputs[0] == outputs[1], "\(name) \(level.name): bytes depend on the thread count")
             let logits = outputs[0]
@@ -39,15 +42,42 @@ struct KernelLevelTests {
             var decoded: [[Float]] = []
             for threads in [1, 2] {
                 model.threads = threads
-                let cache = model.makeCache()
-                var steps: [Float] = []
-                for id in ref.ids { steps += try model.forward([id], cache: cache) }
-                decoded.append(steps)
+                // The portable level decodes a short prompt on the caller alone (no C product, attention
+                // under 32 positions): nothing there runs on the pool.
+                decoded.append(
+                    try onThreads(level == .portable ? 1 : threads, "\(name) \(level.name) decode") {
+                        let cache = model.makeCache()
+                        var steps: [Float] = []
+                        for id in ref.ids { steps += try model.forward([id], cache: cache) }
+                        return steps
+                    })
             }
             #expect(decoded[0] == decoded[1], "\(name) \(level.name): decode bytes depend on the thread count")
             let stepwise = decoded[1]
             let last = Array(logits.suffix(model.config.vocabSize))
             #expect(zip(stepwise.suffix(model.config.vocabSize), last).map { abs($0 - $1) }.max()! <= 1e-4 * range)
+        }
+    }
+
+    @Test("decode past 32 positions (attention split over the threads) gives the same bytes on 1 and 2 threads")
+    func decodePast32() throws {
+        let model = try LlamaModel(directory: modelFixture("llama"))
+        let prompt = (0..<40).map { 1 + ($0 * 7) % (model.config.vocabSize - 1) }
+        for level in KernelLevel.supported {
+            model.kernels = level
+            var runs: [[Float]] = []
+            for threads in [1, 2] {
+                model.threads = threads
+                runs.append(
+                    try onThreads(threads, "\(level.name) decode past 32") {
+                        let cache = model.makeCache()
+                        var logits = try model.forward(prompt, cache: cache)
+                        // Positions 40…51: every step's attention sees more than 32 positions.
+                        for step in 0..<12 { logits += try model.forward([2 + step], cache: cache) }
+                        return logits
+                    })
+            }
+            #expect(runs[0] == runs[1], "\(level.name): decode past 32 positions depends on the thread count")
         }
     }
 
@@ -100,4 +130,9 @@ struct SplitMixTestRandom {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return Float((z ^ (z >> 31)) >> 40) / Float(1 << 24) * 2 - 1
     }
+}
+
+/// `onThreads` with this process's pool counts.
+func onThreads<T>(_ threads: Int, _ what: String, _ body: () throws -> T) rethrows -> T {
+    try onThreads(threads, what, counts: Parallel.takePoolCounts, body)
 }

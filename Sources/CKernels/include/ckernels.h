@@ -26,6 +26,12 @@ int av_kernels_detect(void);
 /// of another pool competes with the pool's spinning workers for the cores.
 void av_pool_run(void (*fn)(void *context, int part, int parts), void *context, int threads);
 
+/// The calling thread's pool jobs since it last asked, then reset: those of two or more threads
+/// split over the pool (`split`), and those that asked for two or more but ran alone on the caller,
+/// the pool being held by another (`alone`). Tests prove with it that a comparison across thread
+/// counts ran on several threads.
+void av_pool_take_counts(unsigned long *split, unsigned long *alone);
+
 /// Counts of one merge block (see av_merge_store).
 typedef struct {
     uint64_t changed;     ///< elements whose f64 sum differs (bitwise) from the widened base
