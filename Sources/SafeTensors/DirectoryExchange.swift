@@ -18,19 +18,27 @@
 /// the exchange is unavailable (kernels or file systems without it, other systems) the fallback moves
 /// the old directory aside and the new one in: two renames, with a moment in between where the
 /// destination is missing (never partial). A missing destination is a single rename either way.
-func replaceDirectory(_ destination: String, with temporary: String) throws(SafeTensorsError) {
+/// `exchange: false` takes the fallback (for its tests). Returns the way the directory went in.
+@discardableResult
+func replaceDirectory(_ destination: String, with temporary: String, exchange: Bool = true) throws(SafeTensorsError)
+    -> DirectoryReplacement
+{
     let kind = FileKind(of: destination)
+    let how: DirectoryReplacement
     switch kind {
     case .missing:
         guard rename(temporary, destination) == 0 else {
             throw SafeTensorsError(file: destination, .io(operation: "rename into place", message: errnoText()))
         }
+        how = .renamed
     case .directory:
-        if exchangePaths(temporary, destination) {
+        if exchange && exchangePaths(temporary, destination) {
             // `temporary` now names the old directory.
             try? FileManager.default.removeItem(atPath: temporary)
+            how = .exchanged
         } else {
             try moveAsideAndReplace(destination, with: temporary)
+            how = .movedAside
         }
     default:
         throw SafeTensorsError(
@@ -39,6 +47,17 @@ func replaceDirectory(_ destination: String, with temporary: String) throws(Safe
     }
     TemporaryFiles.unregister(temporary)
     syncDirectory(of: destination)
+    return how
+}
+
+/// How a finished directory was put in place.
+enum DirectoryReplacement: Equatable {
+    /// Nothing was there: one rename.
+    case renamed
+    /// Swapped with the old directory in one step: a reader sees the old or the new, never neither.
+    case exchanged
+    /// The fallback: the old directory moved aside, then the new one in (a moment with neither).
+    case movedAside
 }
 
 /// The two-rename fallback: old directory aside, new one in, old one removed.
