@@ -196,6 +196,7 @@ struct SmolLM2Tests {
     @Test(
         "the CLI: av convert writes the directory, and a .gguf given to generate and eval works as the directory does")
     func commandLine() throws {
+        let before = Set(conversions())
         guard try setUp() != nil, let gguf = smolLM2Path() else { return }
         let dir = TemporaryDirectory()
         let convert = try runAV(["convert", gguf, "-o", dir.file("smol"), "--dtype", "bf16"])
@@ -220,10 +221,15 @@ struct SmolLM2Tests {
                 && e1.stdout.replacingOccurrences(of: gguf, with: "M")
                     == e2.stdout.replacingOccurrences(of: converted, with: "M")
         )
-        // No temporary conversion is left behind.
-        let leftovers = ["/dev/shm", NSTemporaryDirectory()].flatMap {
-            ((try? FileManager.default.contentsOfDirectory(atPath: $0)) ?? []).filter { $0.hasPrefix("av-gguf-") }
-        }
+        // No temporary conversion is left behind (one already there, from another run, is not this test's).
+        let leftovers = Set(conversions()).subtracting(before)
         #expect(leftovers.isEmpty, "\(leftovers)")
+    }
+}
+
+/// The on-the-fly GGUF conversions present in /dev/shm and the temporary directory.
+private func conversions() -> [String] {
+    ["/dev/shm", NSTemporaryDirectory()].flatMap {
+        ((try? FileManager.default.contentsOfDirectory(atPath: $0)) ?? []).filter { $0.hasPrefix("av-gguf-") }
     }
 }
