@@ -4,6 +4,7 @@ import Testing
 
 @testable import Evaluation
 @testable import Inference
+@testable import Tensors
 
 @Suite("Levels files and level shares")
 struct LevelsTests {
@@ -48,7 +49,7 @@ struct LevelsTests {
         }
     }
 
-    @Test("shares, margins and winners follow the scores; sum and mean scoring differ on long answers")
+    @Test("each score is transformers' at every kernel level; shares and winners follow the scores; sum and mean differ")
     func shares() throws {
         let dir = TemporaryDirectory()
         let lm = try LanguageModel(directory: modelFixture("chat"))
@@ -59,20 +60,37 @@ struct LevelsTests {
                 #"{"prompt": "Interest", "responses": {"short": " rates", "long": " rates rose again and again and again this year"}}"#,
             ].joined(separator: "\n"))
         let file = try LevelsFile.load(path)
-        for score in LevelScore.allCases {
-            let r = try lm.evaluate(levels: file, score: score)
-            #expect(r.shares.reduce(0, +) == 1)
-            for (p, winner) in r.winners.enumerated() {
-                #expect(r.scores[p][winner] == r.scores[p].max())
-                // The reference: the logProbability the scores come from.
-                let ctx = try lm.context(file.items[p].prompt, origin: "")
-                let lp = try lm.logProbability(
-                    context: ctx, continuation: lm.tokenizer.encode(file.items[p].responses[1]))
-                // The prompt's KV cache is shared by the responses: within float rounding of a whole pass.
-                #expect(abs(r.scores[p][1] - (score == .mean ? lp.sum / Double(lp.tokens) : lp.sum)) < 1e-4)
+        // The reference: transformers' scores of the same responses (Fixtures/make_levels_reference.py).
+        struct Reference: Decodable {
+            struct Score: Decodable {
+                var sum: Double
+                var tokens: Int
             }
-            #expect(abs(r.meanMargins[0] + r.meanMargins[1]) < 1e-9)  // two levels: the margins are opposite
+            var prompt: String
+            var scores: [Score]
         }
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/levels_reference.json")
+        let reference = try JSONDecoder().decode([Reference].self, from: Data(contentsOf: url))
+        #expect(reference.map(\.prompt) == file.items.map(\.prompt))
+        for level in KernelLevel.supported {
+            lm.model.kernels = level
+            for score in LevelScore.allCases {
+                let r = try lm.evaluate(levels: file, score: score)
+                #expect(r.shares.reduce(0, +) == 1)
+                for (p, winner) in r.winners.enumerated() {
+                    #expect(r.scores[p][winner] == r.scores[p].max())
+                    for (k, want) in reference[p].scores.enumerated() {
+                        let expected = score == .mean ? want.sum / Double(want.tokens) : want.sum
+                        #expect(
+                            abs(r.scores[p][k] - expected) < (score == .mean ? 1e-4 : 1e-3),
+                            "\(level.name) \(score) prompt \(p) level \(k): \(r.scores[p][k]) vs \(expected)")
+                    }
+                }
+                #expect(abs(r.meanMargins[0] + r.meanMargins[1]) < 1e-9)  // two levels: the margins are opposite
+            }
+        }
+        lm.model.kernels = .current
         // Summed log-probabilities always favour the short answer; the mean need not.
         #expect(try lm.evaluate(levels: file, score: .sum).shares == [1, 0])
         let prefixed = try lm.evaluate(levels: file, prefix: "Answer briefly. ")
