@@ -23,7 +23,7 @@ public func diff(
     } catch {
         throw .file(error)
     }
-    guard [.f32, .bf16, .f16].contains(options.storage) else {
+    guard [.f32, .bf16, .f16].contains(options.storage), let storage = ElementType(options.storage) else {
         throw .usage("adapter deltas are stored as f32, bf16 or f16, not \(options.storage.rawValue)")
     }
     let targets = try adapter.targets(in: base)
@@ -64,7 +64,7 @@ public func diff(
             let delta = adapter.delta(t, base: base, threads: threads)
             var d = TensorDiff(name: t.tensor, dtype: info.dtype, shape: t.shape, elements: delta.count)
             measure(delta, base: base.view(t.tensor)!.bytes, dtype: info.dtype, into: &d)
-            var bytes = [UInt8](repeating: 0, count: delta.count * options.storage.byteSize!)
+            var bytes = [UInt8](repeating: 0, count: delta.count * storage.size)
             delta.withUnsafeBufferPointer { src in
                 bytes.withUnsafeMutableBytes {
                     if let s = src.baseAddress, let p = $0.baseAddress {
@@ -129,7 +129,10 @@ public func adapterTensors(base: Checkpoint, adapter: LoRAAdapter, lambda: Doubl
         // merge's arithmetic: widen the base to f64, add λ·Δ, round once to the base's dtype.
         var acc = ElementOps.widen(info.dtype, base.view(t.tensor)!.bytes, count: delta.count)
         var scratch = [Float](repeating: 0, count: delta.count)
-        let buffer = TensorBuffer(count: delta.count * info.dtype.byteSize!)
+        guard let element = ElementType(info.dtype) else {
+            throw .usage("\(t.tensor) is \(info.dtype.rawValue): an adapter changes only float tensors of whole bytes")
+        }
+        let buffer = TensorBuffer(count: delta.count * element.size)
         out[t.tensor] = buffer
         guard !delta.isEmpty else { continue }
         acc.withUnsafeMutableBufferPointer { a in

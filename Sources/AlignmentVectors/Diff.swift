@@ -206,9 +206,11 @@ public func diff(
             resized.append((b.name, b.shape, a.shape))
             dropped = a.shape[0] - b.shape[0]
         }
-        let float = Convert.supports(b.dtype)
+        // A float type of whole bytes is diffed as numbers, its deltas in the storage dtype (checked above).
         let storage: DType = b.dtype == .f64 ? .f64 : options.storage
-        plans.append(DiffPlan(name: b.name, base: b, aligned: a, float: float, storage: storage, droppedRows: dropped))
+        let elements =
+            Convert.supports(b.dtype) ? ElementType(b.dtype).flatMap { e in ElementType(storage).map { (e, $0) } } : nil
+        plans.append(DiffPlan(name: b.name, base: b, aligned: a, elements: elements, droppedRows: dropped))
     }
     for a in aligned.tensors where base.info(a.name) == nil {
         throw .tensorOnlyIn(tensor: a.name, presentIn: aligned.path, missingFrom: base.path)
@@ -334,7 +336,12 @@ struct DiffPlan {
     var name: String
     var base: TensorInfo
     var aligned: TensorInfo
-    var float: Bool
-    var storage: DType
+    /// A floating-point tensor's element type and its deltas'; nil for the others, compared as bytes.
+    var elements: (base: ElementType, storage: ElementType)?
     var droppedRows: Int
+
+    /// Whether the tensor is diffed as numbers (rather than required to be equal).
+    var float: Bool { elements != nil }
+    /// The dtype its deltas are stored in.
+    var storage: DType { elements?.storage.dtype ?? base.dtype }
 }

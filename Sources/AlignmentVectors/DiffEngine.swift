@@ -23,9 +23,9 @@ final class DiffEngine {
 
     init(threads: Int, plans: [DiffPlan]) {
         var most = 8
-        for p in plans where p.float {
-            let elements = ContentFingerprint.chunkBytes / p.base.dtype.byteSize!
-            most = max(most, elements * p.storage.byteSize!)
+        for p in plans {
+            guard let e = p.elements else { continue }
+            most = max(most, ContentFingerprint.chunkBytes / e.base.size * e.storage.size)
         }
         scheduler = BatchScheduler(threads: threads, chunkOutBytes: most)
     }
@@ -49,8 +49,12 @@ final class DiffEngine {
                 guard index < specs.count else { return nil }
                 let spec = specs[index]
                 index += 1
+                // The writer's candidates are the float plans: anything else is a bug, said as one.
+                guard let plan = plans[spec.name], let elements = plan.elements else {
+                    throw .usage("internal: \(spec.name) is not a floating-point tensor to diff")
+                }
                 let (base, aligned) = views(spec.name)
-                return DiffWork(plans[spec.name]!, spec: spec, base: base, aligned: aligned)
+                return DiffWork(plan, elements: elements, spec: spec, base: base, aligned: aligned)
             },
             write: { piece throws(SafeTensorsError) in try writer.write(piece) }, progress: progress,
             begin: { w in { () throws(SafeTensorsError) in try writer.begin(w.spec) } },
@@ -96,7 +100,10 @@ final class DiffWork: ChunkWork {
     let aligned: TensorView
     /// How the tensor divides into chunks.
     let layout: ChunkLayout
-    let storageSize: Int
+    /// The tensor's element type and the deltas'.
+    let element: ElementType
+    let storage: ElementType
+    var storageSize: Int { storage.size }
     /// Chunks of the aligned tensor's bytes, more than the base's when rows were dropped.
     let alignedChunks: Int
     /// The base's chunk digests and the chunks' counts.
@@ -107,13 +114,17 @@ final class DiffWork: ChunkWork {
     let avRuns: UnsafeMutableBufferPointer<UInt64>
     let runCount: Int
 
-    init(_ plan: DiffPlan, spec: TensorSpec, base: TensorView, aligned: TensorView) {
+    init(
+        _ plan: DiffPlan, elements: (base: ElementType, storage: ElementType), spec: TensorSpec, base: TensorView,
+        aligned: TensorView
+    ) {
+        element = elements.base
+        storage = elements.storage
         self.plan = plan
         self.spec = spec
         self.base = base
         self.aligned = aligned
         layout = ChunkLayout(elements: plan.base.elementCount, dtype: plan.base.dtype, byteCount: base.bytes.count)
-        storageSize = plan.storage.byteSize!
         alignedChunks = max(
             1, (aligned.bytes.count + ContentFingerprint.chunkBytes - 1) / ContentFingerprint.chunkBytes)
         records = ChunkRecords(chunks: layout.chunks)
@@ -153,8 +164,8 @@ final class DiffWork: ChunkWork {
             alignedDigests[c] = XXHash64.hash(UnsafeRawBufferPointer(start: ap + aLo, count: max(0, aHi - aLo)))
         }
         records.stats[c] = DiffEngine.chunk(
-            base: bp + lo * size, aligned: ap + lo * size, count: n, dtype: plan.base.dtype, storage: plan.storage,
-            out: slot, scratch: scratch, first: lo, residuals: &residuals[c])
+            base: bp + lo * size, aligned: ap + lo * size, count: n, element: element, storage: storage, out: slot,
+            scratch: scratch, first: lo, residuals: &residuals[c])
         // The AV's own checksum, from the deltas just computed.
         AVDigest.hashRuns(
             slot, first: lo, count: n, elementSize: storageSize,

@@ -69,19 +69,20 @@ func sums(_ d: UnsafePointer<Double>, _ b: UnsafePointer<Float>, count n: Int) -
 /// The value of `bits` stored as `dtype`.
 func decodeBits(_ bits: UInt64, _ dtype: DType) -> Double {
     var b = bits
-    return withUnsafeBytes(of: &b) { ElementOps.widenOne($0.baseAddress!, 0, dtype: dtype) }
+    return withUnsafeBytes(of: &b) { ElementOps.widenOne($0.baseAddress!, dtype: dtype) }
 }
 
 extension DiffEngine {
     /// Counts a rebuilt value `got` that should be `target`: equal, a zero of the other sign (no
     /// addition to +0 gives −0, so it cannot be rebuilt), or a mismatch with its distance in ulps.
-    static func classify(got: UInt64, target: UInt64, dtype: DType, stats st: inout ChunkStats) {
+    static func classify(got: UInt64, target: UInt64, element: ElementType, stats st: inout ChunkStats) {
+        let dtype = element.dtype
         guard got != target else { return }
         if decodeBits(got, dtype) == 0 && decodeBits(target, dtype) == 0 {
             st.signedZeros += 1
         } else {
             st.mismatches += 1
-            st.maxULP = max(st.maxULP, ElementOps.ulps(got, target, size: dtype.byteSize!))
+            st.maxULP = max(st.maxULP, ElementOps.ulps(got, target, size: element.size))
         }
     }
 
@@ -89,11 +90,11 @@ extension DiffEngine {
     /// Elements the loop flags (inexact f32 delta, or rebuilt bits that differ) are settled one by
     /// one as the general path does.
     static func fastBlock(
-        base b: UnsafeRawPointer, aligned a: UnsafeRawPointer, count n: Int, dtype: DType,
+        base b: UnsafeRawPointer, aligned a: UnsafeRawPointer, count n: Int, element: ElementType,
         out o: UnsafeMutableRawPointer,
         scratch s: Scratch, first: Int, checksLoss: Bool, stats st: inout ChunkStats, residuals: inout [(Int, Double)]
     ) {
-        let size = dtype.byteSize!
+        let (dtype, size) = (element.dtype, element.size)
         let fb = floatView(dtype, b, count: n, scratch: s.f32)
         let fa = floatView(dtype, a, count: n, scratch: s.f32b)
         let o32 = o.assumingMemoryBound(to: Float.self)
@@ -196,18 +197,19 @@ extension DiffEngine {
                 }
                 got = fixed
             }
-            classify(got: got, target: target, dtype: dtype, stats: &st)
+            classify(got: got, target: target, element: element, stats: &st)
         }
     }
 
     /// Deltas of `count` elements into `out` (in `storage`), with the λ = 1 check and statistics.
     static func chunk(
-        base: UnsafeRawPointer, aligned: UnsafeRawPointer, count: Int, dtype: DType, storage: DType,
-        out: UnsafeMutableRawPointer, scratch s: Scratch, first: Int, residuals: inout [(Int, Double)]
+        base: UnsafeRawPointer, aligned: UnsafeRawPointer, count: Int, element: ElementType,
+        storage storageElement: ElementType, out: UnsafeMutableRawPointer, scratch s: Scratch, first: Int,
+        residuals: inout [(Int, Double)]
     ) -> ChunkStats {
         var st = ChunkStats()
-        let size = dtype.byteSize!
-        let ssize = storage.byteSize!
+        let (dtype, size) = (element.dtype, element.size)
+        let (storage, ssize) = (storageElement.dtype, storageElement.size)
         let checksLoss = dtype == .f32 || dtype == .f16 || dtype == .f64
         let fast = storage == .f32 && (dtype == .bf16 || dtype == .f16 || dtype == .f32)
         var off = 0
@@ -218,7 +220,7 @@ extension DiffEngine {
             let o = out + off * ssize
             if fast {
                 fastBlock(
-                    base: b, aligned: a, count: n, dtype: dtype, out: o, scratch: s, first: first + off,
+                    base: b, aligned: a, count: n, element: element, out: o, scratch: s, first: first + off,
                     checksLoss: checksLoss, stats: &st,
                     residuals: &residuals)
                 off += n
@@ -278,7 +280,7 @@ extension DiffEngine {
                 for i in 0..<n {
                     let target = ElementOps.bits(a, i, size: size)
                     let got = ElementOps.bits(s.bytes, i, size: size)
-                    classify(got: got, target: target, dtype: dtype, stats: &st)
+                    classify(got: got, target: target, element: element, stats: &st)
                 }
             }
             off += n

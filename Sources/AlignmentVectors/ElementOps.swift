@@ -53,12 +53,12 @@ enum ElementOps {
         return out
     }
 
-    /// The value of one stored element as a double.
+    /// The value of the stored element at `p` as a double.
     @inline(__always)
-    static func widenOne(_ p: UnsafeRawPointer, _ i: Int, dtype: DType) -> Double {
-        if dtype == .f64 { return p.loadUnaligned(fromByteOffset: i * 8, as: Double.self) }
+    static func widenOne(_ p: UnsafeRawPointer, dtype: DType) -> Double {
+        if dtype == .f64 { return p.loadUnaligned(as: Double.self) }
         var f: Float = 0
-        Convert.toFloat(dtype, from: p + i * dtype.byteSize!, count: 1, into: &f)
+        Convert.toFloat(dtype, from: p, count: 1, into: &f)
         return Double(f)
     }
 }

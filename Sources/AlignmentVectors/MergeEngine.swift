@@ -19,8 +19,11 @@ final class MergeEngine {
         var vector: AlignmentVector?
         var bytes: UnsafeRawBufferPointer
         var file: SafeTensorsFile?
-        /// The dtype the engine adds: the stored dtype, or f32 for decoded sparse and 1-bit deltas.
-        var dtype: DType
+        /// The element type the engine adds: the stored dtype's, or f32 for decoded sparse and 1-bit
+        /// deltas, f64 for a method's combined delta.
+        var element: ElementType
+        /// Its dtype.
+        var dtype: DType { element.dtype }
         var scale: Double
         var residuals: (indices: [Int], values: [Double])?
         var decoder: DeltaDecoder?
@@ -41,13 +44,17 @@ final class MergeEngine {
             guard case .dense(let v) = delta.storage else {
                 active.append(
                     Term(
-                        bytes: UnsafeRawBufferPointer(start: nil, count: 0), dtype: .f32, scale: coefficient,
+                        bytes: UnsafeRawBufferPointer(start: nil, count: 0), element: .f32, scale: coefficient,
                         decoder: try DeltaDecoder(vector: t.vector, tensor: delta)))
                 continue
             }
+            // An AV's dense deltas are f32, bf16, f16 or f64 (checked when the vector was opened).
+            guard let element = ElementType(v.dtype) else {
+                throw .usage("\(t.vector.path): tensor \(tensor) holds \(v.dtype.rawValue) deltas, which av cannot add")
+            }
             active.append(
                 Term(
-                    vector: t.vector, bytes: t.vector.file.bytes(of: v), file: t.vector.file, dtype: v.dtype,
+                    vector: t.vector, bytes: t.vector.file.bytes(of: v), file: t.vector.file, element: element,
                     scale: coefficient, residuals: try t.vector.residuals(of: tensor)))
         }
         return active
@@ -87,7 +94,7 @@ final class MergeEngine {
         combined.withUnsafeBytes { buffer.pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         return [
             Term(
-                bytes: UnsafeRawBufferPointer(start: buffer.pointer, count: buffer.count), dtype: .f64, scale: 1,
+                bytes: UnsafeRawBufferPointer(start: buffer.pointer, count: buffer.count), element: .f64, scale: 1,
                 owner: buffer)
         ]
     }
@@ -97,7 +104,7 @@ final class MergeEngine {
     static func pointer(
         _ terms: [Term], _ k: Int, base: UnsafeRawPointer, first lo: Int, count n: Int, scratch: Scratch
     ) -> UnsafeRawPointer {
-        guard let decoder = terms[k].decoder else { return base + lo * terms[k].dtype.byteSize! }
+        guard let decoder = terms[k].decoder else { return base + lo * terms[k].element.size }
         let out = scratch.decodeBuffer(k, count: n)
         decoder.decode(from: lo, count: n, into: out)
         return UnsafeRawPointer(out)
@@ -111,7 +118,7 @@ final class MergeEngine {
         var most = 8
         for t in base.tensors {
             let size = t.dtype.byteSize ?? 1
-            let outSize = Convert.supports(t.dtype) ? (dtype ?? t.dtype).byteSize! : size
+            let outSize = Convert.supports(t.dtype) ? ElementType(dtype ?? t.dtype)?.size ?? size : size
             most = max(most, ContentFingerprint.chunkBytes / size * outSize)
         }
         scheduler = BatchScheduler(threads: threads, chunkOutBytes: most)
@@ -138,9 +145,15 @@ final class MergeEngine {
                 guard index < jobs.count else { return nil }
                 let job = jobs[index]
                 index += 1
-                return TensorWork(
+                let work = TensorWork(
                     job, terms: try makeTerms(job), destination: writer.destination(of: job.info.name),
                     kernels: kernels)
+                // A tensor that is computed (not copied) has whole-byte elements in and out: merge
+                // changes and converts only the float types of whole bytes.
+                guard work.copy || work.kernelTypes != nil else {
+                    throw .usage("internal: \(job.info.name) (\(job.info.dtype.rawValue)) cannot be computed")
+                }
+                return work
             },
             write: { piece throws(SafeTensorsError) in try writer.write(piece) }, progress: progress,
             begin: { _ in nil },
@@ -158,11 +171,13 @@ private final class TensorWork: ChunkWork {
     let terms: [MergeEngine.Term]
     /// Each term's deltas in place (a placeholder for decoded ones), their dtype and element size,
     /// and its coefficient.
-    let pointers: [(p: UnsafeRawPointer, dtype: DType, size: Int, scale: Double)]
+    let pointers: [(p: UnsafeRawPointer, element: ElementType, scale: Double)]
     let residuals: [(indices: [Int], values: [Double])?]
     let base: UnsafeRawPointer
     /// How the tensor divides into chunks.
     let layout: ChunkLayout
+    /// The element types in and out, for a tensor the kernels compute (whole bytes both).
+    let kernelTypes: (base: ElementType, out: ElementType)?
     let outSize: Int
     let runCount: Int
     /// No term and the same dtype: the base's bytes are written as they are.
@@ -186,7 +201,8 @@ private final class TensorWork: ChunkWork {
         self.terms = terms
         self.destination = destination
         let placeholder = UnsafeRawPointer(bitPattern: 64)!
-        pointers = terms.map { ($0.bytes.baseAddress ?? placeholder, $0.dtype, $0.dtype.byteSize ?? 1, $0.scale) }
+        pointers = terms.map { ($0.bytes.baseAddress ?? placeholder, $0.element, $0.scale) }
+        kernelTypes = ElementType(job.info.dtype).flatMap { e in ElementType(job.outDType).map { (e, $0) } }
         residuals = terms.map(\.residuals)
         base = job.view.bytes.baseAddress ?? placeholder
         layout = ChunkLayout(elements: job.info.elementCount, dtype: job.info.dtype, byteCount: job.view.bytes.count)
@@ -205,7 +221,7 @@ private final class TensorWork: ChunkWork {
     /// Input bytes chunk `c` reads in place: the base's and the dense deltas'.
     func inputBytes(_ c: Int) -> Int {
         let n = count(c)
-        return n * size + zip(terms, pointers).reduce(0) { $0 + ($1.0.decoder == nil ? n * $1.1.size : 0) }
+        return n * size + terms.reduce(0) { $0 + ($1.decoder == nil ? n * $1.element.size : 0) }
     }
 
     func slotBytes(_ c: Int) -> Int { copy || destination != nil ? 0 : count(c) * outSize }
@@ -231,7 +247,7 @@ private final class TensorWork: ChunkWork {
             // AV digest runs (2^19 elements) end on block boundaries: blocks divide them.
             let runEnds = (first + m) % AVDigest.chunkElements == 0 || first + m == elements
             for (k, t) in pointers.enumerated() where terms[k].vector != nil {
-                let deltas = UnsafeRawBufferPointer(start: t.p + first * t.size, count: m * t.size)
+                let deltas = UnsafeRawBufferPointer(start: t.p + first * t.element.size, count: m * t.element.size)
                 if runEnds {
                     termRuns[k * runCount + first / AVDigest.chunkElements] = runHashes[k].finish(deltas)
                     runHashes[k] = XXHash64.Stream()
@@ -239,17 +255,16 @@ private final class TensorWork: ChunkWork {
                     runHashes[k].update(deltas)
                 }
             }
-            if !copy {
+            if !copy, let kernelTypes {
                 let blockTerms = pointers.indices.map { k in
                     let t = pointers[k]
                     return KernelTerm(
                         pointer: MergeEngine.pointer(terms, k, base: t.p, first: first, count: m, scratch: local),
-                        dtype: t.dtype, scale: t.scale)
+                        element: t.element, scale: t.scale)
                 }
                 let st = MergeEngine.chunk(
-                    level: kernels, base: base + first * size, dtype: job.info.dtype, count: m, terms: blockTerms,
-                    outDType: job.outDType, out: out + off * outSize, scratch: local, first: first,
-                    residuals: residuals)
+                    level: kernels, base: base + first * size, element: kernelTypes.base, count: m, terms: blockTerms,
+                    out: kernelTypes.out, into: out + off * outSize, scratch: local, first: first, residuals: residuals)
                 chunkStats.changed += st.changed
                 chunkStats.roundedAway += st.roundedAway
                 chunkStats.nonFinite += st.nonFinite
@@ -278,7 +293,8 @@ private final class TensorWork: ChunkWork {
         for (k, t) in terms.enumerated() {
             guard let file = t.file, let stored = file.info(job.info.name) else { continue }
             let start = file.fileOffset(of: stored)
-            out.append((file, (start + lo * pointers[k].size)..<(start + (lo + n) * pointers[k].size)))
+            let size = pointers[k].element.size
+            out.append((file, (start + lo * size)..<(start + (lo + n) * size)))
         }
         return out
     }

@@ -5,14 +5,17 @@ import Tensors
 struct KernelTerm {
     /// The block's first delta.
     var pointer: UnsafeRawPointer
-    /// The deltas' dtype (f32, bf16, or f64 for a method's combined delta).
-    var dtype: DType
+    /// The deltas' element type (f32, bf16, or f64 for a method's combined delta).
+    var element: ElementType
     /// λ.
     var scale: Double
 
+    /// The deltas' dtype.
+    var dtype: DType { element.dtype }
+
     /// The same term `elements` further on.
     func advanced(by elements: Int) -> KernelTerm {
-        KernelTerm(pointer: pointer + elements * (dtype.byteSize ?? 1), dtype: dtype, scale: scale)
+        KernelTerm(pointer: pointer + elements * element.size, element: element, scale: scale)
     }
 }
 
@@ -130,13 +133,13 @@ extension MergeEngine {
     /// `out = narrow(base + Σ λ·Δ)` for `count` elements, counting changes, changes rounded away
     /// by the output dtype, and non-finite results.
     static func chunk(
-        level: KernelLevel = .current, base: UnsafeRawPointer, dtype: DType, count: Int, terms: [KernelTerm],
-        outDType: DType, out: UnsafeMutableRawPointer, scratch s: Scratch, first: Int,
+        level: KernelLevel = .current, base: UnsafeRawPointer, element: ElementType, count: Int, terms: [KernelTerm],
+        out outElement: ElementType, into out: UnsafeMutableRawPointer, scratch s: Scratch, first: Int,
         residuals: [(indices: [Int], values: [Double])?]
     ) -> ChunkStats {
         var st = ChunkStats()
-        let size = dtype.byteSize!
-        let outSize = outDType.byteSize!
+        let (dtype, size) = (element.dtype, element.size)
+        let (outDType, outSize) = (outElement.dtype, outElement.size)
         let fast =
             [.bf16, .f16, .f32].contains(dtype) && (outDType == .bf16 || outDType == .f32)
             && terms.allSatisfy { $0.dtype == .f32 || $0.dtype == .bf16 }

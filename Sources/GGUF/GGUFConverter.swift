@@ -98,7 +98,10 @@ public enum GGUFConverter {
                         values, rows: t.shape[0], cols: t.shape.count > 1 ? t.shape[1] : 1,
                         heads: next.name.contains("q_proj") ? heads : kvHeads)
                 }
-                var bytes = [UInt8](repeating: 0, count: values.count * next.dtype.byteSize!)
+                guard let element = ElementType(next.dtype) else {
+                    throw fail("\(next.name): no \(next.dtype.rawValue) output")
+                }
+                var bytes = [UInt8](repeating: 0, count: values.count * element.size)
                 bytes.withUnsafeMutableBytes { b in
                     values.withUnsafeBufferPointer {
                         Convert.fromFloat(next.dtype, from: $0.baseAddress!, count: values.count, into: b.baseAddress!)

@@ -11,8 +11,19 @@ public struct Weight: @unchecked Sendable {
     public var cols: Int
     /// The first element of row 0.
     public var data: UnsafeRawPointer
+    /// Bytes of one row.
+    let rowBytes: Int
 
-    @inline(__always) func row(_ r: Int) -> UnsafeRawPointer { data + r * cols * dtype.byteSize! }
+    /// A matrix of `element`s at `data`.
+    init(element: ElementType, rows: Int, cols: Int, data: UnsafeRawPointer) {
+        dtype = element.dtype
+        self.rows = rows
+        self.cols = cols
+        self.data = data
+        rowBytes = cols * element.size
+    }
+
+    @inline(__always) func row(_ r: Int) -> UnsafeRawPointer { data + r * rowBytes }
 }
 
 /// The matrix kernels of the forward pass: f32 accumulation with SIMD16 accumulators written

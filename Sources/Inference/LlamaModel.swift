@@ -78,11 +78,11 @@ public final class LlamaModel: @unchecked Sendable {
             guard t.shape == [rows, cols] else {
                 throw .tensorShape(name: name, expected: [rows, cols], found: t.shape, model: path)
             }
-            guard [.f32, .bf16, .f16].contains(t.dtype) else {
+            guard [.f32, .bf16, .f16].contains(t.dtype), let element = ElementType(t.dtype) else {
                 throw .tensorDType(name: name, dtype: t.dtype.rawValue, model: path)
             }
             used.insert(name)
-            return Weight(dtype: t.dtype, rows: rows, cols: cols, data: t.data)
+            return Weight(element: element, rows: rows, cols: cols, data: t.data)
         }
         func vector(_ name: String, _ n: Int) throws(InferenceError) -> [Float] {
             guard let t = tensors.tensor(name) else { throw .missingTensor(name: name, model: path) }

@@ -98,3 +98,25 @@ public enum Shape {
         "[" + shape.map(String.init).joined(separator: ", ") + "]"
     }
 }
+
+/// A dtype whose elements are whole bytes, with its size: made once, where a tensor's dtype is
+/// checked (the packed F4 and F6 have no element to address), so every size after it is a plain
+/// `Int` rather than an optional unwrapped on trust.
+public struct ElementType: Hashable, Sendable {
+    /// The dtype.
+    public let dtype: DType
+    /// Bytes of one element.
+    public let size: Int
+
+    /// The element type of `dtype`; nil for the packed sub-byte types.
+    public init?(_ dtype: DType) {
+        guard let size = dtype.byteSize else { return nil }
+        self.dtype = dtype
+        self.size = size
+    }
+
+    /// f32, which every decoded delta is.
+    public static let f32 = ElementType(.f32)!
+    /// f64, which a merge method's combined delta is.
+    public static let f64 = ElementType(.f64)!
+}

@@ -4,6 +4,7 @@ import Foundation
 import GGUF
 import Inference
 import SafeTensors
+import Tensors
 import Testing
 
 struct SmolLM2Reference: Decodable {
@@ -97,17 +98,22 @@ struct SmolLM2Tests {
         }
     }
 
-    @Test("the top-20 logits at the last position match within 1e-3")
+    @Test("the top-20 logits at the last position match within 1e-3, at every kernel level")
     func topLogits() throws {
         guard let (lm, ref) = try setUp() else { return }
-        for c in ref.cases {
-            let logits = try lm.model.forward(c.ids, cache: lm.model.makeCache(capacity: c.ids.count))
-            let top = logits.indices.sorted { logits[$0] > logits[$1] }.prefix(20)
-            #expect(Array(top) == c.top_ids, "\(c.text.debugDescription)")
-            for (id, want) in zip(c.top_ids, c.top_logits) {
-                #expect(
-                    abs(logits[id] - want) <= 1e-3 * max(1, abs(want)),
-                    "\(c.text.debugDescription) token \(id): \(logits[id]) vs \(want)")
+        // The suite is serialized: the shared model's level is set for this test alone.
+        defer { lm.model.kernels = .current }
+        for level in KernelLevel.supported {
+            lm.model.kernels = level
+            for c in ref.cases {
+                let logits = try lm.model.forward(c.ids, cache: lm.model.makeCache(capacity: c.ids.count))
+                let top = logits.indices.sorted { logits[$0] > logits[$1] }.prefix(20)
+                #expect(Array(top) == c.top_ids, "\(level.name) \(c.text.debugDescription)")
+                for (id, want) in zip(c.top_ids, c.top_logits) {
+                    #expect(
+                        abs(logits[id] - want) <= 1e-3 * max(1, abs(want)),
+                        "\(level.name) \(c.text.debugDescription) token \(id): \(logits[id]) vs \(want)")
+                }
             }
         }
     }

@@ -9,6 +9,8 @@ final class DeltaDecoder: @unchecked Sendable {
     private let indices: [Int]
     private let values: UnsafeRawPointer?
     private let valueDType: DType
+    /// Bytes of one sparse value (f32 or bf16, checked when the vector was opened).
+    private let valueSize: Int
     private let signs: UnsafeRawPointer?
     private let scales: [Float]
     private let columns: Int
@@ -19,8 +21,10 @@ final class DeltaDecoder: @unchecked Sendable {
         self.tensor = tensor
         let file = vector.file
         for part in tensor.parts {
-            try vector.verify(
-                part.name, runs: AVDigest.runs(of: file.bytes(of: part), elementSize: part.dtype.byteSize!))
+            guard let element = ElementType(part.dtype) else {
+                throw .corrupt(av: vector.path, tensor: tensor.name, reason: "\(part.name) is \(part.dtype.rawValue)")
+            }
+            try vector.verify(part.name, runs: AVDigest.runs(of: file.bytes(of: part), elementSize: element.size))
         }
         let n = tensor.elementCount
         switch tensor.storage {
@@ -49,6 +53,12 @@ final class DeltaDecoder: @unchecked Sendable {
             indices = list
             values = file.bytes(of: value).baseAddress
             valueDType = value.dtype
+            guard let element = ElementType(value.dtype) else {
+                throw .corrupt(
+                    av: vector.path, tensor: tensor.name,
+                    reason: "sparse values in \(value.dtype.rawValue) cannot be read")
+            }
+            valueSize = element.size
             signs = nil
             scales = []
             columns = 0
@@ -67,6 +77,7 @@ final class DeltaDecoder: @unchecked Sendable {
             indices = []
             values = nil
             valueDType = .f32
+            valueSize = 4
             signs = file.bytes(of: sign).baseAddress
             scales = list
             columns = DeltaTensor.rowsAndColumns(tensor.shape).columns
@@ -78,7 +89,7 @@ final class DeltaDecoder: @unchecked Sendable {
         if let values {
             out.update(repeating: 0, count: count)
             var j = lowerBound(indices, lo)
-            let size = valueDType.byteSize!
+            let size = valueSize
             while j < indices.count, indices[j] < lo + count {
                 let p = values + j * size
                 out[indices[j] - lo] =
