@@ -15,7 +15,7 @@ enum EvalCommand {
         name: "eval",
         summary: "measure a model or a mix: perplexity, preference accuracy, KL to another model",
         positionals: [],
-        options: ModelArguments.options + [
+        options: SharedOptions.model + [
             OptionSpec(names: ["--text"], valueName: "FILE", help: "perplexity on a text file"),
             OptionSpec(
                 names: ["--window"], valueName: "N",

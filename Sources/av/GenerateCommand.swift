@@ -15,7 +15,7 @@ enum GenerateCommand {
         name: "generate",
         summary: "generate text with a model or a mix, streaming tokens to stdout",
         positionals: [],
-        options: ModelArguments.options + [
+        options: SharedOptions.model + [
             OptionSpec(
                 names: ["--prompt"], valueName: "TEXT",
                 help: "the prompt; - reads it from standard input, exactly (this or --prompt-file is required)"),

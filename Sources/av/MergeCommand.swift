@@ -69,7 +69,7 @@ enum MergeCommand {
         dynamicOptionsHelp: "the coefficient of domain DOMAIN, read from DIR/DOMAIN.av (--medical 0.5)")
 
     /// The options that choose a merge method, shared by every command that mixes vectors.
-    static let methodOptions = methodOptions(seed: "--seed")
+    static let methodOptions = SharedOptions.method(seed: "--seed")
 
     static func run(_ args: ParsedArguments) throws -> ExitCode {
         guard args.positionals.isEmpty else {

@@ -1,29 +1,8 @@
 import AlignmentVectors
 
-/// The flags that shape a mix, shared by every command that mixes: the merge method and its settings, and
-/// a domain's λ per layer and module.
+/// How the flags that shape a mix are read (declared in SharedOptions): the merge method and its settings,
+/// and a domain's λ per layer and module.
 extension MergeCommand {
-    /// The method options with DARE's seed under `seed` (`--drop-seed` where `--seed` is the sampler's).
-    static func methodOptions(seed: String) -> [OptionSpec] {
-        [
-            OptionSpec(
-                names: ["--method"], valueName: "NAME",
-                help: "linear, ties, dare-*, breadcrumbs[-ties], della[-linear], model-stock, sce, [nu]slerp,"
-                    + " magnitude-prune"),
-            OptionSpec(names: ["--density"], valueName: "D", help: "ties/dare: share of each vector's entries kept"),
-            OptionSpec(names: [seed], valueName: "S", help: "dare: the seed of the drop (default 0)"),
-            OptionSpec(names: ["--consensus"], valueName: "sum|count", help: "ties: how signs are elected (sum)"),
-            OptionSpec(
-                names: ["--gamma"], valueName: "G", help: "breadcrumbs: share of the largest entries dropped (0.01)"),
-            OptionSpec(
-                names: ["--epsilon"], valueName: "E", help: "della: spread of the keep probability by rank (0.15)"),
-            OptionSpec(names: ["--normalize"], help: "divide by the agreeing Σλ (default for ties)"),
-            OptionSpec(names: ["--no-normalize"], help: "do not divide (default for dare)"),
-            OptionSpec(names: ["--rescale"], help: "rescale kept entries to the L1 norm (default for dare)"),
-            OptionSpec(names: ["--no-rescale"], help: "do not rescale (default for ties)"),
-        ]
-    }
-
     /// The merge method from the flags over the recipe's.
     static func method(_ args: ParsedArguments, recipe: MergeMethod?, seedFlag: String) throws -> MergeMethod {
         var m = recipe ?? .linear

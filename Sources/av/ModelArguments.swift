@@ -17,30 +17,6 @@ struct ModelArguments {
     var source: Source
     var threads: Int
 
-    /// The options of `--model`, `--adapter` and the mix.
-    static let options: [OptionSpec] =
-        [
-            OptionSpec(
-                names: ["--model"], valueName: "PATH",
-                help: "a model directory (config.json, safetensors, tokenizer.json)"),
-            OptionSpec(
-                names: ["--adapter"], valueName: "DIR",
-                help: "with --model: a PEFT LoRA/DoRA adapter merged in memory, as merge_and_unload() would"),
-            OptionSpec(
-                names: ["--base"], valueName: "PATH",
-                help: "with --DOMAIN COEF, --vector or --recipe: evaluate base + sum λ·AV without writing it"),
-            OptionSpec(
-                names: ["--vectors"], valueName: "DIR",
-                help: "where --DOMAIN finds DOMAIN.av (default: the current directory)"),
-            OptionSpec(
-                names: ["--vector"], valueName: "PATH=COEF", help: "an AV file with its coefficient (repeatable)",
-                repeatable: true),
-            OptionSpec(names: ["--recipe"], valueName: "FILE.json", help: "the mix from a recipe (as av merge)"),
-            SharedOptions.forceMix,
-            OptionSpec(names: ["--transfer"], help: "apply the vectors to another base on purpose (as --force)"),
-            SharedOptions.threads, SharedOptions.mix,
-        ] + MergeCommand.methodOptions(seed: "--drop-seed")
-
     /// Reads the model options; a mix is resolved (its vectors and base opened), nothing is loaded.
     static func parse(_ args: ParsedArguments) throws -> ModelArguments {
         let mixing = !args.dynamic.isEmpty || !args.all("--vector").isEmpty || args.has("--recipe")

@@ -3,7 +3,8 @@ import Inference
 import Tensors
 
 /// The options several commands share, declared once with their typed readers: threads, quiet,
-/// help, the mix mode, level scoring and prompt prefixes, λ ranges, and sharding.
+/// help, the mix mode, the model or mix a command runs (`model`), the merge method (`method`),
+/// level scoring and prompt prefixes, λ ranges, and sharding.
 enum SharedOptions {
     /// `--threads N`.
     static let threads = OptionSpec(names: ["--threads"], valueName: "N", help: "threads to use (default: all cores)")
@@ -29,6 +30,51 @@ enum SharedOptions {
         OptionSpec(
             names: ["--system"], valueName: "TEXT", help: "levels: a ChatML system turn put before every prompt"),
     ]
+
+    /// The options of `--model`, `--adapter` and the mix.
+    static let model: [OptionSpec] =
+        [
+            OptionSpec(
+                names: ["--model"], valueName: "PATH",
+                help: "a model directory (config.json, safetensors, tokenizer.json)"),
+            OptionSpec(
+                names: ["--adapter"], valueName: "DIR",
+                help: "with --model: a PEFT LoRA/DoRA adapter merged in memory, as merge_and_unload() would"),
+            OptionSpec(
+                names: ["--base"], valueName: "PATH",
+                help: "with --DOMAIN COEF, --vector or --recipe: evaluate base + sum λ·AV without writing it"),
+            OptionSpec(
+                names: ["--vectors"], valueName: "DIR",
+                help: "where --DOMAIN finds DOMAIN.av (default: the current directory)"),
+            OptionSpec(
+                names: ["--vector"], valueName: "PATH=COEF", help: "an AV file with its coefficient (repeatable)",
+                repeatable: true),
+            OptionSpec(names: ["--recipe"], valueName: "FILE.json", help: "the mix from a recipe (as av merge)"),
+            SharedOptions.forceMix,
+            OptionSpec(names: ["--transfer"], help: "apply the vectors to another base on purpose (as --force)"),
+            SharedOptions.threads, SharedOptions.mix,
+        ] + method(seed: "--drop-seed")
+
+    /// The method options with DARE's seed under `seed` (`--drop-seed` where `--seed` is the sampler's).
+    static func method(seed: String) -> [OptionSpec] {
+        [
+            OptionSpec(
+                names: ["--method"], valueName: "NAME",
+                help: "linear, ties, dare-*, breadcrumbs[-ties], della[-linear], model-stock, sce, [nu]slerp,"
+                    + " magnitude-prune"),
+            OptionSpec(names: ["--density"], valueName: "D", help: "ties/dare: share of each vector's entries kept"),
+            OptionSpec(names: [seed], valueName: "S", help: "dare: the seed of the drop (default 0)"),
+            OptionSpec(names: ["--consensus"], valueName: "sum|count", help: "ties: how signs are elected (sum)"),
+            OptionSpec(
+                names: ["--gamma"], valueName: "G", help: "breadcrumbs: share of the largest entries dropped (0.01)"),
+            OptionSpec(
+                names: ["--epsilon"], valueName: "E", help: "della: spread of the keep probability by rank (0.15)"),
+            OptionSpec(names: ["--normalize"], help: "divide by the agreeing Σλ (default for ties)"),
+            OptionSpec(names: ["--no-normalize"], help: "do not divide (default for dare)"),
+            OptionSpec(names: ["--rescale"], help: "rescale kept entries to the L1 norm (default for dare)"),
+            OptionSpec(names: ["--no-rescale"], help: "do not rescale (default for ties)"),
+        ]
+    }
 
     /// A grid split over tasks: `--shard I/N`, `-o` for the partial result, `--collect DIR`.
     static func sharding(defaultOutput: String) -> [OptionSpec] {
