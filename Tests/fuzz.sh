@@ -54,7 +54,9 @@ done
 cp Examples/ci/release.json "$seeds/recipe/" 2>/dev/null
 printf '{"base": "b", "mix": {"medical": 0.5}, "max_shard_size": "2GB", "checks": [{"type": "levels", "file": "l.jsonl", "level": "expert", "min_share": 0.8, "confidence": 0.95}, {"type": "pairs", "file": "p.jsonl", "not_worse_than": "base"}]}' \
   > "$seeds/recipe/checks.json"
-printf '{"format": "av-grid-shard", "command": "search", "inputs": {}, "grid": [[0, 1]], "shard": 0, "count": 2, "rows": [{"lambdas": [0], "pairs": null, "levels": [{"levels": ["a", "b"], "shares": [0.5, 0.5]}]}]}' \
+shard='{"format": "av-grid-shard", "command": "search", "inputs": {}, "grid": [[0, 1]], "shard": 0, "count": 2,'
+shard+=' "rows": [{"lambdas": [0], "pairs": null, "levels": [{"levels": ["a", "b"], "shares": [0.5, 0.5]}]}]}'
+printf '%s' "$shard" \
   > "$seeds/recipe/shard.json"
 head -c 4000 Checkpoints/eval/medical_levels.jsonl > "$seeds/jsonl/levels.jsonl"
 head -c 4000 Checkpoints/eval/medical_pairs.jsonl > "$seeds/jsonl/pairs.jsonl"

@@ -27,7 +27,9 @@ func llamaShapes(hidden: Int, intermediate: Int, layers: Int, vocab: Int, kvDim:
 /// Writes a synthetic model: values from a seeded generator, the aligned variants the same base
 /// stream plus small noise (`noiseSeed` 0 = the base itself). Chunks are generated on all cores.
 func writeSynthetic(_ path: String, shapes: [(String, [Int])], dtype: DType, noiseSeed: UInt64, maxShardSize: Int) throws {
-    guard let element = ElementType(dtype) else { throw SyntheticError(message: "\(dtype.rawValue) has no whole-byte elements") }
+    guard let element = ElementType(dtype) else {
+        throw SyntheticError(message: "\(dtype.rawValue) has no whole-byte elements")
+    }
     let specs = shapes.map { TensorSpec(name: $0.0, dtype: dtype, shape: $0.1) }
     let writer = try ModelDirectoryWriter(path: path, tensors: specs, maxShardSize: maxShardSize)
     let chunk = 1 << 22

@@ -76,7 +76,8 @@ enum DemoCommand {
                     + [bar(r.shares)]
             }
             return [
-                "\n2. av sweep: the medical knob. Share of held-out medical questions answered at each level, as λ moves",
+                "\n2. av sweep: the medical knob. Share of held-out medical questions answered at each level,"
+                    + " as λ moves",
                 indent(indent(Format.table(["λ medical"] + file.levels + [""], table, rightAligned: [0, 1, 2, 3]))),
                 "   (\(time(s)); λ < 0 extrapolates away from the expert register, λ > 1 beyond the fine-tune;",
                 "   [lo–hi]: 95% Wilson intervals over \(file.items.count) prompts)",

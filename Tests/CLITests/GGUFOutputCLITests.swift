@@ -48,7 +48,9 @@ struct GGUFOutputCLITests {
         let dir = TemporaryDirectory()
         _ = try Self.vector(in: dir)
         let base = Self.checkpoints + "/base"
-        let merged = try runAV(["merge", "--base", base, "--vectors", dir.path, "--medical", "0.5", "-o", dir.file("m.gguf")])
+        let merged = try runAV([
+            "merge", "--base", base, "--vectors", dir.path, "--medical", "0.5", "-o", dir.file("m.gguf"),
+        ])
         #expect(merged.status == 0, "\(merged.stderr)")
         func recipe(_ lambda: String) throws -> String {
             let text =

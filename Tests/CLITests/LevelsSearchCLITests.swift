@@ -242,7 +242,8 @@ struct LevelsSearchCLITests {
         #expect(try runAV(common + ["--system", "a", "--prefix", "b"]).status == 2)
     }
 
-    @Test("--system is a system turn in the model's own chat template: Llama 3's for a Llama 3 model, in eval and sweep")
+    @Test(
+        "--system is a system turn in the model's own chat template: Llama 3's for a Llama 3 model, in eval and sweep")
     func systemFollowsTemplate() throws {
         let dir = TemporaryDirectory()
         try searchInputs(dir)

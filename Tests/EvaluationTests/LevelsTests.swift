@@ -49,7 +49,8 @@ struct LevelsTests {
         }
     }
 
-    @Test("each score is transformers' at every kernel level; shares and winners follow the scores; sum and mean differ")
+    @Test(
+        "each score is transformers' at every kernel level; shares and winners follow the scores; sum and mean differ")
     func shares() throws {
         let dir = TemporaryDirectory()
         let lm = try LanguageModel(directory: modelFixture("chat"))

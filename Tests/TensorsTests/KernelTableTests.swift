@@ -55,7 +55,8 @@ struct KernelTableTests {
             Issue.record("AV_REQUIRE_KERNELS=\(name) names no level")
             return
         }
-        #expect(KernelLevel.supported.contains(level), "\(name) is required but this CPU runs \(KernelLevel.detected.name)")
+        #expect(
+            KernelLevel.supported.contains(level), "\(name) is required but this CPU runs \(KernelLevel.detected.name)")
         #expect(level == .portable || level.kernels.pointee.matmul_f32 != nil)
     }
 }
