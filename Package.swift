@@ -58,6 +58,8 @@ let package = Package(
             name: "EvaluationTests",
             dependencies: ["Evaluation", "Inference", "AlignmentVectors", "SafeTensors", "AVTestSupport"],
             resources: [.copy("Fixtures")]),
-        .testTarget(name: "CLITests", dependencies: ["av", "SafeTensors", "Tensors", "AVTestSupport"]),
+        .testTarget(
+            name: "CLITests",
+            dependencies: ["av", "SafeTensors", "Tensors", "Inference", "Evaluation", "AVTestSupport"]),
     ]
 )

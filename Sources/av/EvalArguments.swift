@@ -48,6 +48,10 @@ struct EvalArguments {
         if (window != nil || stride != nil) && !args.has("--text") {
             throw UsageError(message: "--window and --stride go with --text")
         }
+        if let window, let stride, stride > window {
+            throw UsageError(
+                message: "--stride \(stride) is more than --window \(window): a window scores at most its length")
+        }
         return EvalArguments(
             model: args.value("--model") ?? args.value("--base") ?? "", textFile: args.value("--text"),
             window: window, stride: stride, pairsFile: args.value("--pairs"), reference: args.value("--ref"),
