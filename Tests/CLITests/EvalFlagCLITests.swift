@@ -99,7 +99,8 @@ struct EvalFlagCLITests {
         let run = ["generate", "--model", chat, "--max-tokens", "6"]
         let named = try runAV(run + ["--prompt", "Hi", "--chat", "--template", "llama3"])
         let own = try runAV(run + ["--prompt", "Hi", "--chat"])
-        let rendered = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+        let rendered =
+            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
             + "<|start_header_id|>assistant<|end_header_id|>\n\n"
         let raw = try runAV(run + ["--prompt", rendered])
         #expect(named.status == 0 && own.status == 0 && raw.status == 0, "\(named.stderr)")
