@@ -50,11 +50,11 @@ struct GGUFInputCLITests {
     }
 }
 
-@Suite("A crash during a command that converted a .gguf")
+@Suite("A crash or a signal during a command that converted a .gguf")
 struct CrashCleanupCLITests {
     @Test(
-        "SIGSEGV, SIGILL, SIGABRT and SIGBUS remove the conversion and the process dies of the signal",
-        arguments: [SIGSEGV, SIGILL, SIGABRT, SIGBUS])
+        "a crash (SIGSEGV, SIGILL, SIGABRT, SIGBUS) or a stop (SIGINT, SIGTERM, SIGHUP) removes the conversion",
+        arguments: [SIGSEGV, SIGILL, SIGABRT, SIGBUS, SIGINT, SIGTERM, SIGHUP])
     func crash(signal: Int32) throws {
         let dir = TemporaryDirectory()
         let tmp = dir.file("tmp")
