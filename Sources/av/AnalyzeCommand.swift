@@ -70,7 +70,7 @@ enum AnalyzeCommand {
         let a = try Arguments.parse(args)
         let vectors = try a.paths.map { try AlignmentVector(path: $0) }
         let base = try a.base.map {
-            try Checkpoint(path: try GGUFInput.resolve($0, like: vectors[0].header.base.dtype))
+            try Checkpoint(path: try resolveBase($0, for: vectors))
         }
         let analysis = try analyzeVectors(
             vectors, base: base, density: a.density, spectrum: a.spectrum, force: a.force, threads: a.threads)

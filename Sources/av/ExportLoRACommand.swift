@@ -58,6 +58,8 @@ enum ExportLoRACommand {
     /// (opened; a `.gguf` converted) and the prompts to measure the adapter on.
     struct Arguments {
         var input: String
+        /// The vector to factor.
+        var vector: AlignmentVector
         var output: String
         var options: LoRAExportOptions
         var basePath: String?
@@ -97,7 +99,8 @@ enum ExportLoRACommand {
             options.skip = args.has("--skip")
             options.force = args.has("--force")
             options.threads = try args.threads()
-            let basePath = try args.value("--base").map { try GGUFInput.resolve($0) }
+            let vector = try AlignmentVector(path: args.positionals[0])
+            let basePath = try args.value("--base").map { try resolveBase($0, for: [vector]) }
             if let basePath { options.base = try Checkpoint(path: basePath) }
             let prompts = try args.value("--prompts").map { file throws -> [String] in
                 guard basePath != nil else {
@@ -110,7 +113,7 @@ enum ExportLoRACommand {
                 return lines
             }
             return Arguments(
-                input: args.positionals[0], output: output, options: options, basePath: basePath, prompts: prompts,
+                input: args.positionals[0], vector: vector, output: output, options: options, basePath: basePath, prompts: prompts,
                 json: args.has("--json"))
         }
     }
@@ -122,7 +125,7 @@ enum ExportLoRACommand {
         var options = a.options
         let basePath = a.basePath
         let prompts = a.prompts
-        let vector = try AlignmentVector(path: a.input)
+        let vector = a.vector
         // A .gguf adapter: the PEFT adapter in a staging directory beside it, then written for llama.cpp.
         var target = output
         if output.hasSuffix(".gguf") {

@@ -77,7 +77,7 @@ struct MergeArguments {
         r.maxShardSize = options.maxShardSize
         r.method = options.method
         options.provenance["recipe"] = r.json
-        let base = try GGUFInput.resolve(r.base!, like: terms.first?.vector.header.base.dtype)
+        let base = try resolveBase(r.base!, for: terms.map(\.vector))
         return MergeArguments(
             base: try Checkpoint(path: base), terms: terms, output: r.output ?? "", options: options,
             ggufType: ggufType)

@@ -1,4 +1,6 @@
+import AlignmentVectors
 import Evaluation
+import GGUF
 import Inference
 import Tensors
 
@@ -185,4 +187,11 @@ func checkGridSize(_ counts: [Int], _ message: (_ size: String, _ limit: String)
         let size = points == Int.max ? "more than 10^18" : Format.grouped(points)
         throw UsageError(message: message(size, Format.grouped(MixGrid.maximumPoints)))
     }
+}
+
+/// The base a command mixes `vectors` into: `path`, or for a `.gguf` its conversion in the dtype the
+/// vectors record for their base, so a GGUF made from that base without loss is recognized as it
+/// (norms a converter kept in f32 come back in the base's dtype).
+func resolveBase(_ path: String, for vectors: [AlignmentVector]) throws -> String {
+    try GGUFInput.resolve(path, like: vectors.first?.header.base.dtype)
 }
