@@ -113,7 +113,8 @@ enum ExportLoRACommand {
                 return lines
             }
             return Arguments(
-                input: args.positionals[0], vector: vector, output: output, options: options, basePath: basePath, prompts: prompts,
+                input: args.positionals[0], vector: vector, output: output, options: options, basePath: basePath,
+                prompts: prompts,
                 json: args.has("--json"))
         }
     }

@@ -1,6 +1,6 @@
-import GGUF
 import AlignmentVectors
 import Evaluation
+import GGUF
 import Inference
 
 /// `av search`'s words, read and checked: the domains and their levels files, the profiles wanted,
@@ -68,7 +68,8 @@ struct SearchArguments {
         if args.has("--collect"), strategy != .grid { throw UsageError(message: "--collect needs --strategy grid") }
         if shard != nil && args.has("--collect") { throw UsageError(message: "give --shard or --collect, not both") }
         return SearchArguments(
-            given: given, base: try resolveBase(given, for: domains.map(\.vector)), vectors: vectors, domains: domains, profiles: profiles,
+            given: given, base: try resolveBase(given, for: domains.map(\.vector)), vectors: vectors, domains: domains,
+            profiles: profiles,
             strategy: strategy, values: values, score: score, prefix: try args.promptPrefix(), mix: try args.mixMode(),
             force: args.has("--force"), threads: try args.threads(), shard: shard,
             output: args.value("-o") ?? shard.map { "shard-\($0.index)-of-\($0.count).json" },

@@ -1,6 +1,6 @@
-import GGUF
 import AlignmentVectors
 import Evaluation
+import GGUF
 import Inference
 import SafeTensors
 
@@ -53,7 +53,8 @@ struct SweepArguments {
             levels.append((domain, try LevelsFile.load(path)))
         }
         var a = SweepArguments(
-            given: given, base: try resolveBase(given, for: axes.map(\.axis.vector)), axes: axes, levels: levels, pairsFile: pairsFile,
+            given: given, base: try resolveBase(given, for: axes.map(\.axis.vector)), axes: axes, levels: levels,
+            pairsFile: pairsFile,
             pairs: try pairsFile.map { try PreferencePair.load($0) }, score: try args.levelScore(),
             prefix: try args.promptPrefix(), mix: try args.mixMode(), force: args.has("--force"),
             threads: try args.threads(), plot: args.value("--plot"), shard: try args.shard(), output: args.value("-o"),
