@@ -1,4 +1,3 @@
-import GGUF
 import SafeTensors
 import Tensors
 

@@ -102,11 +102,12 @@ enum Kernels {
     /// With a `level` above portable, f32 and bf16 weights go through the C kernels (at AVX-512, tiles
     /// over packed activations, `PackedActivations`; at AVX2, tiles of rows × vectors); the portable
     /// Swift code serves the rest.
-    /// `packed`: `x` already packed for `w` (see `matmuls`), or nil to pack it here.
+    /// `packed`: `x` already packed for `w` (see `matmuls`), or nil to pack it here (with `hiOnly`,
+    /// rounded to bf16 for bf16 weights: `PackedActivations`).
     static func matmul(
         _ w: Weight, _ x: UnsafePointer<Float>, _ T: Int, _ y: UnsafeMutablePointer<Float>, threads: Int,
         scratch: [UnsafeMutablePointer<Float>], level: KernelLevel = .portable, vectorThreads: Int = 1,
-        packed: PackedActivations? = nil
+        packed: PackedActivations? = nil, hiOnly: Bool = PackedActivations.hiOnlyDefault
     ) {
         if T == 1, vectorThreads > 1,
             level.matvec(w.data, dtype: w.dtype, rows: w.rows, cols: w.cols, x: x, y: y, threads: vectorThreads)
@@ -120,7 +121,7 @@ enum Kernels {
         if T > 1,
             let packed = packed
                 ?? PackedActivations(
-                    x, tokens: T, cols: cols, weights: w.dtype, level: level, threads: threads),
+                    x, tokens: T, cols: cols, weights: w.dtype, level: level, hiOnly: hiOnly, threads: threads),
             level.matmul(w.data, rows: rows, x: packed, y: y, yStride: rows, threads: threads)
         {
             return
@@ -164,16 +165,18 @@ enum Kernels {
     /// prompt at AVX-512, `x` is packed once for all of them.
     static func matmuls(
         _ products: [(Weight, UnsafeMutablePointer<Float>)], _ x: UnsafePointer<Float>, _ T: Int, threads: Int,
-        scratch: [UnsafeMutablePointer<Float>], level: KernelLevel = .portable, vectorThreads: Int = 1
+        scratch: [UnsafeMutablePointer<Float>], level: KernelLevel = .portable, vectorThreads: Int = 1,
+        hiOnly: Bool = PackedActivations.hiOnlyDefault
     ) {
         var packed: PackedActivations?
         for (w, y) in products {
             if T > 1, packed.map({ $0.weights != w.dtype || $0.cols != w.cols }) ?? true {
-                packed = PackedActivations(x, tokens: T, cols: w.cols, weights: w.dtype, level: level, threads: threads)
+                packed = PackedActivations(
+                    x, tokens: T, cols: w.cols, weights: w.dtype, level: level, hiOnly: hiOnly, threads: threads)
             }
             matmul(
                 w, x, T, y, threads: threads, scratch: scratch, level: level, vectorThreads: vectorThreads,
-                packed: packed)
+                packed: packed, hiOnly: hiOnly)
         }
     }
 

@@ -263,6 +263,16 @@ struct DemoCLITests {
                 dir.file("merged"), "-q",
             ]).status == 0)
         let levels = root + "/eval/medical_levels.jsonl"
+        // Every kernel level this CPU has gives transformers' scores (the first is the machine's own).
+        let kernels = [nil] + KernelLevel.supported.map(\.name)
+        for level in kernels {
+            var env = ProcessInfo.processInfo.environment
+            env["AV_KERNELS"] = level
+            let r = try runAV(["eval", "--model", dir.file("merged"), "--levels", levels, "--json"], environment: env)
+            #expect(r.status == 0, "\(level ?? "default"): \(r.stderr)")
+            let merged = try JSONParser.parse(r.stdout)["levels"]
+            try compare(merged, with: reference, level: level ?? KernelLevel.current.name)
+        }
         let merged = try JSONParser.parse(
             try runAV(["eval", "--model", dir.file("merged"), "--levels", levels, "--json"]).stdout)["levels"]
         let mixed = try JSONParser.parse(
@@ -272,22 +282,27 @@ struct DemoCLITests {
             ]).stdout)["levels"]
         #expect(merged?["shares"] != nil && merged?["shares"] == mixed?["shares"])
         #expect(merged?["perPrompt"] == mixed?["perPrompt"])
+    }
+
+    /// The shares and per-prompt scores of an `av eval --levels --json` against transformers' reference.
+    func compare(_ merged: JSONValue?, with reference: JSONValue, level: String) throws {
         let levelValues = reference["levels"]?.arrayValue ?? []
         let names = levelValues.compactMap { $0.stringValue }
         #expect(names.count == 3)
-        for level in names {
-            #expect(merged?["shares"]?[level]?.doubleValue == reference["shares"]?[level]?.doubleValue, "\(level)")
+        for name in names {
+            #expect(
+                merged?["shares"]?[name]?.doubleValue == reference["shares"]?[name]?.doubleValue, "\(level) \(name)")
         }
         let rows = try #require(reference["scores"]?.arrayValue)
         let ours = try #require(merged?["perPrompt"]?.arrayValue)
         #expect(rows.count == ours.count)
         var worst = 0.0
         for (ref, got) in zip(rows, ours) {
-            for (k, level) in names.enumerated() {
+            for (k, name) in names.enumerated() {
                 worst = max(
-                    worst, abs((ref.arrayValue?[k].doubleValue ?? 0) - (got["scores"]?[level]?.doubleValue ?? 1e9)))
+                    worst, abs((ref.arrayValue?[k].doubleValue ?? 0) - (got["scores"]?[name]?.doubleValue ?? 1e9)))
             }
         }
-        #expect(worst < 1e-3, "largest score difference \(worst) nats per token")
+        #expect(worst < 1e-3, "\(level): largest score difference \(worst) nats per token")
     }
 }

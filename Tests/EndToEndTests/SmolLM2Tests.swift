@@ -199,6 +199,40 @@ struct SmolLM2Tests {
         }
     }
 
+    /// What `Fixtures/check_converted_in_transformers.py` found when transformers loaded av convert's
+    /// directory: the logit difference from transformers' own GGUF loader and the bytes it loaded.
+    struct TransformersRecord: Decodable {
+        var gguf: String
+        var maxLogitDifference: Double
+        var sha256: [String: String]
+        enum CodingKeys: String, CodingKey {
+            case gguf, sha256
+            case maxLogitDifference = "max_logit_difference"
+        }
+    }
+
+    @Test("av convert writes, byte for byte, the directory transformers loaded with its own GGUF loader's logits")
+    func convertedLoadsInTransformers() throws {
+        guard try setUp() != nil, let gguf = smolLM2Path() else { return }
+        let url = try #require(
+            Bundle.module.url(forResource: "Fixtures/converted_in_transformers", withExtension: "json"))
+        let record = try JSONDecoder().decode(TransformersRecord.self, from: Data(contentsOf: url))
+        #expect(record.maxLogitDifference <= 1e-4 && gguf.hasSuffix("/" + record.gguf))
+        #expect(
+            record.sha256.keys.sorted() == [
+                "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+            ])
+        let dir = TemporaryDirectory()
+        let convert = try runAV(["convert", gguf, "-o", dir.file("smol")])
+        #expect(convert.status == 0, "\(convert.stderr)")
+        for (file, hash) in record.sha256 {
+            let sum = try runProcess("/usr/bin/env", ["sha256sum", dir.file("smol/\(file)")])
+            #expect(
+                sum.status == 0 && sum.stdout.hasPrefix(hash + " "),
+                "\(file) is not what transformers loaded: run Fixtures/check_converted_in_transformers.py again")
+        }
+    }
+
     @Test(
         "the CLI: av convert writes the directory, and a .gguf given to generate and eval works as the directory does")
     func commandLine() throws {

@@ -94,6 +94,43 @@ struct ModelTests {
         #expect(diff <= 1e-4 * range, "\(name): max difference \(diff), range \(range)")
     }
 
+    @Test(
+        "AV_BF16_ACTIVATIONS=bf16: a prompt gives transformers' logits with every product's input rounded to bf16"
+    )
+    func bf16Activations() throws {
+        let model = try LlamaModel(directory: modelFixture("llama_bf16"))
+        func reference(_ file: String) throws -> ModelReference {
+            try JSONDecoder().decode(
+                ModelReference.self,
+                from: Data(contentsOf: URL(fileURLWithPath: modelFixture("llama_bf16") + "/" + file)))
+        }
+        // transformers in f32 on the bf16 weights, with and without every nn.Linear input rounded to bf16
+        // (Fixtures/make_bf16_activations_reference.py; 15 products: 7 per layer and the output).
+        let rounded = try reference("reference_bf16_activations.json")
+        let exact = try reference("reference_f32.json")
+        let tolerance = 1e-4 * (exact.logits.max()! - exact.logits.min()!)
+        func worst(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0 - $1) }.max()! }
+        var rounding = 0
+        for level in KernelLevel.supported {
+            model.kernels = level
+            model.bf16Activations = false
+            let split = try model.forward(rounded.ids, cache: model.makeCache(), allLogits: true)
+            model.bf16Activations = true
+            let hi = try model.forward(rounded.ids, cache: model.makeCache(), allLogits: true)
+            let input = [Float](repeating: 1, count: 2 * 64)
+            if PackedActivations(input, tokens: 2, cols: 64, weights: .bf16, level: level) != nil {
+                rounding += 1
+                #expect(worst(hi, rounded.logits) <= tolerance, "\(level.name): \(worst(hi, rounded.logits))")
+                #expect(worst(hi, exact.logits) > 10 * tolerance, "\(level.name): not rounded")
+                #expect(worst(split, exact.logits) <= tolerance, "\(level.name)")
+            } else {
+                #expect(hi == split, "\(level.name): no level here packs activations, so nothing may change")
+            }
+        }
+        model.bf16Activations = PackedActivations.hiOnlyDefault
+        #expect(rounding > 0 || !KernelLevel.supported.contains(.avx512bf16))
+    }
+
     @Test("the sliding window applies: positions past it differ from full attention, and match transformers")
     func slidingWindow() throws {
         let model = try LlamaModel(directory: modelFixture("mistral_window"))
