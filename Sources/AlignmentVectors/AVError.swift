@@ -14,6 +14,9 @@ public enum AVError: Error, Equatable, Sendable, CustomStringConvertible {
     case notAnAV(file: String, reason: String)
     case baseMismatch(av: String, recorded: String, given: String, basePath: String)
     case differentBases(first: String, firstBase: String, second: String, secondBase: String)
+    /// A dequantized base whose sampled values are not within the quantization step of the vector's
+    /// base (`within` of `sampled` are); `sampled` is 0 when the vector records no samples.
+    case quantizedBaseMismatch(av: String, basePath: String, within: Int, sampled: Int)
     case vectorShape(av: String, tensor: String, vector: [Int], base: [Int])
     case vectorTensorNotInBase(av: String, tensor: String)
     case outputIsInput(output: String, input: String)
@@ -54,6 +57,17 @@ public enum AVError: Error, Equatable, Sendable, CustomStringConvertible {
             return
                 "\(av) was made from a different base: it records base fingerprint \(recorded), but \(path) has"
                 + " \(given) (--force merges anyway)"
+        case let .quantizedBaseMismatch(av, path, _, sampled) where sampled == 0:
+            return
+                "\(path) holds quantized weights and \(av) records no samples of its base to compare them with (made"
+                + " by an earlier av): make the vector again with av diff, merge with --force (the rounding stays"
+                + " in the output), or keep it in float as a llama.cpp adapter (av export-lora NAME.av --base"
+                + " ORIGINAL -o NAME.gguf)"
+        case let .quantizedBaseMismatch(av, path, within, sampled):
+            let share = Int((QuantizedBaseCheck.requiredShare * 100).rounded())
+            return
+                "\(path) is not a quantized copy of the base \(av) was made from: \(within) of \(sampled) sampled"
+                + " values lie within the quantization step (\(share)% must); --force merges anyway"
         case let .differentBases(f1, b1, f2, b2):
             return "\(f1) and \(f2) were made from different bases (\(b1) and \(b2)); --force merges anyway"
         case let .vectorShape(av, t, v, b):

@@ -100,6 +100,10 @@ public struct AVHeader: Equatable, Sendable {
     /// them is refused.
     public var digests: [String: String] = [:]
 
+    /// `av.base_samples`: a few of the base's values, to recognize a quantized copy of it; nil in
+    /// vectors made before av recorded them.
+    public var baseSamples: BaseSamples?
+
     /// `av.adapter`: the PEFT adapter the vector was made from (path, config digest, r, alpha,
     /// target modules), when it was made from one.
     public var adapter: JSONValue?
@@ -127,6 +131,7 @@ public struct AVHeader: Equatable, Sendable {
                 .rendered()
         }
         if let adapter { m["av.adapter"] = adapter.rendered() }
+        if let baseSamples { m["av.base_samples"] = baseSamples.metadataText }
         if let encodingParameters { m["av.encoding_params"] = encodingParameters.rendered() }
         if !shapes.isEmpty {
             let text = JSONValue.object(shapes.keys.sorted().map { ($0, .array(shapes[$0]!.map { .int($0) })) })
@@ -189,6 +194,12 @@ public struct AVHeader: Equatable, Sendable {
                 throw .notAnAV(file: file, reason: "metadata \"av.adapter\" is malformed")
             }
             adapter = json
+        }
+        if let text = m["av.base_samples"] {
+            guard let samples = BaseSamples(metadataText: text) else {
+                throw .notAnAV(file: file, reason: "metadata \"av.base_samples\" is malformed")
+            }
+            baseSamples = samples
         }
         if let text = m["av.encoding_params"] {
             guard let json = try? JSONParser.parse(text), case .object = json else {

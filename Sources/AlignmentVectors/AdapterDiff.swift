@@ -43,6 +43,7 @@ public func diff(
             content: XXHash64.hex(adapterContent), tensors: adapter.file.tensors.count),
         dtype: options.storage)
     header.adapter = adapter.provenance
+    header.baseSamples = BaseSamples.of(base)
 
     let specs = targets.map { TensorSpec(name: $0.tensor, dtype: options.storage, shape: $0.shape) }
     let writer: ReservedHeaderWriter

@@ -229,6 +229,7 @@ public func diff(
         domain: options.domain, base: identity(base, content: placeholder),
         aligned: identity(aligned, content: placeholder),
         dtype: options.storage, droppedRows: Dictionary(uniqueKeysWithValues: resized.map { ($0.0, $0.2[0]) }))
+    header.baseSamples = BaseSamples.of(base)
     let candidates = plans.filter(\.float).map { TensorSpec(name: $0.name, dtype: $0.storage, shape: $0.base.shape) }
     let writer: ReservedHeaderWriter
     do {

@@ -76,11 +76,7 @@ public func exportLoRA(vector: AlignmentVector, output: String, options: LoRAExp
         let term = MergeTerm(vector: vector, coefficient: 1)
         let structure = try checkCompatible(base: base, terms: [term], force: false)
         let content = XXHash64.hex(base.contentFingerprint(threads: options.threads))
-        if content != vector.header.base.content {
-            throw .baseMismatch(
-                av: vector.path, recorded: vector.header.base.fingerprint, given: "\(structure):\(content)",
-                basePath: base.path)
-        }
+        _ = try verifyBase(base, of: vector, structure: structure, content: content)
     }
     var exported: [ExportedTensor] = []
     var tensors: [(spec: TensorSpec, bytes: [UInt8])] = []

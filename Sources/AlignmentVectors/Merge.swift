@@ -60,6 +60,9 @@ public struct MergeOptions: Sendable {
     public var threads = Parallel.defaultThreads
     /// Extra provenance for the output header (the recipe, for one).
     public var provenance: [String: JSONValue] = [:]
+    /// The base's path as the user named it, for the provenance (a `.gguf` rather than the temporary
+    /// directory it was converted to); nil: the checkpoint's path.
+    public var basePath: String?
     /// Other inputs of the run that the output must not be or contain (a recipe, a vectors directory).
     public var protectedPaths: [String] = []
     /// How the deltas combine: linear (the default), TIES or DARE.
@@ -98,6 +101,9 @@ public struct MergeReport: Sendable {
     public var base: ModelIdentity
     /// Whether the base's content fingerprint is the one the vectors record.
     public var baseVerified: Bool
+    /// For a base that is a quantized copy of the vectors' base, how its values compared with the
+    /// samples the vectors record (`BaseSamples`); nil otherwise.
+    public var quantizedBase: QuantizedBaseCheck?
     /// The vectors and coefficients, in the order given.
     public var terms: [(path: String, domain: String, coefficient: Double)]
     /// Every tensor of the base, in the base's order.
@@ -180,7 +186,7 @@ public func merge(
         (
             "base",
             .object([
-                ("path", .string(base.path)), ("structure", .string(structure)),
+                ("path", .string(options.basePath ?? base.path)), ("structure", .string(structure)),
                 ("content", expected.map { .string($0) } ?? .null),
             ])
         ),
@@ -272,10 +278,9 @@ public func merge(
             results[t.name] = TensorMerge(name: t.name, dtype: outDType(t), elements: t.elementCount, terms: 0)
         }
         let content = XXHash64.hex(ContentFingerprint.combine(digests))
+        var quantizedBase: QuantizedBaseCheck?
         if let expected, expected != content, !options.force && !options.transfer {
-            throw .baseMismatch(
-                av: terms[0].vector.path, recorded: terms[0].vector.header.base.fingerprint,
-                given: "\(structure):\(content)", basePath: base.path)
+            quantizedBase = try verifyBase(base, of: terms[0].vector, structure: structure, content: content)
         }
         let config = try configWithDType(base: base, dtype: options.dtype)
         do {
@@ -298,6 +303,7 @@ public func merge(
         progress?(totalBytes, totalBytes)
         return MergeReport(
             output: output, base: identity, baseVerified: expected == nil || expected == content,
+            quantizedBase: quantizedBase,
             terms: terms.map { ($0.vector.path, $0.vector.domain, $0.coefficient) },
             tensors: base.tensors.map { results[$0.name]! }, outputFiles: files,
             seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, bytesRead: totalBytes,

@@ -40,9 +40,7 @@ public func mixTensors(
         // The same content check as merge's, over the whole base (merge gets it from its one pass).
         let content = XXHash64.hex(base.contentFingerprint(threads: threads))
         if content != expected {
-            throw .baseMismatch(
-                av: terms[0].vector.path, recorded: terms[0].vector.header.base.fingerprint,
-                given: "\(structure):\(content)", basePath: base.path)
+            _ = try verifyBase(base, of: terms[0].vector, structure: structure, content: content)
         }
     }
     // The tensors some term changes, each computed by the merge engine into its own buffer.

@@ -63,8 +63,12 @@ public enum GGUFConverter {
         let kvHeads = gguf.metadata["\(arch).attention.head_count_kv"]?.intValue ?? heads
         var specs: [TensorSpec] = []
         var sources: [String: GGUFTensorInfo] = [:]
+        // The bits of every quantized tensor, recorded in the output (`av.dequantized`): alignment vectors
+        // recognize their base in a quantized copy by it (`BaseSamples`).
+        var dequantized: [(String, JSONValue)] = []
         for t in gguf.tensors {
             guard let name = hfName(t.name) else { continue }
+            if let bits = t.type.quantizedBits { dequantized.append((name, .int(bits))) }
             guard Dequantize.supports(t.type) else {
                 throw fail("tensor \(JSONWriter.quoted(t.name)): \(t.type.name) cannot be dequantized yet")
             }
@@ -83,7 +87,10 @@ public enum GGUFConverter {
         let tied = gguf.info("output.weight") == nil
         let writer: ModelDirectoryWriter
         do {
-            writer = try ModelDirectoryWriter(path: directory, tensors: specs, protecting: [gguf.path])
+            var metadata = ["format": "pt"]
+            if !dequantized.isEmpty { metadata["av.dequantized"] = JSONValue.object(dequantized).rendered() }
+            writer = try ModelDirectoryWriter(
+                path: directory, tensors: specs, metadata: metadata, protecting: [gguf.path])
         } catch {
             throw fail(error.description)
         }

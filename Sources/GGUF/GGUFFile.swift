@@ -96,6 +96,20 @@ public enum GGMLType: UInt32, Sendable, CaseIterable {
         }
     }
 
+    /// Bits per weight of a quantized type's codes (the levels a block's range is cut into are
+    /// 2^bits − 1); nil for float and integer types.
+    public var quantizedBits: Int? {
+        switch self {
+        case .q2_K: 2
+        case .q3_K: 3
+        case .q4_0, .q4_1, .q4_K: 4
+        case .q5_0, .q5_1, .q5_K: 5
+        case .q6_K: 6
+        case .q8_0, .q8_1, .q8_K: 8
+        default: nil
+        }
+    }
+
     /// The type's name as ggml prints it (`F32`, `Q4_K`).
     public var name: String { "\(self)".uppercased() }
 }

@@ -31,19 +31,10 @@ public enum GGUFInput {
     public static func originals(in message: String) -> String {
         var out = message
         for (dir, gguf) in sources.sorted(by: { $0.key.count > $1.key.count }) {
-            // A quantized GGUF is never the vectors' base bit for bit: say what to do instead.
-            if let types = quantized[dir], out.contains(dir), out.contains("was made from a different base") {
-                out +=
-                    "; \(gguf) holds quantized weights (\(types)), whose rounding is not the base's: merge with"
-                    + " --force (the rounding stays in the output), or keep the vector in float as a llama.cpp"
-                    + " adapter on it (av export-lora NAME.av --base ORIGINAL -o NAME.gguf)"
-            }
             out = out.replacingAll(dir, with: "\(gguf) (converted)")
         }
         return out
     }
-    /// Each conversion's directory → the quantized types of its `.gguf` (none: not listed).
-    nonisolated(unsafe) static var quantized: [String: String] = [:]
     /// Where the last conversion went: "memory" or "disk", for tests and reports.
     nonisolated(unsafe) public private(set) static var lastPlace = ""
 
@@ -80,8 +71,6 @@ public enum GGUFInput {
         }
         TemporaryFiles.register(dir, directory: true)
         sources[dir] = path
-        let types = Set(file.tensors.map(\.type)).subtracting([.f32, .f16, .bf16, .f64]).map(\.name).sorted()
-        if !types.isEmpty { quantized[dir] = types.joined(separator: ", ") }
         try GGUFConverter.convert(file, to: dir, dtype: dtype, vectors: recorded)
         temporary.append(dir)
         return dir

@@ -78,6 +78,7 @@ struct MergeArguments {
         r.method = options.method
         options.provenance["recipe"] = r.json
         let base = try resolveBase(r.base!, for: terms.map(\.vector))
+        if base != r.base! { options.basePath = r.base! }
         return MergeArguments(
             base: try Checkpoint(path: base), terms: terms, output: r.output ?? "", options: options,
             ggufType: ggufType)

@@ -31,8 +31,7 @@ extension MergeCommand {
         var rows: [(String, String)] = [
             (
                 "base",
-                "\(r.base.path) (\(r.base.dtype), fingerprint \(r.base.fingerprint),"
-                    + " \(r.baseVerified ? "matches the vectors" : "NOT the vectors' base: transferred"))"
+                "\(r.base.path) (\(r.base.dtype), fingerprint \(r.base.fingerprint), \(baseVerdict(r)))"
             ),
             (
                 "vectors",
@@ -87,12 +86,28 @@ extension MergeCommand {
         return lines.joined(separator: "\n")
     }
 
+    /// How the base relates to the vectors': theirs, a quantized copy of it, or another (transferred).
+    static func baseVerdict(_ r: MergeReport) -> String {
+        if r.baseVerified { return "matches the vectors" }
+        if let q = r.quantizedBase {
+            return "a quantized copy (\(q.types)) of the vectors' base: \(q.within) of \(q.sampled) sampled values"
+                + " within the quantization step"
+        }
+        return "NOT the vectors' base: transferred"
+    }
+
     static func json(_ r: MergeReport, dtype: DType?, gguf: GGMLType? = nil, retention: GGUFRetention? = nil)
         -> JSONValue
     {
         .object([
             ("output", .string(r.output)), ("files", .array(r.outputFiles.map { .string($0) })), ("base", r.base.json),
             ("baseVerified", .bool(r.baseVerified)),
+            (
+                "quantizedBase",
+                r.quantizedBase.map {
+                    .object([("within", .int($0.within)), ("sampled", .int($0.sampled)), ("types", .string($0.types))])
+                } ?? .null
+            ),
             (
                 "vectors",
                 .array(
