@@ -23,6 +23,15 @@ public struct KLResult: Sendable {
     public var max: Double
 }
 
+/// How a text's tokens are scored for its perplexity.
+public enum TextScoring: Sendable, Equatable {
+    /// Every token once, in rolling windows of at most `window` tokens (default: the context)
+    /// advancing by `stride` (default: half the window): lm-eval-harness's rolling log-likelihood.
+    case rolling(window: Int?, stride: Int?)
+    /// llama.cpp's `llama-perplexity -c N`: chunks of N tokens, the second half of each scored.
+    case chunks(Int)
+}
+
 /// Perplexity of a text: mean negative log-likelihood per scored token, and its exponential.
 public struct PerplexityResult: Sendable {
     /// Tokens scored (every token after the first).
@@ -55,6 +64,26 @@ extension LanguageModel {
         for v in values { total += v }
         guard total.isFinite else { throw .nonFinite(what: "the perplexity") }
         return PerplexityResult(tokens: values.count, meanNLL: total / Double(values.count), tokenNLL: values)
+    }
+
+    /// Perplexity of `text` as llama.cpp's `llama-perplexity -c chunk` computes it: the tokens (after
+    /// the tokenizer's BOS) in chunks of `chunk`, each starting with BOS, the second half of each
+    /// scored (`LlamaModel.chunkedTokenNLL`).
+    public func perplexity(text: String, chunk: Int) throws(InferenceError) -> PerplexityResult {
+        let prefix = tokenizer.prefixIDs
+        let values = try model.chunkedTokenNLL(prefix + tokenizer.encode(text), chunk: chunk, bos: prefix.first)
+        var total = 0.0
+        for v in values { total += v }
+        guard total.isFinite else { throw .nonFinite(what: "the perplexity") }
+        return PerplexityResult(tokens: values.count, meanNLL: total / Double(values.count), tokenNLL: values)
+    }
+
+    /// Perplexity of `text` scored as `scoring` says.
+    public func perplexity(text: String, scoring: TextScoring) throws(InferenceError) -> PerplexityResult {
+        switch scoring {
+        case .rolling(let window, let stride): try perplexity(text: text, window: window, stride: stride)
+        case .chunks(let n): try perplexity(text: text, chunk: n)
+        }
     }
 
     /// KL(reference ‖ self) of the next-token distributions after each prompt.

@@ -4,8 +4,8 @@ import Inference
 /// accuracy over pairs (with a reference model, DPO implicit rewards too), level shares, KL to
 /// another model; and the same measurements on a second model with paired tests of the differences.
 public struct Measurements {
-    /// A text and the rolling window (and stride) to score it with.
-    public var text: (body: String, window: Int?, stride: Int?)?
+    /// A text and how its tokens are scored.
+    public var text: (body: String, scoring: TextScoring)?
     /// Preference pairs.
     public var pairs: [PreferencePair]?
     /// The reference model of DPO's implicit reward margins over the pairs.
@@ -40,7 +40,7 @@ public struct Measurements {
     /// text, pairs, levels, KL, comparison.
     public func run(on lm: LanguageModel) throws(InferenceError) -> Results {
         var r = Results()
-        if let text { r.text = try lm.perplexity(text: text.body, window: text.window, stride: text.stride) }
+        if let text { r.text = try lm.perplexity(text: text.body, scoring: text.scoring) }
         if let pairs { r.pairs = try lm.evaluate(pairs: pairs, reference: reference) }
         if let levels {
             r.levels = try lm.evaluate(levels: levels.file, score: levels.score, prefix: levels.prefix)
@@ -55,7 +55,7 @@ public struct Measurements {
         if let other = compare {
             other.model.threads = lm.model.threads
             if let text, let mine = r.text {
-                let theirs = try other.perplexity(text: text.body, window: text.window, stride: text.stride)
+                let theirs = try other.perplexity(text: text.body, scoring: text.scoring)
                 r.comparisons.append(Comparison.perplexity(mine, theirs))
             }
             if let pairs, let mine = r.pairs {

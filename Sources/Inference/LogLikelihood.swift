@@ -99,4 +99,40 @@ extension LlamaModel {
         }
         return values
     }
+
+    /// −log p of each token llama.cpp's `llama-perplexity` scores, in its order: `tokens` cut into
+    /// ⌊count / n⌋ chunks of `n`, each chunk's first token replaced by `bos` (when the tokenizer adds
+    /// one), each chunk run from position 0, and its second half scored: positions n/2 ..< n − 1
+    /// predict the token after them. Fewer than two chunks are refused, as llama-perplexity refuses
+    /// them. Numbers comparable with llama.cpp's on the same file and context.
+    public func chunkedTokenNLL(_ tokens: [Int], chunk n: Int, bos: Int?) throws(InferenceError) -> [Double] {
+        guard n >= 4, n <= config.maxPositionEmbeddings else {
+            throw .input(
+                file: "--chunks",
+                message: "\(n): a chunk holds 4 to the model's context (\(config.maxPositionEmbeddings)) tokens")
+        }
+        guard tokens.count >= 2 * n else {
+            throw .input(
+                file: "text", message: "\(tokens.count) tokens: chunks of \(n) need at least \(2 * n) (two chunks)")
+        }
+        let V = config.vocabSize
+        let first = n / 2
+        var values: [Double] = []
+        for c in 0..<(tokens.count / n) {
+            var ids = Array(tokens[(c * n)..<((c + 1) * n)])
+            if let bos { ids[0] = bos }
+            let cache = makeCache(capacity: n)
+            _ = try forward(Array(ids[0..<first]), cache: cache)
+            var position = first
+            while position < n - 1 {
+                let blockEnd = min(n - 1, position + 256)
+                let logits = try forward(Array(ids[position..<blockEnd]), cache: cache, allLogits: true)
+                for (k, p) in (position..<blockEnd).enumerated() {
+                    values.append(-logSoftmaxEntry(ids[p + 1], of: logits[(k * V)..<((k + 1) * V)], level: kernels))
+                }
+                position = blockEnd
+            }
+        }
+        return values
+    }
 }

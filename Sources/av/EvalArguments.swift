@@ -8,8 +8,8 @@ struct EvalArguments {
     /// The model as named (`--model`, or the base of a mix).
     var model: String
     var textFile: String?
-    var window: Int?
-    var stride: Int?
+    /// How `--text` is scored: rolling windows (`--window`, `--stride`) or llama.cpp's chunks (`--chunks`).
+    var scoring: TextScoring
     var pairsFile: String?
     var reference: String?
     var levels: LevelsFile?
@@ -45,8 +45,12 @@ struct EvalArguments {
         }
         let window = try count("--window")
         let stride = try count("--stride")
-        if (window != nil || stride != nil) && !args.has("--text") {
-            throw UsageError(message: "--window and --stride go with --text")
+        let chunks = try count("--chunks")
+        if (window != nil || stride != nil || chunks != nil) && !args.has("--text") {
+            throw UsageError(message: "--window, --stride and --chunks go with --text")
+        }
+        if chunks != nil && (window != nil || stride != nil) {
+            throw UsageError(message: "--chunks is llama.cpp's scoring, --window and --stride av's: give one")
         }
         if let window, let stride, stride > window {
             throw UsageError(
@@ -54,7 +58,7 @@ struct EvalArguments {
         }
         return EvalArguments(
             model: args.value("--model") ?? args.value("--base") ?? "", textFile: args.value("--text"),
-            window: window, stride: stride, pairsFile: args.value("--pairs"), reference: args.value("--ref"),
+            scoring: chunks.map { .chunks($0) } ?? .rolling(window: window, stride: stride), pairsFile: args.value("--pairs"), reference: args.value("--ref"),
             levels: levels, score: score, prefix: prefix, klTo: args.value("--kl-to"),
             promptsFile: args.value("--prompts"), compare: args.value("--compare"), json: args.has("--json"),
             quiet: args.has("--quiet"))
@@ -64,7 +68,7 @@ struct EvalArguments {
     /// loaded; a `--system` prompt rendered by `lm`'s chat template.
     func measurements(for lm: LanguageModel) throws -> Measurements {
         var m = Measurements()
-        if let file = textFile { m.text = (try TextInput.read(file), window, stride) }
+        if let file = textFile { m.text = (try TextInput.read(file), scoring) }
         if let file = pairsFile {
             m.pairs = try PreferencePair.load(file)
             m.reference = try reference.map { try LanguageModel(directory: try GGUFInput.resolve($0)) }

@@ -23,6 +23,9 @@ enum EvalCommand {
             OptionSpec(
                 names: ["--stride"], valueName: "N",
                 help: "--text longer than the window: tokens scored per rolling window (default: window / 2)"),
+            OptionSpec(
+                names: ["--chunks"], valueName: "N",
+                help: "--text as llama.cpp's llama-perplexity -c N scores it: chunks of N, each's second half"),
             OptionSpec(names: ["--quiet", "-q"], help: "no speed line on stderr"),
             OptionSpec(
                 names: ["--pairs"], valueName: "FILE.jsonl",

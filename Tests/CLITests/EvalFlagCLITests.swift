@@ -42,6 +42,26 @@ struct EvalFlagCLITests {
         #expect(bad.status == 2 && bad.stderr.contains("--stride"), "\(bad.stderr)")
     }
 
+    @Test("--chunks N scores the text as llama.cpp's llama-perplexity -c N does, in the library's chunks")
+    func chunks() throws {
+        let model = Self.checkpoints + "/medical-aligned"
+        let text = Self.checkpoints + "/eval/heldout.txt"
+        let json = try Self.evalJSON(["--model", model, "--text", text, "--chunks", "128"])
+        let got = (json["text"] as? [String: Any])?["perplexity"] as? Double ?? .nan
+        let lm = try LanguageModel(directory: model)
+        let expected = try lm.perplexity(text: try String(contentsOfFile: text, encoding: .utf8), chunk: 128)
+        #expect(got == expected.perplexity && (json["text"] as? [String: Any])?["tokens"] as? Int == expected.tokens)
+        #expect(expected.tokens == 1599 / 128 * 63, "\(expected.tokens)")  // 12 chunks, 63 scored in each
+        let both = try runAV(["eval", "--model", model, "--text", text, "--chunks", "128", "--window", "64"])
+        #expect(both.status == 2 && both.stderr.contains("--chunks is llama.cpp's scoring"), "\(both.stderr)")
+        let long = try runAV(["eval", "--model", model, "--text", text, "--chunks", "1000"])
+        #expect(long.status == 3 && long.stderr.contains("--chunks: 1000: a chunk holds 4 to"), "\(long.stderr)")
+        let dir = TemporaryDirectory()
+        try Data("Rest now.".utf8).write(to: URL(fileURLWithPath: dir.file("t.txt")))
+        let short = try runAV(["eval", "--model", model, "--text", dir.file("t.txt"), "--chunks", "8"])
+        #expect(short.status == 3 && short.stderr.contains("chunks of 8 need at least 16"), "\(short.stderr)")
+    }
+
     @Test("--score sum scores each response by its summed log-probability: sum = mean × its token count")
     func scoreSum() throws {
         let levels = Self.checkpoints + "/eval/medical_levels.jsonl"

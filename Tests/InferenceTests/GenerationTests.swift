@@ -154,9 +154,42 @@ struct RollingPerplexityTests {
             var tokens: Int
             var nll: Double
         }
+        struct Chunks: Decodable {
+            var chunk: Int
+            var bos: Int?
+            var nll: Double
+            var tokens: Int
+        }
         var ids: [Int]
         var cases: [Case]
         var short: Short
+        var chunks: [Chunks]
+    }
+
+    @Test("llama.cpp's chunks (av eval --chunks): the second half of each chunk, after BOS, at every level")
+    func chunks() throws {
+        let r = try JSONDecoder().decode(
+            Reference.self, from: Data(contentsOf: URL(fileURLWithPath: modelFixture("rolling_reference.json"))))
+        let model = try LlamaModel(directory: modelFixture("llama"))
+        #expect(r.chunks.count == 3)
+        for level in KernelLevel.supported {
+            model.kernels = level
+            for c in r.chunks {
+                let values = try model.chunkedTokenNLL(r.ids, chunk: c.chunk, bos: c.bos)
+                #expect(values.count == c.tokens)
+                let nll = values.reduce(0, +)
+                #expect(
+                    abs(nll - c.nll) < 1e-5 * c.nll,
+                    "\(level.name) chunk \(c.chunk) BOS \(c.bos ?? -1): \(nll) vs \(c.nll)")
+            }
+        }
+        model.kernels = .current
+        // BOS matters, and so does the chunk: the reference's totals differ.
+        #expect(Set(r.chunks.map { Int($0.nll) }).count == 3)
+        // Fewer than two chunks: refused, as llama-perplexity refuses them.
+        #expect(throws: InferenceError.self) {
+            try model.chunkedTokenNLL(Array(r.ids.prefix(127)), chunk: 64, bos: nil)
+        }
     }
 
     @Test("each token scored once, with up to the window of context; one pass when the text fits")

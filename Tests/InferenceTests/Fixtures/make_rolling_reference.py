@@ -5,7 +5,9 @@ Rule (README, `av eval --text`): a forward pass sees at most W tokens. The first
 tokens 1..min(n − 1, W) (each from all the tokens before it); each later window scores the next S
 tokens, each conditioned on the W tokens that end just before the window's last token: every
 token is scored once, with between W − S + 1 and W tokens of context. Writes rolling_reference.json:
-the ids and, for each (W, S), the summed negative log-likelihood and the number of tokens scored.
+the ids and, for each (W, S), the summed negative log-likelihood and the number of tokens scored;
+and the same for llama.cpp's llama-perplexity rule (`chunks`: chunks of N tokens, each's first token
+replaced by BOS when it has one, the second half of each scored), which `av eval --chunks N` follows.
 
 Run: python3 make_rolling_reference.py   (torch, transformers)
 """
@@ -49,6 +51,28 @@ for window, stride in [(128, 64), (128, 128), (32, 8), (128, 1)]:
     cases.append({"window": window, "stride": stride, "nll": s, "tokens": c})
 short = ids[:100]
 s, c = nll(short, 1)
-json.dump({"ids": ids, "cases": cases, "short": {"tokens": c, "nll": s}},
+
+
+def chunked(tokens, n, bos):
+    """llama.cpp's llama-perplexity: chunks of n tokens, each's first replaced by BOS (when given),
+    the second half of each scored (positions n/2 .. n-2 predict the next token)."""
+    total, count = 0.0, 0
+    for k in range(len(tokens) // n):
+        chunk = tokens[k * n:(k + 1) * n]
+        if bos is not None:
+            chunk = [bos] + chunk[1:]
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([chunk])).logits[0].double(), dim=-1)
+        for p in range(n // 2, n - 1):
+            total -= logp[p, chunk[p + 1]].item()
+            count += 1
+    return total, count
+
+
+chunks = []
+for n, bos in [(64, None), (64, 1), (100, 1)]:
+    cs, cc = chunked(ids, n, bos)
+    chunks.append({"chunk": n, "bos": bos, "nll": cs, "tokens": cc})
+json.dump({"ids": ids, "cases": cases, "short": {"tokens": c, "nll": s}, "chunks": chunks},
           open(os.path.join(HERE, "rolling_reference.json"), "w"), indent=1)
-print(cases)
+print(cases, chunks)
