@@ -162,16 +162,23 @@ public enum GGUFExport {
         var values = [Float](repeating: 0, count: min(rowCount, perPiece) * rowLength)
         var out = [UInt8](repeating: 0, count: min(rowCount, perPiece) * outRow)
         let headRows = heads > 0 ? rowCount / heads : 0
+        // A piece's rows are decoded and encoded in parts on every thread (each row on its own: the
+        // bytes do not depend on the threads).
+        let threads = Parallel.defaultThreads
         var row = 0
         while row < rowCount {
             let n = min(perPiece, rowCount - row)
+            let parts = min(n, threads * 4)
             values.withUnsafeMutableBufferPointer { v in
-                for r in 0..<n {
-                    var src = row + r
-                    if heads > 0 { src = hfRow(src, headRows: headRows) }
-                    Convert.toFloat(
-                        info.dtype, from: bytes.baseAddress! + src * rowLength * size, count: rowLength,
-                        into: v.baseAddress! + r * rowLength)
+                let values = UncheckedSendable(v.baseAddress!)
+                Parallel.forEach(parts, threads: threads) { _, part in
+                    for r in (part * n / parts)..<((part + 1) * n / parts) {
+                        var src = row + r
+                        if heads > 0 { src = hfRow(src, headRows: headRows) }
+                        Convert.toFloat(
+                            info.dtype, from: bytes.baseAddress! + src * rowLength * size, count: rowLength,
+                            into: values.value + r * rowLength)
+                    }
                 }
             }
             if spec.type == .q8_0 || spec.type == .q4_0,
@@ -184,7 +191,13 @@ public enum GGUFExport {
             }
             values.withUnsafeBufferPointer { v in
                 out.withUnsafeMutableBytes { o in
-                    Quantize.run(spec.type, v.baseAddress!, count: n * rowLength, into: o.baseAddress!)
+                    let (input, output) = (UncheckedSendable(v.baseAddress!), UncheckedSendable(o.baseAddress!))
+                    Parallel.forEach(parts, threads: threads) { _, part in
+                        let (lo, hi) = (part * n / parts, (part + 1) * n / parts)
+                        Quantize.run(
+                            spec.type, input.value + lo * rowLength, count: (hi - lo) * rowLength,
+                            into: output.value + lo * outRow)
+                    }
                 }
             }
             let result: Result<Void, GGUFError> = out.withUnsafeBytes { o in
@@ -194,6 +207,11 @@ public enum GGUFExport {
             }
             try result.get()
             row += n
+        }
+        // The tensor's pages of the input are not needed again: keep resident memory to one tensor.
+        if let file = model.file(holding: name), let entry = file.info(name) {
+            let start = file.fileOffset(of: entry)
+            file.mapping.release(start..<(start + entry.byteCount))
         }
     }
 

@@ -32,9 +32,16 @@ public enum Quantize {
         let id: Float = d != 0 ? 1 / d : 0
         y.storeBytes(of: FloatBits.floatToF16(d).littleEndian, as: UInt16.self)
         for j in 0..<32 {
-            let q = (x[j] * id).rounded(.toNearestOrAwayFromZero)
-            y.storeBytes(of: Int8(q), toByteOffset: 2 + j, as: Int8.self)
+            y.storeBytes(of: Int8(truncatingIfNeeded: roundedAway(x[j] * id)), toByteOffset: 2 + j, as: Int8.self)
         }
+    }
+
+    /// `v` rounded half away from zero (|v| < 2³¹), as `v.rounded(.toNearestOrAwayFromZero)` gives it,
+    /// without its library call per value: v ± ½ is exact in f64, and its truncation is the result.
+    @inline(__always)
+    static func roundedAway(_ v: Float) -> Int32 {
+        let w = Double(v)
+        return Int32(w + Double(signOf: w, magnitudeOf: 0.5))
     }
 
     /// One block of 32: `d = m / −8` for the value `m` of largest magnitude (the first one on a tie),
