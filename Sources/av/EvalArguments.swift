@@ -1,5 +1,5 @@
-import GGUF
 import Evaluation
+import GGUF
 import Inference
 
 /// `av eval`'s words, read and checked: what to measure, from which files, and how to print it.
@@ -58,7 +58,8 @@ struct EvalArguments {
         }
         return EvalArguments(
             model: args.value("--model") ?? args.value("--base") ?? "", textFile: args.value("--text"),
-            scoring: chunks.map { .chunks($0) } ?? .rolling(window: window, stride: stride), pairsFile: args.value("--pairs"), reference: args.value("--ref"),
+            scoring: chunks.map { .chunks($0) } ?? .rolling(window: window, stride: stride),
+            pairsFile: args.value("--pairs"), reference: args.value("--ref"),
             levels: levels, score: score, prefix: prefix, klTo: args.value("--kl-to"),
             promptsFile: args.value("--prompts"), compare: args.value("--compare"), json: args.has("--json"),
             quiet: args.has("--quiet"))
