@@ -73,6 +73,9 @@ AVX512 static inline __m512 load_w_bf16(const void *w, size_t i, __mmask16 m) {
 TILE512(matmul_f32_avx512, load_w_f32, float, 4)
 TILE512(matmul_bf16_avx512, load_w_bf16, uint16_t, 2)
 
+#ifndef AV_GEMV_AHEAD
+#define AV_GEMV_AHEAD 2048
+#endif
 // One vector (decode): memory-bound, so each row streams alone (interleaved rows defeat the
 // prefetcher here) through four accumulators.
 #define GEMV512(NAME, LOAD, WTYPE, WSIZE)                                                                           \
@@ -84,6 +87,8 @@ TILE512(matmul_bf16_avx512, load_w_bf16, uint16_t, 2)
             __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                              \
             size_t i = 0;                                                                                            \
             for (; i + 64 <= full; i += 64) {                                                                        \
+                for (size_t p = 0; p < 64 * WSIZE; p += 64)                                                          \
+                    _mm_prefetch((const char *)wr + (i + AV_GEMV_AHEAD) * WSIZE + p, _MM_HINT_T0);                    \
                 a0 = _mm512_fmadd_ps(LOAD(wr, i, 0xFFFF), _mm512_loadu_ps(x + i), a0);                               \
                 a1 = _mm512_fmadd_ps(LOAD(wr, i + 16, 0xFFFF), _mm512_loadu_ps(x + i + 16), a1);                     \
                 a2 = _mm512_fmadd_ps(LOAD(wr, i + 32, 0xFFFF), _mm512_loadu_ps(x + i + 32), a2);                     \

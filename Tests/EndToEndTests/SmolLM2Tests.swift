@@ -39,6 +39,9 @@ final class ConvertedSmolLM2: @unchecked Sendable {
 
     init() {
         directory = TemporaryDirectory()
+        // The shared conversion lives until exit, where no deinit runs: remove its 1 GiB then (every
+        // CI run left one in the temporary directory).
+        atexit { try? FileManager.default.removeItem(atPath: ConvertedSmolLM2.shared.directory.path) }
         guard let path = smolLM2Path() else {
             model = nil
             error =
