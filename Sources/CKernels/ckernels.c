@@ -73,11 +73,14 @@ AVX512 static inline __m512 load_w_bf16(const void *w, size_t i, __mmask16 m) {
 TILE512(matmul_f32_avx512, load_w_f32, float, 4)
 TILE512(matmul_bf16_avx512, load_w_bf16, uint16_t, 2)
 
+// How far ahead of its loads a decode product asks for its weights, in elements (4 KiB of a bf16
+// row; past a row's end, the next row's start): one core's hardware prefetcher alone keeps too few
+// requests in flight to stream a large model at the memory's speed (Benchmarks/README.md, "7B").
 #ifndef AV_GEMV_AHEAD
 #define AV_GEMV_AHEAD 2048
 #endif
 // One vector (decode): memory-bound, so each row streams alone (interleaved rows defeat the
-// prefetcher here) through four accumulators.
+// prefetcher here) through four accumulators, prefetching AV_GEMV_AHEAD elements ahead.
 #define GEMV512(NAME, LOAD, WTYPE, WSIZE)                                                                           \
     AVX512 static void NAME(const WTYPE *w, size_t rows, size_t cols, const float *x, float *y) {                    \
         const size_t full = cols / 16 * 16;                                                                          \
@@ -173,6 +176,8 @@ TILE256(matmul_bf16_avx2, load8_bf16, scalar_bf16, uint16_t, 2)
             __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                              \
             size_t i = 0;                                                                                            \
             for (; i + 32 <= full; i += 32) {                                                                        \
+                for (size_t p = 0; p < 32 * WSIZE; p += 64)                                                          \
+                    _mm_prefetch((const char *)wr + (i + AV_GEMV_AHEAD) * WSIZE + p, _MM_HINT_T0);                    \
                 a0 = _mm256_fmadd_ps(LOAD(wr, i), _mm256_loadu_ps(x + i), a0);                                       \
                 a1 = _mm256_fmadd_ps(LOAD(wr, i + 8), _mm256_loadu_ps(x + i + 8), a1);                               \
                 a2 = _mm256_fmadd_ps(LOAD(wr, i + 16), _mm256_loadu_ps(x + i + 16), a2);                             \
