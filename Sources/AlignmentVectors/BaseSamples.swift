@@ -100,8 +100,11 @@ public struct QuantizedBaseCheck: Sendable, Equatable {
     /// step is at most that; 1.5 covers the super-block scales of K-quants) plus half a unit in the
     /// last place of the copy's dtype; a value of a tensor the GGUF kept in float passes when equal
     /// to within that half unit.
-    public static func compare(_ base: Checkpoint, with samples: BaseSamples) -> QuantizedBaseCheck {
-        let bits = base.dequantizedBits
+    /// `bits`: `base.dequantizedBits`, when the caller has read them already.
+    public static func compare(_ base: Checkpoint, with samples: BaseSamples, bits: [String: Int]? = nil)
+        -> QuantizedBaseCheck
+    {
+        let bits = bits ?? base.dequantizedBits
         var within = 0
         var sampled = 0
         for (name, expected) in samples.values {
@@ -176,11 +179,12 @@ func verifyBase(_ base: Checkpoint, of vector: AlignmentVector, structure: Strin
     throws(AVError) -> QuantizedBaseCheck?
 {
     guard content != vector.header.base.content else { return nil }
-    if !base.dequantizedBits.isEmpty {
+    let bits = base.dequantizedBits
+    if !bits.isEmpty {
         guard let samples = vector.header.baseSamples else {
             throw .quantizedBaseMismatch(av: vector.path, basePath: base.path, within: 0, sampled: 0)
         }
-        let check = QuantizedBaseCheck.compare(base, with: samples)
+        let check = QuantizedBaseCheck.compare(base, with: samples, bits: bits)
         guard check.accepted else {
             throw .quantizedBaseMismatch(
                 av: vector.path, basePath: base.path, within: check.within, sampled: check.sampled)

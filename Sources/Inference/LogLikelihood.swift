@@ -71,24 +71,9 @@ extension LlamaModel {
         guard stride >= 1, stride <= window else {
             throw .input(file: "stride", message: "\(stride): the stride is 1 to the window (\(window))")
         }
-        let V = config.vocabSize
         var values: [Double] = []
-        // Scores targets first..<end from the input tokens[start..<end − 1].
         func score(start: Int, first: Int, end: Int) throws(InferenceError) {
-            let cache = makeCache(capacity: end - 1 - start)
-            var position = start
-            if first - 1 > start {
-                _ = try forward(Array(tokens[start..<(first - 1)]), cache: cache)
-                position = first - 1
-            }
-            while position < end - 1 {
-                let blockEnd = min(end - 1, position + 256)
-                let logits = try forward(Array(tokens[position..<blockEnd]), cache: cache, allLogits: true)
-                for (k, p) in (position..<blockEnd).enumerated() {
-                    values.append(-logSoftmaxEntry(tokens[p + 1], of: logits[(k * V)..<((k + 1) * V)], level: kernels))
-                }
-                position = blockEnd
-            }
+            try scoreTargets(tokens, start: start, first: first, end: end, into: &values)
         }
         var end = min(tokens.count, window + 1)
         if end > firstTarget { try score(start: 0, first: firstTarget, end: end) }
@@ -115,24 +100,36 @@ extension LlamaModel {
             throw .input(
                 file: "text", message: "\(tokens.count) tokens: chunks of \(n) need at least \(2 * n) (two chunks)")
         }
-        let V = config.vocabSize
-        let first = n / 2
         var values: [Double] = []
         for c in 0..<(tokens.count / n) {
             var ids = Array(tokens[(c * n)..<((c + 1) * n)])
             if let bos { ids[0] = bos }
-            let cache = makeCache(capacity: n)
-            _ = try forward(Array(ids[0..<first]), cache: cache)
-            var position = first
-            while position < n - 1 {
-                let blockEnd = min(n - 1, position + 256)
-                let logits = try forward(Array(ids[position..<blockEnd]), cache: cache, allLogits: true)
-                for (k, p) in (position..<blockEnd).enumerated() {
-                    values.append(-logSoftmaxEntry(ids[p + 1], of: logits[(k * V)..<((k + 1) * V)], level: kernels))
-                }
-                position = blockEnd
-            }
+            // Targets n/2 + 1 ..< n: predicted from positions n/2 ..< n − 1.
+            try scoreTargets(ids, start: 0, first: n / 2 + 1, end: n, into: &values)
         }
         return values
+    }
+
+    /// Appends −log p(tokens[t] | tokens[start..<t]) for t in first..<end, from one pass over
+    /// tokens[start..<end − 1]: the context before `first − 1` runs without the output layer, the
+    /// scored positions in blocks of 256, so memory stays at one block of logits.
+    func scoreTargets(_ tokens: [Int], start: Int, first: Int, end: Int, into values: inout [Double])
+        throws(InferenceError)
+    {
+        let V = config.vocabSize
+        let cache = makeCache(capacity: end - 1 - start)
+        var position = start
+        if first - 1 > start {
+            _ = try forward(Array(tokens[start..<(first - 1)]), cache: cache)
+            position = first - 1
+        }
+        while position < end - 1 {
+            let blockEnd = min(end - 1, position + 256)
+            let logits = try forward(Array(tokens[position..<blockEnd]), cache: cache, allLogits: true)
+            for (k, p) in (position..<blockEnd).enumerated() {
+                values.append(-logSoftmaxEntry(tokens[p + 1], of: logits[(k * V)..<((k + 1) * V)], level: kernels))
+            }
+            position = blockEnd
+        }
     }
 }
