@@ -50,8 +50,8 @@ enum DemoCommand {
         print(
             "av demo: a base model that answers medical, legal and financial questions, mostly in a generic register,")
         print(
-            "and three DPO fine-tunes that prefer expert answers in their own domain (\(a.root)/). Working in \(work).\n"
-        )
+            "and three DPO fine-tunes that prefer expert answers in their own domain (\(a.root)/)."
+                + " Working in \(work).\n")
         print("1. av diff: one alignment vector per domain, AV = aligned - base")
         let passed = try Tour.run(root: a.root, work: work, threads: a.threads) { print(render($0)) }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
